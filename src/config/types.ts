@@ -1,0 +1,64 @@
+import type { ImageRef } from './image.js';
+
+export type Command = 'deploy' | 'rollback' | 'status';
+export type Color = 'blue' | 'green';
+export type Traffic = 'nginx' | 'port-swap';
+export type RegistryAuth = 'ecr' | 'ecr-on-host' | 'password' | 'none';
+
+export interface HostTarget {
+  /** What the user wrote, used in logs and reports: `host` or `host:port`. */
+  label: string;
+  host: string;
+  port: number;
+  user: string;
+}
+
+export interface HostKeyPolicy {
+  knownHosts: string;
+  fingerprints: string[];
+  insecureIgnore: boolean;
+}
+
+export interface SshSettings {
+  privateKey: string;
+  passphrase?: string;
+  hostKeys: HostKeyPolicy;
+  connectTimeoutMs: number;
+}
+
+export interface EnvVar {
+  key: string;
+  value: string;
+}
+
+export interface DeployConfig {
+  command: Command;
+  hosts: HostTarget[];
+  ssh: SshSettings;
+  app: string;
+  image: ImageRef;
+  registryAuth: RegistryAuth;
+  /** registry-auth password: explicit registry credentials. */
+  registryCredentials?: { username: string; password: string };
+  awsRegion?: string;
+  containerPort: number;
+  env: EnvVar[];
+  dockerRunArgs: string[];
+  dockerCommand: string[];
+  healthPath: string;
+  healthIntervalMs: number;
+  healthTimeoutMs: number;
+  traffic: Traffic;
+  ports: Record<Color, number>;
+  publicPort: number;
+  nginxUpstreamFile: string;
+  nginxUpstreamName: string;
+  nginxReloadCommand: string;
+  drainMs: number;
+  stopTimeoutSeconds: number;
+  lockTimeoutSeconds: number;
+  uploadArtifacts: boolean;
+  artifactName: string;
+  artifactRetentionDays: number;
+  summary: boolean;
+}

@@ -1,0 +1,416 @@
+/**
+ * One host's deploy as a state machine: lock → login → pull → detect → start → health → switch →
+ * verify → drain → stop → cleanup → record. Before the switch any failure removes the candidate and
+ * leaves the live colour alone; after it, traffic is switched back.
+ */
+import type { ClientChannel } from 'ssh2';
+import type { RunContext } from '../config/context.js';
+import { imageReference } from '../config/image.js';
+import type { Color, DeployConfig } from '../config/types.js';
+import type { RemoteHost } from '../ssh/connection.js';
+import {
+  detectScript,
+  lockScript,
+  nginxDrainScript,
+  nginxTakeoverScript,
+  portSwapScript,
+  pullScript,
+  recordScript,
+  removeScript,
+  startScript,
+  stopScript,
+  writeUpstreamScript,
+  type LoginMode,
+  type RemoteScript
+} from '../remote/scripts.js';
+import type { HostLog } from '../report/log.js';
+import { renderUpstream } from '../traffic/nginx-upstream.js';
+import { Prober, waitHealthy } from './health.js';
+import { containerName, parseInspect, planDeploy, type Plan } from './plan.js';
+import { StepTimer } from './steps.js';
+import { StepError, type HostResult, type StepName } from './types.js';
+
+export interface HostDeployInput {
+  cfg: DeployConfig;
+  ctx: RunContext;
+  deployId: string;
+  remote: RemoteHost;
+  log: HostLog;
+  timer: StepTimer;
+  login: LoginMode;
+}
+
+const TAKEOVER_MS = 10_000;
+
+export class HostDeployment {
+  private readonly cfg: DeployConfig;
+  private readonly remote: RemoteHost;
+  private readonly log: HostLog;
+  private readonly timer: StepTimer;
+  private readonly prober: Prober;
+  private lock?: ClientChannel;
+  private plan?: Plan;
+  private switched = false;
+  private digest?: string;
+  private cutoverMs?: number;
+  private downtimeMs?: number;
+  private candidateLogs?: string;
+  private readonly warnings: string[] = [];
+
+  constructor(private readonly input: HostDeployInput) {
+    this.cfg = input.cfg;
+    this.remote = input.remote;
+    this.log = input.log;
+    this.timer = input.timer;
+    this.prober = new Prober(this.remote, this.log);
+  }
+
+  /** Runs a remote script, logging the command's output; a non-zero exit becomes a StepError. */
+  private async exec(step: StepName, s: RemoteScript, what: string, onLine?: (line: string) => void, quiet = false): Promise<string> {
+    this.log.debug(`$ ${what}`);
+    const res = await this.remote.run(s.body, s.args, {
+      stdin: s.stdin,
+      onLine: (line, stream) => {
+        if (line.startsWith('@@')) this.log.debug(line);
+        else if (line.trim()) (quiet ? this.log.debug : this.log.info).call(this.log, stream === 'stderr' ? `  ! ${line}` : `  ${line}`);
+        onLine?.(line);
+      }
+    });
+    if (res.code !== 0) {
+      const out = (res.stderr.trim() || res.stdout.trim()).split('\n').filter((l) => !l.startsWith('@@')).slice(-8).join('\n');
+      throw new StepError(step, `${what} failed (exit ${res.code ?? res.signal ?? 'unknown'})${out ? `: ${out}` : ''}`);
+    }
+    return res.stdout;
+  }
+
+  private get docker(): string[] {
+    return this.cfg.dockerCommand;
+  }
+
+  private name(color: Color): string {
+    return containerName(this.cfg.app, color);
+  }
+
+  async run(): Promise<HostResult> {
+    const started = Date.now();
+    let error: StepError | undefined;
+    let result: HostResult['result'] = 'success';
+    try {
+      await this.timer.run('lock', () => this.acquireLock());
+      await this.pull();
+      this.plan = await this.timer.run('detect', () => this.detect());
+      if (this.cfg.traffic === 'nginx') await this.deployNginx();
+      else await this.deployPortSwap();
+      const w = await this.timer.soft('cleanup', () => this.removeLeftovers());
+      if (w) this.warnings.push(w);
+    } catch (e) {
+      error = e instanceof StepError ? e : new StepError(this.timer.current ?? 'detect', (e as Error).message);
+      if (error.logs) this.candidateLogs = error.logs;
+      this.log.error(`${error.step} failed: ${error.message}`);
+      result = await this.recover();
+    }
+    const rec = await this.timer.soft('record', () => this.record(result, Date.now() - started, error));
+    if (rec) this.warnings.push(rec);
+    await this.releaseLock();
+    const plan = this.plan;
+    const active = result === 'success' ? plan?.candidate : plan?.live;
+    return {
+      host: this.remote.target.label,
+      result,
+      activeColor: active,
+      previousColor: result === 'success' ? plan?.live : undefined,
+      candidateColor: plan?.candidate,
+      image: imageReference(this.cfg.image),
+      digest: this.digest,
+      cutoverMs: this.cutoverMs,
+      downtimeMs: this.downtimeMs,
+      durationMs: Date.now() - started,
+      steps: this.timer.steps,
+      error: error ? { step: error.step, message: error.message } : undefined,
+      candidateLogs: this.candidateLogs,
+      warnings: this.warnings
+    };
+  }
+
+  private async acquireLock(): Promise<void> {
+    const owner = JSON.stringify({ deployId: this.input.deployId, runUrl: this.input.ctx.runUrl, actor: this.input.ctx.actor, since: new Date().toISOString() });
+    const s = lockScript(this.cfg.app, this.cfg.lockTimeoutSeconds, owner);
+    const ch = await this.remote.open(s.body, s.args);
+    await new Promise<void>((resolve, reject) => {
+      let buf = '';
+      let err = '';
+      let locked = false;
+      let lastOwner = '';
+      ch.on('data', (d: Buffer) => {
+        buf += d.toString();
+        let nl: number;
+        while ((nl = buf.indexOf('\n')) >= 0) {
+          const line = buf.slice(0, nl);
+          buf = buf.slice(nl + 1);
+          if (line === '@@locked') {
+            locked = true;
+            resolve();
+          } else if (line.startsWith('@@lock-wait')) {
+            lastOwner = describeOwner(line.slice('@@lock-wait'.length).trim());
+            this.log.info(`another deploy holds the lock (${lastOwner}); waiting up to ${this.cfg.lockTimeoutSeconds} s`);
+          } else if (line.startsWith('@@lock-timeout')) {
+            lastOwner = describeOwner(line.slice('@@lock-timeout'.length).trim()) || lastOwner;
+          }
+        }
+      });
+      ch.stderr.on('data', (d: Buffer) => (err += d.toString()));
+      ch.on('exit', (code: number | null) => {
+        if (locked) return;
+        if (code === 75) reject(new StepError('lock', `another deploy of ${this.cfg.app} still holds the lock on this host after ${this.cfg.lockTimeoutSeconds} s (${lastOwner || 'holder unknown'}); raise lock-timeout-seconds or use a workflow concurrency group`));
+        else reject(new StepError('lock', `could not take the deploy lock (exit ${code}): ${err.trim() || 'no output'}`));
+      });
+      ch.on('close', () => {
+        if (!locked) reject(new StepError('lock', `the lock command ended unexpectedly: ${err.trim() || 'no output'}`));
+      });
+    });
+    this.lock = ch;
+    this.log.info(`holding the deploy lock for ${this.cfg.app}`);
+  }
+
+  private async releaseLock(): Promise<void> {
+    const ch = this.lock;
+    if (!ch) return;
+    this.lock = undefined;
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(resolve, 5000);
+      ch.once('close', () => {
+        clearTimeout(t);
+        resolve();
+      });
+      ch.end();
+    });
+  }
+
+  private async pull(): Promise<void> {
+    const ref = imageReference(this.cfg.image);
+    const s = pullScript(this.docker, ref, this.input.login);
+    const first: StepName = this.input.login.kind === 'none' ? 'pull' : 'login';
+    let digests: string[] | undefined;
+    await this.timer.run(first, async () => {
+      const out = await this.exec(first, s, `login and pull ${ref}`, (line) => {
+        if (line === '@@step pull' && this.timer.current === 'login') this.timer.begin('pull');
+        if (line === '@@digests') digests = [];
+        else if (digests && line.includes('@sha256:')) digests.push(line.trim());
+      });
+      void out;
+      if (this.timer.current === 'login') throw new StepError('login', 'the registry login did not complete');
+    }).catch((e: StepError) => {
+      throw new StepError(e.step, explainPullError(e.message, ref));
+    });
+    const repo = this.cfg.image.repository;
+    const match = (digests ?? []).find((d) => d.split('@')[0] === repo) ?? digests?.[0];
+    this.digest = this.cfg.image.digest ?? match?.split('@')[1];
+    this.log.info(this.digest ? `image ${ref} is ${this.digest}` : `image ${ref} has no registry digest (local image?)`);
+  }
+
+  private async detect(): Promise<Plan> {
+    const s = detectScript(this.docker, this.cfg.app, this.cfg.traffic === 'nginx' ? this.cfg.nginxUpstreamFile : '');
+    const out = await this.exec('detect', s, 'read containers, upstream and state', undefined, true);
+    const section = (name: string) => {
+      const m = new RegExp(`@@${name}\\n([\\s\\S]*?)(?=\\n@@(?:containers|upstream|state)\\n|$)`).exec(out);
+      const body = m?.[1]?.trim() ?? '';
+      return body === '@@none' ? undefined : body;
+    };
+    let recordedLive: Color | undefined;
+    try {
+      const st = JSON.parse(section('state') ?? '{}') as { live?: Color };
+      if (st.live === 'blue' || st.live === 'green') recordedLive = st.live;
+    } catch {
+      this.log.warn('the recorded state file on the host is not valid JSON; ignoring it');
+    }
+    const plan = planDeploy(this.cfg, parseInspect(section('containers') ?? ''), section('upstream'), recordedLive);
+    for (const n of plan.notes) this.log.warn(n);
+    this.log.info(plan.live ? `live colour: ${plan.live}; deploying to ${plan.candidate}` : `no live colour (first deploy); deploying to ${plan.candidate}`);
+    return plan;
+  }
+
+  private runArgs(color: Color): string[] {
+    const cfg = this.cfg;
+    const ctx = this.input.ctx;
+    const args: string[] = [];
+    if (!cfg.dockerRunArgs.some((a) => a === '--restart' || a.startsWith('--restart='))) args.push('--restart', 'unless-stopped');
+    const labels: Record<string, string> = {
+      'bluegreen.app': cfg.app,
+      'bluegreen.color': color,
+      'bluegreen.image': imageReference(cfg.image),
+      'bluegreen.digest': this.digest ?? '',
+      'bluegreen.deploy-id': this.input.deployId,
+      'bluegreen.run-url': ctx.runUrl,
+      'bluegreen.actor': ctx.actor,
+      'bluegreen.deployed-at': new Date().toISOString()
+    };
+    for (const [k, v] of Object.entries(labels)) args.push('--label', `${k}=${v}`);
+    if (cfg.traffic === 'nginx') args.push('--publish', `127.0.0.1:${cfg.ports[color]}:${cfg.containerPort}`);
+    else args.push('--publish', `${cfg.publicPort}:${cfg.containerPort}`);
+    args.push(...cfg.dockerRunArgs);
+    args.push(this.digest ? `${cfg.image.repository}@${this.digest}` : imageReference(cfg.image));
+    return args;
+  }
+
+  private envFile(): string {
+    return this.cfg.env.map((v) => `${v.key}=${v.value}\n`).join('');
+  }
+
+  private async startCandidate(verb: 'run' | 'create'): Promise<void> {
+    const plan = this.plan!;
+    const name = this.name(plan.candidate);
+    const s = startScript(this.docker, verb, name, plan.replaceExisting, this.envFile(), this.runArgs(plan.candidate));
+    await this.exec('start', s, `docker ${verb} ${name}`);
+  }
+
+  private health(port: number): Promise<unknown> {
+    const plan = this.plan!;
+    return waitHealthy(this.remote, this.prober, { port, path: this.cfg.healthPath, intervalMs: this.cfg.healthIntervalMs, timeoutMs: this.cfg.healthTimeoutMs, container: this.name(plan.candidate), dockerCommand: this.docker }, this.log);
+  }
+
+  private async probeOnce(step: StepName, port: number): Promise<void> {
+    const p = await this.prober.probe(port, this.cfg.healthPath, 5000);
+    if (p.status === undefined || p.status < 200 || p.status >= 300) {
+      throw new StepError(step, `GET ${this.cfg.healthPath} on port ${port} answered ${p.status !== undefined ? `HTTP ${p.status}` : p.error} after the switch`);
+    }
+  }
+
+  private async deployNginx(): Promise<void> {
+    const plan = this.plan!;
+    const cfg = this.cfg;
+    const port = cfg.ports[plan.candidate];
+    await this.timer.run('start', () => this.startCandidate('run'));
+    await this.timer.run('health', () => this.health(port));
+    let workersBefore: string[] = [];
+    const switchStart = Date.now();
+    await this.timer.run('switch', async () => {
+      const note = `Live: ${plan.candidate} (${imageReference(cfg.image)}), deploy ${this.input.deployId}.`;
+      const s = writeUpstreamScript(cfg.nginxUpstreamFile, cfg.nginxReloadCommand);
+      s.stdin = renderUpstream(cfg.nginxUpstreamName, port, note);
+      try {
+        await this.exec('switch', s, `point ${cfg.nginxUpstreamFile} at ${plan.candidate} (127.0.0.1:${port}) and reload nginx`, (line) => {
+          if (line.startsWith('@@workers-before')) workersBefore = line.slice('@@workers-before'.length).trim().split(/\s+/).filter(Boolean);
+        });
+      } catch (e) {
+        // The script restores the previous file itself when the reload fails.
+        throw new StepError('switch', `${(e as Error).message.replace(/^.*?failed/, 'nginx switch failed')}; the previous upstream file was restored`);
+      }
+      this.switched = true;
+    });
+    await this.timer.run('verify', async () => {
+      const out = await this.exec('verify', nginxTakeoverScript(workersBefore, TAKEOVER_MS), 'wait for nginx workers with the new upstream');
+      if (out.includes('@@taken-over')) this.cutoverMs = Date.now() - switchStart;
+      else {
+        this.warnings.push(`verify: no new nginx worker processes appeared within ${TAKEOVER_MS / 1000} s; cannot confirm the reload took effect`);
+        this.log.warn(this.warnings[this.warnings.length - 1]);
+      }
+      await this.probeOnce('verify', port);
+    });
+    if (plan.live) {
+      const live = plan.live;
+      await this.timer.run('drain', async () => {
+        const out = await this.exec('drain', nginxDrainScript(workersBefore, cfg.drainMs), `drain in-flight requests from ${live} (up to ${cfg.drainMs / 1000} s)`);
+        if (out.includes('@@drain-timeout')) this.log.warn(`old nginx workers were still finishing requests after drain-seconds (${cfg.drainMs / 1000} s); stopping ${live} anyway`);
+        if (out.includes('@@unobservable')) this.log.warn('no nginx worker processes are visible on the host; waited the full drain-seconds');
+      });
+      const w = await this.timer.soft('stop', () => this.exec('stop', stopScript(this.docker, this.name(live), cfg.stopTimeoutSeconds), `docker stop ${this.name(live)} (kept for rollback)`).then(() => undefined));
+      if (w) this.warnings.push(w);
+    }
+  }
+
+  private async deployPortSwap(): Promise<void> {
+    const plan = this.plan!;
+    const cfg = this.cfg;
+    await this.timer.run('start', () => this.startCandidate('create'));
+    const swapStart = Date.now();
+    await this.timer.run('switch', async () => {
+      const stopName = plan.live ? this.name(plan.live) : undefined;
+      this.switched = true;
+      await this.exec('switch', portSwapScript(this.docker, stopName, this.name(plan.candidate), cfg.stopTimeoutSeconds), `stop ${stopName ?? '(nothing live)'} and start ${this.name(plan.candidate)} on port ${cfg.publicPort}`);
+    });
+    await this.timer.run('health', () => this.health(cfg.publicPort));
+    this.cutoverMs = Date.now() - swapStart;
+    if (plan.live) this.downtimeMs = this.cutoverMs;
+    this.log.info(plan.live ? `port-swap downtime: ${this.cutoverMs} ms (old stopped until new healthy)` : `first start took ${this.cutoverMs} ms`);
+    await this.timer.run('verify', () => this.probeOnce('verify', cfg.publicPort));
+  }
+
+  /** Undo after a failure: before the switch remove the candidate; after it, switch back. */
+  private async recover(): Promise<HostResult['result']> {
+    const plan = this.plan;
+    if (!plan) return 'failed';
+    const candidate = this.name(plan.candidate);
+    if (!this.switched) {
+      await this.timer.soft('cleanup', () => this.exec('cleanup', removeScript(this.docker, [candidate]), `remove the failed candidate ${candidate}`).then(() => undefined));
+      return 'failed';
+    }
+    const back = await this.timer.soft('switch-back', async () => {
+      if (this.cfg.traffic === 'nginx') {
+        const content = plan.upstreamContent;
+        const s = writeUpstreamScript(this.cfg.nginxUpstreamFile, this.cfg.nginxReloadCommand, content === undefined);
+        if (content !== undefined) s.stdin = content.endsWith('\n') ? content : `${content}\n`;
+        await this.exec('switch-back', s, `restore ${this.cfg.nginxUpstreamFile} and reload nginx`);
+        await this.exec('switch-back', removeScript(this.docker, [candidate]), `remove the failed candidate ${candidate}`);
+      } else {
+        await this.exec('switch-back', removeScript(this.docker, [candidate]), `remove the failed candidate ${candidate}`);
+        if (plan.live) {
+          await this.exec('switch-back', portSwapScript(this.docker, undefined, this.name(plan.live), this.cfg.stopTimeoutSeconds), `start ${this.name(plan.live)} again`);
+          await waitHealthy(this.remote, this.prober, { port: this.cfg.publicPort, path: this.cfg.healthPath, intervalMs: this.cfg.healthIntervalMs, timeoutMs: this.cfg.healthTimeoutMs, container: this.name(plan.live), dockerCommand: this.docker }, this.log);
+        }
+      }
+    });
+    if (back) {
+      this.warnings.push(back);
+      return 'failed';
+    }
+    return plan.live ? 'rolled-back' : 'failed';
+  }
+
+  private async removeLeftovers(): Promise<void> {
+    const names = this.plan?.leftovers ?? [];
+    if (names.length) await this.exec('cleanup', removeScript(this.docker, names), `remove leftover containers ${names.join(', ')}`);
+  }
+
+  private async record(result: HostResult['result'], durationMs: number, error?: StepError): Promise<void> {
+    const plan = this.plan;
+    const ctx = this.input.ctx;
+    const at = new Date().toISOString();
+    const image = imageReference(this.cfg.image);
+    const history = {
+      deployId: this.input.deployId,
+      at,
+      command: 'deploy',
+      result,
+      image,
+      digest: this.digest,
+      color: plan?.candidate,
+      previous: plan?.live,
+      actor: ctx.actor,
+      runUrl: ctx.runUrl,
+      durationMs,
+      cutoverMs: this.cutoverMs,
+      steps: Object.fromEntries(this.timer.steps.map((s) => [s.name, s.durationMs])),
+      error: error ? `${error.step}: ${error.message}`.slice(0, 500) : undefined
+    };
+    const state = result === 'success' && plan ? JSON.stringify({ app: this.cfg.app, live: plan.candidate, standby: plan.live, image, digest: this.digest, deployId: this.input.deployId, deployedAt: at, actor: ctx.actor, runUrl: ctx.runUrl }) : undefined;
+    await this.exec('record', recordScript(this.cfg.app, state, JSON.stringify(history)), 'record state and history');
+  }
+}
+
+/** Adds what to do about the usual pull failures. */
+export function explainPullError(message: string, ref: string): string {
+  if (/manifest unknown|not found|does not exist|no such image/i.test(message)) return `image ${ref} was not found in the registry (was it pushed, and is the tag right?): ${message}`;
+  if (/unauthorized|authentication required|denied|no basic auth credentials|401/i.test(message)) return `the registry refused access to ${ref} (check registry-auth and the credentials or instance role): ${message}`;
+  if (/no space left on device/i.test(message)) return `the host ran out of disk space while pulling ${ref}: ${message}`;
+  if (/Cannot connect to the Docker daemon|docker.sock/i.test(message)) return `docker is not reachable on the host (is dockerd running, and may the SSH user use it?): ${message}`;
+  return message;
+}
+
+function describeOwner(json: string): string {
+  try {
+    const o = JSON.parse(json) as { deployId?: string; runUrl?: string; actor?: string; since?: string };
+    return `deploy ${o.deployId ?? '?'} by ${o.actor ?? '?'} since ${o.since ?? '?'}${o.runUrl ? `, ${o.runUrl}` : ''}`;
+  } catch {
+    return json;
+  }
+}

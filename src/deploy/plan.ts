@@ -1,0 +1,72 @@
+/** Decides which colour is live and which one the candidate takes, from the host's real state. */
+import type { Color, DeployConfig } from '../config/types.js';
+import { upstreamPort } from '../traffic/nginx-upstream.js';
+import { other, StepError } from './types.js';
+
+export interface ContainerInfo {
+  id: string;
+  name: string;
+  state: string;
+  running: boolean;
+  restartCount: number;
+  labels: Record<string, string>;
+}
+
+export interface Plan {
+  live?: Color;
+  candidate: Color;
+  /** A container already named like the candidate (the old standby): replaced by the new one. */
+  replaceExisting: boolean;
+  upstreamContent?: string;
+  upstreamColor?: Color;
+  /** Our containers that are neither app-blue nor app-green (left by crashed runs). */
+  leftovers: string[];
+  notes: string[];
+}
+
+export const containerName = (app: string, color: Color) => `${app}-${color}`;
+
+/** Parses the one-object-per-line output of detectScript's `docker inspect --format`. */
+export function parseInspect(text: string): ContainerInfo[] {
+  return text
+    .split('\n')
+    .filter((l) => l.trim().startsWith('{'))
+    .map((l) => {
+      const c = JSON.parse(l) as { id: string; name: string; state: string; running: boolean; restarts: number; labels: Record<string, string> | null };
+      return { id: c.id, name: c.name.replace(/^\//, ''), state: c.state, running: c.running, restartCount: c.restarts, labels: c.labels ?? {} };
+    });
+}
+
+export function planDeploy(cfg: Pick<DeployConfig, 'app' | 'traffic' | 'ports'>, containers: ContainerInfo[], upstreamContent: string | undefined, recordedLive: Color | undefined): Plan {
+  const notes: string[] = [];
+  const byColor: Partial<Record<Color, ContainerInfo>> = {};
+  for (const color of ['blue', 'green'] as const) {
+    const c = containers.find((x) => x.name === containerName(cfg.app, color));
+    if (!c) continue;
+    if (c.labels['bluegreen.app'] !== cfg.app) {
+      throw new StepError('detect', `a container named ${c.name} exists on the host but was not created by this action (no bluegreen.app=${cfg.app} label); remove or rename it, or choose another app-name`);
+    }
+    byColor[color] = c;
+  }
+  const running = (['blue', 'green'] as const).filter((c) => byColor[c]?.running);
+  let upstreamColor: Color | undefined;
+  if (cfg.traffic === 'nginx') {
+    const port = upstreamPort(upstreamContent);
+    upstreamColor = port === cfg.ports.blue ? 'blue' : port === cfg.ports.green ? 'green' : undefined;
+    if (upstreamContent && port !== undefined && !upstreamColor) notes.push(`the upstream file points at port ${port}, which is neither blue-port (${cfg.ports.blue}) nor green-port (${cfg.ports.green})`);
+  }
+
+  let live: Color | undefined;
+  if (upstreamColor && running.includes(upstreamColor)) live = upstreamColor;
+  else if (running.length === 1) {
+    live = running[0];
+    if (cfg.traffic === 'nginx') notes.push(`the upstream ${upstreamColor ? `points at ${upstreamColor}, which is not running` : 'names no colour'}; taking the running ${live} container as live`);
+  } else if (running.length === 2) {
+    live = recordedLive ?? 'blue';
+    notes.push(`both colours are running; taking ${live} as live (${recordedLive ? 'recorded state' : 'default'})`);
+  }
+
+  const candidate: Color = live ? other(live) : (upstreamColor ?? recordedLive ?? 'blue');
+  const leftovers = containers.filter((c) => c.labels['bluegreen.app'] === cfg.app && c.name !== containerName(cfg.app, 'blue') && c.name !== containerName(cfg.app, 'green')).map((c) => c.name);
+  return { live, candidate, replaceExisting: Boolean(byColor[candidate]), upstreamContent, upstreamColor, leftovers, notes };
+}

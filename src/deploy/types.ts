@@ -1,0 +1,47 @@
+import type { Color } from '../config/types.js';
+
+export type StepName = 'ecr-token' | 'connect' | 'lock' | 'login' | 'pull' | 'detect' | 'start' | 'health' | 'switch' | 'verify' | 'drain' | 'stop' | 'cleanup' | 'record' | 'switch-back';
+export type StepStatus = 'ok' | 'failed' | 'warning';
+export type Result = 'success' | 'rolled-back' | 'failed';
+
+export interface StepRecord {
+  name: StepName;
+  startedAt: string;
+  endedAt: string;
+  durationMs: number;
+  status: StepStatus;
+  detail?: string;
+}
+
+export interface HostResult {
+  host: string;
+  result: Result;
+  activeColor?: Color;
+  previousColor?: Color;
+  candidateColor?: Color;
+  image: string;
+  digest?: string;
+  /** nginx: reload start until new workers serve; port-swap: old stopped until new healthy (real downtime). */
+  cutoverMs?: number;
+  downtimeMs?: number;
+  durationMs: number;
+  steps: StepRecord[];
+  error?: { step: StepName; message: string };
+  /** Last log lines of a failed candidate (already redacted). */
+  candidateLogs?: string;
+  warnings: string[];
+}
+
+/** A failure attributed to a step; `logs` carries the candidate's last log lines when relevant. */
+export class StepError extends Error {
+  constructor(
+    readonly step: StepName,
+    message: string,
+    readonly logs?: string
+  ) {
+    super(message);
+    this.name = 'StepError';
+  }
+}
+
+export const other = (c: Color): Color => (c === 'blue' ? 'green' : 'blue');

@@ -1,0 +1,113 @@
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import * as core from '@actions/core';
+import { readRunContext, type RunContext } from './config/context.js';
+import { envInputReader, InputError, readConfig } from './config/inputs.js';
+import type { DeployConfig } from './config/types.js';
+import { newDeployId, runDeploy, type RunDeps, type RunResult } from './deploy/run.js';
+import { fetchEcrToken } from './registry/ecr.js';
+import { uploadReports, type ArtifactOutcome } from './report/artifact.js';
+import { actionsConsole, RunLog, type ConsoleSink } from './report/log.js';
+import { buildMetrics } from './report/metrics.js';
+import { Secrets } from './report/secrets.js';
+import { renderSummary } from './report/summary.js';
+import { connect } from './ssh/connection.js';
+
+const defaultDeps: RunDeps = { connect, fetchEcrToken };
+
+/** Masks every secret input before anything else can print it. */
+function maskSecretInputs(secrets: Secrets, env: NodeJS.ProcessEnv): void {
+  const read = envInputReader(env);
+  secrets.add(read('ssh-private-key'));
+  secrets.add(read('ssh-passphrase'));
+  secrets.add(read('registry-password'));
+  for (const line of read('env').split(/\r?\n/)) {
+    const eq = line.indexOf('=');
+    if (eq > 0) secrets.add(line.slice(eq + 1));
+  }
+}
+
+export async function run(env: NodeJS.ProcessEnv = process.env, deps: RunDeps = defaultDeps, sink: ConsoleSink = actionsConsole): Promise<void> {
+  const secrets = new Secrets();
+  try {
+    maskSecretInputs(secrets, env);
+    const ctx = readRunContext(env);
+    let cfg: DeployConfig;
+    try {
+      cfg = readConfig(envInputReader(env), ctx, env);
+    } catch (e) {
+      if (!(e instanceof InputError)) throw e;
+      core.setOutput('result', 'failed');
+      for (const p of e.problems) core.error(p, { title: 'bluegreen-ec2-action: invalid input' });
+      if (envInputReader(env)('summary') !== 'false') await writeSummary(`## ❌ deploy not started: invalid input\n\n${e.problems.map((p) => `- ${p.replace(/</g, '&lt;')}`).join('\n')}\n`);
+      core.setFailed(e.message);
+      return;
+    }
+    await deploy(cfg, ctx, secrets, deps, sink, env);
+  } catch (e) {
+    const err = e as Error;
+    core.debug(secrets.redact(err.stack ?? ''));
+    core.setOutput('result', 'failed');
+    core.setFailed(secrets.redact(`bluegreen-ec2-action crashed: ${err.message}`));
+  }
+}
+
+async function deploy(cfg: DeployConfig, ctx: RunContext, secrets: Secrets, deps: RunDeps, sink: ConsoleSink, env: NodeJS.ProcessEnv): Promise<void> {
+  const deployId = newDeployId();
+  const dir = join(ctx.runnerTemp, `bluegreen-${cfg.app}-${deployId}`);
+  const logFile = join(dir, 'deploy.log');
+  const metricsFile = join(dir, 'metrics.json');
+  const log = new RunLog(logFile, secrets, sink, cfg.hosts.length);
+  log.log('info', `bluegreen-ec2-action: ${cfg.command} ${cfg.app} ← ${cfg.image.repository}${cfg.image.digest ? `@${cfg.image.digest}` : `:${cfg.image.tag}`} on ${cfg.hosts.map((h) => h.label).join(', ')} (traffic: ${cfg.traffic}, deploy ${deployId})`);
+  if (cfg.ssh.hostKeys.insecureIgnore) log.log('warn', 'ssh-insecure-ignore-host-key is true: host keys are NOT verified, so a man-in-the-middle could impersonate the host');
+
+  const result = await runDeploy(cfg, ctx, log, secrets, deps, deployId);
+  log.log(result.result === 'success' ? 'info' : 'error', `result: ${result.result} in ${result.durationMs} ms`);
+  writeFileSync(metricsFile, secrets.redact(JSON.stringify(buildMetrics(result, ctx, { traffic: cfg.traffic, hosts: cfg.hosts.length }), null, 2)) + '\n', { mode: 0o644 });
+
+  let artifact: ArtifactOutcome | undefined;
+  if (cfg.uploadArtifacts) {
+    artifact = await uploadReports(cfg.artifactName, [logFile, metricsFile], cfg.artifactRetentionDays, env);
+    if (artifact.skipped) core.warning(`bluegreen-ec2-action: logs and metrics were not uploaded as an artifact: ${artifact.skipped}`);
+    else core.info(`uploaded logs and metrics as artifact ${artifact.name} (id ${artifact.id})`);
+  }
+
+  setOutputs(result, logFile, metricsFile, artifact);
+  if (cfg.summary) await writeSummary(secrets.redact(renderSummary(result, { artifact, traffic: cfg.traffic })));
+
+  if (result.result !== 'success') {
+    const e = result.error;
+    const message = e ? `${e.step} failed${e.host ? ` on ${e.host}` : ''}: ${e.message}` : `deploy ${result.result}`;
+    const suffix = result.result === 'rolled-back' ? ' — traffic was switched back to the previous version' : '';
+    core.error(secrets.redact(message + suffix), { title: `bluegreen-ec2-action: ${result.result}` });
+    core.setFailed(secrets.redact(`${message}${suffix}`));
+  }
+}
+
+function unique(values: Array<string | undefined>): string {
+  return [...new Set(values.filter((v): v is string => Boolean(v)))].join(',');
+}
+
+function setOutputs(r: RunResult, logFile: string, metricsFile: string, artifact?: ArtifactOutcome): void {
+  core.setOutput('result', r.result);
+  core.setOutput('active-color', unique(r.hosts.map((h) => h.activeColor)));
+  core.setOutput('previous-color', unique(r.hosts.map((h) => h.previousColor)));
+  const digest = unique(r.hosts.map((h) => h.digest));
+  core.setOutput('image', digest && !digest.includes(',') ? `${r.image.replace(/@sha256:[a-f0-9]+$/, '')}@${digest}` : r.image);
+  core.setOutput('deploy-id', r.deployId);
+  core.setOutput('duration-ms', String(r.durationMs));
+  const cut = r.hosts.map((h) => h.cutoverMs).filter((v): v is number => v !== undefined);
+  core.setOutput('cutover-ms', cut.length ? String(Math.max(...cut)) : '');
+  core.setOutput('log-file', logFile);
+  core.setOutput('metrics-file', metricsFile);
+  core.setOutput('artifact-id', artifact?.id !== undefined ? String(artifact.id) : '');
+}
+
+async function writeSummary(markdown: string): Promise<void> {
+  if (!process.env.GITHUB_STEP_SUMMARY) return;
+  try {
+    await core.summary.addRaw(markdown).write();
+  } catch (e) {
+    core.warning(`could not write the job summary: ${(e as Error).message}`);
+  }
+}

@@ -1,0 +1,244 @@
+/**
+ * Remote scripts, built by pure functions. Each returns a constant POSIX sh body plus the
+ * values it needs as positional arguments (quoted by the transport) or as stdin (secrets,
+ * file contents) — no value is ever spliced into shell text.
+ */
+import { cmd } from './shell.js';
+
+export interface RemoteScript {
+  body: string;
+  args: string[];
+  stdin?: string;
+}
+
+/** Defines `D` as the docker command (e.g. `sudo -n docker`) for the script that follows. */
+function dockerFn(dockerCommand: string[]): string {
+  return `D() { ${cmd(...dockerCommand)} "$@"; }`;
+}
+
+const TRAPS = `trap 'exit 129' HUP; trap 'exit 130' INT; trap 'exit 143' TERM`;
+
+/** Where the action keeps per-app state on the host, relative to the SSH user's home. */
+export const stateDir = (app: string) => `.bluegreen/${app}`;
+
+/**
+ * Holds the per-app lock for as long as the channel's stdin stays open. The lock lives with the
+ * SSH connection: if the runner dies, sshd closes the channel, `cat` ends and the lock is released.
+ */
+export function lockScript(app: string, timeoutSeconds: number, owner: string): RemoteScript {
+  return {
+    body: [
+      'dir=".bluegreen/$1"; mkdir -p "$dir" || exit 70',
+      `command -v flock >/dev/null 2>&1 || { echo "flock is not installed on the host (package util-linux)" >&2; exit 71; }`,
+      'exec 9>>"$dir/lock" || exit 70',
+      'if ! flock -n 9; then',
+      '  echo "@@lock-wait $(cat "$dir/lock.owner" 2>/dev/null)"',
+      '  if ! flock -w "$2" 9; then echo "@@lock-timeout $(cat "$dir/lock.owner" 2>/dev/null)"; exit 75; fi',
+      'fi',
+      `printf '%s\\n' "$3" > "$dir/lock.owner"`,
+      'echo "@@locked"',
+      'cat >/dev/null',
+      ': > "$dir/lock.owner"'
+    ].join('\n'),
+    args: [app, String(timeoutSeconds), owner]
+  };
+}
+
+export type LoginMode = { kind: 'none' } | { kind: 'password'; registry: string; username: string; password: string } | { kind: 'ecr-on-host'; registry: string; region: string };
+
+/**
+ * Registry login with a throwaway DOCKER_CONFIG (removed on any exit), pull, and the digests.
+ * Prints `@@step login`, `@@step pull`, `@@digests` markers so the runner can time each part.
+ */
+export function pullScript(dockerCommand: string[], image: string, login: LoginMode): RemoteScript {
+  const lines = ['set -e', dockerFn(dockerCommand), TRAPS, 'img=$1'];
+  let cfg = '';
+  if (login.kind !== 'none') {
+    lines.push(
+      'cfg=$(mktemp -d "${TMPDIR:-/tmp}/bluegreen-login.XXXXXX")',
+      `trap 'rm -rf "$cfg"' EXIT`,
+      'echo "@@step login"'
+    );
+    if (login.kind === 'password') lines.push('D --config "$cfg" login --username "$3" --password-stdin "$2"');
+    else lines.push('command -v aws >/dev/null 2>&1 || { echo "the AWS CLI (aws) is not installed on the host, which registry-auth ecr-on-host needs" >&2; exit 127; }', 'aws ecr get-login-password --region "$3" | D --config "$cfg" login --username AWS --password-stdin "$2"');
+    cfg = '--config "$cfg" ';
+  }
+  lines.push('echo "@@step pull"', `D ${cfg}pull "$img"`, 'echo "@@digests"', `D image inspect --format '{{range .RepoDigests}}{{println .}}{{end}}' "$img"`);
+  const args = [image];
+  if (login.kind === 'password') args.push(login.registry, login.username);
+  if (login.kind === 'ecr-on-host') args.push(login.registry, login.region);
+  return { body: lines.join('\n'), args, stdin: login.kind === 'password' ? login.password : undefined };
+}
+
+/** One JSON object per container with only what the deploy needs (never the env, which holds secrets). */
+const INSPECT_FORMAT = `'{"id":{{json .Id}},"name":{{json .Name}},"state":{{json .State.Status}},"running":{{json .State.Running}},"restarts":{{.RestartCount}},"labels":{{json .Config.Labels}}}'`;
+
+/** Containers of the app (by label, or by the names we use), the upstream file and the recorded state. */
+export function detectScript(dockerCommand: string[], app: string, upstreamFile: string): RemoteScript {
+  return {
+    body: [
+      dockerFn(dockerCommand),
+      'ids=$( { D ps -aq --filter "label=bluegreen.app=$1" && D ps -aq --filter "name=^/$1-blue\\$" --filter "name=^/$1-green\\$"; } | sort -u) || exit 3',
+      'echo "@@containers"',
+      // ids are docker's hex ids, word splitting is intended
+      `if [ -n "$ids" ]; then D inspect --format ${INSPECT_FORMAT} $ids || exit 3; fi`,
+      'echo "@@upstream"',
+      'if [ -n "$2" ] && [ -f "$2" ]; then cat -- "$2"; echo; else echo "@@none"; fi',
+      'echo "@@state"',
+      'cat ".bluegreen/$1/state.json" 2>/dev/null || echo "@@none"'
+    ].join('\n'),
+    args: [app, upstreamFile]
+  };
+}
+
+/**
+ * Creates (and with `run`, starts) the candidate. Env values arrive on stdin into a 0600 file
+ * that is removed on any exit; `docker run --env-file` reads it on the host.
+ */
+export function startScript(dockerCommand: string[], verb: 'run' | 'create', name: string, removeExisting: boolean, envFile: string, dockerArgs: string[]): RemoteScript {
+  return {
+    body: [
+      'set -e',
+      dockerFn(dockerCommand),
+      TRAPS,
+      'name=$1; replace=$2; verb=$3; shift 3',
+      'if [ "$replace" = 1 ]; then D rm -f "$name" >/dev/null; fi',
+      'umask 077',
+      'envf=$(mktemp "${TMPDIR:-/tmp}/bluegreen-env.XXXXXX")',
+      `trap 'rm -f "$envf"' EXIT`,
+      'cat > "$envf"',
+      'if [ "$verb" = run ]; then D run -d --name "$name" --env-file "$envf" "$@"; else D create --name "$name" --env-file "$envf" "$@"; fi'
+    ].join('\n'),
+    args: [name, removeExisting ? '1' : '0', verb, ...dockerArgs],
+    stdin: envFile
+  };
+}
+
+/** One line `status restartCount exitCode`, then (when it is not running cleanly) its last log lines. */
+export function containerStatusScript(dockerCommand: string[], name: string, tailLines: number): RemoteScript {
+  return {
+    body: [
+      dockerFn(dockerCommand),
+      `s=$(D inspect --format '{{.State.Status}} {{.RestartCount}} {{.State.ExitCode}}' "$1" 2>&1) || { echo "missing 0 0"; echo "$s"; exit 0; }`,
+      'echo "$s"',
+      'case "$s" in "running 0 "*) ;; *) echo "@@logs"; D logs --tail "$2" "$1" 2>&1 ;; esac'
+    ].join('\n'),
+    args: [name, String(tailLines)]
+  };
+}
+
+/** Last log lines of a container (stdout and stderr). */
+export function logsScript(dockerCommand: string[], name: string, tailLines: number): RemoteScript {
+  return { body: [dockerFn(dockerCommand), 'D logs --tail "$2" "$1" 2>&1'].join('\n'), args: [name, String(tailLines)] };
+}
+
+/** HTTP GET on the host itself with bash's /dev/tcp (used when sshd forbids TCP forwarding). */
+export function httpProbeScript(port: number, path: string): RemoteScript {
+  const probe = 'exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 7; printf "GET %s HTTP/1.0\\r\\nHost: 127.0.0.1:%s\\r\\nUser-Agent: bluegreen-ec2-action\\r\\n\\r\\n" "$2" "$1" >&3; IFS= read -r line <&3; printf "%s\\n" "$line"';
+  return {
+    body: ['command -v bash >/dev/null 2>&1 || { echo "bash is needed on the host for health checks when TCP forwarding is disabled" >&2; exit 127; }', `exec ${cmd('bash', '-c', probe, 'bash')} "$1" "$2"`].join('\n'),
+    args: [String(port), path]
+  };
+}
+
+/** Lists nginx worker PIDs (readable by any user from /proc) to see when a reload has taken over. */
+const NGINX_WORKERS = `workers() { grep -ls '^nginx: worker process' /proc/[0-9]*/cmdline 2>/dev/null | sed -n 's#^/proc/\\([0-9]*\\)/cmdline$#\\1#p' | tr '\\n' ' '; }`;
+
+/**
+ * Atomically replaces the upstream file (content on stdin) and runs the reload command; if the
+ * reload fails, the previous file is put back. Prints the nginx worker PIDs from before the reload.
+ */
+export function writeUpstreamScript(file: string, reloadCommand: string, remove = false): RemoteScript {
+  return {
+    body: [
+      NGINX_WORKERS,
+      'f=$1; tmp="$f.bluegreen-new.$$"; prev="$f.bluegreen-prev"',
+      'echo "@@workers-before $(workers)"',
+      'had=0',
+      'if [ -e "$f" ]; then cp -p -- "$f" "$prev" || { echo "cannot write next to $f: the directory must be writable by $(id -un)" >&2; exit 3; }; had=1; fi',
+      'if [ "$3" = remove ]; then rm -f -- "$f" || exit 3; else',
+      '  if ! cat > "$tmp" 2>/dev/null; then rm -f -- "$tmp"; echo "cannot write $tmp: the directory must be writable by $(id -un)" >&2; exit 3; fi',
+      '  chmod 644 "$tmp"; mv -f -- "$tmp" "$f" || { rm -f -- "$tmp"; exit 3; }',
+      'fi',
+      'sh -c "$2" 2>&1; rc=$?',
+      'if [ $rc -eq 0 ]; then rm -f -- "$prev"; echo "@@reloaded"; exit 0; fi',
+      'if [ $had = 1 ]; then mv -f -- "$prev" "$f"; else rm -f -- "$f"; fi',
+      'echo "@@reload-failed $rc"',
+      'exit 4'
+    ].join('\n'),
+    args: [file, reloadCommand, remove ? 'remove' : 'write'],
+    stdin: remove ? '' : undefined
+  };
+}
+
+/**
+ * After a reload: waits (up to `takeoverMs`) until new nginx workers exist, prints `@@taken-over`.
+ * Used as the verify step's proof that traffic now follows the new upstream.
+ */
+export function nginxTakeoverScript(workersBefore: string[], takeoverMs: number): RemoteScript {
+  return {
+    body: [
+      NGINX_WORKERS,
+      'old=" $1 "; n=$(( $2 / 50 ))',
+      'while :; do',
+      '  for p in $(workers); do case "$old" in *" $p "*) ;; *) echo "@@taken-over $p"; exit 0 ;; esac; done',
+      '  [ "$n" -le 0 ] && { echo "@@no-takeover"; exit 0; }',
+      '  n=$((n - 1)); sleep 0.05',
+      'done'
+    ].join('\n'),
+    args: [workersBefore.join(' '), String(takeoverMs)]
+  };
+}
+
+/**
+ * Drain: waits until every nginx worker from before the reload has exited (they exit once their
+ * in-flight requests are done), at most `maxMs`. Without visible workers it waits the full time.
+ */
+export function nginxDrainScript(workersBefore: string[], maxMs: number): RemoteScript {
+  return {
+    body: [
+      'n=$(( $2 / 50 ))',
+      'if [ -z "$1" ]; then echo "@@unobservable"; sleep "$(( $2 / 1000 ))"; exit 0; fi',
+      'while :; do',
+      '  alive=""',
+      `  for p in $1; do grep -qs '^nginx: worker process' "/proc/$p/cmdline" && alive="$alive $p"; done`,
+      '  [ -z "$alive" ] && { echo "@@drained"; exit 0; }',
+      '  [ "$n" -le 0 ] && { echo "@@drain-timeout$alive"; exit 0; }',
+      '  n=$((n - 1)); sleep 0.05',
+      'done'
+    ].join('\n'),
+    args: [workersBefore.join(' '), String(Math.round(maxMs))]
+  };
+}
+
+/** `docker stop` (kept for rollback). */
+export function stopScript(dockerCommand: string[], name: string, timeoutSeconds: number): RemoteScript {
+  return { body: [dockerFn(dockerCommand), 'D stop -t "$2" "$1" >/dev/null'].join('\n'), args: [name, String(timeoutSeconds)] };
+}
+
+/** Port-swap cut-over: stop the live container (if any), then start the candidate on the freed port. */
+export function portSwapScript(dockerCommand: string[], stopName: string | undefined, startName: string, timeoutSeconds: number): RemoteScript {
+  return {
+    body: [dockerFn(dockerCommand), 'if [ -n "$1" ]; then D stop -t "$3" "$1" >/dev/null || exit 3; fi', 'D start "$2" >/dev/null'].join('\n'),
+    args: [stopName ?? '', startName, String(timeoutSeconds)]
+  };
+}
+
+/** Force-removes containers (failed candidates, leftovers). */
+export function removeScript(dockerCommand: string[], names: string[]): RemoteScript {
+  return { body: [dockerFn(dockerCommand), '[ $# -eq 0 ] || D rm -f "$@" >/dev/null'].join('\n'), args: names };
+}
+
+/** Writes state.json (on success) and appends one history line, keeping the last `keep` lines. */
+export function recordScript(app: string, stateJson: string | undefined, historyLine: string, keep = 200): RemoteScript {
+  return {
+    body: [
+      'dir=".bluegreen/$1"; mkdir -p "$dir" || exit 3',
+      `if [ -n "$2" ]; then printf '%s\\n' "$2" > "$dir/state.json.tmp" && mv -f "$dir/state.json.tmp" "$dir/state.json"; fi`,
+      `printf '%s\\n' "$3" >> "$dir/history.jsonl"`,
+      'tail -n "$4" "$dir/history.jsonl" > "$dir/history.jsonl.tmp" && mv -f "$dir/history.jsonl.tmp" "$dir/history.jsonl"'
+    ].join('\n'),
+    args: [app, stateJson ?? '', historyLine, String(keep)]
+  };
+}
+

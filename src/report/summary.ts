@@ -1,0 +1,99 @@
+/** The job summary: result first, then hosts, step timings, and on failure the cause and the candidate's logs. */
+import type { RunResult } from '../deploy/run.js';
+import type { HostResult, StepName } from '../deploy/types.js';
+
+/** GitHub rejects summaries over 1 MiB per step; stay well below it. */
+export const SUMMARY_LIMIT = 900 * 1024;
+const LOGS_LIMIT = 16 * 1024;
+
+export function escapeHtml(s: string): string {
+  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
+}
+
+/** Escapes text for a markdown table cell. */
+function cell(s: string): string {
+  return escapeHtml(s).replace(/\|/g, '&#124;').replace(/\n/g, ' ');
+}
+
+export function formatMs(ms: number | undefined): string {
+  if (ms === undefined) return '—';
+  if (ms < 1000) return `${ms} ms`;
+  if (ms < 60_000) return `${(ms / 1000).toFixed(1)} s`;
+  return `${Math.floor(ms / 60_000)} min ${Math.round((ms % 60_000) / 1000)} s`;
+}
+
+const ICON: Record<string, string> = { success: '✅', 'rolled-back': '↩️', failed: '❌', ok: '✓', warning: '⚠️' };
+const STEP_ORDER: StepName[] = ['connect', 'lock', 'login', 'pull', 'detect', 'start', 'health', 'switch', 'verify', 'drain', 'stop', 'cleanup', 'switch-back', 'record'];
+
+export interface SummaryExtras {
+  artifact?: { name: string; id?: number; url?: string; skipped?: string };
+  traffic: string;
+}
+
+export function renderSummary(r: RunResult, extras: SummaryExtras): string {
+  const out: string[] = [];
+  const what = r.result === 'success' ? 'deployed' : r.result === 'rolled-back' ? 'deploy failed and was rolled back' : 'deploy failed';
+  out.push(`## ${ICON[r.result]} ${escapeHtml(r.app)} ${what}`);
+  out.push('');
+  out.push(`**Result: \`${r.result}\`** · image \`${escapeHtml(r.image)}\` · ${r.hosts.length || 0} host(s) · ${formatMs(r.durationMs)} · traffic \`${extras.traffic}\` · deploy \`${r.deployId}\``);
+  out.push('');
+  if (r.error) {
+    out.push(`> **Failed at \`${r.error.step}\`${r.error.host ? ` on \`${escapeHtml(r.error.host)}\`` : ''}:** ${escapeHtml(r.error.message).replace(/\n/g, '<br>')}`);
+    if (r.result === 'rolled-back') out.push('>\n> Traffic was switched back: the previous version is serving.');
+    else if (r.hosts.some((h) => h.previousColor === undefined && h.error && !['connect'].includes(h.error.step))) out.push('>\n> The live version was not touched.');
+    out.push('');
+  }
+  if (r.hosts.length) {
+    out.push('| Host | Result | Live | Previous | Image digest | Cut-over | Total |');
+    out.push('| --- | --- | --- | --- | --- | --- | --- |');
+    for (const h of r.hosts) {
+      const cut = h.downtimeMs !== undefined ? `${formatMs(h.cutoverMs)} (downtime)` : formatMs(h.cutoverMs);
+      out.push(`| ${cell(h.host)} | ${ICON[h.result]} ${h.result} | ${h.activeColor ?? '—'} | ${h.previousColor ?? '—'} | ${h.digest ? `\`${h.digest.slice(0, 19)}…\`` : '—'} | ${cut} | ${formatMs(h.durationMs)} |`);
+    }
+    out.push('');
+    out.push('### Steps');
+    out.push('');
+    const names = STEP_ORDER.filter((n) => r.hosts.some((h) => h.steps.some((s) => s.name === n)));
+    out.push(`| Step | ${r.hosts.map((h) => cell(h.host)).join(' | ')} |`);
+    out.push(`| --- | ${r.hosts.map(() => '---:').join(' | ')} |`);
+    for (const r0 of r.steps) out.push(`| ${r0.name} (runner) | ${r.hosts.map(() => `${stepIcon(r0.status)} ${formatMs(r0.durationMs)}`).join(' | ')} |`);
+    for (const n of names) {
+      out.push(`| ${n} | ${r.hosts.map((h) => stepCell(h, n)).join(' | ')} |`);
+    }
+    out.push(`| **total** | ${r.hosts.map((h) => `**${formatMs(h.durationMs)}**`).join(' | ')} |`);
+    out.push('');
+  }
+  for (const h of r.hosts) {
+    if (h.warnings.length) {
+      out.push(`**Warnings on ${escapeHtml(h.host)}:**`);
+      for (const w of h.warnings) out.push(`- ${escapeHtml(w)}`);
+      out.push('');
+    }
+    if (h.candidateLogs) {
+      const logs = h.candidateLogs.length > LOGS_LIMIT ? `…${h.candidateLogs.slice(-LOGS_LIMIT)}` : h.candidateLogs;
+      out.push(`<details open><summary>Last log lines of the candidate on ${escapeHtml(h.host)}</summary>\n\n<pre>${escapeHtml(logs)}</pre>\n</details>\n`);
+    }
+  }
+  if (extras.artifact) {
+    const a = extras.artifact;
+    if (a.id !== undefined) out.push(`Logs and metrics: artifact ${a.url ? `[\`${escapeHtml(a.name)}\`](${a.url})` : `\`${escapeHtml(a.name)}\``} (id ${a.id}).`);
+    else if (a.skipped) out.push(`Logs and metrics were not uploaded: ${escapeHtml(a.skipped)}`);
+  }
+  let text = out.join('\n') + '\n';
+  if (Buffer.byteLength(text) > SUMMARY_LIMIT) {
+    text = text.slice(0, SUMMARY_LIMIT - 200) + '\n\n… (summary truncated to stay under GitHub\'s 1 MiB limit; see the log artifact)\n';
+  }
+  return text;
+}
+
+function stepIcon(status: string): string {
+  return status === 'failed' ? '❌' : status === 'warning' ? '⚠️' : '';
+}
+
+function stepCell(h: HostResult, n: StepName): string {
+  const s = h.steps.filter((x) => x.name === n);
+  if (!s.length) return '—';
+  const ms = s.reduce((a, b) => a + b.durationMs, 0);
+  const status = s.some((x) => x.status === 'failed') ? 'failed' : s.some((x) => x.status === 'warning') ? 'warning' : 'ok';
+  return `${stepIcon(status)} ${formatMs(ms)}`.trim();
+}

