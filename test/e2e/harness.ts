@@ -166,7 +166,10 @@ export function httpGet(url: string, opts: { timeoutMs?: number; agent?: http.Ag
       res.on('error', reject);
     });
     req.on('timeout', () => req.destroy(new Error(`timeout after ${opts.timeoutMs ?? 5000} ms: GET ${url}`)));
-    req.on('error', reject);
+    req.on('error', (e: Error & { reusedSocket?: boolean }) => {
+      e.reusedSocket = req.reusedSocket;
+      reject(e);
+    });
   });
 }
 
@@ -458,6 +461,13 @@ export interface LoadResult {
   transitions: string[];
   maxLatencyMs: number;
   durationMs: number;
+  /**
+   * Requests whose idle keep-alive connection the server closed as they were sent (ECONNRESET / hang-up
+   * on a reused socket before any response byte) and that were retried once on a new connection, as
+   * RFC 9112 §9.3.1 expects of HTTP clients for idempotent requests (browsers, curl, Go and ALB do this).
+   * nginx closes idle keep-alive connections of its old workers on every reload. A retry that fails counts as failed.
+   */
+  keepAliveRetries: number;
 }
 
 /**
@@ -471,7 +481,7 @@ export class LoadGenerator {
   private loops: Promise<void>[] = [];
   private agent: http.Agent;
   private startedAt = 0;
-  private result: LoadResult = { ok: 0, failed: 0, errors: [], bodies: {}, transitions: [], maxLatencyMs: 0, durationMs: 0 };
+  private result: LoadResult = { ok: 0, failed: 0, errors: [], bodies: {}, transitions: [], maxLatencyMs: 0, durationMs: 0, keepAliveRetries: 0 };
 
   constructor(
     private readonly url: string,
@@ -509,7 +519,15 @@ export class LoadGenerator {
     while (this.running) {
       const t0 = Date.now();
       try {
-        const r = await httpGet(this.url, { agent, timeoutMs: this.opts.requestTimeoutMs ?? 10000 });
+        let r: HttpResult;
+        try {
+          r = await httpGet(this.url, { agent, timeoutMs: this.opts.requestTimeoutMs ?? 10000 });
+        } catch (e) {
+          const err = e as NodeJS.ErrnoException & { reusedSocket?: boolean };
+          if (!(err.reusedSocket && (err.code === 'ECONNRESET' || err.code === 'EPIPE'))) throw e;
+          this.result.keepAliveRetries++;
+          r = await httpGet(this.url, { agent: false, timeoutMs: this.opts.requestTimeoutMs ?? 10000 });
+        }
         if (r.status >= 200 && r.status < 300) {
           const body = r.body.trim();
           this.result.ok++;
