@@ -323,9 +323,11 @@ export function readConfig(read: InputReader, ctx: RunContext, env: NodeJS.Proce
   const publicPort = c.port('public-port');
 
   const nginxUpstreamName = c.raw('nginx-upstream-name') || app;
-  if ((app || c.raw('nginx-upstream-name')) && !/^[A-Za-z0-9_.-]{1,64}$/.test(nginxUpstreamName)) c.fail('nginx-upstream-name', `"${printable(nginxUpstreamName)}" may only hold letters, digits, "_", "." and "-"`, 'backend');
+  // Derived from app-name: only checked when given explicitly or when app-name itself is valid (no echo of its error).
+  const appOk = APP.test(app);
+  if ((appOk || c.raw('nginx-upstream-name')) && !/^[A-Za-z0-9_.-]{1,64}$/.test(nginxUpstreamName)) c.fail('nginx-upstream-name', `"${printable(nginxUpstreamName)}" may only hold letters, digits, "_", "." and "-"`, 'backend');
   const nginxUpstreamFile = c.raw('nginx-upstream-file') || `/etc/nginx/bluegreen/${app}.conf`;
-  if (!PATH_SAFE.test(nginxUpstreamFile) || nginxUpstreamFile.split('/').some((s) => s === '..' || s === '.') || nginxUpstreamFile.endsWith('/')) {
+  if ((appOk || c.raw('nginx-upstream-file')) && (!PATH_SAFE.test(nginxUpstreamFile) || nginxUpstreamFile.split('/').some((s) => s === '..' || s === '.') || nginxUpstreamFile.endsWith('/'))) {
     c.fail('nginx-upstream-file', `must be an absolute file path without "..", spaces or special characters (got "${printable(nginxUpstreamFile)}")`, '/etc/nginx/bluegreen/backend.conf');
   }
   const nginxReloadCommand = c.get('nginx-reload-command');
@@ -336,7 +338,7 @@ export function readConfig(read: InputReader, ctx: RunContext, env: NodeJS.Proce
   const lockTimeoutSeconds = c.number('lock-timeout-seconds', 0, 21600, { integer: true });
   const uploadArtifacts = c.bool('upload-artifacts');
   const artifactRetentionDays = c.number('artifact-retention-days', 1, 90, { integer: true });
-  const artifactName = c.raw('artifact-name') || `bluegreen-${app || 'app'}-${ctx.job}-${ctx.runAttempt}`;
+  const artifactName = c.raw('artifact-name') || `bluegreen-${APP.test(app) ? app : 'app'}-${ctx.job}-${ctx.runAttempt}`;
   if (ARTIFACT_FORBIDDEN.test(artifactName) || artifactName.length > 200) c.fail('artifact-name', `must not contain " : < > | * ? \\ / or newlines (got "${printable(artifactName)}")`, 'deploy-logs-production');
   const summary = c.bool('summary');
 

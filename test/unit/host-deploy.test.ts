@@ -1,0 +1,582 @@
+import { EventEmitter } from 'node:events';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Duplex } from 'node:stream';
+import type { ClientChannel } from 'ssh2';
+import type { RunContext } from '../../src/config/context.js';
+import type { DeployConfig, HostTarget } from '../../src/config/types.js';
+import { HostDeployment } from '../../src/deploy/host-deploy.js';
+import { runDeploy, type RunDeps } from '../../src/deploy/run.js';
+import { StepTimer } from '../../src/deploy/steps.js';
+import type { HostResult } from '../../src/deploy/types.js';
+import type { LoginMode } from '../../src/remote/scripts.js';
+import { RunLog, type ConsoleSink } from '../../src/report/log.js';
+import { Secrets } from '../../src/report/secrets.js';
+import type { ExecOptions, ExecResult, RemoteHost } from '../../src/ssh/connection.js';
+import { renderUpstream } from '../../src/traffic/nginx-upstream.js';
+
+// ---------------------------------------------------------------------------------------------
+// A scripted fake host
+// ---------------------------------------------------------------------------------------------
+
+type Kind = 'pull' | 'detect' | 'status' | 'logs' | 'start' | 'upstream' | 'takeover' | 'drain' | 'swap' | 'stop' | 'remove' | 'record' | 'probe-shell' | 'unknown';
+
+interface Call {
+  kind: Kind;
+  args: string[];
+  stdin?: string;
+}
+
+type Reply = Partial<ExecResult>;
+type Handler = (call: Call, host: FakeHost) => Reply;
+
+/** Recognises a remote script by distinctive text of its body (see src/remote/scripts.ts). */
+function classify(body: string): Kind {
+  if (body.includes('@@step pull')) return 'pull';
+  if (body.includes('@@containers')) return 'detect';
+  if (body.includes('{{.State.Status}}')) return 'status';
+  if (body.includes('D run -d')) return 'start';
+  if (body.includes('bluegreen-new')) return 'upstream';
+  if (body.includes('@@taken-over')) return 'takeover';
+  if (body.includes('@@drained')) return 'drain';
+  if (body.includes('D start "$2"')) return 'swap';
+  if (body.includes('D stop -t')) return 'stop';
+  if (body.includes('D rm -f "$@"')) return 'remove';
+  if (body.includes('history.jsonl')) return 'record';
+  if (body.includes('D logs --tail')) return 'logs';
+  if (body.includes('/dev/tcp')) return 'probe-shell';
+  return 'unknown';
+}
+
+const APP = 'shop';
+const PORTS = { blue: 8081, green: 8082 };
+const inspectLine = (name: string, running: boolean, restarts = 0, labels: Record<string, string> | null = { 'bluegreen.app': APP }) =>
+  JSON.stringify({ id: `id-${name}`, name: `/${name}`, state: running ? 'running' : 'exited', running, restarts, labels });
+
+function detectOutput(containers: string[], upstream: string | undefined, state: string | undefined): string {
+  return ['@@containers', ...containers, '@@upstream', upstream ?? '@@none', '@@state', state ?? '@@none', ''].join('\n');
+}
+
+const ORIGINAL_UPSTREAM = renderUpstream(APP, PORTS.blue, 'Live: blue (old), deploy 1.').trim();
+
+class FakeHost implements RemoteHost {
+  readonly target: HostTarget;
+  readonly calls: Call[] = [];
+  /** Every event in order, including the lock ('lock-open', 'lock-end') and probes ('probe:<port>'). */
+  readonly events: string[] = [];
+  readonly handlers: Partial<Record<Kind, Handler>> = {};
+  /** HTTP status the forwarded port answers. */
+  httpStatus: (port: number, host: FakeHost) => number = () => 200;
+  lockEnded = false;
+  closed = false;
+
+  constructor(label = 'h1') {
+    this.target = { label, host: label, port: 22, user: 'ec2-user' };
+  }
+
+  on(kind: Kind, h: Handler): this {
+    this.handlers[kind] = h;
+    return this;
+  }
+
+  count(kind: Kind): number {
+    return this.calls.filter((c) => c.kind === kind).length;
+  }
+
+  callsOf(kind: Kind): Call[] {
+    return this.calls.filter((c) => c.kind === kind);
+  }
+
+  async run(body: string, args: string[] = [], opts: ExecOptions = {}): Promise<ExecResult> {
+    const call: Call = { kind: classify(body), args, stdin: opts.stdin };
+    this.calls.push(call);
+    this.events.push(call.kind);
+    const r = (this.handlers[call.kind] ?? defaultHandler)(call, this);
+    const res: ExecResult = { code: r.code ?? 0, signal: r.signal ?? null, stdout: r.stdout ?? '', stderr: r.stderr ?? '' };
+    if (opts.onLine) {
+      for (const line of res.stdout.split('\n').filter((l, i, a) => l !== '' || i < a.length - 1)) opts.onLine(line, 'stdout');
+      for (const line of res.stderr.split('\n').filter(Boolean)) opts.onLine(line, 'stderr');
+    }
+    await new Promise((r2) => setImmediate(r2));
+    return res;
+  }
+
+  async open(body: string): Promise<ClientChannel> {
+    if (!body.includes('flock')) throw new Error(`unexpected open(): ${body.slice(0, 40)}`);
+    this.events.push('lock-open');
+    const ch = new EventEmitter() as EventEmitter & { stderr: EventEmitter; end(): void };
+    ch.stderr = new EventEmitter();
+    ch.end = () => {
+      this.lockEnded = true;
+      this.events.push('lock-end');
+      setImmediate(() => ch.emit('close'));
+    };
+    setImmediate(() => ch.emit('data', Buffer.from('@@locked\n')));
+    return ch as unknown as ClientChannel;
+  }
+
+  async forward(port: number): Promise<NodeJS.ReadWriteStream & { destroy(): void }> {
+    this.events.push(`probe:${port}`);
+    const status = this.httpStatus(port, this);
+    const stream = new Duplex({
+      read() {},
+      write(_chunk, _enc, cb) {
+        this.push(Buffer.from(`HTTP/1.1 ${status} X\r\nContent-Length: 0\r\n\r\n`));
+        cb();
+      }
+    });
+    return stream;
+  }
+
+  close(): void {
+    this.closed = true;
+  }
+}
+
+function defaultHandler(call: Call): Reply {
+  switch (call.kind) {
+    case 'pull':
+      return { stdout: `@@step pull\nv2: Pulling from shop\n@@digests\nregistry.example.com/shop@sha256:${'a'.repeat(64)}\n` };
+    case 'detect':
+      return { stdout: detectOutput([inspectLine('shop-blue', true)], ORIGINAL_UPSTREAM, '{"live":"blue"}') };
+    case 'status':
+      return { stdout: 'running 0 0\n' };
+    case 'start':
+      return { stdout: 'container-id\n' };
+    case 'upstream':
+      return { stdout: '@@workers-before 101 102\n@@reloaded\n' };
+    case 'takeover':
+      return { stdout: '@@taken-over 201\n' };
+    case 'drain':
+      return { stdout: '@@drained\n' };
+    case 'logs':
+      return { stdout: 'app log line\n' };
+    default:
+      return {};
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Config, context, log
+// ---------------------------------------------------------------------------------------------
+
+function makeConfig(over: Partial<DeployConfig> = {}): DeployConfig {
+  return {
+    command: 'deploy',
+    hosts: [{ label: 'h1', host: 'h1', port: 22, user: 'ec2-user' }],
+    ssh: { privateKey: 'KEY', hostKeys: { knownHosts: '', fingerprints: [], insecureIgnore: true }, connectTimeoutMs: 1000 },
+    app: APP,
+    image: { registry: 'registry.example.com', repository: 'registry.example.com/shop', tag: 'v2' },
+    registryAuth: 'none',
+    containerPort: 8080,
+    env: [{ key: 'DB_PASSWORD', value: 's3cret-value' }],
+    dockerRunArgs: [],
+    dockerCommand: ['docker'],
+    healthPath: '/health',
+    healthIntervalMs: 20,
+    healthTimeoutMs: 2000,
+    traffic: 'nginx',
+    ports: { ...PORTS },
+    publicPort: 8080,
+    nginxUpstreamFile: '/etc/nginx/bluegreen/shop.conf',
+    nginxUpstreamName: APP,
+    nginxReloadCommand: 'nginx -s reload',
+    drainMs: 1000,
+    stopTimeoutSeconds: 10,
+    lockTimeoutSeconds: 5,
+    uploadArtifacts: false,
+    artifactName: 'logs',
+    artifactRetentionDays: 1,
+    summary: false,
+    ...over
+  };
+}
+
+const ctx: RunContext = {
+  repository: 'o/r',
+  runId: '1',
+  runAttempt: '1',
+  job: 'deploy',
+  actor: 'tester',
+  sha: 'abc',
+  serverUrl: 'https://github.com',
+  runUrl: 'https://github.com/o/r/actions/runs/1',
+  eventName: 'push',
+  runnerTemp: os.tmpdir()
+};
+
+let tmpDir: string;
+beforeAll(() => {
+  tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), 'bg-unit-'));
+});
+afterAll(() => {
+  fs.rmSync(tmpDir, { recursive: true, force: true });
+});
+
+function makeLog(secrets = new Secrets(), hostCount = 1) {
+  const lines: string[] = [];
+  const sink: ConsoleSink = { write: (level, text) => lines.push(`${level} ${text}`), startGroup: () => {}, endGroup: () => {} };
+  const file = path.join(tmpDir, `run-${Math.random().toString(16).slice(2)}.log`);
+  const log = new RunLog(file, secrets, sink, hostCount);
+  return { log, lines, file };
+}
+
+async function deploy(host: FakeHost, cfg = makeConfig(), login: LoginMode = { kind: 'none' }): Promise<{ result: HostResult; lines: string[] }> {
+  const { log, lines } = makeLog();
+  const hostLog = log.forHost(host.target.label);
+  const timer = new StepTimer(hostLog);
+  const result = await new HostDeployment({ cfg, ctx, deployId: 'dep-1', remote: host, log: hostLog, timer, login }).run();
+  return { result, lines };
+}
+
+const stepNames = (r: HostResult) => r.steps.map((s) => s.name);
+
+// ---------------------------------------------------------------------------------------------
+// HostDeployment — nginx
+// ---------------------------------------------------------------------------------------------
+
+describe('HostDeployment (nginx)', () => {
+  test('success: scripts run in order, candidate becomes active, old colour is stopped', async () => {
+    const host = new FakeHost();
+    const { result } = await deploy(host);
+
+    expect(host.events).toEqual(['lock-open', 'pull', 'detect', 'start', 'probe:8082', 'upstream', 'takeover', 'probe:8082', 'drain', 'stop', 'record', 'lock-end']);
+    expect(result.result).toBe('success');
+    expect(result.activeColor).toBe('green');
+    expect(result.previousColor).toBe('blue');
+    expect(result.candidateColor).toBe('green');
+    expect(result.digest).toBe(`sha256:${'a'.repeat(64)}`);
+    expect(result.error).toBeUndefined();
+    expect(stepNames(result)).toEqual(['lock', 'pull', 'detect', 'start', 'health', 'switch', 'verify', 'drain', 'stop', 'cleanup', 'record']);
+    expect(result.steps.every((s) => s.status === 'ok')).toBe(true);
+    expect(typeof result.cutoverMs).toBe('number');
+    expect(result.downtimeMs).toBeUndefined();
+    expect(host.lockEnded).toBe(true);
+
+    // start: green, not replacing, published on the green port, pinned to the digest, env on stdin
+    const [start] = host.callsOf('start');
+    expect(start.args.slice(0, 3)).toEqual(['shop-green', '0', 'run']);
+    expect(start.args).toContain('127.0.0.1:8082:8080');
+    expect(start.args[start.args.length - 1]).toBe(`registry.example.com/shop@sha256:${'a'.repeat(64)}`);
+    expect(start.stdin).toBe('DB_PASSWORD=s3cret-value\n');
+    // upstream now points at green
+    const [up] = host.callsOf('upstream');
+    expect(up.stdin).toContain('server 127.0.0.1:8082;');
+    // takeover/drain get the workers seen before the reload
+    expect(host.callsOf('takeover')[0].args[0]).toBe('101 102');
+    expect(host.callsOf('drain')[0].args[0]).toBe('101 102');
+    // the old colour is stopped, never removed
+    expect(host.callsOf('stop')[0].args[0]).toBe('shop-blue');
+    expect(host.count('remove')).toBe(0);
+    // record writes the new state
+    const state = JSON.parse(host.callsOf('record')[0].args[1]) as { live: string; standby: string };
+    expect(state).toMatchObject({ live: 'green', standby: 'blue' });
+    const history = JSON.parse(host.callsOf('record')[0].args[2]) as { result: string };
+    expect(history.result).toBe('success');
+  });
+
+  test('success removes leftover containers during cleanup', async () => {
+    const host = new FakeHost().on('detect', () => ({ stdout: detectOutput([inspectLine('shop-blue', true), inspectLine('shop-crashed', false)], ORIGINAL_UPSTREAM, undefined) }));
+    const { result } = await deploy(host);
+    expect(result.result).toBe('success');
+    expect(host.callsOf('remove').map((c) => c.args)).toEqual([['shop-crashed']]);
+  });
+
+  test('first deploy: no drain and no stop, previousColor undefined', async () => {
+    const host = new FakeHost().on('detect', () => ({ stdout: detectOutput([], renderUpstream(APP, PORTS.blue, 'placeholder'), undefined) }));
+    const { result } = await deploy(host);
+    expect(result.result).toBe('success');
+    expect(result.activeColor).toBe('blue');
+    expect(result.previousColor).toBeUndefined();
+    expect(host.count('drain')).toBe(0);
+    expect(host.count('stop')).toBe(0);
+    expect(host.callsOf('start')[0].args[0]).toBe('shop-blue');
+  });
+
+  test('health never 2xx: fails at health, candidate removed, upstream untouched, lock released', async () => {
+    const host = new FakeHost();
+    host.httpStatus = () => 503;
+    const { result } = await deploy(host, makeConfig({ healthTimeoutMs: 150, healthIntervalMs: 20 }));
+
+    expect(result.result).toBe('failed');
+    expect(result.error?.step).toBe('health');
+    expect(result.error?.message).toMatch(/did not answer 2xx.*HTTP 503/);
+    expect(result.activeColor).toBe('blue');
+    expect(result.previousColor).toBeUndefined();
+    expect(host.count('upstream')).toBe(0);
+    expect(host.count('stop')).toBe(0);
+    expect(host.callsOf('remove').map((c) => c.args)).toEqual([['shop-green']]);
+    expect(host.count('status')).toBeGreaterThan(0);
+    expect(result.candidateLogs).toBe('app log line');
+    expect(host.lockEnded).toBe(true);
+    expect(host.events[host.events.length - 1]).toBe('lock-end');
+    // the failure is recorded in the host's history, without a new state
+    const rec = host.callsOf('record')[0];
+    expect(rec.args[1]).toBe('');
+    expect(JSON.parse(rec.args[2])).toMatchObject({ result: 'failed' });
+    expect(result.steps.find((s) => s.name === 'health')?.status).toBe('failed');
+  });
+
+  test('container exits during health: fails at once with its log lines', async () => {
+    const host = new FakeHost().on('status', () => ({ stdout: 'exited 0 1\n@@logs\nError: cannot connect to db\n  at main.js:1\n' }));
+    host.httpStatus = () => 502;
+    const t0 = Date.now();
+    const { result } = await deploy(host, makeConfig({ healthTimeoutMs: 60_000 }));
+
+    expect(Date.now() - t0).toBeLessThan(5000);
+    expect(result.result).toBe('failed');
+    expect(result.error?.step).toBe('health');
+    expect(result.error?.message).toMatch(/shop-green is exited \(exit code 1\)/);
+    expect(result.candidateLogs).toContain('Error: cannot connect to db');
+    expect(result.candidateLogs).toContain('at main.js:1');
+    expect(result.candidateLogs).not.toContain('@@logs');
+    expect(host.count('status')).toBe(1);
+    expect(host.count('upstream')).toBe(0);
+    expect(host.callsOf('remove').map((c) => c.args)).toEqual([['shop-green']]);
+  });
+
+  test('pull fails after login: step is pull, manifest unknown explained, nothing started', async () => {
+    const host = new FakeHost().on('pull', () => ({ code: 1, stdout: '@@step login\nLogin Succeeded\n@@step pull\n', stderr: 'Error response from daemon: manifest unknown: manifest unknown\n' }));
+    const login: LoginMode = { kind: 'password', registry: 'registry.example.com', username: 'u', password: 'pw-123456' };
+    const { result } = await deploy(host, makeConfig(), login);
+
+    expect(result.result).toBe('failed');
+    expect(result.error?.step).toBe('pull');
+    expect(result.error?.message).toMatch(/image registry\.example\.com\/shop:v2 was not found in the registry/);
+    expect(stepNames(result).slice(0, 3)).toEqual(['lock', 'login', 'pull']);
+    expect(result.steps.find((s) => s.name === 'login')?.status).toBe('ok');
+    expect(result.steps.find((s) => s.name === 'pull')?.status).toBe('failed');
+    expect(host.count('detect')).toBe(0);
+    expect(host.count('start')).toBe(0);
+    expect(host.count('remove')).toBe(0);
+    expect(host.callsOf('pull')[0].stdin).toBe('pw-123456');
+    expect(host.lockEnded).toBe(true);
+  });
+
+  test('login fails: the step is login', async () => {
+    const host = new FakeHost().on('pull', () => ({ code: 1, stdout: '@@step login\n', stderr: 'Error response from daemon: unauthorized: authentication required\n' }));
+    const login: LoginMode = { kind: 'password', registry: 'registry.example.com', username: 'u', password: 'pw-123456' };
+    const { result } = await deploy(host, makeConfig(), login);
+    expect(result.error?.step).toBe('login');
+    expect(result.error?.message).toMatch(/refused access/);
+  });
+
+  test('reload fails: step switch, candidate removed, no second upstream write', async () => {
+    const host = new FakeHost().on('upstream', () => ({ code: 4, stdout: '@@workers-before 101\nnginx: [emerg] unexpected "}"\n@@reload-failed 1\n' }));
+    const { result } = await deploy(host);
+
+    expect(result.result).toBe('failed');
+    expect(result.error?.step).toBe('switch');
+    expect(result.error?.message).toMatch(/nginx switch failed \(exit 4\)/);
+    expect(result.error?.message).toMatch(/previous upstream file was restored/);
+    expect(result.activeColor).toBe('blue');
+    expect(host.count('upstream')).toBe(1);
+    expect(host.count('takeover')).toBe(0);
+    expect(host.count('stop')).toBe(0);
+    expect(host.callsOf('remove').map((c) => c.args)).toEqual([['shop-green']]);
+    expect(host.lockEnded).toBe(true);
+  });
+
+  test('verify fails after the switch: original upstream restored, candidate removed, old colour kept', async () => {
+    const host = new FakeHost();
+    host.httpStatus = (_port, h) => (h.count('upstream') > 0 ? 500 : 200);
+    const { result } = await deploy(host);
+
+    expect(result.result).toBe('rolled-back');
+    expect(result.error?.step).toBe('verify');
+    expect(result.error?.message).toMatch(/HTTP 500 after the switch/);
+    expect(result.activeColor).toBe('blue');
+    expect(result.previousColor).toBeUndefined();
+    const ups = host.callsOf('upstream');
+    expect(ups).toHaveLength(2);
+    expect(ups[0].stdin).toContain('127.0.0.1:8082');
+    expect(ups[1].stdin).toBe(`${ORIGINAL_UPSTREAM}\n`);
+    expect(ups[1].args[2]).toBe('write');
+    expect(host.callsOf('remove').map((c) => c.args)).toEqual([['shop-green']]);
+    expect(host.count('drain')).toBe(0);
+    expect(host.count('stop')).toBe(0);
+    expect(host.events.indexOf('remove')).toBeGreaterThan(host.events.lastIndexOf('upstream'));
+    expect(result.steps.find((s) => s.name === 'switch-back')?.status).toBe('ok');
+    expect(host.lockEnded).toBe(true);
+  });
+
+  test('verify fails on a host that had no upstream file: switch-back removes the file', async () => {
+    const host = new FakeHost().on('detect', () => ({ stdout: detectOutput([inspectLine('shop-blue', true)], undefined, '{"live":"blue"}') }));
+    host.httpStatus = (_port, h) => (h.count('upstream') > 0 ? 500 : 200);
+    const { result } = await deploy(host);
+    expect(result.result).toBe('rolled-back');
+    const ups = host.callsOf('upstream');
+    expect(ups).toHaveLength(2);
+    expect(ups[1].args[2]).toBe('remove');
+  });
+
+  test('switch-back that itself fails leaves result failed with a warning', async () => {
+    const host = new FakeHost().on('upstream', (_c, h) => (h.count('upstream') > 1 ? { code: 4, stdout: '@@reload-failed 1\n' } : { stdout: '@@workers-before 1\n@@reloaded\n' }));
+    host.httpStatus = (_port, h) => (h.count('upstream') > 0 ? 500 : 200);
+    const { result } = await deploy(host);
+    expect(result.result).toBe('failed');
+    expect(result.error?.step).toBe('verify');
+    expect(result.warnings.some((w) => w.startsWith('switch-back:'))).toBe(true);
+    expect(result.steps.find((s) => s.name === 'switch-back')?.status).toBe('warning');
+  });
+
+  // BUG (reported): when the switch-back itself fails, traffic may still point at the failed
+  // candidate, yet run() reports the old colour as active. Remove `.failing` once fixed.
+  test.failing('when the switch-back fails the old colour is not reported as active', async () => {
+    const host = new FakeHost().on('upstream', (_c, h) => (h.count('upstream') > 1 ? { code: 4, stdout: '@@reload-failed 1\n' } : { stdout: '@@workers-before 1\n@@reloaded\n' }));
+    host.httpStatus = (_port, h) => (h.count('upstream') > 0 ? 500 : 200);
+    const { result } = await deploy(host);
+    expect(result.result).toBe('failed');
+    expect(result.activeColor).not.toBe('blue');
+  });
+
+  // BUG (reported): explainPullError checks /denied/ (registry auth) before docker.sock, so an SSH
+  // user without access to the docker socket is told the registry refused access. Remove `.failing` once fixed.
+  test.failing('no access to the docker socket is not reported as a registry auth problem', async () => {
+    const host = new FakeHost().on('pull', () => ({ code: 1, stdout: '@@step pull\n', stderr: 'permission denied while trying to connect to the Docker daemon socket at unix:///var/run/docker.sock: Post "http://%2Fvar%2Frun%2Fdocker.sock/v1.24/images/create": dial unix /var/run/docker.sock: connect: permission denied\n' }));
+    const { result } = await deploy(host);
+    expect(result.error?.step).toBe('pull');
+    expect(result.error?.message).toMatch(/docker is not reachable/);
+  });
+
+  // BUG (reported): /not found/ also matches the shell's "docker: not found", which is then
+  // explained as a missing image. Remove `.failing` once fixed.
+  test.failing('docker missing on the host is not reported as a missing image', async () => {
+    const host = new FakeHost().on('pull', () => ({ code: 127, stdout: '@@step pull\n', stderr: 'sh: 1: docker: not found\n' }));
+    const { result } = await deploy(host);
+    expect(result.error?.step).toBe('pull');
+    expect(result.error?.message).not.toMatch(/was not found in the registry/);
+  });
+
+  test('a foreign container fails at detect and nothing is started or removed', async () => {
+    const host = new FakeHost().on('detect', () => ({ stdout: detectOutput([inspectLine('shop-green', false, 0, null)], ORIGINAL_UPSTREAM, undefined) }));
+    const { result } = await deploy(host);
+    expect(result.result).toBe('failed');
+    expect(result.error?.step).toBe('detect');
+    expect(host.count('start')).toBe(0);
+    expect(host.count('remove')).toBe(0);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// HostDeployment — port-swap
+// ---------------------------------------------------------------------------------------------
+
+describe('HostDeployment (port-swap)', () => {
+  const cfg = () => makeConfig({ traffic: 'port-swap', healthTimeoutMs: 150, healthIntervalMs: 20 });
+
+  test('success: candidate created, swap stops the old and starts the new, health on the public port', async () => {
+    const host = new FakeHost();
+    const { result } = await deploy(host, cfg());
+
+    expect(host.events).toEqual(['lock-open', 'pull', 'detect', 'start', 'swap', 'probe:8080', 'probe:8080', 'record', 'lock-end']);
+    const [start] = host.callsOf('start');
+    expect(start.args.slice(0, 3)).toEqual(['shop-green', '0', 'create']);
+    expect(start.args).toContain('8080:8080');
+    expect(host.callsOf('swap')[0].args).toEqual(['shop-blue', 'shop-green', '10']);
+    expect(result.result).toBe('success');
+    expect(result.activeColor).toBe('green');
+    expect(result.previousColor).toBe('blue');
+    expect(stepNames(result)).toEqual(['lock', 'pull', 'detect', 'start', 'switch', 'health', 'verify', 'cleanup', 'record']);
+    expect(typeof result.downtimeMs).toBe('number');
+    expect(result.downtimeMs).toBe(result.cutoverMs);
+  });
+
+  test('unhealthy after the swap: candidate removed, old container started again → rolled-back', async () => {
+    const host = new FakeHost();
+    // the new container answers 503; once the old one is started again (2nd swap call) it answers 200
+    host.httpStatus = (_port, h) => (h.count('swap') >= 2 ? 200 : 503);
+    const { result } = await deploy(host, cfg());
+
+    expect(result.result).toBe('rolled-back');
+    expect(result.error?.step).toBe('health');
+    expect(result.activeColor).toBe('blue');
+    const swaps = host.callsOf('swap');
+    expect(swaps).toHaveLength(2);
+    expect(swaps[0].args).toEqual(['shop-blue', 'shop-green', '10']);
+    expect(swaps[1].args).toEqual(['', 'shop-blue', '10']);
+    expect(host.callsOf('remove').map((c) => c.args)).toEqual([['shop-green']]);
+    expect(host.events.indexOf('remove')).toBeLessThan(host.events.lastIndexOf('swap'));
+    expect(result.steps.find((s) => s.name === 'switch-back')?.status).toBe('ok');
+    expect(host.lockEnded).toBe(true);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// runDeploy
+// ---------------------------------------------------------------------------------------------
+
+describe('runDeploy', () => {
+  const twoHosts: HostTarget[] = [
+    { label: 'good', host: 'good', port: 22, user: 'ec2-user' },
+    { label: 'bad', host: 'bad', port: 22, user: 'ec2-user' }
+  ];
+
+  test('a connect failure on one host gives that host error.step connect; the other deploys', async () => {
+    const good = new FakeHost('good');
+    const connected: string[] = [];
+    const deps: RunDeps = {
+      connect: async (t) => {
+        connected.push(t.label);
+        if (t.label === 'bad') throw new Error('connection to bad was refused');
+        return good;
+      },
+      fetchEcrToken: async () => {
+        throw new Error('not used');
+      }
+    };
+    const { log } = makeLog(new Secrets(), 2);
+    const r = await runDeploy(makeConfig({ hosts: twoHosts }), ctx, log, new Secrets(), deps, 'dep-2');
+
+    expect(connected.sort()).toEqual(['bad', 'good']);
+    const bad = r.hosts.find((h) => h.host === 'bad')!;
+    expect(bad.result).toBe('failed');
+    expect(bad.error).toEqual({ step: 'connect', message: 'connection to bad was refused' });
+    expect(bad.steps.map((s) => [s.name, s.status])).toEqual([['connect', 'failed']]);
+    const ok = r.hosts.find((h) => h.host === 'good')!;
+    expect(ok.result).toBe('success');
+    expect(good.closed).toBe(true);
+    expect(r.result).toBe('failed');
+    expect(r.error).toEqual({ step: 'connect', host: 'bad', message: 'connection to bad was refused' });
+    expect(r.deployId).toBe('dep-2');
+  });
+
+  test('ECR token failure: failed at ecr-token, no host is connected', async () => {
+    let connects = 0;
+    const deps: RunDeps = {
+      connect: async () => {
+        connects++;
+        return new FakeHost();
+      },
+      fetchEcrToken: async () => {
+        throw new Error('no AWS credentials on the runner');
+      }
+    };
+    const { log } = makeLog();
+    const r = await runDeploy(makeConfig({ registryAuth: 'ecr', awsRegion: 'us-east-1' }), ctx, log, new Secrets(), deps);
+    expect(r.result).toBe('failed');
+    expect(r.error).toEqual({ step: 'ecr-token', message: 'no AWS credentials on the runner' });
+    expect(r.hosts).toEqual([]);
+    expect(r.steps.map((s) => [s.name, s.status])).toEqual([['ecr-token', 'failed']]);
+    expect(connects).toBe(0);
+  });
+
+  test('ECR token success: password becomes a secret and is passed to the host login on stdin', async () => {
+    const host = new FakeHost();
+    const secrets = new Secrets();
+    const password = 'ecr-password-XYZ-0123456789';
+    const deps: RunDeps = { connect: async () => host, fetchEcrToken: async () => ({ username: 'AWS', password }) };
+    const { log, file, lines } = makeLog(secrets);
+    const r = await runDeploy(makeConfig({ registryAuth: 'ecr', awsRegion: 'us-east-1' }), ctx, log, secrets, deps);
+
+    expect(r.result).toBe('success');
+    expect(r.steps.map((s) => s.name)).toEqual(['ecr-token']);
+    expect(secrets.redact(`token ${password} here`)).toBe('token *** here');
+    const pull = host.callsOf('pull')[0];
+    expect(pull.stdin).toBe(password);
+    expect(pull.args).toEqual(['registry.example.com/shop:v2', 'registry.example.com', 'AWS']);
+    expect(fs.readFileSync(file, 'utf8')).not.toContain(password);
+    expect(lines.join('\n')).not.toContain(password);
+  });
+});

@@ -1,0 +1,186 @@
+import { readFileSync } from 'node:fs';
+import { generateKeyPairSync } from 'node:crypto';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { DEFAULTS, InputError, parseEnv, parseHosts, readConfig } from '../../src/config/inputs.js';
+import { parseImage } from '../../src/config/image.js';
+import { readRunContext } from '../../src/config/context.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'bg-unit-'));
+execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(dir, 'k')]);
+execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', 'pw', '-f', join(dir, 'kp')]);
+const KEY = readFileSync(join(dir, 'k'), 'utf8');
+const ENC_KEY = readFileSync(join(dir, 'kp'), 'utf8');
+rmSync(dir, { recursive: true });
+const KNOWN = '10.0.0.5 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAICqzdPktL85becTIoxZNZYiLdHd20uc320Cl7GjZmET+';
+const ctx = readRunContext({ GITHUB_SHA: 'a'.repeat(40), GITHUB_RUN_ID: '7', GITHUB_REPOSITORY: 'o/r', GITHUB_JOB: 'deploy' });
+
+const base: Record<string, string> = {
+  hosts: '10.0.0.5',
+  'ssh-private-key': KEY,
+  'ssh-known-hosts': KNOWN,
+  'app-name': 'backend',
+  image: '123456789012.dkr.ecr.us-east-1.amazonaws.com/backend'
+};
+const reader = (inputs: Record<string, string>) => (name: string) => (inputs[name] ?? '').trim();
+const config = (overrides: Record<string, string> = {}) => readConfig(reader({ ...base, ...overrides }), ctx, {});
+function problems(overrides: Record<string, string>): string[] {
+  try {
+    config(overrides);
+  } catch (e) {
+    if (e instanceof InputError) return e.problems;
+    throw e;
+  }
+  return [];
+}
+
+describe('readConfig', () => {
+  test('the minimal documented inputs give the documented defaults', () => {
+    const c = config();
+    expect(c.hosts).toEqual([{ label: '10.0.0.5', host: '10.0.0.5', port: 22, user: 'ec2-user' }]);
+    expect(c.image).toEqual({ registry: '123456789012.dkr.ecr.us-east-1.amazonaws.com', repository: '123456789012.dkr.ecr.us-east-1.amazonaws.com/backend', tag: 'a'.repeat(40), digest: undefined });
+    expect(c.awsRegion).toBe('us-east-1');
+    expect(c.registryAuth).toBe('ecr');
+    expect(c.traffic).toBe('nginx');
+    expect(c.ports).toEqual({ blue: 8081, green: 8082 });
+    expect(c.nginxUpstreamFile).toBe('/etc/nginx/bluegreen/backend.conf');
+    expect(c.nginxUpstreamName).toBe('backend');
+    expect(c.artifactName).toBe('bluegreen-backend-deploy-1');
+    expect(c.artifactRetentionDays).toBe(30);
+    expect(c.healthTimeoutMs).toBe(60_000);
+    expect(c.dockerCommand).toEqual(['docker']);
+  });
+
+  test('action.yml declares the same defaults the code applies', () => {
+    const yml = readFileSync(new URL('../../action.yml', import.meta.url), 'utf8');
+    const declared: Record<string, string> = {};
+    let current = '';
+    for (const line of yml.split('\n')) {
+      const name = /^  ([a-z0-9-]+):\s*$/.exec(line);
+      if (name) current = name[1];
+      const def = /^    default:\s*(.*)$/.exec(line);
+      if (def && current) declared[current] = def[1].replace(/^"(.*)"$/, '$1');
+    }
+    for (const [name, value] of Object.entries(DEFAULTS)) expect([name, declared[name]]).toEqual([name, value]);
+  });
+
+  test('several hosts, with users and ports, comma or newline separated', () => {
+    const c = config({ hosts: 'a.example.com, deploy@10.0.0.6:2222\n[fd00::1]:2200\n', 'ssh-port': '22' });
+    expect(c.hosts.map((h) => [h.label, h.user, h.port])).toEqual([
+      ['a.example.com', 'ec2-user', 22],
+      ['10.0.0.6:2222', 'deploy', 2222],
+      ['[fd00::1]:2200', 'ec2-user', 2200]
+    ]);
+  });
+
+  test('all problems are reported together, each naming the input and giving an example', () => {
+    const p = problems({ hosts: '', 'app-name': 'a b', traffic: 'haproxy', 'health-timeout-seconds': '-1', 'blue-port': '8082', 'green-port': '8082' });
+    expect(p).toEqual([
+      expect.stringMatching(/^Input "hosts" is empty\. Example: hosts: /),
+      expect.stringMatching(/^Input "app-name" "a b" may only hold .* Example: app-name: backend$/),
+      expect.stringMatching(/^Input "health-timeout-seconds" must be a number from 1 to 3600 \(got "-1"\)\. Example: health-timeout-seconds: 60$/),
+      expect.stringMatching(/^Input "traffic" must be one of nginx, port-swap \(got "haproxy"\)\. Example: traffic: nginx$/),
+      expect.stringMatching(/^Input "green-port" must differ from blue-port\./)
+    ]);
+  });
+
+  test.each([
+    ['hosts', 'a;b'],
+    ['hosts', 'h:99999'],
+    ['hosts', '-oProxyCommand=x'],
+    ['ssh-user', 'root;id'],
+    ['app-name', '../x'],
+    ['app-name', '-x'],
+    ['image', 'Repo/UPPER'],
+    ['image', 'repo@sha256:xyz'],
+    ['tag', '-v'],
+    ['tag', 'a b'],
+    ['tag', 'x'.repeat(129)],
+    ['health-path', 'health'],
+    ['health-path', '/a b'],
+    ['nginx-upstream-file', 'relative.conf'],
+    ['nginx-upstream-file', '/etc/nginx/$(id).conf'],
+    ['nginx-upstream-name', 'a;b'],
+    ['docker-command', '-H tcp://evil docker'],
+    ['docker-command', 'docker $(id)'],
+    ['docker-run-args', '-p 80:80'],
+    ['docker-run-args', '--rm'],
+    ['docker-run-args', '--publish=80:80'],
+    ['docker-run-args', '-dit'],
+    ['docker-run-args', '"unterminated'],
+    ['ssh-host-fingerprint', 'MD5:aa:bb'],
+    ['ssh-known-hosts', 'garbage'],
+    ['registry-auth', 'basic'],
+    ['aws-region', 'mars-1'],
+    ['artifact-name', 'a/b'],
+    ['artifact-retention-days', '91'],
+    ['upload-artifacts', 'yes'],
+    ['container-port', '0'],
+    ['stop-timeout-seconds', '1.5'],
+    ['command', 'destroy']
+  ])('%s = %j is rejected with its name and an example', (name, value) => {
+    const p = problems({ [name]: value });
+    expect(p.length).toBeGreaterThan(0);
+    expect(p[0]).toMatch(new RegExp(`^Input "${name.replace(/-/g, '\\-')}" .*Example: ${name}: `, 's'));
+  });
+
+  test('rollback and status are refused clearly for now', () => {
+    expect(problems({ command: 'rollback' })).toEqual([expect.stringContaining('Input "command" "rollback" is not available in this version yet; only deploy is')]);
+  });
+
+  test('a tag in the image and a tag input together are refused; a digest pins the image', () => {
+    expect(problems({ image: 'r.example.com/app:v1', tag: 'v2' })[0]).toMatch(/^Input "tag" cannot be combined with an image that already names a tag/);
+    const d = 'sha256:' + 'b'.repeat(64);
+    expect(config({ image: `r.example.com/app@${d}`, 'registry-auth': 'none' }).image).toEqual({ registry: 'r.example.com', repository: 'r.example.com/app', tag: undefined, digest: d });
+  });
+
+  test('ssh keys: garbage, a public key and a missing or wrong passphrase are named precisely', () => {
+    expect(problems({ 'ssh-private-key': 'not a key' })[0]).toMatch(/^Input "ssh-private-key" is not a private key/);
+    expect(problems({ 'ssh-private-key': ENC_KEY })[0]).toMatch(/^Input "ssh-passphrase" is required because ssh-private-key is encrypted/);
+    expect(problems({ 'ssh-private-key': ENC_KEY, 'ssh-passphrase': 'wrong' })[0]).toMatch(/^Input "ssh-passphrase" does not decrypt ssh-private-key/);
+    expect(problems({ 'ssh-private-key': ENC_KEY, 'ssh-passphrase': 'pw' })).toEqual([]);
+    expect(config({ 'ssh-private-key': KEY.replace(/\n/g, '\\n') }).ssh.privateKey).toBe(KEY);
+  });
+
+  test('host-key verification is required unless explicitly disabled', () => {
+    expect(problems({ 'ssh-known-hosts': '' })[0]).toMatch(/^Input "ssh-known-hosts" is required to verify the host key/);
+    expect(problems({ 'ssh-known-hosts': '', 'ssh-host-fingerprint': 'SHA256:KrN0+S0vzlt5xMijFk1liIt3drrnN9tArexqNmZhNPw' })).toEqual([]);
+    expect(problems({ 'ssh-known-hosts': '', 'ssh-insecure-ignore-host-key': 'true' })).toEqual([]);
+  });
+
+  test('registry-auth password needs a user and a password; ecr needs a region', () => {
+    expect(problems({ 'registry-auth': 'password' }).map((p) => p.split(' ')[1])).toEqual(['"registry-username"', '"registry-password"']);
+    expect(problems({ image: 'ghcr.io/org/app' })[0]).toMatch(/^Input "aws-region" is required for registry-auth ecr/);
+    expect(problems({ image: 'ghcr.io/org/app', 'registry-auth': 'none' })).toEqual([]);
+  });
+});
+
+describe('parseEnv', () => {
+  test('KEY=VALUE lines; values are literal, may hold = and quotes; comments and blanks skipped', () => {
+    expect(parseEnv('# c\nA=1\n\nB=x=y "z" $(id)\nC=').vars).toEqual([
+      { key: 'A', value: '1' },
+      { key: 'B', value: 'x=y "z" $(id)' },
+      { key: 'C', value: '' }
+    ]);
+  });
+  test('errors name the line and the key, never the value', () => {
+    const { problems: p } = parseEnv('GOOD=1\nnovalue\n1BAD=secretvalue\nGOOD=2');
+    expect(p).toEqual(['line 2 has no "=" (each line must be KEY=VALUE)', 'line 3 has an invalid variable name "1BAD"', 'line 4 sets GOOD a second time']);
+    expect(p.join()).not.toContain('secretvalue');
+  });
+});
+
+describe('parseHosts / parseImage', () => {
+  test('duplicates are refused', () => {
+    expect(parseHosts('a, a:22', 'u', 22).problems).toEqual(['"a:22" is listed twice']);
+  });
+  test.each([
+    ['nginx', { registry: '', repository: 'nginx', tag: undefined, digest: undefined }],
+    ['localhost:5000/a/b:1.0', { registry: 'localhost:5000', repository: 'localhost:5000/a/b', tag: '1.0', digest: undefined }],
+    ['org/app:v1', { registry: '', repository: 'org/app', tag: 'v1', digest: undefined }]
+  ])('%s', (ref, parsed) => {
+    expect(parseImage(ref)).toEqual(parsed);
+  });
+});
