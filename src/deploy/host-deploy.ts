@@ -51,6 +51,7 @@ export class HostDeployment {
   private lock?: ClientChannel;
   private plan?: Plan;
   private switched = false;
+  private switchBackFailed = false;
   private digest?: string;
   private cutoverMs?: number;
   private downtimeMs?: number;
@@ -113,7 +114,8 @@ export class HostDeployment {
     if (rec) this.warnings.push(rec);
     await this.releaseLock();
     const plan = this.plan;
-    const active = result === 'success' ? plan?.candidate : plan?.live;
+    // After a failed switch-back nginx may still send traffic to the candidate: say "unknown", not the old colour.
+    const active = result === 'success' ? plan?.candidate : this.switchBackFailed ? undefined : plan?.live;
     return {
       host: this.remote.target.label,
       result,
@@ -125,6 +127,8 @@ export class HostDeployment {
       cutoverMs: this.cutoverMs,
       downtimeMs: this.downtimeMs,
       durationMs: Date.now() - started,
+      switched: this.switched,
+      switchBackFailed: this.switchBackFailed || undefined,
       steps: this.timer.steps,
       error: error ? { step: error.step, message: error.message } : undefined,
       candidateLogs: this.candidateLogs,
@@ -292,8 +296,11 @@ export class HostDeployment {
           if (line.startsWith('@@workers-before')) workersBefore = line.slice('@@workers-before'.length).trim().split(/\s+/).filter(Boolean);
         });
       } catch (e) {
-        // The script restores the previous file itself when the reload fails.
-        throw new StepError('switch', `${(e as Error).message.replace(/^.*?failed/, 'nginx switch failed')}; the previous upstream file was restored`);
+        // Exit 3/4: the script could not write the file, or restored it itself after a failed reload.
+        if (e instanceof StepError) throw new StepError('switch', `${e.message.replace(/^.*?failed/, 'nginx switch failed')}; the previous upstream file was restored`);
+        // The connection failed mid-switch: nginx may have reloaded already, so switch back to be sure.
+        this.switched = true;
+        throw e;
       }
       this.switched = true;
     });
@@ -360,7 +367,8 @@ export class HostDeployment {
       }
     });
     if (back) {
-      this.warnings.push(back);
+      this.switchBackFailed = true;
+      this.warnings.push(back, 'switching back did not complete: check which colour the host serves before the next deploy');
       return 'failed';
     }
     return plan.live ? 'rolled-back' : 'failed';
@@ -399,10 +407,11 @@ export class HostDeployment {
 
 /** Adds what to do about the usual pull failures. */
 export function explainPullError(message: string, ref: string): string {
-  if (/manifest unknown|not found|does not exist|no such image/i.test(message)) return `image ${ref} was not found in the registry (was it pushed, and is the tag right?): ${message}`;
+  if (/command not found|docker: not found|No such file or directory.*docker/i.test(message)) return `docker is not installed on the host or not on the SSH user's PATH (see docker-command): ${message}`;
+  if (/Cannot connect to the Docker daemon|docker\.sock/i.test(message)) return `docker is not reachable on the host (is dockerd running, and may the SSH user use it? add it to the docker group or set docker-command: sudo -n docker): ${message}`;
+  if (/manifest unknown|manifest for .* not found|not found: manifest|repository .* not found|pull access denied|no such image|does not exist/i.test(message)) return `image ${ref} was not found in the registry (was it pushed, and is the tag right?): ${message}`;
   if (/unauthorized|authentication required|denied|no basic auth credentials|401/i.test(message)) return `the registry refused access to ${ref} (check registry-auth and the credentials or instance role): ${message}`;
   if (/no space left on device/i.test(message)) return `the host ran out of disk space while pulling ${ref}: ${message}`;
-  if (/Cannot connect to the Docker daemon|docker.sock/i.test(message)) return `docker is not reachable on the host (is dockerd running, and may the SSH user use it?): ${message}`;
   return message;
 }
 

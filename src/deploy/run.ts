@@ -78,7 +78,7 @@ export async function runDeploy(cfg: DeployConfig, ctx: RunContext, log: RunLog,
       } catch (e) {
         const err = e as StepError;
         hostLog.error(`connect failed: ${err.message}`);
-        return { host: target.label, result: 'failed', image: base.image, durationMs: Date.now() - started, steps: timer.steps, error: { step: 'connect', message: err.message }, warnings: [] };
+        return { host: target.label, result: 'failed', image: base.image, durationMs: Date.now() - started, switched: false, steps: timer.steps, error: { step: 'connect', message: err.message }, warnings: [] };
       }
       try {
         return await new HostDeployment({ cfg, ctx, deployId, remote, log: hostLog, timer, login }).run();

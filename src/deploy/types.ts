@@ -25,6 +25,10 @@ export interface HostResult {
   cutoverMs?: number;
   downtimeMs?: number;
   durationMs: number;
+  /** Whether traffic was moved to the candidate at some point (so "untouched" is no longer true). */
+  switched: boolean;
+  /** Switching back after a failure did not complete: which colour serves is unknown. */
+  switchBackFailed?: boolean;
   steps: StepRecord[];
   error?: { step: StepName; message: string };
   /** Last log lines of a failed candidate (already redacted). */

@@ -39,8 +39,9 @@ export function renderSummary(r: RunResult, extras: SummaryExtras): string {
   out.push('');
   if (r.error) {
     out.push(`> **Failed at \`${r.error.step}\`${r.error.host ? ` on \`${escapeHtml(r.error.host)}\`` : ''}:** ${escapeHtml(r.error.message).replace(/\n/g, '<br>')}`);
-    if (r.result === 'rolled-back') out.push('>\n> Traffic was switched back: the previous version is serving.');
-    else if (r.hosts.some((h) => h.previousColor === undefined && h.error && !['connect'].includes(h.error.step))) out.push('>\n> The live version was not touched.');
+    if (r.hosts.some((h) => h.switchBackFailed)) out.push('>\n> **Switching back did not complete** on ' + r.hosts.filter((h) => h.switchBackFailed).map((h) => `\`${escapeHtml(h.host)}\``).join(', ') + ': check which version serves there.');
+    else if (r.result === 'rolled-back') out.push('>\n> Traffic was switched back: the previous version is serving.');
+    else if (r.hosts.some((h) => h.error) && r.hosts.every((h) => !h.switched)) out.push('>\n> The live version was not touched.');
     out.push('');
   }
   if (r.hosts.length) {
@@ -79,11 +80,30 @@ export function renderSummary(r: RunResult, extras: SummaryExtras): string {
     if (a.id !== undefined) out.push(`Logs and metrics: artifact ${a.url ? `[\`${escapeHtml(a.name)}\`](${a.url})` : `\`${escapeHtml(a.name)}\``} (id ${a.id}).`);
     else if (a.skipped) out.push(`Logs and metrics were not uploaded: ${escapeHtml(a.skipped)}`);
   }
-  let text = out.join('\n') + '\n';
-  if (Buffer.byteLength(text) > SUMMARY_LIMIT) {
-    text = text.slice(0, SUMMARY_LIMIT - 200) + '\n\n… (summary truncated to stay under GitHub\'s 1 MiB limit; see the log artifact)\n';
+  return fitToLimit(out);
+}
+
+const TRUNCATED = "\n\n… (summary truncated to stay under GitHub's 1 MiB limit; see the log artifact)\n";
+
+/** Keeps whole blocks while they fit in SUMMARY_LIMIT bytes (no half-open HTML), then cuts by bytes. */
+function fitToLimit(blocks: string[]): string {
+  const budget = SUMMARY_LIMIT - Buffer.byteLength(TRUNCATED);
+  let used = 0;
+  const kept: string[] = [];
+  for (const block of blocks) {
+    const size = Buffer.byteLength(block) + 1;
+    if (used + size > budget) {
+      if (kept.length === 0 || !block.startsWith('<details')) {
+        // A plain block (e.g. a giant error message): keep the part that fits, cut on a character boundary.
+        const room = budget - used - 1;
+        if (room > 0 && !block.startsWith('<details')) kept.push(Buffer.from(block).subarray(0, room).toString('utf8').replace(/\uFFFD$/, ''));
+      }
+      return kept.join('\n') + TRUNCATED;
+    }
+    kept.push(block);
+    used += size;
   }
-  return text;
+  return kept.join('\n') + '\n';
 }
 
 function stepIcon(status: string): string {

@@ -421,9 +421,8 @@ describe('HostDeployment (nginx)', () => {
     expect(result.steps.find((s) => s.name === 'switch-back')?.status).toBe('warning');
   });
 
-  // BUG (reported): when the switch-back itself fails, traffic may still point at the failed
-  // candidate, yet run() reports the old colour as active. Remove `.failing` once fixed.
-  test.failing('when the switch-back fails the old colour is not reported as active', async () => {
+  // Regression test.
+  test('when the switch-back fails the old colour is not reported as active', async () => {
     const host = new FakeHost().on('upstream', (_c, h) => (h.count('upstream') > 1 ? { code: 4, stdout: '@@reload-failed 1\n' } : { stdout: '@@workers-before 1\n@@reloaded\n' }));
     host.httpStatus = (_port, h) => (h.count('upstream') > 0 ? 500 : 200);
     const { result } = await deploy(host);
@@ -431,18 +430,16 @@ describe('HostDeployment (nginx)', () => {
     expect(result.activeColor).not.toBe('blue');
   });
 
-  // BUG (reported): explainPullError checks /denied/ (registry auth) before docker.sock, so an SSH
-  // user without access to the docker socket is told the registry refused access. Remove `.failing` once fixed.
-  test.failing('no access to the docker socket is not reported as a registry auth problem', async () => {
+  // Regression test.
+  test('no access to the docker socket is not reported as a registry auth problem', async () => {
     const host = new FakeHost().on('pull', () => ({ code: 1, stdout: '@@step pull\n', stderr: 'permission denied while trying to connect to the Docker daemon socket at unix:///var/run/docker.sock: Post "http://%2Fvar%2Frun%2Fdocker.sock/v1.24/images/create": dial unix /var/run/docker.sock: connect: permission denied\n' }));
     const { result } = await deploy(host);
     expect(result.error?.step).toBe('pull');
     expect(result.error?.message).toMatch(/docker is not reachable/);
   });
 
-  // BUG (reported): /not found/ also matches the shell's "docker: not found", which is then
-  // explained as a missing image. Remove `.failing` once fixed.
-  test.failing('docker missing on the host is not reported as a missing image', async () => {
+  // Regression test.
+  test('docker missing on the host is not reported as a missing image', async () => {
     const host = new FakeHost().on('pull', () => ({ code: 127, stdout: '@@step pull\n', stderr: 'sh: 1: docker: not found\n' }));
     const { result } = await deploy(host);
     expect(result.error?.step).toBe('pull');

@@ -86,6 +86,13 @@ describe('planDeploy', () => {
     expect(plan.notes.join('\n')).toMatch(recorded ? /recorded state/ : /default/);
   });
 
+  test('both running with an upstream at a running colour: the upstream wins over the recorded state', () => {
+    const plan = planDeploy(nginx, [ctr('shop-blue', true), ctr('shop-green', true)], upstreamAt(8082), 'blue');
+    expect(plan.live).toBe('green');
+    expect(plan.candidate).toBe('blue');
+    expect(plan.notes).toEqual([]);
+  });
+
   test('a foreign container named <app>-blue without our label fails at detect', () => {
     const foreign = ctr('shop-blue', true, { maintainer: 'someone' });
     let err: unknown;
