@@ -67,7 +67,7 @@ async function deploy(cfg: DeployConfig, ctx: RunContext, secrets: Secrets, deps
 
   let artifact: ArtifactOutcome | undefined;
   if (cfg.uploadArtifacts) {
-    artifact = await uploadReports(cfg.artifactName, [logFile, metricsFile], cfg.artifactRetentionDays, env);
+    artifact = await uploadReports(cfg.artifactName, [logFile, metricsFile], cfg.artifactRetentionDays, deployId.split('-').pop(), env);
     if (artifact.skipped) core.warning(`bluegreen-ec2-action: logs and metrics were not uploaded as an artifact: ${artifact.skipped}`);
     else core.info(`uploaded logs and metrics as artifact ${artifact.name} (id ${artifact.id})`);
   }

@@ -301,6 +301,16 @@ describe('deploy inputs and connection errors', () => {
     expect(fs.existsSync('/tmp/bluegreen-pwned')).toBe(false);
   });
 
+  test('a second deploy of the same app in the same job uploads under a suffixed artifact name', async () => {
+    const runId = '424242';
+    const first = await deploy(app, ports, 'v1', {}, { GITHUB_RUN_ID: runId, ACTIONS_RUNTIME_TOKEN: runtimeToken(runId, '99') });
+    const second = await deploy(app, ports, 'v2', {}, { GITHUB_RUN_ID: runId, ACTIONS_RUNTIME_TOKEN: runtimeToken(runId, '99') });
+    expect([first.outputs.result, second.outputs.result, first.stdout.match(/::error::.*/)?.[0]]).toEqual(['success', 'success', undefined]);
+    const names = results.artifacts.filter((a) => [first.outputs['artifact-id'], second.outputs['artifact-id']].includes(String(a.id))).map((a) => a.name);
+    expect(names[0]).toBe(`bluegreen-${app}-deploy-1`);
+    expect(names[1]).toBe(`bluegreen-${app}-deploy-1-${second.outputs['deploy-id'].split('-').pop()}`);
+  });
+
   test('outside GitHub (no runtime token) it warns, keeps the files and still succeeds', async () => {
     const r = await deploy(app, ports, 'v2', {}, { ACTIONS_RUNTIME_TOKEN: undefined, ACTIONS_RESULTS_URL: undefined });
     expect(r.outputs.result).toBe('success');
