@@ -61,7 +61,18 @@ async function deploy(cfg: DeployConfig, ctx: RunContext, secrets: Secrets, deps
   log.log('info', `bluegreen-ec2-action: ${cfg.command} ${cfg.app} ← ${cfg.image.repository}${cfg.image.digest ? `@${cfg.image.digest}` : `:${cfg.image.tag}`} on ${cfg.hosts.map((h) => h.label).join(', ')} (traffic: ${cfg.traffic}, deploy ${deployId})`);
   if (cfg.ssh.hostKeys.insecureIgnore) log.log('warn', 'ssh-insecure-ignore-host-key is true: host keys are NOT verified, so a man-in-the-middle could impersonate the host');
 
-  const result = await runDeploy(cfg, ctx, log, secrets, deps, deployId);
+  // A cancelled workflow sends SIGINT, then SIGTERM a few seconds later: stop starting new steps,
+  // undo what was done (remove the candidate, or switch back) and report, instead of dying mid-step.
+  const cancel = new AbortController();
+  const onSignal = (sig: string) => {
+    if (!cancel.signal.aborted) log.log('warn', `received ${sig}: the run was cancelled; finishing the current remote command, then cleaning up`);
+    cancel.abort();
+  };
+  const handlers = { SIGINT: () => onSignal('SIGINT'), SIGTERM: () => onSignal('SIGTERM') };
+  process.on('SIGINT', handlers.SIGINT).on('SIGTERM', handlers.SIGTERM);
+  const result = await runDeploy(cfg, ctx, log, secrets, { ...deps, signal: cancel.signal }, deployId).finally(() => {
+    process.off('SIGINT', handlers.SIGINT).off('SIGTERM', handlers.SIGTERM);
+  });
   log.log(result.result === 'success' ? 'info' : 'error', `result: ${result.result} in ${result.durationMs} ms`);
   writeFileSync(metricsFile, secrets.redact(JSON.stringify(buildMetrics(result, ctx, { traffic: cfg.traffic, hosts: cfg.hosts.length }), null, 2)) + '\n', { mode: 0o644 });
 

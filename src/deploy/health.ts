@@ -87,12 +87,13 @@ const describe = (p: ProbeResult) => (p.status !== undefined ? `HTTP ${p.status}
  * Waits for a 2xx. The first probes come quickly (50 ms doubling up to the interval) so a fast
  * app is not held back by a fixed sleep.
  */
-export async function waitHealthy(remote: RemoteHost, prober: Prober, opts: HealthOptions, log: HostLog): Promise<{ attempts: number }> {
+export async function waitHealthy(remote: RemoteHost, prober: Prober, opts: HealthOptions, log: HostLog, signal?: AbortSignal): Promise<{ attempts: number }> {
   const start = Date.now();
   let delay = 50;
   let attempts = 0;
   let last: ProbeResult = {};
   for (;;) {
+    if (signal?.aborted) throw new StepError('health', `the workflow run was cancelled while waiting for ${opts.container} to become healthy`);
     attempts++;
     const remaining = opts.timeoutMs - (Date.now() - start);
     // Short timeouts first: right after start, docker-proxy can accept and then hang while the

@@ -163,6 +163,11 @@ export class HostDeployment {
         }
       });
       ch.stderr.on('data', (d: Buffer) => (err += d.toString()));
+      this.timer.signal?.addEventListener('abort', () => {
+        if (locked) return;
+        reject(new StepError('lock', 'the workflow run was cancelled while waiting for the deploy lock'));
+        ch.close();
+      }, { once: true });
       ch.on('exit', (code: number | null) => {
         if (locked) return;
         if (code === 75) reject(new StepError('lock', `another deploy of ${this.cfg.app} still holds the lock on this host after ${this.cfg.lockTimeoutSeconds} s (${lastOwner || 'holder unknown'}); raise lock-timeout-seconds or use a workflow concurrency group`));
@@ -269,7 +274,7 @@ export class HostDeployment {
 
   private health(port: number): Promise<unknown> {
     const plan = this.plan!;
-    return waitHealthy(this.remote, this.prober, { port, path: this.cfg.healthPath, intervalMs: this.cfg.healthIntervalMs, timeoutMs: this.cfg.healthTimeoutMs, container: this.name(plan.candidate), dockerCommand: this.docker }, this.log);
+    return waitHealthy(this.remote, this.prober, { port, path: this.cfg.healthPath, intervalMs: this.cfg.healthIntervalMs, timeoutMs: this.cfg.healthTimeoutMs, container: this.name(plan.candidate), dockerCommand: this.docker }, this.log, this.timer.signal);
   }
 
   private async probeOnce(step: StepName, port: number): Promise<void> {
@@ -286,6 +291,7 @@ export class HostDeployment {
     await this.timer.run('start', () => this.startCandidate('run'));
     await this.timer.run('health', () => this.health(port));
     let workersBefore: string[] = [];
+    this.timer.checkCancelled();
     const switchStart = Date.now();
     await this.timer.run('switch', async () => {
       const note = `Live: ${plan.candidate} (${imageReference(cfg.image)}), deploy ${this.input.deployId}.`;

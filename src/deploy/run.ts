@@ -14,6 +14,8 @@ import { StepError, type HostResult, type Result, type StepRecord } from './type
 export interface RunDeps {
   connect(target: HostTarget, ssh: SshSettings): Promise<RemoteHost>;
   fetchEcrToken(region: string): Promise<RegistryCredentials>;
+  /** Aborted when the workflow run is cancelled. */
+  signal?: AbortSignal;
 }
 
 export interface RunResult {
@@ -71,7 +73,7 @@ export async function runDeploy(cfg: DeployConfig, ctx: RunContext, log: RunLog,
   const hosts = await Promise.all(
     cfg.hosts.map(async (target): Promise<HostResult> => {
       const hostLog = log.forHost(target.label);
-      const timer = new StepTimer(hostLog);
+      const timer = new StepTimer(hostLog, deps.signal);
       let remote: RemoteHost;
       try {
         remote = await timer.run('connect', () => deps.connect(target, cfg.ssh));

@@ -6,7 +6,16 @@ export class StepTimer {
   readonly steps: StepRecord[] = [];
   private open?: { name: StepName; start: number };
 
-  constructor(private readonly log: HostLog) {}
+  constructor(
+    private readonly log: HostLog,
+    /** Aborted when the workflow run is cancelled: no new step starts; recovery (soft steps) still runs. */
+    readonly signal?: AbortSignal
+  ) {}
+
+  /** Throws inside a step when the run was cancelled, so the usual recovery runs. */
+  checkCancelled(): void {
+    if (this.signal?.aborted) throw new StepError(this.open?.name ?? 'connect', 'the workflow run was cancelled (SIGINT/SIGTERM); stopping here and cleaning up');
+  }
 
   begin(name: StepName): void {
     if (this.open) this.end('ok');
@@ -32,6 +41,7 @@ export class StepTimer {
   async run<T>(name: StepName, fn: () => Promise<T>): Promise<T> {
     this.begin(name);
     try {
+      this.checkCancelled();
       const value = await fn();
       if (this.open?.name === name) this.end('ok');
       else if (this.open) this.end('ok');

@@ -242,6 +242,38 @@ describe('deploy (nginx mode)', () => {
   });
 });
 
+describe('cancellation', () => {
+  const app = 'e2e-cancel';
+  const ports = { blue: 18231, green: 18232 };
+  let url: string;
+  beforeAll(async () => {
+    url = await prepareApp(app, { listenPort: 18230, bluePort: ports.blue });
+  });
+  afterAll(() => cleanupApp(app));
+
+  test('a cancelled run (SIGTERM) removes the candidate, releases the lock and leaves the old version serving', async () => {
+    expect((await deploy(app, ports, 'v1')).outputs.result).toBe('success');
+    const abort = new AbortController();
+    const running = runAction(inputs(app, ports, 'unhealthy', { 'health-timeout-seconds': '120' }), { env: actionEnv(), signal: abort.signal });
+    // cancel once the candidate exists (the run is then in its health step)
+    for (let i = 0; i < 200 && (await dockerPs(app)).length < 2; i++) await new Promise((r) => setTimeout(r, 100));
+    abort.abort();
+    const r = await running;
+    expect(r.signal).toBeNull();
+    expect(r.code).toBe(1);
+    expect(r.outputs.result).toBe('failed');
+    expect(r.stdout).toContain('received SIGTERM');
+    expect(r.stdout).toMatch(/::error title=bluegreen-ec2-action%3A failed::health failed on 127\.0\.0\.1:2222: the workflow run was cancelled/);
+    expect(r.summary).toContain('Failed at `health`');
+    expect((await httpGet(`${url}/`)).body).toBe('v1');
+    expect((await dockerPs(app)).map((c) => [c.name, c.state])).toEqual([[`${app}-blue`, 'running']]);
+    // the lock was released: the next deploy goes straight through
+    const next = await deploy(app, ports, 'v2', { 'lock-timeout-seconds': '0' });
+    expect(next.outputs.result).toBe('success');
+    expect((await httpGet(`${url}/`)).body).toBe('v2');
+  });
+});
+
 describe('deploy inputs and connection errors', () => {
   const app = 'e2e-inputs';
   const ports = { blue: 18211, green: 18212 };
