@@ -74,7 +74,7 @@ async function deploy(cfg: DeployConfig, ctx: RunContext, secrets: Secrets, deps
     process.off('SIGINT', handlers.SIGINT).off('SIGTERM', handlers.SIGTERM);
   });
   log.log(result.result === 'success' ? 'info' : 'error', `result: ${result.result} in ${result.durationMs} ms`);
-  writeFileSync(metricsFile, secrets.redact(JSON.stringify(buildMetrics(result, ctx, { traffic: cfg.traffic, hosts: cfg.hosts.length }), null, 2)) + '\n', { mode: 0o644 });
+  writeFileSync(metricsFile, JSON.stringify(secrets.redactDeep(buildMetrics(result, ctx, { traffic: cfg.traffic, hosts: cfg.hosts.length })), null, 2) + '\n', { mode: 0o644 });
 
   let artifact: ArtifactOutcome | undefined;
   if (cfg.uploadArtifacts) {

@@ -314,6 +314,8 @@ export function readConfig(read: InputReader, ctx: RunContext, env: NodeJS.Proce
 
   const healthPath = c.get('health-path');
   if (!/^\/[\x21-\x7e]{0,2047}$/.test(healthPath)) c.fail('health-path', `must start with "/" and hold only printable characters without spaces (got "${printable(healthPath)}")`, '/health');
+  const healthHost = c.raw('health-host') || undefined;
+  if (healthHost && !/^[A-Za-z0-9]([A-Za-z0-9.-]{0,252})(:\d{1,5})?$/.test(healthHost)) c.fail('health-host', `must be a host name, optionally with :port (got "${printable(healthHost)}")`, 'api.example.com');
   const healthIntervalMs = c.number('health-interval-seconds', 0.1, 300) * 1000;
   const healthTimeoutMs = c.number('health-timeout-seconds', 1, 3600) * 1000;
 
@@ -357,6 +359,7 @@ export function readConfig(read: InputReader, ctx: RunContext, env: NodeJS.Proce
     dockerRunArgs,
     dockerCommand,
     healthPath,
+    healthHost,
     healthIntervalMs,
     healthTimeoutMs,
     traffic,

@@ -46,6 +46,8 @@ export interface DeployConfig {
   dockerRunArgs: string[];
   dockerCommand: string[];
   healthPath: string;
+  /** Host header of health probes; default 127.0.0.1:<port>. */
+  healthHost?: string;
   healthIntervalMs: number;
   healthTimeoutMs: number;
   traffic: Traffic;

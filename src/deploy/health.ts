@@ -16,7 +16,7 @@ export interface ProbeResult {
 const LOG_TAIL = 40;
 
 /** One HTTP GET over a forwarded channel; resolves with the status code or an error text. */
-export async function probeViaForward(remote: RemoteHost, port: number, path: string, timeoutMs: number): Promise<ProbeResult> {
+export async function probeViaForward(remote: RemoteHost, port: number, path: string, timeoutMs: number, host?: string): Promise<ProbeResult> {
   const stream = await remote.forward(port);
   return new Promise((resolve) => {
     let data = '';
@@ -37,12 +37,12 @@ export async function probeViaForward(remote: RemoteHost, port: number, path: st
     });
     stream.on('error', (e: Error) => finish({ error: e.message }));
     stream.on('close', () => finish({ error: data ? 'the connection closed before an HTTP status line' : 'connection closed without an answer (app not listening yet?)' }));
-    stream.write(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nUser-Agent: bluegreen-ec2-action\r\nConnection: close\r\n\r\n`);
+    stream.write(`GET ${path} HTTP/1.1\r\nHost: ${host ?? `127.0.0.1:${port}`}\r\nUser-Agent: bluegreen-ec2-action\r\nConnection: close\r\n\r\n`);
   });
 }
 
-export async function probeViaShell(remote: RemoteHost, port: number, path: string): Promise<ProbeResult> {
-  const s = httpProbeScript(port, path);
+export async function probeViaShell(remote: RemoteHost, port: number, path: string, timeoutMs: number, host?: string): Promise<ProbeResult> {
+  const s = httpProbeScript(port, path, Math.max(1, Math.ceil(timeoutMs / 1000)), host);
   const res = await remote.run(s.body, s.args);
   const m = /^HTTP\/\d(?:\.\d)? (\d{3})/.exec(res.stdout);
   if (m) return { status: Number(m[1]) };
@@ -54,21 +54,24 @@ export class Prober {
   private useShell = false;
   constructor(
     private readonly remote: RemoteHost,
-    private readonly log: HostLog
+    private readonly log: HostLog,
+    /** Host header for health probes (health-host); default 127.0.0.1:<port>. */
+    private readonly host?: string
   ) {}
 
   async probe(port: number, path: string, timeoutMs: number): Promise<ProbeResult> {
     if (!this.useShell) {
       try {
-        return await probeViaForward(this.remote, port, path, timeoutMs);
+        return await probeViaForward(this.remote, port, path, timeoutMs, this.host);
       } catch (e) {
         const msg = (e as Error).message;
-        if (!/prohibited|denied/i.test(msg)) return { error: msg };
+        // SSH_OPEN_ADMINISTRATIVELY_PROHIBITED (1): sshd forbids forwarding (OpenSSH says just "open failed").
+        if ((e as { reason?: unknown }).reason !== 1 && !/prohibited/i.test(msg)) return { error: msg };
         this.log.warn(`sshd does not allow TCP forwarding (${msg}); probing with bash /dev/tcp on the host instead`);
         this.useShell = true;
       }
     }
-    return probeViaShell(this.remote, port, path);
+    return probeViaShell(this.remote, port, path, timeoutMs, this.host);
   }
 }
 

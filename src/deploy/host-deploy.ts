@@ -63,7 +63,7 @@ export class HostDeployment {
     this.remote = input.remote;
     this.log = input.log;
     this.timer = input.timer;
-    this.prober = new Prober(this.remote, this.log);
+    this.prober = new Prober(this.remote, this.log, this.cfg.healthHost);
   }
 
   /** Runs a remote script, logging the command's output; a non-zero exit becomes a StepError. */
@@ -313,8 +313,12 @@ export class HostDeployment {
     await this.timer.run('verify', async () => {
       const out = await this.exec('verify', nginxTakeoverScript(workersBefore, TAKEOVER_MS), 'wait for nginx workers with the new upstream');
       if (out.includes('@@taken-over')) this.cutoverMs = Date.now() - switchStart;
-      else {
-        this.warnings.push(`verify: no new nginx worker processes appeared within ${TAKEOVER_MS / 1000} s; cannot confirm the reload took effect`);
+      else if (workersBefore.length > 0) {
+        // nginx kept its old workers: the reload did not happen (wrong reload command, a bind-mounted
+        // file in a containerized nginx, …). Stopping the old colour now would cause an outage.
+        throw new StepError('verify', `nginx did not reload within ${TAKEOVER_MS / 1000} s (its workers ${workersBefore.join(', ')} are still the only ones): check nginx-reload-command and that nginx reads ${cfg.nginxUpstreamFile}`);
+      } else {
+        this.warnings.push('verify: no nginx worker processes are visible on the host, so the reload cannot be confirmed');
         this.log.warn(this.warnings[this.warnings.length - 1]);
       }
       await this.probeOnce('verify', port);

@@ -78,7 +78,9 @@ export function detectScript(dockerCommand: string[], app: string, upstreamFile:
   return {
     body: [
       dockerFn(dockerCommand),
-      'ids=$( { D ps -aq --filter "label=bluegreen.app=$1" && D ps -aq --filter "name=^/$1-blue\\$" --filter "name=^/$1-green\\$"; } | sort -u) || exit 3',
+      'a=$(D ps -aq --filter "label=bluegreen.app=$1") || exit 3',
+      'b=$(D ps -aq --filter "name=^/$1-blue\\$" --filter "name=^/$1-green\\$") || exit 3',
+      `ids=$(printf '%s\\n%s\\n' "$a" "$b" | sort -u)`,
       'echo "@@containers"',
       // ids are docker's hex ids, word splitting is intended
       `if [ -n "$ids" ]; then D inspect --format ${INSPECT_FORMAT} $ids || exit 3; fi`,
@@ -133,16 +135,32 @@ export function logsScript(dockerCommand: string[], name: string, tailLines: num
 }
 
 /** HTTP GET on the host itself with bash's /dev/tcp (used when sshd forbids TCP forwarding). */
-export function httpProbeScript(port: number, path: string): RemoteScript {
-  const probe = 'exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 7; printf "GET %s HTTP/1.0\\r\\nHost: 127.0.0.1:%s\\r\\nUser-Agent: bluegreen-ec2-action\\r\\n\\r\\n" "$2" "$1" >&3; IFS= read -r line <&3; printf "%s\\n" "$line"';
+export function httpProbeScript(port: number, path: string, timeoutSeconds: number, host?: string): RemoteScript {
+  const probe = 'exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 7; printf "GET %s HTTP/1.0\\r\\nHost: %s\\r\\nUser-Agent: bluegreen-ec2-action\\r\\n\\r\\n" "$2" "$4" >&3; IFS= read -t "$3" -r line <&3 || { echo "no answer within $3 s" >&2; exit 8; }; printf "%s\\n" "$line"';
   return {
-    body: ['command -v bash >/dev/null 2>&1 || { echo "bash is needed on the host for health checks when TCP forwarding is disabled" >&2; exit 127; }', `exec ${cmd('bash', '-c', probe, 'bash')} "$1" "$2"`].join('\n'),
-    args: [String(port), path]
+    body: ['command -v bash >/dev/null 2>&1 || { echo "bash is needed on the host for health checks when TCP forwarding is disabled" >&2; exit 127; }', `exec ${cmd('bash', '-c', probe, 'bash')} "$1" "$2" "$3" "$4"`].join('\n'),
+    args: [String(port), path, String(timeoutSeconds), host ?? `127.0.0.1:${port}`]
   };
 }
 
-/** Lists nginx worker PIDs (readable by any user from /proc) to see when a reload has taken over. */
-const NGINX_WORKERS = `workers() { grep -ls '^nginx: worker process' /proc/[0-9]*/cmdline 2>/dev/null | sed -n 's#^/proc/\\([0-9]*\\)/cmdline$#\\1#p' | tr '\\n' ' '; }`;
+/**
+ * Lists the host nginx's worker PIDs (readable by any user from /proc) to see when a reload has taken
+ * over. Only children of the master in nginx's pid file count, so nginx processes inside containers
+ * (which also show in the host's /proc) are ignored; without a pid file every worker counts.
+ */
+const NGINX_WORKERS = [
+  'master=""',
+  'for f in /run/nginx.pid /var/run/nginx.pid /usr/local/nginx/logs/nginx.pid /var/run/nginx/nginx.pid; do',
+  '  if [ -r "$f" ]; then m=$(cat "$f" 2>/dev/null); if [ -n "$m" ] && [ -d "/proc/$m" ]; then master=$m; break; fi; fi',
+  'done',
+  'workers() {',
+  `  for f in $(grep -ls '^nginx: worker process' /proc/[0-9]*/cmdline 2>/dev/null); do`,
+  '    p=${f#/proc/}; p=${p%/cmdline}',
+  `    if [ -n "$master" ]; then pp=$(sed -n 's/^PPid:[[:space:]]*//p' "/proc/$p/status" 2>/dev/null); [ "$pp" = "$master" ] || continue; fi`,
+  `    printf '%s ' "$p"`,
+  '  done',
+  '}'
+].join('\n');
 
 /**
  * Atomically replaces the upstream file (content on stdin) and runs the reload command; if the
@@ -160,7 +178,9 @@ export function writeUpstreamScript(file: string, reloadCommand: string, remove 
       '  if ! cat > "$tmp" 2>/dev/null; then rm -f -- "$tmp"; echo "cannot write $tmp: the directory must be writable by $(id -un)" >&2; exit 3; fi',
       '  chmod 644 "$tmp"; mv -f -- "$tmp" "$f" || { rm -f -- "$tmp"; exit 3; }',
       'fi',
-      'sh -c "$2" 2>&1; rc=$?',
+      // Root on a host without sudo: the default `sudo -n nginx …` then runs nginx directly.
+      `if [ "$(id -u)" = 0 ] && ! command -v sudo >/dev/null 2>&1; then sudo() { while [ "\${1#-}" != "$1" ]; do shift; done; "$@"; }; fi`,
+      '( eval "$2" ) 2>&1; rc=$?',
       'if [ $rc -eq 0 ]; then rm -f -- "$prev"; echo "@@reloaded"; exit 0; fi',
       'if [ $had = 1 ]; then mv -f -- "$prev" "$f"; else rm -f -- "$f"; fi',
       'echo "@@reload-failed $rc"',

@@ -8,11 +8,17 @@ export class Secrets {
     if (!value) return;
     const parts = [value, ...value.split(/\r?\n/).map((l) => l.trim())];
     for (const v of parts) {
-      if (v.length < 3 || this.values.includes(v)) continue;
+      // Too short or too ordinary to be a secret: masking "true" or "8080" would only garble reports.
+      if (v.length < 3 || /^(true|false|yes|no|on|off|null)$/i.test(v) || /^\d{1,5}$/.test(v) || this.values.includes(v)) continue;
       core.setSecret(v);
       this.values.push(v);
     }
     this.values.sort((a, b) => b.length - a.length);
+  }
+
+  /** Redacts every string inside a JSON-able value (so the JSON stays valid). */
+  redactDeep<T>(value: T): T {
+    return JSON.parse(JSON.stringify(value), (_k, v: unknown) => (typeof v === 'string' ? this.redact(v) : v)) as T;
   }
 
   redact(text: string): string {

@@ -232,6 +232,18 @@ describe('deploy (nginx mode)', () => {
     expect((await dockerPs(app)).map((c) => c.name)).toEqual([`${app}-green`]);
   });
 
+  test('a reload command that does not reload nginx is caught by verify: traffic switched back, old colour kept serving', async () => {
+    const before = fs.readFileSync(`/etc/nginx/bluegreen/${app}.conf`, 'utf8');
+    const live = (await httpGet(`${url}/`)).body;
+    const r = await deploy(app, ports, live === 'v3' ? 'v1' : 'v3', { 'nginx-reload-command': 'sudo -n nginx -t -q' });
+    expect(r.code).toBe(1);
+    expect(r.outputs.result).toBe('rolled-back');
+    expect(r.stdout).toMatch(/verify failed on 127\.0\.0\.1:2222: nginx did not reload within 10 s/);
+    expect(fs.readFileSync(`/etc/nginx/bluegreen/${app}.conf`, 'utf8')).toBe(before);
+    expect((await httpGet(`${url}/`)).body).toBe(live);
+    expect((await dockerPs(app)).filter((c) => c.state === 'running')).toHaveLength(1);
+  });
+
   test('two deploys at once: the second waits for the lock, both succeed, one colour ends live', async () => {
     const [a, b] = await Promise.all([deploy(app, ports, 'v1'), new Promise((r) => setTimeout(r, 150)).then(() => deploy(app, ports, 'v3'))]);
     expect([a.outputs.result, b.outputs.result]).toEqual(['success', 'success']);
@@ -294,6 +306,22 @@ describe('deploy inputs and connection errors', () => {
     const r = await runAction({ ...inputs(app, ports, 'v1'), 'ssh-known-hosts': '', 'ssh-host-fingerprint': SANDBOX.fingerprint, 'ssh-private-key': SANDBOX.passKey, 'ssh-passphrase': SANDBOX.passphrase }, { env: actionEnv() });
     expect(r.outputs.result).toBe('success');
     expect(r.stdout.split('\n').filter((l) => !l.startsWith('::add-mask::')).join('\n')).not.toContain(SANDBOX.passphrase);
+  });
+
+  test('when sshd forbids TCP forwarding, health checks fall back to a bash probe on the host', async () => {
+    const cfg = fs.readFileSync(path.join(path.dirname(SANDBOX.privateKeyPath), 'sshd_config'), 'utf8')
+      .replace(/^ListenAddress .*$/m, 'ListenAddress 127.0.0.1:2223')
+      .replace(/^AllowTcpForwarding .*$/m, 'AllowTcpForwarding no')
+      .replace(/^PidFile .*$/m, 'PidFile /tmp/bluegreen-e2e-nofwd-sshd.pid');
+    fs.writeFileSync('/tmp/bluegreen-e2e-nofwd-sshd_config', cfg);
+    await sh('kill "$(cat /tmp/bluegreen-e2e-nofwd-sshd.pid 2>/dev/null)" 2>/dev/null; /usr/sbin/sshd -f /tmp/bluegreen-e2e-nofwd-sshd_config');
+    try {
+      const r = await deploy(app, ports, 'v2', { hosts: '127.0.0.1:2223', 'ssh-known-hosts': '', 'ssh-host-fingerprint': SANDBOX.fingerprint });
+      expect(r.outputs.result).toBe('success');
+      expect(r.stdout).toMatch(/sshd does not allow TCP forwarding .*probing with bash \/dev\/tcp on the host instead/);
+    } finally {
+      await sh('kill "$(cat /tmp/bluegreen-e2e-nofwd-sshd.pid)"');
+    }
   });
 
   test('no host-key input at all is refused before connecting', async () => {
