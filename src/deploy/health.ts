@@ -101,7 +101,7 @@ export async function waitHealthy(remote: RemoteHost, prober: Prober, opts: Heal
     const remaining = opts.timeoutMs - (Date.now() - start);
     // Short timeouts first: right after start, docker-proxy can accept and then hang while the
     // container's network comes up; a slow health endpoint still gets up to 5 s on later probes.
-    const probeTimeout = Math.max(300, Math.min(5000, 250 * 2 ** attempts, remaining));
+    const probeTimeout = Math.max(200, Math.min(5000, 100 * 2 ** attempts, remaining));
     last = await prober.probe(opts.port, opts.path, probeTimeout);
     if (last.status !== undefined && last.status >= 200 && last.status < 300) {
       log.info(`GET ${opts.path} on 127.0.0.1:${opts.port} → HTTP ${last.status} after ${attempts} probe(s), ${Date.now() - start} ms`);
