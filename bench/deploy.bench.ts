@@ -29,9 +29,9 @@ const median = (xs: number[]) => {
   return s.length ? (s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2) : NaN;
 };
 
-async function rounds(mode: 'nginx' | 'port-swap', app: string, url: string, extra: Record<string, string>): Promise<Round[]> {
+async function rounds(mode: 'nginx' | 'port-swap' | 'rollback', app: string, url: string, extra: Record<string, string>): Promise<Round[]> {
   const out: Round[] = [];
-  for (let i = 0; i < ROUNDS + 1; i++) {
+  for (let i = 0; i < ROUNDS + (mode === 'rollback' ? 0 : 1); i++) {
     const tag = i % 2 === 0 ? 'v1' : 'v2';
     const load = new LoadGenerator(url, { concurrency: 6, keepAlive: 'mixed', requestTimeoutMs: 15000 }).start();
     await new Promise((r) => setTimeout(r, 200));
@@ -40,16 +40,18 @@ async function rounds(mode: 'nginx' | 'port-swap', app: string, url: string, ext
       'ssh-private-key': SANDBOX.privateKey,
       'ssh-known-hosts': SANDBOX.knownHosts,
       'app-name': app,
-      image: `${SANDBOX.image}:${tag}`,
+      ...(mode === 'rollback' ? {} : { image: `${SANDBOX.image}:${tag}` }),
       'registry-auth': 'password',
       'registry-username': SANDBOX.registryUser,
       'registry-password': SANDBOX.registryPassword,
       'upload-artifacts': 'false',
+      // The post-switch watch window is a deliberate wait (verify-seconds, default 10 s); measure the mechanism without it.
+      'verify-seconds': '0',
       ...extra
     });
     await new Promise((r) => setTimeout(r, 200));
     const stats = await load.stop();
-    if (i === 0) continue; // the first deploy starts from nothing: warm-up, not a swap
+    if (i === 0 && mode !== 'rollback') continue; // the first deploy starts from nothing: warm-up, not a swap
     const m = JSON.parse(fs.readFileSync(r.outputs['metrics-file'], 'utf8'));
     const h = m.hosts[0];
     const steps = h.stepDurationsMs as Record<string, number>;
@@ -65,6 +67,7 @@ test(`benchmark: ${ROUNDS} swaps per mode under load`, async () => {
   const swapApp = 'bench-swap';
   const nginxUrl = await prepareApp(nginxApp, { listenPort: 18300, bluePort: 18301 });
   const nginx = await rounds('nginx', nginxApp, nginxUrl, { 'blue-port': '18301', 'green-port': '18302' });
+  const rollbacks = await rounds('rollback', nginxApp, nginxUrl, { 'blue-port': '18301', 'green-port': '18302', command: 'rollback' });
   await cleanupApp(nginxApp);
   await cleanupApp(swapApp);
   const swap = await rounds('port-swap', swapApp, 'http://127.0.0.1:18310', { traffic: 'port-swap', 'public-port': '18310' });
@@ -72,7 +75,7 @@ test(`benchmark: ${ROUNDS} swaps per mode under load`, async () => {
 
   const rows: string[] = [];
   const summary: Record<string, Record<string, number>> = {};
-  for (const [mode, rs] of [['nginx', nginx], ['port-swap', swap]] as const) {
+  for (const [mode, rs] of [['nginx', nginx], ['rollback (nginx)', rollbacks], ['port-swap', swap]] as const) {
     const pick = (f: (r: Round) => number) => ({ median: median(rs.map(f)), max: Math.max(...rs.map(f)) });
     const cols = {
       'failed requests': pick((r) => r.failed),
@@ -98,11 +101,13 @@ test(`benchmark: ${ROUNDS} swaps per mode under load`, async () => {
     `| mode | ${stepNames.join(' | ')} |`,
     `| --- | ${stepNames.map(() => '---').join(' | ')} |`,
     `| nginx (median ms) | ${stepRow(nginx)} |`,
+    `| rollback (median ms) | ${stepRow(rollbacks)} |`,
     `| port-swap (median ms) | ${stepRow(swap)} |`
   ].join('\n');
   fs.mkdirSync(path.join(REPO_ROOT, 'bench', 'results'), { recursive: true });
-  fs.writeFileSync(path.join(REPO_ROOT, 'bench', 'results', 'deploy.json'), JSON.stringify({ at: new Date().toISOString(), rounds: ROUNDS, summary, nginx, swap }, null, 2));
+  fs.writeFileSync(path.join(REPO_ROOT, 'bench', 'results', 'deploy.json'), JSON.stringify({ at: new Date().toISOString(), rounds: ROUNDS, summary, nginx, rollbacks, swap }, null, 2));
   process.stdout.write(`\n${table}\n\nwritten: bench/results/deploy.json\n`);
   expect(nginx.every((r) => r.result === 'success')).toBe(true);
+  expect(rollbacks.every((r) => r.result === 'success')).toBe(true);
   expect(swap.every((r) => r.result === 'success')).toBe(true);
 });

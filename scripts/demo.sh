@@ -2,7 +2,8 @@
 # Quick start demo: makes this machine a sandbox EC2 host (sshd, dockerd, nginx, registry), then runs
 # the bundled action exactly as a GitHub runner would and prints its job summary.
 #   bash scripts/demo.sh            # deploy v1, then v2 (blue-green swap)
-#   TAGS="v1 v2 unhealthy" bash scripts/demo.sh
+#   STEPS="deploy:v1 deploy:unhealthy status rollback" bash scripts/demo.sh
+#   (deploy:<tag> | rollback | rollback:<tag-or-digest> | status)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 state="$root/test/sandbox/.state"
@@ -19,19 +20,28 @@ printf 'server {\n  listen 127.0.0.1:%s;\n  location / { proxy_pass http://%s; p
 nginx -t -q && nginx -s reload
 
 work=$(mktemp -d /tmp/bluegreen-demo.XXXXXX)
-for tag in ${TAGS:-v1 v2}; do
+for step in ${STEPS:-deploy:v1 deploy:v2}; do
   : > "$work/output"; : > "$work/summary"
-  echo "=== deploying 127.0.0.1:5000/demo:$tag → http://127.0.0.1:$listen/"
+  command=${step%%:*}; arg=${step#*:}; [ "$arg" = "$step" ] && arg=""
+  case "$command" in
+    deploy) extra=("INPUT_IMAGE=127.0.0.1:5000/demo:$arg") ;;
+    rollback) extra=("INPUT_ROLLBACK-TO=$arg" "INPUT_IMAGE=127.0.0.1:5000/demo") ;;
+    status) extra=("INPUT_STATUS-LOG-LINES=3") ;;
+    *) echo "unknown step $step" >&2; exit 2 ;;
+  esac
+  echo "=== $command $arg → http://127.0.0.1:$listen/"
   set +e
   env -i PATH="$PATH" HOME="$HOME" CI=true RUNNER_TEMP="$work" GITHUB_OUTPUT="$work/output" GITHUB_STEP_SUMMARY="$work/summary" \
     GITHUB_SHA=0000000 GITHUB_REPOSITORY=local/demo GITHUB_RUN_ID=1 GITHUB_RUN_ATTEMPT=1 GITHUB_JOB=demo GITHUB_ACTOR="$(id -un)" \
     INPUT_HOSTS=127.0.0.1:2222 "INPUT_SSH-PRIVATE-KEY=$(cat "$state/id_ed25519")" "INPUT_SSH-KNOWN-HOSTS=$(cat "$state/known_hosts")" \
-    INPUT_APP-NAME="$app" INPUT_IMAGE="127.0.0.1:5000/demo:$tag" INPUT_REGISTRY-AUTH=password INPUT_REGISTRY-USERNAME=ci INPUT_REGISTRY-PASSWORD=ci-registry-pass \
+    INPUT_COMMAND="$command" "${extra[@]}" INPUT_VERIFY-SECONDS="${VERIFY_SECONDS:-3}" \
+    INPUT_APP-NAME="$app" INPUT_REGISTRY-AUTH=password INPUT_REGISTRY-USERNAME=ci INPUT_REGISTRY-PASSWORD=ci-registry-pass \
     INPUT_BLUE-PORT="$blue" INPUT_GREEN-PORT="$green" INPUT_DRAIN-SECONDS=5 "INPUT_ENV=GREETING=hello from the demo" \
     "$node24" "$root/dist/index.js"
   rc=$?
   set -e
   echo "--- exit code $rc; outputs:"; grep -v '^ghadelimiter' "$work/output" | sed 's/^/  /'
   echo "--- job summary:"; cat "$work/summary"
+  [ -z "${SUMMARY_DIR:-}" ] || cp "$work/summary" "$SUMMARY_DIR/$(printf '%s' "$step" | tr ':' '-').md"
   echo "--- GET http://127.0.0.1:$listen/ → $(curl -s "http://127.0.0.1:$listen/")"
 done

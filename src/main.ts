@@ -12,6 +12,8 @@ import { buildMetrics } from './report/metrics.js';
 import { Secrets } from './report/secrets.js';
 import { renderSummary } from './report/summary.js';
 import { connect } from './ssh/connection.js';
+import { runStatus } from './status/run.js';
+import { renderStatusSummary } from './status/summary.js';
 
 const defaultDeps: RunDeps = { connect, fetchEcrToken };
 
@@ -43,12 +45,45 @@ export async function run(env: NodeJS.ProcessEnv = process.env, deps: RunDeps = 
       core.setFailed(e.message);
       return;
     }
-    await deploy(cfg, ctx, secrets, deps, sink, env);
+    if (cfg.command === 'status') await status(cfg, ctx, secrets, deps, sink, env);
+    else await deploy(cfg, ctx, secrets, deps, sink, env);
   } catch (e) {
     const err = e as Error;
     core.debug(secrets.redact(err.stack ?? ''));
     core.setOutput('result', 'failed');
     core.setFailed(secrets.redact(`bluegreen-ec2-action crashed: ${err.message}`));
+  }
+}
+
+async function status(cfg: DeployConfig, ctx: RunContext, secrets: Secrets, deps: RunDeps, sink: ConsoleSink, env: NodeJS.ProcessEnv): Promise<void> {
+  const runId = newDeployId();
+  const dir = join(ctx.runnerTemp, `bluegreen-${cfg.app}-status-${runId}`);
+  const logFile = join(dir, 'status.log');
+  const jsonFile = join(dir, 'status.json');
+  const log = new RunLog(logFile, secrets, sink, cfg.hosts.length);
+  log.log('info', `bluegreen-ec2-action: status of ${cfg.app} on ${cfg.hosts.map((h) => h.label).join(', ')} (read-only)`);
+  const report = secrets.redactDeep(await runStatus(cfg, log, deps));
+  const json = JSON.stringify(report);
+  writeFileSync(jsonFile, JSON.stringify(report, null, 2) + '\n');
+  let artifact: ArtifactOutcome | undefined;
+  if (cfg.uploadArtifacts) {
+    artifact = await uploadReports(cfg.artifactName, [logFile, jsonFile], cfg.artifactRetentionDays, runId.split('-').pop(), env);
+    if (artifact.skipped) core.warning(`bluegreen-ec2-action: the status log was not uploaded as an artifact: ${artifact.skipped}`);
+  }
+  const unreachable = report.hosts.filter((h) => !h.reachable);
+  core.setOutput('result', unreachable.length ? 'failed' : 'success');
+  core.setOutput('status-json', json);
+  core.setOutput('active-color', unique(report.hosts.map((h) => h.live)));
+  core.setOutput('deploy-id', '');
+  core.setOutput('duration-ms', String(report.durationMs));
+  core.setOutput('log-file', logFile);
+  core.setOutput('metrics-file', jsonFile);
+  core.setOutput('artifact-id', artifact?.id !== undefined ? String(artifact.id) : '');
+  if (cfg.summary) await writeSummary(secrets.redact(renderStatusSummary(report)));
+  if (unreachable.length) {
+    const msg = `status could not be read on ${unreachable.map((h) => `${h.host} (${h.error})`).join('; ')}`;
+    core.error(secrets.redact(msg), { title: 'bluegreen-ec2-action: status failed' });
+    core.setFailed(secrets.redact(msg));
   }
 }
 
@@ -58,7 +93,8 @@ async function deploy(cfg: DeployConfig, ctx: RunContext, secrets: Secrets, deps
   const logFile = join(dir, 'deploy.log');
   const metricsFile = join(dir, 'metrics.json');
   const log = new RunLog(logFile, secrets, sink, cfg.hosts.length);
-  log.log('info', `bluegreen-ec2-action: ${cfg.command} ${cfg.app} ← ${cfg.image.repository}${cfg.image.digest ? `@${cfg.image.digest}` : `:${cfg.image.tag}`} on ${cfg.hosts.map((h) => h.label).join(', ')} (traffic: ${cfg.traffic}, deploy ${deployId})`);
+  const what = cfg.command === 'rollback' ? `rollback${cfg.rollbackTo ? ` to ${cfg.rollbackTo}` : ''}` : `${cfg.image.repository}${cfg.image.digest ? `@${cfg.image.digest}` : `:${cfg.image.tag}`}`;
+  log.log('info', `bluegreen-ec2-action: ${cfg.command} ${cfg.app} ← ${what} on ${cfg.hosts.map((h) => h.label).join(', ')} (traffic: ${cfg.traffic}, deploy ${deployId})`);
   if (cfg.ssh.hostKeys.insecureIgnore) log.log('warn', 'ssh-insecure-ignore-host-key is true: host keys are NOT verified, so a man-in-the-middle could impersonate the host');
 
   // A cancelled workflow sends SIGINT, then SIGTERM a few seconds later: stop starting new steps,
@@ -104,7 +140,8 @@ function setOutputs(r: RunResult, logFile: string, metricsFile: string, artifact
   core.setOutput('active-color', unique(r.hosts.map((h) => h.activeColor)));
   core.setOutput('previous-color', unique(r.hosts.map((h) => h.previousColor)));
   const digest = unique(r.hosts.map((h) => h.digest));
-  core.setOutput('image', digest && !digest.includes(',') ? `${r.image.replace(/@sha256:[a-f0-9]+$/, '')}@${digest}` : r.image);
+  const image = r.image || unique(r.hosts.filter((h) => h.result === 'success').map((h) => h.image));
+  core.setOutput('image', digest && !digest.includes(',') && !image.includes(',') && image ? `${image.replace(/@sha256:[a-f0-9]+$/, '')}@${digest}` : image);
   core.setOutput('deploy-id', r.deployId);
   core.setOutput('duration-ms', String(r.durationMs));
   const cut = r.hosts.map((h) => h.cutoverMs).filter((v): v is number => v !== undefined);

@@ -4,7 +4,7 @@
  */
 import { utils as ssh2Utils } from 'ssh2';
 import type { RunContext } from './context.js';
-import { ecrRegion, parseImage, TAG_RE, type ImageRef } from './image.js';
+import { DIGEST_RE, ecrRegion, parseImage, TAG_RE, type ImageRef } from './image.js';
 import type { Color, Command, DeployConfig, EnvVar, HostTarget, RegistryAuth, Traffic } from './types.js';
 import { parseKnownHosts } from '../ssh/known-hosts.js';
 import { splitWords } from '../remote/shell.js';
@@ -30,6 +30,10 @@ export const DEFAULTS = {
   'drain-seconds': '30',
   'stop-timeout-seconds': '10',
   'lock-timeout-seconds': '300',
+  'verify-seconds': '10',
+  'keep-images': '3',
+  'status-history': '10',
+  'status-log-lines': '0',
   'upload-artifacts': 'true',
   'artifact-retention-days': '30',
   summary: 'true'
@@ -194,9 +198,6 @@ export function normalizePrivateKey(value: string): string {
 export function readConfig(read: InputReader, ctx: RunContext, env: NodeJS.ProcessEnv = process.env): DeployConfig {
   const c = new Collector(read);
   const command = c.oneOf<Command>('command', ['deploy', 'rollback', 'status']);
-  if (command !== 'deploy') {
-    c.fail('command', `"${command}" is not available in this version yet; only deploy is`, 'deploy');
-  }
 
   const sshUser = c.get('ssh-user');
   if (!USER.test(sshUser)) c.fail('ssh-user', `is not a valid user name (got "${printable(sshUser)}")`, 'ec2-user');
@@ -248,8 +249,18 @@ export function readConfig(read: InputReader, ctx: RunContext, env: NodeJS.Proce
   const imageRaw = c.raw('image');
   const tagRaw = c.raw('tag');
   let image: ImageRef = { registry: '', repository: '' };
-  if (!imageRaw) c.fail('image', 'is required', '123456789012.dkr.ecr.us-east-1.amazonaws.com/backend');
-  else {
+  // rollback and status work from what is on the hosts; image (the repository) is only needed to deploy.
+  if (!imageRaw) {
+    if (command === 'deploy') c.fail('image', 'is required', '123456789012.dkr.ecr.us-east-1.amazonaws.com/backend');
+  }
+  if (command !== 'deploy' && tagRaw) c.fail('tag', `only applies to command: deploy${command === 'rollback' ? '; to roll back to a version use rollback-to' : ''}`, command === 'rollback' ? 'rollback-to: v1.4.2' : '(leave empty)');
+  if (!imageRaw) {
+    // nothing more to read
+  } else if (command !== 'deploy') {
+    const parsed = parseImage(imageRaw);
+    if (typeof parsed === 'string') c.fail('image', `"${printable(imageRaw)}" ${parsed}`, '123456789012.dkr.ecr.us-east-1.amazonaws.com/backend');
+    else image = { registry: parsed.registry, repository: parsed.repository };
+  } else {
     const parsed = parseImage(imageRaw);
     if (typeof parsed === 'string') c.fail('image', `"${printable(imageRaw)}" ${parsed}`, '123456789012.dkr.ecr.us-east-1.amazonaws.com/backend');
     else {
@@ -264,6 +275,10 @@ export function readConfig(read: InputReader, ctx: RunContext, env: NodeJS.Proce
       }
     }
   }
+
+  const rollbackTo = c.raw('rollback-to') || undefined;
+  if (rollbackTo && command !== 'rollback') c.fail('rollback-to', `only applies to command: rollback (command is ${command})`, 'v1.4.2');
+  else if (rollbackTo && !TAG_RE.test(rollbackTo) && !DIGEST_RE.test(rollbackTo)) c.fail('rollback-to', `"${printable(rollbackTo)}" is neither an image tag nor a sha256: digest`, 'v1.4.2');
 
   const registryAuth = c.oneOf<RegistryAuth>('registry-auth', ['ecr', 'ecr-on-host', 'password', 'none']);
   let registryCredentials: DeployConfig['registryCredentials'];
@@ -280,7 +295,8 @@ export function readConfig(read: InputReader, ctx: RunContext, env: NodeJS.Proce
     c.fail('aws-region', `"${printable(awsRegion)}" is not an AWS region`, 'us-east-1');
     awsRegion = undefined;
   }
-  if (registryAuth === 'ecr' || registryAuth === 'ecr-on-host') {
+  const mayPull = command === 'deploy' || (command === 'rollback' && Boolean(rollbackTo) && Boolean(image.repository));
+  if ((registryAuth === 'ecr' || registryAuth === 'ecr-on-host') && mayPull) {
     if (!awsRegion) c.fail('aws-region', `is required for registry-auth ${registryAuth} (it could not be read from the image host or AWS_REGION)`, 'us-east-1');
   }
   if (registryAuth !== 'none' && image.repository && !image.registry) c.fail('image', `names no registry host, so registry-auth ${registryAuth} has nothing to log in to`, '123456789012.dkr.ecr.us-east-1.amazonaws.com/backend');
@@ -343,6 +359,10 @@ export function readConfig(read: InputReader, ctx: RunContext, env: NodeJS.Proce
   const artifactName = c.raw('artifact-name') || `bluegreen-${APP.test(app) ? app : 'app'}-${ctx.job}-${ctx.runAttempt}`;
   if (ARTIFACT_FORBIDDEN.test(artifactName) || artifactName.length > 200) c.fail('artifact-name', `must not contain " : < > | * ? \\ / or newlines (got "${printable(artifactName)}")`, 'deploy-logs-production');
   const summary = c.bool('summary');
+  const verifyMs = c.number('verify-seconds', 0, 3600) * 1000;
+  const keepImages = c.number('keep-images', 0, 1000, { integer: true });
+  const statusHistory = c.number('status-history', 0, 200, { integer: true });
+  const statusLogLines = c.number('status-log-lines', 0, 1000, { integer: true });
 
   if (c.problems.length) throw new InputError(c.problems);
   return {
@@ -374,6 +394,11 @@ export function readConfig(read: InputReader, ctx: RunContext, env: NodeJS.Proce
     uploadArtifacts,
     artifactName,
     artifactRetentionDays,
-    summary
+    summary,
+    rollbackTo,
+    verifyMs,
+    keepImages,
+    statusHistory,
+    statusLogLines
   };
 }

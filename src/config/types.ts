@@ -63,4 +63,12 @@ export interface DeployConfig {
   artifactName: string;
   artifactRetentionDays: number;
   summary: boolean;
+  /** command rollback: a tag or digest from the host's history to return to. */
+  rollbackTo?: string;
+  /** After the switch, keep probing the new colour this long while the old one can still take over. */
+  verifyMs: number;
+  /** Images of the app's repository kept on each host (newest first, plus those the colours use). */
+  keepImages: number;
+  statusHistory: number;
+  statusLogLines: number;
 }

@@ -5,18 +5,23 @@
  */
 import type { ClientChannel } from 'ssh2';
 import type { RunContext } from '../config/context.js';
-import { imageReference } from '../config/image.js';
+import { imageReference, parseImage, type ImageRef } from '../config/image.js';
 import type { Color, DeployConfig } from '../config/types.js';
 import type { RemoteHost } from '../ssh/connection.js';
 import {
   detectScript,
+  listImagesScript,
+  logsScript,
   lockScript,
   nginxDrainScript,
   nginxTakeoverScript,
   portSwapScript,
   pullScript,
   recordScript,
+  removeImagesScript,
   removeScript,
+  restoreReplacedScript,
+  startExistingScript,
   startScript,
   stopScript,
   writeUpstreamScript,
@@ -26,7 +31,8 @@ import {
 import type { HostLog } from '../report/log.js';
 import { renderUpstream } from '../traffic/nginx-upstream.js';
 import { Prober, waitHealthy } from './health.js';
-import { containerName, parseInspect, planDeploy, type Plan } from './plan.js';
+import { containerName, parseInspect, planDeploy, type ContainerInfo, type Plan } from './plan.js';
+import { imagesToPrune, parseImageList } from './images.js';
 import { StepTimer } from './steps.js';
 import { StepError, type HostResult, type StepName } from './types.js';
 
@@ -52,6 +58,10 @@ export class HostDeployment {
   private plan?: Plan;
   private switched = false;
   private switchBackFailed = false;
+  /** The image being made live: the input image, or for a rollback the kept standby's. */
+  private target: ImageRef;
+  /** Rollback to the kept (stopped) standby container: started again, never removed. */
+  private rollbackKept = false;
   private digest?: string;
   private cutoverMs?: number;
   private downtimeMs?: number;
@@ -64,6 +74,7 @@ export class HostDeployment {
     this.log = input.log;
     this.timer = input.timer;
     this.prober = new Prober(this.remote, this.log, this.cfg.healthHost);
+    this.target = input.cfg.command === 'deploy' ? input.cfg.image : { registry: input.cfg.image.registry, repository: '' };
   }
 
   /** Runs a remote script, logging the command's output; a non-zero exit becomes a StepError. */
@@ -98,11 +109,12 @@ export class HostDeployment {
     let result: HostResult['result'] = 'success';
     try {
       await this.timer.run('lock', () => this.acquireLock());
-      await this.pull();
+      if (this.cfg.command === 'deploy') await this.pull();
       this.plan = await this.timer.run('detect', () => this.detect());
+      if (this.cfg.command === 'rollback' && !this.rollbackKept) await this.pull();
       if (this.cfg.traffic === 'nginx') await this.deployNginx();
       else await this.deployPortSwap();
-      const w = await this.timer.soft('cleanup', () => this.removeLeftovers());
+      const w = await this.timer.soft('cleanup', () => this.cleanupAfterSuccess());
       if (w) this.warnings.push(w);
     } catch (e) {
       error = e instanceof StepError ? e : new StepError(this.timer.current ?? 'detect', (e as Error).message);
@@ -122,7 +134,7 @@ export class HostDeployment {
       activeColor: active,
       previousColor: result === 'success' ? plan?.live : undefined,
       candidateColor: plan?.candidate,
-      image: imageReference(this.cfg.image),
+      image: this.target.repository ? imageReference(this.target) : '',
       digest: this.digest,
       cutoverMs: this.cutoverMs,
       downtimeMs: this.downtimeMs,
@@ -196,7 +208,7 @@ export class HostDeployment {
   }
 
   private async pull(): Promise<void> {
-    const ref = imageReference(this.cfg.image);
+    const ref = imageReference(this.target);
     const s = pullScript(this.docker, ref, this.input.login);
     const first: StepName = this.input.login.kind === 'none' ? 'pull' : 'login';
     let digests: string[] | undefined;
@@ -211,9 +223,9 @@ export class HostDeployment {
     }).catch((e: StepError) => {
       throw new StepError(e.step, explainPullError(e.message, ref));
     });
-    const repo = this.cfg.image.repository;
+    const repo = this.target.repository;
     const match = (digests ?? []).find((d) => d.split('@')[0] === repo) ?? digests?.[0];
-    this.digest = this.cfg.image.digest ?? match?.split('@')[1];
+    this.digest = this.target.digest ?? match?.split('@')[1];
     this.log.info(this.digest ? `image ${ref} is ${this.digest}` : `image ${ref} has no registry digest (local image?)`);
   }
 
@@ -234,8 +246,36 @@ export class HostDeployment {
     }
     const plan = planDeploy(this.cfg, parseInspect(section('containers') ?? ''), section('upstream'), recordedLive);
     for (const n of plan.notes) this.log.warn(n);
-    this.log.info(plan.live ? `live colour: ${plan.live}; deploying to ${plan.candidate}` : `no live colour (first deploy); deploying to ${plan.candidate}`);
+    if (this.cfg.command === 'rollback') this.planRollback(plan);
+    else this.log.info(plan.live ? `live colour: ${plan.live}; deploying to ${plan.candidate}` : `no live colour (first deploy); deploying to ${plan.candidate}`);
     return plan;
+  }
+
+  /** Rollback: the kept standby if it is what was asked for, else (rollback-to) a normal deploy of that version. */
+  private planRollback(plan: Plan): void {
+    const kept = plan.byColor[plan.candidate];
+    const live = plan.live ? plan.byColor[plan.live] : undefined;
+    const wanted = this.cfg.rollbackTo;
+    if (wanted && !(kept && matchesVersion(kept, wanted))) {
+      if (!this.cfg.image.repository) {
+        throw new StepError('detect', `rollback-to ${wanted} is not the kept standby (${describeContainer(kept) ?? 'none is kept'}); deploying it needs the image input (the repository)`);
+      }
+      this.target = wanted.startsWith('sha256:') ? { ...this.cfg.image, digest: wanted } : { ...this.cfg.image, tag: wanted };
+      this.log.info(`rollback-to ${wanted}: not the kept standby (${describeContainer(kept) ?? 'none'}); deploying ${imageReference(this.target)} to ${plan.candidate}`);
+      return;
+    }
+    if (!kept) {
+      throw new StepError(
+        'detect',
+        `nothing to roll back to on this host: no ${plan.candidate} container is kept${live ? `; only ${plan.live} is there (${describeContainer(live)})` : '; no container of this app exists'}. Use rollback-to with a tag from the history (and image), or deploy`
+      );
+    }
+    if (kept.running && plan.live) this.log.warn(`the standby ${kept.name} is running although ${plan.live} is live`);
+    this.rollbackKept = true;
+    const parsed = parseImage(kept.labels['bluegreen.image'] ?? '');
+    this.target = typeof parsed === 'string' ? { registry: '', repository: kept.labels['bluegreen.image'] ?? 'unknown' } : parsed;
+    this.digest = kept.labels['bluegreen.digest'] || undefined;
+    this.log.info(`rolling back ${plan.live ? `from ${plan.live} (${describeContainer(live)}) ` : ''}to the kept ${plan.candidate} (${describeContainer(kept)})`);
   }
 
   private runArgs(color: Color): string[] {
@@ -246,7 +286,7 @@ export class HostDeployment {
     const labels: Record<string, string> = {
       'bluegreen.app': cfg.app,
       'bluegreen.color': color,
-      'bluegreen.image': imageReference(cfg.image),
+      'bluegreen.image': imageReference(this.target),
       'bluegreen.digest': this.digest ?? '',
       'bluegreen.deploy-id': this.input.deployId,
       'bluegreen.run-url': ctx.runUrl,
@@ -257,7 +297,7 @@ export class HostDeployment {
     if (cfg.traffic === 'nginx') args.push('--publish', `127.0.0.1:${cfg.ports[color]}:${cfg.containerPort}`);
     else args.push('--publish', `${cfg.publicPort}:${cfg.containerPort}`);
     args.push(...cfg.dockerRunArgs);
-    args.push(this.digest ? `${cfg.image.repository}@${this.digest}` : imageReference(cfg.image));
+    args.push(this.digest ? `${this.target.repository}@${this.digest}` : imageReference(this.target));
     return args;
   }
 
@@ -268,6 +308,10 @@ export class HostDeployment {
   private async startCandidate(verb: 'run' | 'create'): Promise<void> {
     const plan = this.plan!;
     const name = this.name(plan.candidate);
+    if (this.rollbackKept) {
+      if (verb === 'run') await this.exec('start', startExistingScript(this.docker, name), `docker start ${name} (the kept standby)`);
+      return;
+    }
     const s = startScript(this.docker, verb, name, plan.replaceExisting, this.envFile(), this.runArgs(plan.candidate));
     await this.exec('start', s, `docker ${verb} ${name}`);
   }
@@ -294,7 +338,7 @@ export class HostDeployment {
     this.timer.checkCancelled();
     const switchStart = Date.now();
     await this.timer.run('switch', async () => {
-      const note = `Live: ${plan.candidate} (${imageReference(cfg.image)}), deploy ${this.input.deployId}.`;
+      const note = `Live: ${plan.candidate} (${imageReference(this.target)}), ${cfg.command} ${this.input.deployId}.`;
       const s = writeUpstreamScript(cfg.nginxUpstreamFile, cfg.nginxReloadCommand);
       s.stdin = renderUpstream(cfg.nginxUpstreamName, port, note);
       try {
@@ -322,6 +366,7 @@ export class HostDeployment {
         this.log.warn(this.warnings[this.warnings.length - 1]);
       }
       await this.probeOnce('verify', port);
+      await this.watchAfterSwitch(port);
     });
     if (plan.live) {
       const live = plan.live;
@@ -349,7 +394,43 @@ export class HostDeployment {
     this.cutoverMs = Date.now() - swapStart;
     if (plan.live) this.downtimeMs = this.cutoverMs;
     this.log.info(plan.live ? `port-swap downtime: ${this.cutoverMs} ms (old stopped until new healthy)` : `first start took ${this.cutoverMs} ms`);
-    await this.timer.run('verify', () => this.probeOnce('verify', cfg.publicPort));
+    await this.timer.run('verify', async () => {
+      await this.probeOnce('verify', cfg.publicPort);
+      await this.watchAfterSwitch(cfg.publicPort);
+    });
+  }
+
+  /**
+   * verify-seconds: keeps probing the new colour while the old one can still take over. Two failed
+   * probes in a row (or a restart/exit) fail the step, which switches traffic back.
+   */
+  private async watchAfterSwitch(port: number): Promise<void> {
+    // A rollback returns to a version that already ran: it must be fast, so it gets no watch window.
+    if (this.rollbackKept) return;
+    const until = Date.now() + this.cfg.verifyMs;
+    const every = Math.max(200, Math.min(1000, this.cfg.healthIntervalMs));
+    const name = this.name(this.plan!.candidate);
+    let failures = 0;
+    let probes = 0;
+    while (Date.now() < until) {
+      this.timer.checkCancelled();
+      await new Promise((r) => setTimeout(r, Math.min(every, Math.max(0, until - Date.now()))));
+      probes++;
+      const p = await this.prober.probe(port, this.cfg.healthPath, 3000);
+      if (p.status !== undefined && p.status >= 200 && p.status < 300) {
+        failures = 0;
+        continue;
+      }
+      failures++;
+      this.log.warn(`verify probe ${probes}: ${p.status !== undefined ? `HTTP ${p.status}` : p.error}`);
+      if (failures >= 2) {
+        const ls = logsScript(this.docker, name, 40);
+        const logs = (await this.remote.run(ls.body, ls.args)).stdout.trim();
+        const secs = ((this.cfg.verifyMs - (until - Date.now())) / 1000).toFixed(1);
+        throw new StepError('verify', `${name} turned unhealthy ${secs} s after the switch (GET ${this.cfg.healthPath}: ${p.status !== undefined ? `HTTP ${p.status}` : p.error}, twice in a row)`, logs);
+      }
+    }
+    if (this.cfg.verifyMs > 0) this.log.info(`${name} stayed healthy for ${this.cfg.verifyMs / 1000} s after the switch (${probes} probes)`);
   }
 
   /** Undo after a failure: before the switch remove the candidate; after it, switch back. */
@@ -357,8 +438,13 @@ export class HostDeployment {
     const plan = this.plan;
     if (!plan) return 'failed';
     const candidate = this.name(plan.candidate);
+    // The kept standby is the only way back later: stop it, never remove it.
+    const discard = () =>
+      this.rollbackKept
+        ? this.exec('cleanup', stopScript(this.docker, candidate, this.cfg.stopTimeoutSeconds), `stop ${candidate} again (kept as standby)`)
+        : this.exec('cleanup', restoreReplacedScript(this.docker, candidate), `remove the failed candidate ${candidate}${plan.replaceExisting ? ' and put back the standby it replaced' : ''}`);
     if (!this.switched) {
-      await this.timer.soft('cleanup', () => this.exec('cleanup', removeScript(this.docker, [candidate]), `remove the failed candidate ${candidate}`).then(() => undefined));
+      if (this.timer.steps.some((s) => s.name === 'start')) await this.timer.soft('cleanup', () => discard().then(() => undefined));
       return 'failed';
     }
     const back = await this.timer.soft('switch-back', async () => {
@@ -367,9 +453,9 @@ export class HostDeployment {
         const s = writeUpstreamScript(this.cfg.nginxUpstreamFile, this.cfg.nginxReloadCommand, content === undefined);
         if (content !== undefined) s.stdin = content.endsWith('\n') ? content : `${content}\n`;
         await this.exec('switch-back', s, `restore ${this.cfg.nginxUpstreamFile} and reload nginx`);
-        await this.exec('switch-back', removeScript(this.docker, [candidate]), `remove the failed candidate ${candidate}`);
+        await discard();
       } else {
-        await this.exec('switch-back', removeScript(this.docker, [candidate]), `remove the failed candidate ${candidate}`);
+        await discard();
         if (plan.live) {
           await this.exec('switch-back', portSwapScript(this.docker, undefined, this.name(plan.live), this.cfg.stopTimeoutSeconds), `start ${this.name(plan.live)} again`);
           await waitHealthy(this.remote, this.prober, { port: this.cfg.publicPort, path: this.cfg.healthPath, intervalMs: this.cfg.healthIntervalMs, timeoutMs: this.cfg.healthTimeoutMs, container: this.name(plan.live), dockerCommand: this.docker }, this.log);
@@ -384,20 +470,30 @@ export class HostDeployment {
     return plan.live ? 'rolled-back' : 'failed';
   }
 
-  private async removeLeftovers(): Promise<void> {
-    const names = this.plan?.leftovers ?? [];
-    if (names.length) await this.exec('cleanup', removeScript(this.docker, names), `remove leftover containers ${names.join(', ')}`);
+  private async cleanupAfterSuccess(): Promise<void> {
+    const plan = this.plan!;
+    const names = [...plan.leftovers];
+    const replaced = `${this.name(plan.candidate)}-replaced`;
+    if (plan.replaceExisting && !this.rollbackKept && !names.includes(replaced)) names.push(replaced);
+    if (names.length) await this.exec('cleanup', removeScript(this.docker, names), `remove ${names.join(', ')} (older than the kept standby, or leftovers)`);
+    const repo = this.target.repository;
+    if (this.cfg.keepImages > 0 && repo && !this.rollbackKept) {
+      const list = listImagesScript(this.docker, repo, [this.name('blue'), this.name('green')]);
+      const { images, inUse } = parseImageList(await this.exec('cleanup', list, `list images of ${repo}`, undefined, true));
+      const refs = imagesToPrune(images, inUse, this.cfg.keepImages);
+      if (refs.length) await this.exec('cleanup', removeImagesScript(this.docker, refs), `remove ${refs.length} old image reference(s) of ${repo} (keep-images ${this.cfg.keepImages})`);
+    }
   }
 
   private async record(result: HostResult['result'], durationMs: number, error?: StepError): Promise<void> {
     const plan = this.plan;
     const ctx = this.input.ctx;
     const at = new Date().toISOString();
-    const image = imageReference(this.cfg.image);
+    const image = this.target.repository ? imageReference(this.target) : '';
     const history = {
       deployId: this.input.deployId,
       at,
-      command: 'deploy',
+      command: this.cfg.command,
       result,
       image,
       digest: this.digest,
@@ -423,6 +519,18 @@ export function explainPullError(message: string, ref: string): string {
   if (/unauthorized|authentication required|denied|no basic auth credentials|401/i.test(message)) return `the registry refused access to ${ref} (check registry-auth and the credentials or instance role): ${message}`;
   if (/no space left on device/i.test(message)) return `the host ran out of disk space while pulling ${ref}: ${message}`;
   return message;
+}
+
+/** Whether a container runs the given tag or digest (from its labels). */
+export function matchesVersion(c: ContainerInfo, wanted: string): boolean {
+  if (wanted.startsWith('sha256:')) return c.labels['bluegreen.digest'] === wanted;
+  const image = c.labels['bluegreen.image'] ?? '';
+  return image.slice(image.lastIndexOf(':') + 1) === wanted && image.lastIndexOf(':') > image.lastIndexOf('/');
+}
+
+function describeContainer(c: ContainerInfo | undefined): string | undefined {
+  if (!c) return undefined;
+  return `${c.name}: ${c.labels['bluegreen.image'] ?? 'unknown image'}, ${c.state}`;
 }
 
 function describeOwner(json: string): string {

@@ -19,6 +19,8 @@ export interface Plan {
   replaceExisting: boolean;
   upstreamContent?: string;
   upstreamColor?: Color;
+  /** The app's containers named <app>-blue / <app>-green. */
+  byColor: Partial<Record<Color, ContainerInfo>>;
   /** Our containers that are neither app-blue nor app-green (left by crashed runs). */
   leftovers: string[];
   notes: string[];
@@ -68,5 +70,5 @@ export function planDeploy(cfg: Pick<DeployConfig, 'app' | 'traffic' | 'ports'>,
 
   const candidate: Color = live ? other(live) : (upstreamColor ?? recordedLive ?? 'blue');
   const leftovers = containers.filter((c) => c.labels['bluegreen.app'] === cfg.app && c.name !== containerName(cfg.app, 'blue') && c.name !== containerName(cfg.app, 'green')).map((c) => c.name);
-  return { live, candidate, replaceExisting: Boolean(byColor[candidate]), upstreamContent, upstreamColor, leftovers, notes };
+  return { live, candidate, replaceExisting: Boolean(byColor[candidate]), upstreamContent, upstreamColor, byColor, leftovers, notes };
 }

@@ -46,11 +46,15 @@ export function overallResult(hosts: HostResult[]): Result {
 export async function runDeploy(cfg: DeployConfig, ctx: RunContext, log: RunLog, secrets: Secrets, deps: RunDeps, deployId = newDeployId()): Promise<RunResult> {
   const started = Date.now();
   const runSteps: StepRecord[] = [];
-  const base = { deployId, command: cfg.command, app: cfg.app, image: imageReference(cfg.image), startedAt: new Date(started).toISOString() };
+  const base = { deployId, command: cfg.command, app: cfg.app, image: cfg.command === 'deploy' ? imageReference(cfg.image) : '', startedAt: new Date(started).toISOString() };
   const finish = (hosts: HostResult[], error?: RunResult['error']): RunResult => ({ ...base, result: error && !hosts.length ? 'failed' : overallResult(hosts), endedAt: new Date().toISOString(), durationMs: Date.now() - started, steps: runSteps, hosts, error });
 
   let login: LoginMode = { kind: 'none' };
-  if (cfg.registryAuth === 'ecr') {
+  // Only a deploy (or a rollback-to of a version that is not kept) pulls; a plain rollback needs no registry.
+  const mayPull = cfg.command === 'deploy' || (cfg.command === 'rollback' && Boolean(cfg.rollbackTo) && Boolean(cfg.image.repository));
+  if (!mayPull) {
+    // no login
+  } else if (cfg.registryAuth === 'ecr') {
     const t0 = Date.now();
     log.log('info', `fetching an ECR authorization token in ${cfg.awsRegion}`, { step: 'ecr-token' });
     try {

@@ -104,7 +104,9 @@ export function startScript(dockerCommand: string[], verb: 'run' | 'create', nam
       dockerFn(dockerCommand),
       TRAPS,
       'name=$1; replace=$2; verb=$3; shift 3',
-      'if [ "$replace" = 1 ]; then D rm -f "$name" >/dev/null; fi',
+      // The kept standby of this colour steps aside (renamed, stopped) instead of being deleted, so a
+      // failed deploy can put it back and the rollback target survives.
+      'if [ "$replace" = 1 ]; then D rm -f "$name-replaced" >/dev/null 2>&1; D rename "$name" "$name-replaced"; D stop "$name-replaced" >/dev/null; fi',
       'umask 077',
       'envf=$(mktemp "${TMPDIR:-/tmp}/bluegreen-env.XXXXXX")',
       `trap 'rm -f "$envf"' EXIT`,
@@ -244,6 +246,14 @@ export function portSwapScript(dockerCommand: string[], stopName: string | undef
   };
 }
 
+/** Removes a failed candidate and puts back the standby it had replaced (renamed `<name>-replaced`). */
+export function restoreReplacedScript(dockerCommand: string[], name: string): RemoteScript {
+  return {
+    body: [dockerFn(dockerCommand), 'D rm -f "$1" >/dev/null || exit 3', 'if D inspect --format "{{.Id}}" "$1-replaced" >/dev/null 2>&1; then D rename "$1-replaced" "$1" || exit 3; echo "@@restored"; fi'].join('\n'),
+    args: [name]
+  };
+}
+
 /** Force-removes containers (failed candidates, leftovers). */
 export function removeScript(dockerCommand: string[], names: string[]): RemoteScript {
   return { body: [dockerFn(dockerCommand), '[ $# -eq 0 ] || D rm -f "$@" >/dev/null'].join('\n'), args: names };
@@ -262,3 +272,68 @@ export function recordScript(app: string, stateJson: string | undefined, history
   };
 }
 
+
+/** Starts an existing (stopped) container: the kept standby on rollback. */
+export function startExistingScript(dockerCommand: string[], name: string): RemoteScript {
+  return { body: [dockerFn(dockerCommand), 'D start "$1" >/dev/null'].join('\n'), args: [name] };
+}
+
+/** The repository's images (newest first) and the image ids the named containers use. */
+export function listImagesScript(dockerCommand: string[], repository: string, containers: string[]): RemoteScript {
+  return {
+    body: [
+      dockerFn(dockerCommand),
+      'echo "@@images"',
+      `D images --no-trunc --format '{{.ID}} {{.Repository}}:{{.Tag}}' "$1" || exit 3`,
+      'echo "@@in-use"',
+      'shift',
+      `for n in "$@"; do D inspect --format '{{.Image}}' "$n" 2>/dev/null; done`
+    ].join('\n'),
+    args: [repository, ...containers]
+  };
+}
+
+/** `docker rmi` of image references; an image still used elsewhere is left alone (no -f). */
+export function removeImagesScript(dockerCommand: string[], refs: string[]): RemoteScript {
+  return { body: [dockerFn(dockerCommand), 'for r in "$@"; do D rmi "$r" >/dev/null 2>&1 && echo "removed $r"; done; exit 0'].join('\n'), args: refs };
+}
+
+const STATUS_FORMAT = `'{"id":{{json .Id}},"name":{{json .Name}},"state":{{json .State.Status}},"running":{{json .State.Running}},"restarts":{{.RestartCount}},"exitCode":{{.State.ExitCode}},"startedAt":{{json .State.StartedAt}},"finishedAt":{{json .State.FinishedAt}},"labels":{{json .Config.Labels}}}'`;
+
+/**
+ * Everything `command: status` reports, read in one round trip and changing nothing: containers,
+ * resource use, upstream, history, recorded state, lock, disk and (optionally) recent logs.
+ */
+export function statusScript(dockerCommand: string[], app: string, upstreamFile: string, historyLines: number, logLines: number): RemoteScript {
+  return {
+    body: [
+      dockerFn(dockerCommand),
+      'dir=".bluegreen/$1"',
+      'a=$(D ps -aq --filter "label=bluegreen.app=$1") || exit 3',
+      'b=$(D ps -aq --filter "name=^/$1-blue\\$" --filter "name=^/$1-green\\$") || exit 3',
+      `ids=$(printf '%s\\n%s\\n' "$a" "$b" | sort -u)`,
+      'echo "@@containers"',
+      `if [ -n "$ids" ]; then D inspect --format ${STATUS_FORMAT} $ids || exit 3; fi`,
+      'echo "@@stats"',
+      'running=$(D ps -q --filter "label=bluegreen.app=$1")',
+      `if [ -n "$running" ]; then D stats --no-stream --format '{{json .}}' $running 2>/dev/null; fi`,
+      'echo "@@upstream"',
+      'if [ -n "$2" ] && [ -f "$2" ]; then cat -- "$2"; echo; else echo "@@none"; fi',
+      'echo "@@history"',
+      '[ "$3" -gt 0 ] && tail -n "$3" "$dir/history.jsonl" 2>/dev/null',
+      'echo "@@state"',
+      'cat "$dir/state.json" 2>/dev/null || echo "@@none"',
+      'echo "@@lock"',
+      'if [ -e "$dir/lock" ] && command -v flock >/dev/null 2>&1; then',
+      '  if flock -n "$dir/lock" true; then echo free; else echo "held $(cat "$dir/lock.owner" 2>/dev/null)"; fi',
+      'else echo free; fi',
+      'echo "@@disk"',
+      `root=$(D info --format '{{.DockerRootDir}}' 2>/dev/null); [ -n "$root" ] || root=/`,
+      'df -P "$root" 2>/dev/null | tail -n 1 || df -P / | tail -n 1',
+      'echo "@@logs"',
+      'if [ "$4" -gt 0 ]; then for c in blue green; do echo "@@log $c"; D logs --tail "$4" "$1-$c" 2>&1 || true; done; fi',
+      'exit 0'
+    ].join('\n'),
+    args: [app, upstreamFile, String(historyLines), String(logLines)]
+  };
+}

@@ -32,10 +32,12 @@ export interface SummaryExtras {
 
 export function renderSummary(r: RunResult, extras: SummaryExtras): string {
   const out: string[] = [];
-  const what = r.result === 'success' ? 'deployed' : r.result === 'rolled-back' ? 'deploy failed and was rolled back' : 'deploy failed';
+  const noun = r.command === 'rollback' ? 'rollback' : 'deploy';
+  const what = r.result === 'success' ? (r.command === 'rollback' ? 'rolled back' : 'deployed') : r.result === 'rolled-back' ? `${noun} failed and was rolled back` : `${noun} failed`;
+  const image = r.image || [...new Set(r.hosts.map((h) => h.image))].join(', ');
   out.push(`## ${ICON[r.result]} ${escapeHtml(r.app)} ${what}`);
   out.push('');
-  out.push(`**Result: \`${r.result}\`** · image \`${escapeHtml(r.image)}\` · ${r.hosts.length || 0} host(s) · ${formatMs(r.durationMs)} · traffic \`${extras.traffic}\` · deploy \`${r.deployId}\``);
+  out.push(`**Result: \`${r.result}\`** · image \`${escapeHtml(image)}\` · ${r.hosts.length || 0} host(s) · ${formatMs(r.durationMs)} · traffic \`${extras.traffic}\` · deploy \`${r.deployId}\``);
   out.push('');
   if (r.error) {
     out.push(`> **Failed at \`${r.error.step}\`${r.error.host ? ` on \`${escapeHtml(r.error.host)}\`` : ''}:** ${escapeHtml(r.error.message).replace(/\n/g, '<br>')}`);

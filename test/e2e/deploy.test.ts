@@ -39,6 +39,7 @@ function inputs(app: string, ports: { blue: number; green: number }, tag: string
     'green-port': String(ports.green),
     'drain-seconds': '10',
     'health-timeout-seconds': '20',
+    'verify-seconds': '1',
     env: `${SECRET_ENV}\nGREETING=${GREETING}`,
     ...extra
   };
@@ -80,6 +81,11 @@ function expectNoSecrets(r: RunActionResult): void {
 async function hostTmpLeftovers(): Promise<string[]> {
   const r = await sh(`ls -d /tmp/bluegreen-login.* /tmp/bluegreen-env.* 2>/dev/null || true`);
   return r.stdout.split('\n').filter(Boolean);
+}
+
+/** [name, state, tag] of the app's containers, sorted by name. */
+async function standbyAndLive(app: string): Promise<string[][]> {
+  return (await dockerPs(app)).map((c) => [c.name, c.state, c.labels['bluegreen.image'].split(':').pop()!]).sort((a, b) => a[0].localeCompare(b[0]));
 }
 
 function metrics(r: RunActionResult) {
@@ -192,7 +198,8 @@ describe('deploy (nginx mode)', () => {
     expect(r.stdout).toMatch(/::error title=bluegreen-ec2-action%3A failed::health failed on 127\.0\.0\.1:2222: GET \/health on port 18201 did not answer 2xx within 3 s .*HTTP 404/);
     expect(stats.failed).toBe(0);
     expect(Object.keys(stats.bodies)).toEqual(['v2']);
-    expect((await dockerPs(app)).map((c) => c.name).sort()).toEqual([`${app}-green`]);
+    // the failed candidate is gone and the kept standby (v1 on blue) is back for rollback
+    expect(await standbyAndLive(app)).toEqual([[`${app}-blue`, 'exited', 'v1'], [`${app}-green`, 'running', 'v2']]);
     expect(r.summary).toContain('Failed at `health`');
     expect(r.summary).toContain('Last log lines of the candidate');
     expect(metrics(r).hosts[0].error.step).toBe('health');
@@ -209,7 +216,7 @@ describe('deploy (nginx mode)', () => {
     expect(r.stdout).toMatch(/health failed on 127\.0\.0\.1:2222: container e2e-nginx-blue (restarted|is exited)/);
     expect(r.summary).toContain('boom: cannot connect to database');
     expect((await httpGet(`${url}/`)).body).toBe('v2');
-    expect((await dockerPs(app)).map((c) => c.name)).toEqual([`${app}-green`]);
+    expect(await standbyAndLive(app)).toEqual([[`${app}-blue`, 'exited', 'v1'], [`${app}-green`, 'running', 'v2']]);
   });
 
   test('a missing image fails at pull, naming the image, and touches nothing', async () => {
@@ -229,7 +236,7 @@ describe('deploy (nginx mode)', () => {
     expect(r.stdout).toMatch(/switch failed on 127\.0\.0\.1:2222: .*reload refused.*previous upstream file was restored/);
     expect(fs.readFileSync(`/etc/nginx/bluegreen/${app}.conf`, 'utf8')).toBe(before);
     expect((await httpGet(`${url}/`)).body).toBe('v2');
-    expect((await dockerPs(app)).map((c) => c.name)).toEqual([`${app}-green`]);
+    expect(await standbyAndLive(app)).toEqual([[`${app}-blue`, 'exited', 'v1'], [`${app}-green`, 'running', 'v2']]);
   });
 
   test('a reload command that does not reload nginx is caught by verify: traffic switched back, old colour kept serving', async () => {

@@ -38,7 +38,7 @@ export interface Sandbox {
   /** second registry account, matching what a (fake) ECR token decodes to: startFakeEcr({ password: SANDBOX.ecrPassword }) */
   ecrUser: string;
   ecrPassword: string;
-  /** "127.0.0.1:5000/demo" with tags v1 v2 v3 unhealthy crash */
+  /** "127.0.0.1:5000/demo" with tags v1 v2 v3 unhealthy crash degrade (healthy, then /health 500 from 3 s after start) */
   image: string;
   node24: string;
   /** nginx dirs: upstream files (owned by ec2-user) and server blocks (root) */

@@ -81,7 +81,7 @@ describe('e2e sandbox', () => {
     expect(anon).toBe('401');
     const bad = await shOk(`curl -s -o /dev/null -w '%{http_code}' -u ci:wrong http://${SANDBOX.registry}/v2/`);
     expect(bad).toBe('401');
-    for (const tag of ['v1', 'v2', 'v3', 'unhealthy', 'crash']) {
+    for (const tag of ['v1', 'v2', 'v3', 'unhealthy', 'crash', 'degrade']) {
       const code = await shOk(
         `curl -s -o /dev/null -w '%{http_code}' -I -u ${SANDBOX.registryUser}:${SANDBOX.registryPassword} ` +
           `-H 'Accept: application/vnd.docker.distribution.manifest.v2+json' http://${SANDBOX.registry}/v2/demo/manifests/${tag}`
@@ -138,6 +138,34 @@ describe('e2e sandbox', () => {
       expect(Date.now() - stop).toBeLessThan(5000); // the entry script handles SIGTERM
     } finally {
       await sh(`docker rm -f ${name}-a ${name}-b ${name}-c; docker rmi ${SANDBOX.image}:v2 ${SANDBOX.image}:unhealthy ${SANDBOX.image}:crash`);
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('demo image degrade: healthy at first, /health answers 500 from 3 s after start while / keeps working', async () => {
+    const { docker, dir } = await dockerWithLogin();
+    const name = `${APP}-img-degrade`;
+    const d = 'http://127.0.0.1:18193';
+    try {
+      await sh(`docker rm -f ${name}`);
+      await shOk(`${docker} pull -q ${SANDBOX.image}:degrade`); // so the 3 s below are not spent pulling
+      const started = Date.now();
+      await shOk(`${docker} run -d --name ${name} -e GREETING=hi -p 127.0.0.1:18193:8080 ${SANDBOX.image}:degrade`);
+      await waitFor(async () => (await httpGet(`${d}/health`).catch(() => ({ status: 0 }))).status === 200, { what: 'degrade to be healthy' });
+      expect(Date.now() - started).toBeLessThan(2500);
+      expect(await httpGet(`${d}/health`)).toMatchObject({ status: 200, body: 'ok' });
+      expect(await httpGet(`${d}/`)).toMatchObject({ status: 200, body: 'degrade' });
+      expect(await httpGet(`${d}/greeting`)).toMatchObject({ status: 200, body: 'hi' });
+      await waitFor(async () => (await httpGet(`${d}/health`)).status === 500, { what: 'degrade to turn unhealthy' });
+      expect(Date.now() - started).toBeGreaterThanOrEqual(3000);
+      expect(await httpGet(`${d}/health`)).toMatchObject({ status: 500, body: 'degraded' });
+      expect(await httpGet(`${d}/`)).toMatchObject({ status: 200, body: 'degrade' });
+      expect((await httpGet(`${d}/nope`)).status).toBe(404);
+      const stop = Date.now();
+      await shOk(`docker stop ${name}`);
+      expect(Date.now() - stop).toBeLessThan(5000); // the entry script handles SIGTERM
+    } finally {
+      await sh(`docker rm -f ${name}; docker rmi ${SANDBOX.image}:degrade`);
       fs.rmSync(dir, { recursive: true, force: true });
     }
   });

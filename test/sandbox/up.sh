@@ -3,7 +3,7 @@
 #   sshd on 127.0.0.1:2222 (user ec2-user, key auth only, may run docker and `sudo nginx -t -q` / `sudo nginx -s reload`),
 #   host nginx including /etc/nginx/bluegreen/*.conf (upstreams, dir owned by ec2-user) and
 #   /etc/nginx/bluegreen-sites/*.conf (server blocks written by the tests),
-#   a password-protected docker registry on 127.0.0.1:5000 holding 127.0.0.1:5000/demo:{v1,v2,v3,unhealthy,crash},
+#   a password-protected docker registry on 127.0.0.1:5000 holding 127.0.0.1:5000/demo:{v1,v2,v3,unhealthy,crash,degrade},
 #   and Node 24 in /opt/node24 for running dist/index.js like a runner does.
 # Idempotent: safe to run again; state (keys, configs, registry data, logs) lives in test/sandbox/.state/.
 set -euo pipefail
@@ -33,8 +33,12 @@ if [ "$(id -u)" != 0 ]; then die "must run as root"; fi
 # ---------------------------------------------------------------- packages
 PKGS=(docker.io nginx openssh-server openssh-client docker-registry busybox-static apache2-utils iptables sudo
       procps util-linux iproute2 curl ca-certificates)
+# A machine that already has a docker CLI (GitHub's ubuntu-latest runners ship docker-ce + containerd.io, which
+# conflict with Debian/Ubuntu's docker.io) keeps its docker: only the daemon is needed, started below if not running.
+if command -v docker >/dev/null 2>&1; then PKGS=("${PKGS[@]/docker.io}"); fi
 missing=()
 for p in "${PKGS[@]}"; do
+  [ -n "$p" ] || continue
   dpkg -s "$p" 2>/dev/null | grep -q '^Status: install ok installed' || missing+=("$p")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
@@ -230,7 +234,11 @@ fi
 
 # ---------------------------------------------------------------- test images
 # All images: busybox httpd on :8080 serving files that /entry.sh writes at start-up.
-# The images differ only in /etc/demo/version and /etc/demo/mode (healthy | unhealthy | crash).
+# The images differ only in /etc/demo/version and /etc/demo/mode (healthy | unhealthy | crash | degrade).
+# degrade: healthy at start (GET /health -> 200 ok, GET / -> its version), then from 3 s after start on
+# GET /health answers 500 while / keeps working (a deploy that passes the health gate and fails afterwards).
+# busybox httpd cannot answer 500 for a static path, so degrade mode serves /www with a small sh server under
+# `nc -ll -e` instead (static files only, no cgi-bin).
 read -r -d '' ENTRY_SH <<'EOF' || true
 #!/bin/sh
 VERSION="$(cat /etc/demo/version)"
@@ -243,7 +251,7 @@ if [ "$MODE" = crash ]; then
 fi
 mkdir -p /www/cgi-bin
 printf '%s' "$VERSION" >/www/index.html
-[ "$MODE" = healthy ] && printf 'ok' >/www/health
+case "$MODE" in healthy|degrade) printf 'ok' >/www/health ;; esac
 [ -n "${GREETING+x}" ] && printf '%s' "$GREETING" >/www/greeting
 cat >/www/cgi-bin/slow <<'CGI'
 #!/bin/sh
@@ -254,13 +262,35 @@ printf 'Content-Type: text/plain\r\n\r\n'
 cat /www/index.html
 CGI
 chmod 755 /www/cgi-bin/slow
-httpd -f -p 8080 -h /www &
+if [ "$MODE" = degrade ]; then
+  cat >/serve.sh <<'SERVE'
+#!/bin/sh
+# One HTTP/1.x request on stdin/stdout (run by nc -ll -e for each connection).
+read -r method path _ || exit 0
+while read -r h; do h="${h%$(printf '\r')}"; [ -z "$h" ] && break; done
+path="${path%%\?*}"
+reply() {
+  printf 'HTTP/1.1 %s\r\nContent-Type: text/plain\r\nContent-Length: %s\r\nConnection: close\r\n\r\n' "$1" "$(printf '%s' "$2" | wc -c)"
+  [ "$method" = HEAD ] || printf '%s' "$2"
+}
+case "$path" in
+  *..*) reply '400 Bad Request' 'bad request' ;;
+  /health) if [ -e /tmp/degraded ]; then reply '500 Internal Server Error' 'degraded'; else reply '200 OK' "$(cat /www/health)"; fi ;;
+  /) reply '200 OK' "$(cat /www/index.html)" ;;
+  *) if [ -f "/www$path" ]; then reply '200 OK' "$(cat "/www$path")"; else reply '404 Not Found' 'not found'; fi ;;
+esac
+SERVE
+  ( sleep 3; : >/tmp/degraded; echo "demo $VERSION: degraded, /health answers 500 from now on" ) &
+  nc -ll -p 8080 -e /bin/sh /serve.sh &
+else
+  httpd -f -p 8080 -h /www &
+fi
 pid=$!
 trap 'echo "demo $VERSION: stopping"; kill $pid 2>/dev/null; wait $pid; exit 0' TERM INT
 echo "demo $VERSION listening on :8080"
 wait $pid
 EOF
-TAGS=(v1:healthy v2:healthy v3:healthy unhealthy:unhealthy crash:crash)
+TAGS=(v1:healthy v2:healthy v3:healthy unhealthy:unhealthy crash:crash degrade:degrade)
 IMAGES_HASH="$( { printf '%s\n' "$ENTRY_SH" "${TAGS[@]}"; sha256sum /bin/busybox; } | sha256sum | cut -c1-16)"
 manifest_code() {
   curl -s -o /dev/null -m 5 -w '%{http_code}' -u "$REGISTRY_USER:$REGISTRY_PASS" -I \

@@ -42,7 +42,7 @@ function classify(body: string): Kind {
   if (body.includes('@@drained')) return 'drain';
   if (body.includes('D start "$2"')) return 'swap';
   if (body.includes('D stop -t')) return 'stop';
-  if (body.includes('D rm -f "$@"')) return 'remove';
+  if (body.includes('D rm -f "$@"') || body.includes('-replaced" "$1"')) return 'remove';
   if (body.includes('history.jsonl')) return 'record';
   if (body.includes('D logs --tail')) return 'logs';
   if (body.includes('/dev/tcp')) return 'probe-shell';
@@ -189,6 +189,10 @@ function makeConfig(over: Partial<DeployConfig> = {}): DeployConfig {
     artifactName: 'logs',
     artifactRetentionDays: 1,
     summary: false,
+    verifyMs: 0,
+    keepImages: 0,
+    statusHistory: 10,
+    statusLogLines: 0,
     ...over
   };
 }

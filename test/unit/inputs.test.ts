@@ -119,15 +119,26 @@ describe('readConfig', () => {
     ['upload-artifacts', 'yes'],
     ['container-port', '0'],
     ['stop-timeout-seconds', '1.5'],
-    ['command', 'destroy']
+    ['command', 'destroy'],
+    ['verify-seconds', '-1'],
+    ['keep-images', 'all'],
+    ['status-history', '1000'],
+    ['health-host', 'a b']
   ])('%s = %j is rejected with its name and an example', (name, value) => {
     const p = problems({ [name]: value });
     expect(p.length).toBeGreaterThan(0);
     expect(p[0]).toMatch(new RegExp(`^Input "${name.replace(/-/g, '\\-')}" .*Example: ${name}: `, 's'));
   });
 
-  test('rollback and status are refused clearly for now', () => {
-    expect(problems({ command: 'rollback' })).toEqual([expect.stringContaining('Input "command" "rollback" is not available in this version yet; only deploy is')]);
+  test('rollback and status need no image; tag and rollback-to are checked against the command', () => {
+    expect(problems({ command: 'rollback', image: '' })).toEqual([]);
+    expect(config({ command: 'status', image: '' }).image.repository).toBe('');
+    expect(config({ command: 'rollback', 'rollback-to': 'v1.2.3' }).rollbackTo).toBe('v1.2.3');
+    expect(problems({ command: 'rollback', tag: 'v1' })[0]).toMatch(/^Input "tag" only applies to command: deploy; to roll back to a version use rollback-to\. Example: tag: rollback-to: v1\.4\.2$/);
+    expect(problems({ 'rollback-to': 'v1' })[0]).toMatch(/^Input "rollback-to" only applies to command: rollback/);
+    expect(problems({ command: 'rollback', 'rollback-to': 'v1;id' })[0]).toMatch(/^Input "rollback-to" "v1;id" is neither an image tag nor a sha256: digest/);
+    // a plain rollback pulls nothing, so it needs no region even with registry-auth ecr
+    expect(problems({ command: 'rollback', image: 'ghcr.io/org/app' })).toEqual([]);
   });
 
   test('a tag in the image and a tag input together are refused; a digest pins the image', () => {

@@ -1,0 +1,211 @@
+/** `command: status`: what runs where on one host, read-only, plus findings a person should act on. */
+import type { Color, DeployConfig } from '../config/types.js';
+import { Prober } from '../deploy/health.js';
+import { containerName } from '../deploy/plan.js';
+import { statusScript } from '../remote/scripts.js';
+import type { HostLog } from '../report/log.js';
+import type { RemoteHost } from '../ssh/connection.js';
+import { upstreamPort } from '../traffic/nginx-upstream.js';
+
+export interface ColorStatus {
+  exists: boolean;
+  container?: string;
+  state?: string;
+  role: 'live' | 'standby' | 'none';
+  image?: string;
+  digest?: string;
+  deployId?: string;
+  deployedAt?: string;
+  runUrl?: string;
+  actor?: string;
+  startedAt?: string;
+  uptimeSeconds?: number;
+  restartCount?: number;
+  exitCode?: number;
+  health?: { ok: boolean; status?: number; error?: string };
+  cpuPercent?: string;
+  memUsage?: string;
+  memPercent?: string;
+  logs?: string;
+}
+
+export interface Finding {
+  level: 'error' | 'warning' | 'info';
+  message: string;
+}
+
+export interface HostStatus {
+  host: string;
+  reachable: boolean;
+  error?: string;
+  live?: Color;
+  traffic: string;
+  upstream?: { file: string; port?: number; color?: Color; exists: boolean };
+  colors: Record<Color, ColorStatus>;
+  leftovers: string[];
+  history: Array<Record<string, unknown>>;
+  lock: { held: boolean; owner?: Record<string, unknown> };
+  disk?: { path: string; usedPercent: number; availableKb: number };
+  findings: Finding[];
+}
+
+interface RawContainer {
+  id: string;
+  name: string;
+  state: string;
+  running: boolean;
+  restarts: number;
+  exitCode: number;
+  startedAt: string;
+  finishedAt: string;
+  labels: Record<string, string> | null;
+}
+
+function sections(out: string): Record<string, string> {
+  const res: Record<string, string> = {};
+  const re = /^@@(containers|stats|upstream|history|state|lock|disk|logs)$/gm;
+  const marks = [...out.matchAll(re)];
+  marks.forEach((m, i) => {
+    const start = m.index! + m[0].length + 1;
+    const end = i + 1 < marks.length ? marks[i + 1].index! : out.length;
+    res[m[1]] = out.slice(start, end).replace(/\n$/, '');
+  });
+  return res;
+}
+
+function jsonLines<T>(text: string | undefined): T[] {
+  return (text ?? '')
+    .split('\n')
+    .filter((l) => l.trim().startsWith('{'))
+    .flatMap((l) => {
+      try {
+        return [JSON.parse(l) as T];
+      } catch {
+        return [];
+      }
+    });
+}
+
+export async function readHostStatus(cfg: DeployConfig, remote: RemoteHost, log: HostLog, now = Date.now()): Promise<HostStatus> {
+  const s = statusScript(cfg.dockerCommand, cfg.app, cfg.traffic === 'nginx' ? cfg.nginxUpstreamFile : '', cfg.statusHistory, cfg.statusLogLines);
+  log.debug('$ read containers, stats, upstream, history, lock and disk');
+  const res = await remote.run(s.body, s.args);
+  if (res.code !== 0) throw new Error(`reading the host's state failed (exit ${res.code}): ${(res.stderr || res.stdout).trim().split('\n').slice(-5).join('\n')}`);
+  const sec = sections(res.stdout);
+  const containers = jsonLines<RawContainer>(sec.containers);
+  const stats = jsonLines<{ ID: string; Name: string; CPUPerc: string; MemUsage: string; MemPerc: string }>(sec.stats);
+
+  const upstreamText = sec.upstream?.trim() === '@@none' ? undefined : sec.upstream;
+  const port = upstreamPort(upstreamText);
+  const upstreamColor: Color | undefined = port === cfg.ports.blue ? 'blue' : port === cfg.ports.green ? 'green' : undefined;
+  let recordedLive: Color | undefined;
+  try {
+    const st = sec.state?.trim() === '@@none' ? {} : (JSON.parse(sec.state ?? '{}') as { live?: Color });
+    recordedLive = st.live;
+  } catch {
+    /* an unreadable state file is reported below via live detection */
+  }
+
+  const colors = {} as Record<Color, ColorStatus>;
+  for (const color of ['blue', 'green'] as const) {
+    const c = containers.find((x) => x.name.replace(/^\//, '') === containerName(cfg.app, color));
+    if (!c) {
+      colors[color] = { exists: false, role: 'none' };
+      continue;
+    }
+    const st = stats.find((x) => c.id.startsWith(x.ID) || x.Name === containerName(cfg.app, color));
+    const labels = c.labels ?? {};
+    colors[color] = {
+      exists: true,
+      container: containerName(cfg.app, color),
+      state: c.state,
+      role: 'none',
+      image: labels['bluegreen.image'],
+      digest: labels['bluegreen.digest'],
+      deployId: labels['bluegreen.deploy-id'],
+      deployedAt: labels['bluegreen.deployed-at'],
+      runUrl: labels['bluegreen.run-url'],
+      actor: labels['bluegreen.actor'],
+      startedAt: c.running ? c.startedAt : undefined,
+      uptimeSeconds: c.running ? Math.max(0, Math.round((now - Date.parse(c.startedAt)) / 1000)) : undefined,
+      restartCount: c.restarts,
+      exitCode: c.running ? undefined : c.exitCode,
+      cpuPercent: st?.CPUPerc,
+      memUsage: st?.MemUsage,
+      memPercent: st?.MemPerc
+    };
+  }
+  const running = (['blue', 'green'] as const).filter((c) => colors[c].state === 'running');
+  let live: Color | undefined;
+  if (cfg.traffic === 'nginx') live = upstreamColor && running.includes(upstreamColor) ? upstreamColor : running.length === 1 ? running[0] : undefined;
+  else live = running.length === 1 ? running[0] : running.length === 2 ? recordedLive : undefined;
+  for (const c of ['blue', 'green'] as const) if (colors[c].exists) colors[c].role = c === live ? 'live' : 'standby';
+
+  // Live probes: the same HTTP GET the deploy uses, through the SSH connection.
+  const prober = new Prober(remote, log, cfg.healthHost);
+  for (const c of running) {
+    const probePort = cfg.traffic === 'nginx' ? cfg.ports[c] : cfg.publicPort;
+    if (cfg.traffic === 'port-swap' && c !== live) continue;
+    const p = await prober.probe(probePort, cfg.healthPath, 5000);
+    colors[c].health = { ok: p.status !== undefined && p.status >= 200 && p.status < 300, status: p.status, error: p.error };
+  }
+
+  if (cfg.statusLogLines > 0 && sec.logs) {
+    for (const part of sec.logs.split(/^@@log /m).filter(Boolean)) {
+      const [first, ...rest] = part.split('\n');
+      const c = first.trim() as Color;
+      if ((c === 'blue' || c === 'green') && colors[c].exists) colors[c].logs = rest.join('\n').trim();
+    }
+  }
+
+  const lockLine = (sec.lock ?? 'free').trim();
+  let owner: Record<string, unknown> | undefined;
+  if (lockLine.startsWith('held')) {
+    try {
+      owner = JSON.parse(lockLine.slice(4).trim() || '{}');
+    } catch {
+      owner = { raw: lockLine.slice(4).trim() };
+    }
+  }
+  const df = (sec.disk ?? '').trim().split(/\s+/);
+  const disk = df.length >= 6 && /^\d+%$/.test(df[4]) ? { path: df[5], usedPercent: Number(df[4].replace('%', '')), availableKb: Number(df[3]) } : undefined;
+
+  const status: HostStatus = {
+    host: remote.target.label,
+    reachable: true,
+    live,
+    traffic: cfg.traffic,
+    upstream: cfg.traffic === 'nginx' ? { file: cfg.nginxUpstreamFile, port, color: upstreamColor, exists: upstreamText !== undefined } : undefined,
+    colors,
+    leftovers: containers.map((c) => c.name.replace(/^\//, '')).filter((n) => n !== containerName(cfg.app, 'blue') && n !== containerName(cfg.app, 'green')),
+    history: jsonLines<Record<string, unknown>>(sec.history).reverse(),
+    lock: { held: lockLine.startsWith('held'), owner },
+    disk,
+    findings: []
+  };
+  status.findings = findingsFor(status, now);
+  return status;
+}
+
+export function findingsFor(s: HostStatus, now = Date.now()): Finding[] {
+  const f: Finding[] = [];
+  const live = s.live ? s.colors[s.live] : undefined;
+  if (!s.live) f.push({ level: 'error', message: 'no colour is live: nothing serves this app' + (s.upstream?.color ? ` (the upstream points at ${s.upstream.color}, which is ${s.colors[s.upstream.color].state ?? 'missing'})` : '') });
+  if (live?.health && !live.health.ok) f.push({ level: 'error', message: `the live ${s.live} container is unhealthy right now (${live.health.status !== undefined ? `HTTP ${live.health.status}` : live.health.error})` });
+  if (live && (live.restartCount ?? 0) > 0) f.push({ level: 'warning', message: `the live ${s.live} container has restarted ${live.restartCount} time(s)` });
+  if (s.upstream && s.upstream.exists && s.upstream.color && s.colors[s.upstream.color].state !== 'running') f.push({ level: 'error', message: `the nginx upstream points at ${s.upstream.color}, which is ${s.colors[s.upstream.color].state ?? 'missing'}` });
+  if (s.upstream && !s.upstream.exists) f.push({ level: 'warning', message: `the nginx upstream file ${s.upstream.file} does not exist` });
+  if (s.upstream?.exists && s.upstream.port !== undefined && !s.upstream.color) f.push({ level: 'warning', message: `the nginx upstream points at port ${s.upstream.port}, which is neither colour's port` });
+  const standby = s.live ? s.colors[s.live === 'blue' ? 'green' : 'blue'] : undefined;
+  if (s.live && !standby?.exists) f.push({ level: 'warning', message: 'no standby container is kept: a rollback is not possible (deploy once more, or use rollback-to with image)' });
+  if (standby?.state === 'running') f.push({ level: 'warning', message: `the standby ${standby.container} is running although it takes no traffic` });
+  if (s.disk && s.disk.usedPercent >= 90) f.push({ level: s.disk.usedPercent >= 95 ? 'error' : 'warning', message: `the docker disk (${s.disk.path}) is ${s.disk.usedPercent}% full` });
+  if (s.lock.held) {
+    const since = typeof s.lock.owner?.since === 'string' ? Date.parse(s.lock.owner.since) : NaN;
+    const who = `${s.lock.owner?.deployId ?? 'unknown deploy'}${s.lock.owner?.runUrl ? ` (${s.lock.owner.runUrl})` : ''}`;
+    if (!Number.isNaN(since) && now - since > 3_600_000) f.push({ level: 'warning', message: `the deploy lock has been held by ${who} since ${s.lock.owner?.since}: a stale lock from a run whose connection never closed?` });
+    else f.push({ level: 'info', message: `a deploy is in progress: the lock is held by ${who}` });
+  }
+  if (s.leftovers.length) f.push({ level: 'warning', message: `leftover containers of this app: ${s.leftovers.join(', ')} (the next successful deploy removes them)` });
+  return f;
+}
