@@ -253,7 +253,8 @@ export function readConfig(read: InputReader, ctx: RunContext, env: NodeJS.Proce
   if (!imageRaw) {
     if (command === 'deploy') c.fail('image', 'is required', '123456789012.dkr.ecr.us-east-1.amazonaws.com/backend');
   }
-  if (command !== 'deploy' && tagRaw) c.fail('tag', `only applies to command: deploy${command === 'rollback' ? '; to roll back to a version use rollback-to' : ''}`, command === 'rollback' ? 'rollback-to: v1.4.2' : '(leave empty)');
+  // status ignores tag (a shared step may pass one); rollback refuses it, as rollback-to is probably meant.
+  if (command === 'rollback' && tagRaw) c.fail('tag', `only applies to command: deploy${command === 'rollback' ? '; to roll back to a version use rollback-to' : ''}`, command === 'rollback' ? 'rollback-to: v1.4.2' : '(leave empty)');
   if (!imageRaw) {
     // nothing more to read
   } else if (command !== 'deploy') {

@@ -33,9 +33,10 @@ if [ "$(id -u)" != 0 ]; then die "must run as root"; fi
 # ---------------------------------------------------------------- packages
 PKGS=(docker.io nginx openssh-server openssh-client docker-registry busybox-static apache2-utils iptables sudo
       procps util-linux iproute2 curl ca-certificates)
-# A machine that already has a docker CLI (GitHub's ubuntu-latest runners ship docker-ce + containerd.io, which
-# conflict with Debian/Ubuntu's docker.io) keeps its docker: only the daemon is needed, started below if not running.
-if command -v docker >/dev/null 2>&1; then PKGS=("${PKGS[@]/docker.io}"); fi
+# A machine that already has a docker daemon (GitHub's ubuntu-latest runners ship docker-ce + containerd.io, which
+# conflict with Debian/Ubuntu's docker.io) keeps its docker. A docker *client* alone (some images ship one in
+# /usr/local/bin) is not enough: the daemon is what the sandbox needs, so docker.io is installed then.
+if command -v dockerd >/dev/null 2>&1; then PKGS=("${PKGS[@]/docker.io}"); fi
 missing=()
 for p in "${PKGS[@]}"; do
   [ -n "$p" ] || continue
