@@ -1,5 +1,4 @@
 import { readFileSync } from 'node:fs';
-import { generateKeyPairSync } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -58,9 +57,9 @@ describe('readConfig', () => {
     const declared: Record<string, string> = {};
     let current = '';
     for (const line of yml.split('\n')) {
-      const name = /^  ([a-z0-9-]+):\s*$/.exec(line);
+      const name = /^ {2}([a-z0-9-]+):\s*$/.exec(line);
       if (name) current = name[1];
-      const def = /^    default:\s*(.*)$/.exec(line);
+      const def = /^ {4}default:\s*(.*)$/.exec(line);
       if (def && current) declared[current] = def[1].replace(/^"(.*)"$/, '$1');
     }
     for (const [name, value] of Object.entries(DEFAULTS)) expect([name, declared[name]]).toEqual([name, value]);
