@@ -287,7 +287,7 @@ export function readConfig(read: InputReader, ctx: RunContext, env: NodeJS.Proce
     const username = c.raw('registry-username');
     const password = c.raw('registry-password');
     if (!username) c.fail('registry-username', 'is required for registry-auth password', '${{ github.actor }}');
-    else if (/[\s:]/.test(username)) c.fail('registry-username', 'must not contain spaces or ":"', 'deploy-bot');
+    else if (!/^[\x21-\x7e]{1,255}$/.test(username) || username.includes(':') || username.startsWith('-')) c.fail('registry-username', 'must be printable ASCII without spaces or ":", not starting with "-"', 'deploy-bot');
     if (!password) c.fail('registry-password', 'is required for registry-auth password', '${{ secrets.REGISTRY_TOKEN }}');
     registryCredentials = { username, password };
   }
@@ -324,8 +324,8 @@ export function readConfig(read: InputReader, ctx: RunContext, env: NodeJS.Proce
     c.fail('docker-run-args', `cannot be split into arguments (${(e as Error).message})`, `--memory 512m --log-opt "max-size=10m"`);
   }
 
-  const dockerCommand = c.get('docker-command').split(/\s+/).filter(Boolean);
-  if (dockerCommand.length === 0 || dockerCommand.some((w) => !COMMAND_WORD.test(w)) || dockerCommand[0].startsWith('-')) {
+  const dockerCommand = c.get('docker-command').split(/ +/).filter(Boolean);
+  if (dockerCommand.length === 0 || /[^\x20-\x7e]/.test(c.get('docker-command')) || c.get('docker-command').length > 200 || dockerCommand.some((w) => w.includes('..')) || dockerCommand.some((w) => !COMMAND_WORD.test(w)) || dockerCommand[0].startsWith('-')) {
     c.fail('docker-command', `must be plain words such as "docker" or "sudo -n docker" (got "${printable(c.get('docker-command'))}")`, 'sudo -n docker');
   }
 
@@ -344,7 +344,7 @@ export function readConfig(read: InputReader, ctx: RunContext, env: NodeJS.Proce
   const nginxUpstreamName = c.raw('nginx-upstream-name') || app;
   // Derived from app-name: only checked when given explicitly or when app-name itself is valid (no echo of its error).
   const appOk = APP.test(app);
-  if ((appOk || c.raw('nginx-upstream-name')) && !/^[A-Za-z0-9_.-]{1,64}$/.test(nginxUpstreamName)) c.fail('nginx-upstream-name', `"${printable(nginxUpstreamName)}" may only hold letters, digits, "_", "." and "-"`, 'backend');
+  if ((appOk || c.raw('nginx-upstream-name')) && !/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/.test(nginxUpstreamName)) c.fail('nginx-upstream-name', `"${printable(nginxUpstreamName)}" may only hold letters, digits, "_", "." and "-"`, 'backend');
   const nginxUpstreamFile = c.raw('nginx-upstream-file') || `/etc/nginx/bluegreen/${app}.conf`;
   if ((appOk || c.raw('nginx-upstream-file')) && (!PATH_SAFE.test(nginxUpstreamFile) || nginxUpstreamFile.split('/').some((s) => s === '..' || s === '.') || nginxUpstreamFile.endsWith('/'))) {
     c.fail('nginx-upstream-file', `must be an absolute file path without "..", spaces or special characters (got "${printable(nginxUpstreamFile)}")`, '/etc/nginx/bluegreen/backend.conf');

@@ -44,16 +44,18 @@ export interface HostDeployInput {
   log: HostLog;
   timer: StepTimer;
   login: LoginMode;
+  /** Opens a new connection to the same host, to clean up after the first one was lost. */
+  reconnect?: () => Promise<RemoteHost>;
 }
 
 const TAKEOVER_MS = 10_000;
 
 export class HostDeployment {
   private readonly cfg: DeployConfig;
-  private readonly remote: RemoteHost;
+  private remote: RemoteHost;
   private readonly log: HostLog;
   private readonly timer: StepTimer;
-  private readonly prober: Prober;
+  private prober: Prober;
   private lock?: ClientChannel;
   private plan?: Plan;
   private switched = false;
@@ -119,11 +121,14 @@ export class HostDeployment {
     } catch (e) {
       error = e instanceof StepError ? e : new StepError(this.timer.current ?? 'detect', (e as Error).message);
       if (error.logs) this.candidateLogs = error.logs;
+      if (!this.remote.isConnected()) error = new StepError(error.step, `the SSH connection was lost during ${error.step} (${error.message})`);
       this.log.error(`${error.step} failed: ${error.message}`);
-      result = await this.recover();
+      result = (await this.reconnectIfLost()) ? await this.recover() : 'failed';
     }
-    const rec = await this.timer.soft('record', () => this.record(result, Date.now() - started, error));
-    if (rec) this.warnings.push(rec);
+    if (this.remote.isConnected()) {
+      const rec = await this.timer.soft('record', () => this.record(result, Date.now() - started, error));
+      if (rec) this.warnings.push(rec);
+    }
     await this.releaseLock();
     const plan = this.plan;
     // After a failed switch-back nginx may still send traffic to the candidate: say "unknown", not the old colour.
@@ -229,7 +234,7 @@ export class HostDeployment {
     this.log.info(this.digest ? `image ${ref} is ${this.digest}` : `image ${ref} has no registry digest (local image?)`);
   }
 
-  private async detect(): Promise<Plan> {
+  private async detect(repaired = false): Promise<Plan> {
     const s = detectScript(this.docker, this.cfg.app, this.cfg.traffic === 'nginx' ? this.cfg.nginxUpstreamFile : '');
     const out = await this.exec('detect', s, 'read containers, upstream and state', undefined, true);
     const section = (name: string) => {
@@ -245,6 +250,14 @@ export class HostDeployment {
       this.log.warn('the recorded state file on the host is not valid JSON; ignoring it');
     }
     const plan = planDeploy(this.cfg, parseInspect(section('containers') ?? ''), section('upstream'), recordedLive);
+    const replaced = `${this.name(plan.candidate)}-replaced`;
+    if (plan.leftovers.includes(replaced) && !repaired) {
+      // A run was killed between replacing the standby and finishing; its candidate is not live. Put the
+      // real standby back, then look again.
+      this.log.warn(`an earlier run was interrupted (${replaced} exists): restoring the standby ${this.name(plan.candidate)}`);
+      await this.exec('detect', restoreReplacedScript(this.docker, this.name(plan.candidate)), `repair: remove the interrupted candidate and restore ${replaced}`);
+      return this.detect(true);
+    }
     for (const n of plan.notes) this.log.warn(n);
     if (this.cfg.command === 'rollback') this.planRollback(plan);
     else this.log.info(plan.live ? `live colour: ${plan.live}; deploying to ${plan.candidate}` : `no live colour (first deploy); deploying to ${plan.candidate}`);
@@ -433,6 +446,34 @@ export class HostDeployment {
     if (this.cfg.verifyMs > 0) this.log.info(`${name} stayed healthy for ${this.cfg.verifyMs / 1000} s after the switch (${probes} probes)`);
   }
 
+  /**
+   * After a dropped connection the host may hold a half-started candidate or a switched upstream.
+   * Reconnect (a few tries with backoff), take the lock again, and let the normal recovery run.
+   */
+  private async reconnectIfLost(): Promise<boolean> {
+    if (this.remote.isConnected()) return true;
+    if (!this.input.reconnect || !this.plan) {
+      this.warnings.push('the connection was lost before anything changed on the host');
+      return Boolean(!this.plan);
+    }
+    this.lock = undefined; // it died with the connection
+    for (const [i, wait] of [500, 1500, 4000].entries()) {
+      await new Promise((r) => setTimeout(r, wait));
+      try {
+        this.remote = await this.input.reconnect();
+        this.prober = new Prober(this.remote, this.log, this.cfg.healthHost);
+        await this.acquireLock();
+        this.log.warn(`reconnected (try ${i + 1}) to clean up after the lost connection`);
+        return true;
+      } catch (e) {
+        this.log.warn(`reconnect try ${i + 1} failed: ${(e as Error).message}`);
+      }
+    }
+    this.switchBackFailed = this.switched;
+    this.warnings.push(`could not reconnect to clean up: ${this.switched ? 'traffic may be on the new colour' : `the candidate ${this.name(this.plan.candidate)} may be left on the host (the next deploy replaces it)`}`);
+    return false;
+  }
+
   /** Undo after a failure: before the switch remove the candidate; after it, switch back. */
   private async recover(): Promise<HostResult['result']> {
     const plan = this.plan;
@@ -516,7 +557,8 @@ export function explainPullError(message: string, ref: string): string {
   if (/command not found|docker: not found|No such file or directory.*docker/i.test(message)) return `docker is not installed on the host or not on the SSH user's PATH (see docker-command): ${message}`;
   if (/Cannot connect to the Docker daemon|docker\.sock/i.test(message)) return `docker is not reachable on the host (is dockerd running, and may the SSH user use it? add it to the docker group or set docker-command: sudo -n docker): ${message}`;
   if (/manifest unknown|manifest for .* not found|not found: manifest|repository .* not found|pull access denied|no such image|does not exist/i.test(message)) return `image ${ref} was not found in the registry (was it pushed, and is the tag right?): ${message}`;
-  if (/unauthorized|authentication required|denied|no basic auth credentials|401/i.test(message)) return `the registry refused access to ${ref} (check registry-auth and the credentials or instance role): ${message}`;
+  if (/connection refused|no such host|i\/o timeout|dial tcp|server gave HTTP response to HTTPS|TLS handshake timeout/i.test(message)) return `the registry for ${ref} is not reachable from the host (is it up, and does the host's network allow it?): ${message}`;
+  if (/unauthorized|authentication required|denied|no basic auth credentials|401|incorrect username or password/i.test(message)) return `the registry refused access to ${ref} (check registry-auth and the credentials or instance role): ${message}`;
   if (/no space left on device/i.test(message)) return `the host ran out of disk space while pulling ${ref}: ${message}`;
   return message;
 }

@@ -87,7 +87,17 @@ export async function runDeploy(cfg: DeployConfig, ctx: RunContext, log: RunLog,
         return { host: target.label, result: 'failed', image: base.image, durationMs: Date.now() - started, switched: false, steps: timer.steps, error: { step: 'connect', message: err.message }, warnings: [] };
       }
       try {
-        return await new HostDeployment({ cfg, ctx, deployId, remote, log: hostLog, timer, login }).run();
+        const extra: RemoteHost[] = [];
+        const reconnect = async () => {
+          const r = await deps.connect(target, cfg.ssh);
+          extra.push(r);
+          return r;
+        };
+        try {
+          return await new HostDeployment({ cfg, ctx, deployId, remote, log: hostLog, timer, login, reconnect }).run();
+        } finally {
+          for (const r of extra) r.close();
+        }
       } finally {
         remote.close();
       }

@@ -30,6 +30,8 @@ export interface RemoteHost {
   open(body: string, args?: string[]): Promise<ClientChannel>;
   /** Opens a TCP stream to 127.0.0.1:port on the host, through the SSH connection. */
   forward(port: number): Promise<NodeJS.ReadWriteStream & { destroy(): void }>;
+  /** False once the SSH connection is gone (dropped, sshd killed, host down). */
+  isConnected(): boolean;
   close(): void;
 }
 
@@ -46,6 +48,7 @@ export class ConnectError extends Error {
 function classify(err: Error & { code?: string; level?: string }, target: HostTarget, timeoutMs: number): ConnectError {
   const where = `${target.user}@${target.host}:${target.port}`;
   if (err.code === 'ECONNREFUSED') return new ConnectError(`connection to ${where} was refused: is sshd running and the port (${target.port}) right, and does the security group allow it?`, 'refused');
+  if (err.code === 'ENETUNREACH' || err.code === 'EHOSTUNREACH') return new ConnectError(`${where} is unreachable from the runner (${err.code}): check the address, the VPC routing, or use a bastion`, 'network');
   if (err.code === 'ENOTFOUND' || err.code === 'EAI_AGAIN') return new ConnectError(`host name ${target.host} could not be resolved (${err.code})`, 'dns');
   if (err.code === 'ETIMEDOUT' || /Timed out while waiting for handshake/i.test(err.message)) {
     return new ConnectError(`no SSH handshake with ${where} within ${timeoutMs / 1000} s: the host is down or a firewall/security group drops the traffic`, 'timeout');
@@ -128,6 +131,10 @@ class SshHost implements RemoteHost {
     return new Promise((resolve, reject) =>
       conn.forwardOut('127.0.0.1', 0, '127.0.0.1', port, (err, ch) => (err ? reject(err) : resolve(ch as unknown as NodeJS.ReadWriteStream & { destroy(): void })))
     );
+  }
+
+  isConnected(): boolean {
+    return this.ssh.isConnected();
   }
 
   close(): void {

@@ -450,6 +450,29 @@ export async function cleanupApp(name: string): Promise<void> {
 
 // ------------------------------------------------------------------ load generator
 
+/** One request of the load (recorded with `record: true`): wall-clock times from Date.now(). */
+export interface RequestSample {
+  start: number;
+  end: number;
+  ok: boolean;
+  /** trimmed 2xx body (ok) or the error / "HTTP <status>" (failed), at most 200 characters */
+  body: string;
+  /** true when the request was retried once after its idle keep-alive connection was closed (see keepAliveRetries) */
+  retried: boolean;
+}
+
+/** Counters of the slow requests (option `slow`), kept apart from the regular ones. */
+export interface SlowLoadResult {
+  ok: number;
+  failed: number;
+  errors: string[];
+  bodies: Record<string, number>;
+  keepAliveRetries: number;
+  maxLatencyMs: number;
+  /** every slow request, also without `record` (there are few) */
+  samples: RequestSample[];
+}
+
 export interface LoadResult {
   ok: number;
   failed: number;
@@ -468,6 +491,25 @@ export interface LoadResult {
    * nginx closes idle keep-alive connections of its old workers on every reload. A retry that fails counts as failed.
    */
   keepAliveRetries: number;
+  /** every regular request with its times (only with the option `record: true`, otherwise empty) */
+  samples: RequestSample[];
+  /** the slow requests (option `slow`); all zero without it. Not included in ok/failed/errors/bodies/transitions/maxLatencyMs. */
+  slow: SlowLoadResult;
+}
+
+export interface LoadOptions {
+  concurrency?: number;
+  keepAlive?: boolean | 'mixed';
+  requestTimeoutMs?: number;
+  /** record every regular request in `samples` (for latency percentiles and gaps over a time window) */
+  record?: boolean;
+  /**
+   * Additional loops of slow requests, GET <origin>/cgi-bin/slow?<seconds> (the demo images sleep that long, then answer
+   * their version), each loop sending the next one as soon as the previous one finished. Loop i uses seconds
+   * [i], [i+1], … cycling (default [2, 3, 4, 5]); even-numbered loops on keep-alive connections, odd ones on fresh
+   * ones. Their timeout is requestTimeoutMs plus the requested seconds.
+   */
+  slow?: { concurrency: number; seconds?: number[]; path?: string };
 }
 
 /**
@@ -475,19 +517,33 @@ export interface LoadResult {
  * finished (plus a setImmediate). keepAlive: true = shared keep-alive agent, false = a fresh connection per request,
  * 'mixed' = even-numbered loops keep-alive, odd-numbered ones fresh connections.
  * A request fails on a network error, a timeout (requestTimeoutMs, default 10 s) or a non-2xx status.
+ * Optionally also loops of slow requests (`slow`), counted apart in `slow`.
  */
 export class LoadGenerator {
   private running = false;
   private loops: Promise<void>[] = [];
   private agent: http.Agent;
+  private slowAgent: http.Agent;
   private startedAt = 0;
-  private result: LoadResult = { ok: 0, failed: 0, errors: [], bodies: {}, transitions: [], maxLatencyMs: 0, durationMs: 0, keepAliveRetries: 0 };
+  private result: LoadResult = {
+    ok: 0,
+    failed: 0,
+    errors: [],
+    bodies: {},
+    transitions: [],
+    maxLatencyMs: 0,
+    durationMs: 0,
+    keepAliveRetries: 0,
+    samples: [],
+    slow: { ok: 0, failed: 0, errors: [], bodies: {}, keepAliveRetries: 0, maxLatencyMs: 0, samples: [] }
+  };
 
   constructor(
     private readonly url: string,
-    private readonly opts: { concurrency?: number; keepAlive?: boolean | 'mixed'; requestTimeoutMs?: number } = {}
+    private readonly opts: LoadOptions = {}
   ) {
     this.agent = new http.Agent({ keepAlive: true, maxSockets: Math.max(1, opts.concurrency ?? 4) });
+    this.slowAgent = new http.Agent({ keepAlive: true, maxSockets: Math.max(1, opts.slow?.concurrency ?? 1) });
   }
 
   start(): this {
@@ -499,6 +555,8 @@ export class LoadGenerator {
       const keep = this.opts.keepAlive === 'mixed' ? i % 2 === 0 : (this.opts.keepAlive ?? true);
       this.loops.push(this.loop(keep ? this.agent : false));
     }
+    const slow = this.opts.slow;
+    for (let i = 0; i < (slow?.concurrency ?? 0); i++) this.loops.push(this.slowLoop(i, i % 2 === 0 ? this.slowAgent : false));
     return this;
   }
 
@@ -507,46 +565,95 @@ export class LoadGenerator {
     return { ...this.result, durationMs: Date.now() - this.startedAt };
   }
 
+  /** Stops sending; resolves once every request in flight (slow ones too) has finished. */
   async stop(): Promise<LoadResult> {
     this.running = false;
     await Promise.all(this.loops);
     this.loops = [];
     this.agent.destroy();
+    this.slowAgent.destroy();
     return { ...this.result, durationMs: Date.now() - this.startedAt };
+  }
+
+  /** GET with one retry on a new connection when an idle keep-alive connection was closed as the request was sent. */
+  private async get(url: string, agent: http.Agent | false, timeoutMs: number, onRetry: () => void): Promise<HttpResult> {
+    try {
+      return await httpGet(url, { agent, timeoutMs });
+    } catch (e) {
+      const err = e as NodeJS.ErrnoException & { reusedSocket?: boolean };
+      if (!(err.reusedSocket && (err.code === 'ECONNRESET' || err.code === 'EPIPE'))) throw e;
+      onRetry();
+      return await httpGet(url, { agent: false, timeoutMs });
+    }
   }
 
   private async loop(agent: http.Agent | false): Promise<void> {
     while (this.running) {
       const t0 = Date.now();
       const failedBefore = this.result.failed;
+      let retried = false;
+      let sample: RequestSample | undefined;
       try {
-        let r: HttpResult;
-        try {
-          r = await httpGet(this.url, { agent, timeoutMs: this.opts.requestTimeoutMs ?? 10000 });
-        } catch (e) {
-          const err = e as NodeJS.ErrnoException & { reusedSocket?: boolean };
-          if (!(err.reusedSocket && (err.code === 'ECONNRESET' || err.code === 'EPIPE'))) throw e;
+        const r = await this.get(this.url, agent, this.opts.requestTimeoutMs ?? 10000, () => {
           this.result.keepAliveRetries++;
-          r = await httpGet(this.url, { agent: false, timeoutMs: this.opts.requestTimeoutMs ?? 10000 });
-        }
+          retried = true;
+        });
         if (r.status >= 200 && r.status < 300) {
           const body = r.body.trim();
           this.result.ok++;
           this.result.bodies[body] = (this.result.bodies[body] ?? 0) + 1;
           const tr = this.result.transitions;
           if (tr[tr.length - 1] !== body) tr.push(body);
+          sample = { start: t0, end: Date.now(), ok: true, body: body.slice(0, 200), retried };
         } else {
-          this.fail(`HTTP ${r.status}: ${r.body.trim().slice(0, 200)}`);
+          const msg = `HTTP ${r.status}: ${r.body.trim().slice(0, 200)}`;
+          this.fail(msg);
+          sample = { start: t0, end: Date.now(), ok: false, body: msg.slice(0, 200), retried };
         }
       } catch (e) {
         const err = e as NodeJS.ErrnoException;
-        this.fail(`${err.code ?? 'ERROR'} ${err.message}`);
+        const msg = `${err.code ?? 'ERROR'} ${err.message}`;
+        this.fail(msg);
+        sample = { start: t0, end: Date.now(), ok: false, body: msg.slice(0, 200), retried };
       }
-      this.result.maxLatencyMs = Math.max(this.result.maxLatencyMs, Date.now() - t0);
+      if (this.opts.record) this.result.samples.push(sample);
+      this.result.maxLatencyMs = Math.max(this.result.maxLatencyMs, sample.end - t0);
       // After a failure pause 5 ms, as a real client would, instead of spinning on refused connections
       // (which would starve the 2-core test machine and distort what is measured).
       const failedNow = this.result.failed > failedBefore;
       await new Promise((r) => (failedNow ? setTimeout(r, 5) : setImmediate(r)));
+    }
+  }
+
+  private async slowLoop(index: number, agent: http.Agent | false): Promise<void> {
+    const seconds = this.opts.slow?.seconds?.length ? this.opts.slow.seconds : [2, 3, 4, 5];
+    const s = this.result.slow;
+    for (let k = index; this.running; k++) {
+      const secs = seconds[k % seconds.length];
+      const url = new URL(`${this.opts.slow?.path ?? '/cgi-bin/slow'}?${secs}`, this.url).toString();
+      const t0 = Date.now();
+      let retried = false;
+      let sample: RequestSample;
+      try {
+        const r = await this.get(url, agent, (this.opts.requestTimeoutMs ?? 10000) + secs * 1000, () => {
+          s.keepAliveRetries++;
+          retried = true;
+        });
+        const body = r.body.trim();
+        sample = { start: t0, end: Date.now(), ok: r.status >= 200 && r.status < 300, body: (r.status >= 200 && r.status < 300 ? body : `HTTP ${r.status}: ${body}`).slice(0, 200), retried };
+        if (sample.ok) s.bodies[body] = (s.bodies[body] ?? 0) + 1;
+      } catch (e) {
+        const err = e as NodeJS.ErrnoException;
+        sample = { start: t0, end: Date.now(), ok: false, body: `${err.code ?? 'ERROR'} ${err.message}`.slice(0, 200), retried };
+      }
+      if (sample.ok) s.ok++;
+      else {
+        s.failed++;
+        if (s.errors.length < 1000) s.errors.push(sample.body);
+      }
+      s.samples.push(sample);
+      s.maxLatencyMs = Math.max(s.maxLatencyMs, sample.end - t0);
+      await new Promise((r) => (sample.ok ? setImmediate(r) : setTimeout(r, 50)));
     }
   }
 

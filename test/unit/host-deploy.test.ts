@@ -129,6 +129,12 @@ class FakeHost implements RemoteHost {
     return stream;
   }
 
+  /** Set to false to simulate a dropped SSH connection. */
+  connected = true;
+  isConnected(): boolean {
+    return this.connected;
+  }
+
   close(): void {
     this.closed = true;
   }
