@@ -2,6 +2,7 @@
  * One SSH connection per host for the whole run (node-ssh over ssh2): remote commands,
  * long-lived channels (the lock) and TCP forwarding (health probes) all share it.
  */
+import net from 'node:net';
 import { NodeSSH } from 'node-ssh';
 import type { ClientChannel } from 'ssh2';
 import type { HostTarget, SshSettings } from '../config/types.js';
@@ -65,10 +66,14 @@ export async function connect(target: HostTarget, settings: SshSettings): Promis
   const { entries } = parseKnownHosts(settings.hostKeys.knownHosts);
   const serverHostKey = settings.hostKeys.insecureIgnore ? undefined : preferredHostKeyAlgorithms(entries, target.host, target.port);
   try {
+    const sock = await openSocket(target, settings.connectTimeoutMs);
     await ssh.connect({
+      sock,
       host: target.host,
       port: target.port,
       username: target.user,
+      // publickey only: skips the "none" probe round trip
+      authHandler: ['publickey'],
       privateKey: settings.privateKey,
       passphrase: settings.passphrase,
       readyTimeout: settings.connectTimeoutMs,
@@ -87,6 +92,29 @@ export async function connect(target: HostTarget, settings: SshSettings): Promis
     throw classify(e as Error, target, settings.connectTimeoutMs);
   }
   return new SshHost(ssh, target);
+}
+
+/**
+ * The TCP connection, with Nagle's algorithm off: SSH exchanges many small packets, and Nagle plus
+ * delayed ACKs otherwise adds ~40 ms to every round trip (measured: 5 commands 409 ms → 22 ms on loopback).
+ */
+function openSocket(target: HostTarget, timeoutMs: number): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const sock = net.connect({ host: target.host, port: target.port, noDelay: true });
+    const timer = setTimeout(() => {
+      sock.destroy();
+      reject(Object.assign(new Error('Timed out while waiting for handshake'), { code: 'ETIMEDOUT' }));
+    }, timeoutMs);
+    sock.once('connect', () => {
+      clearTimeout(timer);
+      sock.setKeepAlive(true, 10_000);
+      resolve(sock);
+    });
+    sock.once('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+  });
 }
 
 class SshHost implements RemoteHost {
