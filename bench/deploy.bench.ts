@@ -9,6 +9,7 @@
  * PASS/MISS) and writes bench/results/deploy.json. Rounds per mode: BENCH_ROUNDS (default 6). Not part of `npm test`.
  */
 import { spawn } from 'node:child_process';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
@@ -336,7 +337,7 @@ function bundle() {
   const file = path.join(REPO_ROOT, 'dist', 'index.js');
   const buf = fs.readFileSync(file);
   const distBytes = fs.readdirSync(path.join(REPO_ROOT, 'dist')).reduce((n, f) => n + fs.statSync(path.join(REPO_ROOT, 'dist', f)).size, 0);
-  return { indexJsBytes: buf.length, indexJsGzipBytes: zlib.gzipSync(buf, { level: 9 }).length, distBytes };
+  return { indexJsBytes: buf.length, indexJsGzipBytes: zlib.gzipSync(buf, { level: 9 }).length, distBytes, sha256: crypto.createHash('sha256').update(buf).digest('hex') };
 }
 
 // ------------------------------------------------------------------ the benchmark
@@ -396,6 +397,9 @@ test(`benchmark: ${ROUNDS} swaps per mode under load`, async () => {
   await sh(`docker rm -f ${naiveApp}`);
 
   // ---------------------------------------------------------------- tables
+  // dist/ may be rebuilt while the bench runs (it takes minutes): then the modes did not all run the same code.
+  const distAtEnd = bundle().sha256;
+  const distChanged = distAtEnd !== size.sha256;
   const modes: Array<[Mode, string, Round[]]> = [
     ['nginx', 'action, nginx', nginx],
     ['rollback', 'action, rollback (nginx)', rollbacks],
@@ -493,7 +497,8 @@ test(`benchmark: ${ROUNDS} swaps per mode under load`, async () => {
     '',
     ...steps,
     '',
-    ...coldTable
+    ...coldTable,
+    ...(distChanged ? ['', `WARNING: dist/index.js changed during the run (sha256 ${size.sha256.slice(0, 12)} at the start, ${distAtEnd.slice(0, 12)} at the end): the modes did not all run the same build`] : [])
   ].join('\n');
 
   fs.mkdirSync(path.join(REPO_ROOT, 'bench', 'results'), { recursive: true });
@@ -509,6 +514,7 @@ test(`benchmark: ${ROUNDS} swaps per mode under load`, async () => {
         rest,
         coldStart: cold,
         bundle: size,
+        distChangedDuringRun: distChanged,
         nginx,
         rollbacks,
         swap,
