@@ -5,8 +5,7 @@ import { readRunContext, type RunContext } from './config/context.js';
 import { envInputReader, InputError, readConfig } from './config/inputs.js';
 import type { DeployConfig } from './config/types.js';
 import { newDeployId, runDeploy, type RunDeps, type RunResult } from './deploy/run.js';
-import { fetchEcrToken } from './registry/ecr.js';
-import { uploadReports, type ArtifactOutcome } from './report/artifact.js';
+import type { ArtifactOutcome } from './report/artifact.js';
 import { actionsConsole, RunLog, type ConsoleSink } from './report/log.js';
 import { buildMetrics } from './report/metrics.js';
 import { Secrets } from './report/secrets.js';
@@ -15,6 +14,9 @@ import { connect } from './ssh/connection.js';
 import { runStatus } from './status/run.js';
 import { renderStatusSummary } from './status/summary.js';
 
+// The AWS SDK and the artifact client are most of the bundle: loaded when needed, they stay out of the cold start.
+const fetchEcrToken: RunDeps['fetchEcrToken'] = async (region) => (await import('./registry/ecr.js')).fetchEcrToken(region);
+const uploadReports = async (...args: Parameters<typeof import('./report/artifact.js').uploadReports>) => (await import('./report/artifact.js')).uploadReports(...args);
 const defaultDeps: RunDeps = { connect, fetchEcrToken };
 
 /** Masks every secret input before anything else can print it. */
@@ -22,6 +24,8 @@ function maskSecretInputs(secrets: Secrets, env: NodeJS.ProcessEnv): void {
   const read = envInputReader(env);
   secrets.add(read('ssh-private-key'));
   secrets.add(read('ssh-passphrase'));
+  secrets.add(read('jump-private-key'));
+  secrets.add(read('jump-passphrase'));
   secrets.add(read('registry-password'));
   for (const line of read('env').split(/\r?\n/)) {
     const eq = line.indexOf('=');
@@ -72,6 +76,8 @@ async function status(cfg: DeployConfig, ctx: RunContext, secrets: Secrets, deps
   }
   const unreachable = report.hosts.filter((h) => !h.reachable);
   core.setOutput('result', unreachable.length ? 'failed' : 'success');
+  core.setOutput('failed-hosts', unreachable.map((h) => h.host).join(','));
+  core.setOutput('succeeded-hosts', report.hosts.filter((h) => h.reachable).map((h) => h.host).join(','));
   core.setOutput('status-json', json);
   core.setOutput('active-color', unique(report.hosts.map((h) => h.live)));
   core.setOutput('deploy-id', '');
@@ -94,7 +100,9 @@ async function deploy(cfg: DeployConfig, ctx: RunContext, secrets: Secrets, deps
   const metricsFile = join(dir, 'metrics.json');
   const log = new RunLog(logFile, secrets, sink, cfg.hosts.length);
   const what = cfg.command === 'rollback' ? `rollback${cfg.rollbackTo ? ` to ${cfg.rollbackTo}` : ''}` : `${cfg.image.repository}${cfg.image.digest ? `@${cfg.image.digest}` : `:${cfg.image.tag}`}`;
-  log.log('info', `bluegreen-ec2-action: ${cfg.command} ${cfg.app} ← ${what} on ${cfg.hosts.map((h) => h.label).join(', ')} (traffic: ${cfg.traffic}, deploy ${deployId})`);
+  const fleet = cfg.hosts.length > 1 ? `, rollout: ${cfg.rollout.strategy}, on-host-failure: ${cfg.rollout.onHostFailure}` : '';
+  const via = cfg.ssh.jump ? `, via ${cfg.ssh.jump.target.label}` : '';
+  log.log('info', `bluegreen-ec2-action: ${cfg.command} ${cfg.app} ← ${what} on ${cfg.hosts.map((h) => h.label).join(', ')} (traffic: ${cfg.traffic}${fleet}${via}, deploy ${deployId})`);
   if (cfg.ssh.hostKeys.insecureIgnore) log.log('warn', 'ssh-insecure-ignore-host-key is true: host keys are NOT verified, so a man-in-the-middle could impersonate the host');
 
   // A cancelled workflow sends SIGINT, then SIGTERM a few seconds later: stop starting new steps,
@@ -110,7 +118,7 @@ async function deploy(cfg: DeployConfig, ctx: RunContext, secrets: Secrets, deps
     process.off('SIGINT', handlers.SIGINT).off('SIGTERM', handlers.SIGTERM);
   });
   log.log(result.result === 'success' ? 'info' : 'error', `result: ${result.result} in ${result.durationMs} ms`);
-  writeFileSync(metricsFile, JSON.stringify(secrets.redactDeep(buildMetrics(result, ctx, { traffic: cfg.traffic, hosts: cfg.hosts.length })), null, 2) + '\n', { mode: 0o644 });
+  writeFileSync(metricsFile, JSON.stringify(secrets.redactDeep(buildMetrics(result, ctx, { traffic: cfg.traffic, hosts: cfg.hosts.length, rollout: cfg.rollout })), null, 2) + '\n', { mode: 0o644 });
 
   let artifact: ArtifactOutcome | undefined;
   if (cfg.uploadArtifacts) {
@@ -120,15 +128,24 @@ async function deploy(cfg: DeployConfig, ctx: RunContext, secrets: Secrets, deps
   }
 
   setOutputs(result, logFile, metricsFile, artifact);
-  if (cfg.summary) await writeSummary(secrets.redact(renderSummary(result, { artifact, traffic: cfg.traffic })));
+  if (cfg.summary) await writeSummary(secrets.redact(renderSummary(result, { artifact, traffic: cfg.traffic, rollout: describeRollout(cfg) })));
 
   if (result.result !== 'success') {
     const e = result.error;
     const message = e ? `${e.step} failed${e.host ? ` on ${e.host}` : ''}: ${e.message}` : `deploy ${result.result}`;
-    const suffix = result.result === 'rolled-back' ? ' — traffic was switched back to the previous version' : '';
+    const others = result.hosts.filter((h) => h.abortedBy);
+    const back = others.filter((h) => h.result === 'rolled-back').map((h) => h.host);
+    const fleetNote = others.length ? ` — on-host-failure rollback-all: ${back.length ? `switched back ${back.join(', ')}` : 'no other host had switched'}${others.length > back.length ? `; left untouched ${others.filter((h) => h.result !== 'rolled-back').map((h) => h.host).join(', ')}` : ''}` : '';
+    const suffix = (result.result === 'rolled-back' ? ' — traffic was switched back to the previous version' : '') + fleetNote;
     core.error(secrets.redact(message + suffix), { title: `bluegreen-ec2-action: ${result.result}` });
     core.setFailed(secrets.redact(`${message}${suffix}`));
   }
+}
+
+function describeRollout(cfg: DeployConfig): string {
+  const r = cfg.rollout;
+  const mp = r.maxParallel ? `, max-parallel ${'count' in r.maxParallel ? r.maxParallel.count : `${r.maxParallel.percent}%`}` : '';
+  return `${r.strategy}${mp}, on-host-failure ${r.onHostFailure}`;
 }
 
 function unique(values: Array<string | undefined>): string {
@@ -137,6 +154,8 @@ function unique(values: Array<string | undefined>): string {
 
 function setOutputs(r: RunResult, logFile: string, metricsFile: string, artifact?: ArtifactOutcome): void {
   core.setOutput('result', r.result);
+  core.setOutput('failed-hosts', r.hosts.filter((h) => h.error && !h.abortedBy).map((h) => h.host).join(','));
+  core.setOutput('succeeded-hosts', r.hosts.filter((h) => h.result === 'success').map((h) => h.host).join(','));
   core.setOutput('active-color', unique(r.hosts.map((h) => h.activeColor)));
   core.setOutput('previous-color', unique(r.hosts.map((h) => h.previousColor)));
   const digest = unique(r.hosts.map((h) => h.digest));

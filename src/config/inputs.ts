@@ -5,7 +5,7 @@
 import { utils as ssh2Utils } from 'ssh2';
 import type { RunContext } from './context.js';
 import { DIGEST_RE, ecrRegion, parseImage, TAG_RE, type ImageRef } from './image.js';
-import type { Color, Command, DeployConfig, EnvVar, HostTarget, RegistryAuth, Traffic } from './types.js';
+import type { Color, Command, DeployConfig, EnvVar, HostTarget, JumpHost, OnHostFailure, RegistryAuth, Rollout, RolloutStrategy, Traffic } from './types.js';
 import { parseKnownHosts } from '../ssh/known-hosts.js';
 import { splitWords } from '../remote/shell.js';
 
@@ -16,6 +16,10 @@ export const DEFAULTS = {
   'ssh-port': '22',
   'ssh-insecure-ignore-host-key': 'false',
   'ssh-connect-timeout-seconds': '20',
+  'ssh-connect-retries': '2',
+  rollout: 'parallel',
+  'batch-wait-seconds': '0',
+  'on-host-failure': 'rollback-all',
   'registry-auth': 'ecr',
   'container-port': '8080',
   'docker-command': 'docker',
@@ -28,6 +32,7 @@ export const DEFAULTS = {
   'public-port': '8080',
   'nginx-reload-command': 'sudo -n nginx -t -q && sudo -n nginx -s reload',
   'drain-seconds': '30',
+  'wait-for-drain': 'false',
   'stop-timeout-seconds': '10',
   'lock-timeout-seconds': '300',
   'verify-seconds': '10',
@@ -172,6 +177,79 @@ export function parseHosts(value: string, defaultUser: string, defaultPort: numb
   return { hosts, problems };
 }
 
+/** Reads and checks a private key input (and its passphrase input); undefined when missing or unusable. */
+function readPrivateKey(c: Collector, keyInput: string, passInput: string, required: boolean): string | undefined {
+  const privateKey = c.raw(keyInput);
+  const passphrase = c.raw(passInput) || undefined;
+  const example = '${{ secrets.EC2_SSH_KEY }} (the whole "-----BEGIN OPENSSH PRIVATE KEY-----" block)';
+  if (!privateKey) {
+    if (required) c.fail(keyInput, 'is required', example);
+    return undefined;
+  }
+  const normalized = normalizePrivateKey(privateKey);
+  const parsed = ssh2Utils.parseKey(normalized, passphrase);
+  if (parsed instanceof Error) {
+    if (/encrypted|passphrase/i.test(parsed.message)) {
+      if (passphrase) c.fail(passInput, `does not decrypt ${keyInput}`, '${{ secrets.EC2_SSH_KEY_PASSPHRASE }}');
+      else c.fail(passInput, `is required because ${keyInput} is encrypted`, '${{ secrets.EC2_SSH_KEY_PASSPHRASE }}');
+    } else {
+      c.fail(keyInput, `is not a private key ssh can use (${parsed.message})`, example);
+    }
+    return undefined;
+  }
+  if (Array.isArray(parsed) ? !parsed[0]?.isPrivateKey() : !parsed.isPrivateKey()) {
+    c.fail(keyInput, 'holds a public key, not a private key', '${{ secrets.EC2_SSH_KEY }}');
+    return undefined;
+  }
+  return normalized;
+}
+
+function readKnownHosts(c: Collector, name: string): string {
+  const knownHosts = c.raw(name);
+  if (knownHosts) {
+    const { problems } = parseKnownHosts(knownHosts);
+    for (const p of problems) c.fail(name, p, '10.0.1.5 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAA… (the output of ssh-keyscan -t ed25519 10.0.1.5)');
+  }
+  return knownHosts;
+}
+
+/** jump-host: a bastion every host connection is tunnelled through; its key and known hosts default to the hosts'. */
+function readJumpHost(c: Collector, sshUser: string, fallback: Omit<JumpHost, 'target'>): JumpHost | undefined {
+  const raw = c.raw('jump-host');
+  const example = 'ec2-user@bastion.example.com:22';
+  for (const name of ['jump-private-key', 'jump-passphrase', 'jump-known-hosts']) {
+    if (!raw && c.raw(name)) c.fail(name, 'only applies together with jump-host', `jump-host: ${example}`);
+  }
+  if (!raw) return undefined;
+  const { hosts, problems } = parseHosts(raw, sshUser, 22);
+  if (problems.length || hosts.length !== 1) {
+    c.fail('jump-host', hosts.length > 1 ? 'must name exactly one host' : `${problems[0] ?? 'is invalid'}`, example);
+    return undefined;
+  }
+  const ownKey = readPrivateKey(c, 'jump-private-key', 'jump-passphrase', false);
+  const knownHosts = readKnownHosts(c, 'jump-known-hosts');
+  return {
+    target: { ...hosts[0], label: `jump-host ${hosts[0].label}` },
+    privateKey: ownKey ?? fallback.privateKey,
+    passphrase: c.raw('jump-private-key') ? c.raw('jump-passphrase') || undefined : fallback.passphrase,
+    // Its own known hosts when given; otherwise the hosts' policy (ssh-known-hosts may list the bastion too).
+    hostKeys: knownHosts ? { knownHosts, fingerprints: [], insecureIgnore: false } : fallback.hostKeys
+  };
+}
+
+function readRollout(c: Collector): Rollout {
+  const strategy = c.oneOf<RolloutStrategy>('rollout', ['parallel', 'rolling', 'canary']);
+  const raw = c.raw('max-parallel');
+  let maxParallel: Rollout['maxParallel'];
+  const m = /^(\d{1,4})(%?)$/.exec(raw);
+  if (!raw) maxParallel = undefined;
+  else if (!m || Number(m[1]) < 1 || (m[2] && Number(m[1]) > 100)) c.fail('max-parallel', `must be a number of hosts (1 or more) or a percentage from 1% to 100% (got "${printable(raw)}")`, '2 (or 25%)');
+  else maxParallel = m[2] ? { percent: Number(m[1]) } : { count: Number(m[1]) };
+  const batchWaitMs = c.number('batch-wait-seconds', 0, 3600) * 1000;
+  const onHostFailure = c.oneOf<OnHostFailure>('on-host-failure', ['rollback-all', 'continue']);
+  return { strategy, maxParallel, batchWaitMs, onHostFailure };
+}
+
 export function parseEnv(value: string): { vars: EnvVar[]; problems: string[] } {
   const vars: EnvVar[] = [];
   const problems: string[] = [];
@@ -206,30 +284,9 @@ export function readConfig(read: InputReader, ctx: RunContext, env: NodeJS.Proce
   const { hosts, problems: hostProblems } = parseHosts(hostsRaw, sshUser, sshPort);
   for (const p of hostProblems) c.fail('hosts', p, '10.0.1.5, ec2-user@10.0.1.6:2222');
 
-  const privateKey = c.raw('ssh-private-key');
+  const normalizedKey = readPrivateKey(c, 'ssh-private-key', 'ssh-passphrase', true) ?? '';
   const passphrase = c.raw('ssh-passphrase') || undefined;
-  let normalizedKey = '';
-  if (!privateKey) c.fail('ssh-private-key', 'is required', '${{ secrets.EC2_SSH_KEY }} (the whole "-----BEGIN OPENSSH PRIVATE KEY-----" block)');
-  else {
-    normalizedKey = normalizePrivateKey(privateKey);
-    const parsed = ssh2Utils.parseKey(normalizedKey, passphrase);
-    if (parsed instanceof Error) {
-      if (/encrypted|passphrase/i.test(parsed.message)) {
-        if (passphrase) c.fail('ssh-passphrase', 'does not decrypt ssh-private-key', '${{ secrets.EC2_SSH_KEY_PASSPHRASE }}');
-        else c.fail('ssh-passphrase', 'is required because ssh-private-key is encrypted', '${{ secrets.EC2_SSH_KEY_PASSPHRASE }}');
-      } else {
-        c.fail('ssh-private-key', `is not a private key ssh can use (${parsed.message})`, '${{ secrets.EC2_SSH_KEY }} (the whole "-----BEGIN OPENSSH PRIVATE KEY-----" block)');
-      }
-    } else if (Array.isArray(parsed) ? !parsed[0]?.isPrivateKey() : !parsed.isPrivateKey()) {
-      c.fail('ssh-private-key', 'holds a public key, not a private key', '${{ secrets.EC2_SSH_KEY }}');
-    }
-  }
-
-  const knownHosts = c.raw('ssh-known-hosts');
-  if (knownHosts) {
-    const { problems } = parseKnownHosts(knownHosts);
-    for (const p of problems) c.fail('ssh-known-hosts', p, '10.0.1.5 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAA… (the output of ssh-keyscan -t ed25519 10.0.1.5)');
-  }
+  const knownHosts = readKnownHosts(c, 'ssh-known-hosts');
   const fingerprints = c
     .raw('ssh-host-fingerprint')
     .split(/[,\s]+/)
@@ -242,6 +299,9 @@ export function readConfig(read: InputReader, ctx: RunContext, env: NodeJS.Proce
     c.fail('ssh-known-hosts', 'is required to verify the host key (or set ssh-host-fingerprint); run `ssh-keyscan -p 22 <host>` from a trusted machine and store its output in a variable', '${{ vars.EC2_KNOWN_HOSTS }}');
   }
   const connectTimeoutMs = c.number('ssh-connect-timeout-seconds', 1, 600) * 1000;
+  const connectRetries = c.number('ssh-connect-retries', 0, 10, { integer: true });
+  const jump = readJumpHost(c, sshUser, { privateKey: normalizedKey, passphrase, hostKeys: { knownHosts, fingerprints, insecureIgnore } });
+  const rollout = readRollout(c);
 
   const app = c.raw('app-name');
   if (!APP.test(app)) c.fail('app-name', app ? `"${printable(app)}" may only hold letters, digits, "_", "." and "-", start with a letter or digit, and be at most 63 characters` : 'is required', 'backend');
@@ -353,6 +413,7 @@ export function readConfig(read: InputReader, ctx: RunContext, env: NodeJS.Proce
   if (nginxReloadCommand.includes('\0') || nginxReloadCommand.length > 1000) c.fail('nginx-reload-command', 'must be one shell command line under 1000 characters', DEFAULTS['nginx-reload-command']);
 
   const drainMs = c.number('drain-seconds', 0, 3600) * 1000;
+  const waitForDrain = c.bool('wait-for-drain');
   const stopTimeoutSeconds = c.number('stop-timeout-seconds', 0, 3600, { integer: true });
   const lockTimeoutSeconds = c.number('lock-timeout-seconds', 0, 21600, { integer: true });
   const uploadArtifacts = c.bool('upload-artifacts');
@@ -369,7 +430,8 @@ export function readConfig(read: InputReader, ctx: RunContext, env: NodeJS.Proce
   return {
     command,
     hosts,
-    ssh: { privateKey: normalizedKey, passphrase, hostKeys: { knownHosts, fingerprints, insecureIgnore }, connectTimeoutMs },
+    ssh: { privateKey: normalizedKey, passphrase, hostKeys: { knownHosts, fingerprints, insecureIgnore }, connectTimeoutMs, connectRetries, jump },
+    rollout,
     app,
     image,
     registryAuth,
@@ -390,6 +452,7 @@ export function readConfig(read: InputReader, ctx: RunContext, env: NodeJS.Proce
     nginxUpstreamName,
     nginxReloadCommand,
     drainMs,
+    waitForDrain,
     stopTimeoutSeconds,
     lockTimeoutSeconds,
     uploadArtifacts,

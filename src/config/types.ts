@@ -24,6 +24,29 @@ export interface SshSettings {
   passphrase?: string;
   hostKeys: HostKeyPolicy;
   connectTimeoutMs: number;
+  /** Extra connect attempts (with backoff) when the TCP connection or handshake fails; never for host-key or auth errors. */
+  connectRetries: number;
+  /** A bastion: every host's SSH connection is tunnelled through one connection to it (direct-tcpip). */
+  jump?: JumpHost;
+}
+
+export interface JumpHost {
+  target: HostTarget;
+  privateKey: string;
+  passphrase?: string;
+  hostKeys: HostKeyPolicy;
+}
+
+export type RolloutStrategy = 'parallel' | 'rolling' | 'canary';
+export type OnHostFailure = 'rollback-all' | 'continue';
+
+export interface Rollout {
+  strategy: RolloutStrategy;
+  /** How many hosts deploy at once: a count, or a percentage of the hosts (rounded up). Unset: 1 for rolling, all otherwise. */
+  maxParallel?: { count: number } | { percent: number };
+  /** Pause after each batch (once its hosts are verified) before the next one starts. */
+  batchWaitMs: number;
+  onHostFailure: OnHostFailure;
 }
 
 export interface EnvVar {
@@ -35,6 +58,7 @@ export interface DeployConfig {
   command: Command;
   hosts: HostTarget[];
   ssh: SshSettings;
+  rollout: Rollout;
   app: string;
   image: ImageRef;
   registryAuth: RegistryAuth;
@@ -57,6 +81,8 @@ export interface DeployConfig {
   nginxUpstreamName: string;
   nginxReloadCommand: string;
   drainMs: number;
+  /** Wait in the run for the old colour to drain and stop; otherwise a job on the host does it. */
+  waitForDrain: boolean;
   stopTimeoutSeconds: number;
   lockTimeoutSeconds: number;
   uploadArtifacts: boolean;

@@ -7,6 +7,7 @@ import type { RemoteHost } from '../ssh/connection.js';
 import { containerStatusScript, httpProbeScript, logsScript } from '../remote/scripts.js';
 import type { HostLog } from '../report/log.js';
 import { StepError } from './types.js';
+import { cancelReason } from './steps.js';
 
 export interface ProbeResult {
   status?: number;
@@ -96,7 +97,7 @@ export async function waitHealthy(remote: RemoteHost, prober: Prober, opts: Heal
   let attempts = 0;
   let last: ProbeResult = {};
   for (;;) {
-    if (signal?.aborted) throw new StepError('health', `the workflow run was cancelled while waiting for ${opts.container} to become healthy`);
+    if (signal?.aborted) throw new StepError('health', `${cancelReason(signal)} while waiting for ${opts.container} to become healthy`);
     attempts++;
     const remaining = opts.timeoutMs - (Date.now() - start);
     // Short timeouts first: right after start, docker-proxy can accept and then hang while the

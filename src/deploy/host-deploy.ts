@@ -13,8 +13,8 @@ import {
   listImagesScript,
   logsScript,
   lockScript,
+  drainAndStopScript,
   nginxDrainScript,
-  nginxTakeoverScript,
   portSwapScript,
   pullScript,
   recordScript,
@@ -33,7 +33,7 @@ import { renderUpstream } from '../traffic/nginx-upstream.js';
 import { Prober, waitHealthy } from './health.js';
 import { containerName, parseInspect, planDeploy, type ContainerInfo, type Plan } from './plan.js';
 import { imagesToPrune, parseImageList } from './images.js';
-import { StepTimer } from './steps.js';
+import { cancelReason, StepTimer } from './steps.js';
 import { StepError, type HostResult, type StepName } from './types.js';
 
 export interface HostDeployInput {
@@ -46,6 +46,20 @@ export interface HostDeployInput {
   login: LoginMode;
   /** Opens a new connection to the same host, to clean up after the first one was lost. */
   reconnect?: () => Promise<RemoteHost>;
+  /** All-or-nothing across hosts; absent for a single host or on-host-failure: continue. */
+  fleet?: FleetHooks;
+}
+
+export interface FleetHooks {
+  /**
+   * Called once the new colour is verified and the old one is still there to go back to. Resolves when
+   * every host got this far; throws when another host failed (this host then switches back).
+   */
+  ready(): Promise<void>;
+  /** This host failed on its own: stop the others. */
+  failed(error: StepError): void;
+  /** The host whose failure stopped this one, if any. */
+  abortedBy(): string | undefined;
 }
 
 const TAKEOVER_MS = 10_000;
@@ -123,7 +137,10 @@ export class HostDeployment {
       if (error.logs) this.candidateLogs = error.logs;
       if (!this.remote.isConnected()) error = new StepError(error.step, `the SSH connection was lost during ${error.step} (${error.message})`);
       this.log.error(`${error.step} failed: ${error.message}`);
+      const abortedBy = this.input.fleet?.abortedBy();
+      if (!abortedBy) this.input.fleet?.failed(error);
       result = (await this.reconnectIfLost()) ? await this.recover() : 'failed';
+      if (abortedBy && result === 'failed' && !this.switched) result = 'skipped';
     }
     if (this.remote.isConnected()) {
       const rec = await this.timer.soft('record', () => this.record(result, Date.now() - started, error));
@@ -149,7 +166,8 @@ export class HostDeployment {
       steps: this.timer.steps,
       error: error ? { step: error.step, message: error.message } : undefined,
       candidateLogs: this.candidateLogs,
-      warnings: this.warnings
+      warnings: this.warnings,
+      abortedBy: error ? this.input.fleet?.abortedBy() : undefined
     };
   }
 
@@ -174,6 +192,8 @@ export class HostDeployment {
           } else if (line.startsWith('@@lock-wait')) {
             lastOwner = describeOwner(line.slice('@@lock-wait'.length).trim());
             this.log.info(`another deploy holds the lock (${lastOwner}); waiting up to ${this.cfg.lockTimeoutSeconds} s`);
+          } else if (line === '@@drain-wait') {
+            this.log.info(`the previous deploy's old colour is still finishing its requests (drain job on the host); waiting up to ${this.cfg.lockTimeoutSeconds} s`);
           } else if (line.startsWith('@@lock-timeout')) {
             lastOwner = describeOwner(line.slice('@@lock-timeout'.length).trim()) || lastOwner;
           }
@@ -182,7 +202,7 @@ export class HostDeployment {
       ch.stderr.on('data', (d: Buffer) => (err += d.toString()));
       this.timer.signal?.addEventListener('abort', () => {
         if (locked) return;
-        reject(new StepError('lock', 'the workflow run was cancelled while waiting for the deploy lock'));
+        reject(new StepError('lock', `${cancelReason(this.timer.signal!)} while waiting for the deploy lock`));
         ch.close();
       }, { once: true });
       ch.on('exit', (code: number | null) => {
@@ -348,15 +368,22 @@ export class HostDeployment {
     await this.timer.run('start', () => this.startCandidate('run'));
     await this.timer.run('health', () => this.health(port));
     let workersBefore: string[] = [];
+    let takeover: 'taken-over' | 'no-takeover' | 'no-workers' | undefined;
     this.timer.checkCancelled();
     const switchStart = Date.now();
     await this.timer.run('switch', async () => {
       const note = `Live: ${plan.candidate} (${imageReference(this.target)}), ${cfg.command} ${this.input.deployId}.`;
-      const s = writeUpstreamScript(cfg.nginxUpstreamFile, cfg.nginxReloadCommand);
+      const s = writeUpstreamScript(cfg.nginxUpstreamFile, cfg.nginxReloadCommand, { takeoverMs: TAKEOVER_MS });
       s.stdin = renderUpstream(cfg.nginxUpstreamName, port, note);
       try {
-        await this.exec('switch', s, `point ${cfg.nginxUpstreamFile} at ${plan.candidate} (127.0.0.1:${port}) and reload nginx`, (line) => {
+        await this.exec('switch', s, `point ${cfg.nginxUpstreamFile} at ${plan.candidate} (127.0.0.1:${port}), reload nginx and wait for its new workers`, (line) => {
           if (line.startsWith('@@workers-before')) workersBefore = line.slice('@@workers-before'.length).trim().split(/\s+/).filter(Boolean);
+          const m = /^@@(taken-over|no-takeover|no-workers)(?: \d+)?(?: (\d+))?/.exec(line);
+          if (m) {
+            takeover = m[1] as typeof takeover;
+            // Timed on the host (write → new workers): the runner's round trip to the host is not part of it.
+            if (takeover === 'taken-over') this.cutoverMs = m[2] !== undefined ? Number(m[2]) : Date.now() - switchStart;
+          }
         });
       } catch (e) {
         // Exit 3/4: the script could not write the file, or restored it itself after a failed reload.
@@ -368,27 +395,36 @@ export class HostDeployment {
       this.switched = true;
     });
     await this.timer.run('verify', async () => {
-      const out = await this.exec('verify', nginxTakeoverScript(workersBefore, TAKEOVER_MS), 'wait for nginx workers with the new upstream');
-      if (out.includes('@@taken-over')) this.cutoverMs = Date.now() - switchStart;
-      else if (workersBefore.length > 0) {
+      if (takeover === 'no-takeover' || (takeover === undefined && workersBefore.length > 0)) {
         // nginx kept its old workers: the reload did not happen (wrong reload command, a bind-mounted
         // file in a containerized nginx, …). Stopping the old colour now would cause an outage.
         throw new StepError('verify', `nginx did not reload within ${TAKEOVER_MS / 1000} s (its workers ${workersBefore.join(', ')} are still the only ones): check nginx-reload-command and that nginx reads ${cfg.nginxUpstreamFile}`);
-      } else {
+      }
+      if (takeover !== 'taken-over') {
         this.warnings.push('verify: no nginx worker processes are visible on the host, so the reload cannot be confirmed');
         this.log.warn(this.warnings[this.warnings.length - 1]);
-      }
+      } else this.log.info(`nginx serves ${plan.candidate}: new workers ${this.cutoverMs} ms after the upstream was written`);
       await this.probeOnce('verify', port);
       await this.watchAfterSwitch(port);
     });
+    await this.waitForFleet();
     if (plan.live) {
-      const live = plan.live;
-      await this.timer.run('drain', async () => {
-        const out = await this.exec('drain', nginxDrainScript(workersBefore, cfg.drainMs), `drain in-flight requests from ${live} (up to ${cfg.drainMs / 1000} s)`);
-        if (out.includes('@@drain-timeout')) this.log.warn(`old nginx workers were still finishing requests after drain-seconds (${cfg.drainMs / 1000} s); stopping ${live} anyway`);
+      // Committed: the new colour serves. Draining and stopping the old one can only warn from here on.
+      const live = this.name(plan.live);
+      const secs = cfg.drainMs / 1000;
+      const s = drainAndStopScript(this.docker, cfg.app, workersBefore, cfg.drainMs, live, cfg.stopTimeoutSeconds, !cfg.waitForDrain);
+      const w = await this.timer.soft('drain', async () => {
+        if (!cfg.waitForDrain) {
+          await this.exec('drain', s, `hand over to a job on the host: drain ${live} (up to ${secs} s), then docker stop ${live}`);
+          this.log.info(`${live} finishes its in-flight requests; a job on the host then stops it (kept for rollback, log ~/.bluegreen/${cfg.app}/drain.log). The next deploy of ${cfg.app} on this host waits for it.`);
+          return;
+        }
+        const out = await this.exec('drain', s, `drain in-flight requests from ${live} (up to ${secs} s), then docker stop ${live} (kept for rollback)`, (line) => {
+          if (line === '@@stop') this.timer.begin('stop');
+        });
+        if (out.includes('@@drain-timeout')) this.log.warn(`old nginx workers were still finishing requests after drain-seconds (${secs} s); stopped ${live} anyway`);
         if (out.includes('@@unobservable')) this.log.warn('no nginx worker processes are visible on the host; waited the full drain-seconds');
       });
-      const w = await this.timer.soft('stop', () => this.exec('stop', stopScript(this.docker, this.name(live), cfg.stopTimeoutSeconds), `docker stop ${this.name(live)} (kept for rollback)`).then(() => undefined));
       if (w) this.warnings.push(w);
     }
   }
@@ -410,6 +446,17 @@ export class HostDeployment {
     await this.timer.run('verify', async () => {
       await this.probeOnce('verify', cfg.publicPort);
       await this.watchAfterSwitch(cfg.publicPort);
+    });
+    await this.waitForFleet();
+  }
+
+  /** The point of no return: all-or-nothing waits here, the old colour still ready to take traffic back. */
+  private async waitForFleet(): Promise<void> {
+    const fleet = this.input.fleet;
+    if (!fleet) return;
+    await this.timer.run('wait-fleet', async () => {
+      this.log.info('verified; waiting for the other hosts before stopping the old colour');
+      await fleet.ready();
     });
   }
 
@@ -491,9 +538,17 @@ export class HostDeployment {
     const back = await this.timer.soft('switch-back', async () => {
       if (this.cfg.traffic === 'nginx') {
         const content = plan.upstreamContent;
-        const s = writeUpstreamScript(this.cfg.nginxUpstreamFile, this.cfg.nginxReloadCommand, content === undefined);
+        const s = writeUpstreamScript(this.cfg.nginxUpstreamFile, this.cfg.nginxReloadCommand, { remove: content === undefined, takeoverMs: TAKEOVER_MS });
         if (content !== undefined) s.stdin = content.endsWith('\n') ? content : `${content}\n`;
-        await this.exec('switch-back', s, `restore ${this.cfg.nginxUpstreamFile} and reload nginx`);
+        let before: string[] = [];
+        const out = await this.exec('switch-back', s, `restore ${this.cfg.nginxUpstreamFile}, reload nginx and wait for its new workers`, (line) => {
+          if (line.startsWith('@@workers-before')) before = line.slice('@@workers-before'.length).trim().split(/\s+/).filter(Boolean);
+        });
+        // nginx reloads asynchronously, and its previous workers keep proxying their requests to the candidate:
+        // remove it only once they are done, or those requests fail with 502.
+        if (out.includes('@@taken-over') && before.length) {
+          await this.exec('switch-back', nginxDrainScript(before, this.cfg.drainMs), `let in-flight requests to ${candidate} finish (up to ${this.cfg.drainMs / 1000} s)`);
+        }
         await discard();
       } else {
         await discard();

@@ -6,13 +6,14 @@ import type { RegistryCredentials } from '../registry/ecr.js';
 import type { LoginMode } from '../remote/scripts.js';
 import type { RunLog } from '../report/log.js';
 import type { Secrets } from '../report/secrets.js';
-import type { RemoteHost } from '../ssh/connection.js';
+import type { ConnectOptions, RemoteHost } from '../ssh/connection.js';
+import { runRollout, type DeployOne } from './fleet.js';
 import { HostDeployment } from './host-deploy.js';
 import { StepTimer } from './steps.js';
 import { StepError, type HostResult, type Result, type StepRecord } from './types.js';
 
 export interface RunDeps {
-  connect(target: HostTarget, ssh: SshSettings): Promise<RemoteHost>;
+  connect(target: HostTarget, ssh: SshSettings, opts?: ConnectOptions): Promise<RemoteHost>;
   fetchEcrToken(region: string): Promise<RegistryCredentials>;
   /** Aborted when the workflow run is cancelled. */
   signal?: AbortSignal;
@@ -40,7 +41,8 @@ export function newDeployId(now = new Date()): string {
 export function overallResult(hosts: HostResult[]): Result {
   if (hosts.length && hosts.every((h) => h.result === 'success')) return 'success';
   if (hosts.some((h) => h.result === 'failed')) return 'failed';
-  return 'rolled-back';
+  if (hosts.some((h) => h.result === 'rolled-back')) return 'rolled-back';
+  return 'failed';
 }
 
 export async function runDeploy(cfg: DeployConfig, ctx: RunContext, log: RunLog, secrets: Secrets, deps: RunDeps, deployId = newDeployId()): Promise<RunResult> {
@@ -74,36 +76,36 @@ export async function runDeploy(cfg: DeployConfig, ctx: RunContext, log: RunLog,
     login = { kind: 'ecr-on-host', registry: cfg.image.registry, region: cfg.awsRegion! };
   }
 
-  const hosts = await Promise.all(
-    cfg.hosts.map(async (target): Promise<HostResult> => {
-      const hostLog = log.forHost(target.label);
-      const timer = new StepTimer(hostLog, deps.signal);
-      let remote: RemoteHost;
-      try {
-        remote = await timer.run('connect', () => deps.connect(target, cfg.ssh));
-      } catch (e) {
-        const err = e as StepError;
-        hostLog.error(`connect failed: ${err.message}`);
-        return { host: target.label, result: 'failed', image: base.image, durationMs: Date.now() - started, switched: false, steps: timer.steps, error: { step: 'connect', message: err.message }, warnings: [] };
-      }
-      try {
-        const extra: RemoteHost[] = [];
-        const reconnect = async () => {
-          const r = await deps.connect(target, cfg.ssh);
-          extra.push(r);
-          return r;
-        };
-        try {
-          return await new HostDeployment({ cfg, ctx, deployId, remote, log: hostLog, timer, login, reconnect }).run();
-        } finally {
-          for (const r of extra) r.close();
-        }
-      } finally {
-        remote.close();
-      }
-    })
-  );
-  const failed = hosts.find((h) => h.error);
+  const deployOne: DeployOne = async (target, batch, signal, fleet) => {
+    const hostLog = log.forHost(target.label);
+    const timer = new StepTimer(hostLog, signal);
+    const hostStarted = Date.now();
+    const meta = { batch, startedAt: new Date(hostStarted).toISOString() };
+    const connectTo = () => deps.connect(target, cfg.ssh, { signal, onRetry: (n, e, waitMs) => hostLog.warn(`connect attempt ${n} failed (${e.message}); retrying in ${waitMs / 1000} s`) });
+    let remote: RemoteHost;
+    try {
+      remote = await timer.run('connect', connectTo);
+    } catch (e) {
+      const err = e as StepError;
+      hostLog.error(`connect failed: ${err.message}`);
+      fleet?.failed(err);
+      return { host: target.label, result: 'failed', image: base.image, durationMs: Date.now() - hostStarted, switched: false, steps: timer.steps, error: { step: 'connect', message: err.message }, warnings: [], ...meta };
+    }
+    const extra: RemoteHost[] = [];
+    const reconnect = async () => {
+      const r = await connectTo();
+      extra.push(r);
+      return r;
+    };
+    try {
+      return { ...(await new HostDeployment({ cfg, ctx, deployId, remote, log: hostLog, timer, login, reconnect, fleet }).run()), ...meta };
+    } finally {
+      for (const r of [remote, ...extra]) r.close();
+    }
+  };
+  const hosts = await runRollout(cfg.hosts, cfg.rollout, deployOne, (msg) => log.log('info', msg), deps.signal);
+  // The run's error is the host that failed on its own, not one stopped because of it.
+  const failed = hosts.find((h) => h.error && !h.abortedBy) ?? hosts.find((h) => h.error);
   return finish(hosts, failed?.error ? { ...failed.error, host: failed.host } : undefined);
 }
 

@@ -14,7 +14,7 @@ export class StepTimer {
 
   /** Throws inside a step when the run was cancelled, so the usual recovery runs. */
   checkCancelled(): void {
-    if (this.signal?.aborted) throw new StepError(this.open?.name ?? 'connect', 'the workflow run was cancelled (SIGINT/SIGTERM); stopping here and cleaning up');
+    if (this.signal?.aborted) throw new StepError(this.open?.name ?? 'connect', `${cancelReason(this.signal)}; stopping here and cleaning up`);
   }
 
   begin(name: StepName): void {
@@ -74,4 +74,9 @@ export class StepTimer {
   record(rec: StepRecord): void {
     this.steps.push(rec);
   }
+}
+
+/** Why a run stopped early: the workflow was cancelled, or (a string reason) another host of the fleet failed. */
+export function cancelReason(signal: AbortSignal): string {
+  return typeof signal.reason === 'string' ? signal.reason : 'the workflow run was cancelled (SIGINT/SIGTERM)';
 }

@@ -1,8 +1,9 @@
 import type { Color } from '../config/types.js';
 
-export type StepName = 'ecr-token' | 'connect' | 'lock' | 'login' | 'pull' | 'detect' | 'start' | 'health' | 'switch' | 'verify' | 'drain' | 'stop' | 'cleanup' | 'record' | 'switch-back';
+export type StepName = 'ecr-token' | 'connect' | 'lock' | 'login' | 'pull' | 'detect' | 'start' | 'health' | 'switch' | 'verify' | 'wait-fleet' | 'drain' | 'stop' | 'cleanup' | 'record' | 'switch-back';
 export type StepStatus = 'ok' | 'failed' | 'warning';
-export type Result = 'success' | 'rolled-back' | 'failed';
+/** skipped: not deployed because another host failed; the host kept serving what it served before. */
+export type Result = 'success' | 'rolled-back' | 'failed' | 'skipped';
 
 export interface StepRecord {
   name: StepName;
@@ -34,6 +35,11 @@ export interface HostResult {
   /** Last log lines of a failed candidate (already redacted). */
   candidateLogs?: string;
   warnings: string[];
+  /** Set when this host was stopped or switched back because another host failed (rollback-all). */
+  abortedBy?: string;
+  /** Rollout batch (0-based; the canary is batch 0). */
+  batch?: number;
+  startedAt?: string;
 }
 
 /** A failure attributed to a step; `logs` carries the candidate's last log lines when relevant. */

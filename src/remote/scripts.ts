@@ -35,6 +35,13 @@ export function lockScript(app: string, timeoutSeconds: number, owner: string): 
       '  echo "@@lock-wait $(cat "$dir/lock.owner" 2>/dev/null)"',
       '  if ! flock -w "$2" 9; then echo "@@lock-timeout $(cat "$dir/lock.owner" 2>/dev/null)"; exit 75; fi',
       'fi',
+      // A previous deploy's background drain (drainAndStopScript) holds drain.lock until the old colour is stopped.
+      'exec 8>>"$dir/drain.lock" || exit 70',
+      'if ! flock -n 8; then',
+      '  echo "@@drain-wait"',
+      '  if ! flock -w "$2" 8; then echo "@@lock-timeout the previous deploy is still draining its old colour"; exit 75; fi',
+      'fi',
+      'exec 8>&-',
       `printf '%s\\n' "$3" > "$dir/lock.owner"`,
       'echo "@@locked"',
       'cat >/dev/null',
@@ -156,6 +163,11 @@ const NGINX_WORKERS = [
   '  if [ -r "$f" ]; then m=$(cat "$f" 2>/dev/null); if [ -n "$m" ] && [ -d "/proc/$m" ]; then master=$m; break; fi; fi',
   'done',
   'workers() {',
+  // The master's children file is one read; scanning all of /proc is the fallback (kernels without CONFIG_PROC_CHILDREN).
+  '  if [ -n "$master" ] && [ -r "/proc/$master/task/$master/children" ]; then',
+  `    for p in $(cat "/proc/$master/task/$master/children"); do grep -qs '^nginx: worker process' "/proc/$p/cmdline" && printf '%s ' "$p"; done`,
+  '    return',
+  '  fi',
   `  for f in $(grep -ls '^nginx: worker process' /proc/[0-9]*/cmdline 2>/dev/null); do`,
   '    p=${f#/proc/}; p=${p%/cmdline}',
   `    if [ -n "$master" ]; then pp=$(sed -n 's/^PPid:[[:space:]]*//p' "/proc/$p/status" 2>/dev/null); [ "$pp" = "$master" ] || continue; fi`,
@@ -167,13 +179,18 @@ const NGINX_WORKERS = [
 /**
  * Atomically replaces the upstream file (content on stdin) and runs the reload command; if the
  * reload fails, the previous file is put back. Prints the nginx worker PIDs from before the reload.
+ * With `takeoverMs`, it then waits (polling every 10 ms, in the same round trip) until a new worker
+ * exists and the old ones no longer accept connections, and prints `@@taken-over <pid> <ms since the
+ * write>`, timed on the host.
  */
-export function writeUpstreamScript(file: string, reloadCommand: string, remove = false): RemoteScript {
+export function writeUpstreamScript(file: string, reloadCommand: string, opts: { remove?: boolean; takeoverMs?: number } = {}): RemoteScript {
   return {
     body: [
+      't0=$(date +%s%N 2>/dev/null)',
       NGINX_WORKERS,
       'f=$1; tmp="$f.bluegreen-new.$$"; prev="$f.bluegreen-prev"',
-      'echo "@@workers-before $(workers)"',
+      'before=$(workers)',
+      'echo "@@workers-before $before"',
       'had=0',
       'if [ -e "$f" ]; then cp -p -- "$f" "$prev" || { echo "cannot write next to $f: the directory must be writable by $(id -un)" >&2; exit 3; }; had=1; fi',
       'if [ "$3" = remove ]; then rm -f -- "$f" || exit 3; else',
@@ -183,53 +200,73 @@ export function writeUpstreamScript(file: string, reloadCommand: string, remove 
       // Root on a host without sudo: the default `sudo -n nginx …` then runs nginx directly.
       `if [ "$(id -u)" = 0 ] && ! command -v sudo >/dev/null 2>&1; then sudo() { while [ "\${1#-}" != "$1" ]; do shift; done; "$@"; }; fi`,
       '( eval "$2" ) 2>&1; rc=$?',
-      'if [ $rc -eq 0 ]; then rm -f -- "$prev"; echo "@@reloaded"; exit 0; fi',
-      'if [ $had = 1 ]; then mv -f -- "$prev" "$f"; else rm -f -- "$f"; fi',
-      'echo "@@reload-failed $rc"',
-      'exit 4'
-    ].join('\n'),
-    args: [file, reloadCommand, remove ? 'remove' : 'write'],
-    stdin: remove ? '' : undefined
-  };
-}
-
-/**
- * After a reload: waits (up to `takeoverMs`) until new nginx workers exist, prints `@@taken-over`.
- * Used as the verify step's proof that traffic now follows the new upstream.
- */
-export function nginxTakeoverScript(workersBefore: string[], takeoverMs: number): RemoteScript {
-  return {
-    body: [
-      NGINX_WORKERS,
-      'old=" $1 "; n=$(( $2 / 50 ))',
+      'if [ $rc -ne 0 ]; then',
+      '  if [ $had = 1 ]; then mv -f -- "$prev" "$f"; else rm -f -- "$f"; fi',
+      '  echo "@@reload-failed $rc"; exit 4',
+      'fi',
+      'rm -f -- "$prev"; echo "@@reloaded"',
+      '[ "$4" -gt 0 ] || exit 0',
+      'elapsed() { t=$(date +%s%N 2>/dev/null); case "$t0$t" in *[!0-9]*|"") ;; *) echo $(( (t - t0) / 1000000 )) ;; esac; }',
+      'old=" $before "; n=$(( $4 / 10 ))',
       'while :; do',
-      '  for p in $(workers); do case "$old" in *" $p "*) ;; *) echo "@@taken-over $p"; exit 0 ;; esac; done',
+      '  now=$(workers); new=""',
+      '  for p in $now; do case "$old" in *" $p "*) ;; *) new=$p ;; esac; done',
+      // Taken over: a new worker runs and every old one has stopped accepting (retitled "... is shutting down") or exited.
+      '  if [ -n "$new" ]; then',
+      '    accepting=""',
+      `    for p in $before; do c=$(tr '\\0' ' ' < "/proc/$p/cmdline" 2>/dev/null); case "$c" in *shutting*) ;; "nginx: worker process"*) accepting=$p ;; esac; done`,
+      '    [ -z "$accepting" ] && { echo "@@taken-over $new $(elapsed)"; exit 0; }',
+      '  fi',
+      '  [ -z "$before" ] && [ -z "$now" ] && { echo "@@no-workers"; exit 0; }',
       '  [ "$n" -le 0 ] && { echo "@@no-takeover"; exit 0; }',
-      '  n=$((n - 1)); sleep 0.05',
+      '  n=$((n - 1)); sleep 0.01',
       'done'
     ].join('\n'),
-    args: [workersBefore.join(' '), String(takeoverMs)]
+    args: [file, reloadCommand, opts.remove ? 'remove' : 'write', String(opts.takeoverMs ?? 0)],
+    stdin: opts.remove ? '' : undefined
   };
 }
 
-/**
- * Drain: waits until every nginx worker from before the reload has exited (they exit once their
- * in-flight requests are done), at most `maxMs`. Without visible workers it waits the full time.
- */
+/** Waits until the nginx workers $1 have exited (at most $2 ms; without workers to watch, the full time). */
+const DRAIN_LOOP = [
+  'n=$(( $2 / 50 ))',
+  'if [ -z "$1" ]; then echo "@@unobservable"; sleep "$(( $2 / 1000 ))"; else',
+  '  while :; do',
+  '    alive=""',
+  `    for p in $1; do grep -qs '^nginx: worker process' "/proc/$p/cmdline" && alive="$alive $p"; done`,
+  '    [ -z "$alive" ] && { echo "@@drained"; break; }',
+  '    [ "$n" -le 0 ] && { echo "@@drain-timeout$alive"; break; }',
+  '    n=$((n - 1)); sleep 0.05',
+  '  done',
+  'fi'
+];
+
+/** Drain only: the workers from before a reload finish their in-flight requests. */
 export function nginxDrainScript(workersBefore: string[], maxMs: number): RemoteScript {
+  return { body: DRAIN_LOOP.join('\n'), args: [workersBefore.join(' '), String(Math.round(maxMs))] };
+}
+
+/**
+ * Drain, then stop the old colour: waits until every nginx worker from before the reload has exited
+ * (they exit once their in-flight requests are done; at most `maxMs`; without visible workers the
+ * full time), then `docker stop`s it (kept for rollback).
+ * `background`: the same runs as a job on the host that outlives the SSH session and holds the app's
+ * drain.lock (taken here, before the deploy lock is released), so the next deploy waits for it.
+ */
+export function drainAndStopScript(dockerCommand: string[], app: string, workersBefore: string[], maxMs: number, name: string, stopTimeoutSeconds: number, background: boolean): RemoteScript {
+  const job = [dockerFn(dockerCommand), ...DRAIN_LOOP, 'echo "@@stop"', 'D stop -t "$4" "$3" >/dev/null && echo "@@stopped"'];
+  const logged = ['date -u +"%Y-%m-%dT%H:%M:%SZ drain, then stop $3"', ...job, 'date -u +"%Y-%m-%dT%H:%M:%SZ done"'].join('\n');
   return {
     body: [
-      'n=$(( $2 / 50 ))',
-      'if [ -z "$1" ]; then echo "@@unobservable"; sleep "$(( $2 / 1000 ))"; exit 0; fi',
-      'while :; do',
-      '  alive=""',
-      `  for p in $1; do grep -qs '^nginx: worker process' "/proc/$p/cmdline" && alive="$alive $p"; done`,
-      '  [ -z "$alive" ] && { echo "@@drained"; exit 0; }',
-      '  [ "$n" -le 0 ] && { echo "@@drain-timeout$alive"; exit 0; }',
-      '  n=$((n - 1)); sleep 0.05',
-      'done'
+      'if [ "$5" != background ]; then',
+      `  exec ${cmd('sh', '-c', job.join('\n'), 'sh')} "$@"`,
+      'fi',
+      'dir=".bluegreen/$6"; exec 8>>"$dir/drain.lock" || exit 70',
+      'flock -n 8 || { echo "drain.lock is held by another process" >&2; exit 70; }',
+      `${cmd('setsid', 'sh', '-c', logged, 'sh')} "$@" </dev/null >"$dir/drain.log" 2>&1 &`,
+      'echo "@@background $!"'
     ].join('\n'),
-    args: [workersBefore.join(' '), String(Math.round(maxMs))]
+    args: [workersBefore.join(' '), String(Math.round(maxMs)), name, String(stopTimeoutSeconds), background ? 'background' : 'wait', app]
   };
 }
 
@@ -327,6 +364,7 @@ export function statusScript(dockerCommand: string[], app: string, upstreamFile:
       'if [ -e "$dir/lock" ] && command -v flock >/dev/null 2>&1; then',
       '  if flock -n "$dir/lock" true; then echo free; else echo "held $(cat "$dir/lock.owner" 2>/dev/null)"; fi',
       'else echo free; fi',
+      'if [ -e "$dir/drain.lock" ] && command -v flock >/dev/null 2>&1 && ! flock -n "$dir/drain.lock" true; then echo draining; fi',
       'echo "@@disk"',
       `root=$(D info --format '{{.DockerRootDir}}' 2>/dev/null); [ -n "$root" ] || root=/`,
       'df -P "$root" 2>/dev/null | tail -n 1 || df -P / | tail -n 1',

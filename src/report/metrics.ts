@@ -1,10 +1,11 @@
 /** The metrics JSON kept as an artifact: per host and per step start, end and duration. */
 import type { RunContext } from '../config/context.js';
 import type { RunResult } from '../deploy/run.js';
+import type { Rollout } from '../config/types.js';
 
 export const METRICS_SCHEMA_VERSION = 1;
 
-export function buildMetrics(result: RunResult, ctx: RunContext, cfg: { traffic: string; hosts: number }) {
+export function buildMetrics(result: RunResult, ctx: RunContext, cfg: { traffic: string; hosts: number; rollout?: Rollout }) {
   return {
     schemaVersion: METRICS_SCHEMA_VERSION,
     deployId: result.deployId,
@@ -12,6 +13,7 @@ export function buildMetrics(result: RunResult, ctx: RunContext, cfg: { traffic:
     app: result.app,
     image: result.image,
     traffic: cfg.traffic,
+    rollout: cfg.rollout ? { strategy: cfg.rollout.strategy, maxParallel: cfg.rollout.maxParallel ?? null, batchWaitMs: cfg.rollout.batchWaitMs, onHostFailure: cfg.rollout.onHostFailure } : null,
     result: result.result,
     startedAt: result.startedAt,
     endedAt: result.endedAt,
@@ -21,6 +23,9 @@ export function buildMetrics(result: RunResult, ctx: RunContext, cfg: { traffic:
     hosts: result.hosts.map((h) => ({
       host: h.host,
       result: h.result,
+      batch: h.batch ?? 0,
+      startedAt: h.startedAt ?? null,
+      abortedBy: h.abortedBy ?? null,
       activeColor: h.activeColor ?? null,
       previousColor: h.previousColor ?? null,
       candidateColor: h.candidateColor ?? null,

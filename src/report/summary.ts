@@ -22,12 +22,16 @@ export function formatMs(ms: number | undefined): string {
   return `${Math.floor(ms / 60_000)} min ${Math.round((ms % 60_000) / 1000)} s`;
 }
 
-const ICON: Record<string, string> = { success: '✅', 'rolled-back': '↩️', failed: '❌', ok: '✓', warning: '⚠️' };
-const STEP_ORDER: StepName[] = ['connect', 'lock', 'login', 'pull', 'detect', 'start', 'health', 'switch', 'verify', 'drain', 'stop', 'cleanup', 'switch-back', 'record'];
+const ICON: Record<string, string> = { success: '✅', 'rolled-back': '↩️', failed: '❌', skipped: '⏭️', ok: '✓', warning: '⚠️' };
+const STEP_ORDER: StepName[] = ['connect', 'lock', 'login', 'pull', 'detect', 'start', 'health', 'switch', 'verify', 'wait-fleet', 'drain', 'stop', 'cleanup', 'switch-back', 'record'];
+/** Above this many hosts the step table lists hosts as rows (it would be too wide otherwise). */
+const WIDE_FLEET = 6;
 
 export interface SummaryExtras {
   artifact?: { name: string; id?: number; url?: string; skipped?: string };
   traffic: string;
+  /** With several hosts: e.g. "rolling, max-parallel 2, on-host-failure rollback-all". */
+  rollout?: string;
 }
 
 export function renderSummary(r: RunResult, extras: SummaryExtras): string {
@@ -37,25 +41,44 @@ export function renderSummary(r: RunResult, extras: SummaryExtras): string {
   const image = r.image || [...new Set(r.hosts.map((h) => h.image))].join(', ');
   out.push(`## ${ICON[r.result]} ${escapeHtml(r.app)} ${what}`);
   out.push('');
-  out.push(`**Result: \`${r.result}\`** · image \`${escapeHtml(image)}\` · ${r.hosts.length || 0} host(s) · ${formatMs(r.durationMs)} · traffic \`${extras.traffic}\` · deploy \`${r.deployId}\``);
+  out.push(`**Result: \`${r.result}\`** · image \`${escapeHtml(image)}\` · ${r.hosts.length || 0} host(s) · ${formatMs(r.durationMs)} · traffic \`${extras.traffic}\`${extras.rollout && r.hosts.length > 1 ? ` · rollout ${escapeHtml(extras.rollout)}` : ''} · deploy \`${r.deployId}\``);
   out.push('');
   if (r.error) {
     out.push(`> **Failed at \`${r.error.step}\`${r.error.host ? ` on \`${escapeHtml(r.error.host)}\`` : ''}:** ${escapeHtml(r.error.message).replace(/\n/g, '<br>')}`);
     if (r.hosts.some((h) => h.switchBackFailed)) out.push('>\n> **Switching back did not complete** on ' + r.hosts.filter((h) => h.switchBackFailed).map((h) => `\`${escapeHtml(h.host)}\``).join(', ') + ': check which version serves there.');
     else if (r.result === 'rolled-back') out.push('>\n> Traffic was switched back: the previous version is serving.');
     else if (r.hosts.some((h) => h.error) && r.hosts.every((h) => !h.switched)) out.push('>\n> The live version was not touched.');
+    const aborted = r.hosts.filter((h) => h.abortedBy);
+    if (aborted.length) {
+      const back = aborted.filter((h) => h.result === 'rolled-back').map((h) => `\`${escapeHtml(h.host)}\``);
+      const untouched = aborted.filter((h) => h.result !== 'rolled-back').map((h) => `\`${escapeHtml(h.host)}\``);
+      out.push(`>\n> All-or-nothing (on-host-failure: rollback-all): ${back.length ? `switched back ${back.join(', ')}` : 'no other host had switched'}${untouched.length ? `; untouched ${untouched.join(', ')}` : ''}.`);
+    }
     out.push('');
   }
   if (r.hosts.length) {
-    out.push('| Host | Result | Live | Previous | Image digest | Cut-over | Total |');
-    out.push('| --- | --- | --- | --- | --- | --- | --- |');
+    const batched = new Set(r.hosts.map((h) => h.batch ?? 0)).size > 1;
+    out.push(`| Host |${batched ? ' Batch |' : ''} Result | Live | Previous | Image digest | Cut-over | Total |`);
+    out.push(`| --- |${batched ? ' ---: |' : ''} --- | --- | --- | --- | --- | --- |`);
     for (const h of r.hosts) {
       const cut = h.downtimeMs !== undefined ? `${formatMs(h.cutoverMs)} (downtime)` : formatMs(h.cutoverMs);
-      out.push(`| ${cell(h.host)} | ${ICON[h.result]} ${h.result} | ${h.activeColor ?? '—'} | ${h.previousColor ?? '—'} | ${h.digest ? `\`${h.digest.slice(0, 19)}…\`` : '—'} | ${cut} | ${formatMs(h.durationMs)} |`);
+      const why = h.abortedBy ? ` (${cell(h.abortedBy)} failed)` : '';
+      out.push(`| ${cell(h.host)} |${batched ? ` ${(h.batch ?? 0) + 1} |` : ''} ${ICON[h.result]} ${h.result}${why} | ${h.activeColor ?? '—'} | ${h.previousColor ?? '—'} | ${h.digest ? `\`${h.digest.slice(0, 19)}…\`` : '—'} | ${cut} | ${formatMs(h.durationMs)} |`);
     }
     out.push('');
     out.push('### Steps');
     out.push('');
+    const names = STEP_ORDER.filter((n) => r.hosts.some((h) => h.steps.some((s) => s.name === n)));
+    if (r.hosts.length > WIDE_FLEET) {
+      out.push(`| Host | ${[...r.steps.map((x) => `${x.name} (runner)`), ...names].join(' | ')} | total |`);
+      out.push(`| --- | ${[...r.steps, ...names].map(() => '---:').join(' | ')} | ---: |`);
+      for (const h of r.hosts) {
+        out.push(`| ${cell(h.host)} | ${[...r.steps.map((x) => `${stepIcon(x.status)} ${formatMs(x.durationMs)}`.trim()), ...names.map((n) => stepCell(h, n))].join(' | ')} | **${formatMs(h.durationMs)}** |`);
+      }
+      out.push('');
+    }
+  }
+  if (r.hosts.length && r.hosts.length <= WIDE_FLEET) {
     const names = STEP_ORDER.filter((n) => r.hosts.some((h) => h.steps.some((s) => s.name === n)));
     out.push(`| Step | ${r.hosts.map((h) => cell(h.host)).join(' | ')} |`);
     out.push(`| --- | ${r.hosts.map(() => '---:').join(' | ')} |`);

@@ -44,7 +44,8 @@ export interface HostStatus {
   colors: Record<Color, ColorStatus>;
   leftovers: string[];
   history: Array<Record<string, unknown>>;
-  lock: { held: boolean; owner?: Record<string, unknown> };
+  /** draining: a deploy's background job is still letting the old colour finish its requests before stopping it. */
+  lock: { held: boolean; owner?: Record<string, unknown>; draining?: boolean };
   disk?: { path: string; usedPercent: number; availableKb: number };
   findings: Finding[];
 }
@@ -158,7 +159,9 @@ export async function readHostStatus(cfg: DeployConfig, remote: RemoteHost, log:
     }
   }
 
-  const lockLine = (sec.lock ?? 'free').trim();
+  const lockLines = (sec.lock ?? 'free').trim().split('\n');
+  const lockLine = lockLines[0].trim();
+  const draining = lockLines.some((l) => l.trim() === 'draining');
   let owner: Record<string, unknown> | undefined;
   if (lockLine.startsWith('held')) {
     try {
@@ -179,7 +182,7 @@ export async function readHostStatus(cfg: DeployConfig, remote: RemoteHost, log:
     colors,
     leftovers: containers.map((c) => c.name.replace(/^\//, '')).filter((n) => n !== containerName(cfg.app, 'blue') && n !== containerName(cfg.app, 'green')),
     history: jsonLines<Record<string, unknown>>(sec.history).reverse(),
-    lock: { held: lockLine.startsWith('held'), owner },
+    lock: { held: lockLine.startsWith('held'), owner, draining },
     disk,
     findings: []
   };
@@ -198,7 +201,8 @@ export function findingsFor(s: HostStatus, now = Date.now()): Finding[] {
   if (s.upstream?.exists && s.upstream.port !== undefined && !s.upstream.color) f.push({ level: 'warning', message: `the nginx upstream points at port ${s.upstream.port}, which is neither colour's port` });
   const standby = s.live ? s.colors[s.live === 'blue' ? 'green' : 'blue'] : undefined;
   if (s.live && !standby?.exists) f.push({ level: 'warning', message: 'no standby container is kept: a rollback is not possible (deploy once more, or use rollback-to with image)' });
-  if (standby?.state === 'running') f.push({ level: 'warning', message: `the standby ${standby.container} is running although it takes no traffic` });
+  if (standby?.state === 'running' && s.lock.draining) f.push({ level: 'info', message: `the standby ${standby.container} is finishing its in-flight requests; a job on the host stops it then (drain.log in the app's state directory)` });
+  else if (standby?.state === 'running') f.push({ level: 'warning', message: `the standby ${standby.container} is running although it takes no traffic` });
   if (s.disk && s.disk.usedPercent >= 90) f.push({ level: s.disk.usedPercent >= 95 ? 'error' : 'warning', message: `the docker disk (${s.disk.path}) is ${s.disk.usedPercent}% full` });
   if (s.lock.held) {
     const since = typeof s.lock.owner?.since === 'string' ? Date.parse(s.lock.owner.since) : NaN;

@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { startFakeEcr, type FakeEcr } from './fake-ecr.js';
 import { runtimeToken, startFakeResults, type FakeResults } from './fake-results.js';
-import { cleanupApp, dockerPs, httpGet, LoadGenerator, prepareApp, runAction, SANDBOX, sh, type RunActionResult } from './harness.js';
+import { cleanupApp, dockerPs, drainJobDone, httpGet, LoadGenerator, prepareApp, runAction, SANDBOX, sh, type RunActionResult } from './harness.js';
 
 const SECRET_ENV = 'DB_PASSWORD=s3cr3t-db-pa55word-xyz';
 const GREETING = `hello "world" $(touch /tmp/bluegreen-pwned) \`id\` ; rm -rf / 'q'`;
@@ -177,14 +177,17 @@ describe('deploy (nginx mode)', () => {
     expect(Object.keys(stats.bodies).sort()).toEqual(['v1', 'v2']);
     expect(stats.transitions[0]).toBe('v1');
 
+    // wait-for-drain false (default): a job on the host stops the old colour once its requests are done
+    await drainJobDone(app);
     const cs = await dockerPs(app);
     expect(cs.map((c) => [c.name, c.state]).sort()).toEqual([
       [`${app}-blue`, 'exited'],
       [`${app}-green`, 'running']
     ]);
+    expect(fs.readFileSync(`/home/ec2-user/.bluegreen/${app}/drain.log`, 'utf8')).toMatch(/drain, then stop .*-blue\n@@drained\n@@stop\n@@stopped\n.*done/);
     expect(fs.readFileSync(`/etc/nginx/bluegreen/${app}.conf`, 'utf8')).toMatch(new RegExp(`upstream ${app} \\{\\n\\s+server 127\\.0\\.0\\.1:${ports.green};`));
     const m = metrics(r);
-    expect(m.hosts[0].steps.map((s: { name: string }) => s.name)).toEqual(['connect', 'lock', 'login', 'pull', 'detect', 'start', 'health', 'switch', 'verify', 'drain', 'stop', 'cleanup', 'record']);
+    expect(m.hosts[0].steps.map((s: { name: string }) => s.name)).toEqual(['connect', 'lock', 'login', 'pull', 'detect', 'start', 'health', 'switch', 'verify', 'drain', 'cleanup', 'record']);
     expectNoSecrets(r);
   });
 

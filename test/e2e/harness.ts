@@ -364,11 +364,17 @@ export interface ContainerInfo {
 
 /** Containers (any state) labelled bluegreen.app=<app>, oldest first. */
 export async function dockerPs(app: string): Promise<ContainerInfo[]> {
+  // The old colour is stopped by a job on the host after the run (wait-for-drain: false): look once it is done.
+  await drainJobDone(app);
   const ids = (await shOk(`docker ps -aq --no-trunc --filter ${q(`label=bluegreen.app=${app}`)}`)).split('\n').filter(Boolean);
   if (!ids.length) return [];
-  const r = await sh(`docker inspect ${ids.join(' ')}`);
   // a container may vanish between ps and inspect: inspect then fails for it but still prints the others
-  const list = JSON.parse(r.stdout || '[]') as Array<any>;
+  return parseDockerInspect((await sh(`docker inspect ${ids.join(' ')}`)).stdout);
+}
+
+/** `docker inspect` JSON to ContainerInfo, oldest first. */
+export function parseDockerInspect(json: string): ContainerInfo[] {
+  const list = JSON.parse(json || '[]') as Array<any>;
   return list
     .map((c) => ({
       id: c.Id as string,
@@ -661,4 +667,11 @@ export class LoadGenerator {
     this.result.failed++;
     if (this.result.errors.length < 1000) this.result.errors.push(msg);
   }
+}
+
+/** Waits until the background drain job of the app's last deploy (wait-for-drain: false) has finished on the sandbox host. */
+export async function drainJobDone(app: string, home = '/home/ec2-user'): Promise<void> {
+  const f = `${home}/.bluegreen/${app}/drain.lock`;
+  const r = await sh(`[ ! -e ${q(f)} ] || flock -w 60 ${q(f)} true`);
+  if (r.code !== 0) throw new Error(`the drain job of ${app} did not finish within 60 s: ${r.stderr}`);
 }

@@ -3,7 +3,7 @@
  * post-switch verification window, with the committed dist/ on the sandbox host.
  */
 import fs from 'node:fs';
-import { cleanupApp, dockerPs, httpGet, LoadGenerator, prepareApp, runAction, SANDBOX, sh, type RunActionResult } from './harness.js';
+import { cleanupApp, dockerPs, drainJobDone, httpGet, LoadGenerator, prepareApp, runAction, SANDBOX, sh, type RunActionResult } from './harness.js';
 
 const app = 'e2e-operate';
 const ports = { blue: 18241, green: 18242 };
@@ -43,6 +43,7 @@ interface StatusJson {
   }>;
 }
 async function status(extra: Record<string, string> = {}): Promise<{ r: RunActionResult; s: StatusJson['hosts'][0] }> {
+  await drainJobDone(app);
   const r = await run({ command: 'status', ...extra });
   expect(r.code).toBe(0);
   const json = JSON.parse(r.outputs['status-json']) as StatusJson;

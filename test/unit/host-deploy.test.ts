@@ -20,7 +20,7 @@ import { renderUpstream } from '../../src/traffic/nginx-upstream.js';
 // A scripted fake host
 // ---------------------------------------------------------------------------------------------
 
-type Kind = 'pull' | 'detect' | 'status' | 'logs' | 'start' | 'upstream' | 'takeover' | 'drain' | 'swap' | 'stop' | 'remove' | 'record' | 'probe-shell' | 'unknown';
+type Kind = 'pull' | 'detect' | 'status' | 'logs' | 'start' | 'upstream' | 'drain' | 'swap' | 'stop' | 'remove' | 'record' | 'probe-shell' | 'unknown';
 
 interface Call {
   kind: Kind;
@@ -38,7 +38,6 @@ function classify(body: string): Kind {
   if (body.includes('{{.State.Status}}')) return 'status';
   if (body.includes('D run -d')) return 'start';
   if (body.includes('bluegreen-new')) return 'upstream';
-  if (body.includes('@@taken-over')) return 'takeover';
   if (body.includes('@@drained')) return 'drain';
   if (body.includes('D start "$2"')) return 'swap';
   if (body.includes('D stop -t')) return 'stop';
@@ -151,11 +150,9 @@ function defaultHandler(call: Call): Reply {
     case 'start':
       return { stdout: 'container-id\n' };
     case 'upstream':
-      return { stdout: '@@workers-before 101 102\n@@reloaded\n' };
-    case 'takeover':
-      return { stdout: '@@taken-over 201\n' };
+      return { stdout: call.args[3] === '0' ? '@@workers-before 101 102\n@@reloaded\n' : '@@workers-before 101 102\n@@reloaded\n@@taken-over 201 23\n' };
     case 'drain':
-      return { stdout: '@@drained\n' };
+      return { stdout: call.args[4] === 'background' ? '@@background 4242\n' : '@@drained\n@@stop\n@@stopped\n' };
     case 'logs':
       return { stdout: 'app log line\n' };
     default:
@@ -171,7 +168,8 @@ function makeConfig(over: Partial<DeployConfig> = {}): DeployConfig {
   return {
     command: 'deploy',
     hosts: [{ label: 'h1', host: 'h1', port: 22, user: 'ec2-user' }],
-    ssh: { privateKey: 'KEY', hostKeys: { knownHosts: '', fingerprints: [], insecureIgnore: true }, connectTimeoutMs: 1000 },
+    ssh: { privateKey: 'KEY', hostKeys: { knownHosts: '', fingerprints: [], insecureIgnore: true }, connectTimeoutMs: 1000, connectRetries: 0 },
+    rollout: { strategy: 'parallel', batchWaitMs: 0, onHostFailure: 'rollback-all' },
     app: APP,
     image: { registry: 'registry.example.com', repository: 'registry.example.com/shop', tag: 'v2' },
     registryAuth: 'none',
@@ -189,6 +187,7 @@ function makeConfig(over: Partial<DeployConfig> = {}): DeployConfig {
     nginxUpstreamName: APP,
     nginxReloadCommand: 'nginx -s reload',
     drainMs: 1000,
+    waitForDrain: true,
     stopTimeoutSeconds: 10,
     lockTimeoutSeconds: 5,
     uploadArtifacts: false,
@@ -251,7 +250,7 @@ describe('HostDeployment (nginx)', () => {
     const host = new FakeHost();
     const { result } = await deploy(host);
 
-    expect(host.events).toEqual(['lock-open', 'pull', 'detect', 'start', 'probe:8082', 'upstream', 'takeover', 'probe:8082', 'drain', 'stop', 'record', 'lock-end']);
+    expect(host.events).toEqual(['lock-open', 'pull', 'detect', 'start', 'probe:8082', 'upstream', 'probe:8082', 'drain', 'record', 'lock-end']);
     expect(result.result).toBe('success');
     expect(result.activeColor).toBe('green');
     expect(result.previousColor).toBe('blue');
@@ -273,11 +272,12 @@ describe('HostDeployment (nginx)', () => {
     // upstream now points at green
     const [up] = host.callsOf('upstream');
     expect(up.stdin).toContain('server 127.0.0.1:8082;');
-    // takeover/drain get the workers seen before the reload
-    expect(host.callsOf('takeover')[0].args[0]).toBe('101 102');
+    // the switch waits for new nginx workers in the same round trip; drain gets the workers seen before the reload
+    expect(up.args[3]).toBe('10000');
+    expect(result.cutoverMs).toBe(23);
     expect(host.callsOf('drain')[0].args[0]).toBe('101 102');
     // the old colour is stopped, never removed
-    expect(host.callsOf('stop')[0].args[0]).toBe('shop-blue');
+    expect(host.callsOf('drain')[0].args.slice(2, 5)).toEqual(['shop-blue', '10', 'wait']);
     expect(host.count('remove')).toBe(0);
     // record writes the new state
     const state = JSON.parse(host.callsOf('record')[0].args[1]) as { live: string; standby: string };
@@ -291,6 +291,15 @@ describe('HostDeployment (nginx)', () => {
     const { result } = await deploy(host);
     expect(result.result).toBe('success');
     expect(host.callsOf('remove').map((c) => c.args)).toEqual([['shop-crashed']]);
+  });
+
+  test('wait-for-drain false: one round trip hands drain and stop to a job on the host; the run does not wait', async () => {
+    const host = new FakeHost();
+    const { result } = await deploy(host, makeConfig({ waitForDrain: false }));
+    expect(result.result).toBe('success');
+    expect(host.callsOf('drain').map((c) => c.args.slice(2))).toEqual([['shop-blue', '10', 'background', 'shop']]);
+    expect(stepNames(result)).toEqual(['lock', 'pull', 'detect', 'start', 'health', 'switch', 'verify', 'drain', 'cleanup', 'record']);
+    expect(host.events.indexOf('drain')).toBeLessThan(host.events.indexOf('lock-end'));
   });
 
   test('first deploy: no drain and no stop, previousColor undefined', async () => {
@@ -382,7 +391,6 @@ describe('HostDeployment (nginx)', () => {
     expect(result.error?.message).toMatch(/previous upstream file was restored/);
     expect(result.activeColor).toBe('blue');
     expect(host.count('upstream')).toBe(1);
-    expect(host.count('takeover')).toBe(0);
     expect(host.count('stop')).toBe(0);
     expect(host.callsOf('remove').map((c) => c.args)).toEqual([['shop-green']]);
     expect(host.lockEnded).toBe(true);
@@ -404,11 +412,24 @@ describe('HostDeployment (nginx)', () => {
     expect(ups[1].stdin).toBe(`${ORIGINAL_UPSTREAM}\n`);
     expect(ups[1].args[2]).toBe('write');
     expect(host.callsOf('remove').map((c) => c.args)).toEqual([['shop-green']]);
-    expect(host.count('drain')).toBe(0);
+    // the workers from before the switch-back finish their requests to the candidate before it is removed
+    expect(host.callsOf('drain').map((c) => c.args)).toEqual([['101 102', '1000']]);
     expect(host.count('stop')).toBe(0);
-    expect(host.events.indexOf('remove')).toBeGreaterThan(host.events.lastIndexOf('upstream'));
+    expect(host.events.indexOf('drain')).toBeGreaterThan(host.events.lastIndexOf('upstream'));
+    expect(host.events.indexOf('remove')).toBeGreaterThan(host.events.indexOf('drain'));
     expect(result.steps.find((s) => s.name === 'switch-back')?.status).toBe('ok');
     expect(host.lockEnded).toBe(true);
+  });
+
+  test('nginx keeps its old workers after the reload: verify fails, the upstream is restored, the old colour keeps serving', async () => {
+    const host = new FakeHost().on('upstream', (call) => ({ stdout: call.args[3] === '0' ? '@@workers-before 101\n@@reloaded\n' : '@@workers-before 101\n@@reloaded\n@@no-takeover\n' }));
+    const { result } = await deploy(host);
+    expect(result.result).toBe('rolled-back');
+    expect(result.error?.step).toBe('verify');
+    expect(result.error?.message).toMatch(/nginx did not reload within 10 s \(its workers 101/);
+    expect(result.activeColor).toBe('blue');
+    expect(host.callsOf('upstream')[1].stdin).toBe(`${ORIGINAL_UPSTREAM}\n`);
+    expect(host.count('stop')).toBe(0);
   });
 
   test('verify fails on a host that had no upstream file: switch-back removes the file', async () => {
@@ -520,7 +541,7 @@ describe('runDeploy', () => {
     { label: 'bad', host: 'bad', port: 22, user: 'ec2-user' }
   ];
 
-  test('a connect failure on one host gives that host error.step connect; the other deploys', async () => {
+  test('a connect failure on one host gives that host error.step connect; with on-host-failure continue the other deploys', async () => {
     const good = new FakeHost('good');
     const connected: string[] = [];
     const deps: RunDeps = {
@@ -534,7 +555,7 @@ describe('runDeploy', () => {
       }
     };
     const { log } = makeLog(new Secrets(), 2);
-    const r = await runDeploy(makeConfig({ hosts: twoHosts }), ctx, log, new Secrets(), deps, 'dep-2');
+    const r = await runDeploy(makeConfig({ hosts: twoHosts, rollout: { strategy: 'parallel', batchWaitMs: 0, onHostFailure: 'continue' } }), ctx, log, new Secrets(), deps, 'dep-2');
 
     expect(connected.sort()).toEqual(['bad', 'good']);
     const bad = r.hosts.find((h) => h.host === 'bad')!;
@@ -547,6 +568,27 @@ describe('runDeploy', () => {
     expect(r.result).toBe('failed');
     expect(r.error).toEqual({ step: 'connect', host: 'bad', message: 'connection to bad was refused' });
     expect(r.deployId).toBe('dep-2');
+  });
+
+  test('a connect failure with rollback-all (default): the other host switches back or never switches, and says why', async () => {
+    const good = new FakeHost('good');
+    const deps: RunDeps = {
+      connect: async (t) => {
+        if (t.label === 'bad') throw new Error('connection to bad was refused');
+        return good;
+      },
+      fetchEcrToken: async () => {
+        throw new Error('not used');
+      }
+    };
+    const { log } = makeLog(new Secrets(), 2);
+    const r = await runDeploy(makeConfig({ hosts: twoHosts }), ctx, log, new Secrets(), deps, 'dep-3');
+    const ok = r.hosts.find((h) => h.host === 'good')!;
+    expect(['skipped', 'rolled-back']).toContain(ok.result);
+    expect(ok.abortedBy).toBe('bad');
+    if (ok.activeColor) expect(ok.activeColor).not.toBe(ok.candidateColor);
+    expect(r.result).toBe('failed');
+    expect(r.error).toEqual({ step: 'connect', host: 'bad', message: 'connection to bad was refused' });
   });
 
   test('ECR token failure: failed at ecr-token, no host is connected', async () => {

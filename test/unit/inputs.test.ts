@@ -194,3 +194,49 @@ describe('parseHosts / parseImage', () => {
     expect(parseImage(ref)).toEqual(parsed);
   });
 });
+
+describe('fleet inputs', () => {
+  test('defaults: parallel, all-or-nothing, two connect retries, no bastion', () => {
+    const c = config({ hosts: '10.0.0.5, 10.0.0.6' });
+    expect(c.rollout).toEqual({ strategy: 'parallel', maxParallel: undefined, batchWaitMs: 0, onHostFailure: 'rollback-all' });
+    expect(c.ssh.connectRetries).toBe(2);
+    expect(c.ssh.jump).toBeUndefined();
+  });
+
+  test('rolling with a count or a percentage, canary, continue', () => {
+    expect(config({ rollout: 'rolling', 'max-parallel': '2', 'batch-wait-seconds': '1.5' }).rollout).toEqual({ strategy: 'rolling', maxParallel: { count: 2 }, batchWaitMs: 1500, onHostFailure: 'rollback-all' });
+    expect(config({ rollout: 'canary', 'max-parallel': '25%', 'on-host-failure': 'continue' }).rollout).toMatchObject({ strategy: 'canary', maxParallel: { percent: 25 }, onHostFailure: 'continue' });
+  });
+
+  test.each([
+    [{ rollout: 'blue-green' }, 'rollout', 'parallel'],
+    [{ 'max-parallel': '0' }, 'max-parallel', '25%'],
+    [{ 'max-parallel': '150%' }, 'max-parallel', '25%'],
+    [{ 'max-parallel': '2;reboot' }, 'max-parallel', '25%'],
+    [{ 'batch-wait-seconds': '-1' }, 'batch-wait-seconds', 'batch-wait-seconds: 0'],
+    [{ 'on-host-failure': 'ignore' }, 'on-host-failure', 'rollback-all'],
+    [{ 'ssh-connect-retries': '99' }, 'ssh-connect-retries', 'ssh-connect-retries: 2'],
+    [{ 'jump-host': 'bastion;id' }, 'jump-host', 'ec2-user@bastion.example.com'],
+    [{ 'jump-host': 'a.example.com, b.example.com' }, 'jump-host', 'exactly one host'],
+    [{ 'jump-private-key': KEY }, 'jump-private-key', 'only applies together with jump-host'],
+    [{ 'jump-host': 'bastion.example.com', 'jump-private-key': 'not a key' }, 'jump-private-key', 'BEGIN OPENSSH PRIVATE KEY'],
+    [{ 'jump-host': 'bastion.example.com', 'jump-known-hosts': 'garbage' }, 'jump-known-hosts', 'ssh-keyscan']
+  ])('%j is refused naming the input with an example', (over, input, hint) => {
+    const p = problems(over as Record<string, string>).join('\n');
+    expect(p).toContain(`Input "${input}"`);
+    expect(p).toContain(hint);
+    expect(p).toContain('Example:');
+  });
+
+  test('jump-host: user and port, key and known hosts default to the hosts\' ones', () => {
+    const c = config({ 'jump-host': 'admin@bastion.example.com:2200' });
+    expect(c.ssh.jump?.target).toMatchObject({ host: 'bastion.example.com', port: 2200, user: 'admin' });
+    expect(c.ssh.jump?.privateKey).toBe(c.ssh.privateKey);
+    expect(c.ssh.jump?.hostKeys.knownHosts).toBe(KNOWN);
+    const own = config({ 'jump-host': 'bastion.example.com', 'jump-private-key': ENC_KEY, 'jump-passphrase': 'pw', 'jump-known-hosts': KNOWN.replace('10.0.0.5', 'bastion.example.com') });
+    expect(own.ssh.jump?.target).toMatchObject({ user: 'ec2-user', port: 22 });
+    expect(own.ssh.jump?.passphrase).toBe('pw');
+    expect(own.ssh.jump?.hostKeys.knownHosts).toContain('bastion.example.com');
+    expect(problems({ 'jump-host': 'bastion.example.com', 'jump-private-key': ENC_KEY })).toEqual([expect.stringContaining('Input "jump-passphrase" is required because jump-private-key is encrypted')]);
+  });
+});
