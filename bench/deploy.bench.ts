@@ -15,7 +15,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import zlib from 'node:zlib';
-import { cleanupApp, LoadGenerator, prepareApp, REPO_ROOT, runAction, sh, SANDBOX, type LoadOptions, type LoadResult, type RequestSample } from '../test/e2e/harness.js';
+import { cleanupApp, drainJobDone, LoadGenerator, prepareApp, REPO_ROOT, runAction, sh, SANDBOX, type LoadOptions, type LoadResult, type RequestSample } from '../test/e2e/harness.js';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 6);
 /** Regular load: 6 clients (half keep-alive, half fresh connections); slow: 3 loops of 2–5 s requests. */
@@ -25,6 +25,8 @@ const LEAD_MS = 1500;
 const TAIL_MS = 1000;
 const REST_MS = 4000;
 const COLD_STARTS = 5;
+const nginxApp = 'bench-nginx';
+const swapApp = 'bench-swap';
 
 const GOALS = { switchMs: 50, overheadMs: 1500, rollbackMs: 2000 };
 
@@ -41,8 +43,10 @@ interface Deployed {
   switchAt?: number;
   /** the version traffic should move to (body of GET /) */
   target: string;
-  /** action: cutover-ms output */
+  /** action: cutover-ms output (nginx: until the old workers stop accepting) */
   cutoverMs?: number;
+  /** action, nginx: the metrics' switchMs (upstream written until the first new worker serves) */
+  firstWorkerMs?: number;
   actionMs?: number;
   pullMs: number;
   /** the app's boot until healthy: action health step; naive: docker run until the first good curl (1 s polls) */
@@ -77,8 +81,11 @@ interface Round extends Omit<Deployed, 'log'> {
   brokenSlowAcrossSwitch: number;
   /** during the deploy (process start to exit) */
   deploy: WindowStats;
-  /** switch as reported: action cutover-ms; naive: docker stop of the old until the first client response from the new */
+  /** switch: action nginx: upstream written until the first new nginx worker serves (timed on the host); port-swap:
+   * cutover-ms (old stopped until new healthy); naive: docker stop of the old until the first client response from the new */
   switchMs: number;
+  /** action nginx: cutover-ms, until the old workers stop accepting (nginx keeps them accepting 100 ms after the new ones start) */
+  fullCutoverMs: number;
   /** the same seen by the load clients for every mode: switch start until the first response from the new version */
   clientSwitchMs: number;
   /** wall − pull − boot */
@@ -154,6 +161,7 @@ async function actionDeploy(app: string, tag: string | undefined, extra: Record<
     switchAt: sw ? Date.parse(sw.startedAt) : undefined,
     target,
     cutoverMs: Number(r.outputs['cutover-ms']),
+    firstWorkerMs: typeof h.switchMs === 'number' ? h.switchMs : undefined,
     actionMs: Number(r.outputs['duration-ms']),
     pullMs: steps.pull ?? 0,
     bootMs: steps.health ?? 0,
@@ -231,6 +239,9 @@ async function rounds(mode: Mode, url: string, deploy: (tag: string) => Promise<
       if (!d.ok) throw new Error(`${mode} warm-up deploy failed: ${d.result}\n${d.log ?? ''}`);
       continue;
     }
+    // Rounds are independent deploys: the previous one's background drain job (which the next deploy on the host
+    // would wait for) is done first, outside the measurement.
+    for (const app of [nginxApp, swapApp]) await drainJobDone(app);
     const load = new LoadGenerator(url, LOAD).start();
     const loadFrom = Date.now();
     await sleep(LEAD_MS);
@@ -258,7 +269,8 @@ async function rounds(mode: Mode, url: string, deploy: (tag: string) => Promise<
       brokenSlowAcrossSwitch: across.filter((s) => !s.ok).length,
       // latency of the requests sent during the deploy; longest gap over the whole load of the round
       deploy: windowStats(stats.samples, d.startedAt, d.endedAt, loadFrom, lastEnd(stats.samples)),
-      switchMs: mode === 'naive' ? clientSwitchMs : (d.cutoverMs ?? NaN),
+      switchMs: mode === 'naive' ? clientSwitchMs : (d.firstWorkerMs ?? d.cutoverMs ?? NaN),
+      fullCutoverMs: mode === 'naive' ? clientSwitchMs : (d.cutoverMs ?? NaN),
       clientSwitchMs,
       overheadMs: d.wallMs - d.pullMs - d.bootMs
     });
@@ -343,8 +355,6 @@ function bundle() {
 // ------------------------------------------------------------------ the benchmark
 
 test(`benchmark: ${ROUNDS} swaps per mode under load`, async () => {
-  const nginxApp = 'bench-nginx';
-  const swapApp = 'bench-swap';
   const naiveApp = 'bench-naive';
   const naivePort = 18320;
   const nginxExtra = { 'blue-port': '18301', 'green-port': '18302' };
@@ -414,8 +424,8 @@ test(`benchmark: ${ROUNDS} swaps per mode under load`, async () => {
     '| --- | --- | --- | --- | --- | --- | --- | --- |'
   ];
   const timing = [
-    '| mode | switch ms | switch ms seen by clients | wall ms | overhead ms | pull ms | boot until healthy ms | drain ms |',
-    '| --- | --- | --- | --- | --- | --- | --- | --- |'
+    '| mode | switch ms | full cut-over ms | switch ms seen by clients | wall ms | overhead ms | pull ms | boot until healthy ms | drain ms |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- |'
   ];
   for (const [mode, label, rs] of modes) {
     const r0 = rest[mode];
@@ -429,6 +439,7 @@ test(`benchmark: ${ROUNDS} swaps per mode under load`, async () => {
       'p50 ms during deploy': (r) => r.deploy.p50,
       'p99 ms during deploy': (r) => r.deploy.p99,
       'switch ms': (r) => r.switchMs,
+      'full cutover ms': (r) => r.fullCutoverMs,
       'client switch ms': (r) => r.clientSwitchMs,
       'wall ms': (r) => r.wallMs,
       'action ms': (r) => r.actionMs ?? NaN,
@@ -446,7 +457,7 @@ test(`benchmark: ${ROUNDS} swaps per mode under load`, async () => {
       `| ${label} | ${rs.length} | ${mm(rs, cols['failed requests'])} | ${mm(rs, cols['broken slow requests'])} (${mm(rs, cols['broken slow requests across switch'])} of ${mm(rs, cols['slow requests across switch'])}) | ${mm(rs, cols['keep-alive retries'])} | ${mm(rs, cols['longest gap ms'])} (${fmt(r0?.gapMs ?? NaN)}) | ${mm(rs, cols['p50 ms during deploy'])} (${fmt(r0?.p50 ?? NaN)}) | ${mm(rs, cols['p99 ms during deploy'])} (${fmt(r0?.p99 ?? NaN)}) |`
     );
     timing.push(
-      `| ${label} | ${mm(rs, cols['switch ms'])} | ${mm(rs, cols['client switch ms'])} | ${mm(rs, cols['wall ms'])} | ${mm(rs, cols['overhead ms'])} | ${mm(rs, cols['pull ms'])} | ${mm(rs, cols['boot ms'])} | ${mode === 'naive' || mode === 'port-swap' ? '—' : mm(rs, cols['drain ms'])} |`
+      `| ${label} | ${mm(rs, cols['switch ms'])} | ${mm(rs, cols['full cutover ms'])} | ${mm(rs, cols['client switch ms'])} | ${mm(rs, cols['wall ms'])} | ${mm(rs, cols['overhead ms'])} | ${mm(rs, cols['pull ms'])} | ${mm(rs, cols['boot ms'])} | ${mode === 'naive' || mode === 'port-swap' ? '—' : mm(rs, cols['drain ms'])} |`
     );
   }
 
@@ -454,7 +465,8 @@ test(`benchmark: ${ROUNDS} swaps per mode under load`, async () => {
   const goals = [
     goal('nginx: 0 failed requests (max per round)', max(nginx.map((r) => r.failed)), max(nginx.map((r) => r.failed)) === 0),
     goal('nginx: 0 broken slow requests (max per round)', max(nginx.map((r) => r.brokenSlow)), max(nginx.map((r) => r.brokenSlow)) === 0),
-    goal(`nginx: switch (cutover-ms) < ${GOALS.switchMs} ms (max)`, max(nginx.map((r) => r.switchMs)), max(nginx.map((r) => r.switchMs)) < GOALS.switchMs),
+    goal(`nginx: switch (upstream written → first new worker serving) < ${GOALS.switchMs} ms (max)`, max(nginx.map((r) => r.switchMs)), max(nginx.map((r) => r.switchMs)) < GOALS.switchMs),
+    goal(`nginx: full cut-over (cutover-ms: old workers no longer accept; includes nginx's fixed 100 ms overlap) < ${GOALS.switchMs} ms (max)`, max(nginx.map((r) => r.fullCutoverMs)), max(nginx.map((r) => r.fullCutoverMs)) < GOALS.switchMs),
     goal(`port-swap: switch (cutover-ms) < ${GOALS.switchMs} ms (max)`, max(swap.map((r) => r.switchMs)), max(swap.map((r) => r.switchMs)) < GOALS.switchMs),
     goal(`nginx: overhead < ${GOALS.overheadMs} ms per deploy (max)`, max(nginx.map((r) => r.overheadMs)), max(nginx.map((r) => r.overheadMs)) < GOALS.overheadMs),
     goal(`port-swap: overhead < ${GOALS.overheadMs} ms per deploy (max)`, max(swap.map((r) => r.overheadMs)), max(swap.map((r) => r.overheadMs)) < GOALS.overheadMs),

@@ -13,13 +13,11 @@ import {
   listImagesScript,
   logsScript,
   lockScript,
-  drainAndStopScript,
+  finishScript,
   nginxDrainScript,
   portSwapScript,
   pullScript,
   recordScript,
-  removeImagesScript,
-  removeScript,
   restoreReplacedScript,
   startExistingScript,
   startScript,
@@ -80,8 +78,11 @@ export class HostDeployment {
   private rollbackKept = false;
   private digest?: string;
   private cutoverMs?: number;
+  /** nginx: from writing the upstream to the first new worker (traffic starts flowing to the new colour). */
+  private switchMs?: number;
   private downtimeMs?: number;
   private candidateLogs?: string;
+  private prunable?: Promise<string[]>;
   private readonly warnings: string[] = [];
 
   constructor(private readonly input: HostDeployInput) {
@@ -130,8 +131,6 @@ export class HostDeployment {
       if (this.cfg.command === 'rollback' && !this.rollbackKept) await this.pull();
       if (this.cfg.traffic === 'nginx') await this.deployNginx();
       else await this.deployPortSwap();
-      const w = await this.timer.soft('cleanup', () => this.cleanupAfterSuccess());
-      if (w) this.warnings.push(w);
     } catch (e) {
       error = e instanceof StepError ? e : new StepError(this.timer.current ?? 'detect', (e as Error).message);
       if (error.logs) this.candidateLogs = error.logs;
@@ -159,6 +158,7 @@ export class HostDeployment {
       image: this.target.repository ? imageReference(this.target) : '',
       digest: this.digest,
       cutoverMs: this.cutoverMs,
+      switchMs: this.switchMs,
       downtimeMs: this.downtimeMs,
       durationMs: Date.now() - started,
       switched: this.switched,
@@ -366,6 +366,7 @@ export class HostDeployment {
     const cfg = this.cfg;
     const port = cfg.ports[plan.candidate];
     await this.timer.run('start', () => this.startCandidate('run'));
+    this.listPrunableImages();
     await this.timer.run('health', () => this.health(port));
     let workersBefore: string[] = [];
     let takeover: 'taken-over' | 'no-takeover' | 'no-workers' | undefined;
@@ -378,11 +379,14 @@ export class HostDeployment {
       try {
         await this.exec('switch', s, `point ${cfg.nginxUpstreamFile} at ${plan.candidate} (127.0.0.1:${port}), reload nginx and wait for its new workers`, (line) => {
           if (line.startsWith('@@workers-before')) workersBefore = line.slice('@@workers-before'.length).trim().split(/\s+/).filter(Boolean);
-          const m = /^@@(taken-over|no-takeover|no-workers)(?: \d+)?(?: (\d+))?/.exec(line);
+          const m = /^@@(taken-over|no-takeover|no-workers)(?: \d+)?(?: (\d+))?(?: (\d+))?/.exec(line);
           if (m) {
             takeover = m[1] as typeof takeover;
-            // Timed on the host (write → new workers): the runner's round trip to the host is not part of it.
-            if (takeover === 'taken-over') this.cutoverMs = m[2] !== undefined ? Number(m[2]) : Date.now() - switchStart;
+            // Timed on the host from the write: the runner's round trip to the host is not part of it.
+            if (takeover === 'taken-over') {
+              this.cutoverMs = m[2] !== undefined ? Number(m[2]) : Date.now() - switchStart;
+              this.switchMs = m[3] !== undefined ? Number(m[3]) : undefined;
+            }
           }
         });
       } catch (e) {
@@ -403,36 +407,19 @@ export class HostDeployment {
       if (takeover !== 'taken-over') {
         this.warnings.push('verify: no nginx worker processes are visible on the host, so the reload cannot be confirmed');
         this.log.warn(this.warnings[this.warnings.length - 1]);
-      } else this.log.info(`nginx serves ${plan.candidate}: new workers ${this.cutoverMs} ms after the upstream was written`);
+      } else this.log.info(`nginx serves ${plan.candidate}: first new worker ${this.switchMs ?? '?'} ms, old workers no longer accepting ${this.cutoverMs} ms after the upstream was written`);
       await this.probeOnce('verify', port);
       await this.watchAfterSwitch(port);
     });
     await this.waitForFleet();
-    if (plan.live) {
-      // Committed: the new colour serves. Draining and stopping the old one can only warn from here on.
-      const live = this.name(plan.live);
-      const secs = cfg.drainMs / 1000;
-      const s = drainAndStopScript(this.docker, cfg.app, workersBefore, cfg.drainMs, live, cfg.stopTimeoutSeconds, !cfg.waitForDrain);
-      const w = await this.timer.soft('drain', async () => {
-        if (!cfg.waitForDrain) {
-          await this.exec('drain', s, `hand over to a job on the host: drain ${live} (up to ${secs} s), then docker stop ${live}`);
-          this.log.info(`${live} finishes its in-flight requests; a job on the host then stops it (kept for rollback, log ~/.bluegreen/${cfg.app}/drain.log). The next deploy of ${cfg.app} on this host waits for it.`);
-          return;
-        }
-        const out = await this.exec('drain', s, `drain in-flight requests from ${live} (up to ${secs} s), then docker stop ${live} (kept for rollback)`, (line) => {
-          if (line === '@@stop') this.timer.begin('stop');
-        });
-        if (out.includes('@@drain-timeout')) this.log.warn(`old nginx workers were still finishing requests after drain-seconds (${secs} s); stopped ${live} anyway`);
-        if (out.includes('@@unobservable')) this.log.warn('no nginx worker processes are visible on the host; waited the full drain-seconds');
-      });
-      if (w) this.warnings.push(w);
-    }
+    await this.finish(workersBefore);
   }
 
   private async deployPortSwap(): Promise<void> {
     const plan = this.plan!;
     const cfg = this.cfg;
     await this.timer.run('start', () => this.startCandidate('create'));
+    this.listPrunableImages();
     const swapStart = Date.now();
     await this.timer.run('switch', async () => {
       const stopName = plan.live ? this.name(plan.live) : undefined;
@@ -448,6 +435,7 @@ export class HostDeployment {
       await this.watchAfterSwitch(cfg.publicPort);
     });
     await this.waitForFleet();
+    await this.finish([]);
   }
 
   /** The point of no return: all-or-nothing waits here, the old colour still ready to take traffic back. */
@@ -566,19 +554,61 @@ export class HostDeployment {
     return plan.live ? 'rolled-back' : 'failed';
   }
 
-  private async cleanupAfterSuccess(): Promise<void> {
+  /**
+   * keep-images: which image references to prune, read while the candidate boots (a concurrent channel on
+   * the same connection), so pruning costs the deploy no round trip. Never fails the deploy.
+   */
+  private listPrunableImages(): void {
+    const repo = this.target.repository;
+    if (this.cfg.keepImages <= 0 || !repo || this.rollbackKept) return;
+    const list = listImagesScript(this.docker, repo, [this.name('blue'), this.name('green')]);
+    this.prunable = this.remote.run(list.body, list.args).then(
+      (res) => {
+        if (res.code !== 0) throw new Error(res.stderr.trim() || `exit ${res.code}`);
+        const { images, inUse } = parseImageList(res.stdout);
+        return imagesToPrune(images, inUse, this.cfg.keepImages);
+      }
+    ).catch((e: Error) => {
+      this.log.warn(`could not list the images of ${repo} (keep-images is skipped this time): ${e.message}`);
+      return [];
+    });
+  }
+
+  /**
+   * After the point of no return: drain and stop the old colour (nginx), remove the standby the new version
+   * replaced and leftovers, prune images. By default a job on the host does it after the run (wait-for-drain).
+   */
+  private async finish(workersBefore: string[]): Promise<void> {
     const plan = this.plan!;
+    const cfg = this.cfg;
     const names = [...plan.leftovers];
     const replaced = `${this.name(plan.candidate)}-replaced`;
     if (plan.replaceExisting && !this.rollbackKept && !names.includes(replaced)) names.push(replaced);
-    if (names.length) await this.exec('cleanup', removeScript(this.docker, names), `remove ${names.join(', ')} (older than the kept standby, or leftovers)`);
-    const repo = this.target.repository;
-    if (this.cfg.keepImages > 0 && repo && !this.rollbackKept) {
-      const list = listImagesScript(this.docker, repo, [this.name('blue'), this.name('green')]);
-      const { images, inUse } = parseImageList(await this.exec('cleanup', list, `list images of ${repo}`, undefined, true));
-      const refs = imagesToPrune(images, inUse, this.cfg.keepImages);
-      if (refs.length) await this.exec('cleanup', removeImagesScript(this.docker, refs), `remove ${refs.length} old image reference(s) of ${repo} (keep-images ${this.cfg.keepImages})`);
-    }
+    const refs = (await this.prunable) ?? [];
+    const stopName = cfg.traffic === 'nginx' && plan.live ? this.name(plan.live) : undefined;
+    if (!stopName && !names.length && !refs.length) return;
+    const s = finishScript(this.docker, cfg.app, { workersBefore, drainMs: cfg.drainMs, stopName, stopTimeoutSeconds: cfg.stopTimeoutSeconds, removeNames: names, removeImages: refs, background: !cfg.waitForDrain });
+    const secs = cfg.drainMs / 1000;
+    const what = [
+      stopName ? `drain ${stopName} (up to ${secs} s), docker stop it (kept for rollback)` : '',
+      names.length ? `remove ${names.join(', ')} (older than the kept standby, or leftovers)` : '',
+      refs.length ? `prune ${refs.length} image reference(s) (keep-images ${cfg.keepImages})` : ''
+    ].filter(Boolean).join('; ');
+    const first: StepName = stopName ? 'drain' : 'cleanup';
+    const w = await this.timer.soft(first, async () => {
+      if (!cfg.waitForDrain) {
+        await this.exec(first, s, `hand over to a job on the host: ${what}`);
+        this.log.info(`${stopName ? `${stopName} finishes its in-flight requests; ` : ''}a job on the host does the rest (log ~/.bluegreen/${cfg.app}/drain.log); the next deploy of ${cfg.app} on this host waits for it.`);
+        return;
+      }
+      const out = await this.exec(first, s, what, (line) => {
+        if (line === '@@stop') this.timer.begin('stop');
+        if (line === '@@cleanup') this.timer.begin('cleanup');
+      });
+      if (out.includes('@@drain-timeout')) this.log.warn(`old nginx workers were still finishing requests after drain-seconds (${secs} s); stopped ${stopName} anyway`);
+      if (out.includes('@@unobservable')) this.log.warn('no nginx worker processes are visible on the host; waited the full drain-seconds');
+    });
+    if (w) this.warnings.push(w);
   }
 
   private async record(result: HostResult['result'], durationMs: number, error?: StepError): Promise<void> {

@@ -22,8 +22,10 @@ export interface HostResult {
   candidateColor?: Color;
   image: string;
   digest?: string;
-  /** nginx: reload start until new workers serve; port-swap: old stopped until new healthy (real downtime). */
+  /** nginx: upstream written until the old workers stop accepting (all new requests on the new colour); port-swap: old stopped until new healthy (real downtime). */
   cutoverMs?: number;
+  /** nginx: upstream written until the first new worker serves (traffic starts on the new colour). */
+  switchMs?: number;
   downtimeMs?: number;
   durationMs: number;
   /** Whether traffic was moved to the candidate at some point (so "untouched" is no longer true). */

@@ -180,8 +180,8 @@ const NGINX_WORKERS = [
  * Atomically replaces the upstream file (content on stdin) and runs the reload command; if the
  * reload fails, the previous file is put back. Prints the nginx worker PIDs from before the reload.
  * With `takeoverMs`, it then waits (polling every 10 ms, in the same round trip) until a new worker
- * exists and the old ones no longer accept connections, and prints `@@taken-over <pid> <ms since the
- * write>`, timed on the host.
+ * exists and the old ones no longer accept connections, and prints `@@taken-over <pid> <ms until then>
+ * <ms until the first new worker>`, both since the script started, timed on the host.
  */
 export function writeUpstreamScript(file: string, reloadCommand: string, opts: { remove?: boolean; takeoverMs?: number } = {}): RemoteScript {
   return {
@@ -207,15 +207,17 @@ export function writeUpstreamScript(file: string, reloadCommand: string, opts: {
       'rm -f -- "$prev"; echo "@@reloaded"',
       '[ "$4" -gt 0 ] || exit 0',
       'elapsed() { t=$(date +%s%N 2>/dev/null); case "$t0$t" in *[!0-9]*|"") ;; *) echo $(( (t - t0) / 1000000 )) ;; esac; }',
-      'old=" $before "; n=$(( $4 / 10 ))',
+      'old=" $before "; n=$(( $4 / 10 )); first=""',
       'while :; do',
       '  now=$(workers); new=""',
       '  for p in $now; do case "$old" in *" $p "*) ;; *) new=$p ;; esac; done',
-      // Taken over: a new worker runs and every old one has stopped accepting (retitled "... is shutting down") or exited.
+      // Traffic starts on the new colour with the first new worker; it is all there once every old worker has
+      // stopped accepting (retitled "... is shutting down", which nginx does 100 ms after starting the new ones).
       '  if [ -n "$new" ]; then',
+      '    [ -n "$first" ] || first=$(elapsed)',
       '    accepting=""',
       `    for p in $before; do c=$(tr '\\0' ' ' < "/proc/$p/cmdline" 2>/dev/null); case "$c" in *shutting*) ;; "nginx: worker process"*) accepting=$p ;; esac; done`,
-      '    [ -z "$accepting" ] && { echo "@@taken-over $new $(elapsed)"; exit 0; }',
+      '    [ -z "$accepting" ] && { echo "@@taken-over $new $(elapsed) $first"; exit 0; }',
       '  fi',
       '  [ -z "$before" ] && [ -z "$now" ] && { echo "@@no-workers"; exit 0; }',
       '  [ "$n" -le 0 ] && { echo "@@no-takeover"; exit 0; }',
@@ -228,7 +230,7 @@ export function writeUpstreamScript(file: string, reloadCommand: string, opts: {
 }
 
 /** Waits until the nginx workers $1 have exited (at most $2 ms; without workers to watch, the full time). */
-const DRAIN_LOOP = [
+const DRAIN_LOOP: readonly string[] = [
   'n=$(( $2 / 50 ))',
   'if [ -z "$1" ]; then echo "@@unobservable"; sleep "$(( $2 / 1000 ))"; else',
   '  while :; do',
@@ -247,26 +249,53 @@ export function nginxDrainScript(workersBefore: string[], maxMs: number): Remote
 }
 
 /**
- * Drain, then stop the old colour: waits until every nginx worker from before the reload has exited
- * (they exit once their in-flight requests are done; at most `maxMs`; without visible workers the
- * full time), then `docker stop`s it (kept for rollback).
- * `background`: the same runs as a job on the host that outlives the SSH session and holds the app's
+ * What is left after the switch, off the critical path: drain the old colour (wait until the nginx workers
+ * from before the reload have exited — they exit once their in-flight requests are done; at most `drainMs`)
+ * and stop it (kept for rollback), then remove leftover containers and prune image references.
+ * `background`: all that runs as a job on the host that outlives the SSH session and holds the app's
  * drain.lock (taken here, before the deploy lock is released), so the next deploy waits for it.
+ * Prints `@@stop` and `@@cleanup` as it moves on, for step timings.
  */
-export function drainAndStopScript(dockerCommand: string[], app: string, workersBefore: string[], maxMs: number, name: string, stopTimeoutSeconds: number, background: boolean): RemoteScript {
-  const job = [dockerFn(dockerCommand), ...DRAIN_LOOP, 'echo "@@stop"', 'D stop -t "$4" "$3" >/dev/null && echo "@@stopped"'];
-  const logged = ['date -u +"%Y-%m-%dT%H:%M:%SZ drain, then stop $3"', ...job, 'date -u +"%Y-%m-%dT%H:%M:%SZ done"'].join('\n');
+export function finishScript(
+  dockerCommand: string[],
+  app: string,
+  opts: { workersBefore: string[]; drainMs: number; stopName?: string; stopTimeoutSeconds: number; removeNames: string[]; removeImages: string[]; background: boolean }
+): RemoteScript {
+  const job = [
+    dockerFn(dockerCommand),
+    'set -f; rc=0',
+    'if [ -n "$3" ]; then',
+    ...DRAIN_LOOP.map((l) => `  ${l}`),
+    '  echo "@@stop"',
+    '  D stop -t "$4" "$3" >/dev/null && echo "@@stopped" || rc=3',
+    'fi',
+    'echo "@@cleanup"',
+    // names and references are validated words (no spaces or glob characters): split on spaces on purpose
+    'if [ -n "$7" ]; then D rm -f $7 >/dev/null && echo "removed $7" || rc=3; fi',
+    'for r in $8; do D rmi "$r" >/dev/null 2>&1 && echo "removed $r"; done',
+    'exit $rc'
+  ];
+  const logged = ['date -u +"%Y-%m-%dT%H:%M:%SZ finishing: drain and stop ${3:-nothing}, remove ${7:-nothing}"', '(', ...job, ')', 'echo "exit $?"', 'date -u +"%Y-%m-%dT%H:%M:%SZ done"'].join('\n');
   return {
     body: [
       'if [ "$5" != background ]; then',
       `  exec ${cmd('sh', '-c', job.join('\n'), 'sh')} "$@"`,
       'fi',
-      'dir=".bluegreen/$6"; exec 8>>"$dir/drain.lock" || exit 70',
+      'dir=".bluegreen/$6"; mkdir -p "$dir" && exec 8>>"$dir/drain.lock" || exit 70',
       'flock -n 8 || { echo "drain.lock is held by another process" >&2; exit 70; }',
       `${cmd('setsid', 'sh', '-c', logged, 'sh')} "$@" </dev/null >"$dir/drain.log" 2>&1 &`,
       'echo "@@background $!"'
     ].join('\n'),
-    args: [workersBefore.join(' '), String(Math.round(maxMs)), name, String(stopTimeoutSeconds), background ? 'background' : 'wait', app]
+    args: [
+      opts.workersBefore.join(' '),
+      String(Math.round(opts.drainMs)),
+      opts.stopName ?? '',
+      String(opts.stopTimeoutSeconds),
+      opts.background ? 'background' : 'wait',
+      app,
+      opts.removeNames.join(' '),
+      opts.removeImages.join(' ')
+    ]
   };
 }
 
@@ -289,11 +318,6 @@ export function restoreReplacedScript(dockerCommand: string[], name: string): Re
     body: [dockerFn(dockerCommand), 'D rm -f "$1" >/dev/null || exit 3', 'if D inspect --format "{{.Id}}" "$1-replaced" >/dev/null 2>&1; then D rename "$1-replaced" "$1" || exit 3; echo "@@restored"; fi'].join('\n'),
     args: [name]
   };
-}
-
-/** Force-removes containers (failed candidates, leftovers). */
-export function removeScript(dockerCommand: string[], names: string[]): RemoteScript {
-  return { body: [dockerFn(dockerCommand), '[ $# -eq 0 ] || D rm -f "$@" >/dev/null'].join('\n'), args: names };
 }
 
 /** Writes state.json (on success) and appends one history line, keeping the last `keep` lines. */
@@ -328,11 +352,6 @@ export function listImagesScript(dockerCommand: string[], repository: string, co
     ].join('\n'),
     args: [repository, ...containers]
   };
-}
-
-/** `docker rmi` of image references; an image still used elsewhere is left alone (no -f). */
-export function removeImagesScript(dockerCommand: string[], refs: string[]): RemoteScript {
-  return { body: [dockerFn(dockerCommand), 'for r in "$@"; do D rmi "$r" >/dev/null 2>&1 && echo "removed $r"; done; exit 0'].join('\n'), args: refs };
 }
 
 const STATUS_FORMAT = `'{"id":{{json .Id}},"name":{{json .Name}},"state":{{json .State.Status}},"running":{{json .State.Running}},"restarts":{{.RestartCount}},"exitCode":{{.State.ExitCode}},"startedAt":{{json .State.StartedAt}},"finishedAt":{{json .State.FinishedAt}},"labels":{{json .Config.Labels}}}'`;

@@ -32,6 +32,7 @@ export function buildMetrics(result: RunResult, ctx: RunContext, cfg: { traffic:
       image: h.image,
       digest: h.digest ?? null,
       cutoverMs: h.cutoverMs ?? null,
+      switchMs: h.switchMs ?? null,
       downtimeMs: h.downtimeMs ?? null,
       durationMs: h.durationMs,
       stepDurationsMs: Object.fromEntries([...h.steps.map((s) => [s.name, s.durationMs] as const), ['total', h.durationMs] as const]),

@@ -184,10 +184,10 @@ describe('deploy (nginx mode)', () => {
       [`${app}-blue`, 'exited'],
       [`${app}-green`, 'running']
     ]);
-    expect(fs.readFileSync(`/home/ec2-user/.bluegreen/${app}/drain.log`, 'utf8')).toMatch(/drain, then stop .*-blue\n@@drained\n@@stop\n@@stopped\n.*done/);
+    expect(fs.readFileSync(`/home/ec2-user/.bluegreen/${app}/drain.log`, 'utf8')).toMatch(/drain and stop .*-blue, remove nothing\n@@drained\n@@stop\n@@stopped\n@@cleanup\n(removed .*\n)*exit 0\n.*done/);
     expect(fs.readFileSync(`/etc/nginx/bluegreen/${app}.conf`, 'utf8')).toMatch(new RegExp(`upstream ${app} \\{\\n\\s+server 127\\.0\\.0\\.1:${ports.green};`));
     const m = metrics(r);
-    expect(m.hosts[0].steps.map((s: { name: string }) => s.name)).toEqual(['connect', 'lock', 'login', 'pull', 'detect', 'start', 'health', 'switch', 'verify', 'drain', 'cleanup', 'record']);
+    expect(m.hosts[0].steps.map((s: { name: string }) => s.name)).toEqual(['connect', 'lock', 'login', 'pull', 'detect', 'start', 'health', 'switch', 'verify', 'drain', 'record']);
     expectNoSecrets(r);
   });
 

@@ -167,7 +167,9 @@ test('an image that passes health and fails shortly after the switch is switched
 test('keep-images prunes old images of the repository but keeps what blue and green use', async () => {
   const r = await deploy('v1', { 'keep-images': '1' });
   expect(r.outputs.result).toBe('success');
-  expect(r.stdout).toMatch(/remove \d+ old image reference\(s\) of 127\.0\.0\.1:5000\/demo \(keep-images 1\)/);
+  expect(r.stdout).toMatch(/prune \d+ image reference\(s\) \(keep-images 1\)/);
+  // the pruning is part of the job on the host that drains and stops the old colour
+  await drainJobDone(app);
   const left = (await sh(`docker images --no-trunc --format '{{.ID}}' ${SANDBOX.image} | sort -u`)).stdout.trim().split('\n');
   // images still used by any container on the host (ours, or another app's) cannot be removed
   const used = new Set((await sh(`docker ps -aq | xargs -r docker inspect --format '{{.Image}}'`)).stdout.trim().split('\n'));

@@ -20,7 +20,7 @@ import { renderUpstream } from '../../src/traffic/nginx-upstream.js';
 // A scripted fake host
 // ---------------------------------------------------------------------------------------------
 
-type Kind = 'pull' | 'detect' | 'status' | 'logs' | 'start' | 'upstream' | 'drain' | 'swap' | 'stop' | 'remove' | 'record' | 'probe-shell' | 'unknown';
+type Kind = 'pull' | 'detect' | 'status' | 'logs' | 'start' | 'upstream' | 'images' | 'drain' | 'swap' | 'stop' | 'remove' | 'record' | 'probe-shell' | 'unknown';
 
 interface Call {
   kind: Kind;
@@ -38,6 +38,7 @@ function classify(body: string): Kind {
   if (body.includes('{{.State.Status}}')) return 'status';
   if (body.includes('D run -d')) return 'start';
   if (body.includes('bluegreen-new')) return 'upstream';
+  if (body.includes('@@images')) return 'images';
   if (body.includes('@@drained')) return 'drain';
   if (body.includes('D start "$2"')) return 'swap';
   if (body.includes('D stop -t')) return 'stop';
@@ -152,7 +153,7 @@ function defaultHandler(call: Call): Reply {
     case 'upstream':
       return { stdout: call.args[3] === '0' ? '@@workers-before 101 102\n@@reloaded\n' : '@@workers-before 101 102\n@@reloaded\n@@taken-over 201 23\n' };
     case 'drain':
-      return { stdout: call.args[4] === 'background' ? '@@background 4242\n' : '@@drained\n@@stop\n@@stopped\n' };
+      return { stdout: call.args[4] === 'background' ? '@@background 4242\n' : '@@drained\n@@stop\n@@stopped\n@@cleanup\n' };
     case 'logs':
       return { stdout: 'app log line\n' };
     default:
@@ -290,15 +291,27 @@ describe('HostDeployment (nginx)', () => {
     const host = new FakeHost().on('detect', () => ({ stdout: detectOutput([inspectLine('shop-blue', true), inspectLine('shop-crashed', false)], ORIGINAL_UPSTREAM, undefined) }));
     const { result } = await deploy(host);
     expect(result.result).toBe('success');
-    expect(host.callsOf('remove').map((c) => c.args)).toEqual([['shop-crashed']]);
+    // removed after the switch by the finishing script (with the drain and stop), not as a round trip of its own
+    expect(host.callsOf('drain').map((c) => c.args[6])).toEqual(['shop-crashed']);
+    expect(host.count('remove')).toBe(0);
+  });
+
+  test('keep-images: the images are listed while the candidate boots, and pruned by the finishing script', async () => {
+    const host = new FakeHost().on('images', () => ({
+      stdout: `@@images\nsha256:${'1'.repeat(64)} registry.example.com/shop:v2\nsha256:${'2'.repeat(64)} registry.example.com/shop:v1\nsha256:${'3'.repeat(64)} registry.example.com/shop:v0\n@@in-use\nsha256:${'2'.repeat(64)}\n`
+    }));
+    const { result } = await deploy(host, makeConfig({ keepImages: 2 }));
+    expect(result.result).toBe('success');
+    expect(host.events.indexOf('images')).toBeLessThan(host.events.indexOf('upstream'));
+    expect(host.callsOf('drain')[0].args[7]).toBe('registry.example.com/shop:v0');
   });
 
   test('wait-for-drain false: one round trip hands drain and stop to a job on the host; the run does not wait', async () => {
     const host = new FakeHost();
     const { result } = await deploy(host, makeConfig({ waitForDrain: false }));
     expect(result.result).toBe('success');
-    expect(host.callsOf('drain').map((c) => c.args.slice(2))).toEqual([['shop-blue', '10', 'background', 'shop']]);
-    expect(stepNames(result)).toEqual(['lock', 'pull', 'detect', 'start', 'health', 'switch', 'verify', 'drain', 'cleanup', 'record']);
+    expect(host.callsOf('drain').map((c) => c.args.slice(2, 6))).toEqual([['shop-blue', '10', 'background', 'shop']]);
+    expect(stepNames(result)).toEqual(['lock', 'pull', 'detect', 'start', 'health', 'switch', 'verify', 'drain', 'record']);
     expect(host.events.indexOf('drain')).toBeLessThan(host.events.indexOf('lock-end'));
   });
 
@@ -506,7 +519,8 @@ describe('HostDeployment (port-swap)', () => {
     expect(result.result).toBe('success');
     expect(result.activeColor).toBe('green');
     expect(result.previousColor).toBe('blue');
-    expect(stepNames(result)).toEqual(['lock', 'pull', 'detect', 'start', 'switch', 'health', 'verify', 'cleanup', 'record']);
+    // nothing left to do after the swap (the old colour was stopped by it; no leftovers, keep-images 0)
+    expect(stepNames(result)).toEqual(['lock', 'pull', 'detect', 'start', 'switch', 'health', 'verify', 'record']);
     expect(typeof result.downtimeMs).toBe('number');
     expect(result.downtimeMs).toBe(result.cutoverMs);
   });

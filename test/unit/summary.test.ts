@@ -187,3 +187,33 @@ describe('renderSummary', () => {
     expect(escapeHtml(`<a href="x">&</a>`)).toBe('&lt;a href=&quot;x&quot;&gt;&amp;&lt;/a&gt;');
   });
 });
+
+describe('renderSummary with several hosts', () => {
+  test('all-or-nothing failure: names the failed host, the hosts switched back and those left untouched, with batches', () => {
+    const md = renderSummary(
+      run(
+        [
+          host('h1', { result: 'rolled-back', batch: 0, switched: true, abortedBy: 'h2', error: { step: 'wait-fleet', message: 'h2 failed at verify' } }),
+          host('h2', { result: 'rolled-back', batch: 1, switched: true, error: { step: 'verify', message: 'GET /health on port 8082 answered HTTP 500 after the switch' } }),
+          host('h3', { result: 'skipped', batch: 2, steps: [], abortedBy: 'h2', error: { step: 'connect', message: 'not started: h2 failed at verify' } })
+        ],
+        { result: 'rolled-back', error: { step: 'verify', host: 'h2', message: 'GET /health on port 8082 answered HTTP 500 after the switch' } }
+      ),
+      { traffic: 'nginx', rollout: 'rolling, max-parallel 1, on-host-failure rollback-all' }
+    );
+    expect(md).toContain('rollout rolling, max-parallel 1, on-host-failure rollback-all');
+    expect(md).toContain('**Failed at `verify` on `h2`:**');
+    expect(md).toContain('All-or-nothing (on-host-failure: rollback-all): switched back `h1`; untouched `h3`.');
+    expect(md).toContain('| Host | Batch | Result |');
+    expect(md).toMatch(/\| h1 \| 1 \| ↩️ rolled-back \(h2 failed\) \|/);
+    expect(md).toMatch(/\| h3 \| 3 \| ⏭️ skipped \(h2 failed\) \|/);
+  });
+
+  test('a wide fleet gets one step row per host instead of one column per host', () => {
+    const hosts = Array.from({ length: 8 }, (_, i) => host(`10.0.0.${i + 1}`));
+    const md = renderSummary(run(hosts), extras);
+    expect(md).toContain('| Host | lock | pull | health | switch | total |');
+    expect(md).toMatch(/\| 10\.0\.0\.8 \| 5 ms \| 3\.0 s \| 1\.5 s \| 80 ms \| \*\*9\.0 s\*\* \|/);
+    expect(md).not.toContain('| Step |');
+  });
+});
