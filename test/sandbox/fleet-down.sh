@@ -25,5 +25,5 @@ ip route del unreachable "$FLEET_SUBNET" 2>/dev/null || true
 if mountpoint -q "$FLEET_RUN"; then umount "$FLEET_RUN" 2>/dev/null || flog "warning: could not unmount $FLEET_RUN"; fi
 rmdir "$FLEET_RUN" 2>/dev/null || true
 rmdir "$FLEET_DATA" 2>/dev/null || true
-rm -f "$FLEET_JSON" "$FLEET"/h*/sshd_config.running
+rm -f "$FLEET_JSON" "$FLEET"/h*/sshd_config.running /run/bgf-fleet.owner
 echo "fleet down"

@@ -40,6 +40,20 @@ chmod 700 "$FLEET"
 FORWARDER="$SANDBOX_DIR/tcp-forward.mjs"
 NODE="$(command -v node)"
 
+# ---------------------------------------------------------------- a fleet built from another checkout
+# Its pid files and host keys live in that checkout's .state/: tear it down by namespace and cgroup, then rebuild.
+OWNER_FILE=/run/bgf-fleet.owner
+if { netns_ok "$BASTION_NS" || [ -n "$(existing_hosts)" ]; } && [ "$(cat "$OWNER_FILE" 2>/dev/null || true)" != "$FLEET" ]; then
+  flog "a fleet built from another checkout ($(cat "$OWNER_FILE" 2>/dev/null || echo unknown)) is up: tearing it down"
+  for i in $(existing_hosts); do teardown_host "$i"; done
+  # shellcheck disable=SC2046
+  kill_and_wait $(pids_in_netns "$BASTION_NS")
+  if netns_ok "$BASTION_NS"; then ip netns del "$BASTION_NS"; fi
+  ip link del bgf-rt 2>/dev/null || true
+  rm -f "$FLEET"/bastion/*.pid "$FLEET"/bastion/sshd_config.running "$FLEET"/bastion/registry.hash "$FLEET"/h*/sshd_config.running
+fi
+echo "$FLEET" >"$OWNER_FILE"
+
 # ---------------------------------------------------------------- hosts above N
 for i in $(existing_hosts); do
   if [ "$i" -gt "$N" ]; then
