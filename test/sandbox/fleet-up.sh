@@ -8,7 +8,7 @@
 #                                                                 docker-registry 10.204.0.1:5000 (same data + htpasswd as
 #                                                                   the main registry 127.0.0.1:5000)
 #   netns + private mount + UTS ns bgf-h<i> (i = 1..N, hostname bgf-h<i>), eth0 10.204.0.(10+i)/24 on bgf-br0:
-#     own /run (tmpfs), /tmp (tmpfs), /sys (this netns), /etc/hosts, /etc/nginx, /home/ec2-user, /var/lib/docker, /var/log/nginx
+#     own /run (tmpfs), /sys (this netns), /etc/hosts, /etc/nginx, /home/ec2-user, /var/lib/docker, /var/log/nginx
 #     (from /var/lib/bgf-fleet/h<i>/), own dockerd (/run/docker.sock, cgroup parent /bgf-h<i>), nginx, sshd on :22.
 #   The root ns has no route to 10.204.0.0/24 (an "unreachable" route makes connects fail at once): the runner
 #   reaches the hosts only through the bastion (ssh -J) and their port 80 only through the forwarders.
@@ -207,7 +207,7 @@ write_if_changed() {
   mv -f "$tmp" "$1"
 }
 
-# Creates host i's persistent private mount namespace with its own /run, /tmp, /sys, /etc/nginx, home, docker data.
+# Creates host i's persistent private mount namespace with its own /run, /sys, /etc/nginx, home, docker data.
 create_host_mounts() {
   local i="$1" d="$FLEET_DATA/h$1" mnt
   mnt="$(host_mnt "$i")"
@@ -231,7 +231,7 @@ create_host_mounts() {
     mount -t tmpfs -o mode=755,size=256m bgf-run /run
     mkdir -p /run/sshd /run/lock /run/bgf-cgroup
     chmod 755 /run/sshd
-    mount -t tmpfs -o mode=1777,size=1g bgf-tmp /tmp
+    # /tmp stays shared: the checkout (and so .state/) may live under /tmp
     mount --bind "$d/etc-nginx" /etc/nginx
     mount --bind "$d/home" /home/ec2-user
     mount --bind "$d/docker" /var/lib/docker
