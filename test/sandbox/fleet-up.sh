@@ -154,9 +154,17 @@ EOF
 
 # ---------------------------------------------------------------- bastion: registry, sshd
 REG_CFG="$FLEET/bastion/registry.yml"
-sed "s|^\(  addr:\).*|\1 $FLEET_REGISTRY|" "$STATE/registry.yml" >"$REG_CFG.new"
-grep -q "^  addr: $FLEET_REGISTRY\$" "$REG_CFG.new" || fdie "cannot derive the bastion registry config from $STATE/registry.yml"
-reg_hash="$(cat "$REG_CFG.new" "$STATE/registry.htpasswd" | sha256sum | cut -c1-16)"
+# Serve the storage of the registry that runs on 127.0.0.1:5000, which up.sh keeps (possibly one started from
+# another checkout, whose data holds the images): its config is the last argument of `docker-registry serve`.
+MAIN_REG_CFG="$STATE/registry.yml"
+main_reg_pid="$(ss -Hltnp 'sport = :5000' 2>/dev/null | grep -o 'pid=[0-9]*' | head -n 1 | cut -d= -f2 || true)"
+if [ -n "$main_reg_pid" ]; then
+  c="$(tr '\0' '\n' <"/proc/$main_reg_pid/cmdline" 2>/dev/null | tail -n 1)"
+  [ -r "$c" ] && MAIN_REG_CFG="$c"
+fi
+sed "s|^\(  addr:\).*|\1 $FLEET_REGISTRY|" "$MAIN_REG_CFG" >"$REG_CFG.new"
+grep -q "^  addr: $FLEET_REGISTRY\$" "$REG_CFG.new" || fdie "cannot derive the bastion registry config from $MAIN_REG_CFG"
+reg_hash="$(cat "$REG_CFG.new" "$(sed -n 's/^ *path: *//p' "$MAIN_REG_CFG" | head -n 1)" | sha256sum | cut -c1-16)"
 mv -f "$REG_CFG.new" "$REG_CFG"
 registry_code() { in_bastion curl -s -o /dev/null -m 3 -w '%{http_code}' "http://$FLEET_REGISTRY/v2/" 2>/dev/null || true; }
 reg_pid="$(live_pid "$FLEET/bastion/registry.pid" "$REG_CFG" || true)"
