@@ -117,7 +117,7 @@ export async function runRollout(hosts: HostTarget[], rollout: Rollout, deployOn
           if (!allOrNothing && r.result !== 'success' && !failure) failure = { host: r.host, step: r.error?.step ?? 'deploy', message: r.error?.message ?? r.result };
           return r;
         });
-        void task.finally(() => arrived.resolve());
+        task.finally(() => arrived.resolve()).catch(() => undefined);
         tasks.push(task);
         return arrived.promise;
       });

@@ -597,7 +597,11 @@ export class HostDeployment {
     const first: StepName = stopName ? 'drain' : 'cleanup';
     const w = await this.timer.soft(first, async () => {
       if (!cfg.waitForDrain) {
-        await this.exec(first, s, `hand over to a job on the host: ${what}`);
+        const out = await this.exec(first, s, `hand over to a job on the host: ${what}`);
+        if (out.includes('@@no-setsid')) {
+          this.log.warn('setsid is not installed on the host (package util-linux): drained, stopped and cleaned up within the run instead');
+          return;
+        }
         this.log.info(`${stopName ? `${stopName} finishes its in-flight requests; ` : ''}a job on the host does the rest (log ~/.bluegreen/${cfg.app}/drain.log); the next deploy of ${cfg.app} on this host waits for it.`);
         return;
       }

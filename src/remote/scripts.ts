@@ -278,7 +278,9 @@ export function finishScript(
   const logged = ['date -u +"%Y-%m-%dT%H:%M:%SZ finishing: drain and stop ${3:-nothing}, remove ${7:-nothing}"', '(', ...job, ')', 'echo "exit $?"', 'date -u +"%Y-%m-%dT%H:%M:%SZ done"'].join('\n');
   return {
     body: [
-      'if [ "$5" != background ]; then',
+      // Without setsid the job could die with the SSH session: do it in the run instead.
+      'if [ "$5" != background ] || ! command -v setsid >/dev/null 2>&1; then',
+      '  [ "$5" = background ] && echo "@@no-setsid"',
       `  exec ${cmd('sh', '-c', job.join('\n'), 'sh')} "$@"`,
       'fi',
       'dir=".bluegreen/$6"; mkdir -p "$dir" && exec 8>>"$dir/drain.lock" || exit 70',
