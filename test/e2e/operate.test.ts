@@ -176,3 +176,25 @@ test('keep-images prunes old images of the repository but keeps what blue and gr
   for (const c of await dockerPs(app)) expect(left).toContain((await sh(`docker inspect --format '{{.Image}}' ${c.name}`)).stdout.trim());
   expect(left.filter((id) => !used.has(id))).toEqual([]);
 });
+
+test('background drain: a slow request outlives the run that switched away from it, and the next deploy waits for the drain', async () => {
+  const first = await deploy('v1');
+  expect(first.outputs.result).toBe('success');
+  const live = (await httpGet(`${url}/`)).body;
+  // in flight on the current colour while the next deploy switches away from it
+  let slowDone = false;
+  const slow = httpGet(`${url}/cgi-bin/slow?6`, { timeoutMs: 20_000 }).finally(() => (slowDone = true));
+  await new Promise((r) => setTimeout(r, 300));
+  const next = await deploy(live === 'v1' ? 'v2' : 'v1');
+  expect(next.outputs.result).toBe('success');
+  // the run ended while the old colour still had the request (the job on the host keeps it until it is done)
+  expect(slowDone).toBe(false);
+  const again = await deploy(live);
+  expect(again.outputs.result).toBe('success');
+  expect(again.stdout).toContain("the previous deploy's old colour is still finishing its requests (drain job on the host); waiting");
+  const s = await slow;
+  expect(s.status).toBe(200);
+  expect(s.body.trim()).toBe(live);
+  await drainJobDone(app);
+  expect(fs.readFileSync(`/home/ec2-user/.bluegreen/${app}/drain.log`, 'utf8')).toMatch(/@@drained\n@@stop\n@@stopped\n@@cleanup\n(removed .*\n)*exit 0\n/);
+}, 120_000);
