@@ -1,37 +1,45 @@
 /**
- * One host's deploy as a state machine: lock → login → pull → detect → start → health → switch →
- * verify → drain → stop → cleanup → record. Before the switch any failure removes the candidate and
- * leaves the live colour alone; after it, traffic is switched back.
+ * One host's deploy (or rollback) as explicit phases, each with one undo rule — whatever stops it there (an
+ * error, a cancel, a fleet abort, a lost connection):
+ *
+ *   phase      steps                                undo
+ *   prepare    lock, login, pull, detect            nothing changed on the host
+ *   started    start (and health, for nginx)        remove this run's candidate, put back the standby it replaced
+ *   traffic    switch, verify, wait-fleet           put the previous colour back if this run moved traffic, then as above
+ *   committed  drain, stop, cleanup, record         none: the verified new colour stays live (problems are warnings)
+ *
+ * The undo never trusts what the runner believed before the failure: it reads the host again (after
+ * reconnecting and re-taking the lock if the connection was lost) and touches only containers and upstream
+ * content that carry this run's deploy id.
  */
-import type { ClientChannel } from 'ssh2';
 import type { RunContext } from '../config/context.js';
 import { imageReference, parseImage, type ImageRef } from '../config/image.js';
 import type { Color, DeployConfig } from '../config/types.js';
-import type { RemoteHost } from '../ssh/connection.js';
+import { parseDetectOutput, parseDiscardOutput, parsePullDigests, type HostState } from '../remote/outputs.js';
 import {
   detectScript,
+  discardCandidateScript,
+  finishScript,
   listImagesScript,
   logsScript,
-  lockScript,
-  finishScript,
-  nginxDrainScript,
-  portSwapScript,
   pullScript,
   recordScript,
   restoreReplacedScript,
   startExistingScript,
   startScript,
   stopScript,
-  writeUpstreamScript,
   type LoginMode,
   type RemoteScript
 } from '../remote/scripts.js';
 import type { HostLog } from '../report/log.js';
-import { renderUpstream } from '../traffic/nginx-upstream.js';
+import type { RemoteHost } from '../ssh/connection.js';
+import { routerFor } from '../traffic/index.js';
+import type { Cutover, RouterHost, TrafficRouter } from '../traffic/router.js';
 import { Prober, waitHealthy } from './health.js';
-import { containerName, parseInspect, planDeploy, type ContainerInfo, type Plan } from './plan.js';
 import { imagesToPrune, parseImageList } from './images.js';
-import { cancelReason, StepTimer } from './steps.js';
+import { acquireLock, type HeldLock } from './lock.js';
+import { containerName, planDeploy, type ContainerInfo, type Plan } from './plan.js';
+import { StepTimer } from './steps.js';
 import { StepError, type HostResult, type StepName } from './types.js';
 
 export interface HostDeployInput {
@@ -42,6 +50,8 @@ export interface HostDeployInput {
   log: HostLog;
   timer: StepTimer;
   login: LoginMode;
+  /** The deploy lock, when the fleet took it already (all-or-nothing takes every host's lock in one order first). */
+  lock?: HeldLock;
   /** Opens a new connection to the same host, to clean up after the first one was lost. */
   reconnect?: () => Promise<RemoteHost>;
   /** All-or-nothing across hosts; absent for a single host or on-host-failure: continue. */
@@ -60,36 +70,42 @@ export interface FleetHooks {
   abortedBy(): string | undefined;
 }
 
-const TAKEOVER_MS = 10_000;
+/** How far the deploy got: what the undo has to do (see the table above). */
+export type Phase = 'prepare' | 'started' | 'traffic' | 'committed';
+
+/** The owner line a lock holder shows to whoever waits. */
+export function lockOwner(deployId: string, ctx: RunContext): string {
+  return JSON.stringify({ deployId, runUrl: ctx.runUrl, actor: ctx.actor, since: new Date().toISOString() });
+}
 
 export class HostDeployment {
   private readonly cfg: DeployConfig;
+  private readonly router: TrafficRouter;
   private remote: RemoteHost;
   private readonly log: HostLog;
   private readonly timer: StepTimer;
   private prober: Prober;
-  private lock?: ClientChannel;
+  private lock?: HeldLock;
   private plan?: Plan;
-  private switched = false;
+  private phase: Phase = 'prepare';
   private switchBackFailed = false;
   /** The image being made live: the input image, or for a rollback the kept standby's. */
   private target: ImageRef;
   /** Rollback to the kept (stopped) standby container: started again, never removed. */
   private rollbackKept = false;
   private digest?: string;
-  private cutoverMs?: number;
-  /** nginx: from writing the upstream to the first new worker (traffic starts flowing to the new colour). */
-  private switchMs?: number;
-  private downtimeMs?: number;
+  private cutover?: Cutover;
   private candidateLogs?: string;
   private prunable?: Promise<string[]>;
   private readonly warnings: string[] = [];
 
   constructor(private readonly input: HostDeployInput) {
     this.cfg = input.cfg;
+    this.router = routerFor(input.cfg);
     this.remote = input.remote;
     this.log = input.log;
     this.timer = input.timer;
+    this.lock = input.lock;
     this.prober = new Prober(this.remote, this.log, this.cfg.healthHost);
     this.target = input.cfg.command === 'deploy' ? input.cfg.image : { registry: input.cfg.image.registry, repository: '' };
   }
@@ -120,17 +136,46 @@ export class HostDeployment {
     return containerName(this.cfg.app, color);
   }
 
+  /** What the traffic router may use of this deployment. */
+  private get routerHost(): RouterHost {
+    const plan = this.plan!;
+    return {
+      cfg: this.cfg,
+      deployId: this.input.deployId,
+      plan,
+      log: this.log,
+      timer: this.timer,
+      imageLabel: imageReference(this.target),
+      exec: (step, s, what, onLine) => this.exec(step, s, what, onLine),
+      waitHealthy: (port, container) => this.waitHealthy(port, container),
+      probeOnce: (step, port) => this.probeOnce(step, port),
+      watch: (port) => this.watchAfterSwitch(port),
+      discardCandidate: (state) => this.discardCandidate(state),
+      trafficMayHaveMoved: () => {
+        this.phase = 'traffic';
+      },
+      warn: (message) => {
+        this.warnings.push(message);
+        this.log.warn(message);
+      }
+    };
+  }
+
   async run(): Promise<HostResult> {
     const started = Date.now();
     let error: StepError | undefined;
     let result: HostResult['result'] = 'success';
     try {
-      await this.timer.run('lock', () => this.acquireLock());
+      if (!this.lock) await this.timer.run('lock', () => this.takeLock());
       if (this.cfg.command === 'deploy') await this.pull();
       this.plan = await this.timer.run('detect', () => this.detect());
       if (this.cfg.command === 'rollback' && !this.rollbackKept) await this.pull();
-      if (this.cfg.traffic === 'nginx') await this.deployNginx();
-      else await this.deployPortSwap();
+      await this.timer.run('start', () => this.startCandidate());
+      this.listPrunableImages();
+      this.cutover = await this.router.cutOver(this.routerHost);
+      await this.waitForFleet();
+      this.phase = 'committed';
+      await this.finish(this.cutover.workersBefore);
     } catch (e) {
       error = e instanceof StepError ? e : new StepError(this.timer.current ?? 'detect', (e as Error).message);
       if (error.logs) this.candidateLogs = error.logs;
@@ -138,14 +183,15 @@ export class HostDeployment {
       this.log.error(`${error.step} failed: ${error.message}`);
       const abortedBy = this.input.fleet?.abortedBy();
       if (!abortedBy) this.input.fleet?.failed(error);
-      result = (await this.reconnectIfLost()) ? await this.recover() : 'failed';
-      if (abortedBy && result === 'failed' && !this.switched) result = 'skipped';
+      result = await this.undo();
+      if (abortedBy && result === 'failed' && this.phase === 'prepare') result = 'skipped';
     }
     if (this.remote.isConnected()) {
       const rec = await this.timer.soft('record', () => this.record(result, Date.now() - started, error));
       if (rec) this.warnings.push(rec);
     }
-    await this.releaseLock();
+    await this.lock?.release().catch(() => undefined);
+    this.lock = undefined;
     const plan = this.plan;
     // After a failed switch-back nginx may still send traffic to the candidate: say "unknown", not the old colour.
     const active = result === 'success' ? plan?.candidate : this.switchBackFailed ? undefined : plan?.live;
@@ -157,11 +203,11 @@ export class HostDeployment {
       candidateColor: plan?.candidate,
       image: this.target.repository ? imageReference(this.target) : '',
       digest: this.digest,
-      cutoverMs: this.cutoverMs,
-      switchMs: this.switchMs,
-      downtimeMs: this.downtimeMs,
+      cutoverMs: this.cutover?.cutoverMs,
+      switchMs: this.cutover?.switchMs,
+      downtimeMs: this.cutover?.downtimeMs,
       durationMs: Date.now() - started,
-      switched: this.switched,
+      switched: this.phase === 'traffic' || this.phase === 'committed',
       switchBackFailed: this.switchBackFailed || undefined,
       steps: this.timer.steps,
       error: error ? { step: error.step, message: error.message } : undefined,
@@ -171,109 +217,44 @@ export class HostDeployment {
     };
   }
 
-  private async acquireLock(): Promise<void> {
-    const owner = JSON.stringify({ deployId: this.input.deployId, runUrl: this.input.ctx.runUrl, actor: this.input.ctx.actor, since: new Date().toISOString() });
-    const s = lockScript(this.cfg.app, this.cfg.lockTimeoutSeconds, owner);
-    const ch = await this.remote.open(s.body, s.args);
-    await new Promise<void>((resolve, reject) => {
-      let buf = '';
-      let err = '';
-      let locked = false;
-      let lastOwner = '';
-      ch.on('data', (d: Buffer) => {
-        buf += d.toString();
-        let nl: number;
-        while ((nl = buf.indexOf('\n')) >= 0) {
-          const line = buf.slice(0, nl);
-          buf = buf.slice(nl + 1);
-          if (line === '@@locked') {
-            locked = true;
-            resolve();
-          } else if (line.startsWith('@@lock-wait')) {
-            lastOwner = describeOwner(line.slice('@@lock-wait'.length).trim());
-            this.log.info(`another deploy holds the lock (${lastOwner}); waiting up to ${this.cfg.lockTimeoutSeconds} s`);
-          } else if (line === '@@drain-wait') {
-            this.log.info(`the previous deploy's old colour is still finishing its requests (drain job on the host); waiting up to ${this.cfg.lockTimeoutSeconds} s`);
-          } else if (line.startsWith('@@lock-timeout')) {
-            lastOwner = describeOwner(line.slice('@@lock-timeout'.length).trim()) || lastOwner;
-          }
-        }
-      });
-      ch.stderr.on('data', (d: Buffer) => (err += d.toString()));
-      this.timer.signal?.addEventListener('abort', () => {
-        if (locked) return;
-        reject(new StepError('lock', `${cancelReason(this.timer.signal!)} while waiting for the deploy lock`));
-        ch.close();
-      }, { once: true });
-      ch.on('exit', (code: number | null) => {
-        if (locked) return;
-        if (code === 75) reject(new StepError('lock', `another deploy of ${this.cfg.app} still holds the lock on this host after ${this.cfg.lockTimeoutSeconds} s (${lastOwner || 'holder unknown'}); raise lock-timeout-seconds or use a workflow concurrency group`));
-        else reject(new StepError('lock', `could not take the deploy lock (exit ${code}): ${err.trim() || 'no output'}`));
-      });
-      ch.on('close', () => {
-        if (!locked) reject(new StepError('lock', `the lock command ended unexpectedly: ${err.trim() || 'no output'}`));
-      });
-    });
-    this.lock = ch;
-    this.log.info(`holding the deploy lock for ${this.cfg.app}`);
-  }
-
-  private async releaseLock(): Promise<void> {
-    const ch = this.lock;
-    if (!ch) return;
-    this.lock = undefined;
-    await new Promise<void>((resolve) => {
-      const t = setTimeout(resolve, 5000);
-      ch.once('close', () => {
-        clearTimeout(t);
-        resolve();
-      });
-      ch.end();
-    });
+  private async takeLock(): Promise<void> {
+    this.lock = await acquireLock(this.remote, { app: this.cfg.app, deployId: this.input.deployId, owner: lockOwner(this.input.deployId, this.input.ctx), timeoutSeconds: this.cfg.lockTimeoutSeconds, log: this.log, signal: this.timer.signal });
   }
 
   private async pull(): Promise<void> {
     const ref = imageReference(this.target);
     const s = pullScript(this.docker, ref, this.input.login);
     const first: StepName = this.input.login.kind === 'none' ? 'pull' : 'login';
-    let digests: string[] | undefined;
+    let out = '';
     await this.timer.run(first, async () => {
-      const out = await this.exec(first, s, `login and pull ${ref}`, (line) => {
+      out = await this.exec(first, s, `login and pull ${ref}`, (line) => {
         if (line === '@@step pull' && this.timer.current === 'login') this.timer.begin('pull');
-        if (line === '@@digests') digests = [];
-        else if (digests && line.includes('@sha256:')) digests.push(line.trim());
       });
-      void out;
       if (this.timer.current === 'login') throw new StepError('login', 'the registry login did not complete');
     }).catch((e: StepError) => {
       throw new StepError(e.step, explainPullError(e.message, ref));
     });
+    const digests = parsePullDigests(out);
     const repo = this.target.repository;
-    const match = (digests ?? []).find((d) => d.split('@')[0] === repo) ?? digests?.[0];
+    const match = digests.find((d) => d.split('@')[0] === repo) ?? digests[0];
     this.digest = this.target.digest ?? match?.split('@')[1];
     this.log.info(this.digest ? `image ${ref} is ${this.digest}` : `image ${ref} has no registry digest (local image?)`);
   }
 
-  private async detect(repaired = false): Promise<Plan> {
+  /** The host as it is now: containers (with their labels), the upstream file, the recorded state. */
+  private async readState(step: StepName): Promise<HostState> {
     const s = detectScript(this.docker, this.cfg.app, this.cfg.traffic === 'nginx' ? this.cfg.nginxUpstreamFile : '');
-    const out = await this.exec('detect', s, 'read containers, upstream and state', undefined, true);
-    const section = (name: string) => {
-      const m = new RegExp(`@@${name}\\n([\\s\\S]*?)(?=\\n@@(?:containers|upstream|state)\\n|$)`).exec(out);
-      const body = m?.[1]?.trim() ?? '';
-      return body === '@@none' ? undefined : body;
-    };
-    let recordedLive: Color | undefined;
-    try {
-      const st = JSON.parse(section('state') ?? '{}') as { live?: Color };
-      if (st.live === 'blue' || st.live === 'green') recordedLive = st.live;
-    } catch {
-      this.log.warn('the recorded state file on the host is not valid JSON; ignoring it');
-    }
-    const plan = planDeploy(this.cfg, parseInspect(section('containers') ?? ''), section('upstream'), recordedLive);
+    return parseDetectOutput(await this.exec(step, s, 'read containers, upstream and state', undefined, true));
+  }
+
+  private async detect(repaired = false): Promise<Plan> {
+    const state = await this.readState('detect');
+    if (state.stateUnreadable) this.log.warn('the recorded state file on the host is not valid JSON; ignoring it');
+    const plan = planDeploy(this.cfg, state.containers, state.upstreamContent, state.recordedLive);
     const replaced = `${this.name(plan.candidate)}-replaced`;
     if (plan.leftovers.includes(replaced) && !repaired) {
-      // A run was killed between replacing the standby and finishing; its candidate is not live. Put the
-      // real standby back, then look again.
+      // A run was killed between replacing the standby and finishing, before its candidate took traffic (the
+      // candidate's colour is not live, so it is not): put the real standby back, then look again.
       this.log.warn(`an earlier run was interrupted (${replaced} exists): restoring the standby ${this.name(plan.candidate)}`);
       await this.exec('detect', restoreReplacedScript(this.docker, this.name(plan.candidate)), `repair: remove the interrupted candidate and restore ${replaced}`);
       return this.detect(true);
@@ -327,8 +308,7 @@ export class HostDeployment {
       'bluegreen.deployed-at': new Date().toISOString()
     };
     for (const [k, v] of Object.entries(labels)) args.push('--label', `${k}=${v}`);
-    if (cfg.traffic === 'nginx') args.push('--publish', `127.0.0.1:${cfg.ports[color]}:${cfg.containerPort}`);
-    else args.push('--publish', `${cfg.publicPort}:${cfg.containerPort}`);
+    args.push(...this.router.publishArgs(color));
     args.push(...cfg.dockerRunArgs);
     args.push(this.digest ? `${this.target.repository}@${this.digest}` : imageReference(this.target));
     return args;
@@ -338,9 +318,13 @@ export class HostDeployment {
     return this.cfg.env.map((v) => `${v.key}=${v.value}\n`).join('');
   }
 
-  private async startCandidate(verb: 'run' | 'create'): Promise<void> {
+  /** The start step: from here the host holds a candidate (or the kept standby, started again). */
+  private async startCandidate(): Promise<void> {
     const plan = this.plan!;
     const name = this.name(plan.candidate);
+    const verb = this.router.startVerb;
+    // Only now, after the step's cancel check: a cancel or fleet abort before this point changed nothing.
+    this.phase = 'started';
     if (this.rollbackKept) {
       if (verb === 'run') await this.exec('start', startExistingScript(this.docker, name), `docker start ${name} (the kept standby)`);
       return;
@@ -349,9 +333,8 @@ export class HostDeployment {
     await this.exec('start', s, `docker ${verb} ${name}`);
   }
 
-  private health(port: number): Promise<unknown> {
-    const plan = this.plan!;
-    return waitHealthy(this.remote, this.prober, { port, path: this.cfg.healthPath, intervalMs: this.cfg.healthIntervalMs, timeoutMs: this.cfg.healthTimeoutMs, container: this.name(plan.candidate), dockerCommand: this.docker }, this.log, this.timer.signal);
+  private async waitHealthy(port: number, container: string): Promise<void> {
+    await waitHealthy(this.remote, this.prober, { port, path: this.cfg.healthPath, intervalMs: this.cfg.healthIntervalMs, timeoutMs: this.cfg.healthTimeoutMs, container, dockerCommand: this.docker }, this.log, this.timer.signal);
   }
 
   private async probeOnce(step: StepName, port: number): Promise<void> {
@@ -359,83 +342,6 @@ export class HostDeployment {
     if (p.status === undefined || p.status < 200 || p.status >= 300) {
       throw new StepError(step, `GET ${this.cfg.healthPath} on port ${port} answered ${p.status !== undefined ? `HTTP ${p.status}` : p.error} after the switch`);
     }
-  }
-
-  private async deployNginx(): Promise<void> {
-    const plan = this.plan!;
-    const cfg = this.cfg;
-    const port = cfg.ports[plan.candidate];
-    await this.timer.run('start', () => this.startCandidate('run'));
-    this.listPrunableImages();
-    await this.timer.run('health', () => this.health(port));
-    let workersBefore: string[] = [];
-    let takeover: 'taken-over' | 'no-takeover' | 'no-workers' | undefined;
-    this.timer.checkCancelled();
-    const switchStart = Date.now();
-    await this.timer.run('switch', async () => {
-      const note = `Live: ${plan.candidate} (${imageReference(this.target)}), ${cfg.command} ${this.input.deployId}.`;
-      const s = writeUpstreamScript(cfg.nginxUpstreamFile, cfg.nginxReloadCommand, { takeoverMs: TAKEOVER_MS });
-      s.stdin = renderUpstream(cfg.nginxUpstreamName, port, note);
-      try {
-        await this.exec('switch', s, `point ${cfg.nginxUpstreamFile} at ${plan.candidate} (127.0.0.1:${port}), reload nginx and wait for its new workers`, (line) => {
-          if (line.startsWith('@@workers-before')) workersBefore = line.slice('@@workers-before'.length).trim().split(/\s+/).filter(Boolean);
-          const m = /^@@(taken-over|no-takeover|no-workers)(?: \d+)?(?: (\d+))?(?: (\d+))?/.exec(line);
-          if (m) {
-            takeover = m[1] as typeof takeover;
-            // Timed on the host from the write: the runner's round trip to the host is not part of it.
-            if (takeover === 'taken-over') {
-              this.cutoverMs = m[2] !== undefined ? Number(m[2]) : Date.now() - switchStart;
-              this.switchMs = m[3] !== undefined ? Number(m[3]) : undefined;
-            }
-          }
-        });
-      } catch (e) {
-        // Exit 3/4: the script could not write the file, or restored it itself after a failed reload.
-        if (e instanceof StepError) throw new StepError('switch', `${e.message.replace(/^.*?failed/, 'nginx switch failed')}; the previous upstream file was restored`);
-        // The connection failed mid-switch: nginx may have reloaded already, so switch back to be sure.
-        this.switched = true;
-        throw e;
-      }
-      this.switched = true;
-    });
-    await this.timer.run('verify', async () => {
-      if (takeover === 'no-takeover' || (takeover === undefined && workersBefore.length > 0)) {
-        // nginx kept its old workers: the reload did not happen (wrong reload command, a bind-mounted
-        // file in a containerized nginx, …). Stopping the old colour now would cause an outage.
-        throw new StepError('verify', `nginx did not reload within ${TAKEOVER_MS / 1000} s (its workers ${workersBefore.join(', ')} are still the only ones): check nginx-reload-command and that nginx reads ${cfg.nginxUpstreamFile}`);
-      }
-      if (takeover !== 'taken-over') {
-        this.warnings.push('verify: no nginx worker processes are visible on the host, so the reload cannot be confirmed');
-        this.log.warn(this.warnings[this.warnings.length - 1]);
-      } else this.log.info(`nginx serves ${plan.candidate}: first new worker ${this.switchMs ?? '?'} ms, old workers no longer accepting ${this.cutoverMs} ms after the upstream was written`);
-      await this.probeOnce('verify', port);
-      await this.watchAfterSwitch(port);
-    });
-    await this.waitForFleet();
-    await this.finish(workersBefore);
-  }
-
-  private async deployPortSwap(): Promise<void> {
-    const plan = this.plan!;
-    const cfg = this.cfg;
-    await this.timer.run('start', () => this.startCandidate('create'));
-    this.listPrunableImages();
-    const swapStart = Date.now();
-    await this.timer.run('switch', async () => {
-      const stopName = plan.live ? this.name(plan.live) : undefined;
-      this.switched = true;
-      await this.exec('switch', portSwapScript(this.docker, stopName, this.name(plan.candidate), cfg.stopTimeoutSeconds), `stop ${stopName ?? '(nothing live)'} and start ${this.name(plan.candidate)} on port ${cfg.publicPort}`);
-    });
-    await this.timer.run('health', () => this.health(cfg.publicPort));
-    this.cutoverMs = Date.now() - swapStart;
-    if (plan.live) this.downtimeMs = this.cutoverMs;
-    this.log.info(plan.live ? `port-swap downtime: ${this.cutoverMs} ms (old stopped until new healthy)` : `first start took ${this.cutoverMs} ms`);
-    await this.timer.run('verify', async () => {
-      await this.probeOnce('verify', cfg.publicPort);
-      await this.watchAfterSwitch(cfg.publicPort);
-    });
-    await this.waitForFleet();
-    await this.finish([]);
   }
 
   /** The point of no return: all-or-nothing waits here, the old colour still ready to take traffic back. */
@@ -482,76 +388,78 @@ export class HostDeployment {
   }
 
   /**
-   * After a dropped connection the host may hold a half-started candidate or a switched upstream.
-   * Reconnect (a few tries with backoff), take the lock again, and let the normal recovery run.
+   * After a dropped connection: reconnect (a few tries with backoff) and take the lock again — the same run's
+   * lock, so it never waits on itself — before anything is read or changed.
    */
   private async reconnectIfLost(): Promise<boolean> {
     if (this.remote.isConnected()) return true;
-    if (!this.input.reconnect || !this.plan) {
-      this.warnings.push('the connection was lost before anything changed on the host');
-      return Boolean(!this.plan);
-    }
-    this.lock = undefined; // it died with the connection
+    if (!this.input.reconnect) return false;
+    const old = this.lock;
+    this.lock = undefined;
+    void old?.release().catch(() => undefined); // it died with the connection
     for (const [i, wait] of [500, 1500, 4000].entries()) {
       await new Promise((r) => setTimeout(r, wait));
       try {
         this.remote = await this.input.reconnect();
         this.prober = new Prober(this.remote, this.log, this.cfg.healthHost);
-        await this.acquireLock();
+        await this.takeLock();
         this.log.warn(`reconnected (try ${i + 1}) to clean up after the lost connection`);
         return true;
       } catch (e) {
         this.log.warn(`reconnect try ${i + 1} failed: ${(e as Error).message}`);
       }
     }
-    this.switchBackFailed = this.switched;
-    this.warnings.push(`could not reconnect to clean up: ${this.switched ? 'traffic may be on the new colour' : `the candidate ${this.name(this.plan.candidate)} may be left on the host (the next deploy replaces it)`}`);
     return false;
   }
 
-  /** Undo after a failure: before the switch remove the candidate; after it, switch back. */
-  private async recover(): Promise<HostResult['result']> {
+  /** The one rescue: the undo rule of the phase reached, decided from the host's state as it is now. */
+  private async undo(): Promise<HostResult['result']> {
     const plan = this.plan;
-    if (!plan) return 'failed';
-    const candidate = this.name(plan.candidate);
-    // The kept standby is the only way back later: stop it, never remove it.
-    const discard = () =>
-      this.rollbackKept
-        ? this.exec('cleanup', stopScript(this.docker, candidate, this.cfg.stopTimeoutSeconds), `stop ${candidate} again (kept as standby)`)
-        : this.exec('cleanup', restoreReplacedScript(this.docker, candidate), `remove the failed candidate ${candidate}${plan.replaceExisting ? ' and put back the standby it replaced' : ''}`);
-    if (!this.switched) {
-      if (this.timer.steps.some((s) => s.name === 'start')) await this.timer.soft('cleanup', () => discard().then(() => undefined));
+    if (this.phase === 'prepare' || !plan) return 'failed';
+    if (this.phase === 'committed') return 'success';
+    if (!(await this.reconnectIfLost())) {
+      this.switchBackFailed = this.phase === 'traffic';
+      this.warnings.push(`could not reconnect to clean up: ${this.phase === 'traffic' ? 'traffic may be on the new colour' : `the candidate ${this.name(plan.candidate)} may be left on the host (the next deploy replaces it)`}`);
       return 'failed';
     }
+    if (this.phase === 'started') {
+      const w = await this.timer.soft('cleanup', async () => this.discardCandidate(await this.readState('cleanup')));
+      if (w) this.warnings.push(w);
+      return 'failed';
+    }
+    let movedBack = false;
     const back = await this.timer.soft('switch-back', async () => {
-      if (this.cfg.traffic === 'nginx') {
-        const content = plan.upstreamContent;
-        const s = writeUpstreamScript(this.cfg.nginxUpstreamFile, this.cfg.nginxReloadCommand, { remove: content === undefined, takeoverMs: TAKEOVER_MS });
-        if (content !== undefined) s.stdin = content.endsWith('\n') ? content : `${content}\n`;
-        let before: string[] = [];
-        const out = await this.exec('switch-back', s, `restore ${this.cfg.nginxUpstreamFile}, reload nginx and wait for its new workers`, (line) => {
-          if (line.startsWith('@@workers-before')) before = line.slice('@@workers-before'.length).trim().split(/\s+/).filter(Boolean);
-        });
-        // nginx reloads asynchronously, and its previous workers keep proxying their requests to the candidate:
-        // remove it only once they are done, or those requests fail with 502.
-        if (out.includes('@@taken-over') && before.length) {
-          await this.exec('switch-back', nginxDrainScript(before, this.cfg.drainMs), `let in-flight requests to ${candidate} finish (up to ${this.cfg.drainMs / 1000} s)`);
-        }
-        await discard();
-      } else {
-        await discard();
-        if (plan.live) {
-          await this.exec('switch-back', portSwapScript(this.docker, undefined, this.name(plan.live), this.cfg.stopTimeoutSeconds), `start ${this.name(plan.live)} again`);
-          await waitHealthy(this.remote, this.prober, { port: this.cfg.publicPort, path: this.cfg.healthPath, intervalMs: this.cfg.healthIntervalMs, timeoutMs: this.cfg.healthTimeoutMs, container: this.name(plan.live), dockerCommand: this.docker }, this.log);
-        }
-      }
+      movedBack = await this.router.switchBack(this.routerHost, await this.readState('switch-back'));
     });
     if (back) {
       this.switchBackFailed = true;
       this.warnings.push(back, 'switching back did not complete: check which colour the host serves before the next deploy');
       return 'failed';
     }
-    return plan.live ? 'rolled-back' : 'failed';
+    return movedBack && plan.live ? 'rolled-back' : 'failed';
+  }
+
+  /**
+   * Undo of `start`. A new candidate is removed only if it carries this run's deploy id (never the kept standby
+   * or another run's container), and the standby it replaced is put back. The kept standby of a rollback is
+   * stopped again, never removed — unless traffic is routed to it now (another run made it live meanwhile).
+   */
+  private async discardCandidate(state?: HostState): Promise<void> {
+    const plan = this.plan!;
+    const name = this.name(plan.candidate);
+    const step = this.timer.current ?? 'cleanup';
+    if (this.rollbackKept) {
+      if (state && this.router.routedColor(state) === plan.candidate) {
+        this.log.warn(`${name} takes traffic now: left running`);
+        return;
+      }
+      await this.exec(step, stopScript(this.docker, name, this.cfg.stopTimeoutSeconds), `stop ${name} again (kept as standby)`);
+      return;
+    }
+    const out = await this.exec(step, discardCandidateScript(this.docker, name, this.input.deployId), `remove the failed candidate ${name}${plan.replaceExisting ? ' and put back the standby it replaced' : ''}`);
+    const d = parseDiscardOutput(out);
+    if (d.foreign) this.log.info(`${name} was not made by this deploy (it belongs to deploy ${d.foreign}): left alone`);
+    if (d.restored) this.log.info(`put back the standby ${name}`);
   }
 
   /**
@@ -585,7 +493,7 @@ export class HostDeployment {
     const replaced = `${this.name(plan.candidate)}-replaced`;
     if (plan.replaceExisting && !this.rollbackKept && !names.includes(replaced)) names.push(replaced);
     const refs = (await this.prunable) ?? [];
-    const stopName = cfg.traffic === 'nginx' && plan.live ? this.name(plan.live) : undefined;
+    const stopName = this.router.retire(plan);
     if (!stopName && !names.length && !refs.length) return;
     const s = finishScript(this.docker, cfg.app, { workersBefore, drainMs: cfg.drainMs, stopName, stopTimeoutSeconds: cfg.stopTimeoutSeconds, removeNames: names, removeImages: refs, background: !cfg.waitForDrain });
     const secs = cfg.drainMs / 1000;
@@ -632,7 +540,7 @@ export class HostDeployment {
       actor: ctx.actor,
       runUrl: ctx.runUrl,
       durationMs,
-      cutoverMs: this.cutoverMs,
+      cutoverMs: this.cutover?.cutoverMs,
       steps: Object.fromEntries(this.timer.steps.map((s) => [s.name, s.durationMs])),
       error: error ? `${error.step}: ${error.message}`.slice(0, 500) : undefined
     };
@@ -664,11 +572,3 @@ function describeContainer(c: ContainerInfo | undefined): string | undefined {
   return `${c.name}: ${c.labels['bluegreen.image'] ?? 'unknown image'}, ${c.state}`;
 }
 
-function describeOwner(json: string): string {
-  try {
-    const o = JSON.parse(json) as { deployId?: string; runUrl?: string; actor?: string; since?: string };
-    return `deploy ${o.deployId ?? '?'} by ${o.actor ?? '?'} since ${o.since ?? '?'}${o.runUrl ? `, ${o.runUrl}` : ''}`;
-  } catch {
-    return json;
-  }
-}

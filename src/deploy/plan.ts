@@ -1,6 +1,6 @@
 /** Decides which colour is live and which one the candidate takes, from the host's real state. */
 import type { Color, DeployConfig } from '../config/types.js';
-import { upstreamPort } from '../traffic/nginx-upstream.js';
+import { upstreamPort } from '../traffic/nginx/upstream.js';
 import { other, StepError } from './types.js';
 
 export interface ContainerInfo {
@@ -39,6 +39,17 @@ export function parseInspect(text: string): ContainerInfo[] {
     });
 }
 
+/**
+ * The live colour, the one rule for deploy and status: the colour traffic is routed to if it runs; else the only
+ * running colour; with both running and no routing to tell, the recorded one (blue without a record).
+ */
+export function liveColor(running: Color[], routedColor: Color | undefined, recordedLive: Color | undefined): Color | undefined {
+  if (routedColor && running.includes(routedColor)) return routedColor;
+  if (running.length === 1) return running[0];
+  if (running.length === 2) return recordedLive ?? 'blue';
+  return undefined;
+}
+
 export function planDeploy(cfg: Pick<DeployConfig, 'app' | 'traffic' | 'ports'>, containers: ContainerInfo[], upstreamContent: string | undefined, recordedLive: Color | undefined): Plan {
   const notes: string[] = [];
   const byColor: Partial<Record<Color, ContainerInfo>> = {};
@@ -58,15 +69,9 @@ export function planDeploy(cfg: Pick<DeployConfig, 'app' | 'traffic' | 'ports'>,
     if (upstreamContent && port !== undefined && !upstreamColor) notes.push(`the upstream file points at port ${port}, which is neither blue-port (${cfg.ports.blue}) nor green-port (${cfg.ports.green})`);
   }
 
-  let live: Color | undefined;
-  if (upstreamColor && running.includes(upstreamColor)) live = upstreamColor;
-  else if (running.length === 1) {
-    live = running[0];
-    if (cfg.traffic === 'nginx') notes.push(`the upstream ${upstreamColor ? `points at ${upstreamColor}, which is not running` : 'names no colour'}; taking the running ${live} container as live`);
-  } else if (running.length === 2) {
-    live = recordedLive ?? 'blue';
-    notes.push(`both colours are running; taking ${live} as live (${recordedLive ? 'recorded state' : 'default'})`);
-  }
+  const live = liveColor(running, upstreamColor, recordedLive);
+  if (live && live !== upstreamColor && running.length === 1 && cfg.traffic === 'nginx') notes.push(`the upstream ${upstreamColor ? `points at ${upstreamColor}, which is not running` : 'names no colour'}; taking the running ${live} container as live`);
+  if (running.length === 2 && live !== upstreamColor) notes.push(`both colours are running; taking ${live} as live (${recordedLive ? 'recorded state' : 'default'})`);
 
   const candidate: Color = live ? other(live) : (upstreamColor ?? recordedLive ?? 'blue');
   const leftovers = containers.filter((c) => c.labels['bluegreen.app'] === cfg.app && c.name !== containerName(cfg.app, 'blue') && c.name !== containerName(cfg.app, 'green')).map((c) => c.name);

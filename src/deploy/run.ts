@@ -4,11 +4,12 @@ import { imageReference } from '../config/image.js';
 import type { DeployConfig, HostTarget, SshSettings } from '../config/types.js';
 import type { RegistryCredentials } from '../registry/ecr.js';
 import type { LoginMode } from '../remote/scripts.js';
-import type { RunLog } from '../report/log.js';
+import type { HostLog, RunLog } from '../report/log.js';
 import type { Secrets } from '../report/secrets.js';
 import type { ConnectOptions, RemoteHost } from '../ssh/connection.js';
 import { runRollout, type DeployOne } from './fleet.js';
-import { HostDeployment } from './host-deploy.js';
+import { HostDeployment, lockOwner } from './host-deploy.js';
+import { acquireLock, type HeldLock } from './lock.js';
 import { StepTimer } from './steps.js';
 import { StepError, type HostResult, type Result, type StepRecord } from './types.js';
 
@@ -76,37 +77,150 @@ export async function runDeploy(cfg: DeployConfig, ctx: RunContext, log: RunLog,
     login = { kind: 'ecr-on-host', registry: cfg.image.registry, region: cfg.awsRegion! };
   }
 
-  const deployOne: DeployOne = async (target, batch, signal, fleet) => {
-    const hostLog = log.forHost(target.label);
-    const timer = new StepTimer(hostLog, signal);
-    const hostStarted = Date.now();
-    const meta = { batch, startedAt: new Date(hostStarted).toISOString() };
-    const connectTo = () => deps.connect(target, cfg.ssh, { signal, onRetry: (n, e, waitMs) => hostLog.warn(`connect attempt ${n} failed (${e.message}); retrying in ${waitMs / 1000} s`) });
-    let remote: RemoteHost;
-    try {
-      remote = await timer.run('connect', connectTo);
-    } catch (e) {
-      const err = e as StepError;
-      hostLog.error(`connect failed: ${err.message}`);
-      fleet?.failed(err);
-      return { host: target.label, result: 'failed', image: base.image, durationMs: Date.now() - hostStarted, switched: false, steps: timer.steps, error: { step: 'connect', message: err.message }, warnings: [], ...meta };
-    }
-    const extra: RemoteHost[] = [];
-    const reconnect = async () => {
-      const r = await connectTo();
-      extra.push(r);
-      return r;
+  const allOrNothing = cfg.rollout.onHostFailure === 'rollback-all' && cfg.hosts.length > 1;
+  const sessions = new Map<string, HostSession>();
+  const openSession = (target: HostTarget, signal?: AbortSignal): HostSession => {
+    const log0 = log.forHost(target.label);
+    const s: HostSession = {
+      target,
+      log: log0,
+      timer: new StepTimer(log0, signal),
+      startedAt: Date.now(),
+      remotes: [],
+      connect: () => deps.connect(target, cfg.ssh, { signal: s.timer.signal, onRetry: (n, e, waitMs) => log0.warn(`connect attempt ${n} failed (${e.message}); retrying in ${waitMs / 1000} s`) }).then((r) => {
+        s.remotes.push(r);
+        return r;
+      })
     };
+    sessions.set(target.label, s);
+    return s;
+  };
+  const failedAt = (s: HostSession, step: 'connect' | 'lock', err: Error, batch?: number): HostResult => ({
+    host: s.target.label,
+    result: 'failed',
+    image: base.image,
+    durationMs: Date.now() - s.startedAt,
+    switched: false,
+    steps: s.timer.steps,
+    error: { step, message: err.message },
+    warnings: [],
+    batch,
+    startedAt: new Date(s.startedAt).toISOString()
+  });
+
+  let upFront: HostResult[] | undefined;
+  if (allOrNothing) upFront = await lockFleet([...cfg.hosts], openSession, failedAt, cfg, deployId, ctx, log, deps.signal);
+
+  const deployOne: DeployOne = async (target, batch, signal, fleet) => {
+    const pre = sessions.get(target.label);
+    const s = pre ?? openSession(target, signal);
+    s.timer.signal = signal;
+    const meta = { batch, startedAt: new Date(s.startedAt).toISOString() };
     try {
-      return { ...(await new HostDeployment({ cfg, ctx, deployId, remote, log: hostLog, timer, login, reconnect, fleet }).run()), ...meta };
+      let remote = s.remotes[0];
+      if (!remote) {
+        try {
+          remote = await s.timer.run('connect', s.connect);
+        } catch (e) {
+          s.log.error(`connect failed: ${(e as Error).message}`);
+          fleet?.failed(e as StepError);
+          return failedAt(s, 'connect', e as Error, batch);
+        }
+      }
+      return { ...(await new HostDeployment({ cfg, ctx, deployId, remote, log: s.log, timer: s.timer, login, lock: s.lock, reconnect: s.connect, fleet }).run()), ...meta };
     } finally {
-      for (const r of [remote, ...extra]) r.close();
+      for (const r of s.remotes) r.close();
     }
   };
-  const hosts = await runRollout(cfg.hosts, cfg.rollout, deployOne, (msg) => log.log('info', msg), deps.signal);
+  const hosts = upFront ?? (await runRollout(cfg.hosts, cfg.rollout, deployOne, (msg) => log.log('info', msg), deps.signal));
+  // Hosts locked up front whose batch never started (the rollout stopped): let them go.
+  await Promise.all(
+    [...sessions.values()].map(async (s) => {
+      await s.lock?.release().catch(() => undefined);
+      for (const r of s.remotes) r.close();
+    })
+  );
+  if (deps.signal?.aborted) {
+    // A cancel is nobody's failure: say so instead of naming the first host that stopped.
+    const where = hosts.find((h) => h.error && !h.abortedBy)?.error?.step ?? 'connect';
+    return finish(hosts, { step: where, message: 'the workflow run was cancelled (SIGINT/SIGTERM); each host was left as described in its row' });
+  }
   // The run's error is the host that failed on its own, not one stopped because of it.
   const failed = hosts.find((h) => h.error && !h.abortedBy) ?? hosts.find((h) => h.error);
   return finish(hosts, failed?.error ? { ...failed.error, host: failed.host } : undefined);
+}
+
+/** One host's connection(s), log and step timer for the run. */
+interface HostSession {
+  target: HostTarget;
+  log: HostLog;
+  timer: StepTimer;
+  startedAt: number;
+  /** Every connection opened to the host (a reconnect adds one); all closed when the host is done. */
+  remotes: RemoteHost[];
+  connect: () => Promise<RemoteHost>;
+  /** Taken up front (all-or-nothing). */
+  lock?: HeldLock;
+}
+
+/**
+ * All-or-nothing: every host's lock is taken before any host deploys, one host after the other in one order
+ * (by address) that every run uses. Two overlapping fleet deploys can then never each hold some hosts while
+ * waiting at the gate for the others (a deadlock until lock-timeout-seconds): the second simply waits for the
+ * first at its first host. Connecting is done for all hosts at once. Returns the results when the fleet cannot
+ * start (a host failed to connect or to lock: nothing was touched, every lock taken is released), else undefined.
+ */
+async function lockFleet(
+  targets: HostTarget[],
+  open: (t: HostTarget, signal?: AbortSignal) => HostSession,
+  failedAt: (s: HostSession, step: 'connect' | 'lock', err: Error) => HostResult,
+  cfg: DeployConfig,
+  deployId: string,
+  ctx: RunContext,
+  log: RunLog,
+  signal?: AbortSignal
+): Promise<HostResult[] | undefined> {
+  const all = targets.map((t) => open(t, signal));
+  const failures = new Map<string, HostResult>();
+  await Promise.all(
+    all.map((s) =>
+      s.timer.run('connect', s.connect).catch((e: Error) => {
+        s.log.error(`connect failed: ${e.message}`);
+        failures.set(s.target.label, failedAt(s, 'connect', e));
+      })
+    )
+  );
+  if (!failures.size) {
+    const ordered = [...all].sort((a, b) => lockOrder(a.target).localeCompare(lockOrder(b.target)));
+    for (const s of ordered) {
+      try {
+        await s.timer.run('lock', async () => {
+          s.lock = await acquireLock(s.remotes[0], { app: cfg.app, deployId, owner: lockOwner(deployId, ctx), timeoutSeconds: cfg.lockTimeoutSeconds, log: s.log, signal });
+        });
+      } catch (e) {
+        s.log.error(`lock failed: ${(e as Error).message}`);
+        failures.set(s.target.label, failedAt(s, 'lock', e as Error));
+        break;
+      }
+    }
+  }
+  if (!failures.size) return undefined;
+  const [first] = failures.values();
+  log.log('error', `${first.host} failed at ${first.error!.step}: no host was touched (on-host-failure: rollback-all)`);
+  return Promise.all(
+    all.map(async (s) => {
+      await s.lock?.release().catch(() => undefined);
+      for (const r of s.remotes) r.close();
+      const own = failures.get(s.target.label);
+      if (own) return own;
+      return { host: s.target.label, result: 'skipped', image: '', durationMs: Date.now() - s.startedAt, switched: false, steps: s.timer.steps, warnings: [], batch: 0, abortedBy: first.host, error: { step: first.error!.step, message: `not started: ${first.host} failed at ${first.error!.step}` } } satisfies HostResult;
+    })
+  );
+}
+
+/** The order hosts are locked in: the same for every run, whatever order the hosts input lists them in. */
+function lockOrder(t: HostTarget): string {
+  return `${t.host}:${String(t.port).padStart(5, '0')}`;
 }
 
 function stepRecord(name: StepRecord['name'], start: number, status: StepRecord['status'], detail?: string): StepRecord {

@@ -8,8 +8,11 @@ export class StepTimer {
 
   constructor(
     private readonly log: HostLog,
-    /** Aborted when the workflow run is cancelled: no new step starts; recovery (soft steps) still runs. */
-    readonly signal?: AbortSignal
+    /**
+     * Aborted when the workflow run is cancelled (or the fleet stops this host): no new step starts; recovery
+     * (soft steps) still runs. Replaced when a host that took its lock up front joins its rollout batch.
+     */
+    public signal?: AbortSignal
   ) {}
 
   /** Throws inside a step when the run was cancelled, so the usual recovery runs. */

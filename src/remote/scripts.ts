@@ -314,6 +314,26 @@ export function portSwapScript(dockerCommand: string[], stopName: string | undef
   };
 }
 
+/**
+ * Undo of `start`: removes the container `name` only if it carries this run's deploy id (never the kept standby
+ * or another run's container), then puts back the standby it had replaced (`<name>-replaced`) if the name is free.
+ * Prints `@@removed`, `@@foreign <deploy id>` (left alone) and `@@restored`.
+ */
+export function discardCandidateScript(dockerCommand: string[], name: string, deployId: string): RemoteScript {
+  return {
+    body: [
+      dockerFn(dockerCommand),
+      `id=$(D inspect --format '{{index .Config.Labels "bluegreen.deploy-id"}}' "$1" 2>/dev/null); there=$?`,
+      'if [ $there = 0 ]; then',
+      '  if [ "$id" = "$2" ]; then D rm -f "$1" >/dev/null || exit 3; echo "@@removed"; there=1; else echo "@@foreign $id"; fi',
+      'fi',
+      'if [ $there != 0 ] && D inspect --format "{{.Id}}" "$1-replaced" >/dev/null 2>&1; then D rename "$1-replaced" "$1" || exit 3; echo "@@restored"; fi',
+      'exit 0'
+    ].join('\n'),
+    args: [name, deployId]
+  };
+}
+
 /** Removes a failed candidate and puts back the standby it had replaced (renamed `<name>-replaced`). */
 export function restoreReplacedScript(dockerCommand: string[], name: string): RemoteScript {
   return {

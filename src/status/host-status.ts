@@ -1,11 +1,11 @@
 /** `command: status`: what runs where on one host, read-only, plus findings a person should act on. */
 import type { Color, DeployConfig } from '../config/types.js';
 import { Prober } from '../deploy/health.js';
-import { containerName } from '../deploy/plan.js';
+import { containerName, liveColor } from '../deploy/plan.js';
 import { statusScript } from '../remote/scripts.js';
 import type { HostLog } from '../report/log.js';
 import type { RemoteHost } from '../ssh/connection.js';
-import { upstreamPort } from '../traffic/nginx-upstream.js';
+import { upstreamPort } from '../traffic/nginx/upstream.js';
 
 export interface ColorStatus {
   exists: boolean;
@@ -137,9 +137,7 @@ export async function readHostStatus(cfg: DeployConfig, remote: RemoteHost, log:
     };
   }
   const running = (['blue', 'green'] as const).filter((c) => colors[c].state === 'running');
-  let live: Color | undefined;
-  if (cfg.traffic === 'nginx') live = upstreamColor && running.includes(upstreamColor) ? upstreamColor : running.length === 1 ? running[0] : undefined;
-  else live = running.length === 1 ? running[0] : running.length === 2 ? recordedLive : undefined;
+  const live = liveColor(running, upstreamColor, recordedLive);
   for (const c of ['blue', 'green'] as const) if (colors[c].exists) colors[c].role = c === live ? 'live' : 'standby';
 
   // Live probes: the same HTTP GET the deploy uses, through the SSH connection.

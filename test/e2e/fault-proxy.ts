@@ -29,13 +29,13 @@ export class FaultProxy {
   ) {}
 
   static async start(targetHost: string, targetPort: number, listenHost = '127.0.0.1'): Promise<FaultProxy> {
-    let proxy!: FaultProxy;
-    const server = net.createServer({ noDelay: true }, (client) => proxy.accept(client));
+    const server = net.createServer({ noDelay: true });
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(0, listenHost, () => resolve());
     });
-    proxy = new FaultProxy(server, (server.address() as net.AddressInfo).port, { host: targetHost, port: targetPort });
+    const proxy = new FaultProxy(server, (server.address() as net.AddressInfo).port, { host: targetHost, port: targetPort });
+    server.on('connection', (client) => proxy.accept(client));
     return proxy;
   }
 

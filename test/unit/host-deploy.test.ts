@@ -1,9 +1,6 @@
-import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { Duplex } from 'node:stream';
-import type { ClientChannel } from 'ssh2';
 import type { RunContext } from '../../src/config/context.js';
 import type { DeployConfig, HostTarget } from '../../src/config/types.js';
 import { HostDeployment } from '../../src/deploy/host-deploy.js';
@@ -13,152 +10,18 @@ import type { HostResult } from '../../src/deploy/types.js';
 import type { LoginMode } from '../../src/remote/scripts.js';
 import { RunLog, type ConsoleSink } from '../../src/report/log.js';
 import { Secrets } from '../../src/report/secrets.js';
-import type { ExecOptions, ExecResult, RemoteHost } from '../../src/ssh/connection.js';
-import { renderUpstream } from '../../src/traffic/nginx-upstream.js';
-
-// ---------------------------------------------------------------------------------------------
-// A scripted fake host
-// ---------------------------------------------------------------------------------------------
-
-type Kind = 'pull' | 'detect' | 'status' | 'logs' | 'start' | 'upstream' | 'images' | 'drain' | 'swap' | 'stop' | 'remove' | 'record' | 'probe-shell' | 'unknown';
-
-interface Call {
-  kind: Kind;
-  args: string[];
-  stdin?: string;
-}
-
-type Reply = Partial<ExecResult>;
-type Handler = (call: Call, host: FakeHost) => Reply;
-
-/** Recognises a remote script by distinctive text of its body (see src/remote/scripts.ts). */
-function classify(body: string): Kind {
-  if (body.includes('@@step pull')) return 'pull';
-  if (body.includes('@@containers')) return 'detect';
-  if (body.includes('{{.State.Status}}')) return 'status';
-  if (body.includes('D run -d')) return 'start';
-  if (body.includes('bluegreen-new')) return 'upstream';
-  if (body.includes('@@images')) return 'images';
-  if (body.includes('@@drained')) return 'drain';
-  if (body.includes('D start "$2"')) return 'swap';
-  if (body.includes('D stop -t')) return 'stop';
-  if (body.includes('D rm -f "$@"') || body.includes('-replaced" "$1"')) return 'remove';
-  if (body.includes('history.jsonl')) return 'record';
-  if (body.includes('D logs --tail')) return 'logs';
-  if (body.includes('/dev/tcp')) return 'probe-shell';
-  return 'unknown';
-}
+import { renderUpstream } from '../../src/traffic/nginx/upstream.js';
+import { FakeHost } from './fake-host.js';
 
 const APP = 'shop';
 const PORTS = { blue: 8081, green: 8082 };
-const inspectLine = (name: string, running: boolean, restarts = 0, labels: Record<string, string> | null = { 'bluegreen.app': APP }) =>
-  JSON.stringify({ id: `id-${name}`, name: `/${name}`, state: running ? 'running' : 'exited', running, restarts, labels });
-
-function detectOutput(containers: string[], upstream: string | undefined, state: string | undefined): string {
-  return ['@@containers', ...containers, '@@upstream', upstream ?? '@@none', '@@state', state ?? '@@none', ''].join('\n');
-}
-
 const ORIGINAL_UPSTREAM = renderUpstream(APP, PORTS.blue, 'Live: blue (old), deploy 1.').trim();
 
-class FakeHost implements RemoteHost {
-  readonly target: HostTarget;
-  readonly calls: Call[] = [];
-  /** Every event in order, including the lock ('lock-open', 'lock-end') and probes ('probe:<port>'). */
-  readonly events: string[] = [];
-  readonly handlers: Partial<Record<Kind, Handler>> = {};
-  /** HTTP status the forwarded port answers. */
-  httpStatus: (port: number, host: FakeHost) => number = () => 200;
-  lockEnded = false;
-  closed = false;
-
-  constructor(label = 'h1') {
-    this.target = { label, host: label, port: 22, user: 'ec2-user' };
-  }
-
-  on(kind: Kind, h: Handler): this {
-    this.handlers[kind] = h;
-    return this;
-  }
-
-  count(kind: Kind): number {
-    return this.calls.filter((c) => c.kind === kind).length;
-  }
-
-  callsOf(kind: Kind): Call[] {
-    return this.calls.filter((c) => c.kind === kind);
-  }
-
-  async run(body: string, args: string[] = [], opts: ExecOptions = {}): Promise<ExecResult> {
-    const call: Call = { kind: classify(body), args, stdin: opts.stdin };
-    this.calls.push(call);
-    this.events.push(call.kind);
-    const r = (this.handlers[call.kind] ?? defaultHandler)(call, this);
-    const res: ExecResult = { code: r.code ?? 0, signal: r.signal ?? null, stdout: r.stdout ?? '', stderr: r.stderr ?? '' };
-    if (opts.onLine) {
-      for (const line of res.stdout.split('\n').filter((l, i, a) => l !== '' || i < a.length - 1)) opts.onLine(line, 'stdout');
-      for (const line of res.stderr.split('\n').filter(Boolean)) opts.onLine(line, 'stderr');
-    }
-    await new Promise((r2) => setImmediate(r2));
-    return res;
-  }
-
-  async open(body: string): Promise<ClientChannel> {
-    if (!body.includes('flock')) throw new Error(`unexpected open(): ${body.slice(0, 40)}`);
-    this.events.push('lock-open');
-    const ch = new EventEmitter() as EventEmitter & { stderr: EventEmitter; end(): void };
-    ch.stderr = new EventEmitter();
-    ch.end = () => {
-      this.lockEnded = true;
-      this.events.push('lock-end');
-      setImmediate(() => ch.emit('close'));
-    };
-    setImmediate(() => ch.emit('data', Buffer.from('@@locked\n')));
-    return ch as unknown as ClientChannel;
-  }
-
-  async forward(port: number): Promise<NodeJS.ReadWriteStream & { destroy(): void }> {
-    this.events.push(`probe:${port}`);
-    const status = this.httpStatus(port, this);
-    const stream = new Duplex({
-      read() {},
-      write(_chunk, _enc, cb) {
-        this.push(Buffer.from(`HTTP/1.1 ${status} X\r\nContent-Length: 0\r\n\r\n`));
-        cb();
-      }
-    });
-    return stream;
-  }
-
-  /** Set to false to simulate a dropped SSH connection. */
-  connected = true;
-  isConnected(): boolean {
-    return this.connected;
-  }
-
-  close(): void {
-    this.closed = true;
-  }
-}
-
-function defaultHandler(call: Call): Reply {
-  switch (call.kind) {
-    case 'pull':
-      return { stdout: `@@step pull\nv2: Pulling from shop\n@@digests\nregistry.example.com/shop@sha256:${'a'.repeat(64)}\n` };
-    case 'detect':
-      return { stdout: detectOutput([inspectLine('shop-blue', true)], ORIGINAL_UPSTREAM, '{"live":"blue"}') };
-    case 'status':
-      return { stdout: 'running 0 0\n' };
-    case 'start':
-      return { stdout: 'container-id\n' };
-    case 'upstream':
-      return { stdout: call.args[3] === '0' ? '@@workers-before 101 102\n@@reloaded\n' : '@@workers-before 101 102\n@@reloaded\n@@taken-over 201 23\n' };
-    case 'drain':
-      return { stdout: call.args[4] === 'background' ? '@@background 4242\n' : '@@drained\n@@stop\n@@stopped\n@@cleanup\n' };
-    case 'logs':
-      return { stdout: 'app log line\n' };
-    default:
-      return {};
-  }
+/** The usual host before a deploy: blue live (running, routed to), no standby kept. */
+function liveBlue(label = 'h1'): FakeHost {
+  const h = new FakeHost(label, APP).add('blue', { running: true, port: PORTS.blue, image: 'registry.example.com/shop:v1' }).setUpstream(ORIGINAL_UPSTREAM);
+  h.stateJson = '{"live":"blue"}';
+  return h;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -248,10 +111,13 @@ const stepNames = (r: HostResult) => r.steps.map((s) => s.name);
 
 describe('HostDeployment (nginx)', () => {
   test('success: scripts run in order, candidate becomes active, old colour is stopped', async () => {
-    const host = new FakeHost();
+    const host = liveBlue();
     const { result } = await deploy(host);
 
-    expect(host.events).toEqual(['lock-open', 'pull', 'detect', 'start', 'probe:8082', 'upstream', 'probe:8082', 'drain', 'record', 'lock-end']);
+    expect(host.events).toEqual(['lock-open', 'pull', 'detect', 'start', 'probe:8082', 'upstream', 'probe:8082', 'finish', 'record', 'lock-end']);
+    // what a user sees: green serves, blue is kept stopped for rollback
+    expect(host.serving()).toBe('shop-green');
+    expect(host.containers()).toEqual([['shop-blue', 'exited'], ['shop-green', 'running']]);
     expect(result.result).toBe('success');
     expect(result.activeColor).toBe('green');
     expect(result.previousColor).toBe('blue');
@@ -276,10 +142,10 @@ describe('HostDeployment (nginx)', () => {
     // the switch waits for new nginx workers in the same round trip; drain gets the workers seen before the reload
     expect(up.args[3]).toBe('10000');
     expect(result.cutoverMs).toBe(23);
-    expect(host.callsOf('drain')[0].args[0]).toBe('101 102');
+    expect(host.callsOf('finish')[0].args[0]).toBe('101 102');
     // the old colour is stopped, never removed
-    expect(host.callsOf('drain')[0].args.slice(2, 5)).toEqual(['shop-blue', '10', 'wait']);
-    expect(host.count('remove')).toBe(0);
+    expect(host.callsOf('finish')[0].args.slice(2, 5)).toEqual(['shop-blue', '10', 'wait']);
+    expect(host.count('discard')).toBe(0);
     // record writes the new state
     const state = JSON.parse(host.callsOf('record')[0].args[1]) as { live: string; standby: string };
     expect(state).toMatchObject({ live: 'green', standby: 'blue' });
@@ -288,46 +154,48 @@ describe('HostDeployment (nginx)', () => {
   });
 
   test('success removes leftover containers during cleanup', async () => {
-    const host = new FakeHost().on('detect', () => ({ stdout: detectOutput([inspectLine('shop-blue', true), inspectLine('shop-crashed', false)], ORIGINAL_UPSTREAM, undefined) }));
+    const host = liveBlue().add('shop-crashed', { running: false });
     const { result } = await deploy(host);
     expect(result.result).toBe('success');
     // removed after the switch by the finishing script (with the drain and stop), not as a round trip of its own
-    expect(host.callsOf('drain').map((c) => c.args[6])).toEqual(['shop-crashed']);
-    expect(host.count('remove')).toBe(0);
+    expect(host.callsOf('finish').map((c) => c.args[6])).toEqual(['shop-crashed']);
+    expect(host.count('discard')).toBe(0);
+    expect(host.containers()).toEqual([['shop-blue', 'exited'], ['shop-green', 'running']]);
   });
 
   test('keep-images: the images are listed while the candidate boots, and pruned by the finishing script', async () => {
-    const host = new FakeHost().on('images', () => ({
+    const host = liveBlue().on('images', () => ({
       stdout: `@@images\nsha256:${'1'.repeat(64)} registry.example.com/shop:v2\nsha256:${'2'.repeat(64)} registry.example.com/shop:v1\nsha256:${'3'.repeat(64)} registry.example.com/shop:v0\n@@in-use\nsha256:${'2'.repeat(64)}\n`
     }));
     const { result } = await deploy(host, makeConfig({ keepImages: 2 }));
     expect(result.result).toBe('success');
     expect(host.events.indexOf('images')).toBeLessThan(host.events.indexOf('upstream'));
-    expect(host.callsOf('drain')[0].args[7]).toBe('registry.example.com/shop:v0');
+    expect(host.callsOf('finish')[0].args[7]).toBe('registry.example.com/shop:v0');
   });
 
   test('wait-for-drain false: one round trip hands drain and stop to a job on the host; the run does not wait', async () => {
-    const host = new FakeHost();
+    const host = liveBlue();
     const { result } = await deploy(host, makeConfig({ waitForDrain: false }));
     expect(result.result).toBe('success');
-    expect(host.callsOf('drain').map((c) => c.args.slice(2, 6))).toEqual([['shop-blue', '10', 'background', 'shop']]);
+    expect(host.callsOf('finish').map((c) => c.args.slice(2, 6))).toEqual([['shop-blue', '10', 'background', 'shop']]);
     expect(stepNames(result)).toEqual(['lock', 'pull', 'detect', 'start', 'health', 'switch', 'verify', 'drain', 'record']);
-    expect(host.events.indexOf('drain')).toBeLessThan(host.events.indexOf('lock-end'));
+    expect(host.events.indexOf('finish')).toBeLessThan(host.events.indexOf('lock-end'));
   });
 
   test('first deploy: no drain and no stop, previousColor undefined', async () => {
-    const host = new FakeHost().on('detect', () => ({ stdout: detectOutput([], renderUpstream(APP, PORTS.blue, 'placeholder'), undefined) }));
+    const host = new FakeHost('h1', APP).setUpstream(renderUpstream(APP, PORTS.blue, 'placeholder'));
     const { result } = await deploy(host);
     expect(result.result).toBe('success');
     expect(result.activeColor).toBe('blue');
     expect(result.previousColor).toBeUndefined();
-    expect(host.count('drain')).toBe(0);
+    expect(host.count('finish')).toBe(0);
     expect(host.count('stop')).toBe(0);
+    expect(host.serving()).toBe('shop-blue');
     expect(host.callsOf('start')[0].args[0]).toBe('shop-blue');
   });
 
   test('health never 2xx: fails at health, candidate removed, upstream untouched, lock released', async () => {
-    const host = new FakeHost();
+    const host = liveBlue();
     host.httpStatus = () => 503;
     const { result } = await deploy(host, makeConfig({ healthTimeoutMs: 150, healthIntervalMs: 20 }));
 
@@ -338,7 +206,9 @@ describe('HostDeployment (nginx)', () => {
     expect(result.previousColor).toBeUndefined();
     expect(host.count('upstream')).toBe(0);
     expect(host.count('stop')).toBe(0);
-    expect(host.callsOf('remove').map((c) => c.args)).toEqual([['shop-green']]);
+    expect(host.callsOf('discard').map((c) => c.args)).toEqual([['shop-green', 'dep-1']]);
+    expect(host.serving()).toBe('shop-blue');
+    expect(host.containers()).toEqual([['shop-blue', 'running']]);
     expect(host.count('status')).toBeGreaterThan(0);
     expect(result.candidateLogs).toBe('app log line');
     expect(host.lockEnded).toBe(true);
@@ -351,7 +221,7 @@ describe('HostDeployment (nginx)', () => {
   });
 
   test('container exits during health: fails at once with its log lines', async () => {
-    const host = new FakeHost().on('status', () => ({ stdout: 'exited 0 1\n@@logs\nError: cannot connect to db\n  at main.js:1\n' }));
+    const host = liveBlue().on('status', () => ({ stdout: 'exited 0 1\n@@logs\nError: cannot connect to db\n  at main.js:1\n' }));
     host.httpStatus = () => 502;
     const t0 = Date.now();
     const { result } = await deploy(host, makeConfig({ healthTimeoutMs: 60_000 }));
@@ -365,11 +235,12 @@ describe('HostDeployment (nginx)', () => {
     expect(result.candidateLogs).not.toContain('@@logs');
     expect(host.count('status')).toBe(1);
     expect(host.count('upstream')).toBe(0);
-    expect(host.callsOf('remove').map((c) => c.args)).toEqual([['shop-green']]);
+    expect(host.callsOf('discard').map((c) => c.args)).toEqual([['shop-green', 'dep-1']]);
+    expect(host.containers()).toEqual([['shop-blue', 'running']]);
   });
 
   test('pull fails after login: step is pull, manifest unknown explained, nothing started', async () => {
-    const host = new FakeHost().on('pull', () => ({ code: 1, stdout: '@@step login\nLogin Succeeded\n@@step pull\n', stderr: 'Error response from daemon: manifest unknown: manifest unknown\n' }));
+    const host = liveBlue().on('pull', () => ({ code: 1, stdout: '@@step login\nLogin Succeeded\n@@step pull\n', stderr: 'Error response from daemon: manifest unknown: manifest unknown\n' }));
     const login: LoginMode = { kind: 'password', registry: 'registry.example.com', username: 'u', password: 'pw-123456' };
     const { result } = await deploy(host, makeConfig(), login);
 
@@ -381,13 +252,13 @@ describe('HostDeployment (nginx)', () => {
     expect(result.steps.find((s) => s.name === 'pull')?.status).toBe('failed');
     expect(host.count('detect')).toBe(0);
     expect(host.count('start')).toBe(0);
-    expect(host.count('remove')).toBe(0);
+    expect(host.count('discard')).toBe(0);
     expect(host.callsOf('pull')[0].stdin).toBe('pw-123456');
     expect(host.lockEnded).toBe(true);
   });
 
   test('login fails: the step is login', async () => {
-    const host = new FakeHost().on('pull', () => ({ code: 1, stdout: '@@step login\n', stderr: 'Error response from daemon: unauthorized: authentication required\n' }));
+    const host = liveBlue().on('pull', () => ({ code: 1, stdout: '@@step login\n', stderr: 'Error response from daemon: unauthorized: authentication required\n' }));
     const login: LoginMode = { kind: 'password', registry: 'registry.example.com', username: 'u', password: 'pw-123456' };
     const { result } = await deploy(host, makeConfig(), login);
     expect(result.error?.step).toBe('login');
@@ -395,7 +266,7 @@ describe('HostDeployment (nginx)', () => {
   });
 
   test('reload fails: step switch, candidate removed, no second upstream write', async () => {
-    const host = new FakeHost().on('upstream', () => ({ code: 4, stdout: '@@workers-before 101\nnginx: [emerg] unexpected "}"\n@@reload-failed 1\n' }));
+    const host = liveBlue().on('upstream', () => ({ code: 4, stdout: '@@workers-before 101\nnginx: [emerg] unexpected "}"\n@@reload-failed 1\n' }));
     const { result } = await deploy(host);
 
     expect(result.result).toBe('failed');
@@ -405,12 +276,14 @@ describe('HostDeployment (nginx)', () => {
     expect(result.activeColor).toBe('blue');
     expect(host.count('upstream')).toBe(1);
     expect(host.count('stop')).toBe(0);
-    expect(host.callsOf('remove').map((c) => c.args)).toEqual([['shop-green']]);
+    expect(host.callsOf('discard').map((c) => c.args)).toEqual([['shop-green', 'dep-1']]);
+    expect(host.serving()).toBe('shop-blue');
+    expect(host.containers()).toEqual([['shop-blue', 'running']]);
     expect(host.lockEnded).toBe(true);
   });
 
   test('verify fails after the switch: original upstream restored, candidate removed, old colour kept', async () => {
-    const host = new FakeHost();
+    const host = liveBlue();
     host.httpStatus = (_port, h) => (h.count('upstream') > 0 ? 500 : 200);
     const { result } = await deploy(host);
 
@@ -424,18 +297,26 @@ describe('HostDeployment (nginx)', () => {
     expect(ups[0].stdin).toContain('127.0.0.1:8082');
     expect(ups[1].stdin).toBe(`${ORIGINAL_UPSTREAM}\n`);
     expect(ups[1].args[2]).toBe('write');
-    expect(host.callsOf('remove').map((c) => c.args)).toEqual([['shop-green']]);
-    // the workers from before the switch-back finish their requests to the candidate before it is removed
-    expect(host.callsOf('drain').map((c) => c.args)).toEqual([['101 102', '1000']]);
+    expect(host.callsOf('discard').map((c) => c.args)).toEqual([['shop-green', 'dep-1']]);
+    // the workers from before the switch-back (they serve green) finish their requests before green is removed
+    expect(host.callsOf('drain').map((c) => c.args)).toEqual([['201 202', '1000']]);
     expect(host.count('stop')).toBe(0);
     expect(host.events.indexOf('drain')).toBeGreaterThan(host.events.lastIndexOf('upstream'));
-    expect(host.events.indexOf('remove')).toBeGreaterThan(host.events.indexOf('drain'));
+    expect(host.events.indexOf('discard')).toBeGreaterThan(host.events.indexOf('drain'));
+    // the decision was made from the host as it was after the failure
+    expect(host.events.lastIndexOf('detect')).toBeLessThan(host.events.lastIndexOf('upstream'));
+    expect(host.serving()).toBe('shop-blue');
+    expect(host.containers()).toEqual([['shop-blue', 'running']]);
     expect(result.steps.find((s) => s.name === 'switch-back')?.status).toBe('ok');
     expect(host.lockEnded).toBe(true);
   });
 
   test('nginx keeps its old workers after the reload: verify fails, the upstream is restored, the old colour keeps serving', async () => {
-    const host = new FakeHost().on('upstream', (call) => ({ stdout: call.args[3] === '0' ? '@@workers-before 101\n@@reloaded\n' : '@@workers-before 101\n@@reloaded\n@@no-takeover\n' }));
+    // the file is written, but nginx never starts new workers (its routing stays on blue)
+    const host = liveBlue().on('upstream', (call, h) => {
+      h.upstream = call.stdin;
+      return { stdout: '@@workers-before 101\n@@reloaded\n@@no-takeover\n' };
+    });
     const { result } = await deploy(host);
     expect(result.result).toBe('rolled-back');
     expect(result.error?.step).toBe('verify');
@@ -443,10 +324,13 @@ describe('HostDeployment (nginx)', () => {
     expect(result.activeColor).toBe('blue');
     expect(host.callsOf('upstream')[1].stdin).toBe(`${ORIGINAL_UPSTREAM}\n`);
     expect(host.count('stop')).toBe(0);
+    expect(host.upstream).toBe(`${ORIGINAL_UPSTREAM}\n`);
+    expect(host.serving()).toBe('shop-blue');
   });
 
   test('verify fails on a host that had no upstream file: switch-back removes the file', async () => {
-    const host = new FakeHost().on('detect', () => ({ stdout: detectOutput([inspectLine('shop-blue', true)], undefined, '{"live":"blue"}') }));
+    const host = liveBlue().setUpstream(undefined);
+    host.nginxPort = PORTS.blue; // nginx was set up by hand: traffic reaches blue without our file
     host.httpStatus = (_port, h) => (h.count('upstream') > 0 ? 500 : 200);
     const { result } = await deploy(host);
     expect(result.result).toBe('rolled-back');
@@ -456,18 +340,20 @@ describe('HostDeployment (nginx)', () => {
   });
 
   test('switch-back that itself fails leaves result failed with a warning', async () => {
-    const host = new FakeHost().on('upstream', (_c, h) => (h.count('upstream') > 1 ? { code: 4, stdout: '@@reload-failed 1\n' } : { stdout: '@@workers-before 1\n@@reloaded\n' }));
+    const host = liveBlue().on('upstream', (c, h) => (h.count('upstream') > 1 ? { code: 4, stdout: '@@reload-failed 1\n' } : h.model(c)));
     host.httpStatus = (_port, h) => (h.count('upstream') > 0 ? 500 : 200);
     const { result } = await deploy(host);
     expect(result.result).toBe('failed');
     expect(result.error?.step).toBe('verify');
+    // nginx still routes to green, so green must not be removed
+    expect(host.serving()).toBe('shop-green');
     expect(result.warnings.some((w) => w.startsWith('switch-back:'))).toBe(true);
     expect(result.steps.find((s) => s.name === 'switch-back')?.status).toBe('warning');
   });
 
   // Regression test.
   test('when the switch-back fails the old colour is not reported as active', async () => {
-    const host = new FakeHost().on('upstream', (_c, h) => (h.count('upstream') > 1 ? { code: 4, stdout: '@@reload-failed 1\n' } : { stdout: '@@workers-before 1\n@@reloaded\n' }));
+    const host = liveBlue().on('upstream', (c, h) => (h.count('upstream') > 1 ? { code: 4, stdout: '@@reload-failed 1\n' } : h.model(c)));
     host.httpStatus = (_port, h) => (h.count('upstream') > 0 ? 500 : 200);
     const { result } = await deploy(host);
     expect(result.result).toBe('failed');
@@ -476,7 +362,7 @@ describe('HostDeployment (nginx)', () => {
 
   // Regression test.
   test('no access to the docker socket is not reported as a registry auth problem', async () => {
-    const host = new FakeHost().on('pull', () => ({ code: 1, stdout: '@@step pull\n', stderr: 'permission denied while trying to connect to the Docker daemon socket at unix:///var/run/docker.sock: Post "http://%2Fvar%2Frun%2Fdocker.sock/v1.24/images/create": dial unix /var/run/docker.sock: connect: permission denied\n' }));
+    const host = liveBlue().on('pull', () => ({ code: 1, stdout: '@@step pull\n', stderr: 'permission denied while trying to connect to the Docker daemon socket at unix:///var/run/docker.sock: Post "http://%2Fvar%2Frun%2Fdocker.sock/v1.24/images/create": dial unix /var/run/docker.sock: connect: permission denied\n' }));
     const { result } = await deploy(host);
     expect(result.error?.step).toBe('pull');
     expect(result.error?.message).toMatch(/docker is not reachable/);
@@ -484,19 +370,20 @@ describe('HostDeployment (nginx)', () => {
 
   // Regression test.
   test('docker missing on the host is not reported as a missing image', async () => {
-    const host = new FakeHost().on('pull', () => ({ code: 127, stdout: '@@step pull\n', stderr: 'sh: 1: docker: not found\n' }));
+    const host = liveBlue().on('pull', () => ({ code: 127, stdout: '@@step pull\n', stderr: 'sh: 1: docker: not found\n' }));
     const { result } = await deploy(host);
     expect(result.error?.step).toBe('pull');
     expect(result.error?.message).not.toMatch(/was not found in the registry/);
   });
 
   test('a foreign container fails at detect and nothing is started or removed', async () => {
-    const host = new FakeHost().on('detect', () => ({ stdout: detectOutput([inspectLine('shop-green', false, 0, null)], ORIGINAL_UPSTREAM, undefined) }));
+    const host = liveBlue().add('green', { running: false, labels: null });
     const { result } = await deploy(host);
     expect(result.result).toBe('failed');
     expect(result.error?.step).toBe('detect');
     expect(host.count('start')).toBe(0);
-    expect(host.count('remove')).toBe(0);
+    expect(host.count('discard')).toBe(0);
+    expect(host.containers()).toEqual([['shop-blue', 'running'], ['shop-green', 'exited']]);
   });
 });
 
@@ -506,9 +393,11 @@ describe('HostDeployment (nginx)', () => {
 
 describe('HostDeployment (port-swap)', () => {
   const cfg = () => makeConfig({ traffic: 'port-swap', healthTimeoutMs: 150, healthIntervalMs: 20 });
+  /** blue runs bound to the public port 8080; no proxy. */
+  const liveBlueOnPort = () => new FakeHost('h1', APP).add('blue', { running: true, port: 8080 });
 
   test('success: candidate created, swap stops the old and starts the new, health on the public port', async () => {
-    const host = new FakeHost();
+    const host = liveBlueOnPort();
     const { result } = await deploy(host, cfg());
 
     expect(host.events).toEqual(['lock-open', 'pull', 'detect', 'start', 'swap', 'probe:8080', 'probe:8080', 'record', 'lock-end']);
@@ -523,10 +412,12 @@ describe('HostDeployment (port-swap)', () => {
     expect(stepNames(result)).toEqual(['lock', 'pull', 'detect', 'start', 'switch', 'health', 'verify', 'record']);
     expect(typeof result.downtimeMs).toBe('number');
     expect(result.downtimeMs).toBe(result.cutoverMs);
+    expect(host.serving(8080)).toBe('shop-green');
+    expect(host.containers()).toEqual([['shop-blue', 'exited'], ['shop-green', 'running']]);
   });
 
   test('unhealthy after the swap: candidate removed, old container started again → rolled-back', async () => {
-    const host = new FakeHost();
+    const host = liveBlueOnPort();
     // the new container answers 503; once the old one is started again (2nd swap call) it answers 200
     host.httpStatus = (_port, h) => (h.count('swap') >= 2 ? 200 : 503);
     const { result } = await deploy(host, cfg());
@@ -538,10 +429,12 @@ describe('HostDeployment (port-swap)', () => {
     expect(swaps).toHaveLength(2);
     expect(swaps[0].args).toEqual(['shop-blue', 'shop-green', '10']);
     expect(swaps[1].args).toEqual(['', 'shop-blue', '10']);
-    expect(host.callsOf('remove').map((c) => c.args)).toEqual([['shop-green']]);
-    expect(host.events.indexOf('remove')).toBeLessThan(host.events.lastIndexOf('swap'));
+    expect(host.callsOf('discard').map((c) => c.args)).toEqual([['shop-green', 'dep-1']]);
+    expect(host.events.indexOf('discard')).toBeLessThan(host.events.lastIndexOf('swap'));
     expect(result.steps.find((s) => s.name === 'switch-back')?.status).toBe('ok');
     expect(host.lockEnded).toBe(true);
+    expect(host.serving(8080)).toBe('shop-blue');
+    expect(host.containers()).toEqual([['shop-blue', 'running']]);
   });
 });
 
@@ -556,7 +449,7 @@ describe('runDeploy', () => {
   ];
 
   test('a connect failure on one host gives that host error.step connect; with on-host-failure continue the other deploys', async () => {
-    const good = new FakeHost('good');
+    const good = liveBlue('good');
     const connected: string[] = [];
     const deps: RunDeps = {
       connect: async (t) => {
@@ -584,8 +477,8 @@ describe('runDeploy', () => {
     expect(r.deployId).toBe('dep-2');
   });
 
-  test('a connect failure with rollback-all (default): the other host switches back or never switches, and says why', async () => {
-    const good = new FakeHost('good');
+  test('a connect failure with rollback-all (default): no host is touched, and the others say why', async () => {
+    const good = liveBlue('good');
     const deps: RunDeps = {
       connect: async (t) => {
         if (t.label === 'bad') throw new Error('connection to bad was refused');
@@ -598,9 +491,13 @@ describe('runDeploy', () => {
     const { log } = makeLog(new Secrets(), 2);
     const r = await runDeploy(makeConfig({ hosts: twoHosts }), ctx, log, new Secrets(), deps, 'dep-3');
     const ok = r.hosts.find((h) => h.host === 'good')!;
-    expect(['skipped', 'rolled-back']).toContain(ok.result);
+    // every host is locked before any deploys: a host that cannot be reached stops the fleet before anything changes
+    expect(ok.result).toBe('skipped');
     expect(ok.abortedBy).toBe('bad');
-    if (ok.activeColor) expect(ok.activeColor).not.toBe(ok.candidateColor);
+    expect(good.count('start')).toBe(0);
+    expect(good.serving()).toBe('shop-blue');
+    expect(good.events).not.toContain('lock-open');
+    expect(good.closed).toBe(true);
     expect(r.result).toBe('failed');
     expect(r.error).toEqual({ step: 'connect', host: 'bad', message: 'connection to bad was refused' });
   });
@@ -610,7 +507,7 @@ describe('runDeploy', () => {
     const deps: RunDeps = {
       connect: async () => {
         connects++;
-        return new FakeHost();
+        return liveBlue();
       },
       fetchEcrToken: async () => {
         throw new Error('no AWS credentials on the runner');
@@ -626,7 +523,7 @@ describe('runDeploy', () => {
   });
 
   test('ECR token success: password becomes a secret and is passed to the host login on stdin', async () => {
-    const host = new FakeHost();
+    const host = liveBlue();
     const secrets = new Secrets();
     const password = 'ecr-password-XYZ-0123456789';
     const deps: RunDeps = { connect: async () => host, fetchEcrToken: async () => ({ username: 'AWS', password }) };
@@ -641,5 +538,116 @@ describe('runDeploy', () => {
     expect(pull.args).toEqual(['registry.example.com/shop:v2', 'registry.example.com', 'AWS']);
     expect(fs.readFileSync(file, 'utf8')).not.toContain(password);
     expect(lines.join('\n')).not.toContain(password);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// The undo of each phase, decided from the host's real state (Core issue cases 3, 4, 5)
+// ---------------------------------------------------------------------------------------------
+
+describe('undo by phase', () => {
+  async function deployWith(host: FakeHost, opts: { cfg?: DeployConfig; signal?: AbortSignal; reconnect?: () => Promise<FakeHost> } = {}) {
+    const { log } = makeLog();
+    const hostLog = log.forHost(host.target.label);
+    const timer = new StepTimer(hostLog, opts.signal);
+    return new HostDeployment({ cfg: opts.cfg ?? makeConfig(), ctx, deployId: 'dep-1', remote: host, log: hostLog, timer, login: { kind: 'none' }, reconnect: opts.reconnect }).run();
+  }
+  const reconnectTo = (host: FakeHost) => async () => {
+    host.connected = true;
+    return host;
+  };
+
+  test('traffic: the connection is lost right after the reload: recovery sees the switched upstream, switches back and removes the candidate', async () => {
+    const host = liveBlue().on('upstream', (c, h) => {
+      const r = h.model(c);
+      if (h.count('upstream') === 1) {
+        h.connected = false; // the reload happened; its answer never arrives
+        throw new Error('the SSH connection was lost (ECONNRESET)');
+      }
+      return r;
+    });
+    const result = await deployWith(host, { reconnect: reconnectTo(host) });
+    expect(result.result).toBe('rolled-back');
+    expect(result.error?.step).toBe('switch');
+    expect(result.activeColor).toBe('blue');
+    expect(host.serving()).toBe('shop-blue');
+    expect(host.upstream).toBe(`${ORIGINAL_UPSTREAM}\n`);
+    expect(host.containers()).toEqual([['shop-blue', 'running']]);
+  });
+
+  test('traffic: the connection is lost before the switch script ran: nothing to switch back, the candidate is removed', async () => {
+    const host = liveBlue().on('upstream', (_c, h) => {
+      h.connected = false;
+      throw new Error('the SSH connection was lost (ECONNRESET)');
+    });
+    const result = await deployWith(host, { reconnect: reconnectTo(host) });
+    expect(result.result).toBe('failed');
+    expect(host.count('upstream')).toBe(1);
+    expect(host.serving()).toBe('shop-blue');
+    expect(host.containers()).toEqual([['shop-blue', 'running']]);
+  });
+
+  test('after a reconnect another deploy owns the host: its live container and upstream are left alone', async () => {
+    // blue live, green kept; our candidate (green) starts; the connection drops during health; meanwhile another
+    // run took the lock, repaired the host and deployed its own green, now live.
+    const host = liveBlue().add('green', { running: false, deployId: 'older' });
+    let dropped = false;
+    host.on('status', (c, h) => {
+      if (!dropped) {
+        dropped = true;
+        h.connected = false;
+        throw new Error('the SSH connection was lost (ECONNRESET)');
+      }
+      return h.model(c);
+    });
+    host.httpStatus = (port, h) => (h.count('status') === 0 && port === PORTS.green ? 503 : h.serving(port) ? 200 : 0);
+    const reconnect = async () => {
+      // the other run: its green is live, the upstream is its own, our candidate and the replaced one are gone
+      host.store.delete('shop-green');
+      host.store.delete('shop-green-replaced');
+      host.add('green', { running: true, port: PORTS.green, deployId: 'other-run' });
+      host.setUpstream(renderUpstream(APP, PORTS.green, 'Live: green (x), deploy other-run.'));
+      host.connected = true;
+      return host;
+    };
+    const result = await deployWith(host, { reconnect });
+    expect(result.result).toBe('failed');
+    expect(host.serving()).toBe('shop-green');
+    expect(host.store.get('shop-green')?.labels['bluegreen.deploy-id']).toBe('other-run');
+    expect(host.upstream).toContain('other-run');
+    expect(host.callsOf('discard').map((c) => c.args)).toEqual([['shop-green', 'dep-1']]);
+  });
+
+  test('started: a cancel right before start leaves the kept standby in place', async () => {
+    const host = liveBlue().add('green', { running: false, deployId: 'older' });
+    const cancel = new AbortController();
+    host.on('detect', (c, h) => {
+      cancel.abort(); // the workflow is cancelled while the host is read
+      return h.model(c);
+    });
+    const result = await deployWith(host, { signal: cancel.signal });
+    expect(result.result).toBe('failed');
+    expect(host.count('start')).toBe(0);
+    expect(host.count('discard')).toBe(0);
+    expect(host.containers()).toEqual([['shop-blue', 'running'], ['shop-green', 'exited']]);
+    expect(host.store.get('shop-green')?.labels['bluegreen.deploy-id']).toBe('older');
+  });
+
+  test('started: a failure after start removes only this run\'s candidate and puts the replaced standby back', async () => {
+    const host = liveBlue().add('green', { running: false, deployId: 'older' });
+    host.httpStatus = (port, h) => (port === PORTS.green ? 503 : h.serving(port) ? 200 : 0);
+    const result = await deployWith(host, { cfg: makeConfig({ healthTimeoutMs: 100 }) });
+    expect(result.result).toBe('failed');
+    expect(host.containers()).toEqual([['shop-blue', 'running'], ['shop-green', 'exited']]);
+    expect(host.store.get('shop-green')?.labels['bluegreen.deploy-id']).toBe('older');
+  });
+
+  test('rollback to the kept standby that fails health: the standby is stopped again, never removed', async () => {
+    const host = liveBlue().add('green', { running: false, deployId: 'older', port: PORTS.green });
+    host.httpStatus = (port, h) => (port === PORTS.green ? 503 : h.serving(port) ? 200 : 0);
+    const result = await deployWith(host, { cfg: makeConfig({ command: 'rollback', healthTimeoutMs: 100 }) });
+    expect(result.result).toBe('failed');
+    expect(host.containers()).toEqual([['shop-blue', 'running'], ['shop-green', 'exited']]);
+    expect(host.count('discard')).toBe(0);
   });
 });

@@ -1,6 +1,6 @@
 import { containerName, parseInspect, planDeploy, type ContainerInfo } from '../../src/deploy/plan.js';
 import { StepError } from '../../src/deploy/types.js';
-import { renderUpstream } from '../../src/traffic/nginx-upstream.js';
+import { renderUpstream } from '../../src/traffic/nginx/upstream.js';
 
 const APP = 'shop';
 const nginx = { app: APP, traffic: 'nginx' as const, ports: { blue: 8081, green: 8082 } };

@@ -1,0 +1,14 @@
+/** The traffic router for a config (see router.ts). */
+import type { DeployConfig } from '../config/types.js';
+import { NginxRouter } from './nginx/router.js';
+import { PortSwapRouter } from './port-swap/router.js';
+import type { TrafficRouter } from './router.js';
+
+export function routerFor(cfg: DeployConfig): TrafficRouter {
+  switch (cfg.traffic) {
+    case 'nginx':
+      return new NginxRouter(cfg);
+    case 'port-swap':
+      return new PortSwapRouter(cfg);
+  }
+}

@@ -1,0 +1,75 @@
+/**
+ * How traffic reaches a colour, as one interface with one folder per router (nginx/, port-swap/): publish the
+ * candidate, tell which colour takes traffic, move traffic to the candidate and verify it, and put the previous
+ * colour back. The deploy's phases (src/deploy/host-deploy.ts) are the same for every router.
+ */
+import type { Color, DeployConfig, Traffic } from '../config/types.js';
+import type { Plan } from '../deploy/plan.js';
+import type { StepTimer } from '../deploy/steps.js';
+import type { StepName } from '../deploy/types.js';
+import type { HostState } from '../remote/outputs.js';
+import type { RemoteScript } from '../remote/scripts.js';
+import type { HostLog } from '../report/log.js';
+
+/** What a router may use of the host deployment it serves. */
+export interface RouterHost {
+  readonly cfg: DeployConfig;
+  readonly deployId: string;
+  readonly plan: Plan;
+  readonly log: HostLog;
+  readonly timer: StepTimer;
+  /** The image being made live, for the upstream note. */
+  readonly imageLabel: string;
+  /** Runs a remote script within a step; a non-zero exit becomes a StepError of that step. */
+  exec(step: StepName, s: RemoteScript, what: string, onLine?: (line: string) => void): Promise<string>;
+  /** Health step: waits until the container answers 2xx on the port (fails at once if it exits or restarts). */
+  waitHealthy(port: number, container: string): Promise<void>;
+  /** One probe that must answer 2xx. */
+  probeOnce(step: StepName, port: number): Promise<void>;
+  /** The verify-seconds watch window on the port. */
+  watch(port: number): Promise<void>;
+  /** Undo of `start`: removes this run's candidate (only if it made it) and puts back the standby it replaced. */
+  discardCandidate(state?: HostState): Promise<void>;
+  /** From now on traffic may be on the candidate: a failure switches back (decided from the host's real state). */
+  trafficMayHaveMoved(): void;
+  warn(message: string): void;
+}
+
+export interface Cutover {
+  /** nginx: upstream written until the old workers stop accepting; port-swap: old stopped until new healthy. */
+  cutoverMs?: number;
+  /** nginx: upstream written until the first new worker runs. */
+  switchMs?: number;
+  /** port-swap: the real downtime. */
+  downtimeMs?: number;
+  /** nginx: the workers from before the reload; the finishing job waits for them before stopping the old colour. */
+  workersBefore: string[];
+}
+
+export interface TrafficRouter {
+  readonly kind: Traffic;
+  /** 'run': the candidate starts beside the live colour; 'create': it is only started at the switch. */
+  readonly startVerb: 'run' | 'create';
+  /** `docker run --publish …` of a colour. */
+  publishArgs(color: Color): string[];
+  /** The colour that traffic is routed to according to the host's configuration, if the router can tell. */
+  routedColor(state: Pick<HostState, 'upstreamContent'>): Color | undefined;
+  /** Port on the host where a running colour answers its health checks (status, probes). */
+  probePort(color: Color): number;
+  /** From a started candidate to traffic on it, verified: the health, switch and verify steps in this router's order. */
+  cutOver(h: RouterHost): Promise<Cutover>;
+  /**
+   * Undo once traffic may have moved, decided from the host's real state (read again after the failure): put the
+   * previous colour back if this run moved traffic, and discard the candidate. Returns whether traffic was moved back.
+   */
+  switchBack(h: RouterHost, state: HostState): Promise<boolean>;
+  /** The container the finishing job drains and stops once the new colour is committed (port-swap stopped it already). */
+  retire(plan: Plan): string | undefined;
+}
+
+/** Whether a config's content was written by this run (the upstream note names the deploy id). */
+export function writtenBy(content: string | undefined, deployId: string): boolean {
+  return Boolean(content?.includes(deployId));
+}
+
+export type RouterFactory = (cfg: DeployConfig) => TrafficRouter;
