@@ -103,7 +103,8 @@ export async function runRollout(hosts: HostTarget[], rollout: Rollout, deployOn
           },
           failed: (error: StepError) => {
             arrived.resolve();
-            if (failure) return;
+            // A cancel stops every host; it is no host's failure (the others would name it as the cause).
+            if (failure || parentSignal?.aborted) return;
             failure = { host: target.label, step: error.step, message: error.message };
             if (allOrNothing) {
               stopped = true;

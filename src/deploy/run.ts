@@ -115,7 +115,8 @@ export async function runDeploy(cfg: DeployConfig, ctx: RunContext, log: RunLog,
     const pre = sessions.get(target.label);
     const s = pre ?? openSession(target, signal);
     s.timer.signal = signal;
-    const meta = { batch, startedAt: new Date(s.startedAt).toISOString() };
+    // A host locked up front starts its deploy when its batch does.
+    const meta = { batch, startedAt: new Date(pre ? Date.now() : s.startedAt).toISOString() };
     try {
       let remote = s.remotes[0];
       if (!remote) {
@@ -142,8 +143,9 @@ export async function runDeploy(cfg: DeployConfig, ctx: RunContext, log: RunLog,
   );
   if (deps.signal?.aborted) {
     // A cancel is nobody's failure: say so instead of naming the first host that stopped.
-    const where = hosts.find((h) => h.error && !h.abortedBy)?.error?.step ?? 'connect';
-    return finish(hosts, { step: where, message: 'the workflow run was cancelled (SIGINT/SIGTERM); each host was left as described in its row' });
+    const first = hosts.find((h) => h.error && !h.abortedBy);
+    const message = first?.error && /cancelled/.test(first.error.message) ? first.error.message : 'the workflow run was cancelled (SIGINT/SIGTERM)';
+    return finish(hosts, { step: first?.error?.step ?? 'connect', host: hosts.length === 1 ? first?.host : undefined, message });
   }
   // The run's error is the host that failed on its own, not one stopped because of it.
   const failed = hosts.find((h) => h.error && !h.abortedBy) ?? hosts.find((h) => h.error);
