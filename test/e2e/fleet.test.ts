@@ -80,7 +80,7 @@ test('the runner cannot reach the hosts directly: only through the bastion', asy
   expect(r.stdout).toMatch(/unreachable from the runner|no SSH handshake/);
 });
 
-test('parallel: all hosts switch to v2 under load with no failed request, then all commit', async () => {
+test('parallel: all hosts switch to v2 under load with no failed request (keep-alive retries after a reload counted apart), then all commit', async () => {
   const { value: r, loads } = await underLoad(() => deploy('v2'));
   expect(r.code).toBe(0);
   expect(r.outputs.result).toBe('success');
@@ -156,7 +156,7 @@ test('canary failing on the first host: no other host is touched', async () => {
   expect(r.summary).toContain('skipped');
 }, 180_000);
 
-test('one host failing after the others switched: every host back on the old version, no failed request anywhere', async () => {
+test('one host failing after the others switched: every host back on the old version, no failed request anywhere (keep-alive retries counted apart)', async () => {
   // h3's nginx config test fails from now on (another site is broken), so its switch fails after h1 and h2 switched.
   await onHostOk('bgf-h3', 'printf "server { listen 80; bogus_directive on; }\\n" > /etc/nginx/bluegreen-sites/zz-broken.conf');
   try {

@@ -98,7 +98,7 @@ test('status after two deploys reports live and standby from the real state, and
   expect(await dockerPs(app)).toEqual(containersBefore);
 });
 
-test('rollback under load: zero failed requests, v1 served again, v2 kept stopped', async () => {
+test('rollback under load: zero failed requests (keep-alive retries after the reload counted apart), v1 served again, v2 kept stopped', async () => {
   const load = new LoadGenerator(url, { concurrency: 6, keepAlive: 'mixed' }).start();
   await new Promise((r) => setTimeout(r, 300));
   const r = await rollback();
