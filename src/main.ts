@@ -1,22 +1,21 @@
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+/**
+ * The action's entry: mask secrets, read and check the inputs, then run the command. Everything else lives in
+ * src/commands/ (what each command reports) and below.
+ */
 import * as core from '@actions/core';
-import { readRunContext, type RunContext } from './config/context.js';
+import { deployCommand } from './commands/deploy.js';
+import { statusCommand } from './commands/status.js';
+import { readRunContext } from './config/context.js';
 import { envInputReader, InputError, readConfig } from './config/inputs.js';
 import type { DeployConfig } from './config/types.js';
-import { newDeployId, runDeploy, type RunDeps, type RunResult } from './deploy/run.js';
-import type { ArtifactOutcome } from './report/artifact.js';
-import { actionsConsole, RunLog, type ConsoleSink } from './report/log.js';
-import { buildMetrics } from './report/metrics.js';
+import type { RunDeps } from './deploy/run.js';
+import { actionsConsole, type ConsoleSink } from './report/log.js';
+import { writeSummary } from './report/publish.js';
 import { Secrets } from './report/secrets.js';
-import { renderSummary } from './report/summary.js';
 import { connect } from './ssh/connection.js';
-import { runStatus } from './status/run.js';
-import { renderStatusSummary } from './status/summary.js';
 
-// The AWS SDK and the artifact client are most of the bundle: loaded when needed, they stay out of the cold start.
+// The AWS SDK is most of the bundle: loaded when needed, it stays out of the cold start.
 const fetchEcrToken: RunDeps['fetchEcrToken'] = async (region) => (await import('./registry/ecr.js')).fetchEcrToken(region);
-const uploadReports = async (...args: Parameters<typeof import('./report/artifact.js').uploadReports>) => (await import('./report/artifact.js')).uploadReports(...args);
 const defaultDeps: RunDeps = { connect, fetchEcrToken };
 
 /** Masks every secret input before anything else can print it. */
@@ -49,132 +48,12 @@ export async function run(env: NodeJS.ProcessEnv = process.env, deps: RunDeps = 
       core.setFailed(e.message);
       return;
     }
-    if (cfg.command === 'status') await status(cfg, ctx, secrets, deps, sink, env);
-    else await deploy(cfg, ctx, secrets, deps, sink, env);
+    if (cfg.command === 'status') await statusCommand(cfg, ctx, secrets, deps, sink, env);
+    else await deployCommand(cfg, ctx, secrets, deps, sink, env);
   } catch (e) {
     const err = e as Error;
     core.debug(secrets.redact(err.stack ?? ''));
     core.setOutput('result', 'failed');
     core.setFailed(secrets.redact(`bluegreen-ec2-action crashed: ${err.message}`));
-  }
-}
-
-async function status(cfg: DeployConfig, ctx: RunContext, secrets: Secrets, deps: RunDeps, sink: ConsoleSink, env: NodeJS.ProcessEnv): Promise<void> {
-  const runId = newDeployId();
-  const dir = join(ctx.runnerTemp, `bluegreen-${cfg.app}-status-${runId}`);
-  const logFile = join(dir, 'status.log');
-  const jsonFile = join(dir, 'status.json');
-  const log = new RunLog(logFile, secrets, sink, cfg.hosts.length);
-  log.log('info', `bluegreen-ec2-action: status of ${cfg.app} on ${cfg.hosts.map((h) => h.label).join(', ')} (read-only)`);
-  const report = secrets.redactDeep(await runStatus(cfg, log, deps));
-  const json = JSON.stringify(report);
-  writeFileSync(jsonFile, JSON.stringify(report, null, 2) + '\n');
-  let artifact: ArtifactOutcome | undefined;
-  if (cfg.uploadArtifacts) {
-    artifact = await uploadReports(cfg.artifactName, [logFile, jsonFile], cfg.artifactRetentionDays, runId.split('-').pop(), env);
-    if (artifact.skipped) core.warning(`bluegreen-ec2-action: the status log was not uploaded as an artifact: ${artifact.skipped}`);
-  }
-  const unreachable = report.hosts.filter((h) => !h.reachable);
-  core.setOutput('result', unreachable.length ? 'failed' : 'success');
-  core.setOutput('failed-hosts', unreachable.map((h) => h.host).join(','));
-  core.setOutput('succeeded-hosts', report.hosts.filter((h) => h.reachable).map((h) => h.host).join(','));
-  core.setOutput('status-json', json);
-  core.setOutput('active-color', unique(report.hosts.map((h) => h.live)));
-  core.setOutput('deploy-id', '');
-  core.setOutput('duration-ms', String(report.durationMs));
-  core.setOutput('log-file', logFile);
-  core.setOutput('metrics-file', jsonFile);
-  core.setOutput('artifact-id', artifact?.id !== undefined ? String(artifact.id) : '');
-  if (cfg.summary) await writeSummary(secrets.redact(renderStatusSummary(report)));
-  if (unreachable.length) {
-    const msg = `status could not be read on ${unreachable.map((h) => `${h.host} (${h.error})`).join('; ')}`;
-    core.error(secrets.redact(msg), { title: 'bluegreen-ec2-action: status failed' });
-    core.setFailed(secrets.redact(msg));
-  }
-}
-
-async function deploy(cfg: DeployConfig, ctx: RunContext, secrets: Secrets, deps: RunDeps, sink: ConsoleSink, env: NodeJS.ProcessEnv): Promise<void> {
-  const deployId = newDeployId();
-  const dir = join(ctx.runnerTemp, `bluegreen-${cfg.app}-${deployId}`);
-  const logFile = join(dir, 'deploy.log');
-  const metricsFile = join(dir, 'metrics.json');
-  const log = new RunLog(logFile, secrets, sink, cfg.hosts.length);
-  const what = cfg.command === 'rollback' ? `rollback${cfg.rollbackTo ? ` to ${cfg.rollbackTo}` : ''}` : `${cfg.image.repository}${cfg.image.digest ? `@${cfg.image.digest}` : `:${cfg.image.tag}`}`;
-  const fleet = cfg.hosts.length > 1 ? `, rollout: ${cfg.rollout.strategy}, on-host-failure: ${cfg.rollout.onHostFailure}` : '';
-  const via = cfg.ssh.jump ? `, via ${cfg.ssh.jump.target.label}` : '';
-  log.log('info', `bluegreen-ec2-action: ${cfg.command} ${cfg.app} ← ${what} on ${cfg.hosts.map((h) => h.label).join(', ')} (traffic: ${cfg.traffic}${fleet}${via}, deploy ${deployId})`);
-  if (cfg.ssh.hostKeys.insecureIgnore) log.log('warn', 'ssh-insecure-ignore-host-key is true: host keys are NOT verified, so a man-in-the-middle could impersonate the host');
-
-  // A cancelled workflow sends SIGINT, then SIGTERM a few seconds later: stop starting new steps,
-  // undo what was done (remove the candidate, or switch back) and report, instead of dying mid-step.
-  const cancel = new AbortController();
-  const onSignal = (sig: string) => {
-    if (!cancel.signal.aborted) log.log('warn', `received ${sig}: the run was cancelled; finishing the current remote command, then cleaning up`);
-    cancel.abort();
-  };
-  const handlers = { SIGINT: () => onSignal('SIGINT'), SIGTERM: () => onSignal('SIGTERM') };
-  process.on('SIGINT', handlers.SIGINT).on('SIGTERM', handlers.SIGTERM);
-  const result = await runDeploy(cfg, ctx, log, secrets, { ...deps, signal: cancel.signal }, deployId).finally(() => {
-    process.off('SIGINT', handlers.SIGINT).off('SIGTERM', handlers.SIGTERM);
-  });
-  log.log(result.result === 'success' ? 'info' : 'error', `result: ${result.result} in ${result.durationMs} ms`);
-  writeFileSync(metricsFile, JSON.stringify(secrets.redactDeep(buildMetrics(result, ctx, { traffic: cfg.traffic, hosts: cfg.hosts.length, rollout: cfg.rollout })), null, 2) + '\n', { mode: 0o644 });
-
-  let artifact: ArtifactOutcome | undefined;
-  if (cfg.uploadArtifacts) {
-    artifact = await uploadReports(cfg.artifactName, [logFile, metricsFile], cfg.artifactRetentionDays, deployId.split('-').pop(), env);
-    if (artifact.skipped) core.warning(`bluegreen-ec2-action: logs and metrics were not uploaded as an artifact: ${artifact.skipped}`);
-    else core.info(`uploaded logs and metrics as artifact ${artifact.name} (id ${artifact.id})`);
-  }
-
-  setOutputs(result, logFile, metricsFile, artifact);
-  if (cfg.summary) await writeSummary(secrets.redact(renderSummary(result, { artifact, traffic: cfg.traffic, rollout: describeRollout(cfg) })));
-
-  if (result.result !== 'success') {
-    const e = result.error;
-    const message = e ? `${e.step} failed${e.host ? ` on ${e.host}` : ''}: ${e.message}` : `deploy ${result.result}`;
-    const others = result.hosts.filter((h) => h.abortedBy);
-    const back = others.filter((h) => h.result === 'rolled-back').map((h) => h.host);
-    const fleetNote = others.length ? ` — on-host-failure rollback-all: ${back.length ? `switched back ${back.join(', ')}` : 'no other host had switched'}${others.length > back.length ? `; left untouched ${others.filter((h) => h.result !== 'rolled-back').map((h) => h.host).join(', ')}` : ''}` : '';
-    const suffix = (result.result === 'rolled-back' ? ' — traffic was switched back to the previous version' : '') + fleetNote;
-    core.error(secrets.redact(message + suffix), { title: `bluegreen-ec2-action: ${result.result}` });
-    core.setFailed(secrets.redact(`${message}${suffix}`));
-  }
-}
-
-function describeRollout(cfg: DeployConfig): string {
-  const r = cfg.rollout;
-  const mp = r.maxParallel ? `, max-parallel ${'count' in r.maxParallel ? r.maxParallel.count : `${r.maxParallel.percent}%`}` : '';
-  return `${r.strategy}${mp}, on-host-failure ${r.onHostFailure}`;
-}
-
-function unique(values: Array<string | undefined>): string {
-  return [...new Set(values.filter((v): v is string => Boolean(v)))].join(',');
-}
-
-function setOutputs(r: RunResult, logFile: string, metricsFile: string, artifact?: ArtifactOutcome): void {
-  core.setOutput('result', r.result);
-  core.setOutput('failed-hosts', r.hosts.filter((h) => h.error && !h.abortedBy).map((h) => h.host).join(','));
-  core.setOutput('succeeded-hosts', r.hosts.filter((h) => h.result === 'success').map((h) => h.host).join(','));
-  core.setOutput('active-color', unique(r.hosts.map((h) => h.activeColor)));
-  core.setOutput('previous-color', unique(r.hosts.map((h) => h.previousColor)));
-  const digest = unique(r.hosts.map((h) => h.digest));
-  const image = r.image || unique(r.hosts.filter((h) => h.result === 'success').map((h) => h.image));
-  core.setOutput('image', digest && !digest.includes(',') && !image.includes(',') && image ? `${image.replace(/@sha256:[a-f0-9]+$/, '')}@${digest}` : image);
-  core.setOutput('deploy-id', r.deployId);
-  core.setOutput('duration-ms', String(r.durationMs));
-  const cut = r.hosts.map((h) => h.cutoverMs).filter((v): v is number => v !== undefined);
-  core.setOutput('cutover-ms', cut.length ? String(Math.max(...cut)) : '');
-  core.setOutput('log-file', logFile);
-  core.setOutput('metrics-file', metricsFile);
-  core.setOutput('artifact-id', artifact?.id !== undefined ? String(artifact.id) : '');
-}
-
-async function writeSummary(markdown: string): Promise<void> {
-  if (!process.env.GITHUB_STEP_SUMMARY) return;
-  try {
-    await core.summary.addRaw(markdown).write();
-  } catch (e) {
-    core.warning(`could not write the job summary: ${(e as Error).message}`);
   }
 }
