@@ -56,6 +56,11 @@ export interface HostDeployInput {
   reconnect?: () => Promise<RemoteHost>;
   /** All-or-nothing across hosts; absent for a single host or on-host-failure: continue. */
   fleet?: FleetHooks;
+  /**
+   * Runs once the candidate is healthy and before it takes any traffic (e.g. the user's smoke test, as its own
+   * timed step); a throw fails the host before the switch (the candidate is removed, the live colour untouched).
+   */
+  beforeTraffic?: (c: { remote: RemoteHost; port: number; color: Color; image: string; log: HostLog; timer: StepTimer }) => Promise<void>;
 }
 
 export interface FleetHooks {
@@ -151,6 +156,7 @@ export class HostDeployment {
       probeOnce: (step, port) => this.probeOnce(step, port),
       watch: (port) => this.watchAfterSwitch(port),
       discardCandidate: (state) => this.discardCandidate(state),
+      beforeTraffic: (port) => this.beforeTraffic(port),
       trafficMayHaveMoved: () => {
         this.phase = 'traffic';
       },
@@ -342,6 +348,13 @@ export class HostDeployment {
     if (p.status === undefined || p.status < 200 || p.status >= 300) {
       throw new StepError(step, `GET ${this.cfg.healthPath} on port ${port} answered ${p.status !== undefined ? `HTTP ${p.status}` : p.error} after the switch`);
     }
+  }
+
+  /** Hook before the candidate takes traffic (see HostDeployInput.beforeTraffic). */
+  private async beforeTraffic(port: number): Promise<void> {
+    const hook = this.input.beforeTraffic;
+    if (!hook) return;
+    await hook({ remote: this.remote, port, color: this.plan!.candidate, image: imageReference(this.target), log: this.log, timer: this.timer });
   }
 
   /** The point of no return: all-or-nothing waits here, the old colour still ready to take traffic back. */

@@ -23,7 +23,7 @@ export function formatMs(ms: number | undefined): string {
 }
 
 const ICON: Record<string, string> = { success: '✅', 'rolled-back': '↩️', failed: '❌', skipped: '⏭️', ok: '✓', warning: '⚠️' };
-const STEP_ORDER: StepName[] = ['connect', 'lock', 'login', 'pull', 'detect', 'start', 'health', 'switch', 'verify', 'wait-fleet', 'drain', 'stop', 'cleanup', 'switch-back', 'record'];
+const STEP_ORDER: StepName[] = ['connect', 'lock', 'login', 'pull', 'detect', 'start', 'health', 'smoke-test', 'switch', 'verify', 'wait-fleet', 'drain', 'stop', 'cleanup', 'switch-back', 'record'];
 /** Above this many hosts the step table lists hosts as rows (it would be too wide otherwise). */
 const WIDE_FLEET = 6;
 

@@ -30,6 +30,11 @@ export interface RouterHost {
   watch(port: number): Promise<void>;
   /** Undo of `start`: removes this run's candidate (only if it made it) and puts back the standby it replaced. */
   discardCandidate(state?: HostState): Promise<void>;
+  /**
+   * The candidate is healthy and takes no traffic yet: the last moment to check it (the user's smoke test).
+   * A router whose candidate cannot run before the switch (port-swap) never calls it.
+   */
+  beforeTraffic(port: number): Promise<void>;
   /** From now on traffic may be on the candidate: a failure switches back (decided from the host's real state). */
   trafficMayHaveMoved(): void;
   warn(message: string): void;

@@ -64,6 +64,7 @@ export class NginxRouter implements TrafficRouter {
     const { cfg, plan, timer } = h;
     const port = cfg.ports[plan.candidate];
     await timer.run('health', () => h.waitHealthy(port, `${cfg.app}-${plan.candidate}`));
+    await h.beforeTraffic(port);
     timer.checkCancelled();
     const w: SwitchWatch = { workersBefore: [] };
     const switchStart = Date.now();
