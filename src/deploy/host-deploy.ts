@@ -3,7 +3,6 @@
  * verify → drain → stop → cleanup → record. Before the switch any failure removes the candidate and
  * leaves the live colour alone; after it, traffic is switched back.
  */
-import type { ClientChannel } from 'ssh2';
 import type { RunContext } from '../config/context.js';
 import { imageReference, parseImage, type ImageRef } from '../config/image.js';
 import type { Color, DeployConfig } from '../config/types.js';
@@ -12,7 +11,6 @@ import {
   detectScript,
   listImagesScript,
   logsScript,
-  lockScript,
   finishScript,
   nginxDrainScript,
   portSwapScript,
@@ -29,9 +27,10 @@ import {
 import type { HostLog } from '../report/log.js';
 import { renderUpstream } from '../traffic/nginx-upstream.js';
 import { Prober, waitHealthy } from './health.js';
+import { acquireLock, type HeldLock } from './lock.js';
 import { containerName, parseInspect, planDeploy, type ContainerInfo, type Plan } from './plan.js';
 import { imagesToPrune, parseImageList } from './images.js';
-import { cancelReason, StepTimer } from './steps.js';
+import { StepTimer } from './steps.js';
 import { StepError, type HostResult, type StepName } from './types.js';
 
 export interface HostDeployInput {
@@ -68,7 +67,7 @@ export class HostDeployment {
   private readonly log: HostLog;
   private readonly timer: StepTimer;
   private prober: Prober;
-  private lock?: ClientChannel;
+  private lock?: HeldLock;
   private plan?: Plan;
   private switched = false;
   private switchBackFailed = false;
@@ -172,64 +171,15 @@ export class HostDeployment {
   }
 
   private async acquireLock(): Promise<void> {
-    const owner = JSON.stringify({ deployId: this.input.deployId, runUrl: this.input.ctx.runUrl, actor: this.input.ctx.actor, since: new Date().toISOString() });
-    const s = lockScript(this.cfg.app, this.cfg.lockTimeoutSeconds, owner);
-    const ch = await this.remote.open(s.body, s.args);
-    await new Promise<void>((resolve, reject) => {
-      let buf = '';
-      let err = '';
-      let locked = false;
-      let lastOwner = '';
-      ch.on('data', (d: Buffer) => {
-        buf += d.toString();
-        let nl: number;
-        while ((nl = buf.indexOf('\n')) >= 0) {
-          const line = buf.slice(0, nl);
-          buf = buf.slice(nl + 1);
-          if (line === '@@locked') {
-            locked = true;
-            resolve();
-          } else if (line.startsWith('@@lock-wait')) {
-            lastOwner = describeOwner(line.slice('@@lock-wait'.length).trim());
-            this.log.info(`another deploy holds the lock (${lastOwner}); waiting up to ${this.cfg.lockTimeoutSeconds} s`);
-          } else if (line === '@@drain-wait') {
-            this.log.info(`the previous deploy's old colour is still finishing its requests (drain job on the host); waiting up to ${this.cfg.lockTimeoutSeconds} s`);
-          } else if (line.startsWith('@@lock-timeout')) {
-            lastOwner = describeOwner(line.slice('@@lock-timeout'.length).trim()) || lastOwner;
-          }
-        }
-      });
-      ch.stderr.on('data', (d: Buffer) => (err += d.toString()));
-      this.timer.signal?.addEventListener('abort', () => {
-        if (locked) return;
-        reject(new StepError('lock', `${cancelReason(this.timer.signal!)} while waiting for the deploy lock`));
-        ch.close();
-      }, { once: true });
-      ch.on('exit', (code: number | null) => {
-        if (locked) return;
-        if (code === 75) reject(new StepError('lock', `another deploy of ${this.cfg.app} still holds the lock on this host after ${this.cfg.lockTimeoutSeconds} s (${lastOwner || 'holder unknown'}); raise lock-timeout-seconds or use a workflow concurrency group`));
-        else reject(new StepError('lock', `could not take the deploy lock (exit ${code}): ${err.trim() || 'no output'}`));
-      });
-      ch.on('close', () => {
-        if (!locked) reject(new StepError('lock', `the lock command ended unexpectedly: ${err.trim() || 'no output'}`));
-      });
-    });
-    this.lock = ch;
+    const owner = { deployId: this.input.deployId, runUrl: this.input.ctx.runUrl, actor: this.input.ctx.actor, since: new Date().toISOString() };
+    this.lock = await acquireLock(this.remote, { app: this.cfg.app, deployId: this.input.deployId, owner, timeoutSeconds: this.cfg.lockTimeoutSeconds, signal: this.timer.signal, log: this.log });
     this.log.info(`holding the deploy lock for ${this.cfg.app}`);
   }
 
   private async releaseLock(): Promise<void> {
-    const ch = this.lock;
-    if (!ch) return;
+    const lock = this.lock;
     this.lock = undefined;
-    await new Promise<void>((resolve) => {
-      const t = setTimeout(resolve, 5000);
-      ch.once('close', () => {
-        clearTimeout(t);
-        resolve();
-      });
-      ch.end();
-    });
+    await lock?.release();
   }
 
   private async pull(): Promise<void> {
@@ -662,13 +612,4 @@ export function matchesVersion(c: ContainerInfo, wanted: string): boolean {
 function describeContainer(c: ContainerInfo | undefined): string | undefined {
   if (!c) return undefined;
   return `${c.name}: ${c.labels['bluegreen.image'] ?? 'unknown image'}, ${c.state}`;
-}
-
-function describeOwner(json: string): string {
-  try {
-    const o = JSON.parse(json) as { deployId?: string; runUrl?: string; actor?: string; since?: string };
-    return `deploy ${o.deployId ?? '?'} by ${o.actor ?? '?'} since ${o.since ?? '?'}${o.runUrl ? `, ${o.runUrl}` : ''}`;
-  } catch {
-    return json;
-  }
 }

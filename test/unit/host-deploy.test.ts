@@ -102,17 +102,25 @@ class FakeHost implements RemoteHost {
     return res;
   }
 
-  async open(body: string): Promise<ClientChannel> {
-    if (!body.includes('flock')) throw new Error(`unexpected open(): ${body.slice(0, 40)}`);
+  /** Heartbeat bytes written to the lock's channel. */
+  heartbeats = 0;
+
+  async open(body: string, args: string[] = []): Promise<ClientChannel> {
+    if (!body.includes('flock') || !body.includes('lease')) throw new Error(`unexpected open(): ${body.slice(0, 40)}`);
     this.events.push('lock-open');
-    const ch = new EventEmitter() as EventEmitter & { stderr: EventEmitter; end(): void };
+    const ch = new EventEmitter() as EventEmitter & { stderr: EventEmitter; end(): void; write(d: string): boolean };
     ch.stderr = new EventEmitter();
+    ch.write = () => {
+      this.heartbeats++;
+      return true;
+    };
     ch.end = () => {
       this.lockEnded = true;
       this.events.push('lock-end');
       setImmediate(() => ch.emit('close'));
     };
-    setImmediate(() => ch.emit('data', Buffer.from('@@locked\n')));
+    // lockScript(app, token, …): the keeper answers with the token it wrote
+    setImmediate(() => ch.emit('data', Buffer.from(`@@locked ${args[1]}\n`)));
     return ch as unknown as ClientChannel;
   }
 
