@@ -214,6 +214,27 @@ test('a lease held by another deploy makes a deploy wait, then fail naming the h
   expect(await serving(a)).toBe('v2');
 }, 600_000);
 
+test('a deploy by an older version of the action (holding the lock file for its whole run) still makes a deploy wait and fail naming it', async () => {
+  // what test/e2e/faults.test.ts does with a manual holder
+  const a = APPS.wait;
+  const owner = JSON.stringify({ deployId: 'old-version-holder', actor: 'someone', since: new Date().toISOString() });
+  const holder = spawn('ssh', ['-i', SANDBOX.privateKeyPath, '-o', `UserKnownHostsFile=${SANDBOX.knownHostsPath}`, '-o', 'StrictHostKeyChecking=yes', '-p', String(SANDBOX.sshPort), `${SANDBOX.user}@${SANDBOX.sshHost}`, `mkdir -p .bluegreen/${a.app}; exec 9>>.bluegreen/${a.app}/lock; flock 9; printf '%s\\n' '${owner}' > .bluegreen/${a.app}/lock.owner; echo held; cat >/dev/null; : > .bluegreen/${a.app}/lock.owner`], { stdio: ['pipe', 'pipe', 'inherit'] });
+  await new Promise<void>((resolve) => holder.stdout!.on('data', (d: Buffer) => d.toString().includes('held') && resolve()));
+  try {
+    const r = await deploy(a, 'v3', { 'lock-timeout-seconds': '2' });
+    expect(r.outputs.result).toBe('failed');
+    expect(errorLine(r)).toMatch(/^lock failed on 127\.0\.0\.1:2222: another deploy of e2e-lk-wait still holds the lock on this host after 2 s \(deploy old-version-holder by someone since /);
+    const s = await statusLock(a);
+    expect([s.held, s.owner?.deployId]).toEqual([true, 'old-version-holder']);
+  } finally {
+    holder.kill('SIGKILL');
+  }
+  await new Promise((r) => holder.once('close', r));
+  const again = await deploy(a, 'v3', { 'lock-timeout-seconds': '5' });
+  expect([again.outputs.result, errorLine(again)]).toEqual(['success', '']);
+  expect(await serving(a)).toBe('v3');
+}, 600_000);
+
 test('over ssh: a run re-takes its own lease (same deployId) at once, another deploy id cannot, release frees it', async () => {
   const a = APPS.script;
   const own = (id: string) => JSON.stringify({ deployId: id, actor: 'tester' });

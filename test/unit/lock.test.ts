@@ -11,10 +11,10 @@ import path from 'node:path';
 import type { ClientChannel } from 'ssh2';
 import { acquireLock, type LockLog } from '../../src/deploy/lock.js';
 import { StepError } from '../../src/deploy/types.js';
-import { LEASE_GUARD, lockScript, releaseLeaseScript, renewLeaseScript } from '../../src/remote/scripts.js';
+import { finishScript, LEASE_GUARD, lockScript, releaseLeaseScript, renewLeaseScript } from '../../src/remote/scripts.js';
 import type { ExecOptions, ExecResult, RemoteHost } from '../../src/ssh/connection.js';
 
-const hasTools = ['dash', 'flock', 'timeout'].every((t) => spawnSync('sh', ['-c', `command -v ${t}`]).status === 0);
+const hasTools = ['dash', 'flock', 'timeout', 'setsid'].every((t) => spawnSync('sh', ['-c', `command -v ${t}`]).status === 0);
 const d = hasTools ? describe : describe.skip;
 
 let home: string;
@@ -210,6 +210,27 @@ d('host scripts', () => {
     expect(runScript(renewLeaseScript(APP, 'd9.zz')).code).toBe(76);
     expect(runScript(releaseLeaseScript(APP, 'd1.aa')).stdout).toBe('@@released\n');
     expect(readLease()).toBeUndefined();
+  });
+
+  test('the finishing job waits for drain.lock held for an instant (a concurrent status probe) instead of failing', async () => {
+    fs.mkdirSync(path.join(home, '.bluegreen', APP), { recursive: true });
+    // holds drain.lock for ~1 s, as a slow `flock -n drain.lock true` of statusScript would for a moment
+    const probe = spawn('dash', ['-c', 'exec 8>>".bluegreen/$1/drain.lock"; flock 8; echo held; sleep 1', 'sh', APP], { cwd: home, stdio: ['ignore', 'pipe', 'inherit'] });
+    await new Promise<void>((resolve) => probe.stdout!.on('data', () => resolve()));
+    const s = finishScript(['false'], APP, { workersBefore: [], drainMs: 0, stopTimeoutSeconds: 1, removeNames: [], removeImages: [], background: true });
+    const r = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+      const c = spawn('dash', ['-c', s.body, 'sh', ...s.args], { cwd: home, stdio: ['ignore', 'pipe', 'pipe'] });
+      let stdout = '';
+      let stderr = '';
+      c.stdout.on('data', (b: Buffer) => (stdout += b.toString()));
+      c.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
+      c.on('close', (code) => resolve({ code, stdout, stderr }));
+    });
+    expect([r.code, r.stderr]).toEqual([0, '']);
+    expect(r.stdout).toMatch(/^@@background \d+\n$/);
+    const log = path.join(home, '.bluegreen', APP, 'drain.log');
+    await until('the job to finish', () => fs.existsSync(log) && fs.readFileSync(log, 'utf8').includes(' done'));
+    expect(fs.readFileSync(log, 'utf8')).toContain('exit 0');
   });
 
   test('lease_ok: our deployId and not expired', () => {
