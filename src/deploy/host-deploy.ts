@@ -78,9 +78,9 @@ export interface FleetHooks {
 /** How far the deploy got: what the undo has to do (see the table above). */
 export type Phase = 'prepare' | 'started' | 'traffic' | 'committed';
 
-/** The owner line a lock holder shows to whoever waits. */
-export function lockOwner(deployId: string, ctx: RunContext): string {
-  return JSON.stringify({ deployId, runUrl: ctx.runUrl, actor: ctx.actor, since: new Date().toISOString() });
+/** Who holds the lock, as shown to whoever waits and by `command: status`. */
+export function lockOwner(deployId: string, ctx: RunContext): Record<string, unknown> {
+  return { deployId, runUrl: ctx.runUrl, actor: ctx.actor, since: new Date().toISOString() };
 }
 
 export class HostDeployment {
@@ -157,6 +157,7 @@ export class HostDeployment {
       watch: (port) => this.watchAfterSwitch(port),
       discardCandidate: (state) => this.discardCandidate(state),
       beforeTraffic: (port) => this.beforeTraffic(port),
+      ensureLock: () => this.ensureLock(),
       trafficMayHaveMoved: () => {
         this.phase = 'traffic';
       },
@@ -324,8 +325,21 @@ export class HostDeployment {
     return this.cfg.env.map((v) => `${v.key}=${v.value}\n`).join('');
   }
 
+  /**
+   * Before a step that changes the host: if the lease may be gone (the keeper's channel closed, renewals stopped),
+   * take it again first — at once if it is still ours; if another deploy took it meanwhile, this fails the step.
+   */
+  private async ensureLock(): Promise<void> {
+    if (!this.lock?.signal.aborted) return;
+    this.log.warn(`the deploy lock may have been lost (${this.lock.lost}); taking it again before changing the host`);
+    void this.lock.release().catch(() => undefined);
+    this.lock = undefined;
+    await this.takeLock();
+  }
+
   /** The start step: from here the host holds a candidate (or the kept standby, started again). */
   private async startCandidate(): Promise<void> {
+    await this.ensureLock();
     const plan = this.plan!;
     const name = this.name(plan.candidate);
     const verb = this.router.startVerb;

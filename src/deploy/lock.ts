@@ -1,98 +1,229 @@
 /**
- * The per-app deploy lock on a host (see lockScript): taken before anything is read or changed, held for the
- * whole deploy, released when the run ends or its connection goes away.
+ * The per-app deploy lock, runner side: a lease on the host (see lockScript) that expires by itself unless it is
+ * renewed. Over SSH one channel takes the lease and then stays open as its keeper: the runner writes a heartbeat byte
+ * every LEASE_HEARTBEAT_MS, the keeper renews the lease for each one and removes it at EOF (released, or the runner's
+ * connection was closed) or when the heartbeats stop (the runner vanished without its connection ever closing).
  */
+import crypto from 'node:crypto';
 import type { ClientChannel } from 'ssh2';
-import { lockScript } from '../remote/scripts.js';
-import type { HostLog } from '../report/log.js';
+import { LEASE_HEARTBEAT_MS, LEASE_TTL_SECONDS, lockScript, releaseLeaseScript } from '../remote/scripts.js';
 import type { RemoteHost } from '../ssh/connection.js';
 import { cancelReason } from './steps.js';
 import { StepError } from './types.js';
 
-export interface LockOptions {
+export interface LockLog {
+  info(m: string): void;
+  warn(m: string): void;
+  debug(m: string): void;
+}
+
+export interface AcquireOptions {
   app: string;
+  /** Our lease is free to us again after a reconnect: the lease file names the deployId. No whitespace. */
   deployId: string;
-  /** JSON naming the holder (deploy id, run URL, actor, since), shown to whoever waits. */
-  owner: string;
+  /** Who holds it, shown to waiting deploys and by `command: status` (deployId, runUrl, actor, since…). */
+  owner: Record<string, unknown>;
   timeoutSeconds: number;
-  log: HostLog;
   signal?: AbortSignal;
+  log: LockLog;
+  /** Tests only. */
+  ttlSeconds?: number;
+  heartbeatMs?: number;
 }
 
 export interface HeldLock {
+  /** `<deployId>.<nonce>`, new for each acquisition. */
+  readonly token: string;
+  /**
+   * Aborted (reason: a message) once the lease may be gone: the keeper's channel closed (the SSH connection dropped),
+   * the keeper reported it expired or taken, or no renewal was confirmed for most of the TTL. Before changing the
+   * host after that, acquire again (same deployId: at once, unless another deploy took over meanwhile).
+   */
+  readonly signal: AbortSignal;
+  /** Why the lease may be gone, once `signal` is aborted. */
+  readonly lost: string | undefined;
+  /** Until when (runner clock, ms) the lease is surely valid: the send time of the last confirmed heartbeat + TTL. */
+  readonly validUntil: number;
+  /** Ends the keeper (EOF): it removes the lease. Resolves when the channel closed (at most ~5 s). */
   release(): Promise<void>;
 }
 
-export async function acquireLock(remote: RemoteHost, o: LockOptions): Promise<HeldLock> {
-  const s = lockScript(o.app, o.timeoutSeconds, o.owner);
+/** Confirmations may lag this much behind the host's clock and the channel's round trip before we call the lease lost. */
+const SAFETY_MS = 5000;
+
+export async function acquireLock(remote: RemoteHost, opts: AcquireOptions): Promise<HeldLock> {
+  if (!opts.deployId || /\s/.test(opts.deployId)) throw new Error(`deploy id ${JSON.stringify(opts.deployId)} must be a non-empty word`);
+  const ttlMs = (opts.ttlSeconds ?? LEASE_TTL_SECONDS) * 1000;
+  const token = `${opts.deployId}.${crypto.randomBytes(6).toString('hex')}`;
+  const s = lockScript(opts.app, token, JSON.stringify(opts.owner), opts.timeoutSeconds, { ttlSeconds: opts.ttlSeconds });
   const ch = await remote.open(s.body, s.args);
-  await new Promise<void>((resolve, reject) => {
+  const lock = new Lease(remote, ch, token, opts, ttlMs);
+  await lock.acquired();
+  return lock;
+}
+
+class Lease implements HeldLock {
+  private readonly abort = new AbortController();
+  private timer?: NodeJS.Timeout;
+  private closed = false;
+  private released = false;
+  /** Send times of heartbeats not confirmed yet (the keeper answers each with `@@renewed`, in order). */
+  private readonly pending: number[] = [];
+  validUntil = 0;
+  private onLine: (line: string) => void = () => undefined;
+  private onEnd: (code: number | null) => void = () => undefined;
+
+  constructor(
+    private readonly remote: RemoteHost,
+    private readonly ch: ClientChannel,
+    readonly token: string,
+    private readonly opts: AcquireOptions,
+    private readonly ttlMs: number
+  ) {
     let buf = '';
-    let err = '';
-    let locked = false;
-    let lastOwner = '';
     ch.on('data', (d: Buffer) => {
       buf += d.toString();
       let nl: number;
       while ((nl = buf.indexOf('\n')) >= 0) {
         const line = buf.slice(0, nl);
         buf = buf.slice(nl + 1);
-        if (line === '@@locked' || line.startsWith('@@locked ')) {
-          locked = true;
-          resolve();
-        } else if (line.startsWith('@@lock-wait')) {
-          lastOwner = describeOwner(line.slice('@@lock-wait'.length).trim());
-          o.log.info(`another deploy holds the lock (${lastOwner}); waiting up to ${o.timeoutSeconds} s`);
-        } else if (line === '@@drain-wait') {
-          o.log.info(`the previous deploy's old colour is still finishing its requests (drain job on the host); waiting up to ${o.timeoutSeconds} s`);
-        } else if (line.startsWith('@@lock-timeout')) {
-          lastOwner = describeOwner(line.slice('@@lock-timeout'.length).trim()) || lastOwner;
-        }
+        this.onLine(line);
       }
     });
-    ch.stderr.on('data', (d: Buffer) => (err += d.toString()));
-    o.signal?.addEventListener(
-      'abort',
-      () => {
-        if (locked) return;
-        reject(new StepError('lock', `${cancelReason(o.signal!)} while waiting for the deploy lock`));
-        ch.close();
-      },
-      { once: true }
-    );
-    ch.on('exit', (code: number | null) => {
-      if (locked) return;
-      if (code === 75) reject(new StepError('lock', `another deploy of ${o.app} still holds the lock on this host after ${o.timeoutSeconds} s (${lastOwner || 'holder unknown'}); raise lock-timeout-seconds or use a workflow concurrency group`));
-      else reject(new StepError('lock', `could not take the deploy lock (exit ${code}): ${err.trim() || 'no output'}`));
-    });
+    // ssh2 emits exit (with the code) before close; close alone when the connection went away
+    let code: number | null = null;
+    ch.on('exit', (c: number | null) => (code = c));
     ch.on('close', () => {
-      if (!locked) reject(new StepError('lock', `the lock command ended unexpectedly: ${err.trim() || 'no output'}`));
+      this.closed = true;
+      this.stopHeartbeat();
+      this.onEnd(code);
     });
-  });
-  o.log.info(`holding the deploy lock for ${o.app}`);
-  return new ChannelLock(ch);
-}
+    ch.on('error', () => undefined);
+  }
 
-class ChannelLock implements HeldLock {
-  private released = false;
-  constructor(private readonly ch: ClientChannel) {}
+  get signal(): AbortSignal {
+    return this.abort.signal;
+  }
+
+  get lost(): string | undefined {
+    return this.abort.signal.aborted ? String(this.abort.signal.reason) : undefined;
+  }
+
+  /** Resolves at `@@locked`; fails with a StepError('lock') naming the holder on timeout, cancel or error. */
+  acquired(): Promise<void> {
+    const { app, timeoutSeconds, signal, log } = this.opts;
+    let err = '';
+    this.ch.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    return new Promise<void>((resolve, reject) => {
+      let holder = '';
+      const onAbort = () => {
+        reject(new StepError('lock', `${cancelReason(signal!)} while waiting for the deploy lock`));
+        this.ch.close();
+      };
+      if (signal?.aborted) return onAbort();
+      signal?.addEventListener('abort', onAbort, { once: true });
+      this.onLine = (line) => {
+        if (line.startsWith('@@')) log.debug(line);
+        if (line === `@@locked ${this.token}`) {
+          signal?.removeEventListener('abort', onAbort);
+          this.onLine = (l) => this.keeperLine(l);
+          this.onEnd = (code) => this.keeperEnded(code);
+          // The host wrote expires = its now + TTL just before this line left it; a first heartbeat right away
+          // gives a bound that does not depend on the channel's latency.
+          this.validUntil = Date.now() + this.ttlMs;
+          this.startHeartbeat();
+          this.beat();
+          resolve();
+        } else if (line.startsWith('@@lock-wait')) {
+          holder = describeOwner(line.slice('@@lock-wait'.length).trim());
+          log.info(`another deploy holds the lock (${holder || 'holder unknown'}); waiting up to ${timeoutSeconds} s`);
+        } else if (line === '@@drain-wait') {
+          log.info(`the previous deploy's old colour is still finishing its requests (drain job on the host); waiting up to ${timeoutSeconds} s`);
+        } else if (line.startsWith('@@lock-timeout')) {
+          holder = describeOwner(line.slice('@@lock-timeout'.length).trim()) || holder;
+        }
+      };
+      this.onEnd = (code) => {
+        signal?.removeEventListener('abort', onAbort);
+        if (code === 75) reject(new StepError('lock', `another deploy of ${app} still holds the lock on this host after ${timeoutSeconds} s (${holder || 'holder unknown'}); raise lock-timeout-seconds or use a workflow concurrency group`));
+        else if (code !== null) reject(new StepError('lock', `could not take the deploy lock (exit ${code}): ${err.trim() || 'no output'}`));
+        else reject(new StepError('lock', `the lock command ended unexpectedly: ${err.trim() || 'no output'}`));
+      };
+    });
+  }
+
+  private startHeartbeat(): void {
+    const every = this.opts.heartbeatMs ?? LEASE_HEARTBEAT_MS;
+    this.timer = setInterval(() => this.beat(), every);
+    this.timer.unref();
+  }
+
+  private stopHeartbeat(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+  }
+
+  private beat(): void {
+    if (this.closed || this.released) return;
+    if (Date.now() > this.validUntil - Math.min(SAFETY_MS, this.ttlMs / 4)) this.markLost(`no lease renewal was confirmed by the host for ${Math.round((Date.now() - this.validUntil + this.ttlMs) / 1000)} s: the lease may have expired there`);
+    this.pending.push(Date.now());
+    // never a newline: the keeper reads one byte per heartbeat with a command substitution, which drops newlines
+    this.ch.write('.');
+  }
+
+  private keeperLine(line: string): void {
+    if (line.startsWith('@@')) this.opts.log.debug(line);
+    if (line.startsWith('@@renewed')) {
+      const sent = this.pending.shift();
+      if (sent !== undefined) this.validUntil = Math.max(this.validUntil, sent + this.ttlMs);
+    } else if (line.startsWith('@@lease-lost')) {
+      this.markLost(`the deploy lock was taken over on the host (${describeOwner(line.slice('@@lease-lost'.length).trim()) || 'holder unknown'}) after our lease expired`);
+    } else if (line.startsWith('@@lease-expired')) {
+      this.markLost('the host heard no heartbeat for the lease TTL and released our lease');
+    }
+  }
+
+  private keeperEnded(code: number | null): void {
+    if (this.released) return;
+    this.markLost(code === null ? 'the channel holding the deploy lock closed (SSH connection lost?)' : `the lease keeper on the host ended (exit ${code})`);
+  }
+
+  private markLost(reason: string): void {
+    if (this.abort.signal.aborted || this.released) return;
+    this.opts.log.warn(`deploy lock of ${this.opts.app}: ${reason}`);
+    this.abort.abort(reason);
+  }
 
   async release(): Promise<void> {
     if (this.released) return;
     this.released = true;
-    const ch = this.ch;
-    await new Promise<void>((resolve) => {
-      const t = setTimeout(resolve, 5000);
-      ch.once('close', () => {
-        clearTimeout(t);
-        resolve();
+    this.stopHeartbeat();
+    if (!this.closed) {
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, 5000);
+        t.unref();
+        this.ch.once('close', () => {
+          clearTimeout(t);
+          resolve();
+        });
+        this.ch.end();
       });
-      ch.end();
-    });
+      if (this.closed) return;
+    }
+    // The keeper is gone (or did not answer) but the connection may still work: remove our lease directly.
+    if (!this.remote.isConnected()) return;
+    const s = releaseLeaseScript(this.opts.app, this.token);
+    await this.remote.run(s.body, s.args).then(
+      (r) => {
+        if (r.code !== 0) this.opts.log.warn(`could not release the deploy lease (exit ${r.code}): ${r.stderr.trim()}; it expires by itself within ${this.ttlMs / 1000} s`);
+      },
+      (e: Error) => this.opts.log.warn(`could not release the deploy lease (${e.message}); it expires by itself within ${this.ttlMs / 1000} s`)
+    );
   }
 }
 
 export function describeOwner(json: string): string {
+  if (!json) return '';
   try {
     const o = JSON.parse(json) as { deployId?: string; runUrl?: string; actor?: string; since?: string };
     return `deploy ${o.deployId ?? '?'} by ${o.actor ?? '?'} since ${o.since ?? '?'}${o.runUrl ? `, ${o.runUrl}` : ''}`;

@@ -22,34 +22,141 @@ const TRAPS = `trap 'exit 129' HUP; trap 'exit 130' INT; trap 'exit 143' TERM`;
 export const stateDir = (app: string) => `.bluegreen/${app}`;
 
 /**
- * Holds the per-app lock for as long as the channel's stdin stays open. The lock lives with the
- * SSH connection: if the runner dies, sshd closes the channel, `cat` ends and the lock is released.
+ * How long a deploy lease lives without a renewal. The runner renews it every LEASE_HEARTBEAT_MS; a runner that
+ * vanishes (VM gone, network partition: its connection goes silent and is never closed) loses it this long after
+ * its last heartbeat, without waiting for sshd or TCP to notice the dead connection.
  */
-export function lockScript(app: string, timeoutSeconds: number, owner: string): RemoteScript {
+export const LEASE_TTL_SECONDS = 30;
+export const LEASE_HEARTBEAT_MS = 5000;
+
+/**
+ * Shell helpers for `$dir/lease`, one line `<token> <expires-epoch-s> <owner-json>` (token `<deployId>.<nonce>`).
+ * Every read-modify-write happens in `under_lock`, which holds `$dir/lock` (the file older versions of the action
+ * held for their whole run, so such a run still excludes us) only for the milliseconds the change takes: fd 9 is
+ * open in the subshell alone, and nothing that waits (the keeper's heartbeat read) ever holds it.
+ */
+const LEASE_FNS = [
+  'lease_read() { lt=""; le=0; lo=""; if [ -s "$dir/lease" ]; then read -r lt le lo < "$dir/lease"; fi; case "$le" in ""|*[!0-9]*) le=0 ;; esac; }',
+  // written next to it and renamed: readers without the lock (status, lease_ok) never see half a line
+  `lease_write() { printf '%s %s %s\\n' "$1" "$2" "$3" > "$dir/lease.new" && mv -f "$dir/lease.new" "$dir/lease"; }`,
+  // under_lock WAIT CMD...: exit 99 when the lock file could not be taken within WAIT seconds
+  'under_lock() { w=$1; shift; ( flock -w "$w" 9 || exit 99; "$@" ) 9>>"$dir/lock"; }'
+].join('\n');
+
+const LEASE_PREAMBLE = [
+  'dir=".bluegreen/$1"; mkdir -p "$dir" || exit 70',
+  `command -v flock >/dev/null 2>&1 || { echo "flock is not installed on the host (package util-linux)" >&2; exit 71; }`,
+  LEASE_FNS
+].join('\n');
+
+/**
+ * Takes the app's deploy lease. Waits (polling every 200 ms, up to `timeoutSeconds` by the host's clock) while
+ * another deploy holds an unexpired lease, a deploy by an older version of the action holds the lock file, or the
+ * previous deploy's background job still drains its old colour (it holds drain.lock, see finishScript). The lease is
+ * free when there is none, it expired, or it carries our deployId: a run that reconnects takes its own lease back at
+ * once. Prints `@@lock-wait <owner>` when waiting starts and whenever the holder changes, `@@drain-wait`,
+ * `@@lock-timeout <owner>` (exit 75), then `@@locked <token>`.
+ *
+ * `keeper`: the channel then stays open as the lease's keeper. Each byte on stdin (a heartbeat, never a newline)
+ * renews the lease for `ttlSeconds` (`@@renewed <expires>`); at EOF (the runner released it, or its connection was
+ * closed) or when no heartbeat came within `ttlSeconds` (the runner went silent: `@@lease-expired`) it removes the
+ * lease if it is still its own. `@@lease-lost <owner>` (exit 76): someone else holds it now.
+ * Without `keeper` (a transport that keeps no channel open) the script exits after `@@locked`: renew with
+ * renewLeaseScript, release with releaseLeaseScript.
+ */
+export function lockScript(app: string, token: string, owner: string, timeoutSeconds: number, opts: { keeper?: boolean; ttlSeconds?: number } = {}): RemoteScript {
   return {
     body: [
-      'dir=".bluegreen/$1"; mkdir -p "$dir" || exit 70',
-      `command -v flock >/dev/null 2>&1 || { echo "flock is not installed on the host (package util-linux)" >&2; exit 71; }`,
-      'exec 9>>"$dir/lock" || exit 70',
-      'if ! flock -n 9; then',
-      '  echo "@@lock-wait $(cat "$dir/lock.owner" 2>/dev/null)"',
-      '  if ! flock -w "$2" 9; then echo "@@lock-timeout $(cat "$dir/lock.owner" 2>/dev/null)"; exit 75; fi',
-      'fi',
-      // A previous deploy's background drain (drainAndStopScript) holds drain.lock until the old colour is stopped.
-      'exec 8>>"$dir/drain.lock" || exit 70',
-      'if ! flock -n 8; then',
-      '  echo "@@drain-wait"',
-      '  if ! flock -w "$2" 8; then echo "@@lock-timeout the previous deploy is still draining its old colour"; exit 75; fi',
-      'fi',
-      'exec 8>&-',
-      `printf '%s\\n' "$3" > "$dir/lock.owner"`,
-      'echo "@@locked"',
-      'cat >/dev/null',
-      ': > "$dir/lock.owner"'
+      LEASE_PREAMBLE,
+      'tok=$2; own=$3; ttl=$5; id=${tok%.*}',
+      'try_take() {',
+      '  now=$(date +%s); lease_read',
+      '  if [ -n "$lt" ] && [ "${lt%.*}" != "$id" ] && [ "$le" -gt "$now" ]; then echo "held $lo"; return 0; fi',
+      // Drain jobs are started only by a lease holder: when the lease still carries our deployId, nobody else held it
+      // since we did, and a running job is our own.
+      '  if [ "${lt%.*}" != "$id" ] && ! flock -n "$dir/drain.lock" true; then echo drain; return 0; fi',
+      '  lease_write "$tok" "$((now + ttl))" "$own" || exit 70',
+      '  echo took',
+      '}',
+      // milliseconds where date has %N (GNU, recent busybox), else whole seconds
+      `ms() { t=$(date +%s%N 2>/dev/null); case "$t" in ""|*[!0-9]*) echo $(( $(date +%s) * 1000 )) ;; *) echo $(( t / 1000000 )) ;; esac; }`,
+      'deadline=$(( $(ms) + $4 * 1000 )); last=""; why=""',
+      'while :; do',
+      '  left=$(( deadline - $(ms) ))',
+      '  w=1; [ "$left" -gt 0 ] || w=0',
+      '  r=$(under_lock "$w" try_take); rc=$?',
+      // the lock file itself is held: a deploy by an older version of the action (it holds it for its whole run)
+      '  if [ $rc = 99 ]; then r="held $(cat "$dir/lock.owner" 2>/dev/null)"; elif [ $rc != 0 ]; then exit 70; fi',
+      '  case "$r" in',
+      '    took) break ;;',
+      '    drain) [ "$last" = drain ] || echo "@@drain-wait"; why="the previous deploy is still draining its old colour" ;;',
+      '    *) [ "$r" = "$last" ] || echo "@@lock-wait ${r#held }"; why=${r#held } ;;',
+      '  esac',
+      '  last=$r',
+      '  [ "$left" -gt 0 ] || { echo "@@lock-timeout $why"; exit 75; }',
+      '  sleep 0.2',
+      'done',
+      'release() { lease_read; if [ "$lt" = "$tok" ]; then rm -f "$dir/lease"; fi; }',
+      // the runner left while we were waiting: do not keep a lease nobody renews
+      `trap 'under_lock 10 release; exit 141' PIPE`,
+      'echo "@@locked $tok"',
+      '[ "$6" = keeper ] || exit 0',
+      `trap 'under_lock 10 release; exit 129' HUP; trap 'under_lock 10 release; exit 130' INT; trap 'under_lock 10 release; exit 143' TERM`,
+      'renew() { lease_read; if [ "$lt" != "$tok" ]; then echo "lost $lo"; return 0; fi; e=$(( $(date +%s) + ttl )); lease_write "$tok" "$e" "$own" || exit 70; echo "renewed $e"; }',
+      // one heartbeat byte; dash has no `read -t`: coreutils timeout exits 124 when none came in time
+      'if command -v timeout >/dev/null 2>&1; then beat() { timeout "$ttl" dd bs=1 count=1 2>/dev/null; }; else beat() { dd bs=1 count=1 2>/dev/null; }; fi',
+      'while :; do',
+      '  b=$(beat); rc=$?',
+      '  if [ $rc = 124 ]; then under_lock 10 release; echo "@@lease-expired no heartbeat for $ttl s"; exit 0; fi',
+      '  if [ -z "$b" ]; then under_lock 10 release; exit 0; fi',
+      '  if ! r=$(under_lock 10 renew); then echo "@@renew-failed"; continue; fi',
+      '  case "$r" in renewed*) echo "@@renewed ${r#renewed }" ;; *) echo "@@lease-lost ${r#lost }"; exit 76 ;; esac',
+      'done'
     ].join('\n'),
-    args: [app, String(timeoutSeconds), owner]
+    args: [app, token, owner, String(timeoutSeconds), String(opts.ttlSeconds ?? LEASE_TTL_SECONDS), opts.keeper === false ? 'once' : 'keeper']
   };
 }
+
+/** Renews our lease for `ttlSeconds` (without a keeper): `@@renewed <expires>`, or `@@lease-lost <owner>` and exit 76. */
+export function renewLeaseScript(app: string, token: string, ttlSeconds = LEASE_TTL_SECONDS): RemoteScript {
+  return {
+    body: [
+      LEASE_PREAMBLE,
+      'tok=$2; ttl=$3',
+      'renew() { lease_read; if [ "$lt" != "$tok" ]; then echo "lost $lo"; return 0; fi; e=$(( $(date +%s) + ttl )); lease_write "$tok" "$e" "$lo" || exit 70; echo "renewed $e"; }',
+      'r=$(under_lock 10 renew) || { echo "the lock file $dir/lock stayed busy for 10 s" >&2; exit 70; }',
+      'case "$r" in renewed*) echo "@@renewed ${r#renewed }" ;; *) echo "@@lease-lost ${r#lost }"; exit 76 ;; esac'
+    ].join('\n'),
+    args: [app, token, String(ttlSeconds)]
+  };
+}
+
+/** Removes our lease (without a keeper, or after the keeper's channel was lost); a lease someone else holds stays. */
+export function releaseLeaseScript(app: string, token: string): RemoteScript {
+  return {
+    body: [
+      LEASE_PREAMBLE,
+      'tok=$2',
+      'release() { lease_read; if [ "$lt" = "$tok" ]; then rm -f "$dir/lease"; echo "@@released"; else echo "@@not-ours"; fi; }',
+      'under_lock 10 release || { echo "the lock file $dir/lock stayed busy for 10 s" >&2; exit 70; }'
+    ].join('\n'),
+    args: [app, token]
+  };
+}
+
+/**
+ * Fencing for scripts that change what serves: `lease_ok "$app" "$deployId"` is true while the app's lease carries
+ * that deployId and has not expired (read without the lock: the file is replaced atomically). A run whose lease
+ * expired (it went silent, another deploy may have taken over) must not touch the host any more.
+ */
+export const LEASE_GUARD = [
+  'lease_ok() {',
+  '  _lf=".bluegreen/$1/lease"; [ -s "$_lf" ] || return 1',
+  '  read -r _lt _le _lo < "$_lf" || [ -n "$_lt" ] || return 1',
+  '  case "$_le" in ""|*[!0-9]*) return 1 ;; esac',
+  '  [ "${_lt%.*}" = "$2" ] && [ "$_le" -gt "$(date +%s)" ]',
+  '}'
+].join('\n');
 
 export type LoginMode = { kind: 'none' } | { kind: 'password'; registry: string; username: string; password: string } | { kind: 'ecr-on-host'; registry: string; region: string };
 
@@ -284,7 +391,8 @@ export function finishScript(
       `  exec ${cmd('sh', '-c', job.join('\n'), 'sh')} "$@"`,
       'fi',
       'dir=".bluegreen/$6"; mkdir -p "$dir" && exec 8>>"$dir/drain.lock" || exit 70',
-      'flock -n 8 || { echo "drain.lock is held by another process" >&2; exit 70; }',
+      // A concurrent `command: status` probes drain.lock for an instant (flock -n): wait for it rather than fail.
+      'flock -w 10 8 || { echo "drain.lock stayed held by another process for 10 s" >&2; exit 70; }',
       `${cmd('setsid', 'sh', '-c', logged, 'sh')} "$@" </dev/null >"$dir/drain.log" 2>&1 &`,
       'echo "@@background $!"'
     ].join('\n'),
@@ -401,10 +509,13 @@ export function statusScript(dockerCommand: string[], app: string, upstreamFile:
       '[ "$3" -gt 0 ] && tail -n "$3" "$dir/history.jsonl" 2>/dev/null',
       'echo "@@state"',
       'cat "$dir/state.json" 2>/dev/null || echo "@@none"',
+      // The lease is read without the lock (it is replaced atomically), against the host's clock that expires it.
       'echo "@@lock"',
-      'if [ -e "$dir/lock" ] && command -v flock >/dev/null 2>&1; then',
-      '  if flock -n "$dir/lock" true; then echo free; else echo "held $(cat "$dir/lock.owner" 2>/dev/null)"; fi',
-      'else echo free; fi',
+      'echo "now $(date +%s)"',
+      'if [ -s "$dir/lease" ]; then echo "lease $(head -n 1 "$dir/lease")"; fi',
+      // An older version of the action holds the lock file for its whole run and names itself in lock.owner; a short
+      // non-blocking probe only (deploys wait for the lock file, they do not give up on a busy one).
+      'if [ -s "$dir/lock.owner" ] && command -v flock >/dev/null 2>&1 && ! flock -n "$dir/lock" true; then echo "legacy $(head -n 1 "$dir/lock.owner")"; fi',
       'if [ -e "$dir/drain.lock" ] && command -v flock >/dev/null 2>&1 && ! flock -n "$dir/drain.lock" true; then echo draining; fi',
       'echo "@@disk"',
       `root=$(D info --format '{{.DockerRootDir}}' 2>/dev/null); [ -n "$root" ] || root=/`,

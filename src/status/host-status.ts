@@ -44,8 +44,14 @@ export interface HostStatus {
   colors: Record<Color, ColorStatus>;
   leftovers: string[];
   history: Array<Record<string, unknown>>;
-  /** draining: a deploy's background job is still letting the old colour finish its requests before stopping it. */
-  lock: { held: boolean; owner?: Record<string, unknown>; draining?: boolean };
+  /**
+   * held: a deploy's lease is there and not expired (or a deploy by an older version of the action holds the lock
+   * file: `legacy`). owner: the lease's owner JSON (deployId, runUrl, actor, since). expiresAt: when the lease runs out
+   * unless its holder renews it (every few seconds while the holder runs). stale: a lease that expired without being
+   * released (its runner vanished); the next deploy takes it over. draining: a deploy's background job is still
+   * letting the old colour finish its requests before stopping it.
+   */
+  lock: { held: boolean; owner?: Record<string, unknown>; draining?: boolean; expiresAt?: string; stale?: boolean; legacy?: boolean };
   disk?: { path: string; usedPercent: number; availableKb: number };
   findings: Finding[];
 }
@@ -157,17 +163,7 @@ export async function readHostStatus(cfg: DeployConfig, remote: RemoteHost, log:
     }
   }
 
-  const lockLines = (sec.lock ?? 'free').trim().split('\n');
-  const lockLine = lockLines[0].trim();
-  const draining = lockLines.some((l) => l.trim() === 'draining');
-  let owner: Record<string, unknown> | undefined;
-  if (lockLine.startsWith('held')) {
-    try {
-      owner = JSON.parse(lockLine.slice(4).trim() || '{}');
-    } catch {
-      owner = { raw: lockLine.slice(4).trim() };
-    }
-  }
+  const lock = parseLockSection(sec.lock ?? '', now);
   const df = (sec.disk ?? '').trim().split(/\s+/);
   const disk = df.length >= 6 && /^\d+%$/.test(df[4]) ? { path: df[5], usedPercent: Number(df[4].replace('%', '')), availableKb: Number(df[3]) } : undefined;
 
@@ -180,7 +176,7 @@ export async function readHostStatus(cfg: DeployConfig, remote: RemoteHost, log:
     colors,
     leftovers: containers.map((c) => c.name.replace(/^\//, '')).filter((n) => n !== containerName(cfg.app, 'blue') && n !== containerName(cfg.app, 'green')),
     history: jsonLines<Record<string, unknown>>(sec.history).reverse(),
-    lock: { held: lockLine.startsWith('held'), owner, draining },
+    lock,
     disk,
     findings: []
   };
@@ -188,7 +184,7 @@ export async function readHostStatus(cfg: DeployConfig, remote: RemoteHost, log:
   return status;
 }
 
-export function findingsFor(s: HostStatus, now = Date.now()): Finding[] {
+export function findingsFor(s: HostStatus, _now = Date.now()): Finding[] {
   const f: Finding[] = [];
   const live = s.live ? s.colors[s.live] : undefined;
   if (!s.live) f.push({ level: 'error', message: 'no colour is live: nothing serves this app' + (s.upstream?.color ? ` (the upstream points at ${s.upstream.color}, which is ${s.colors[s.upstream.color].state ?? 'missing'})` : '') });
@@ -202,12 +198,36 @@ export function findingsFor(s: HostStatus, now = Date.now()): Finding[] {
   if (standby?.state === 'running' && s.lock.draining) f.push({ level: 'info', message: `the standby ${standby.container} is finishing its in-flight requests; a job on the host stops it then (drain.log in the app's state directory)` });
   else if (standby?.state === 'running') f.push({ level: 'warning', message: `the standby ${standby.container} is running although it takes no traffic` });
   if (s.disk && s.disk.usedPercent >= 90) f.push({ level: s.disk.usedPercent >= 95 ? 'error' : 'warning', message: `the docker disk (${s.disk.path}) is ${s.disk.usedPercent}% full` });
-  if (s.lock.held) {
-    const since = typeof s.lock.owner?.since === 'string' ? Date.parse(s.lock.owner.since) : NaN;
-    const who = `${s.lock.owner?.deployId ?? 'unknown deploy'}${s.lock.owner?.runUrl ? ` (${s.lock.owner.runUrl})` : ''}`;
-    if (!Number.isNaN(since) && now - since > 3_600_000) f.push({ level: 'warning', message: `the deploy lock has been held by ${who} since ${s.lock.owner?.since}: a stale lock from a run whose connection never closed?` });
-    else f.push({ level: 'info', message: `a deploy is in progress: the lock is held by ${who}` });
-  }
+  const who = `${s.lock.owner?.deployId ?? 'unknown deploy'}${s.lock.owner?.runUrl ? ` (${s.lock.owner.runUrl})` : ''}`;
+  if (s.lock.held) f.push({ level: 'info', message: `a deploy is in progress: the lock is held by ${who}${s.lock.legacy ? ' (an older version of the action)' : s.lock.expiresAt ? `, lease renewed until ${s.lock.expiresAt}` : ''}` });
+  else if (s.lock.stale) f.push({ level: 'warning', message: `the deploy lock of ${who} expired at ${s.lock.expiresAt} without being released (its runner vanished or lost its connection); the next deploy takes it over` });
   if (s.leftovers.length) f.push({ level: 'warning', message: `leftover containers of this app: ${s.leftovers.join(', ')} (the next successful deploy removes them)` });
   return f;
+}
+
+/** The `@@lock` section of statusScript: `now <epoch>`, `lease <token> <expires> <owner-json>`, `legacy <owner-json>`, `draining`. */
+export function parseLockSection(text: string, nowMs = Date.now()): HostStatus['lock'] {
+  const lines = text.split('\n').map((l) => l.trim());
+  const value = (key: string) => lines.find((l) => l === key || l.startsWith(`${key} `))?.slice(key.length).trim();
+  const hostNow = Number(value('now'));
+  const now = Number.isFinite(hostNow) && hostNow > 0 ? hostNow : Math.floor(nowMs / 1000);
+  const draining = lines.includes('draining');
+  const json = (t: string | undefined): Record<string, unknown> | undefined => {
+    if (!t) return undefined;
+    try {
+      const o = JSON.parse(t) as unknown;
+      return o && typeof o === 'object' ? (o as Record<string, unknown>) : { raw: t };
+    } catch {
+      return { raw: t };
+    }
+  };
+  const legacy = value('legacy');
+  if (legacy !== undefined) return { held: true, owner: json(legacy), draining, legacy: true };
+  const lease = value('lease');
+  const m = lease ? /^(\S+)\s+(\d+)\s*(.*)$/.exec(lease) : null;
+  if (!m) return { held: false, draining };
+  const expires = Number(m[2]);
+  // host clock against host clock: the runner's clock does not matter
+  const held = expires > now;
+  return { held, owner: json(m[3]), draining, expiresAt: new Date(expires * 1000).toISOString(), stale: held ? undefined : true };
 }

@@ -35,6 +35,8 @@ export interface RouterHost {
    * A router whose candidate cannot run before the switch (port-swap) never calls it.
    */
   beforeTraffic(port: number): Promise<void>;
+  /** Before changing traffic: makes sure this run still holds the host's deploy lock (takes it again if it may be lost). */
+  ensureLock(): Promise<void>;
   /** From now on traffic may be on the candidate: a failure switches back (decided from the host's real state). */
   trafficMayHaveMoved(): void;
   warn(message: string): void;

@@ -29,14 +29,14 @@ export class FaultProxy {
   ) {}
 
   static async start(targetHost: string, targetPort: number, listenHost = '127.0.0.1'): Promise<FaultProxy> {
-    const server = net.createServer({ noDelay: true });
+    const ref: { proxy?: FaultProxy } = {};
+    const server = net.createServer({ noDelay: true }, (client) => ref.proxy!.accept(client));
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(0, listenHost, () => resolve());
     });
-    const proxy = new FaultProxy(server, (server.address() as net.AddressInfo).port, { host: targetHost, port: targetPort });
-    server.on('connection', (client) => proxy.accept(client));
-    return proxy;
+    ref.proxy = new FaultProxy(server, (server.address() as net.AddressInfo).port, { host: targetHost, port: targetPort });
+    return ref.proxy;
   }
 
   private accept(client: net.Socket): void {
@@ -60,8 +60,13 @@ export class FaultProxy {
     };
     pipe(client, upstream);
     pipe(upstream, client);
-    const drop = () => this.pairs.delete(pair);
+    // A pair is forgotten once both sides are closed: under blackhole() the host's side of a runner that died stays
+    // open (the host never hears of it) until heal() or close() destroys it, so nothing outlives the proxy.
+    const drop = () => {
+      if (client.destroyed && upstream.destroyed) this.pairs.delete(pair);
+    };
     client.on('close', drop);
+    upstream.on('close', drop);
     client.on('error', () => (this.silent || upstream.destroyed ? undefined : upstream.resetAndDestroy()));
     upstream.on('error', () => (this.silent || client.destroyed ? undefined : client.resetAndDestroy()));
     upstream.on('close', () => {
@@ -71,7 +76,7 @@ export class FaultProxy {
 
   /** Open connections right now. */
   get open(): number {
-    return this.pairs.size;
+    return [...this.pairs].filter((p) => !p.client.destroyed).length;
   }
 
   /** RST to both sides of every open connection. */

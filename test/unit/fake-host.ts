@@ -246,9 +246,12 @@ export class FakeHost implements RemoteHost {
     }
   }
 
-  async open(body: string): Promise<ClientChannel> {
+  /** Heartbeats the runner wrote to the lock keeper. */
+  heartbeats = 0;
+
+  async open(body: string, args: string[] = []): Promise<ClientChannel> {
     if (!this.connected) throw new Error('not connected');
-    if (!body.includes('flock')) throw new Error(`unexpected open(): ${body.slice(0, 40)}`);
+    if (!body.includes('flock') || !body.includes('lease')) throw new Error(`unexpected open(): ${body.slice(0, 40)}`);
     this.events.push('lock-open');
     const ch = new EventEmitter() as EventEmitter & { stderr: EventEmitter; end(): void; close(): void; write(): boolean };
     ch.stderr = new EventEmitter();
@@ -258,8 +261,12 @@ export class FakeHost implements RemoteHost {
       setImmediate(() => ch.emit('close'));
     };
     ch.close = ch.end;
-    ch.write = () => true;
-    setImmediate(() => ch.emit('data', Buffer.from('@@locked\n')));
+    ch.write = () => {
+      this.heartbeats++;
+      return true;
+    };
+    // lockScript(app, token, …): the keeper answers with the token it wrote
+    setImmediate(() => ch.emit('data', Buffer.from(`@@locked ${args[1]}\n`)));
     return ch as unknown as ClientChannel;
   }
 

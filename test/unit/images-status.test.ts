@@ -1,5 +1,5 @@
 import { imagesToPrune, parseImageList } from '../../src/deploy/images.js';
-import { findingsFor, type HostStatus } from '../../src/status/host-status.js';
+import { findingsFor, parseLockSection, type HostStatus } from '../../src/status/host-status.js';
 
 const id = (n: number) => `sha256:${String(n).repeat(64).slice(0, 64)}`;
 
@@ -49,7 +49,8 @@ describe('status findings', () => {
     s.colors.green.restartCount = 2;
     s.colors.blue = { exists: false, role: 'none' };
     s.disk!.usedPercent = 96;
-    s.lock = { held: true, owner: { deployId: 'd1', since: new Date(Date.now() - 2 * 3_600_000).toISOString() } };
+    // a lease left by a runner that vanished: expired, never released
+    s.lock = { held: false, stale: true, expiresAt: '2026-01-01T10:00:30.000Z', owner: { deployId: 'd1', since: '2026-01-01T10:00:00.000Z' } };
     s.leftovers = ['app-old'];
     const msgs = findingsFor(s).map((f) => `${f.level}: ${f.message}`);
     expect(msgs).toEqual([
@@ -57,9 +58,24 @@ describe('status findings', () => {
       'warning: the live green container has restarted 2 time(s)',
       expect.stringMatching(/^warning: no standby container is kept: a rollback is not possible/),
       'error: the docker disk (/) is 96% full',
-      expect.stringMatching(/^warning: the deploy lock has been held by d1 since .*stale lock/),
+      'warning: the deploy lock of d1 expired at 2026-01-01T10:00:30.000Z without being released (its runner vanished or lost its connection); the next deploy takes it over',
       'warning: leftover containers of this app: app-old (the next successful deploy removes them)'
     ]);
+  });
+
+  test('a held lock is reported with its holder, however long it has been held (it is a renewed lease)', () => {
+    const s = base();
+    s.lock = { held: true, expiresAt: '2026-01-01T12:00:30.000Z', owner: { deployId: 'd2', runUrl: 'https://github.com/o/r/actions/runs/1', since: '2026-01-01T10:00:00.000Z' } };
+    expect(findingsFor(s).map((f) => `${f.level}: ${f.message}`)).toEqual(['info: a deploy is in progress: the lock is held by d2 (https://github.com/o/r/actions/runs/1), lease renewed until 2026-01-01T12:00:30.000Z']);
+  });
+
+  test('the lock section: a live lease is held, an expired one is stale, an older version holding the lock file is held', () => {
+    const owner = '{"deployId":"d1","actor":"a b","since":"2026-01-01T10:00:00.000Z"}';
+    expect(parseLockSection('now 1000')).toEqual({ held: false, draining: false });
+    expect(parseLockSection(`now 1000\nlease d1.ab12 1030 ${owner}`)).toEqual({ held: true, owner: JSON.parse(owner), draining: false, expiresAt: new Date(1_030_000).toISOString(), stale: undefined });
+    expect(parseLockSection(`now 1030\nlease d1.ab12 1030 ${owner}\ndraining`)).toEqual({ held: false, owner: JSON.parse(owner), draining: true, expiresAt: new Date(1_030_000).toISOString(), stale: true });
+    expect(parseLockSection(`now 1000\nlegacy ${owner}`)).toEqual({ held: true, owner: JSON.parse(owner), draining: false, legacy: true });
+    expect(parseLockSection('now 1000\nlease garbage')).toEqual({ held: false, draining: false });
   });
 
   test('an upstream pointing at a stopped colour means nothing is live', () => {

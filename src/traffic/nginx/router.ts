@@ -72,6 +72,7 @@ export class NginxRouter implements TrafficRouter {
       const note = `Live: ${plan.candidate} (${h.imageLabel}), ${cfg.command} ${h.deployId}.`;
       const s = writeUpstreamScript(cfg.nginxUpstreamFile, cfg.nginxReloadCommand, { takeoverMs: TAKEOVER_MS });
       s.stdin = renderUpstream(cfg.nginxUpstreamName, port, note);
+      await h.ensureLock();
       // The script may write and reload even if its answer never arrives: from here the undo reads the host.
       h.trafficMayHaveMoved();
       try {

@@ -38,6 +38,7 @@ export class PortSwapRouter implements TrafficRouter {
     timer.checkCancelled();
     const swapStart = Date.now();
     await timer.run('switch', async () => {
+      await h.ensureLock();
       h.trafficMayHaveMoved();
       await h.exec('switch', portSwapScript(cfg.dockerCommand, stopName, candidate, cfg.stopTimeoutSeconds), `stop ${stopName ?? '(nothing live)'} and start ${candidate} on port ${cfg.publicPort}`);
     });
