@@ -29,14 +29,15 @@ export class FaultProxy {
   ) {}
 
   static async start(targetHost: string, targetPort: number, listenHost = '127.0.0.1'): Promise<FaultProxy> {
-    let proxy!: FaultProxy;
-    const server = net.createServer({ noDelay: true }, (client) => proxy.accept(client));
+    // The handler needs the proxy, which needs the listening server's port.
+    const self: { proxy?: FaultProxy } = {};
+    const server = net.createServer({ noDelay: true }, (client) => self.proxy!.accept(client));
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(0, listenHost, () => resolve());
     });
-    proxy = new FaultProxy(server, (server.address() as net.AddressInfo).port, { host: targetHost, port: targetPort });
-    return proxy;
+    self.proxy = new FaultProxy(server, (server.address() as net.AddressInfo).port, { host: targetHost, port: targetPort });
+    return self.proxy;
   }
 
   private accept(client: net.Socket): void {
