@@ -435,9 +435,19 @@ class Link {
     return ch;
   }
 
-  exec(command: string): Promise<ClientChannel> {
+  /**
+   * Starts a command. setup runs synchronously in ssh2's callback: the exit status (a plain event, not buffered
+   * like stream data) can arrive in the same TCP read as the exec reply, before any await would resume.
+   */
+  exec(command: string, setup?: (ch: ClientChannel) => void): Promise<ClientChannel> {
     return this.guard<ClientChannel>(
-      (ok, fail) => this.client.exec(command, (err, ch) => (err ? fail(err) : ok(this.track(ch)))),
+      (ok, fail) =>
+        this.client.exec(command, (err, ch) => {
+          if (err) return fail(err);
+          this.track(ch);
+          setup?.(ch);
+          ok(ch);
+        }),
       (ch) => ch.close()
     );
   }
@@ -602,7 +612,6 @@ class SshHost implements RemoteHost {
   }
 
   async run(body: string, args: string[] = [], opts: ExecOptions = {}): Promise<ExecResult> {
-    const ch = await this.link.exec(shInvocation(body, args));
     const out = { stdout: [] as string[], stderr: [] as string[] };
     const partial = { stdout: '', stderr: '' };
     const feed = (stream: 'stdout' | 'stderr') => (chunk: Buffer) => {
@@ -617,6 +626,22 @@ class SshHost implements RemoteHost {
       }
     };
     let exit: { code: number | null; signal: string | null } | undefined;
+    const exited = () => exit !== undefined && (exit.code !== null || exit.signal !== null);
+    let closed = false;
+    let onClosed: (() => void) | undefined;
+    await this.link.exec(shInvocation(body, args), (ch) => {
+      ch.on('data', feed('stdout'));
+      ch.stderr.on('data', feed('stderr'));
+      ch.on('exit', (code: number | null, signal?: string) => {
+        exit = { code: code ?? null, signal: signal ?? null };
+      });
+      ch.on('close', () => {
+        closed = true;
+        onClosed?.();
+      });
+      if (opts.stdin !== undefined) ch.write(opts.stdin);
+      ch.end();
+    });
     const result = (): ExecResult => {
       if (opts.onLine) {
         if (partial.stdout) opts.onLine(partial.stdout, 'stdout');
@@ -626,22 +651,16 @@ class SshHost implements RemoteHost {
     };
     return this.link
       .guard<ExecResult>((ok, fail) => {
-        ch.on('data', feed('stdout'));
-        ch.stderr.on('data', feed('stderr'));
-        ch.on('exit', (code: number | null, signal?: string) => {
-          exit = { code: code ?? null, signal: signal ?? null };
-        });
-        ch.on('close', () => {
-          if (exit && (exit.code !== null || exit.signal !== null)) ok(result());
+        onClosed = () => {
+          if (exited()) ok(result());
           // sshd always reports how a command ended; a channel closed without it means the session is broken.
           else fail(this.link.lostBecause('the remote command ended without an exit status'));
-        });
-        if (opts.stdin !== undefined) ch.write(opts.stdin);
-        ch.end();
+        };
+        if (closed) onClosed();
       })
       .catch((e: unknown) => {
         // The command had finished when the connection went: its result stands.
-        if (e instanceof ConnectionLostError && exit && (exit.code !== null || exit.signal !== null)) return result();
+        if (e instanceof ConnectionLostError && exited()) return result();
         throw e;
       });
   }

@@ -2,9 +2,10 @@
  * The SSH transport against real sshd: which failures are retried (only connecting: refused, timeout,
  * network), which are not (auth, host key), and the bastion: one shared connection for every host.
  */
-import { connect, ConnectError, type RemoteHost } from '../../src/ssh/connection.js';
+import { connect, ConnectError, ConnectionLostError, type RemoteHost } from '../../src/ssh/connection.js';
+import { FaultProxy } from './fault-proxy.js';
 import type { HostTarget, SshSettings } from '../../src/config/types.js';
-import { SANDBOX, sh } from './harness.js';
+import { SANDBOX, sh, waitFor } from './harness.js';
 import { loadFleet, type Fleet } from './fleet-harness.js';
 
 const sandboxTarget: HostTarget = { label: SANDBOX.host, host: SANDBOX.sshHost, port: SANDBOX.sshPort, user: SANDBOX.user };
@@ -94,4 +95,155 @@ describe('through the bastion', () => {
     const { err } = await failure(targets()[0], swapped);
     expect(err.kind).toBe('host-key');
   });
+});
+
+/*
+ * Real network faults between the runner and sshd, through a FaultProxy: a reset (RST both ways) or a silence
+ * (blackhole) in the middle of a command must settle everything at once with ConnectionLostError, never crash
+ * node (ssh2 emits 'error' on a connected client) and never hang; the last close must let node exit by itself.
+ */
+const viaProxy = (proxy: FaultProxy) => ({
+  target: { label: 'sandbox-via-proxy', host: '127.0.0.1', port: proxy.port, user: SANDBOX.user } satisfies HostTarget,
+  settings: settings({
+    hostKeys: { knownHosts: SANDBOX.knownHosts.replaceAll(`[127.0.0.1]:${SANDBOX.sshPort}`, `[127.0.0.1]:${proxy.port}`), fingerprints: [], insecureIgnore: false },
+    connectRetries: 0
+  })
+});
+
+/** A command that says "started" and then runs for 60 s; `done` settles with its result or error. */
+function longCommand(r: RemoteHost): { started: Promise<unknown>; done: Promise<{ ok?: unknown; err?: unknown }> } {
+  let onStarted!: () => void;
+  const started = new Promise<void>((res) => (onStarted = res));
+  const done = r.run('echo started; exec sleep 60', [], { onLine: (l) => l === 'started' && onStarted() }).then(
+    (ok) => ({ ok }),
+    (err: unknown) => ({ err })
+  );
+  return { started: Promise.race([started, done]), done };
+}
+
+describe('a connection lost mid-command', () => {
+  let proxy: FaultProxy;
+  afterEach(async () => {
+    await proxy?.close();
+  });
+
+  test('a silent connection (blackhole) is detected by keepalive: run() rejects with ConnectionLostError, channels close', async () => {
+    proxy = await FaultProxy.start(SANDBOX.sshHost, SANDBOX.sshPort);
+    const { target, settings: s } = viaProxy(proxy);
+    const r = await connect(target, s);
+    try {
+      const lock = await r.open('cat'); // long-lived and never read, like a lock whose output was consumed
+      const lockClosed = new Promise<boolean>((res) => lock.on('close', () => res(true)));
+      const cmd = longCommand(r);
+      await cmd.started;
+      proxy.blackhole();
+      const { ok, err } = await cmd.done;
+      expect(ok).toBeUndefined();
+      expect(err).toBeInstanceOf(ConnectionLostError);
+      expect((err as Error).message).toBe(`the SSH connection to ec2-user@127.0.0.1:${proxy.port} was lost (no answer to SSH keepalives for 20 s)`);
+      expect(r.isConnected()).toBe(false);
+      expect(await lockClosed).toBe(true);
+      await expect(r.run('true')).rejects.toBeInstanceOf(ConnectionLostError);
+      await expect(r.forward(22)).rejects.toBeInstanceOf(ConnectionLostError);
+    } finally {
+      r.close();
+    }
+    proxy.heal();
+    const again = await connect(target, s);
+    try {
+      expect((await again.run('echo ok')).stdout).toBe('ok\n');
+    } finally {
+      again.close();
+    }
+  }, 90_000);
+
+  test('a reset: run() rejects at once, forwarded streams close, a new connect() works', async () => {
+    proxy = await FaultProxy.start(SANDBOX.sshHost, SANDBOX.sshPort);
+    const { target, settings: s } = viaProxy(proxy);
+    const r = await connect(target, s);
+    try {
+      const stream = await r.forward(SANDBOX.sshPort); // sshd's banner over a forwarded channel
+      const streamClosed = new Promise<boolean>((res) => stream.on('close', () => res(true)));
+      const cmd = longCommand(r);
+      await cmd.started;
+      proxy.reset();
+      const { err } = await cmd.done;
+      expect(err).toBeInstanceOf(ConnectionLostError);
+      expect((err as ConnectionLostError).message).toBe(`the SSH connection to ec2-user@127.0.0.1:${proxy.port} was lost (ECONNRESET)`);
+      expect(r.isConnected()).toBe(false);
+      expect(await streamClosed).toBe(true);
+      await expect(r.open('true')).rejects.toBeInstanceOf(ConnectionLostError);
+    } finally {
+      r.close();
+    }
+    const again = await connect(target, s);
+    try {
+      expect((await again.run('echo ok')).stdout).toBe('ok\n');
+    } finally {
+      again.close();
+    }
+  }, 60_000);
+});
+
+describe('through the bastion, when the bastion connection is lost', () => {
+  let fleet: Fleet;
+  let proxy: FaultProxy;
+  beforeAll(async () => {
+    fleet = await loadFleet({ hosts: 2 });
+  }, 300_000);
+  afterEach(async () => {
+    await proxy?.close();
+  });
+
+  /** The fleet's settings with the jump host reached through `proxy` (in front of the bastion's sshd). */
+  const viaBastionProxy = (p: FaultProxy): SshSettings =>
+    settings({
+      hostKeys: { knownHosts: fleet.hosts.map((h) => h.knownHosts).join('\n'), fingerprints: [], insecureIgnore: false },
+      connectRetries: 0,
+      jump: {
+        target: { label: 'jump-host', host: '127.0.0.1', port: p.port, user: fleet.bastion.user },
+        privateKey: SANDBOX.privateKey,
+        hostKeys: { knownHosts: fleet.bastion.knownHosts.replace(/^\S+/gm, `[127.0.0.1]:${p.port}`), fingerprints: [], insecureIgnore: false }
+      }
+    });
+  const hosts = () => fleet.hosts.slice(0, 2).map((h): HostTarget => ({ label: h.name, host: h.host, port: h.port, user: h.user }));
+
+  for (const fault of ['reset', 'blackhole'] as const) {
+    test(`${fault} of the bastion connection: every host's run() rejects with ConnectionLostError naming the bastion; one new bastion session serves the reconnects`, async () => {
+      proxy = await FaultProxy.start(fleet.bastion.host, fleet.bastion.port);
+      const s = viaBastionProxy(proxy);
+      const remotes = await Promise.all(hosts().map((t) => connect(t, s)));
+      try {
+        expect(proxy.accepted).toBe(1);
+        const cmds = remotes.map(longCommand);
+        await Promise.all(cmds.map((c) => c.started));
+        if (fault === 'reset') proxy.reset();
+        else proxy.blackhole();
+        const outcomes = await Promise.all(cmds.map((c) => c.done));
+        for (const [i, { err }] of outcomes.entries()) {
+          expect(err).toBeInstanceOf(ConnectionLostError);
+          // A silent bastion: the host's own keepalive (through the tunnel) may notice first.
+          const reason = fault === 'reset' ? 'ECONNRESET' : 'no answer to SSH keepalives for 20 s';
+          const where = `ec2-user@${fleet.hosts[i].host}:22`;
+          expect([
+            `the SSH connection to ${where} was lost (the connection to jump-host ec2-user@127.0.0.1:${proxy.port} was lost: ${reason})`,
+            `the SSH connection to ${where} was lost (${reason})`
+          ]).toContain((err as Error).message);
+          expect(remotes[i].isConnected()).toBe(false);
+        }
+      } finally {
+        for (const r of remotes) r.close();
+      }
+      if (fault === 'blackhole') proxy.heal();
+      // Both hosts re-open the bastion session at the same time: they share one new session.
+      const again = await Promise.all(hosts().map((t) => connect(t, s)));
+      try {
+        expect(proxy.accepted).toBe(2);
+        expect(await Promise.all(again.map(async (r) => (await r.run('hostname')).stdout.trim()))).toEqual(['bgf-h1', 'bgf-h2']);
+      } finally {
+        for (const r of again) r.close();
+      }
+      await waitFor(async () => proxy.open === 0, { what: 'the bastion session to close with the last host' });
+    }, 120_000);
+  }
 });
