@@ -666,7 +666,7 @@ class SshHost implements RemoteHost {
   }
 
   open(body: string, args: string[] = []): Promise<ClientChannel> {
-    return this.link.exec(shInvocation(body, args));
+    return this.link.exec(shInvocation(body, args), holdEarlyEnd);
   }
 
   forward(port: number): Promise<NodeJS.ReadWriteStream & { destroy(): void }> {
@@ -680,4 +680,26 @@ class SshHost implements RemoteHost {
   close(): void {
     this.link.close();
   }
+}
+
+/**
+ * A command that ends at once (the lock script failing) can deliver its exit status and close with the exec reply,
+ * before the caller of open() has attached listeners after its await: keep those two events until then.
+ */
+function holdEarlyEnd(ch: ClientChannel): void {
+  const emit = ch.emit.bind(ch);
+  let held: [string | symbol, unknown[]][] | undefined = [];
+  ch.emit = ((event: string | symbol, ...args: unknown[]) => {
+    if (held && (event === 'exit' || event === 'close')) {
+      held.push([event, args]);
+      return true;
+    }
+    return emit(event, ...args);
+  }) as typeof ch.emit;
+  // Runs after the microtasks that resume the caller.
+  setImmediate(() => {
+    const early = held ?? [];
+    held = undefined;
+    for (const [event, args] of early) emit(event, ...args);
+  });
 }

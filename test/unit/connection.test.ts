@@ -120,6 +120,28 @@ describe('run()', () => {
     );
   });
 
+  test('open(): a command that ends with the exec reply still reports its exit status, then closes', async () => {
+    const events = await withHost(
+      (stream) => {
+        stream.stderr.write('no lock for you\n');
+        stream.exit(75);
+        stream.end();
+      },
+      async (r) => {
+        const ch = await r.open('lock');
+        const seen: string[] = [];
+        await new Promise<void>((resolve) => {
+          ch.on('data', () => undefined);
+          ch.stderr.on('data', (d: Buffer) => seen.push(`stderr ${d.toString().trim()}`));
+          ch.on('exit', (code: number) => seen.push(`exit ${code}`));
+          ch.on('close', () => resolve());
+        });
+        return seen;
+      }
+    );
+    expect(events).toEqual(['stderr no lock for you', 'exit 75']);
+  });
+
   test('close() settles a run in flight instead of leaving it pending', async () => {
     await withHost(
       () => undefined,
