@@ -186,7 +186,11 @@ export class HostDeployment {
     } catch (e) {
       error = e instanceof StepError ? e : new StepError(this.timer.current ?? 'detect', (e as Error).message);
       if (error.logs) this.candidateLogs = error.logs;
-      if (!this.remote.isConnected()) error = new StepError(error.step, `the SSH connection was lost during ${error.step} (${error.message})`);
+      if (!this.remote.isConnected()) {
+        // "the SSH connection to … was lost (ECONNRESET)" from the transport: keep only the cause.
+        const cause = /^the SSH connection to .* was lost \((.*)\)$/.exec(error.message)?.[1] ?? error.message;
+        error = new StepError(error.step, `the SSH connection was lost during ${error.step} (${cause})`);
+      }
       this.log.error(`${error.step} failed: ${error.message}`);
       const abortedBy = this.input.fleet?.abortedBy();
       if (!abortedBy) this.input.fleet?.failed(error);
