@@ -28,6 +28,7 @@ import {
 } from '../remote/scripts.js';
 import type { HostLog } from '../report/log.js';
 import { renderUpstream } from '../traffic/nginx-upstream.js';
+import { parseSwitchOutput, type SwitchOutput } from '../traffic/nginx/switch-output.js';
 import { Prober, waitHealthy } from './health.js';
 import { containerName, parseInspect, planDeploy, type ContainerInfo, type Plan } from './plan.js';
 import { imagesToPrune, parseImageList } from './images.js';
@@ -361,6 +362,25 @@ export class HostDeployment {
     }
   }
 
+  /**
+   * nginx-health-url: one GET through the user's nginx (a second try after 500 ms), on the host's loopback through
+   * the SSH connection. A non-2xx fails the step.
+   */
+  private async probeNginxHealth(step: StepName): Promise<void> {
+    const h = this.cfg.nginxHealthUrl;
+    if (!h) return;
+    const prober = new Prober(this.remote, this.log, this.cfg.healthHost ?? h.host);
+    let p = await prober.probe(h.port, h.path, 5000);
+    if (p.status === undefined || p.status < 200 || p.status >= 300) {
+      await new Promise((r) => setTimeout(r, 500));
+      p = await prober.probe(h.port, h.path, 5000);
+    }
+    if (p.status === undefined || p.status < 200 || p.status >= 300) {
+      throw new StepError(step, `nginx-health-url ${h.url} answered ${p.status !== undefined ? `HTTP ${p.status}` : p.error} after the ${step === 'switch-back' ? 'switch-back' : 'switch'} (twice)`);
+    }
+    this.log.info(`nginx-health-url ${h.url} → HTTP ${p.status}`);
+  }
+
   private async deployNginx(): Promise<void> {
     const plan = this.plan!;
     const cfg = this.cfg;
@@ -368,8 +388,7 @@ export class HostDeployment {
     await this.timer.run('start', () => this.startCandidate('run'));
     this.listPrunableImages();
     await this.timer.run('health', () => this.health(port));
-    let workersBefore: string[] = [];
-    let takeover: 'taken-over' | 'no-takeover' | 'no-workers' | undefined;
+    let sw: SwitchOutput = parseSwitchOutput('');
     this.timer.checkCancelled();
     const switchStart = Date.now();
     await this.timer.run('switch', async () => {
@@ -377,18 +396,12 @@ export class HostDeployment {
       const s = writeUpstreamScript(cfg.nginxUpstreamFile, cfg.nginxReloadCommand, { takeoverMs: TAKEOVER_MS });
       s.stdin = renderUpstream(cfg.nginxUpstreamName, port, note);
       try {
-        await this.exec('switch', s, `point ${cfg.nginxUpstreamFile} at ${plan.candidate} (127.0.0.1:${port}), reload nginx and wait for its new workers`, (line) => {
-          if (line.startsWith('@@workers-before')) workersBefore = line.slice('@@workers-before'.length).trim().split(/\s+/).filter(Boolean);
-          const m = /^@@(taken-over|no-takeover|no-workers)(?: \d+)?(?: (\d+))?(?: (\d+))?/.exec(line);
-          if (m) {
-            takeover = m[1] as typeof takeover;
-            // Timed on the host from the write: the runner's round trip to the host is not part of it.
-            if (takeover === 'taken-over') {
-              this.cutoverMs = m[2] !== undefined ? Number(m[2]) : Date.now() - switchStart;
-              this.switchMs = m[3] !== undefined ? Number(m[3]) : undefined;
-            }
-          }
-        });
+        sw = parseSwitchOutput(await this.exec('switch', s, `point ${cfg.nginxUpstreamFile} at ${plan.candidate} (127.0.0.1:${port}), reload nginx and wait for its new workers`));
+        // Timed on the host from the write: the runner's round trip to the host is not part of it.
+        if (sw.outcome === 'taken-over') {
+          this.cutoverMs = sw.cutoverMs ?? Date.now() - switchStart;
+          this.switchMs = sw.switchMs;
+        }
       } catch (e) {
         // Exit 3/4: the script could not write the file, or restored it itself after a failed reload.
         if (e instanceof StepError) throw new StepError('switch', `${e.message.replace(/^.*?failed/, 'nginx switch failed')}; the previous upstream file was restored`);
@@ -399,20 +412,21 @@ export class HostDeployment {
       this.switched = true;
     });
     await this.timer.run('verify', async () => {
-      if (takeover === 'no-takeover' || (takeover === undefined && workersBefore.length > 0)) {
-        // nginx kept its old workers: the reload did not happen (wrong reload command, a bind-mounted
+      if (sw.outcome === 'no-takeover' || (sw.outcome === undefined && sw.workersBefore.length > 0)) {
+        // No nginx master took the new config: the reload did not happen (wrong reload command, a bind-mounted
         // file in a containerized nginx, …). Stopping the old colour now would cause an outage.
-        throw new StepError('verify', `nginx did not reload within ${TAKEOVER_MS / 1000} s (its workers ${workersBefore.join(', ')} are still the only ones): check nginx-reload-command and that nginx reads ${cfg.nginxUpstreamFile}`);
+        throw new StepError('verify', `nginx did not reload within ${TAKEOVER_MS / 1000} s (no nginx master on the host started new workers; masters ${sw.masters.join(', ') || '?'} with workers ${sw.workersBefore.join(', ')} are unchanged${sw.foreignMasters.length ? `; ${sw.foreignMasters.length} nginx master(s) in other PID namespaces (containers) are not watched` : ''}): check nginx-reload-command and that nginx reads ${cfg.nginxUpstreamFile}`);
       }
-      if (takeover !== 'taken-over') {
-        this.warnings.push('verify: no nginx worker processes are visible on the host, so the reload cannot be confirmed');
+      if (sw.outcome !== 'taken-over') {
+        this.warnings.push(`verify: no nginx master process is visible on the host, so the reload cannot be confirmed${cfg.nginxHealthUrl ? `; nginx-health-url is checked instead` : ' (set nginx-health-url to check nginx itself)'}`);
         this.log.warn(this.warnings[this.warnings.length - 1]);
-      } else this.log.info(`nginx serves ${plan.candidate}: first new worker ${this.switchMs ?? '?'} ms, old workers no longer accepting ${this.cutoverMs} ms after the upstream was written`);
+      } else this.log.info(`nginx serves ${plan.candidate}: master ${sw.reloadedMasters.join(', ') || '?'} took the new config; first new worker ${this.switchMs ?? '?'} ms, old workers no longer accepting ${this.cutoverMs} ms after the upstream was written`);
+      await this.probeNginxHealth('verify');
       await this.probeOnce('verify', port);
       await this.watchAfterSwitch(port);
     });
     await this.waitForFleet();
-    await this.finish(workersBefore);
+    await this.finish(sw.drainWorkers);
   }
 
   private async deployPortSwap(): Promise<void> {
@@ -528,15 +542,16 @@ export class HostDeployment {
         const content = plan.upstreamContent;
         const s = writeUpstreamScript(this.cfg.nginxUpstreamFile, this.cfg.nginxReloadCommand, { remove: content === undefined, takeoverMs: TAKEOVER_MS });
         if (content !== undefined) s.stdin = content.endsWith('\n') ? content : `${content}\n`;
-        let before: string[] = [];
-        const out = await this.exec('switch-back', s, `restore ${this.cfg.nginxUpstreamFile}, reload nginx and wait for its new workers`, (line) => {
-          if (line.startsWith('@@workers-before')) before = line.slice('@@workers-before'.length).trim().split(/\s+/).filter(Boolean);
-        });
+        const back = parseSwitchOutput(await this.exec('switch-back', s, `restore ${this.cfg.nginxUpstreamFile}, reload nginx and wait for its new workers`));
         // nginx reloads asynchronously, and its previous workers keep proxying their requests to the candidate:
         // remove it only once they are done, or those requests fail with 502.
-        if (out.includes('@@taken-over') && before.length) {
-          await this.exec('switch-back', nginxDrainScript(before, this.cfg.drainMs), `let in-flight requests to ${candidate} finish (up to ${this.cfg.drainMs / 1000} s)`);
+        if (back.outcome === 'taken-over' && back.drainWorkers.length) {
+          await this.exec('switch-back', nginxDrainScript(back.drainWorkers, this.cfg.drainMs), `let in-flight requests to ${candidate} finish (up to ${this.cfg.drainMs / 1000} s)`);
         }
+        await this.probeNginxHealth('switch-back').catch((e: Error) => {
+          this.warnings.push(`after switching back: ${e.message}`);
+          this.log.warn(this.warnings[this.warnings.length - 1]);
+        });
         await discard();
       } else {
         await discard();
