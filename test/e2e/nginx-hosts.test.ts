@@ -178,7 +178,7 @@ describe('nginx with its own config and pid file, beside another nginx and an ng
   });
 
   test('second deploy under load: zero failed requests, v1 then v2, the old colour stopped and kept', async () => {
-    const { r, stats, after } = await underLoad(() => deploy('v2'));
+    const { r, stats, after } = await underLoad(() => deploy('v2', { 'nginx-health-url': `http://127.0.0.1:${LISTEN}/nginx-health` }));
     expect({ code: r.code, result: r.outputs.result, errors: errors(r) }).toEqual({ code: 0, result: 'success', errors: '' });
     expect(r.outputs['active-color']).toBe('green');
     expect(reloadedMaster(r)).toBe(userMaster());
@@ -187,6 +187,7 @@ describe('nginx with its own config and pid file, beside another nginx and an ng
     expect(stats.keepAliveRetries).toBe(0);
     expect(stats.transitions[0]).toBe('v1');
     expect(Object.keys(after)).toEqual(['v2']);
+    expect(r.stdout).toContain(`nginx-health-url http://127.0.0.1:${LISTEN}/nginx-health → HTTP 200`);
     expect(await served()).toBe('v2');
     await drainJobDone(APP);
     expect((await dockerPs(APP)).map((c) => [c.name, c.state]).sort()).toEqual([
@@ -219,6 +220,18 @@ describe('nginx with its own config and pid file, beside another nginx and an ng
     expect(Object.keys(after)).toEqual(['v1']);
     expect(await served()).toBe('v1');
     expect(fs.readFileSync(UPSTREAM, 'utf8')).toMatch(new RegExp(`server 127\\.0\\.0\\.1:${PORTS.blue};`));
+    await drainJobDone(APP);
+    expect((await dockerPs(APP)).filter((c) => c.state === 'running').map((c) => c.name)).toEqual([`${APP}-blue`]);
+  });
+
+  test('nginx-health-url answering 404 through nginx after the switch fails verify and switches back, without a failed request', async () => {
+    const { r, stats } = await underLoad(() => deploy('v3', { 'nginx-health-url': `http://127.0.0.1:${LISTEN}/no-such-location` }));
+    expect(r.code).toBe(1);
+    expect(r.outputs.result).toBe('rolled-back');
+    expect(r.stdout).toMatch(new RegExp(`verify failed on 127\\.0\\.0\\.1:2222: nginx-health-url http://127\\.0\\.0\\.1:${LISTEN}/no-such-location answered HTTP (404|502) after the switch`));
+    expect(stats.errors).toEqual([]);
+    expect(stats.failed).toBe(0);
+    expect(await served()).toBe('v1');
     await drainJobDone(APP);
     expect((await dockerPs(APP)).filter((c) => c.state === 'running').map((c) => c.name)).toEqual([`${APP}-blue`]);
   });
