@@ -208,7 +208,7 @@ const NGINX_PROCS = [
  * it has a worker that was not there before and none of its previous workers still accepts. An nginx whose workers
  * never change (another site's, a container's) does not matter. A master that replaced the previous ones (a
  * restart-style reload command) counts too, with the workers of the masters that are gone. Prints `@@old-workers`
- * (the previous workers of the master(s) that reloaded: the drain waits for exactly those) and `@@taken-over <pid>
+ * (the previous workers of the master(s) that reloaded) and `@@taken-over <pid>
  * <ms until then> <ms until the first new worker> <masters>`, timed on the host from the start of the script
  * (`-` where `date` has no %N); `@@no-takeover` when none did in time (after `@@foreign-masters`: the masters in other PID namespaces, not watched); `@@no-workers` when no master is visible.
  */
@@ -267,14 +267,19 @@ export function writeUpstreamScript(file: string, reloadCommand: string, opts: {
   };
 }
 
-/** Waits until the nginx workers $1 have exited (at most $2 ms by the clock; without workers to watch, the full time). */
+/**
+ * Waits until those of the nginx workers $1 that are shutting down have exited: they exit once their in-flight
+ * requests are done (at most $2 ms by the clock; without workers to watch, the full time). A listed worker that
+ * still accepts belongs to an nginx that did not reload (another site's) and is not waited for, so the list may
+ * hold every worker seen before the reload: which master reloaded first need not be known exactly.
+ */
 const DRAIN_LOOP: readonly string[] = [
   CLOCK,
   'end=$(( $(ms) + $2 ))',
   `if [ -z "$1" ]; then echo "@@unobservable"; sleep "$(printf '%d.%03d' $(( $2 / 1000 )) $(( $2 % 1000 )))"; else`,
   '  while :; do',
   '    alive=""',
-  `    for p in $1; do grep -qs '^nginx: worker process' "/proc/$p/cmdline" && alive="$alive $p"; done`,
+  `    for p in $1; do grep -qs '^nginx: worker process is shutting down' "/proc/$p/cmdline" && alive="$alive $p"; done`,
   '    [ -z "$alive" ] && { echo "@@drained"; break; }',
   '    [ "$(ms)" -lt "$end" ] || { echo "@@drain-timeout$alive"; break; }',
   '    sleep 0.05',

@@ -652,13 +652,13 @@ describe('HostDeployment (nginx takeover and nginx-health-url)', () => {
   const NGINX_HEALTH = { url: 'http://127.0.0.1:80/health', host: '127.0.0.1', port: 80, path: '/health' };
   const noWorkers = () => ({ stdout: '@@masters\n@@workers-before\n@@reloaded\n@@no-workers\n' });
 
-  test('the drain waits for the old workers of the master that reloaded, not for those of another nginx', async () => {
+  test('the master that reloaded is logged; the drain gets every previous worker (it waits only for those shutting down)', async () => {
     const host = new FakeHost().on('upstream', () => ({ stdout: '@@masters 100 300\n@@workers-before 101 102 301\n@@reloaded\n@@old-workers 101 102\n@@taken-over 201 23 5 100\n' }));
     const { result, lines } = await deploy(host);
     expect(result.result).toBe('success');
     expect(result.cutoverMs).toBe(23);
     expect(result.switchMs).toBe(5);
-    expect(host.callsOf('drain')[0].args[0]).toBe('101 102');
+    expect(host.callsOf('drain')[0].args[0]).toBe('101 102 301');
     expect(lines.join('\n')).toMatch(/nginx serves green: master 100 took the new config/);
   });
 

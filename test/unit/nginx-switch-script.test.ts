@@ -96,7 +96,7 @@ maybe('nginx switch script against stand-in nginx processes', () => {
     const out = parseSwitchOutput(r.stdout);
     expect(out.outcome).toBe('taken-over');
     expect(out.reloadedMasters).toEqual([String(reloading)]);
-    expect(out.drainWorkers.sort()).toEqual(old.sort());
+    expect(out.oldWorkers.sort()).toEqual(old.sort());
     expect(out.masters).toEqual(expect.arrayContaining([String(reloading), String(steady)]));
     if (foreign) expect(out.masters).not.toContain(String(foreign));
     expect(out.workersBefore).toEqual(expect.arrayContaining([...old, ...kidsOf(steady)]));
@@ -125,10 +125,13 @@ maybe('nginx switch script against stand-in nginx processes', () => {
     expect(fs.readFileSync(file, 'utf8')).toBe('previous\n');
   });
 
-  test('the drain waits for the listed workers to exit, and gives up at its deadline', async () => {
-    const r1 = await run(nginxDrainScript(['999999999'], 5000));
+  test('the drain waits for listed workers shutting down, not for ones that still accept, and gives up at its deadline', async () => {
+    const r1 = await run(nginxDrainScript(['999999999', ...kidsOf(steady)], 5000));
     expect(r1.stdout.trim()).toBe('@@drained');
-    const r2 = await run(nginxDrainScript(kidsOf(steady), 300));
-    expect(r2.stdout.trim()).toMatch(/^@@drain-timeout( \d+){2}$/);
+    const quitting = spawn(BUSYBOX!, ['sh', '-c', 'exec -a "nginx: worker process is shutting down/sleep" sleep 600'], { stdio: 'ignore', detached: true });
+    procs.push(quitting);
+    await new Promise((r) => setTimeout(r, 200));
+    const r2 = await run(nginxDrainScript([...kidsOf(steady), String(quitting.pid)], 300));
+    expect(r2.stdout.trim()).toBe(`@@drain-timeout ${quitting.pid}`);
   });
 });

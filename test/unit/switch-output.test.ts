@@ -18,7 +18,9 @@ describe('parseSwitchOutput (the nginx switch script)', () => {
       reloaded: true,
       outcome: 'taken-over',
       reloadedMasters: ['10031'],
-      drainWorkers: ['10032', '10033'],
+      oldWorkers: ['10032', '10033'],
+      // the drain watches every previous worker and waits for those shutting down
+      drainWorkers: ['3235', '3236', '10032', '10033'],
       cutoverMs: 131,
       switchMs: 27
     });
@@ -26,14 +28,14 @@ describe('parseSwitchOutput (the nginx switch script)', () => {
 
   test('taken over on a host whose date has no %N: timings unknown, not zero', () => {
     const r = parseSwitchOutput('@@masters 7\n@@workers-before 8\n@@reloaded\n@@old-workers 8\n@@taken-over 9 - - 7\n');
-    expect(r).toMatchObject({ outcome: 'taken-over', reloadedMasters: ['7'], drainWorkers: ['8'] });
+    expect(r).toMatchObject({ outcome: 'taken-over', reloadedMasters: ['7'], oldWorkers: ['8'], drainWorkers: ['8'] });
     expect(r.cutoverMs).toBeUndefined();
     expect(r.switchMs).toBeUndefined();
   });
 
-  test('an older script (no @@masters, no @@old-workers): the drain waits for every previous worker', () => {
+  test('an older script (no @@masters, no @@old-workers): the drain watches every previous worker', () => {
     const r = parseSwitchOutput('@@workers-before 101 102\n@@reloaded\n@@taken-over 201 23\n');
-    expect(r).toMatchObject({ masters: [], workersBefore: ['101', '102'], outcome: 'taken-over', cutoverMs: 23, drainWorkers: ['101', '102'], reloadedMasters: [] });
+    expect(r).toMatchObject({ masters: [], workersBefore: ['101', '102'], outcome: 'taken-over', cutoverMs: 23, drainWorkers: ['101', '102'], oldWorkers: [], reloadedMasters: [] });
     expect(r.switchMs).toBeUndefined();
   });
 
@@ -58,7 +60,7 @@ describe('parseSwitchOutput (the nginx switch script)', () => {
 
   test('without takeover wait (takeoverMs 0) or with nothing printed: no outcome', () => {
     expect(parseSwitchOutput('@@masters 1\n@@workers-before 2\n@@reloaded\n')).toMatchObject({ reloaded: true, outcome: undefined, drainWorkers: ['2'] });
-    expect(parseSwitchOutput('')).toEqual({ masters: [], foreignMasters: [], workersBefore: [], reloaded: false, outcome: undefined, reloadedMasters: [], drainWorkers: [] });
+    expect(parseSwitchOutput('')).toEqual({ masters: [], foreignMasters: [], workersBefore: [], reloaded: false, outcome: undefined, reloadedMasters: [], oldWorkers: [], drainWorkers: [] });
   });
 
   test('the reload command printing marker-like text mid-line is ignored', () => {

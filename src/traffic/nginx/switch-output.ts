@@ -3,7 +3,7 @@
  *   @@masters <pid>...           nginx masters in the SSH session's PID namespace, before the reload
  *   @@workers-before <pid>...    their workers, before the reload
  *   @@reloaded | @@reload-failed <exit code>
- *   @@old-workers <pid>...       the previous workers of the master(s) that took the new config (the drain waits for these)
+ *   @@old-workers <pid>...       the previous workers of the master(s) that took the new config
  *   @@taken-over <new worker> <ms|-> <ms until the first new worker|-> [<master>...]
  *   @@foreign-masters <pid>...   nginx masters in other PID namespaces (containers): not watched
  *   @@no-takeover                masters are visible, none took the new config in time
@@ -26,7 +26,13 @@ export interface SwitchOutput {
   outcome: SwitchOutcome | undefined;
   /** The masters that took the new config (taken-over). */
   reloadedMasters: string[];
-  /** The workers to wait for before the old colour is stopped: the previous workers of the masters that reloaded. */
+  /** The previous workers of the masters that took the new config (taken-over; otherwise empty). */
+  oldWorkers: string[];
+  /**
+   * The workers the drain watches before the old colour is stopped: every worker seen before the reload. The drain
+   * waits only for those shutting down, so another nginx's workers do not hold it up, and a master whose reload was
+   * seen a moment after another's (two nginx reloading at once) is still waited for.
+   */
   drainWorkers: string[];
   /** From writing the upstream file until no previous worker of a reloaded master accepts, timed on the host. */
   cutoverMs?: number;
@@ -38,8 +44,7 @@ const words = (s: string) => s.trim().split(/\s+/).filter(Boolean);
 const ms = (s: string | undefined) => (s !== undefined && /^\d+$/.test(s) ? Number(s) : undefined);
 
 export function parseSwitchOutput(stdout: string): SwitchOutput {
-  const out: SwitchOutput = { masters: [], foreignMasters: [], workersBefore: [], reloaded: false, outcome: undefined, reloadedMasters: [], drainWorkers: [] };
-  let oldWorkers: string[] | undefined;
+  const out: SwitchOutput = { masters: [], foreignMasters: [], workersBefore: [], reloaded: false, outcome: undefined, reloadedMasters: [], oldWorkers: [], drainWorkers: [] };
   for (const line of stdout.split('\n')) {
     const [marker, ...rest] = words(line);
     switch (marker) {
@@ -60,7 +65,7 @@ export function parseSwitchOutput(stdout: string): SwitchOutput {
         out.reloadExitCode = ms(rest[0]);
         break;
       case '@@old-workers':
-        oldWorkers = rest;
+        out.oldWorkers = rest;
         break;
       case '@@taken-over':
         out.outcome = 'taken-over';
@@ -74,7 +79,6 @@ export function parseSwitchOutput(stdout: string): SwitchOutput {
         break;
     }
   }
-  // Without the @@old-workers line (an older script) every previous worker is waited for, as before.
-  out.drainWorkers = out.outcome === 'taken-over' ? (oldWorkers ?? out.workersBefore) : out.workersBefore;
+  out.drainWorkers = out.workersBefore;
   return out;
 }
