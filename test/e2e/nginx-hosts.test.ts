@@ -52,8 +52,8 @@ const deploy = (tag: string, extra: Record<string, string> = {}) => runAction(in
  * `after`: what was served once the action had returned (while nginx reloads, old and new workers both accept
  * for a moment, so the versions may alternate during the switch, but not after it).
  */
-async function underLoad(run: () => Promise<RunActionResult>): Promise<{ r: RunActionResult; stats: LoadResult; after: Record<string, number> }> {
-  const load = new LoadGenerator(URL, { concurrency: 4, keepAlive: false }).start();
+async function underLoad(run: () => Promise<RunActionResult>, slow?: { concurrency: number; seconds: number[] }): Promise<{ r: RunActionResult; stats: LoadResult; after: Record<string, number> }> {
+  const load = new LoadGenerator(URL, { concurrency: 4, keepAlive: false, slow }).start();
   await new Promise((res) => setTimeout(res, 300));
   const r = await run();
   const atReturn = { ...load.current.bodies };
@@ -64,8 +64,8 @@ async function underLoad(run: () => Promise<RunActionResult>): Promise<{ r: RunA
 }
 
 /** The deploy log names the nginx master that took the new config: it must be the user's nginx, not another one. */
-function reloadedMaster(r: RunActionResult): string | undefined {
-  return /nginx serves \w+: master (\S+) took the new config/.exec(r.stdout)?.[1];
+function reloadedMasters(r: RunActionResult): string[] {
+  return (/nginx serves \w+: master ([\d, ]+) took the new config/.exec(r.stdout)?.[1] ?? '').split(/[, ]+/).filter(Boolean);
 }
 const userMaster = () => fs.readFileSync(PID_FILE, 'utf8').trim();
 
@@ -172,19 +172,22 @@ describe('nginx with its own config and pid file, beside another nginx and an ng
     const r = await deploy('v1');
     expect({ code: r.code, result: r.outputs.result, errors: errors(r) }).toEqual({ code: 0, result: 'success', errors: '' });
     expect(r.outputs['active-color']).toBe('blue');
-    expect(reloadedMaster(r)).toBe(userMaster());
+    expect(reloadedMasters(r)).toContain(userMaster());
     expect(await served()).toBe('v1');
     expect(fs.readFileSync(UPSTREAM, 'utf8')).toMatch(new RegExp(`server 127\\.0\\.0\\.1:${PORTS.blue};`));
   });
 
-  test('second deploy under load: zero failed requests, v1 then v2, the old colour stopped and kept', async () => {
-    const { r, stats, after } = await underLoad(() => deploy('v2', { 'nginx-health-url': `http://127.0.0.1:${LISTEN}/nginx-health` }));
+  test('second deploy under load: zero failed requests (slow ones too), v1 then v2, the old colour stopped and kept', async () => {
+    // Slow requests on the old colour outlive the run: the drain on the host must wait for the user's nginx's old workers.
+    const { r, stats, after } = await underLoad(() => deploy('v2', { 'nginx-health-url': `http://127.0.0.1:${LISTEN}/nginx-health` }), { concurrency: 2, seconds: [3, 4] });
     expect({ code: r.code, result: r.outputs.result, errors: errors(r) }).toEqual({ code: 0, result: 'success', errors: '' });
     expect(r.outputs['active-color']).toBe('green');
-    expect(reloadedMaster(r)).toBe(userMaster());
+    expect(reloadedMasters(r)).toContain(userMaster());
     expect(stats.errors).toEqual([]);
     expect(stats.failed).toBe(0);
     expect(stats.keepAliveRetries).toBe(0);
+    expect(stats.slow.errors).toEqual([]);
+    expect(stats.slow.bodies.v1).toBeGreaterThan(0);
     expect(stats.transitions[0]).toBe('v1');
     expect(Object.keys(after)).toEqual(['v2']);
     expect(r.stdout).toContain(`nginx-health-url http://127.0.0.1:${LISTEN}/nginx-health → HTTP 200`);
@@ -200,7 +203,7 @@ describe('nginx with its own config and pid file, beside another nginx and an ng
     const { r, stats, after } = await underLoad(() => runAction(inputs({ command: 'rollback' })));
     expect({ code: r.code, result: r.outputs.result, errors: errors(r) }).toEqual({ code: 0, result: 'success', errors: '' });
     expect(r.outputs['active-color']).toBe('blue');
-    expect(reloadedMaster(r)).toBe(userMaster());
+    expect(reloadedMasters(r)).toContain(userMaster());
     expect(stats.errors).toEqual([]);
     expect(stats.failed).toBe(0);
     expect(stats.transitions[0]).toBe('v2');
@@ -213,7 +216,7 @@ describe('nginx with its own config and pid file, beside another nginx and an ng
     expect(r.code).toBe(1);
     expect(r.outputs.result).toBe('rolled-back');
     expect(r.stdout).toMatch(/verify failed on 127\.0\.0\.1:2222: (e2e-ng-site-green turned unhealthy|GET \/health on port 19202 answered HTTP 500)/);
-    expect(reloadedMaster(r)).toBe(userMaster());
+    expect(reloadedMasters(r)).toContain(userMaster());
     expect(stats.errors).toEqual([]);
     expect(stats.failed).toBe(0);
     expect(stats.transitions[0]).toBe('v1');
@@ -236,26 +239,29 @@ describe('nginx with its own config and pid file, beside another nginx and an ng
     expect((await dockerPs(APP)).filter((c) => c.state === 'running').map((c) => c.name)).toEqual([`${APP}-blue`]);
   });
 
-  test('a reload command that does not reload nginx is still caught: verify fails, traffic switched back, v1 keeps serving', async () => {
-    const before = fs.readFileSync(UPSTREAM, 'utf8');
-    // Another nginx reloading in the same seconds (the shared sandbox's nginx, other engineers' tests) would look like
-    // a reload; such a run proves nothing, so it is repeated.
-    let r: RunActionResult | undefined;
-    let stats: LoadResult | undefined;
-    for (let attempt = 0; attempt < 3; attempt++) {
+  test('a reload command that does not reload nginx is still caught: verify fails, traffic switched back, the live version keeps serving', async () => {
+    // Another nginx reloading in the same seconds (the shared sandbox's nginx, other engineers' tests) looks like a
+    // reload, and that deploy then succeeds: such a run proves nothing, so it is repeated from the state it left.
+    let run: { r: RunActionResult; stats: LoadResult; before: string; live: string } | undefined;
+    for (let attempt = 0; attempt < 4; attempt++) {
       const others = await otherNginxWorkers();
-      ({ r, stats } = await underLoad(() => deploy('v3', { 'nginx-reload-command': 'true' })));
+      await drainJobDone(APP);
+      const before = fs.readFileSync(UPSTREAM, 'utf8');
+      const live = await served();
+      const { r, stats } = await underLoad(() => deploy(live === 'v3' ? 'v2' : 'v3', { 'nginx-reload-command': 'true' }));
+      run = { r, stats, before, live };
       if ((await otherNginxWorkers()) === others) break;
     }
-    expect(r!.code).toBe(1);
-    expect(r!.outputs.result).toBe('rolled-back');
-    expect(r!.stdout).toMatch(/verify failed on 127\.0\.0\.1:2222: nginx did not reload within 10 s/);
+    const { r, stats, before, live } = run!;
+    expect(r.code).toBe(1);
+    expect(r.outputs.result).toBe('rolled-back');
+    expect(r.stdout).toMatch(/verify failed on 127\.0\.0\.1:2222: nginx did not reload within 10 s \(no nginx master on the host started new workers; masters .* are unchanged; \d+ nginx master\(s\) in other PID namespaces \(containers\) are not watched\)/);
     expect(fs.readFileSync(UPSTREAM, 'utf8')).toBe(before);
-    expect(stats!.errors).toEqual([]);
-    expect(stats!.failed).toBe(0);
-    expect(Object.keys(stats!.bodies)).toEqual(['v1']);
-    expect(await served()).toBe('v1');
+    expect(stats.errors).toEqual([]);
+    expect(stats.failed).toBe(0);
+    expect(Object.keys(stats.bodies)).toEqual([live]);
+    expect(await served()).toBe(live);
     await drainJobDone(APP);
-    expect((await dockerPs(APP)).filter((c) => c.state === 'running').map((c) => c.name)).toEqual([`${APP}-blue`]);
+    expect((await dockerPs(APP)).filter((c) => c.state === 'running')).toHaveLength(1);
   });
 });
