@@ -5,7 +5,7 @@
 import { utils as ssh2Utils } from 'ssh2';
 import type { RunContext } from './context.js';
 import { DIGEST_RE, ecrRegion, parseImage, TAG_RE, type ImageRef } from './image.js';
-import type { Color, Command, DeployConfig, EnvVar, HostTarget, JumpHost, OnHostFailure, RegistryAuth, Rollout, RolloutStrategy, Traffic } from './types.js';
+import type { Color, Command, DeployConfig, EnvVar, HostTarget, JumpHost, NginxHealthUrl, OnHostFailure, RegistryAuth, Rollout, RolloutStrategy, Traffic } from './types.js';
 import { parseKnownHosts } from '../ssh/known-hosts.js';
 import { splitWords } from '../remote/shell.js';
 
@@ -273,6 +273,33 @@ export function normalizePrivateKey(value: string): string {
   return key.trim() + '\n';
 }
 
+/**
+ * nginx-health-url: an http:// URL probed through the user's nginx. The request goes to the URL's port on the host's
+ * loopback through the SSH connection, so an IP address in it must be a loopback one; a name becomes the Host header.
+ */
+function readNginxHealthUrl(c: Collector, traffic: Traffic): NginxHealthUrl | undefined {
+  const raw = c.raw('nginx-health-url');
+  if (!raw) return undefined;
+  const name = 'nginx-health-url';
+  const example = 'http://127.0.0.1:80/health';
+  if (traffic !== 'nginx') return c.fail(name, `only applies to traffic: nginx (traffic is ${traffic})`, example);
+  let u: URL;
+  try {
+    u = new URL(raw);
+  } catch {
+    return c.fail(name, `is not a URL (got "${printable(raw)}")`, example);
+  }
+  if (u.protocol !== 'http:') return c.fail(name, `must be an http:// URL: the probe speaks plain HTTP to nginx on the host (got "${printable(raw)}")`, example);
+  if (u.username || u.password || u.hash) return c.fail(name, `must not hold a user, password or #fragment (got "${printable(raw)}")`, example);
+  if (!/^[\x21-\x7e]+$/.test(raw)) return c.fail(name, `must hold only printable characters without spaces (got "${printable(raw)}")`, example);
+  const hostname = u.hostname.replace(/^\[|\]$/g, '');
+  const ip = /^\d{1,3}(\.\d{1,3}){3}$/.test(hostname) || hostname.includes(':');
+  if (ip && !/^127\./.test(hostname) && hostname !== '::1') {
+    return c.fail(name, `is probed on the host's loopback through the SSH connection, so its address must be 127.0.0.1 (or a name, sent as the Host header; got "${printable(u.hostname)}")`, example);
+  }
+  return { url: raw, host: u.host, port: u.port ? Number(u.port) : 80, path: `${u.pathname}${u.search}` };
+}
+
 export function readConfig(read: InputReader, ctx: RunContext, env: NodeJS.ProcessEnv = process.env): DeployConfig {
   const c = new Collector(read);
   const command = c.oneOf<Command>('command', ['deploy', 'rollback', 'status']);
@@ -412,6 +439,8 @@ export function readConfig(read: InputReader, ctx: RunContext, env: NodeJS.Proce
   const nginxReloadCommand = c.get('nginx-reload-command');
   if (nginxReloadCommand.includes('\0') || nginxReloadCommand.length > 1000) c.fail('nginx-reload-command', 'must be one shell command line under 1000 characters', DEFAULTS['nginx-reload-command']);
 
+  const nginxHealthUrl = readNginxHealthUrl(c, traffic);
+
   const drainMs = c.number('drain-seconds', 0, 3600) * 1000;
   const waitForDrain = c.bool('wait-for-drain');
   const stopTimeoutSeconds = c.number('stop-timeout-seconds', 0, 3600, { integer: true });
@@ -451,6 +480,7 @@ export function readConfig(read: InputReader, ctx: RunContext, env: NodeJS.Proce
     nginxUpstreamFile,
     nginxUpstreamName,
     nginxReloadCommand,
+    nginxHealthUrl,
     drainMs,
     waitForDrain,
     stopTimeoutSeconds,

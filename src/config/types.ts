@@ -54,6 +54,16 @@ export interface EnvVar {
   value: string;
 }
 
+export interface NginxHealthUrl {
+  /** As the user wrote it, for messages. */
+  url: string;
+  /** The URL's host (with a non-default port): the Host header. */
+  host: string;
+  port: number;
+  /** Path and query. */
+  path: string;
+}
+
 export interface DeployConfig {
   command: Command;
   hosts: HostTarget[];
@@ -80,6 +90,11 @@ export interface DeployConfig {
   nginxUpstreamFile: string;
   nginxUpstreamName: string;
   nginxReloadCommand: string;
+  /**
+   * nginx-health-url: probed through the user's nginx after every switch and switch-back (port on the host's loopback,
+   * reached through the SSH connection; Host header from the URL unless health-host is set).
+   */
+  nginxHealthUrl?: NginxHealthUrl;
   drainMs: number;
   /** Wait in the run for the old colour to drain and stop; otherwise a job on the host does it. */
   waitForDrain: boolean;

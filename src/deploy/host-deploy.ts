@@ -150,6 +150,7 @@ export class HostDeployment {
       plan,
       log: this.log,
       timer: this.timer,
+      remote: this.remote,
       imageLabel: imageReference(this.target),
       exec: (step, s, what, onLine) => this.exec(step, s, what, onLine),
       waitHealthy: (port, container) => this.waitHealthy(port, container),

@@ -260,44 +260,77 @@ export function httpProbeScript(port: number, path: string, timeoutSeconds: numb
 }
 
 /**
- * Lists the host nginx's worker PIDs (readable by any user from /proc) to see when a reload has taken
- * over. Only children of the master in nginx's pid file count, so nginx processes inside containers
- * (which also show in the host's /proc) are ignored; without a pid file every worker counts.
+ * A clock for host-side waits: `ms` prints milliseconds since the epoch (whole seconds × 1000 where `date` has
+ * no %N), so every wait is bounded by time, not by a count of iterations that a loaded host stretches.
  */
-const NGINX_WORKERS = [
-  'master=""',
-  'for f in /run/nginx.pid /var/run/nginx.pid /usr/local/nginx/logs/nginx.pid /var/run/nginx/nginx.pid; do',
-  '  if [ -r "$f" ]; then m=$(cat "$f" 2>/dev/null); if [ -n "$m" ] && [ -d "/proc/$m" ]; then master=$m; break; fi; fi',
-  'done',
-  'workers() {',
-  // The master's children file is one read; scanning all of /proc is the fallback (kernels without CONFIG_PROC_CHILDREN).
-  '  if [ -n "$master" ] && [ -r "/proc/$master/task/$master/children" ]; then',
-  `    for p in $(cat "/proc/$master/task/$master/children"); do grep -qs '^nginx: worker process' "/proc/$p/cmdline" && printf '%s ' "$p"; done`,
-  '    return',
-  '  fi',
-  `  for f in $(grep -ls '^nginx: worker process' /proc/[0-9]*/cmdline 2>/dev/null); do`,
-  '    p=${f#/proc/}; p=${p%/cmdline}',
-  `    if [ -n "$master" ]; then pp=$(sed -n 's/^PPid:[[:space:]]*//p' "/proc/$p/status" 2>/dev/null); [ "$pp" = "$master" ] || continue; fi`,
-  `    printf '%s ' "$p"`,
+const CLOCK = `ms() { t=$(date +%s%N 2>/dev/null); case "$t" in ""|*[!0-9]*) t=$(date +%s); echo $((t * 1000)) ;; *) echo $((t / 1000000)) ;; esac; }`;
+
+/**
+ * Finds the nginx masters and their workers from /proc (readable by any user). Only masters in the SSH session's
+ * PID namespace count: processes of containers also show in the host's /proc, one NSpid entry deeper. A master
+ * is found by its title, whatever its config or pid file (OpenResty, a custom prefix, `nginx -c`).
+ *   scan: sets `now` to the masters seen now (caching which pids are in our namespace)
+ *   kids <master>: prints its workers (children titled "nginx: worker process", shutting down or not)
+ *   accepting <pid>...: prints those still accepting (a worker told to quit retitles itself "… is shutting down")
+ */
+const NGINX_PROCS = [
+  `nsd() { set -- $(sed -n 's/^NSpid:[[:space:]]*//p' "/proc/$1/status" 2>/dev/null); echo $#; }`,
+  'myns=$(nsd $$); ours=""; foreign=""',
+  'scan() {',
+  '  now=""',
+  `  for _f in $(grep -ls '^nginx: master process' /proc/[0-9]*/cmdline 2>/dev/null); do`,
+  '    _p=${_f#/proc/}; _p=${_p%/cmdline}',
+  '    case " $ours " in *" $_p "*) now="$now $_p"; continue ;; esac',
+  '    case " $foreign " in *" $_p "*) continue ;; esac',
+  '    if [ "$(nsd "$_p")" = "$myns" ]; then ours="$ours $_p"; now="$now $_p"; else foreign="$foreign $_p"; fi',
   '  done',
+  '}',
+  'kids() {',
+  // The master's children file is one read; scanning every process's parent is the fallback (kernels without CONFIG_PROC_CHILDREN).
+  '  if [ -r "/proc/$1/task/$1/children" ]; then',
+  '    fs=""; for _p in $(cat "/proc/$1/task/$1/children" 2>/dev/null); do fs="$fs /proc/$_p/cmdline"; done',
+  '    [ -n "$fs" ] || return 0',
+  `    for _f in $(grep -ls '^nginx: worker process' $fs 2>/dev/null); do _p=\${_f#/proc/}; printf '%s ' "\${_p%/cmdline}"; done`,
+  '    return 0',
+  '  fi',
+  `  for _f in $(grep -ls '^nginx: worker process' /proc/[0-9]*/cmdline 2>/dev/null); do`,
+  '    _p=${_f#/proc/}; _p=${_p%/cmdline}',
+  `    [ "$(sed -n 's/^PPid:[[:space:]]*//p' "/proc/$_p/status" 2>/dev/null)" = "$1" ] && printf '%s ' "$_p"`,
+  '  done',
+  '  return 0',
+  '}',
+  'accepting() {',
+  '  fs=""; for _p in "$@"; do fs="$fs /proc/$_p/cmdline"; done',
+  '  [ -n "$fs" ] || return 0',
+  `  sd=$(grep -ls 'shutting down' $fs 2>/dev/null); sd=" $(echo $sd) "`,
+  `  for _f in $(grep -ls '^nginx: worker process' $fs 2>/dev/null); do case "$sd" in *" $_f "*) ;; *) _p=\${_f#/proc/}; printf '%s ' "\${_p%/cmdline}" ;; esac; done`,
   '}'
 ].join('\n');
 
 /**
- * Atomically replaces the upstream file (content on stdin) and runs the reload command; if the
- * reload fails, the previous file is put back. Prints the nginx worker PIDs from before the reload.
- * With `takeoverMs`, it then waits (polling every 10 ms, in the same round trip) until a new worker
- * exists and the old ones no longer accept connections, and prints `@@taken-over <pid> <ms until then>
- * <ms until the first new worker>`, both since the script started, timed on the host.
+ * Atomically replaces the upstream file (content on stdin) and runs the reload command; if the reload fails, the
+ * previous file is put back. Prints the nginx masters and their workers from before the reload (see
+ * src/traffic/nginx/switch-output.ts, the one parser of this output). With `takeoverMs`, it then waits (polling
+ * every 10 ms, in the same round trip, at most `takeoverMs` by the clock) until a master has taken the new config:
+ * it has a worker that was not there before and none of its previous workers still accepts. An nginx whose workers
+ * never change (another site's, a container's) does not matter. A master that replaced the previous ones (a
+ * restart-style reload command) counts too, with the workers of the masters that are gone. Prints `@@old-workers`
+ * (the previous workers of the master(s) that reloaded) and `@@taken-over <pid>
+ * <ms until then> <ms until the first new worker> <masters>`, timed on the host from the start of the script
+ * (`-` where `date` has no %N); `@@no-takeover` when none did in time (after `@@foreign-masters`: the masters in other PID namespaces, not watched); `@@no-workers` when no master is visible.
  */
 export function writeUpstreamScript(file: string, reloadCommand: string, opts: { remove?: boolean; takeoverMs?: number } = {}): RemoteScript {
   return {
     body: [
       't0=$(date +%s%N 2>/dev/null)',
-      NGINX_WORKERS,
+      CLOCK,
+      NGINX_PROCS,
       'f=$1; tmp="$f.bluegreen-new.$$"; prev="$f.bluegreen-prev"',
-      'before=$(workers)',
-      'echo "@@workers-before $before"',
+      // before: one word per worker, "<master>:<worker>" ("<master>:" for a master without workers)
+      'scan; bm=$now; before=""; bw=""',
+      `for m in $bm; do w=$(kids "$m"); [ -n "$w" ] || before="$before $m:"; for p in $w; do before="$before $m:$p"; bw="$bw $p"; done; done`,
+      'echo "@@masters$bm"',
+      'echo "@@workers-before$bw"',
       'had=0',
       'if [ -e "$f" ]; then cp -p -- "$f" "$prev" || { echo "cannot write next to $f: the directory must be writable by $(id -un)" >&2; exit 3; }; had=1; fi',
       'if [ "$3" = remove ]; then rm -f -- "$f" || exit 3; else',
@@ -313,22 +346,27 @@ export function writeUpstreamScript(file: string, reloadCommand: string, opts: {
       'fi',
       'rm -f -- "$prev"; echo "@@reloaded"',
       '[ "$4" -gt 0 ] || exit 0',
-      'elapsed() { t=$(date +%s%N 2>/dev/null); case "$t0$t" in *[!0-9]*|"") ;; *) echo $(( (t - t0) / 1000000 )) ;; esac; }',
-      'old=" $before "; n=$(( $4 / 10 )); first=""',
+      `elapsed() { t=$(date +%s%N 2>/dev/null); case "$t0$t" in *[!0-9]*|"") echo - ;; *) echo $(( (t - t0) / 1000000 )) ;; esac; }`,
+      'end=$(( $(ms) + $4 )); first=""',
       'while :; do',
-      '  now=$(workers); new=""',
-      '  for p in $now; do case "$old" in *" $p "*) ;; *) new=$p ;; esac; done',
-      // Traffic starts on the new colour with the first new worker; it is all there once every old worker has
-      // stopped accepting (retitled "... is shutting down", which nginx does 100 ms after starting the new ones).
-      '  if [ -n "$new" ]; then',
+      '  scan; took=""; old=""; new=""; gone=""',
+      '  for m in $bm; do case " $now " in *" $m "*) ;; *) gone="$gone $m" ;; esac; done',
+      '  for m in $now; do',
+      '    n=""; for p in $(kids "$m"); do case " $bw " in *" $p "*) ;; *) n=$p ;; esac; done',
+      '    [ -n "$n" ] || continue',
+      '    new=$n; took="$took $m"',
+      '    case " $bm " in *" $m "*) mine=$m ;; *) mine=$gone ;; esac',
+      '    for x in $before; do case " $mine " in *" ${x%%:*} "*) [ -n "${x#*:}" ] && old="$old ${x#*:}" ;; esac; done',
+      '  done',
+      // Traffic starts on the new colour with the first new worker; it is all there once no previous worker of the
+      // master(s) that reloaded accepts (retitled "... is shutting down", which nginx does 100 ms after starting the new ones).
+      '  if [ -n "$took" ]; then',
       '    [ -n "$first" ] || first=$(elapsed)',
-      '    accepting=""',
-      `    for p in $before; do c=$(tr '\\0' ' ' < "/proc/$p/cmdline" 2>/dev/null); case "$c" in *shutting*) ;; "nginx: worker process"*) accepting=$p ;; esac; done`,
-      '    [ -z "$accepting" ] && { echo "@@taken-over $new $(elapsed) $first"; exit 0; }',
+      '    if [ -z "$(accepting $old)" ]; then echo "@@old-workers$old"; echo "@@taken-over $new $(elapsed) $first$took"; exit 0; fi',
       '  fi',
-      '  [ -z "$before" ] && [ -z "$now" ] && { echo "@@no-workers"; exit 0; }',
-      '  [ "$n" -le 0 ] && { echo "@@no-takeover"; exit 0; }',
-      '  n=$((n - 1)); sleep 0.01',
+      '  [ -z "$bm" ] && [ -z "$now" ] && { echo "@@no-workers"; exit 0; }',
+      '  [ "$(ms)" -lt "$end" ] || { echo "@@foreign-masters$foreign"; echo "@@no-takeover"; exit 0; }',
+      '  sleep 0.01',
       'done'
     ].join('\n'),
     args: [file, reloadCommand, opts.remove ? 'remove' : 'write', String(opts.takeoverMs ?? 0)],
@@ -336,16 +374,22 @@ export function writeUpstreamScript(file: string, reloadCommand: string, opts: {
   };
 }
 
-/** Waits until the nginx workers $1 have exited (at most $2 ms; without workers to watch, the full time). */
+/**
+ * Waits until those of the nginx workers $1 that are shutting down have exited: they exit once their in-flight
+ * requests are done (at most $2 ms by the clock; without workers to watch, the full time). A listed worker that
+ * still accepts belongs to an nginx that did not reload (another site's) and is not waited for, so the list may
+ * hold every worker seen before the reload: which master reloaded first need not be known exactly.
+ */
 const DRAIN_LOOP: readonly string[] = [
-  'n=$(( $2 / 50 ))',
-  'if [ -z "$1" ]; then echo "@@unobservable"; sleep "$(( $2 / 1000 ))"; else',
+  CLOCK,
+  'end=$(( $(ms) + $2 ))',
+  `if [ -z "$1" ]; then echo "@@unobservable"; sleep "$(printf '%d.%03d' $(( $2 / 1000 )) $(( $2 % 1000 )))"; else`,
   '  while :; do',
   '    alive=""',
-  `    for p in $1; do grep -qs '^nginx: worker process' "/proc/$p/cmdline" && alive="$alive $p"; done`,
+  `    for p in $1; do grep -qs '^nginx: worker process is shutting down' "/proc/$p/cmdline" && alive="$alive $p"; done`,
   '    [ -z "$alive" ] && { echo "@@drained"; break; }',
-  '    [ "$n" -le 0 ] && { echo "@@drain-timeout$alive"; break; }',
-  '    n=$((n - 1)); sleep 0.05',
+  '    [ "$(ms)" -lt "$end" ] || { echo "@@drain-timeout$alive"; break; }',
+  '    sleep 0.05',
   '  done',
   'fi'
 ];
@@ -478,7 +522,8 @@ export function listImagesScript(dockerCommand: string[], repository: string, co
       `D images --no-trunc --format '{{.ID}} {{.Repository}}:{{.Tag}}' "$1" || exit 3`,
       'echo "@@in-use"',
       'shift',
-      `for n in "$@"; do D inspect --format '{{.Image}}' "$n" 2>/dev/null; done`
+      // a colour that does not exist (yet) is no error
+      `for n in "$@"; do D inspect --format '{{.Image}}' "$n" 2>/dev/null; done; exit 0`
     ].join('\n'),
     args: [repository, ...containers]
   };

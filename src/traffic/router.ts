@@ -10,6 +10,7 @@ import type { StepName } from '../deploy/types.js';
 import type { HostState } from '../remote/outputs.js';
 import type { RemoteScript } from '../remote/scripts.js';
 import type { HostLog } from '../report/log.js';
+import type { RemoteHost } from '../ssh/connection.js';
 
 /** What a router may use of the host deployment it serves. */
 export interface RouterHost {
@@ -18,6 +19,8 @@ export interface RouterHost {
   readonly plan: Plan;
   readonly log: HostLog;
   readonly timer: StepTimer;
+  /** The host's connection as it is now (a reconnect replaces it). */
+  readonly remote: RemoteHost;
   /** The image being made live, for the upstream note. */
   readonly imageLabel: string;
   /** Runs a remote script within a step; a non-zero exit becomes a StepError of that step. */

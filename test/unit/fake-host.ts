@@ -64,6 +64,8 @@ export class FakeHost implements RemoteHost {
   /** The port nginx sends traffic to: follows the upstream file at each successful reload. */
   nginxPort?: number;
   stateJson?: string;
+  /** The port the host nginx listens on (its server block proxies to the upstream). */
+  nginxListen = 80;
   /** nginx worker pids, changed by each reload. */
   workers = ['101', '102'];
   /** What the forwarded port answers; default 200 when a running container publishes it, else a refused connection. */
@@ -273,7 +275,8 @@ export class FakeHost implements RemoteHost {
   async forward(port: number): Promise<NodeJS.ReadWriteStream & { destroy(): void }> {
     if (!this.connected) throw new Error('not connected');
     this.events.push(`probe:${port}`);
-    const status = this.httpStatus ? this.httpStatus(port, this) : this.serving(port) ? 200 : 0;
+    // The user's nginx listens on nginxListen and answers from the colour it routes to (502 when that is down).
+    const status = this.httpStatus ? this.httpStatus(port, this) : port === this.nginxListen ? (this.serving() ? 200 : 502) : this.serving(port) ? 200 : 0;
     const stream = new Duplex({
       read() {},
       write(_chunk, _enc, cb) {

@@ -313,12 +313,12 @@ describe('HostDeployment (nginx)', () => {
     // the file is written, but nginx never starts new workers (its routing stays on blue)
     const host = liveBlue().on('upstream', (call, h) => {
       h.upstream = call.stdin;
-      return { stdout: '@@workers-before 101\n@@reloaded\n@@no-takeover\n' };
+      return { stdout: '@@masters 100\n@@workers-before 101\n@@reloaded\n@@no-takeover\n' };
     });
     const { result } = await deploy(host);
     expect(result.result).toBe('rolled-back');
     expect(result.error?.step).toBe('verify');
-    expect(result.error?.message).toMatch(/nginx did not reload within 10 s \(its workers 101/);
+    expect(result.error?.message).toMatch(/nginx did not reload within 10 s \(no nginx master on the host started new workers; masters 100 with workers 101 are unchanged\)/);
     expect(result.activeColor).toBe('blue');
     expect(host.callsOf('upstream')[1].stdin).toBe(`${ORIGINAL_UPSTREAM}\n`);
     expect(host.count('stop')).toBe(0);
@@ -647,5 +647,69 @@ describe('undo by phase', () => {
     expect(result.result).toBe('failed');
     expect(host.containers()).toEqual([['shop-blue', 'running'], ['shop-green', 'exited']]);
     expect(host.count('discard')).toBe(0);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// nginx: which master took the new config, and nginx-health-url
+// ---------------------------------------------------------------------------------------------
+
+describe('HostDeployment (nginx takeover and nginx-health-url)', () => {
+  const NGINX_HEALTH = { url: 'http://127.0.0.1:80/health', host: '127.0.0.1', port: 80, path: '/health' };
+  /** The file is written and nginx reloads, but no nginx process is visible to tell it. */
+  const noWorkers = (c: Parameters<FakeHost['model']>[0], h: FakeHost) => {
+    h.model(c);
+    return { stdout: '@@masters\n@@workers-before\n@@reloaded\n@@no-workers\n' };
+  };
+
+  test('the master that reloaded is logged; the drain gets every previous worker (it waits only for those shutting down)', async () => {
+    const host = liveBlue().on('upstream', (c, h) => {
+      h.model(c);
+      return { stdout: '@@masters 100 300\n@@workers-before 101 102 301\n@@reloaded\n@@old-workers 101 102\n@@taken-over 201 23 5 100\n' };
+    });
+    const { result, lines } = await deploy(host);
+    expect(result.result).toBe('success');
+    expect(result.cutoverMs).toBe(23);
+    expect(result.switchMs).toBe(5);
+    expect(host.callsOf('finish')[0].args[0]).toBe('101 102 301');
+    expect(lines.join('\n')).toMatch(/nginx serves green: master 100 took the new config/);
+  });
+
+  test('no nginx master visible: a warning, and nginx-health-url decides; a 502 there switches back', async () => {
+    const host = liveBlue().on('upstream', noWorkers);
+    host.httpStatus = (port, h) => (port === 80 && h.count('upstream') === 1 ? 502 : 200);
+    const { result } = await deploy(host, makeConfig({ nginxHealthUrl: NGINX_HEALTH }));
+    expect(result.result).toBe('rolled-back');
+    expect(result.error).toEqual({ step: 'verify', message: 'nginx-health-url http://127.0.0.1:80/health answered HTTP 502 after the switch (twice)' });
+    expect(result.activeColor).toBe('blue');
+    expect(host.callsOf('upstream')).toHaveLength(2);
+    expect(host.callsOf('upstream')[1].stdin).toBe(`${ORIGINAL_UPSTREAM}\n`);
+    // probed after the switch (twice) and after the switch-back (once, healthy again)
+    expect(host.events.filter((e) => e === 'probe:80')).toHaveLength(3);
+    expect(result.warnings.join('\n')).toMatch(/no nginx master process is visible on the host, so the reload cannot be confirmed; nginx-health-url is checked instead/);
+  });
+
+  test('no nginx master visible and nginx-health-url healthy: the deploy succeeds with the warning', async () => {
+    const host = liveBlue().on('upstream', noWorkers);
+    const { result } = await deploy(host, makeConfig({ nginxHealthUrl: NGINX_HEALTH }));
+    expect(result.result).toBe('success');
+    expect(host.events.filter((e) => e === 'probe:80')).toHaveLength(1);
+    expect(result.warnings.join('\n')).toMatch(/reload cannot be confirmed; nginx-health-url is checked instead/);
+  });
+
+  test('without nginx-health-url the warning says to set it', async () => {
+    const host = liveBlue().on('upstream', noWorkers);
+    const { result } = await deploy(host);
+    expect(result.result).toBe('success');
+    expect(host.events).not.toContain('probe:80');
+    expect(result.warnings.join('\n')).toMatch(/set nginx-health-url to check nginx itself/);
+  });
+
+  test('nginx-health-url failing after a confirmed takeover also switches back', async () => {
+    const host = liveBlue();
+    host.httpStatus = (port, h) => (port === 80 && h.count('upstream') === 1 ? 503 : 200);
+    const { result } = await deploy(host, makeConfig({ nginxHealthUrl: NGINX_HEALTH }));
+    expect(result.result).toBe('rolled-back');
+    expect(result.error?.message).toMatch(/nginx-health-url .* answered HTTP 503 after the switch/);
   });
 });

@@ -122,11 +122,27 @@ describe('readConfig', () => {
     ['verify-seconds', '-1'],
     ['keep-images', 'all'],
     ['status-history', '1000'],
-    ['health-host', 'a b']
+    ['health-host', 'a b'],
+    ['nginx-health-url', 'https://127.0.0.1/health'],
+    ['nginx-health-url', '127.0.0.1:80/health'],
+    ['nginx-health-url', 'http://10.0.1.5/health'],
+    ['nginx-health-url', 'http://user:pw@127.0.0.1/health'],
+    ['nginx-health-url', 'not a url']
   ])('%s = %j is rejected with its name and an example', (name, value) => {
     const p = problems({ [name]: value });
     expect(p.length).toBeGreaterThan(0);
     expect(p[0]).toMatch(new RegExp(`^Input "${name.replace(/-/g, '\\-')}" .*Example: ${name}: `, 's'));
+  });
+
+  test('nginx-health-url: port on the host\'s loopback, path with query, Host header from the URL; only with traffic nginx', () => {
+    expect(config({ 'nginx-health-url': 'http://127.0.0.1:8080/healthz?full=1' }).nginxHealthUrl).toEqual({ url: 'http://127.0.0.1:8080/healthz?full=1', host: '127.0.0.1:8080', port: 8080, path: '/healthz?full=1' });
+    expect(config({ 'nginx-health-url': 'http://api.example.com/health' }).nginxHealthUrl).toEqual({ url: 'http://api.example.com/health', host: 'api.example.com', port: 80, path: '/health' });
+    expect(config({ 'nginx-health-url': 'http://[::1]:81/' }).nginxHealthUrl).toMatchObject({ port: 81, path: '/' });
+    expect(config().nginxHealthUrl).toBeUndefined();
+    expect(problems({ 'nginx-health-url': 'http://10.0.1.5/health' })[0]).toBe(
+      'Input "nginx-health-url" is probed on the host\'s loopback through the SSH connection, so its address must be 127.0.0.1 (or a name, sent as the Host header; got "10.0.1.5"). Example: nginx-health-url: http://127.0.0.1:80/health'
+    );
+    expect(problems({ 'nginx-health-url': 'http://127.0.0.1/health', traffic: 'port-swap' })[0]).toMatch(/^Input "nginx-health-url" only applies to traffic: nginx \(traffic is port-swap\)/);
   });
 
   test('rollback and status need no image; tag and rollback-to are checked against the command', () => {

@@ -7,35 +7,13 @@ import type { Color, DeployConfig } from '../../config/types.js';
 import { StepError } from '../../deploy/types.js';
 import type { HostState } from '../../remote/outputs.js';
 import { nginxDrainScript, writeUpstreamScript } from '../../remote/scripts.js';
+import { Prober } from '../../deploy/health.js';
 import { writtenBy, type Cutover, type RouterHost, type TrafficRouter } from '../router.js';
+import { parseSwitchOutput, type SwitchOutput } from './switch-output.js';
 import { renderUpstream, upstreamPort } from './upstream.js';
 
 /** How long the switch waits (on the host, same round trip) for nginx's new workers. */
 export const TAKEOVER_MS = 10_000;
-
-type Takeover = 'taken-over' | 'no-takeover' | 'no-workers';
-
-/** The switch script's markers, read as they arrive. */
-interface SwitchWatch {
-  workersBefore: string[];
-  takeover?: Takeover;
-  cutoverMs?: number;
-  switchMs?: number;
-}
-
-function watchSwitch(w: SwitchWatch, switchStart: number) {
-  return (line: string) => {
-    if (line.startsWith('@@workers-before')) w.workersBefore = line.slice('@@workers-before'.length).trim().split(/\s+/).filter(Boolean);
-    const m = /^@@(taken-over|no-takeover|no-workers)(?: \d+)?(?: (\d+))?(?: (\d+))?/.exec(line);
-    if (!m) return;
-    w.takeover = m[1] as Takeover;
-    // Timed on the host from the write: the runner's round trip to the host is not part of it.
-    if (w.takeover === 'taken-over') {
-      w.cutoverMs = m[2] !== undefined ? Number(m[2]) : Date.now() - switchStart;
-      w.switchMs = m[3] !== undefined ? Number(m[3]) : undefined;
-    }
-  };
-}
 
 export class NginxRouter implements TrafficRouter {
   readonly kind = 'nginx' as const;
@@ -66,7 +44,7 @@ export class NginxRouter implements TrafficRouter {
     await timer.run('health', () => h.waitHealthy(port, `${cfg.app}-${plan.candidate}`));
     await h.beforeTraffic(port);
     timer.checkCancelled();
-    const w: SwitchWatch = { workersBefore: [] };
+    let sw: SwitchOutput = parseSwitchOutput('');
     const switchStart = Date.now();
     await timer.run('switch', async () => {
       const note = `Live: ${plan.candidate} (${h.imageLabel}), ${cfg.command} ${h.deployId}.`;
@@ -76,25 +54,47 @@ export class NginxRouter implements TrafficRouter {
       // The script may write and reload even if its answer never arrives: from here the undo reads the host.
       h.trafficMayHaveMoved();
       try {
-        await h.exec('switch', s, `point ${cfg.nginxUpstreamFile} at ${plan.candidate} (127.0.0.1:${port}), reload nginx and wait for its new workers`, watchSwitch(w, switchStart));
+        sw = parseSwitchOutput(await h.exec('switch', s, `point ${cfg.nginxUpstreamFile} at ${plan.candidate} (127.0.0.1:${port}), reload nginx and wait for its new workers`));
       } catch (e) {
         // A non-zero exit: the script could not write the file, or put the previous one back after a failed reload.
         if (e instanceof StepError) throw new StepError('switch', `${e.message.replace(/^.*?failed/, 'nginx switch failed')}; the previous upstream file was restored`);
         throw e;
       }
     });
+    // Timed on the host from the write: the runner's round trip to the host is not part of it.
+    const cutoverMs = sw.outcome === 'taken-over' ? (sw.cutoverMs ?? Date.now() - switchStart) : undefined;
     await timer.run('verify', async () => {
-      if (w.takeover === 'no-takeover' || (w.takeover === undefined && w.workersBefore.length > 0)) {
-        // nginx kept its old workers: the reload did not happen (wrong reload command, a bind-mounted file in a
-        // containerized nginx, …). Stopping the old colour now would cause an outage.
-        throw new StepError('verify', `nginx did not reload within ${TAKEOVER_MS / 1000} s (its workers ${w.workersBefore.join(', ')} are still the only ones): check nginx-reload-command and that nginx reads ${cfg.nginxUpstreamFile}`);
+      if (sw.outcome === 'no-takeover' || (sw.outcome === undefined && sw.workersBefore.length > 0)) {
+        // No nginx master took the new config: the reload did not happen (wrong reload command, a bind-mounted
+        // file in a containerized nginx, …). Stopping the old colour now would cause an outage.
+        throw new StepError('verify', `nginx did not reload within ${TAKEOVER_MS / 1000} s (no nginx master on the host started new workers; masters ${sw.masters.join(', ') || '?'} with workers ${sw.workersBefore.join(', ')} are unchanged${sw.foreignMasters.length ? `; ${sw.foreignMasters.length} nginx master(s) in other PID namespaces (containers) are not watched` : ''}): check nginx-reload-command and that nginx reads ${cfg.nginxUpstreamFile}`);
       }
-      if (w.takeover !== 'taken-over') h.warn('verify: no nginx worker processes are visible on the host, so the reload cannot be confirmed');
-      else h.log.info(`nginx serves ${plan.candidate}: first new worker ${w.switchMs ?? '?'} ms, old workers no longer accepting ${w.cutoverMs} ms after the upstream was written`);
+      if (sw.outcome !== 'taken-over') h.warn(`verify: no nginx master process is visible on the host, so the reload cannot be confirmed${cfg.nginxHealthUrl ? '; nginx-health-url is checked instead' : ' (set nginx-health-url to check nginx itself)'}`);
+      else h.log.info(`nginx serves ${plan.candidate}: master ${sw.reloadedMasters.join(', ') || '?'} took the new config; first new worker ${sw.switchMs ?? '?'} ms, old workers no longer accepting ${cutoverMs} ms after the upstream was written`);
+      await this.probeNginxHealth(h, 'verify');
       await h.probeOnce('verify', port);
       await h.watch(port);
     });
-    return { cutoverMs: w.cutoverMs, switchMs: w.switchMs, workersBefore: w.workersBefore };
+    return { cutoverMs, switchMs: sw.outcome === 'taken-over' ? sw.switchMs : undefined, workersBefore: sw.drainWorkers };
+  }
+
+  /**
+   * nginx-health-url: one GET through the user's nginx (a second try after 500 ms), on the host's loopback through
+   * the SSH connection. A non-2xx fails the step.
+   */
+  private async probeNginxHealth(h: RouterHost, step: 'verify' | 'switch-back'): Promise<void> {
+    const u = this.cfg.nginxHealthUrl;
+    if (!u) return;
+    const prober = new Prober(h.remote, h.log, this.cfg.healthHost ?? u.host);
+    let p = await prober.probe(u.port, u.path, 5000);
+    if (p.status === undefined || p.status < 200 || p.status >= 300) {
+      await new Promise((r) => setTimeout(r, 500));
+      p = await prober.probe(u.port, u.path, 5000);
+    }
+    if (p.status === undefined || p.status < 200 || p.status >= 300) {
+      throw new StepError(step, `nginx-health-url ${u.url} answered ${p.status !== undefined ? `HTTP ${p.status}` : p.error} after the ${step === 'switch-back' ? 'switch-back' : 'switch'} (twice)`);
+    }
+    h.log.info(`nginx-health-url ${u.url} → HTTP ${p.status}`);
   }
 
   async switchBack(h: RouterHost, state: HostState): Promise<boolean> {
@@ -108,13 +108,13 @@ export class NginxRouter implements TrafficRouter {
     const content = plan.upstreamContent;
     const s = writeUpstreamScript(cfg.nginxUpstreamFile, cfg.nginxReloadCommand, { remove: content === undefined, takeoverMs: TAKEOVER_MS });
     if (content !== undefined) s.stdin = content.endsWith('\n') ? content : `${content}\n`;
-    const w: SwitchWatch = { workersBefore: [] };
-    await h.exec('switch-back', s, `restore ${cfg.nginxUpstreamFile}, reload nginx and wait for its new workers`, watchSwitch(w, Date.now()));
+    const back = parseSwitchOutput(await h.exec('switch-back', s, `restore ${cfg.nginxUpstreamFile}, reload nginx and wait for its new workers`));
     // nginx reloads asynchronously, and its previous workers keep proxying their requests to the candidate:
     // remove it only once they are done, or those requests fail with 502.
-    if (w.takeover === 'taken-over' && w.workersBefore.length) {
-      await h.exec('switch-back', nginxDrainScript(w.workersBefore, cfg.drainMs), `let in-flight requests to ${cfg.app}-${plan.candidate} finish (up to ${cfg.drainMs / 1000} s)`);
+    if (back.outcome === 'taken-over' && back.drainWorkers.length) {
+      await h.exec('switch-back', nginxDrainScript(back.drainWorkers, cfg.drainMs), `let in-flight requests to ${cfg.app}-${plan.candidate} finish (up to ${cfg.drainMs / 1000} s)`);
     }
+    await this.probeNginxHealth(h, 'switch-back').catch((e: Error) => h.warn(`after switching back: ${e.message}`));
     await h.discardCandidate();
     return true;
   }

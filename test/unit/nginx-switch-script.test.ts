@@ -1,0 +1,137 @@
+/**
+ * The nginx switch script (writeUpstreamScript) run with the machine's sh against stand-in processes titled as nginx
+ * titles them, read from the real /proc: a master that replaces its workers on SIGHUP (a reload), another master
+ * whose workers never change (another site's nginx) and, as root, a master in another PID namespace (a container)
+ * that replaces its workers all the time. busybox picks its applet from argv[0]'s basename, so
+ * "nginx: worker process/sleep" runs sleep under an nginx-like title.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { nginxDrainScript, writeUpstreamScript, type RemoteScript } from '../../src/remote/scripts.js';
+import { parseSwitchOutput } from '../../src/traffic/nginx/switch-output.js';
+
+const BUSYBOX = ['/bin/busybox', '/usr/bin/busybox'].find((p) => fs.existsSync(p));
+const isRoot = process.getuid?.() === 0;
+const hasUnshare = ['/usr/bin/unshare', '/bin/unshare'].some((p) => fs.existsSync(p));
+const maybe = BUSYBOX && process.platform === 'linux' ? describe : describe.skip;
+
+const WORKER = 'exec -a "nginx: worker process/sleep" sleep 600 &';
+/** On HUP: two new workers, then the old ones go (a reload). */
+const RELOADING = `w=""; spawn() { ${WORKER} w="$w $!"; }; spawn; spawn; trap 'old=$w; w=""; spawn; spawn; kill $old' HUP; trap 'kill $w; exit 0' TERM; while :; do wait; done`;
+/** Never changes its workers. */
+const STEADY = `${WORKER} a=$!; ${WORKER} b=$!; trap 'kill $a $b; exit 0' TERM; while :; do wait; done`;
+/** Replaces its worker every 50 ms, whatever happens. */
+const CHURNING = `old=""; trap 'kill $old; exit 0' TERM; while :; do ${WORKER} n=$!; [ -n "$old" ] && kill $old; old=$n; sleep 0.05; done`;
+
+const procs: ChildProcess[] = [];
+let dir: string;
+
+function master(script: string, ns = false): ChildProcess {
+  const inner = [BUSYBOX!, 'sh', '-c', `exec -a "nginx: master process/sh" ${BUSYBOX} -c '${script.replace(/'/g, `'\\''`)}'`];
+  const argv = ns ? ['unshare', '--pid', '--fork', ...inner] : inner;
+  const p = spawn(argv[0], argv.slice(1), { stdio: 'ignore', detached: true });
+  procs.push(p);
+  return p;
+}
+
+/** The pid of the process titled "nginx: master process" in the tree started as `p`. */
+async function masterPid(p: ChildProcess): Promise<number> {
+  for (let i = 0; i < 200; i++) {
+    const ids = [p.pid!, ...(fs.existsSync(`/proc/${p.pid}/task/${p.pid}/children`) ? fs.readFileSync(`/proc/${p.pid}/task/${p.pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number) : [])];
+    for (const id of ids) {
+      const title = fs.readFileSync(`/proc/${id}/cmdline`, 'utf8').split('\0')[0];
+      const kids = fs.existsSync(`/proc/${id}/task/${id}/children`) ? fs.readFileSync(`/proc/${id}/task/${id}/children`, 'utf8').trim() : '';
+      if (title.startsWith('nginx: master process') && kids) return id;
+    }
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  throw new Error('the stand-in nginx master did not start');
+}
+
+function run(s: RemoteScript): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const c = spawn('sh', ['-c', s.body, 'sh', ...s.args], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    c.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    c.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    c.stdin.end(s.stdin ?? '');
+    c.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+const kidsOf = (pid: number) => fs.readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean);
+
+maybe('nginx switch script against stand-in nginx processes', () => {
+  let reloading: number;
+  let steady: number;
+  let foreign: number | undefined;
+
+  beforeAll(async () => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bg-switch-'));
+    reloading = await masterPid(master(RELOADING));
+    steady = await masterPid(master(STEADY));
+    if (isRoot && hasUnshare) foreign = await masterPid(master(CHURNING, true));
+  });
+  afterAll(() => {
+    for (const p of procs) {
+      try {
+        process.kill(-p.pid!, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('the master that reloaded is reported with its old workers; the other masters do not matter', async () => {
+    const file = path.join(dir, 'up.conf');
+    const old = kidsOf(reloading);
+    const s = writeUpstreamScript(file, `kill -HUP ${reloading}`, { takeoverMs: 10_000 });
+    s.stdin = 'upstream x { server 127.0.0.1:1; }\n';
+    const r = await run(s);
+    expect(r.code).toBe(0);
+    const out = parseSwitchOutput(r.stdout);
+    expect(out.outcome).toBe('taken-over');
+    expect(out.reloadedMasters).toEqual([String(reloading)]);
+    expect(out.oldWorkers.sort()).toEqual(old.sort());
+    expect(out.masters).toEqual(expect.arrayContaining([String(reloading), String(steady)]));
+    if (foreign) expect(out.masters).not.toContain(String(foreign));
+    expect(out.workersBefore).toEqual(expect.arrayContaining([...old, ...kidsOf(steady)]));
+    expect(fs.readFileSync(file, 'utf8')).toBe(s.stdin);
+  });
+
+  test('a reload command that reloads nothing: no takeover, even while a container nginx replaces its workers', async () => {
+    const s = writeUpstreamScript(path.join(dir, 'up2.conf'), 'true', { takeoverMs: 1500 });
+    s.stdin = 'upstream x { server 127.0.0.1:2; }\n';
+    const r = await run(s);
+    expect(r.code).toBe(0);
+    const out = parseSwitchOutput(r.stdout);
+    expect(out).toMatchObject({ reloaded: true, outcome: 'no-takeover' });
+    if (foreign) expect(out.foreignMasters).toContain(String(foreign));
+  });
+
+  test('a failed reload restores the previous file and says so', async () => {
+    const file = path.join(dir, 'up3.conf');
+    fs.writeFileSync(file, 'previous\n');
+    const s = writeUpstreamScript(file, 'echo "nginx: [emerg] bad" >&2; exit 1', { takeoverMs: 1000 });
+    s.stdin = 'next\n';
+    const r = await run(s);
+    expect(r.code).toBe(4);
+    expect(parseSwitchOutput(r.stdout)).toMatchObject({ reloaded: false, reloadExitCode: 1, outcome: undefined });
+    expect(r.stdout).toContain('nginx: [emerg] bad');
+    expect(fs.readFileSync(file, 'utf8')).toBe('previous\n');
+  });
+
+  test('the drain waits for listed workers shutting down, not for ones that still accept, and gives up at its deadline', async () => {
+    const r1 = await run(nginxDrainScript(['999999999', ...kidsOf(steady)], 5000));
+    expect(r1.stdout.trim()).toBe('@@drained');
+    const quitting = spawn(BUSYBOX!, ['sh', '-c', 'exec -a "nginx: worker process is shutting down/sleep" sleep 600'], { stdio: 'ignore', detached: true });
+    procs.push(quitting);
+    await new Promise((r) => setTimeout(r, 200));
+    const r2 = await run(nginxDrainScript([...kidsOf(steady), String(quitting.pid)], 300));
+    expect(r2.stdout.trim()).toBe(`@@drain-timeout ${quitting.pid}`);
+  });
+});
