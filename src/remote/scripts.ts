@@ -319,10 +319,13 @@ const NGINX_PROCS = [
  * <ms until then> <ms until the first new worker> <masters>`, timed on the host from the start of the script
  * (`-` where `date` has no %N); `@@no-takeover` when none did in time (after `@@foreign-masters`: the masters in other PID namespaces, not watched); `@@no-workers` when no master is visible.
  */
-export function writeUpstreamScript(file: string, reloadCommand: string, opts: { remove?: boolean; takeoverMs?: number } = {}): RemoteScript {
+export function writeUpstreamScript(file: string, reloadCommand: string, opts: { remove?: boolean; takeoverMs?: number; lease?: { app: string; deployId: string } } = {}): RemoteScript {
   return {
     body: [
       't0=$(date +%s%N 2>/dev/null)',
+      // Fencing: a run whose lease expired on the host (it went silent, another deploy may own the host) changes nothing.
+      LEASE_GUARD,
+      'if [ -n "$5" ] && ! lease_ok "$5" "$6"; then echo "this run no longer holds the deploy lock (lease) of $5 on the host" >&2; exit 77; fi',
       CLOCK,
       NGINX_PROCS,
       'f=$1; tmp="$f.bluegreen-new.$$"; prev="$f.bluegreen-prev"',
@@ -369,7 +372,7 @@ export function writeUpstreamScript(file: string, reloadCommand: string, opts: {
       '  sleep 0.01',
       'done'
     ].join('\n'),
-    args: [file, reloadCommand, opts.remove ? 'remove' : 'write', String(opts.takeoverMs ?? 0)],
+    args: [file, reloadCommand, opts.remove ? 'remove' : 'write', String(opts.takeoverMs ?? 0), opts.lease?.app ?? '', opts.lease?.deployId ?? ''],
     stdin: opts.remove ? '' : undefined
   };
 }

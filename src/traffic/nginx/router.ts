@@ -48,7 +48,7 @@ export class NginxRouter implements TrafficRouter {
     const switchStart = Date.now();
     await timer.run('switch', async () => {
       const note = `Live: ${plan.candidate} (${h.imageLabel}), ${cfg.command} ${h.deployId}.`;
-      const s = writeUpstreamScript(cfg.nginxUpstreamFile, cfg.nginxReloadCommand, { takeoverMs: TAKEOVER_MS });
+      const s = writeUpstreamScript(cfg.nginxUpstreamFile, cfg.nginxReloadCommand, { takeoverMs: TAKEOVER_MS, lease: { app: cfg.app, deployId: h.deployId } });
       s.stdin = renderUpstream(cfg.nginxUpstreamName, port, note);
       await h.ensureLock();
       // The script may write and reload even if its answer never arrives: from here the undo reads the host.
@@ -56,6 +56,7 @@ export class NginxRouter implements TrafficRouter {
       try {
         sw = parseSwitchOutput(await h.exec('switch', s, `point ${cfg.nginxUpstreamFile} at ${plan.candidate} (127.0.0.1:${port}), reload nginx and wait for its new workers`));
       } catch (e) {
+        if (e instanceof StepError && /\(exit 77\)/.test(e.message)) throw new StepError('switch', 'the deploy lock (lease) of this run expired on the host before the switch, so another deploy may own the host now: traffic was not changed');
         // A non-zero exit: the script could not write the file, or put the previous one back after a failed reload.
         if (e instanceof StepError) throw new StepError('switch', `${e.message.replace(/^.*?failed/, 'nginx switch failed')}; the previous upstream file was restored`);
         throw e;
