@@ -29,13 +29,13 @@ export class FaultProxy {
   ) {}
 
   static async start(targetHost: string, targetPort: number, listenHost = '127.0.0.1'): Promise<FaultProxy> {
-    let proxy!: FaultProxy;
-    const server = net.createServer({ noDelay: true }, (client) => proxy.accept(client));
+    const server = net.createServer({ noDelay: true });
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(0, listenHost, () => resolve());
     });
-    proxy = new FaultProxy(server, (server.address() as net.AddressInfo).port, { host: targetHost, port: targetPort });
+    const proxy = new FaultProxy(server, (server.address() as net.AddressInfo).port, { host: targetHost, port: targetPort });
+    server.on('connection', (client: net.Socket) => proxy.accept(client));
     return proxy;
   }
 
@@ -60,8 +60,13 @@ export class FaultProxy {
     };
     pipe(client, upstream);
     pipe(upstream, client);
-    const drop = () => this.pairs.delete(pair);
+    // Forget the pair only once both sides are closed: after blackhole() the runner's side may close while sshd's
+    // side stays open (that is the point), and close()/heal() must still end it.
+    const drop = () => {
+      if (client.destroyed && upstream.destroyed) this.pairs.delete(pair);
+    };
     client.on('close', drop);
+    upstream.on('close', drop);
     client.on('error', () => (this.silent || upstream.destroyed ? undefined : upstream.resetAndDestroy()));
     upstream.on('error', () => (this.silent || client.destroyed ? undefined : client.resetAndDestroy()));
     upstream.on('close', () => {
