@@ -29,14 +29,14 @@ export class FaultProxy {
   ) {}
 
   static async start(targetHost: string, targetPort: number, listenHost = '127.0.0.1'): Promise<FaultProxy> {
-    const ref: { proxy?: FaultProxy } = {};
-    const server = net.createServer({ noDelay: true }, (client) => ref.proxy!.accept(client));
+    const server = net.createServer({ noDelay: true });
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(0, listenHost, () => resolve());
     });
-    ref.proxy = new FaultProxy(server, (server.address() as net.AddressInfo).port, { host: targetHost, port: targetPort });
-    return ref.proxy;
+    const proxy = new FaultProxy(server, (server.address() as net.AddressInfo).port, { host: targetHost, port: targetPort });
+    server.on('connection', (client: net.Socket) => proxy.accept(client));
+    return proxy;
   }
 
   private accept(client: net.Socket): void {
@@ -60,8 +60,8 @@ export class FaultProxy {
     };
     pipe(client, upstream);
     pipe(upstream, client);
-    // A pair is forgotten once both sides are closed: under blackhole() the host's side of a runner that died stays
-    // open (the host never hears of it) until heal() or close() destroys it, so nothing outlives the proxy.
+    // Forget the pair only once both sides are closed: after blackhole() the runner's side may close while sshd's
+    // side stays open (that is the point), and close()/heal() must still end it.
     const drop = () => {
       if (client.destroyed && upstream.destroyed) this.pairs.delete(pair);
     };
@@ -76,7 +76,7 @@ export class FaultProxy {
 
   /** Open connections right now. */
   get open(): number {
-    return [...this.pairs].filter((p) => !p.client.destroyed).length;
+    return this.pairs.size;
   }
 
   /** RST to both sides of every open connection. */

@@ -3,7 +3,7 @@
  * (sshd 127.0.0.1:2222 as ec2-user, host nginx, registry 127.0.0.1:5000, Node 24 in /opt/node24).
  * The tests themselves run as root on the same machine.
  */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
@@ -157,9 +157,9 @@ export interface HttpResult {
 }
 
 /** GET on a fresh connection; rejects on network errors/timeouts, resolves for any status. */
-export function httpGet(url: string, opts: { timeoutMs?: number; agent?: http.Agent | false } = {}): Promise<HttpResult> {
+export function httpGet(url: string, opts: { timeoutMs?: number; agent?: http.Agent | false; headers?: http.OutgoingHttpHeaders } = {}): Promise<HttpResult> {
   return new Promise((resolve, reject) => {
-    const req = http.get(url, { agent: opts.agent ?? false, timeout: opts.timeoutMs ?? 5000 }, (res) => {
+    const req = http.get(url, { agent: opts.agent ?? false, timeout: opts.timeoutMs ?? 5000, ...(opts.headers ? { headers: opts.headers } : {}) }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8'), headers: res.headers }));
@@ -186,6 +186,8 @@ export interface RunActionOptions {
   script?: string;
   /** node binary; default SANDBOX.node24 */
   node?: string;
+  /** called with the action's process as soon as it is spawned (e.g. to SIGKILL it at a chosen moment) */
+  onSpawn?: (child: ChildProcess) => void;
 }
 
 export interface RunActionResult {
@@ -303,6 +305,7 @@ export async function runAction(inputs: Record<string, string>, opts: RunActionO
   const started = Date.now();
   const { code, signal, stdout, stderr } = await new Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }>((resolve, reject) => {
     const child = spawn(node, [script], { cwd: REPO_ROOT, env: env as NodeJS.ProcessEnv, stdio: ['ignore', 'pipe', 'pipe'] });
+    opts.onSpawn?.(child);
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
@@ -516,6 +519,8 @@ export interface LoadOptions {
    * ones. Their timeout is requestTimeoutMs plus the requested seconds.
    */
   slow?: { concurrency: number; seconds?: number[]; path?: string };
+  /** extra request headers, e.g. { host: 'app' } to reach a name-based server block whatever the default server is */
+  headers?: http.OutgoingHttpHeaders;
 }
 
 /**
@@ -584,12 +589,12 @@ export class LoadGenerator {
   /** GET with one retry on a new connection when an idle keep-alive connection was closed as the request was sent. */
   private async get(url: string, agent: http.Agent | false, timeoutMs: number, onRetry: () => void): Promise<HttpResult> {
     try {
-      return await httpGet(url, { agent, timeoutMs });
+      return await httpGet(url, { agent, timeoutMs, headers: this.opts.headers });
     } catch (e) {
       const err = e as NodeJS.ErrnoException & { reusedSocket?: boolean };
       if (!(err.reusedSocket && (err.code === 'ECONNRESET' || err.code === 'EPIPE'))) throw e;
       onRetry();
-      return await httpGet(url, { agent: false, timeoutMs });
+      return await httpGet(url, { agent: false, timeoutMs, headers: this.opts.headers });
     }
   }
 
