@@ -429,7 +429,11 @@ export class HostDeployment {
     const old = this.lock;
     this.lock = undefined;
     void old?.release().catch(() => undefined); // it died with the connection
+    // Each try is a full connect (with its own ssh-connect-retries); a host that stays silent is given up on
+    // after about a minute, so the run still ends and reports instead of being killed by the runner.
+    const giveUpAt = Date.now() + 45_000;
     for (const [i, wait] of [500, 1500, 4000].entries()) {
+      if (i > 0 && Date.now() + wait > giveUpAt) break;
       await new Promise((r) => setTimeout(r, wait));
       try {
         this.remote = await this.input.reconnect();
