@@ -2,7 +2,7 @@ import type { ImageRef } from './image.js';
 
 export type Command = 'deploy' | 'rollback' | 'status';
 export type Color = 'blue' | 'green';
-export type Traffic = 'nginx' | 'port-swap';
+export type Traffic = 'nginx' | 'port-swap' | 'haproxy';
 export type RegistryAuth = 'ecr' | 'ecr-on-host' | 'password' | 'none';
 
 export interface HostTarget {
@@ -80,6 +80,10 @@ export interface DeployConfig {
   nginxUpstreamFile: string;
   nginxUpstreamName: string;
   nginxReloadCommand: string;
+  /** traffic haproxy: the admin socket (stats socket … level admin), the backend with servers blue and green, the server-state-file. */
+  haproxySocket: string;
+  haproxyBackend: string;
+  haproxyStateFile: string;
   drainMs: number;
   /** Wait in the run for the old colour to drain and stop; otherwise a job on the host does it. */
   waitForDrain: boolean;

@@ -151,6 +151,7 @@ export class HostDeployment {
       log: this.log,
       timer: this.timer,
       imageLabel: imageReference(this.target),
+      remote: this.remote,
       exec: (step, s, what, onLine) => this.exec(step, s, what, onLine),
       waitHealthy: (port, container) => this.waitHealthy(port, container),
       probeOnce: (step, port) => this.probeOnce(step, port),
@@ -250,7 +251,10 @@ export class HostDeployment {
   /** The host as it is now: containers (with their labels), the upstream file, the recorded state. */
   private async readState(step: StepName): Promise<HostState> {
     const s = detectScript(this.docker, this.cfg.app, this.cfg.traffic === 'nginx' ? this.cfg.nginxUpstreamFile : '');
-    return parseDetectOutput(await this.exec(step, s, 'read containers, upstream and state', undefined, true));
+    const state = parseDetectOutput(await this.exec(step, s, 'read containers, upstream and state', undefined, true));
+    // haproxy: the routing is HAProxy's server states, read from its runtime API.
+    if (this.router.readRouting) state.upstreamContent = await this.router.readRouting(this.remote);
+    return state;
   }
 
   private async detect(repaired = false): Promise<Plan> {
@@ -508,7 +512,9 @@ export class HostDeployment {
     const refs = (await this.prunable) ?? [];
     const stopName = this.router.retire(plan);
     if (!stopName && !names.length && !refs.length) return;
-    const s = finishScript(this.docker, cfg.app, { workersBefore, drainMs: cfg.drainMs, stopName, stopTimeoutSeconds: cfg.stopTimeoutSeconds, removeNames: names, removeImages: refs, background: !cfg.waitForDrain });
+    // haproxy drained the old colour within the switch already: stop it at once.
+    const drained = this.cutover?.drained === true;
+    const s = finishScript(this.docker, cfg.app, { workersBefore, drainMs: drained ? 0 : cfg.drainMs, stopName, stopTimeoutSeconds: cfg.stopTimeoutSeconds, removeNames: names, removeImages: refs, background: !cfg.waitForDrain });
     const secs = cfg.drainMs / 1000;
     const what = [
       stopName ? `drain ${stopName} (up to ${secs} s), docker stop it (kept for rollback)` : '',
@@ -531,7 +537,7 @@ export class HostDeployment {
         if (line === '@@cleanup') this.timer.begin('cleanup');
       });
       if (out.includes('@@drain-timeout')) this.log.warn(`old nginx workers were still finishing requests after drain-seconds (${secs} s); stopped ${stopName} anyway`);
-      if (out.includes('@@unobservable')) this.log.warn('no nginx worker processes are visible on the host; waited the full drain-seconds');
+      if (out.includes('@@unobservable') && !drained) this.log.warn('no nginx worker processes are visible on the host; waited the full drain-seconds');
     });
     if (w) this.warnings.push(w);
   }

@@ -31,6 +31,8 @@ export interface RemoteHost {
   open(body: string, args?: string[]): Promise<ClientChannel>;
   /** Opens a TCP stream to 127.0.0.1:port on the host, through the SSH connection. */
   forward(port: number): Promise<NodeJS.ReadWriteStream & { destroy(): void }>;
+  /** Opens a stream to a unix socket on the host (OpenSSH stream-local forward), e.g. HAProxy's admin socket. */
+  forwardUnix?(socketPath: string): Promise<NodeJS.ReadWriteStream & { destroy(): void }>;
   /** False once the SSH connection is gone (dropped, sshd killed, host down). */
   isConnected(): boolean;
   close(): void;
@@ -297,6 +299,13 @@ class SshHost implements RemoteHost {
     return new Promise((resolve, reject) =>
       conn.forwardOut('127.0.0.1', 0, '127.0.0.1', port, (err, ch) => (err ? reject(err) : resolve(ch as unknown as NodeJS.ReadWriteStream & { destroy(): void })))
     );
+  }
+
+  // traffic: haproxy — the admin socket through the connection (sshd's AllowStreamLocalForwarding, on by default).
+  forwardUnix(socketPath: string): Promise<NodeJS.ReadWriteStream & { destroy(): void }> {
+    const conn = this.ssh.connection;
+    if (!conn) return Promise.reject(new Error('not connected'));
+    return new Promise((resolve, reject) => conn.openssh_forwardOutStreamLocal(socketPath, (err, ch) => (err ? reject(err) : resolve(ch as unknown as NodeJS.ReadWriteStream & { destroy(): void }))));
   }
 
   isConnected(): boolean {

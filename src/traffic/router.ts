@@ -10,6 +10,7 @@ import type { StepName } from '../deploy/types.js';
 import type { HostState } from '../remote/outputs.js';
 import type { RemoteScript } from '../remote/scripts.js';
 import type { HostLog } from '../report/log.js';
+import type { RemoteHost } from '../ssh/connection.js';
 
 /** What a router may use of the host deployment it serves. */
 export interface RouterHost {
@@ -20,6 +21,8 @@ export interface RouterHost {
   readonly timer: StepTimer;
   /** The image being made live, for the upstream note. */
   readonly imageLabel: string;
+  /** The host's connection as it is now (a new one after a reconnect): haproxy reaches its admin socket through it. */
+  readonly remote: RemoteHost;
   /** Runs a remote script within a step; a non-zero exit becomes a StepError of that step. */
   exec(step: StepName, s: RemoteScript, what: string, onLine?: (line: string) => void): Promise<string>;
   /** Health step: waits until the container answers 2xx on the port (fails at once if it exits or restarts). */
@@ -49,6 +52,8 @@ export interface Cutover {
   downtimeMs?: number;
   /** nginx: the workers from before the reload; the finishing job waits for them before stopping the old colour. */
   workersBefore: string[];
+  /** haproxy: the old colour has no sessions left (or drain-seconds passed) and takes no traffic: stop it without waiting. */
+  drained?: boolean;
 }
 
 export interface TrafficRouter {
@@ -57,6 +62,11 @@ export interface TrafficRouter {
   readonly startVerb: 'run' | 'create';
   /** `docker run --publish …` of a colour. */
   publishArgs(color: Color): string[];
+  /**
+   * Routing that only the proxy itself can tell (haproxy: `show servers state <backend>`), read with the host's
+   * state (detect, switch-back) and kept as its upstreamContent: routedColor and the undo decide from it.
+   */
+  readRouting?(remote: RemoteHost): Promise<string>;
   /** The colour that traffic is routed to according to the host's configuration, if the router can tell. */
   routedColor(state: Pick<HostState, 'upstreamContent'>): Color | undefined;
   /** Port on the host where a running colour answers its health checks (status, probes). */

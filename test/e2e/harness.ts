@@ -516,6 +516,12 @@ export interface LoadOptions {
    * ones. Their timeout is requestTimeoutMs plus the requested seconds.
    */
   slow?: { concurrency: number; seconds?: number[]; path?: string };
+  /**
+   * false: a request on a reused keep-alive connection is never retried (like Node's default agent, or an ALB in front
+   * of the proxy, which answers 502 to its own client): a reset counts as failed. Default true (one retry, see
+   * keepAliveRetries). Applies to the slow loops too.
+   */
+  retry?: boolean;
 }
 
 /**
@@ -587,6 +593,7 @@ export class LoadGenerator {
       return await httpGet(url, { agent, timeoutMs });
     } catch (e) {
       const err = e as NodeJS.ErrnoException & { reusedSocket?: boolean };
+      if (this.opts.retry === false) throw e;
       if (!(err.reusedSocket && (err.code === 'ECONNRESET' || err.code === 'EPIPE'))) throw e;
       onRetry();
       return await httpGet(url, { agent: false, timeoutMs });
