@@ -178,6 +178,36 @@ export class HaproxyRouter implements TrafficRouter {
     return cutoverMs;
   }
 
+  /**
+   * The verify-seconds watch (our probes), and beside it HAProxy's view of the candidate: its first failed check
+   * fails verify. HAProxy marks a server down only after `fall` failed checks, and the old colour is still in drain
+   * and checked, so switching back then happens before HAProxy has no server left to send requests to.
+   */
+  private async watchWithHaproxy(h: RouterHost, rt: HaproxyRuntime, color: Color, port: number): Promise<void> {
+    const b = this.cfg.haproxyBackend;
+    let done = false;
+    const ours = h.watch(port).finally(() => {
+      done = true;
+    });
+    const theirs = (async () => {
+      while (!done) {
+        const s = (await this.view(rt, 'verify')).servers[color]!;
+        if (!done && (s.admin !== 'ready' || !checkedHealthy(s))) throw new StepError('verify', `HAProxy's check of ${b}/${color} failed after the switch (${describeServer(s)})`);
+        await sleep(POLL_MS);
+      }
+    })();
+    try {
+      await Promise.race([ours, theirs]);
+      await Promise.all([ours, theirs]);
+    } catch (e) {
+      done = true;
+      // the other one ends by itself (ours at the end of verify-seconds); its outcome no longer matters
+      ours.catch(() => undefined);
+      theirs.catch(() => undefined);
+      throw e;
+    }
+  }
+
   async cutOver(h: RouterHost): Promise<Cutover> {
     const { cfg, plan, timer } = h;
     const b = cfg.haproxyBackend;
@@ -217,7 +247,7 @@ export class HaproxyRouter implements TrafficRouter {
       const s = (await this.view(rt, 'verify')).servers[to]!;
       if (!checkedHealthy(s) || s.admin !== 'ready') throw new StepError('verify', `HAProxy does not see ${b}/${to} healthy after the switch (${describeServer(s)})`);
       await h.probeOnce('verify', port);
-      await h.watch(port);
+      await this.watchWithHaproxy(h, rt, to, port);
       const after = (await this.view(rt, 'verify')).servers[to]!;
       if (after.op !== 'up' || after.admin !== 'ready') throw new StepError('verify', `HAProxy stopped sending requests to ${b}/${to} during verify (${describeServer(after)})`);
       // The old colour stayed in drain (checked by HAProxy) through verify, so a switch back needed no new check;
@@ -233,8 +263,8 @@ export class HaproxyRouter implements TrafficRouter {
     const to = plan.candidate;
     const back = plan.live;
     const rt = this.runtime(h);
-    // state.upstreamContent: HAProxy's server states, read again after the failure.
-    const v = state.upstreamContent ? parseBackendView(b, state.upstreamContent) : await this.view(rt, 'switch-back');
+    // HAProxy's states as they are now (state.upstreamContent was read just before; this adds sessions and checks).
+    const v = await this.view(rt, 'switch-back');
     const cand = v.servers[to];
     const prev = back ? v.servers[back] : undefined;
     const candTakes = cand?.admin === 'ready';

@@ -61,7 +61,7 @@ export function parseBackendView(backend: string, serversState: string, stat?: s
   const err = cliError(serversState) ?? (stat !== undefined ? cliError(stat) : undefined);
   if (err) throw new HaproxyAnswerError(err);
   const lines = serversState.split('\n').map((l) => l.trim()).filter(Boolean);
-  const header = lines.find((l) => l.startsWith('# be_id') || l.startsWith('#be_id'));
+  const header = lines.find((l) => l.startsWith('#') && /\bbe_name\b/.test(l) && /\bsrv_name\b/.test(l));
   if (!header) throw new HaproxyAnswerError(`unexpected answer to "show servers state" (no header line): ${serversState.trim().slice(0, 200) || '(empty)'}`);
   const cols = header.replace(/^#\s*/, '').split(/\s+/);
   const at = (name: string) => cols.indexOf(name);
