@@ -252,8 +252,15 @@ export class HostDeployment {
   private async readState(step: StepName): Promise<HostState> {
     const s = detectScript(this.docker, this.cfg.app, this.cfg.traffic === 'nginx' ? this.cfg.nginxUpstreamFile : '');
     const state = parseDetectOutput(await this.exec(step, s, 'read containers, upstream and state', undefined, true));
-    // haproxy: the routing is HAProxy's server states, read from its runtime API.
-    if (this.router.readRouting) state.upstreamContent = await this.router.readRouting(this.remote);
+    // haproxy: the routing is HAProxy's server states, read from its runtime API. Only detect needs it to go on;
+    // the undo reads HAProxy again itself, and removing a candidate must not depend on reaching HAProxy.
+    if (this.router.readRouting) {
+      state.upstreamContent = await this.router.readRouting(this.remote).catch((e: Error) => {
+        if (step === 'detect') throw e;
+        this.log.warn(`${step}: ${e.message}`);
+        return undefined;
+      });
+    }
     return state;
   }
 

@@ -276,6 +276,7 @@ describe('traffic: haproxy', () => {
     expect(await serving()).toBe('v2');
     expect(await haproxyPid()).toBe(pid);
     expect(res.stdout).toMatch(/HAProxy sends new requests to e2e-hx-web\/\w+ only/);
+    expect(res.outputs['cutover-ms']).toMatch(/^\d+$/);
     // the old colour was stopped (kept for rollback) only after HAProxy had no sessions left on it
     expect(res.stdout).toMatch(/has no sessions left/);
   }, 300_000);
@@ -316,6 +317,15 @@ describe('traffic: haproxy', () => {
     const containers = await dockerPs(APP);
     expect(containers.find((c) => c.name === `${APP}-${live}`)?.state).toBe('running');
   }, 300_000);
+
+  test('an unreachable socket fails the deploy at detect, naming the cause; nothing changes', async () => {
+    const before = await serverStates();
+    const r = await run('v3', { 'haproxy-socket': '/run/bluegreen-haproxy/missing.sock' });
+    expect(r.code).not.toBe(0);
+    expect(r.stdout).toMatch(/detect failed.*the HAProxy admin socket \/run\/bluegreen-haproxy\/missing\.sock does not exist on the host/);
+    expect(await serverStates()).toEqual(before);
+    expect(await serving()).toBe('v2');
+  }, 120_000);
 
   test('a deploy that turns unhealthy after the switch is switched back: fresh and pooled clients see no failure', async () => {
     // degrade: healthy at start, /health answers 500 from 3 s on; verify-seconds covers that. The degrade image serves
