@@ -62,8 +62,8 @@ frontend e2e-hx-front
 
 backend e2e-hx-web
   option httpchk GET /health
-  server blue 127.0.0.1:$BLUE_PORT check inter 500 fall 2 rise 2
-  server green 127.0.0.1:$GREEN_PORT check inter 500 fall 2 rise 2
+  server blue 127.0.0.1:$BLUE_PORT check inter 500 fall 3 rise 2
+  server green 127.0.0.1:$GREEN_PORT check inter 500 fall 3 rise 2
 EOF
 changed=
 if ! cmp -s "$new_cfg" "$CFG"; then mv -f "$new_cfg" "$CFG"; changed=1; else rm -f "$new_cfg"; fi
