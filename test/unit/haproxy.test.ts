@@ -401,6 +401,15 @@ describe('HaproxyRouter', () => {
     expect((await rt.send('show stat\n')).text).toBe('answer\n');
     expect(runs).toEqual(['show info\n', 'show stat\n']);
     expect(notes).toHaveLength(1);
+    // the same "open failed" text with reason 1 (what OpenSSH sends when AllowStreamLocalForwarding is no)
+    const coded = { ...remote, forwardUnix: () => Promise.reject(Object.assign(new Error('(SSH) Channel open failure: open failed'), { reason: 1 })) } as unknown as RemoteHost;
+    expect((await new HaproxyRuntime(coded, '/s').send('show info\n')).text).toBe('answer\n');
+    // reason 2 (connect failed): the socket's problem, explained from the host, no fallback
+    const missing = {
+      forwardUnix: () => Promise.reject(Object.assign(new Error('(SSH) Channel open failure: open failed'), { reason: 2 })),
+      run: async () => ({ code: 0, signal: null, stdout: '@@socket missing\n', stderr: '' })
+    } as unknown as RemoteHost;
+    await expect(new HaproxyRuntime(missing, '/run/haproxy/admin.sock').send('show info\n')).rejects.toThrow(/admin socket \/run\/haproxy\/admin.sock does not exist on the host/);
     const none = { ...remote, run: async () => ({ code: 127, signal: null, stdout: '', stderr: '' }) } as unknown as RemoteHost;
     await expect(new HaproxyRuntime(none, '/s').send('show info\n')).rejects.toThrow(/AllowStreamLocalForwarding.*socat/);
   });

@@ -33,7 +33,9 @@ export class HaproxyRuntime {
         stream = await this.remote.forwardUnix(this.socketPath);
       } catch (e) {
         const msg = (e as Error).message;
-        if (!/prohibited|refused by|not allowed/i.test(msg)) throw new Error(await this.explain(msg));
+        // OpenSSH answers "open failed" both ways; the reason code tells: 1 = administratively prohibited (sshd's
+        // AllowStreamLocalForwarding no, or a restricted key), 2 = connect failed (no socket, no permission).
+        if ((e as { reason?: number }).reason !== 1 && !/prohibited/i.test(msg)) throw new Error(await this.explain(msg));
         this.viaHost = true;
         this.onNote(`sshd does not allow stream-local forwarding (${msg.replace(/^\(SSH\) /, '')}): using socat or nc -U on the host for ${this.socketPath}`);
         return this.sendViaHost(line);
