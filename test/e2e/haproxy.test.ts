@@ -11,7 +11,7 @@ import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { cleanupApp, dockerPs, httpGet, LoadGenerator, REPO_ROOT, runAction, SANDBOX, shOk, waitFor, type LoadResult, type RunActionResult } from './harness.js';
+import { cleanupApp, dockerPs, httpGet, LoadGenerator, REPO_ROOT, runAction, SANDBOX, sh, shOk, waitFor, type LoadResult, type RunActionResult } from './harness.js';
 
 const APP = 'e2e-hx-web';
 const FRONT = 'http://127.0.0.1:19610';
@@ -367,4 +367,31 @@ describe('traffic: haproxy', () => {
     expect(r.stdout).toMatch(/haproxy e2e-hx-web\/(blue|green): ready, up, \d+ session\(s\), check L7OK/);
     expect(r.stdout).toMatch(/haproxy e2e-hx-web\/(blue|green): maint/);
   }, 120_000);
+});
+
+describe('traffic: haproxy when sshd forbids stream-local forwarding', () => {
+  // A second sshd of this test only (port 19650, the sandbox's keys, AllowStreamLocalForwarding no).
+  const PORT = 19650;
+  const hx = path.join(REPO_ROOT, 'test/sandbox/.state/haproxy');
+  const config = path.join(hx, 'sshd-no-streamlocal.config');
+  const pidFile = path.join(hx, 'sshd-no-streamlocal.pid');
+
+  beforeAll(async () => {
+    const base = fs.readFileSync(path.join(REPO_ROOT, 'test/sandbox/.state/sshd_config'), 'utf8');
+    fs.writeFileSync(config, `${base.replace(/^ListenAddress .*$/m, `ListenAddress 127.0.0.1:${PORT}`).replace(/^PidFile .*$/m, `PidFile ${pidFile}`)}\nAllowStreamLocalForwarding no\n`);
+    await shOk(`/usr/sbin/sshd -t -f ${config} && /usr/sbin/sshd -f ${config} -E ${path.join(hx, 'sshd-no-streamlocal.log')}`);
+    await waitFor(async () => (await sh(`ss -Hltn 'sport = :${PORT}' | grep -q .`)).code === 0, { timeoutMs: 10_000, what: 'the second sshd to listen' });
+  }, 60_000);
+
+  afterAll(() => {
+    const pid = Number(fs.readFileSync(pidFile, 'utf8').trim());
+    if (pid > 1) process.kill(pid);
+  });
+
+  test('the deploy goes through socat on the host instead, and says so', async () => {
+    const r = await run('v2', { hosts: `127.0.0.1:${PORT}`, 'ssh-known-hosts': SANDBOX.knownHosts.replace(/\[127\.0\.0\.1\]:2222/g, `[127.0.0.1]:${PORT}`) });
+    expectOk(r);
+    expect(r.stdout).toMatch(/sshd does not allow stream-local forwarding .*using socat or nc -U on the host/);
+    expect(await serving()).toBe('v2');
+  }, 300_000);
 });

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The sandbox's HAProxy for `traffic: haproxy` (test/e2e/haproxy.test.ts), run by up.sh after the rest (it
 # touches nothing else: no other service is restarted). Idempotent; safe to run by hand (as root):
-#   - installs Debian's haproxy package if missing (policy-rc.d keeps the packaged service from starting),
+#   - installs Debian's haproxy package (and socat) if missing (policy-rc.d keeps the packaged service from starting),
 #   - one HAProxy instance with its own config in test/sandbox/.state/haproxy/haproxy.cfg:
 #     admin socket /run/bluegreen-haproxy/admin.sock (mode 660, group ec2-user: the SSH user's group),
 #     server-state-file /var/lib/bluegreen-haproxy/server-state (directory writable by ec2-user),
@@ -30,10 +30,11 @@ die() { printf '[sandbox haproxy] ERROR: %s\n' "$*" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || die "must run as root"
 id ec2-user >/dev/null 2>&1 || die "user ec2-user is missing: run test/sandbox/up.sh first"
 
-if ! command -v haproxy >/dev/null 2>&1; then
-  log "installing haproxy"
+# socat: the action's fallback client when sshd forbids stream-local forwarding (tested with a second sshd).
+if ! command -v haproxy >/dev/null 2>&1 || ! command -v socat >/dev/null 2>&1; then
+  log "installing haproxy socat"
   apt-get update -qq
-  apt-get install -y -qq --no-install-recommends haproxy >/dev/null
+  apt-get install -y -qq --no-install-recommends haproxy socat >/dev/null
 fi
 
 mkdir -p "$HX"

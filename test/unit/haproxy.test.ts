@@ -386,11 +386,13 @@ describe('HaproxyRouter', () => {
     await expect(new HaproxyRouter(cfg).readRouting(host as unknown as RemoteHost)).rejects.toThrow(/has no server named blue or green: its servers must be named blue and green/);
   });
 
-  test('the host-side client is used when sshd refuses the stream-local forward', async () => {
+  test('the host-side client is used when sshd refuses the stream-local forward (the socket itself is usable)', async () => {
     const runs: string[] = [];
+    // OpenSSH answers "open failed" (reason 2) both when it refuses the forward and when the socket cannot be opened
     const remote = {
-      forwardUnix: () => Promise.reject(new Error('(SSH) Channel open failure: administratively prohibited: open failed')),
-      run: async (_body: string, _args: string[], opts: { stdin?: string }) => {
+      forwardUnix: () => Promise.reject(Object.assign(new Error('(SSH) Channel open failure: open failed'), { reason: 2 })),
+      run: async (body: string, _args: string[], opts: { stdin?: string } = {}) => {
+        if (body.includes('@@socket')) return { code: 0, signal: null, stdout: '@@socket ok\n', stderr: '' };
         runs.push(opts.stdin ?? '');
         return { code: 0, signal: null, stdout: 'answer\n', stderr: '' };
       }
@@ -400,17 +402,11 @@ describe('HaproxyRouter', () => {
     expect((await rt.send('show info\n')).text).toBe('answer\n');
     expect((await rt.send('show stat\n')).text).toBe('answer\n');
     expect(runs).toEqual(['show info\n', 'show stat\n']);
-    expect(notes).toHaveLength(1);
-    // the same "open failed" text with reason 1 (what OpenSSH sends when AllowStreamLocalForwarding is no)
-    const coded = { ...remote, forwardUnix: () => Promise.reject(Object.assign(new Error('(SSH) Channel open failure: open failed'), { reason: 1 })) } as unknown as RemoteHost;
-    expect((await new HaproxyRuntime(coded, '/s').send('show info\n')).text).toBe('answer\n');
-    // reason 2 (connect failed): the socket's problem, explained from the host, no fallback
-    const missing = {
-      forwardUnix: () => Promise.reject(Object.assign(new Error('(SSH) Channel open failure: open failed'), { reason: 2 })),
-      run: async () => ({ code: 0, signal: null, stdout: '@@socket missing\n', stderr: '' })
-    } as unknown as RemoteHost;
+    expect(notes).toEqual([expect.stringMatching(/sshd does not allow stream-local forwarding/)]);
+    // a socket the SSH user cannot use: explained from the host, no fallback
+    const missing = { ...remote, run: async () => ({ code: 0, signal: null, stdout: '@@socket missing\n', stderr: '' }) } as unknown as RemoteHost;
     await expect(new HaproxyRuntime(missing, '/run/haproxy/admin.sock').send('show info\n')).rejects.toThrow(/admin socket \/run\/haproxy\/admin.sock does not exist on the host/);
-    const none = { ...remote, run: async () => ({ code: 127, signal: null, stdout: '', stderr: '' }) } as unknown as RemoteHost;
+    const none = { ...remote, run: async (body: string) => (body.includes('@@socket') ? { code: 0, signal: null, stdout: '@@socket ok\n', stderr: '' } : { code: 127, signal: null, stdout: '', stderr: '' }) } as unknown as RemoteHost;
     await expect(new HaproxyRuntime(none, '/s').send('show info\n')).rejects.toThrow(/AllowStreamLocalForwarding.*socat/);
   });
 });

@@ -32,12 +32,13 @@ export class HaproxyRuntime {
       try {
         stream = await this.remote.forwardUnix(this.socketPath);
       } catch (e) {
-        const msg = (e as Error).message;
-        // OpenSSH answers "open failed" both ways; the reason code tells: 1 = administratively prohibited (sshd's
-        // AllowStreamLocalForwarding no, or a restricted key), 2 = connect failed (no socket, no permission).
-        if ((e as { reason?: number }).reason !== 1 && !/prohibited/i.test(msg)) throw new Error(await this.explain(msg));
+        // OpenSSH refuses a forward it does not allow (AllowStreamLocalForwarding no, a restricted key) with the same
+        // "open failed" as a connect failure: the host tells which. A socket the SSH user can use means sshd refused.
+        const msg = (e as Error).message.replace(/^\(SSH\) /, '');
+        const d = await this.diagnose();
+        if (!d.usable) throw new Error(d.reason ?? `cannot open the HAProxy socket ${this.socketPath} on the host: ${msg}`);
         this.viaHost = true;
-        this.onNote(`sshd does not allow stream-local forwarding (${msg.replace(/^\(SSH\) /, '')}): using socat or nc -U on the host for ${this.socketPath}`);
+        this.onNote(`sshd does not allow stream-local forwarding to ${this.socketPath} (${msg}): using socat or nc -U on the host`);
         return this.sendViaHost(line);
       }
       return readAnswer(stream, line, this.socketPath);
@@ -56,11 +57,15 @@ export class HaproxyRuntime {
     return { text: res.stdout, roundTripMs: Date.now() - t0 };
   }
 
-  /** Turns "open failed" into the reason, read on the host (missing socket, permissions, group). */
-  private async explain(detail: string): Promise<string> {
+  /** Whether the SSH user can use the socket, read on the host; if not, why (missing socket, permissions, group). */
+  private async diagnose(): Promise<{ usable: boolean; reason?: string }> {
     const d = socketDiagnosisScript(this.socketPath);
-    const why = await this.remote.run(d.body, d.args).then((r) => parseSocketDiagnosis(r.stdout, this.socketPath)).catch(() => undefined);
-    return why ?? `cannot open the HAProxy socket ${this.socketPath} on the host: ${detail.replace(/^\(SSH\) /, '')}`;
+    const out = await this.remote.run(d.body, d.args).then((r) => r.stdout).catch(() => '');
+    return { usable: /^@@socket ok$/m.test(out), reason: parseSocketDiagnosis(out, this.socketPath) };
+  }
+
+  private async explain(detail: string): Promise<string> {
+    return (await this.diagnose()).reason ?? `cannot open the HAProxy socket ${this.socketPath} on the host: ${detail.replace(/^\(SSH\) /, '')}`;
   }
 }
 
