@@ -11,7 +11,7 @@ import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { cleanupApp, dockerPs, httpGet, LoadGenerator, REPO_ROOT, runAction, SANDBOX, sh, shOk, waitFor, type LoadResult, type RunActionResult } from './harness.js';
+import { dockerPs, httpGet, LoadGenerator, REPO_ROOT, runAction, SANDBOX, sh, shOk, waitFor, type LoadResult, type RunActionResult } from './harness.js';
 
 const APP = 'e2e-hx-web';
 const FRONT = 'http://127.0.0.1:19610';
@@ -52,6 +52,12 @@ function inputs(tag: string, extra: Record<string, string> = {}): Record<string,
     'upload-artifacts': 'false',
     ...extra
   };
+}
+
+/** Removes the app's containers and its state dir on the host (no nginx is involved: nothing to reload). */
+async function removeApp(): Promise<void> {
+  await sh(`ids=$(docker ps -aq --filter label=bluegreen.app=${APP}); [ -z "$ids" ] || docker rm -f $ids >/dev/null`);
+  fs.rmSync(`/home/ec2-user/.bluegreen/${APP}`, { recursive: true, force: true });
 }
 
 function run(tag: string, extra: Record<string, string> = {}): Promise<RunActionResult> {
@@ -239,11 +245,11 @@ beforeAll(async () => {
     ].join('\n'),
     { mode: 0o755 }
   );
-  await cleanupApp(APP);
+  await removeApp();
 }, 180_000);
 
 afterAll(async () => {
-  await cleanupApp(APP);
+  await removeApp();
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
