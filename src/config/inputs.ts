@@ -31,6 +31,8 @@ export const DEFAULTS = {
   'green-port': '8082',
   'public-port': '8080',
   'nginx-reload-command': 'sudo -n nginx -t -q && sudo -n nginx -s reload',
+  'haproxy-socket': '/run/haproxy/admin.sock',
+  'haproxy-state-file': '/var/lib/haproxy/server-state',
   'drain-seconds': '30',
   'wait-for-drain': 'false',
   'stop-timeout-seconds': '10',
@@ -423,7 +425,7 @@ export function readConfig(read: InputReader, ctx: RunContext, env: NodeJS.Proce
   const healthIntervalMs = c.number('health-interval-seconds', 0.1, 300) * 1000;
   const healthTimeoutMs = c.number('health-timeout-seconds', 1, 3600) * 1000;
 
-  const traffic = c.oneOf<Traffic>('traffic', ['nginx', 'port-swap']);
+  const traffic = c.oneOf<Traffic>('traffic', ['nginx', 'port-swap', 'haproxy']);
   const ports: Record<Color, number> = { blue: c.port('blue-port'), green: c.port('green-port') };
   if (ports.blue === ports.green) c.fail('green-port', 'must differ from blue-port', '8082');
   const publicPort = c.port('public-port');
@@ -440,6 +442,12 @@ export function readConfig(read: InputReader, ctx: RunContext, env: NodeJS.Proce
   if (nginxReloadCommand.includes('\0') || nginxReloadCommand.length > 1000) c.fail('nginx-reload-command', 'must be one shell command line under 1000 characters', DEFAULTS['nginx-reload-command']);
 
   const nginxHealthUrl = readNginxHealthUrl(c, traffic);
+  const haproxySocket = c.get('haproxy-socket');
+  if (!PATH_SAFE.test(haproxySocket) || haproxySocket.split('/').some((p) => p === '..') || haproxySocket.endsWith('/')) c.fail('haproxy-socket', `must be the absolute path of HAProxy's admin socket without "..", spaces or special characters (got "${printable(haproxySocket)}")`, DEFAULTS['haproxy-socket']);
+  const haproxyStateFile = c.get('haproxy-state-file');
+  if (!PATH_SAFE.test(haproxyStateFile) || haproxyStateFile.split('/').some((p) => p === '..' || p === '.') || haproxyStateFile.endsWith('/')) c.fail('haproxy-state-file', `must be an absolute file path without "..", spaces or special characters (got "${printable(haproxyStateFile)}")`, DEFAULTS['haproxy-state-file']);
+  const haproxyBackend = c.raw('haproxy-backend') || app;
+  if ((appOk || c.raw('haproxy-backend')) && !/^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$/.test(haproxyBackend)) c.fail('haproxy-backend', `"${printable(haproxyBackend)}" may only hold letters, digits, "_", ".", ":" and "-" (the name of the backend in haproxy.cfg)`, 'web');
 
   const drainMs = c.number('drain-seconds', 0, 3600) * 1000;
   const waitForDrain = c.bool('wait-for-drain');
@@ -481,6 +489,9 @@ export function readConfig(read: InputReader, ctx: RunContext, env: NodeJS.Proce
     nginxUpstreamName,
     nginxReloadCommand,
     nginxHealthUrl,
+    haproxySocket,
+    haproxyBackend,
+    haproxyStateFile,
     drainMs,
     waitForDrain,
     stopTimeoutSeconds,

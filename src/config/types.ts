@@ -2,7 +2,7 @@ import type { ImageRef } from './image.js';
 
 export type Command = 'deploy' | 'rollback' | 'status';
 export type Color = 'blue' | 'green';
-export type Traffic = 'nginx' | 'port-swap';
+export type Traffic = 'nginx' | 'port-swap' | 'haproxy';
 export type RegistryAuth = 'ecr' | 'ecr-on-host' | 'password' | 'none';
 
 export interface HostTarget {
@@ -95,6 +95,10 @@ export interface DeployConfig {
    * reached through the SSH connection; Host header from the URL unless health-host is set).
    */
   nginxHealthUrl?: NginxHealthUrl;
+  /** traffic haproxy: the admin socket (stats socket … level admin), the backend with servers blue and green, the server-state-file. */
+  haproxySocket: string;
+  haproxyBackend: string;
+  haproxyStateFile: string;
   drainMs: number;
   /** Wait in the run for the old colour to drain and stop; otherwise a job on the host does it. */
   waitForDrain: boolean;

@@ -150,8 +150,8 @@ export class HostDeployment {
       plan,
       log: this.log,
       timer: this.timer,
-      remote: this.remote,
       imageLabel: imageReference(this.target),
+      remote: this.remote,
       exec: (step, s, what, onLine) => this.exec(step, s, what, onLine),
       waitHealthy: (port, container) => this.waitHealthy(port, container),
       probeOnce: (step, port) => this.probeOnce(step, port),
@@ -256,7 +256,17 @@ export class HostDeployment {
   /** The host as it is now: containers (with their labels), the upstream file, the recorded state. */
   private async readState(step: StepName): Promise<HostState> {
     const s = detectScript(this.docker, this.cfg.app, this.cfg.traffic === 'nginx' ? this.cfg.nginxUpstreamFile : '');
-    return parseDetectOutput(await this.exec(step, s, 'read containers, upstream and state', undefined, true));
+    const state = parseDetectOutput(await this.exec(step, s, 'read containers, upstream and state', undefined, true));
+    // haproxy: the routing is HAProxy's server states, read from its runtime API. Only detect needs it to go on;
+    // the undo reads HAProxy again itself, and removing a candidate must not depend on reaching HAProxy.
+    if (this.router.readRouting) {
+      state.upstreamContent = await this.router.readRouting(this.remote).catch((e: Error) => {
+        if (step === 'detect') throw e;
+        this.log.warn(`${step}: ${e.message}`);
+        return undefined;
+      });
+    }
+    return state;
   }
 
   private async detect(repaired = false): Promise<Plan> {
@@ -531,7 +541,9 @@ export class HostDeployment {
     const refs = (await this.prunable) ?? [];
     const stopName = this.router.retire(plan);
     if (!stopName && !names.length && !refs.length) return;
-    const s = finishScript(this.docker, cfg.app, { workersBefore, drainMs: cfg.drainMs, stopName, stopTimeoutSeconds: cfg.stopTimeoutSeconds, removeNames: names, removeImages: refs, background: !cfg.waitForDrain });
+    // haproxy drained the old colour within the switch already: stop it at once.
+    const drained = this.cutover?.drained === true;
+    const s = finishScript(this.docker, cfg.app, { workersBefore, drainMs: drained ? 0 : cfg.drainMs, stopName, stopTimeoutSeconds: cfg.stopTimeoutSeconds, removeNames: names, removeImages: refs, background: !cfg.waitForDrain });
     const secs = cfg.drainMs / 1000;
     const what = [
       stopName ? `drain ${stopName} (up to ${secs} s), docker stop it (kept for rollback)` : '',
@@ -554,7 +566,7 @@ export class HostDeployment {
         if (line === '@@cleanup') this.timer.begin('cleanup');
       });
       if (out.includes('@@drain-timeout')) this.log.warn(`old nginx workers were still finishing requests after drain-seconds (${secs} s); stopped ${stopName} anyway`);
-      if (out.includes('@@unobservable')) this.log.warn('no nginx worker processes are visible on the host; waited the full drain-seconds');
+      if (out.includes('@@unobservable') && !drained) this.log.warn('no nginx worker processes are visible on the host; waited the full drain-seconds');
     });
     if (w) this.warnings.push(w);
   }

@@ -1,5 +1,6 @@
 /** Decides which colour is live and which one the candidate takes, from the host's real state. */
 import type { Color, DeployConfig } from '../config/types.js';
+import { routedColorOf } from '../traffic/haproxy/view.js';
 import { upstreamPort } from '../traffic/nginx/upstream.js';
 import { other, StepError } from './types.js';
 
@@ -50,7 +51,7 @@ export function liveColor(running: Color[], routedColor: Color | undefined, reco
   return undefined;
 }
 
-export function planDeploy(cfg: Pick<DeployConfig, 'app' | 'traffic' | 'ports'>, containers: ContainerInfo[], upstreamContent: string | undefined, recordedLive: Color | undefined): Plan {
+export function planDeploy(cfg: Pick<DeployConfig, 'app' | 'traffic' | 'ports'> & Partial<Pick<DeployConfig, 'haproxyBackend'>>, containers: ContainerInfo[], upstreamContent: string | undefined, recordedLive: Color | undefined): Plan {
   const notes: string[] = [];
   const byColor: Partial<Record<Color, ContainerInfo>> = {};
   for (const color of ['blue', 'green'] as const) {
@@ -68,6 +69,8 @@ export function planDeploy(cfg: Pick<DeployConfig, 'app' | 'traffic' | 'ports'>,
     upstreamColor = port === cfg.ports.blue ? 'blue' : port === cfg.ports.green ? 'green' : undefined;
     if (upstreamContent && port !== undefined && !upstreamColor) notes.push(`the upstream file points at port ${port}, which is neither blue-port (${cfg.ports.blue}) nor green-port (${cfg.ports.green})`);
   }
+  // haproxy: upstreamContent is HAProxy's `show servers state <backend>`; the routed colour is the ready server.
+  if (cfg.traffic === 'haproxy') upstreamColor = routedColorOf(cfg.haproxyBackend ?? cfg.app, upstreamContent);
 
   const live = liveColor(running, upstreamColor, recordedLive);
   if (live && live !== upstreamColor && running.length === 1 && cfg.traffic === 'nginx') notes.push(`the upstream ${upstreamColor ? `points at ${upstreamColor}, which is not running` : 'names no colour'}; taking the running ${live} container as live`);

@@ -41,6 +41,8 @@ export interface RemoteHost {
   open(body: string, args?: string[]): Promise<ClientChannel>;
   /** Opens a TCP stream to 127.0.0.1:port on the host, through the SSH connection. */
   forward(port: number): Promise<NodeJS.ReadWriteStream & { destroy(): void }>;
+  /** Opens a stream to a unix socket on the host (OpenSSH stream-local forward), e.g. HAProxy's admin socket. */
+  forwardUnix?(socketPath: string): Promise<NodeJS.ReadWriteStream & { destroy(): void }>;
   /** False once the SSH connection is gone (dropped, sshd killed, host down, silent, closed). */
   isConnected(): boolean;
   close(): void;
@@ -458,6 +460,13 @@ class Link {
       (ch) => ch.close()
     );
   }
+
+  forwardStreamLocal(socketPath: string): Promise<ClientChannel> {
+    return this.guard<ClientChannel>(
+      (ok, fail) => this.client.openssh_forwardOutStreamLocal(socketPath, (err, ch) => (err ? fail(err) : ok(this.track(ch)))),
+      (ch) => ch.close()
+    );
+  }
 }
 
 /**
@@ -671,6 +680,11 @@ class SshHost implements RemoteHost {
 
   forward(port: number): Promise<NodeJS.ReadWriteStream & { destroy(): void }> {
     return this.link.forwardOut('127.0.0.1', port) as Promise<never>;
+  }
+
+  // traffic: haproxy — the admin socket through the connection (sshd's AllowStreamLocalForwarding, on by default).
+  forwardUnix(socketPath: string): Promise<NodeJS.ReadWriteStream & { destroy(): void }> {
+    return this.link.forwardStreamLocal(socketPath) as Promise<never>;
   }
 
   isConnected(): boolean {

@@ -6,6 +6,7 @@ import { statusScript } from '../remote/scripts.js';
 import type { HostLog } from '../report/log.js';
 import type { RemoteHost } from '../ssh/connection.js';
 import { upstreamPort } from '../traffic/nginx/upstream.js';
+import type { HaproxyStatus } from './haproxy-status.js';
 
 export interface ColorStatus {
   exists: boolean;
@@ -41,6 +42,8 @@ export interface HostStatus {
   live?: Color;
   traffic: string;
   upstream?: { file: string; port?: number; color?: Color; exists: boolean };
+  /** traffic haproxy: HAProxy's view per colour (see haproxy-status.ts). */
+  haproxy?: HaproxyStatus;
   colors: Record<Color, ColorStatus>;
   leftovers: string[];
   history: Array<Record<string, unknown>>;
@@ -149,7 +152,7 @@ export async function readHostStatus(cfg: DeployConfig, remote: RemoteHost, log:
   // Live probes: the same HTTP GET the deploy uses, through the SSH connection.
   const prober = new Prober(remote, log, cfg.healthHost);
   for (const c of running) {
-    const probePort = cfg.traffic === 'nginx' ? cfg.ports[c] : cfg.publicPort;
+    const probePort = cfg.traffic === 'port-swap' ? cfg.publicPort : cfg.ports[c];
     if (cfg.traffic === 'port-swap' && c !== live) continue;
     const p = await prober.probe(probePort, cfg.healthPath, 5000);
     colors[c].health = { ok: p.status !== undefined && p.status >= 200 && p.status < 300, status: p.status, error: p.error };

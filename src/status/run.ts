@@ -1,6 +1,7 @@
 import type { DeployConfig } from '../config/types.js';
 import type { RunDeps } from '../deploy/run.js';
 import type { RunLog } from '../report/log.js';
+import { addHaproxyStatus } from './haproxy-status.js';
 import { readHostStatus, type HostStatus } from './host-status.js';
 
 export const STATUS_SCHEMA_VERSION = 1;
@@ -25,6 +26,7 @@ export async function runStatus(cfg: DeployConfig, log: RunLog, deps: RunDeps): 
         const remote = await deps.connect(target, cfg.ssh);
         try {
           const st = await readHostStatus(cfg, remote, hostLog);
+          if (cfg.traffic === 'haproxy') await addHaproxyStatus(cfg, remote, st, hostLog);
           for (const f of st.findings) (f.level === 'info' ? hostLog.info : hostLog.warn).call(hostLog, `${f.level}: ${f.message}`);
           hostLog.info(st.live ? `live: ${st.live} (${st.colors[st.live].image ?? 'unknown image'})` : 'no colour is live');
           hostLog.end('status', 'ok', Date.now() - t0);

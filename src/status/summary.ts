@@ -30,6 +30,7 @@ function hostSection(h: HostStatus): string[] {
     out.push(`| ${c} | ${s.role} | ${cell(s.state)} | \`${cell(s.image)}\` | ${s.digest ? `\`${s.digest.slice(0, 19)}…\`` : '—'} | ${deployed} | ${uptime(s.uptimeSeconds)} | ${health} | ${s.restartCount ?? '—'} | ${cell(s.cpuPercent)} | ${cell(s.memUsage)} |`);
   }
   out.push('');
+  if (h.haproxy) out.push(`HAProxy \`${cell(h.haproxy.backend)}\` (${cell(h.haproxy.socket)}): ${h.haproxy.error ? cell(h.haproxy.error) : (['blue', 'green'] as const).map((c) => { const s = h.haproxy!.servers[c]; return s ? `${c} ${s.admin}/${s.op}, ${s.sessions ?? '?'} sessions, check ${cell(s.checkStatus ?? '—')}` : `${c} missing`; }).join(' · ')}`);
   if (h.upstream) out.push(`nginx upstream \`${cell(h.upstream.file)}\`: ${h.upstream.exists ? `127.0.0.1:${h.upstream.port ?? '?'} (${h.upstream.color ?? 'no colour'})` : 'missing'} · lock: ${h.lock.held ? 'held' : 'free'}${h.disk ? ` · disk ${h.disk.usedPercent}% used` : ''}`);
   else out.push(`lock: ${h.lock.held ? 'held' : 'free'}${h.disk ? ` · disk ${h.disk.usedPercent}% used` : ''}`);
   out.push('');

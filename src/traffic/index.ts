@@ -1,5 +1,6 @@
 /** The traffic router for a config (see router.ts). */
 import type { DeployConfig } from '../config/types.js';
+import { HaproxyRouter } from './haproxy/router.js';
 import { NginxRouter } from './nginx/router.js';
 import { PortSwapRouter } from './port-swap/router.js';
 import type { TrafficRouter } from './router.js';
@@ -10,5 +11,7 @@ export function routerFor(cfg: DeployConfig): TrafficRouter {
       return new NginxRouter(cfg);
     case 'port-swap':
       return new PortSwapRouter(cfg);
+    case 'haproxy':
+      return new HaproxyRouter(cfg);
   }
 }

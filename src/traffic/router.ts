@@ -19,10 +19,10 @@ export interface RouterHost {
   readonly plan: Plan;
   readonly log: HostLog;
   readonly timer: StepTimer;
-  /** The host's connection as it is now (a reconnect replaces it). */
-  readonly remote: RemoteHost;
   /** The image being made live, for the upstream note. */
   readonly imageLabel: string;
+  /** The host's connection as it is now (a new one after a reconnect): haproxy reaches its admin socket through it. */
+  readonly remote: RemoteHost;
   /** Runs a remote script within a step; a non-zero exit becomes a StepError of that step. */
   exec(step: StepName, s: RemoteScript, what: string, onLine?: (line: string) => void): Promise<string>;
   /** Health step: waits until the container answers 2xx on the port (fails at once if it exits or restarts). */
@@ -54,6 +54,8 @@ export interface Cutover {
   downtimeMs?: number;
   /** nginx: the workers from before the reload; the finishing job waits for them before stopping the old colour. */
   workersBefore: string[];
+  /** haproxy: the old colour has no sessions left (or drain-seconds passed) and takes no traffic: stop it without waiting. */
+  drained?: boolean;
 }
 
 export interface TrafficRouter {
@@ -62,6 +64,11 @@ export interface TrafficRouter {
   readonly startVerb: 'run' | 'create';
   /** `docker run --publish …` of a colour. */
   publishArgs(color: Color): string[];
+  /**
+   * Routing that only the proxy itself can tell (haproxy: `show servers state <backend>`), read with the host's
+   * state (detect, switch-back) and kept as its upstreamContent: routedColor and the undo decide from it.
+   */
+  readRouting?(remote: RemoteHost): Promise<string>;
   /** The colour that traffic is routed to according to the host's configuration, if the router can tell. */
   routedColor(state: Pick<HostState, 'upstreamContent'>): Color | undefined;
   /** Port on the host where a running colour answers its health checks (status, probes). */

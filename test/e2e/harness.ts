@@ -521,6 +521,12 @@ export interface LoadOptions {
   slow?: { concurrency: number; seconds?: number[]; path?: string };
   /** extra request headers, e.g. { host: 'app' } to reach a name-based server block whatever the default server is */
   headers?: http.OutgoingHttpHeaders;
+  /**
+   * false: a request on a reused keep-alive connection is never retried (like Node's default agent, or an ALB in front
+   * of the proxy, which answers 502 to its own client): a reset counts as failed. Default true (one retry, see
+   * keepAliveRetries). Applies to the slow loops too.
+   */
+  retry?: boolean;
 }
 
 /**
@@ -592,6 +598,7 @@ export class LoadGenerator {
       return await httpGet(url, { agent, timeoutMs, headers: this.opts.headers });
     } catch (e) {
       const err = e as NodeJS.ErrnoException & { reusedSocket?: boolean };
+      if (this.opts.retry === false) throw e;
       if (!(err.reusedSocket && (err.code === 'ECONNRESET' || err.code === 'EPIPE'))) throw e;
       onRetry();
       return await httpGet(url, { agent: false, timeoutMs, headers: this.opts.headers });

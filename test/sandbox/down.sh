@@ -17,6 +17,7 @@ stop_pidfile() {  # name pidfile
 }
 stop_pidfile sshd "$STATE/sshd.pid"
 stop_pidfile registry "$STATE/registry.pid"
+stop_pidfile haproxy "$STATE/haproxy/haproxy.pid"  # test/sandbox/haproxy-up.sh
 
 if docker info >/dev/null 2>&1; then
   ids="$(docker ps -aq --filter label=bluegreen.app)"

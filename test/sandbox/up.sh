@@ -343,4 +343,8 @@ fi
 local_refs="$(docker images --format '{{.Repository}}:{{.Tag}}' "$REGISTRY_ADDR/demo" | grep -v '<none>' || true)"
 [ -z "$local_refs" ] || docker rmi $local_refs >/dev/null 2>&1 || true
 
+# ---------------------------------------------------------------- haproxy (traffic: haproxy)
+# Its own HAProxy instance for test/e2e/haproxy.test.ts (config in .state/haproxy/); restarts nothing above.
+bash "$SANDBOX_DIR/haproxy-up.sh"
+
 echo "sandbox up: ssh 127.0.0.1:$SSH_PORT (ec2-user), registry $REGISTRY_ADDR, nginx, node24 $NODE24_VERSION"

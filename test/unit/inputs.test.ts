@@ -75,12 +75,12 @@ describe('readConfig', () => {
   });
 
   test('all problems are reported together, each naming the input and giving an example', () => {
-    const p = problems({ hosts: '', 'app-name': 'a b', traffic: 'haproxy', 'health-timeout-seconds': '-1', 'blue-port': '8082', 'green-port': '8082' });
+    const p = problems({ hosts: '', 'app-name': 'a b', traffic: 'traefik', 'health-timeout-seconds': '-1', 'blue-port': '8082', 'green-port': '8082' });
     expect(p).toEqual([
       expect.stringMatching(/^Input "hosts" is empty\. Example: hosts: /),
       expect.stringMatching(/^Input "app-name" "a b" may only hold .* Example: app-name: backend$/),
       expect.stringMatching(/^Input "health-timeout-seconds" must be a number from 1 to 3600 \(got "-1"\)\. Example: health-timeout-seconds: 60$/),
-      expect.stringMatching(/^Input "traffic" must be one of nginx, port-swap \(got "haproxy"\)\. Example: traffic: nginx$/),
+      expect.stringMatching(/^Input "traffic" must be one of nginx, port-swap, haproxy \(got "traefik"\)\. Example: traffic: nginx$/),
       expect.stringMatching(/^Input "green-port" must differ from blue-port\./)
     ]);
   });
