@@ -41,7 +41,10 @@ export const DEFAULTS = {
   'status-log-lines': '0',
   'upload-artifacts': 'true',
   'artifact-retention-days': '30',
-  summary: 'true'
+  summary: 'true',
+  'smoke-test': '',
+  'smoke-test-on': 'all',
+  'smoke-test-timeout-seconds': '120'
 } as const;
 
 export class InputError extends Error {
@@ -426,6 +429,8 @@ export function readConfig(read: InputReader, ctx: RunContext, env: NodeJS.Proce
   const statusHistory = c.number('status-history', 0, 200, { integer: true });
   const statusLogLines = c.number('status-log-lines', 0, 1000, { integer: true });
 
+  const smokeTest = readSmokeTest(c, traffic);
+
   if (c.problems.length) throw new InputError(c.problems);
   return {
     command,
@@ -463,6 +468,19 @@ export function readConfig(read: InputReader, ctx: RunContext, env: NodeJS.Proce
     verifyMs,
     keepImages,
     statusHistory,
-    statusLogLines
+    statusLogLines,
+    smokeTest
   };
+}
+
+/** smoke-test, smoke-test-on, smoke-test-timeout-seconds. */
+function readSmokeTest(c: Collector, traffic: Traffic): DeployConfig['smokeTest'] {
+  const command = c.raw('smoke-test');
+  const on = c.oneOf<'all' | 'first'>('smoke-test-on', ['all', 'first']);
+  const timeoutMs = c.number('smoke-test-timeout-seconds', 1, 3600) * 1000;
+  if (!command) return undefined;
+  if (command.includes('\0')) c.fail('smoke-test', 'must not contain NUL bytes', 'curl -fsS "$BLUEGREEN_CANDIDATE_URL/health"');
+  // port-swap starts the candidate only at the switch, on the public port: there is no moment before traffic.
+  if (traffic === 'port-swap') c.fail('smoke-test', 'needs traffic: nginx (with port-swap the candidate only starts when it takes the public port, so it cannot be tested before it gets traffic)', 'curl -fsS "$BLUEGREEN_CANDIDATE_URL/health" with traffic: nginx');
+  return { command, on, timeoutMs };
 }

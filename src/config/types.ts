@@ -49,6 +49,14 @@ export interface Rollout {
   onHostFailure: OnHostFailure;
 }
 
+/** smoke-test: the user's command, run on the runner against the healthy candidate before the switch. */
+export interface SmokeTest {
+  command: string;
+  /** all: on every host; first: only on the first host of the hosts input (the canary with rollout: canary). */
+  on: 'all' | 'first';
+  timeoutMs: number;
+}
+
 export interface EnvVar {
   key: string;
   value: string;
@@ -97,4 +105,6 @@ export interface DeployConfig {
   keepImages: number;
   statusHistory: number;
   statusLogLines: number;
+  /** Unset when the smoke-test input is empty. */
+  smokeTest?: SmokeTest;
 }

@@ -95,6 +95,12 @@ export function renderSummary(r: RunResult, extras: SummaryExtras): string {
       for (const w of h.warnings) out.push(`- ${escapeHtml(w)}`);
       out.push('');
     }
+    if (h.smokeTest) {
+      const t = h.smokeTest;
+      const status = t.failure ? `❌ ${escapeHtml(t.failure)}` : `✅ passed in ${formatMs(t.durationMs)}`;
+      const tail = t.tail.length > LOGS_LIMIT ? `…${t.tail.slice(-LOGS_LIMIT)}` : t.tail;
+      out.push(`<details${t.failure ? ' open' : ''}><summary>Smoke test on ${escapeHtml(h.host)}: ${status} — last lines of <code>${escapeHtml(t.command.split('\n')[0].slice(0, 120))}</code></summary>\n\n<pre>${escapeHtml(tail) || '(no output)'}</pre>\n</details>\n`);
+    }
     if (h.candidateLogs) {
       const logs = h.candidateLogs.length > LOGS_LIMIT ? `…${h.candidateLogs.slice(-LOGS_LIMIT)}` : h.candidateLogs;
       out.push(`<details open><summary>Last log lines of the candidate on ${escapeHtml(h.host)}</summary>\n\n<pre>${escapeHtml(logs)}</pre>\n</details>\n`);
