@@ -10,7 +10,7 @@ import { RunLog, type ConsoleSink } from '../report/log.js';
 import { buildMetrics } from '../report/metrics.js';
 import { uploadReports, writeSummary } from '../report/publish.js';
 import type { Secrets } from '../report/secrets.js';
-import { renderSummary } from '../report/summary.js';
+import { renderSummary, workflowFromRef } from '../report/summary.js';
 import { unique } from './status.js';
 
 export async function deployCommand(cfg: DeployConfig, ctx: RunContext, secrets: Secrets, deps: RunDeps, sink: ConsoleSink, env: NodeJS.ProcessEnv): Promise<void> {
@@ -48,7 +48,7 @@ export async function deployCommand(cfg: DeployConfig, ctx: RunContext, secrets:
   }
 
   setOutputs(result, logFile, metricsFile, artifact);
-  if (cfg.summary) await writeSummary(secrets.redact(renderSummary(result, { artifact, traffic: cfg.traffic, rollout: describeRollout(cfg) })));
+  if (cfg.summary) await writeSummary(secrets.redact(renderSummary(result, { artifact, traffic: cfg.traffic, rollout: describeRollout(cfg), workflow: workflowFromRef(env.GITHUB_WORKFLOW_REF) })));
 
   if (result.result !== 'success') {
     const e = result.error;
