@@ -430,6 +430,9 @@ export function readConfig(read: InputReader, ctx: RunContext, env: NodeJS.Proce
   const statusLogLines = c.number('status-log-lines', 0, 1000, { integer: true });
 
   const smokeTest = readSmokeTest(c, traffic);
+  const notifyWebhook = c.raw('notify-webhook') || undefined;
+  // A secret (Slack's URL carries its token): the error never repeats the value.
+  if (notifyWebhook && !isHttpUrl(notifyWebhook)) c.fail('notify-webhook', 'must be an http:// or https:// URL (the value is not shown: it is a secret)', '${{ secrets.SLACK_WEBHOOK_URL }}');
 
   if (c.problems.length) throw new InputError(c.problems);
   return {
@@ -469,8 +472,18 @@ export function readConfig(read: InputReader, ctx: RunContext, env: NodeJS.Proce
     keepImages,
     statusHistory,
     statusLogLines,
-    smokeTest
+    smokeTest,
+    notifyWebhook
   };
+}
+
+function isHttpUrl(v: string): boolean {
+  try {
+    const u = new URL(v);
+    return (u.protocol === 'https:' || u.protocol === 'http:') && Boolean(u.hostname) && !/\s/.test(v);
+  } catch {
+    return false;
+  }
 }
 
 /** smoke-test, smoke-test-on, smoke-test-timeout-seconds. */

@@ -105,6 +105,8 @@ export interface DeployConfig {
   keepImages: number;
   statusHistory: number;
   statusLogLines: number;
+  /** notify-webhook (a secret): where the run's JSON message is POSTed after a deploy or rollback. */
+  notifyWebhook?: string;
   /** Unset when the smoke-test input is empty. */
   smokeTest?: SmokeTest;
 }

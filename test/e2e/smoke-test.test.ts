@@ -4,11 +4,17 @@
  * through the runner-local port tunnelled over the SSH connection.
  */
 import fs from 'node:fs';
+import http from 'node:http';
 import { cleanupApp, dockerPs, drainJobDone, httpGet, prepareApp, runAction, SANDBOX, sh, waitFor, type RunActionResult } from './harness.js';
 
 const app = 'e2e-us-smoke';
 const ports = { listen: 19500, blue: 19501, green: 19502 };
 let url: string;
+/** notify-webhook's endpoint, in this file's port range. */
+const WEBHOOK_PORT = 19510;
+const WEBHOOK_TOKEN = 'e2e-us-webhook-token-7f3a';
+const webhook: Array<{ path?: string; body: string }> = [];
+let webhookServer: http.Server;
 
 function deploy(tag: string, extra: Record<string, string> = {}, signal?: AbortSignal): Promise<RunActionResult> {
   return runAction(
@@ -46,12 +52,22 @@ async function containers(): Promise<string[][]> {
 const upstream = () => fs.readFileSync(`${SANDBOX.nginxUpstreamDir}/${app}.conf`, 'utf8');
 
 beforeAll(async () => {
+  webhookServer = http.createServer((req, res) => {
+    let body = '';
+    req.setEncoding('utf8').on('data', (d: string) => (body += d));
+    req.on('end', () => {
+      webhook.push({ path: req.url, body });
+      res.end('ok');
+    });
+  });
+  await new Promise<void>((r) => webhookServer.listen(WEBHOOK_PORT, '127.0.0.1', () => r()));
   url = await prepareApp(app, { listenPort: ports.listen, bluePort: ports.blue });
   const r = await deploy('v1');
   expect(r.outputs.result).toBe('success');
   await drainJobDone(app);
 }, 300_000);
 afterAll(async () => {
+  await new Promise((r) => webhookServer.close(r));
   await sh('pkill -f "sleep 424[2]" || true');
   await cleanupApp(app);
 });
@@ -65,7 +81,8 @@ test('a passing smoke test sees the candidate (not the live colour) through the 
     'echo "inputs visible: $(env | grep -c "^INPUT_" || true)"',
     'test "$body" = v2 && test "$live" = v1'
   ].join('\n');
-  const r = await deploy('v2', { 'smoke-test': smoke });
+  webhook.length = 0;
+  const r = await deploy('v2', { 'smoke-test': smoke, 'notify-webhook': `http://127.0.0.1:${WEBHOOK_PORT}/hook/${WEBHOOK_TOKEN}` });
   expect(r.code).toBe(0);
   expect(r.outputs.result).toBe('success');
   expect(r.outputs['active-color']).toBe('green');
@@ -90,6 +107,19 @@ test('a passing smoke test sees the candidate (not the live colour) through the 
   expect(m.hosts[0].smokeTest).toMatchObject({ exitCode: 0, failure: null });
   expect(r.summary).toMatch(/\| smoke-test \|/);
   expect(r.summary).toContain('Smoke test on 127.0.0.1:2222: ✅ passed');
+  // the summary opens with what is live now, and shows the timeline with the smoke test on it
+  expect(r.summary.split('\n')[2]).toMatch(/^\*\*Live now:\*\* `127\.0\.0\.1:5000\/demo:v2@sha256:[a-f0-9]{12}…` \(green\) on `127\.0\.0\.1:2222` since \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC\. \*\*If it misbehaves:\*\* run the action with `command: rollback`/);
+  expect(r.summary).toMatch(/```mermaid\ngantt\n[^`]*\n {2}smoke-test :done, \d+, \d+\n/);
+
+  // notify-webhook: one message with the run's facts, and no secret in it
+  expect(webhook).toHaveLength(1);
+  expect(webhook[0].path).toBe(`/hook/${WEBHOOK_TOKEN}`);
+  const msg = JSON.parse(webhook[0].body);
+  expect(msg.text).toMatch(/^✅ e2e-us-smoke deployed: 127\.0\.0\.1:5000\/demo:v2@sha256:[a-f0-9]{64} on 127\.0\.0\.1:2222 in /);
+  expect(msg.bluegreen).toMatchObject({ result: 'success', app, image: r.outputs.image, digest: r.outputs.image.split('@')[1], hosts: [{ host: SANDBOX.host, result: 'success', activeColor: 'green' }], deployId: r.outputs['deploy-id'], cause: null });
+  expect(msg.bluegreen.runUrl).toMatch(/^https:\/\/github\.com\/org\/app\/actions\/runs\/\d+/);
+  for (const secret of [WEBHOOK_TOKEN, SANDBOX.registryPassword, SANDBOX.privateKey.split('\n')[1]]) expect(webhook[0].body).not.toContain(secret);
+  expect(r.stdout.split('\n').filter((l) => !l.startsWith('::add-mask::')).join('\n')).not.toContain(WEBHOOK_TOKEN);
   await drainJobDone(app);
 }, 300_000);
 
