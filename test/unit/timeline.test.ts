@@ -71,14 +71,22 @@ type Mermaid = {
   mermaidAPI: { getDiagramFromText(text: string): Promise<{ db: { getTasks(): GanttTask[] } }> };
 };
 let mermaid: Mermaid;
+let dom: { window: Window & typeof globalThis };
 
 beforeAll(async () => {
   // mermaid needs a DOM (DOMPurify) even to parse; jsdom stands in for the browser.
   const jsdom = 'jsdom'; // untyped; a devDependency of the tests only
   const { JSDOM } = (await import(jsdom)) as { JSDOM: new (html: string) => { window: Window & typeof globalThis } };
-  const dom = new JSDOM('<!doctype html><html><body></body></html>');
+  dom = new JSDOM('<!doctype html><html><body></body></html>');
   Object.assign(globalThis, { window: dom.window, document: dom.window.document });
   mermaid = ((await import('mermaid')) as unknown as { default: Mermaid }).default;
+});
+// jest's clean-up of the test's globals would walk jsdom's self-referencing window (and overflow the stack).
+afterAll(() => {
+  const g = globalThis as { window?: unknown; document?: unknown };
+  delete g.window;
+  delete g.document;
+  dom.window.close();
 });
 
 /** Parses like the renderer does and returns the tasks as mermaid understood them (name, section, times, state). */
