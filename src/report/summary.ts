@@ -171,10 +171,13 @@ export function outcomeLine(r: RunResult, extras: Pick<SummaryExtras, 'workflow'
   const hostsArg = (hs: HostResult[]) => (hs.length === r.hosts.length ? '' : `, \`hosts: ${escapeHtml(hs.map((h) => h.host).join(','))}\``);
   const gh = extras.workflow ? ` — e.g. \`gh workflow run ${escapeHtml(extras.workflow.file)}${extras.workflow.ref ? ` --ref ${escapeHtml(extras.workflow.ref)}` : ''} -f command=rollback\` if the workflow takes a \`command\` input like the example` : '';
   let next: string;
-  if (unknown.length) next = `**Next:** check what serves on ${list(unknown)}; to force the previous colour there run the action with \`command: rollback\`${hostsArg(unknown)}${gh}.`;
+  // The gh line rolls back every host of the workflow: only offered when that is what is meant (a rollback on a
+  // host that kept the previous version would take it back one version further).
+  const ghFor = (hs: HostResult[]) => (hostsArg(hs) ? '' : gh);
+  if (unknown.length) next = `**Next:** check what serves on ${list(unknown)}; to force the previous colour there run the action with \`command: rollback\`${hostsArg(unknown)}${ghFor(unknown)}.`;
   else if (r.result === 'success' && r.command === 'rollback') next = `**To go forward again:** run the action with \`command: rollback\` once more (the version rolled away from is the standby)${gh}.`;
   else if (r.result === 'success') next = `**If it misbehaves:** run the action with \`command: rollback\` (the previous version is kept stopped)${gh}.`;
-  else if (fresh.length) next = `**Next:** fix the cause below and re-run, or put ${list(fresh)} back with \`command: rollback\`${hostsArg(fresh)}${gh}.`;
+  else if (fresh.length) next = `**Next:** fix the cause below and re-run, or put ${list(fresh)} back with \`command: rollback\`${hostsArg(fresh)} (only those hosts: the others still run the previous version)${ghFor(fresh)}.`;
   else next = `**Next:** fix the cause below and re-run; there is nothing to roll back.`;
   return `${live} ${next}`;
 }

@@ -213,7 +213,9 @@ describe('the outcome line (right under the heading)', () => {
 
   test('on-host-failure continue, mixed: the new version where it went, the old one elsewhere, and the rollback of just those hosts', () => {
     const r = run([host('h1'), host('h2', { result: 'failed', activeColor: 'blue', error: { step: 'health', message: 'x' } })], { result: 'failed' });
-    expect(line(r)).toBe('**Live now:** `reg/shop:v2@sha256:bbbbbbbbbbbb…` (green) on `h1` since 2024-01-01 00:00:01 UTC; the previous version (blue), unchanged, on `h2`. **Next:** fix the cause below and re-run, or put `h1` back with `command: rollback`, `hosts: h1`.');
+    expect(line(r)).toBe('**Live now:** `reg/shop:v2@sha256:bbbbbbbbbbbb…` (green) on `h1` since 2024-01-01 00:00:01 UTC; the previous version (blue), unchanged, on `h2`. **Next:** fix the cause below and re-run, or put `h1` back with `command: rollback`, `hosts: h1` (only those hosts: the others still run the previous version).');
+    // no gh line here: it would roll back every host, h2 (still on the previous version) included
+    expect(line(r, { traffic: 'nginx', workflow: { file: 'deploy.yml', ref: 'main' } })).not.toContain('gh workflow run');
   });
 
   test('switched back, or unknown after a failed switch-back', () => {
