@@ -62,14 +62,16 @@ export async function openTunnel(remote: RemoteHost, port: number, log: HostLog)
           ch.destroy();
           return;
         }
-        const done = () => {
+        // End follows end both ways (pipe), so a half-closed request still gets its answer and the answer is
+        // flushed before the socket closes; an error or the client going away tears both down.
+        const abort = () => {
           streams.delete(ch);
           ch.destroy();
           sock.destroy();
         };
-        ch.on('error', done);
-        ch.on('close', done);
-        sock.on('close', done);
+        ch.on('error', abort);
+        ch.on('close', () => streams.delete(ch));
+        sock.on('close', abort);
         sock.pipe(ch as unknown as NodeJS.WritableStream);
         (ch as unknown as NodeJS.ReadableStream).pipe(sock);
         sock.resume();
@@ -98,12 +100,18 @@ export async function openTunnel(remote: RemoteHost, port: number, log: HostLog)
   };
 }
 
-/** The environment of the command: the runner's, without the action's inputs (secrets), plus BLUEGREEN_*. */
+/**
+ * What the command does not get from the action's environment: the action's inputs (INPUT_*, the SSH key among
+ * them), the runtime tokens the runner gives actions but not `run:` steps, and this step's file commands (the
+ * command must not set the action's outputs, environment or job summary by writing to them).
+ */
+const WITHHELD = /^(INPUT_|STATE_|ACTIONS_RUNTIME_|ACTIONS_RESULTS_URL$|ACTIONS_CACHE_URL$|GITHUB_(OUTPUT|STATE|ENV|PATH|STEP_SUMMARY)$)/;
+
+/** The environment of the command: the job's, less WITHHELD, plus BLUEGREEN_*. */
 export function smokeTestEnv(base: NodeJS.ProcessEnv, vars: Record<string, string>): Record<string, string> {
   const env: Record<string, string> = {};
   for (const [k, v] of Object.entries(base)) {
-    // INPUT_* hold this action's inputs (the SSH key among them): the user's command has no use for them.
-    if (v === undefined || k.startsWith('INPUT_')) continue;
+    if (v === undefined || WITHHELD.test(k)) continue;
     env[k] = v;
   }
   return { ...env, ...vars };
@@ -174,8 +182,9 @@ export async function runSmokeCommand(test: SmokeTest, vars: Record<string, stri
   } finally {
     clearTimeout(timer);
     signal?.removeEventListener('abort', onAbort);
-    // Whatever it left running in its group goes with it.
-    if (pid !== undefined) signalGroup(pid, 'SIGKILL');
+    // Whatever it left running in its group goes with it (a group's id is not reused while it has members; a
+    // lone pid that exited might be, so without setsid nothing is signalled now).
+    if (pid !== undefined && setsid) signalGroup(pid, 'SIGKILL', true);
   }
   const durationMs = Date.now() - started;
   let failure: string | undefined;
@@ -185,8 +194,8 @@ export async function runSmokeCommand(test: SmokeTest, vars: Record<string, stri
   return { exitCode, durationMs, tail: tail.join('\n'), failure };
 }
 
-function signalGroup(pid: number, sig: NodeJS.Signals): void {
-  for (const target of [-pid, pid]) {
+function signalGroup(pid: number, sig: NodeJS.Signals, groupOnly = false): void {
+  for (const target of groupOnly ? [-pid] : [-pid, pid]) {
     try {
       process.kill(target, sig);
       return;

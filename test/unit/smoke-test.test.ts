@@ -76,8 +76,24 @@ test('a cancel stops the command at once', async () => {
   expect(o.failure).toBe('stopped: another host failed');
 });
 
-test('smokeTestEnv drops INPUT_* and adds the variables', () => {
-  expect(smokeTestEnv({ PATH: '/bin', 'INPUT_SSH-PRIVATE-KEY': 'k', INPUT_ENV: 'A=b' }, { BLUEGREEN_HOST: 'h' })).toEqual({ PATH: '/bin', BLUEGREEN_HOST: 'h' });
+test('smokeTestEnv: the job environment without the inputs, runtime tokens and file commands, plus the variables', () => {
+  const base = { PATH: '/bin', GITHUB_SHA: 'abc', 'INPUT_SSH-PRIVATE-KEY': 'k', INPUT_ENV: 'A=b', ACTIONS_RUNTIME_TOKEN: 't', ACTIONS_RESULTS_URL: 'u', GITHUB_OUTPUT: '/o', GITHUB_STEP_SUMMARY: '/s', GITHUB_ENV: '/e', STATE_x: '1' };
+  expect(smokeTestEnv(base, { BLUEGREEN_HOST: 'h' })).toEqual({ PATH: '/bin', GITHUB_SHA: 'abc', BLUEGREEN_HOST: 'h' });
+});
+
+test('a large answer through the tunnel arrives whole', async () => {
+  const big = http.createServer((_req, res) => res.end('x'.repeat(5_000_000)));
+  await new Promise<void>((r) => big.listen(0, '127.0.0.1', () => r()));
+  const port = (big.address() as net.AddressInfo).port;
+  const remote = { target: { label: 'h1' }, forward: async () => net.connect({ host: '127.0.0.1', port }) } as unknown as RemoteHost;
+  const t = await openTunnel(remote, 8082, log);
+  try {
+    const body = await fetch(`${t.url}/`, { headers: { connection: 'close' } }).then((r) => r.text());
+    expect(body.length).toBe(5_000_000);
+  } finally {
+    await t.close();
+    await new Promise((r) => big.close(r));
+  }
 });
 
 test('smoke-test-on first runs on the first host only; rollback never; no input, no hook', () => {
