@@ -168,3 +168,15 @@ test('50 hosts with long logs, warnings and failures: the summary stays under 1 
   expect(text).toContain('```mermaid\ngantt');
   for (const h of hosts) expect(text).toContain(`| ${h.host} |`);
 });
+
+test('a fleet too large for every detail: logs go first, then warnings and the step table; the result and every host stay', () => {
+  const hosts = Array.from({ length: 2000 }, (_, i) => host(i, 0, { host: `ip-10-0-${Math.floor(i / 250)}-${i % 250}.ec2.internal`, candidateLogs: 'log '.repeat(1000), warnings: ['w'.repeat(100)] }));
+  const text = renderSummary(run(hosts), { traffic: 'nginx' });
+  expect(Buffer.byteLength(text)).toBeLessThan(1024 * 1024);
+  expect(text.split('\n')[0]).toBe('## ✅ shop deployed');
+  expect(text.split('\n')[2]).toMatch(/^\*\*Live now:\*\* `reg\/shop:v2@sha256:b{12}…` \(green\) on 2000 hosts since /);
+  for (const h of hosts) expect(text).toContain(`| ${h.host} |`);
+  expect(text).not.toContain('Last log lines of the candidate');
+  expect(text).toMatch(/_\(logs, warnings(, the step table)?(, the timeline)? left out to stay under GitHub's 1 MiB summary limit; see the log artifact\)_/);
+  expect(text).not.toContain('summary truncated');
+});
