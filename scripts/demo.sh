@@ -19,6 +19,17 @@ fi
 printf 'server {\n  listen 127.0.0.1:%s;\n  location / { proxy_pass http://%s; proxy_http_version 1.1; proxy_set_header Connection ""; }\n}\n' "$listen" "$app" > "/etc/nginx/bluegreen-sites/$app.conf"
 nginx -t -q && nginx -s reload
 
+# $GITHUB_OUTPUT holds `name<<ghadelimiter_<uuid>`, the value's lines, then the delimiter: print name=value
+# (a value's line breaks as \n, so each output is one line).
+print_outputs() {
+  awk '
+    delim == "" && index($0, "<<") { name = substr($0, 1, index($0, "<<") - 1); delim = substr($0, index($0, "<<") + 2); value = ""; lines = 0; next }
+    delim != "" && $0 == delim { print name "=" value; delim = ""; next }
+    delim != "" { value = (lines++ ? value "\\n" : "") $0; next }
+    index($0, "=") { print }
+  ' "$1"
+}
+
 work=$(mktemp -d /tmp/bluegreen-demo.XXXXXX)
 for step in ${STEPS:-deploy:v1 deploy:v2}; do
   : > "$work/output"; : > "$work/summary"
@@ -40,7 +51,7 @@ for step in ${STEPS:-deploy:v1 deploy:v2}; do
     "$node24" "$root/dist/index.js"
   rc=$?
   set -e
-  echo "--- exit code $rc; outputs:"; grep -v '^ghadelimiter' "$work/output" | sed 's/^/  /'
+  echo "--- exit code $rc; outputs:"; print_outputs "$work/output" | sed 's/^/  /'
   echo "--- job summary:"; cat "$work/summary"
   [ -z "${SUMMARY_DIR:-}" ] || cp "$work/summary" "$SUMMARY_DIR/$(printf '%s' "$step" | tr ':' '-').md"
   echo "--- GET http://127.0.0.1:$listen/ → $(curl -s "http://127.0.0.1:$listen/")"

@@ -8,8 +8,9 @@ import { statusCommand } from './commands/status.js';
 import { readRunContext } from './config/context.js';
 import { envInputReader, InputError, readConfig } from './config/inputs.js';
 import type { DeployConfig } from './config/types.js';
-import type { RunDeps } from './deploy/run.js';
+import type { RunDeps, RunResult } from './deploy/run.js';
 import { actionsConsole, type ConsoleSink } from './report/log.js';
+import { sendNotification } from './report/notify.js';
 import { writeSummary } from './report/publish.js';
 import { Secrets } from './report/secrets.js';
 import { connect } from './ssh/connection.js';
@@ -26,10 +27,23 @@ function maskSecretInputs(secrets: Secrets, env: NodeJS.ProcessEnv): void {
   secrets.add(read('jump-private-key'));
   secrets.add(read('jump-passphrase'));
   secrets.add(read('registry-password'));
+  secrets.add(read('notify-webhook'));
   for (const line of read('env').split(/\r?\n/)) {
     const eq = line.indexOf('=');
     if (eq > 0) secrets.add(line.slice(eq + 1));
   }
+}
+
+/** notify-webhook after a run refused for its inputs: the team hears of it like of any failed deploy. */
+async function notifyInvalidInput(env: NodeJS.ProcessEnv, e: InputError, secrets: Secrets): Promise<void> {
+  const read = envInputReader(env);
+  const url = read('notify-webhook');
+  if (!/^https?:\/\/\S+$/.test(url) || read('command') === 'status') return;
+  const now = new Date().toISOString();
+  const ctx = readRunContext(env);
+  const result: RunResult = { deployId: '', command: read('command') || 'deploy', app: read('app-name'), image: '', result: 'failed', startedAt: now, endedAt: now, durationMs: 0, steps: [], hosts: [], error: { step: 'inputs', message: e.message } };
+  const warning = await sendNotification(url, { result, ctx, image: '' }, secrets);
+  if (warning) core.warning(secrets.redact(warning));
 }
 
 export async function run(env: NodeJS.ProcessEnv = process.env, deps: RunDeps = defaultDeps, sink: ConsoleSink = actionsConsole): Promise<void> {
@@ -45,6 +59,7 @@ export async function run(env: NodeJS.ProcessEnv = process.env, deps: RunDeps = 
       core.setOutput('result', 'failed');
       for (const p of e.problems) core.error(p, { title: 'bluegreen-ec2-action: invalid input' });
       if (envInputReader(env)('summary') !== 'false') await writeSummary(`## ❌ deploy not started: invalid input\n\n${e.problems.map((p) => `- ${p.replace(/</g, '&lt;')}`).join('\n')}\n`);
+      await notifyInvalidInput(env, e, secrets);
       core.setFailed(e.message);
       return;
     }

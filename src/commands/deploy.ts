@@ -10,7 +10,8 @@ import { RunLog, type ConsoleSink } from '../report/log.js';
 import { buildMetrics } from '../report/metrics.js';
 import { uploadReports, writeSummary } from '../report/publish.js';
 import type { Secrets } from '../report/secrets.js';
-import { renderSummary } from '../report/summary.js';
+import { sendNotification } from '../report/notify.js';
+import { renderSummary, workflowFromRef } from '../report/summary.js';
 import { unique } from './status.js';
 
 export async function deployCommand(cfg: DeployConfig, ctx: RunContext, secrets: Secrets, deps: RunDeps, sink: ConsoleSink, env: NodeJS.ProcessEnv): Promise<void> {
@@ -48,7 +49,13 @@ export async function deployCommand(cfg: DeployConfig, ctx: RunContext, secrets:
   }
 
   setOutputs(result, logFile, metricsFile, artifact);
-  if (cfg.summary) await writeSummary(secrets.redact(renderSummary(result, { artifact, traffic: cfg.traffic, rollout: describeRollout(cfg) })));
+  if (cfg.summary) await writeSummary(secrets.redact(renderSummary(result, { artifact, traffic: cfg.traffic, rollout: describeRollout(cfg), workflow: workflowFromRef(env.GITHUB_WORKFLOW_REF) })));
+
+  if (cfg.notifyWebhook) {
+    const warning = await sendNotification(cfg.notifyWebhook, { result, ctx, image: outputImage(result) }, secrets);
+    if (warning) core.warning(secrets.redact(warning), { title: 'bluegreen-ec2-action: notify-webhook' });
+    else log.log('info', 'notify-webhook: message delivered');
+  }
 
   if (result.result !== 'success') {
     const e = result.error;
@@ -68,15 +75,20 @@ function describeRollout(cfg: DeployConfig): string {
   return `${r.strategy}${mp}, on-host-failure ${r.onHostFailure}`;
 }
 
+/** The `image` output: the deployed image with its digest when every host pulled the same one. */
+function outputImage(r: RunResult): string {
+  const digest = unique(r.hosts.map((h) => h.digest));
+  const image = r.image || unique(r.hosts.filter((h) => h.result === 'success').map((h) => h.image));
+  return digest && !digest.includes(',') && !image.includes(',') && image ? `${image.replace(/@sha256:[a-f0-9]+$/, '')}@${digest}` : image;
+}
+
 function setOutputs(r: RunResult, logFile: string, metricsFile: string, artifact?: ArtifactOutcome): void {
   core.setOutput('result', r.result);
   core.setOutput('failed-hosts', r.hosts.filter((h) => h.error && !h.abortedBy).map((h) => h.host).join(','));
   core.setOutput('succeeded-hosts', r.hosts.filter((h) => h.result === 'success').map((h) => h.host).join(','));
   core.setOutput('active-color', unique(r.hosts.map((h) => h.activeColor)));
   core.setOutput('previous-color', unique(r.hosts.map((h) => h.previousColor)));
-  const digest = unique(r.hosts.map((h) => h.digest));
-  const image = r.image || unique(r.hosts.filter((h) => h.result === 'success').map((h) => h.image));
-  core.setOutput('image', digest && !digest.includes(',') && !image.includes(',') && image ? `${image.replace(/@sha256:[a-f0-9]+$/, '')}@${digest}` : image);
+  core.setOutput('image', outputImage(r));
   core.setOutput('deploy-id', r.deployId);
   core.setOutput('duration-ms', String(r.durationMs));
   const cut = r.hosts.map((h) => h.cutoverMs).filter((v): v is number => v !== undefined);

@@ -43,7 +43,10 @@ export const DEFAULTS = {
   'status-log-lines': '0',
   'upload-artifacts': 'true',
   'artifact-retention-days': '30',
-  summary: 'true'
+  summary: 'true',
+  'smoke-test': '',
+  'smoke-test-on': 'all',
+  'smoke-test-timeout-seconds': '120'
 } as const;
 
 export class InputError extends Error {
@@ -463,6 +466,11 @@ export function readConfig(read: InputReader, ctx: RunContext, env: NodeJS.Proce
   const statusHistory = c.number('status-history', 0, 200, { integer: true });
   const statusLogLines = c.number('status-log-lines', 0, 1000, { integer: true });
 
+  const smokeTest = readSmokeTest(c, traffic);
+  const notifyWebhook = c.raw('notify-webhook') || undefined;
+  // A secret (Slack's URL carries its token): the error never repeats the value.
+  if (notifyWebhook && !isHttpUrl(notifyWebhook)) c.fail('notify-webhook', 'must be an http:// or https:// URL (the value is not shown: it is a secret)', '${{ secrets.SLACK_WEBHOOK_URL }}');
+
   if (c.problems.length) throw new InputError(c.problems);
   return {
     command,
@@ -504,6 +512,29 @@ export function readConfig(read: InputReader, ctx: RunContext, env: NodeJS.Proce
     verifyMs,
     keepImages,
     statusHistory,
-    statusLogLines
+    statusLogLines,
+    smokeTest,
+    notifyWebhook
   };
+}
+
+function isHttpUrl(v: string): boolean {
+  try {
+    const u = new URL(v);
+    return (u.protocol === 'https:' || u.protocol === 'http:') && Boolean(u.hostname) && !/\s/.test(v);
+  } catch {
+    return false;
+  }
+}
+
+/** smoke-test, smoke-test-on, smoke-test-timeout-seconds. */
+function readSmokeTest(c: Collector, traffic: Traffic): DeployConfig['smokeTest'] {
+  const command = c.raw('smoke-test');
+  const on = c.oneOf<'all' | 'first'>('smoke-test-on', ['all', 'first']);
+  const timeoutMs = c.number('smoke-test-timeout-seconds', 1, 3600) * 1000;
+  if (!command) return undefined;
+  if (command.includes('\0')) c.fail('smoke-test', 'must not contain NUL bytes', 'curl -fsS "$BLUEGREEN_CANDIDATE_URL/health"');
+  // port-swap starts the candidate only at the switch, on the public port: there is no moment before traffic.
+  if (traffic === 'port-swap') c.fail('smoke-test', 'needs traffic: nginx or haproxy (with port-swap the candidate only starts when it takes the public port, so it cannot be tested before it gets traffic)', 'curl -fsS "$BLUEGREEN_CANDIDATE_URL/health" with traffic: nginx');
+  return { command, on, timeoutMs };
 }

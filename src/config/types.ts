@@ -49,6 +49,14 @@ export interface Rollout {
   onHostFailure: OnHostFailure;
 }
 
+/** smoke-test: the user's command, run on the runner against the healthy candidate before the switch. */
+export interface SmokeTest {
+  command: string;
+  /** all: on every host; first: only on the first host of the hosts input (the canary with rollout: canary). */
+  on: 'all' | 'first';
+  timeoutMs: number;
+}
+
 export interface EnvVar {
   key: string;
   value: string;
@@ -116,4 +124,8 @@ export interface DeployConfig {
   keepImages: number;
   statusHistory: number;
   statusLogLines: number;
+  /** notify-webhook (a secret): where the run's JSON message is POSTed after a deploy or rollback. */
+  notifyWebhook?: string;
+  /** Unset when the smoke-test input is empty. */
+  smokeTest?: SmokeTest;
 }

@@ -10,8 +10,9 @@ import type { ConnectOptions, RemoteHost } from '../ssh/connection.js';
 import { runRollout, type DeployOne } from './fleet.js';
 import { HostDeployment, lockOwner } from './host-deploy.js';
 import { acquireLock, type HeldLock } from './lock.js';
+import { smokeTestHook } from './smoke-test.js';
 import { StepTimer } from './steps.js';
-import { StepError, type HostResult, type Result, type StepRecord } from './types.js';
+import { StepError, type HostResult, type Result, type SmokeTestReport, type StepRecord } from './types.js';
 
 export interface RunDeps {
   connect(target: HostTarget, ssh: SshSettings, opts?: ConnectOptions): Promise<RemoteHost>;
@@ -128,7 +129,10 @@ export async function runDeploy(cfg: DeployConfig, ctx: RunContext, log: RunLog,
           return failedAt(s, 'connect', e as Error, batch);
         }
       }
-      return { ...(await new HostDeployment({ cfg, ctx, deployId, remote, log: s.log, timer: s.timer, login, lock: s.lock, reconnect: s.connect, fleet }).run()), ...meta };
+      let smokeTest: SmokeTestReport | undefined;
+      const beforeTraffic = smokeTestHook(cfg, target, deployId, (r) => (smokeTest = r));
+      const result = await new HostDeployment({ cfg, ctx, deployId, remote, log: s.log, timer: s.timer, login, lock: s.lock, reconnect: s.connect, fleet, beforeTraffic }).run();
+      return { ...result, ...meta, ...(smokeTest ? { smokeTest } : {}) };
     } finally {
       for (const r of s.remotes) r.close();
     }

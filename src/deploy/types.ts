@@ -34,6 +34,8 @@ export interface HostResult {
   switchBackFailed?: boolean;
   steps: StepRecord[];
   error?: { step: StepName; message: string };
+  /** The smoke test run against this host's candidate (smoke-test), if one ran. */
+  smokeTest?: SmokeTestReport;
   /** Last log lines of a failed candidate (already redacted). */
   candidateLogs?: string;
   warnings: string[];
@@ -42,6 +44,17 @@ export interface HostResult {
   /** Rollout batch (0-based; the canary is batch 0). */
   batch?: number;
   startedAt?: string;
+}
+
+export interface SmokeTestReport {
+  command: string;
+  /** Undefined when it was killed (timeout, cancel). */
+  exitCode?: number;
+  durationMs: number;
+  /** The last lines of its output. */
+  tail: string;
+  /** Why it failed; undefined when it passed. */
+  failure?: string;
 }
 
 /** A failure attributed to a step; `logs` carries the candidate's last log lines when relevant. */

@@ -37,6 +37,7 @@ export function buildMetrics(result: RunResult, ctx: RunContext, cfg: { traffic:
       durationMs: h.durationMs,
       stepDurationsMs: Object.fromEntries([...h.steps.map((s) => [s.name, s.durationMs] as const), ['total', h.durationMs] as const]),
       steps: h.steps,
+      smokeTest: h.smokeTest ? { exitCode: h.smokeTest.exitCode ?? null, durationMs: h.smokeTest.durationMs, failure: h.smokeTest.failure ?? null } : null,
       warnings: h.warnings,
       error: h.error ?? null
     })),

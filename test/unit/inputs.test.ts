@@ -236,7 +236,10 @@ describe('fleet inputs', () => {
     [{ 'jump-host': 'a.example.com, b.example.com' }, 'jump-host', 'exactly one host'],
     [{ 'jump-private-key': KEY }, 'jump-private-key', 'only applies together with jump-host'],
     [{ 'jump-host': 'bastion.example.com', 'jump-private-key': 'not a key' }, 'jump-private-key', 'BEGIN OPENSSH PRIVATE KEY'],
-    [{ 'jump-host': 'bastion.example.com', 'jump-known-hosts': 'garbage' }, 'jump-known-hosts', 'ssh-keyscan']
+    [{ 'jump-host': 'bastion.example.com', 'jump-known-hosts': 'garbage' }, 'jump-known-hosts', 'ssh-keyscan'],
+    [{ 'smoke-test': 'curl -fsS "$BLUEGREEN_CANDIDATE_URL/"', traffic: 'port-swap' }, 'smoke-test', 'needs traffic: nginx'],
+    [{ 'smoke-test-on': 'canary' }, 'smoke-test-on', 'all'],
+    [{ 'smoke-test-timeout-seconds': '0' }, 'smoke-test-timeout-seconds', 'smoke-test-timeout-seconds: 120']
   ])('%j is refused naming the input with an example', (over, input, hint) => {
     const p = problems(over as Record<string, string>).join('\n');
     expect(p).toContain(`Input "${input}"`);
@@ -254,5 +257,11 @@ describe('fleet inputs', () => {
     expect(own.ssh.jump?.passphrase).toBe('pw');
     expect(own.ssh.jump?.hostKeys.knownHosts).toContain('bastion.example.com');
     expect(problems({ 'jump-host': 'bastion.example.com', 'jump-private-key': ENC_KEY })).toEqual([expect.stringContaining('Input "jump-passphrase" is required because jump-private-key is encrypted')]);
+  });
+
+  test('smoke-test: unset by default; the command, where and how long when set', () => {
+    expect(config().smokeTest).toBeUndefined();
+    expect(config({ 'smoke-test': 'npm run smoke' }).smokeTest).toEqual({ command: 'npm run smoke', on: 'all', timeoutMs: 120_000 });
+    expect(config({ 'smoke-test': 'npm run smoke', 'smoke-test-on': 'first', 'smoke-test-timeout-seconds': '30' }).smokeTest).toEqual({ command: 'npm run smoke', on: 'first', timeoutMs: 30_000 });
   });
 });

@@ -1,6 +1,6 @@
 import type { RunResult } from '../../src/deploy/run.js';
 import type { HostResult, StepName, StepRecord } from '../../src/deploy/types.js';
-import { escapeHtml, formatMs, renderSummary, SUMMARY_LIMIT } from '../../src/report/summary.js';
+import { escapeHtml, formatMs, renderSummary, SUMMARY_LIMIT, workflowFromRef } from '../../src/report/summary.js';
 
 const step = (name: StepName, durationMs: number, status: StepRecord['status'] = 'ok'): StepRecord => ({
   name,
@@ -147,9 +147,16 @@ describe('renderSummary', () => {
     const h = host('h1', { result: 'failed', warnings: [`cleanup: ${'w'.repeat(600_000)}`] });
     const text = renderSummary(run([h], { result: 'failed', error: { step: 'health', host: 'h1', message: `boom ${'e'.repeat(600_000)}` } }), extras);
     expect(Buffer.byteLength(text)).toBeLessThanOrEqual(SUMMARY_LIMIT);
-    expect(Buffer.byteLength(text)).toBeGreaterThan(SUMMARY_LIMIT - 1024);
-    expect(text).toContain('summary truncated');
+    // the warning is shortened, the error (the result) kept whole
+    expect(text).toContain(`boom ${'e'.repeat(600_000)}`);
+    expect(text).not.toContain('w'.repeat(2001));
     expect(text.split('\n')[0]).toBe('## ❌ shop deploy failed');
+    // an error message larger than the limit is cut, and says so
+    const giant = renderSummary(run([h], { result: 'failed', error: { step: 'health', host: 'h1', message: `boom ${'e'.repeat(1_200_000)}` } }), extras);
+    expect(Buffer.byteLength(giant)).toBeLessThanOrEqual(SUMMARY_LIMIT);
+    expect(Buffer.byteLength(giant)).toBeGreaterThan(SUMMARY_LIMIT - 2048);
+    expect(giant).toContain('summary truncated');
+    expect(giant.split('\n')[0]).toBe('## ❌ shop deploy failed');
   });
 
   test('the truncation notice is absent when the summary fits', () => {
@@ -161,16 +168,18 @@ describe('renderSummary', () => {
   test('many hosts with huge logs stay under SUMMARY_LIMIT bytes', () => {
     const hosts = Array.from({ length: 120 }, (_, i) => host(`host-${i}.example.com`, { result: 'failed', candidateLogs: `<tag>${'y'.repeat(100_000)}` }));
     const text = renderSummary(run(hosts, { result: 'failed', error: { step: 'health', host: 'host-0.example.com', message: 'boom' } }), extras);
-    expect(text).toContain('summary truncated');
     expect(Buffer.byteLength(text)).toBeLessThanOrEqual(SUMMARY_LIMIT);
+    // detail is shortened (each host keeps the tail of its log), never the result: every host is in the table
+    for (const h of hosts) expect(text).toContain(`| ${h.host} |`);
+    expect((text.match(/Last log lines of the candidate on /g) ?? []).length).toBe(120);
   });
 
   // Same bug, worse: non-ASCII logs (2 bytes per character here) overflow by hundreds of KiB.
   test('many hosts with multi-byte (non-ASCII) logs stay under SUMMARY_LIMIT bytes', () => {
     const hosts = Array.from({ length: 120 }, (_, i) => host(`host-${i}`, { result: 'failed', candidateLogs: 'ошибка '.repeat(20_000) }));
     const text = renderSummary(run(hosts, { result: 'failed' }), extras);
-    expect(text).toContain('summary truncated');
     expect(Buffer.byteLength(text)).toBeLessThanOrEqual(SUMMARY_LIMIT);
+    expect(text).not.toContain('\uFFFD');
   });
 
   test('artifact link or reason it was skipped', () => {
@@ -185,6 +194,39 @@ describe('renderSummary', () => {
 
   test('escapeHtml', () => {
     expect(escapeHtml(`<a href="x">&</a>`)).toBe('&lt;a href=&quot;x&quot;&gt;&amp;&lt;/a&gt;');
+  });
+});
+
+describe('the outcome line (right under the heading)', () => {
+  const line = (r: RunResult, x = extras as Parameters<typeof renderSummary>[1]) => renderSummary(r, x).split('\n')[2];
+
+  test('success: what is live, where, since the switch, and how to undo it, with the exact gh command when known', () => {
+    expect(line(run([host('h1')]))).toBe('**Live now:** `reg/shop:v2@sha256:bbbbbbbbbbbb…` (green) on `h1` since 2024-01-01 00:00:01 UTC. **If it misbehaves:** run the action with `command: rollback` (the previous version is kept stopped).');
+    const withGh = line(run([host('h1')]), { traffic: 'nginx', workflow: workflowFromRef('org/app/.github/workflows/deploy.yml@refs/heads/main') });
+    expect(withGh).toContain('`gh workflow run deploy.yml --ref main -f command=rollback`');
+  });
+
+  test('failed before the switch: the previous version still serves, nothing to roll back', () => {
+    const r = run([host('h1', { result: 'failed', activeColor: 'blue', previousColor: undefined, error: { step: 'smoke-test', message: 'x' } })], { result: 'failed', error: { step: 'smoke-test', host: 'h1', message: 'x' } });
+    expect(line(r)).toBe('**Live now:** the previous version (blue), unchanged, on `h1`. **Next:** fix the cause below and re-run; there is nothing to roll back.');
+  });
+
+  test('on-host-failure continue, mixed: the new version where it went, the old one elsewhere, and the rollback of just those hosts', () => {
+    const r = run([host('h1'), host('h2', { result: 'failed', activeColor: 'blue', error: { step: 'health', message: 'x' } })], { result: 'failed' });
+    expect(line(r)).toBe('**Live now:** `reg/shop:v2@sha256:bbbbbbbbbbbb…` (green) on `h1` since 2024-01-01 00:00:01 UTC; the previous version (blue), unchanged, on `h2`. **Next:** fix the cause below and re-run, or put `h1` back with `command: rollback`, `hosts: h1` (only those hosts: the others still run the previous version).');
+    // no gh line here: it would roll back every host, h2 (still on the previous version) included
+    expect(line(r, { traffic: 'nginx', workflow: { file: 'deploy.yml', ref: 'main' } })).not.toContain('gh workflow run');
+  });
+
+  test('switched back, or unknown after a failed switch-back', () => {
+    expect(line(run([host('h1', { result: 'rolled-back', activeColor: 'blue' })], { result: 'rolled-back' }))).toContain('the previous version (blue) on `h1` again since 2024-01-01 00:00:10 UTC (switched back)');
+    const u = line(run([host('h1', { result: 'failed', activeColor: undefined, switchBackFailed: true })], { result: 'failed' }));
+    expect(u).toContain('**unknown** on `h1`');
+    expect(u).toContain('**Next:** check what serves on `h1`');
+  });
+
+  test('no host reached (the ECR token failed)', () => {
+    expect(line(run([], { result: 'failed', error: { step: 'ecr-token', message: 'x' } }))).toBe('**Nothing changed:** no host was contacted (`ecr-token` failed); whatever served before still serves. **Next:** fix the cause below and re-run.');
   });
 });
 
