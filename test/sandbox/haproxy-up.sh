@@ -85,6 +85,16 @@ stop() {
   [ ! -d "/proc/$pid" ] || die "haproxy (pid $pid) did not stop"
 }
 [ "${1:-}" = restart ] && stop
+# An HAProxy of the sandbox started from another checkout (its own .state/) on our port: HAProxy binds with
+# SO_REUSEPORT, so both would take requests and the tests would see the other one's server states. Stop it.
+for p in $(pgrep -x haproxy || true); do
+  [ "$p" = "$(running_pid || true)" ] && continue
+  if tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -q 'test/sandbox/.state/haproxy/haproxy.cfg'; then
+    log "stopping the sandbox haproxy of another checkout (pid $p)"
+    kill "$p" 2>/dev/null || true
+    for _ in $(seq 1 100); do [ -d "/proc/$p" ] || break; sleep 0.05; done
+  fi
+done
 [ -n "$changed" ] && running_pid >/dev/null && { log "config changed"; stop; }
 if ! running_pid >/dev/null; then
   [ -e "$STATE_FILE" ] && chown ec2-user:ec2-user "$STATE_FILE"
