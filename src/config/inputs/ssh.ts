@@ -1,0 +1,151 @@
+/** The SSH section: hosts, key, host keys, connect behaviour and the bastion. */
+import { utils as ssh2Utils } from 'ssh2';
+import type { HostTarget, JumpHost, SshSettings } from '../types.js';
+import { parseKnownHosts } from '../../ssh/known-hosts.js';
+import { Collector, FINGERPRINT, HOSTNAME, IPV6, printable, USER } from './collector.js';
+
+export function readSsh(c: Collector): { hosts: HostTarget[]; ssh: SshSettings } {
+  const sshUser = c.get('ssh-user');
+  if (!USER.test(sshUser)) c.fail('ssh-user', `is not a valid user name (got "${printable(sshUser)}")`, 'ec2-user');
+  const sshPort = c.port('ssh-port');
+  const hostsRaw = c.raw('hosts');
+  const { hosts, problems: hostProblems } = parseHosts(hostsRaw, sshUser, sshPort);
+  for (const p of hostProblems) c.fail('hosts', p, '10.0.1.5, ec2-user@10.0.1.6:2222');
+
+  const normalizedKey = readPrivateKey(c, 'ssh-private-key', 'ssh-passphrase', true) ?? '';
+  const passphrase = c.raw('ssh-passphrase') || undefined;
+  const knownHosts = readKnownHosts(c, 'ssh-known-hosts');
+  const fingerprints = c
+    .raw('ssh-host-fingerprint')
+    .split(/[,\s]+/)
+    .filter(Boolean);
+  for (const fp of fingerprints) {
+    if (!FINGERPRINT.test(fp)) c.fail('ssh-host-fingerprint', `"${printable(fp)}" is not a SHA256 fingerprint`, 'SHA256:uNiVztksCsDhcc0u9e8BujQXVUpKZIDTMczCvj3tD2s');
+  }
+  const insecureIgnore = c.bool('ssh-insecure-ignore-host-key');
+  if (!knownHosts && fingerprints.length === 0 && !insecureIgnore) {
+    c.fail('ssh-known-hosts', 'is required to verify the host key (or set ssh-host-fingerprint); run `ssh-keyscan -p 22 <host>` from a trusted machine and store its output in a variable', '${{ vars.EC2_KNOWN_HOSTS }}');
+  }
+  const connectTimeoutMs = c.number('ssh-connect-timeout-seconds', 1, 600) * 1000;
+  const connectRetries = c.number('ssh-connect-retries', 0, 10, { integer: true });
+  const jump = readJumpHost(c, sshUser, { privateKey: normalizedKey, passphrase, hostKeys: { knownHosts, fingerprints, insecureIgnore } });
+  return { hosts, ssh: { privateKey: normalizedKey, passphrase, hostKeys: { knownHosts, fingerprints, insecureIgnore }, connectTimeoutMs, connectRetries, jump } };
+}
+
+export function parseHosts(value: string, defaultUser: string, defaultPort: number): { hosts: HostTarget[]; problems: string[] } {
+  const hosts: HostTarget[] = [];
+  const problems: string[] = [];
+  const entries = value.split(/[,\n]/).map((s) => s.trim()).filter((s) => s !== '' && !s.startsWith('#'));
+  for (const entry of entries) {
+    let rest = entry;
+    let user = defaultUser;
+    const at = rest.lastIndexOf('@');
+    if (at >= 0) {
+      user = rest.slice(0, at);
+      rest = rest.slice(at + 1);
+      if (!USER.test(user)) {
+        problems.push(`"${printable(entry)}" has an invalid user name`);
+        continue;
+      }
+    }
+    let host = rest;
+    let port = defaultPort;
+    const bracket = /^\[([^\]]+)\](?::(\d+))?$/.exec(rest);
+    if (bracket) {
+      host = bracket[1];
+      if (bracket[2]) port = Number(bracket[2]);
+      if (!IPV6.test(host)) {
+        problems.push(`"${printable(entry)}" is not a valid [IPv6]:port address`);
+        continue;
+      }
+    } else {
+      const m = /^([^:]+):(\d+)$/.exec(rest);
+      if (m) {
+        host = m[1];
+        port = Number(m[2]);
+      }
+      if (!HOSTNAME.test(host)) {
+        problems.push(`"${printable(entry)}" is not a valid host name or address`);
+        continue;
+      }
+    }
+    if (!Number.isInteger(port) || port < 1 || port > 65535) {
+      problems.push(`"${printable(entry)}" has a port outside 1-65535`);
+      continue;
+    }
+    const label = port === 22 && !entry.includes(':') ? host : `${host.includes(':') ? `[${host}]` : host}:${port}`;
+    if (hosts.some((h) => h.host === host && h.port === port)) {
+      problems.push(`"${printable(entry)}" is listed twice`);
+      continue;
+    }
+    hosts.push({ label, host, port, user });
+  }
+  if (entries.length === 0) problems.push('is empty');
+  return { hosts, problems };
+}
+
+/** Reads and checks a private key input (and its passphrase input); undefined when missing or unusable. */
+function readPrivateKey(c: Collector, keyInput: string, passInput: string, required: boolean): string | undefined {
+  const privateKey = c.raw(keyInput);
+  const passphrase = c.raw(passInput) || undefined;
+  const example = '${{ secrets.EC2_SSH_KEY }} (the whole "-----BEGIN OPENSSH PRIVATE KEY-----" block)';
+  if (!privateKey) {
+    if (required) c.fail(keyInput, 'is required', example);
+    return undefined;
+  }
+  const normalized = normalizePrivateKey(privateKey);
+  const parsed = ssh2Utils.parseKey(normalized, passphrase);
+  if (parsed instanceof Error) {
+    if (/encrypted|passphrase/i.test(parsed.message)) {
+      if (passphrase) c.fail(passInput, `does not decrypt ${keyInput}`, '${{ secrets.EC2_SSH_KEY_PASSPHRASE }}');
+      else c.fail(passInput, `is required because ${keyInput} is encrypted`, '${{ secrets.EC2_SSH_KEY_PASSPHRASE }}');
+    } else {
+      c.fail(keyInput, `is not a private key ssh can use (${parsed.message})`, example);
+    }
+    return undefined;
+  }
+  if (Array.isArray(parsed) ? !parsed[0]?.isPrivateKey() : !parsed.isPrivateKey()) {
+    c.fail(keyInput, 'holds a public key, not a private key', '${{ secrets.EC2_SSH_KEY }}');
+    return undefined;
+  }
+  return normalized;
+}
+
+function readKnownHosts(c: Collector, name: string): string {
+  const knownHosts = c.raw(name);
+  if (knownHosts) {
+    const { problems } = parseKnownHosts(knownHosts);
+    for (const p of problems) c.fail(name, p, '10.0.1.5 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAA… (the output of ssh-keyscan -t ed25519 10.0.1.5)');
+  }
+  return knownHosts;
+}
+
+/** jump-host: a bastion every host connection is tunnelled through; its key and known hosts default to the hosts'. */
+function readJumpHost(c: Collector, sshUser: string, fallback: Omit<JumpHost, 'target'>): JumpHost | undefined {
+  const raw = c.raw('jump-host');
+  const example = 'ec2-user@bastion.example.com:22';
+  for (const name of ['jump-private-key', 'jump-passphrase', 'jump-known-hosts']) {
+    if (!raw && c.raw(name)) c.fail(name, 'only applies together with jump-host', `jump-host: ${example}`);
+  }
+  if (!raw) return undefined;
+  const { hosts, problems } = parseHosts(raw, sshUser, 22);
+  if (problems.length || hosts.length !== 1) {
+    c.fail('jump-host', hosts.length > 1 ? 'must name exactly one host' : `${problems[0] ?? 'is invalid'}`, example);
+    return undefined;
+  }
+  const ownKey = readPrivateKey(c, 'jump-private-key', 'jump-passphrase', false);
+  const knownHosts = readKnownHosts(c, 'jump-known-hosts');
+  return {
+    target: { ...hosts[0], label: `jump-host ${hosts[0].label}` },
+    privateKey: ownKey ?? fallback.privateKey,
+    passphrase: c.raw('jump-private-key') ? c.raw('jump-passphrase') || undefined : fallback.passphrase,
+    // Its own known hosts when given; otherwise the hosts' policy (ssh-known-hosts may list the bastion too).
+    hostKeys: knownHosts ? { knownHosts, fingerprints: [], insecureIgnore: false } : fallback.hostKeys
+  };
+}
+
+export function normalizePrivateKey(value: string): string {
+  let key = value.replace(/\r\n/g, '\n');
+  if (!key.includes('\n') && key.includes('\\n')) key = key.replace(/\\n/g, '\n');
+  return key.trim() + '\n';
+}
