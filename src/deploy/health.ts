@@ -18,6 +18,7 @@ const LOG_TAIL = 40;
 
 /** One HTTP GET over a forwarded channel; resolves with the status code or an error text. */
 export async function probeViaForward(remote: RemoteHost, port: number, path: string, timeoutMs: number, host?: string): Promise<ProbeResult> {
+  if (!remote.forward) throw Object.assign(new Error('this transport does not forward ports'), { reason: 1 });
   const stream = await remote.forward(port);
   return new Promise((resolve) => {
     let data = '';
@@ -66,9 +67,10 @@ export class Prober {
         return await probeViaForward(this.remote, port, path, timeoutMs, this.host);
       } catch (e) {
         const msg = (e as Error).message;
-        // SSH_OPEN_ADMINISTRATIVELY_PROHIBITED (1): sshd forbids forwarding (OpenSSH says just "open failed").
+        // SSH_OPEN_ADMINISTRATIVELY_PROHIBITED (1): sshd forbids forwarding (OpenSSH says just "open failed"); or a
+        // transport without forwarding at all.
         if ((e as { reason?: unknown }).reason !== 1 && !/prohibited/i.test(msg)) return { error: msg };
-        this.log.warn(`sshd does not allow TCP forwarding (${msg}); probing with bash /dev/tcp on the host instead`);
+        if (this.remote.forward) this.log.warn(`sshd does not allow TCP forwarding (${msg}); probing with bash /dev/tcp on the host instead`);
         this.useShell = true;
       }
     }

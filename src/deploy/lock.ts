@@ -5,9 +5,8 @@
  * connection was closed) or when the heartbeats stop (the runner vanished without its connection ever closing).
  */
 import crypto from 'node:crypto';
-import type { ClientChannel } from 'ssh2';
-import { LEASE_HEARTBEAT_MS, LEASE_TTL_SECONDS, lockScript, releaseLeaseScript } from '../remote/scripts.js';
-import type { RemoteHost } from '../ssh/connection.js';
+import { LEASE_HEARTBEAT_MS, LEASE_TTL_SECONDS, lockScript, releaseLeaseScript, renewLeaseScript } from '../remote/scripts.js';
+import type { RemoteChannel, RemoteHost } from '../transport/remote-host.js';
 import { cancelReason } from './steps.js';
 import { StepError } from './types.js';
 
@@ -55,11 +54,94 @@ export async function acquireLock(remote: RemoteHost, opts: AcquireOptions): Pro
   if (!opts.deployId || /\s/.test(opts.deployId)) throw new Error(`deploy id ${JSON.stringify(opts.deployId)} must be a non-empty word`);
   const ttlMs = (opts.ttlSeconds ?? LEASE_TTL_SECONDS) * 1000;
   const token = `${opts.deployId}.${crypto.randomBytes(6).toString('hex')}`;
+  if (!remote.open) return acquireByCommands(remote, opts, token, ttlMs);
   const s = lockScript(opts.app, token, JSON.stringify(opts.owner), opts.timeoutSeconds, { ttlSeconds: opts.ttlSeconds });
   const ch = await remote.open(s.body, s.args);
   const lock = new Lease(remote, ch, token, opts, ttlMs);
   await lock.acquired();
   return lock;
+}
+
+/** The lines the lock script prints while it waits: logged; returns the holder when a line names one. */
+function waitingLine(line: string, opts: AcquireOptions): string | undefined {
+  if (line.startsWith('@@')) opts.log.debug(line);
+  if (line.startsWith('@@lock-wait')) {
+    const holder = describeOwner(line.slice('@@lock-wait'.length).trim());
+    opts.log.info(`another deploy holds the lock (${holder || 'holder unknown'}); waiting up to ${opts.timeoutSeconds} s`);
+    return holder;
+  }
+  if (line === '@@drain-wait') opts.log.info(`the previous deploy's old colour is still finishing its requests (drain job on the host); waiting up to ${opts.timeoutSeconds} s`);
+  if (line.startsWith('@@lock-timeout')) return describeOwner(line.slice('@@lock-timeout'.length).trim()) || undefined;
+  return undefined;
+}
+
+function lockFailed(opts: AcquireOptions, code: number | null, holder: string, err: string): StepError {
+  if (code === 75) return new StepError('lock', `another deploy of ${opts.app} still holds the lock on this host after ${opts.timeoutSeconds} s (${holder || 'holder unknown'}); raise lock-timeout-seconds or use a workflow concurrency group`);
+  if (code !== null) return new StepError('lock', `could not take the deploy lock (exit ${code}): ${err.trim() || 'no output'}`);
+  return new StepError('lock', `the lock command ended unexpectedly: ${err.trim() || 'no output'}`);
+}
+
+/**
+ * A transport that keeps no channel open (e.g. AWS Systems Manager Run Command): one command waits for and takes
+ * the lease on the host, a command every heartbeat renews it, and it expires by itself if the run goes silent.
+ */
+async function acquireByCommands(remote: RemoteHost, opts: AcquireOptions, token: string, ttlMs: number): Promise<HeldLock> {
+  const s = lockScript(opts.app, token, JSON.stringify(opts.owner), opts.timeoutSeconds, { keeper: false, ttlSeconds: opts.ttlSeconds });
+  let holder = '';
+  const res = await remote.run(s.body, s.args, { onLine: (line) => (holder = waitingLine(line, opts) ?? holder) });
+  if (res.code !== 0 || !res.stdout.split('\n').includes(`@@locked ${token}`)) throw lockFailed(opts, res.code ?? null, holder, res.stderr);
+  return new CommandLease(remote, token, opts, ttlMs);
+}
+
+class CommandLease implements HeldLock {
+  private readonly abort = new AbortController();
+  private readonly timer: NodeJS.Timeout;
+  private released = false;
+  validUntil: number;
+
+  constructor(
+    private readonly remote: RemoteHost,
+    readonly token: string,
+    private readonly opts: AcquireOptions,
+    private readonly ttlMs: number
+  ) {
+    this.validUntil = Date.now() + ttlMs;
+    this.timer = setInterval(() => void this.renew(), opts.heartbeatMs ?? LEASE_HEARTBEAT_MS);
+    this.timer.unref();
+  }
+
+  get signal(): AbortSignal {
+    return this.abort.signal;
+  }
+
+  get lost(): string | undefined {
+    return this.abort.signal.aborted ? String(this.abort.signal.reason) : undefined;
+  }
+
+  private async renew(): Promise<void> {
+    if (this.released || this.abort.signal.aborted) return;
+    const sent = Date.now();
+    const s = renewLeaseScript(this.opts.app, this.token, this.ttlMs / 1000);
+    const res = await this.remote.run(s.body, s.args).catch((e: Error) => ({ code: null, stdout: '', stderr: e.message }));
+    if (res.code === 0 && res.stdout.includes('@@renewed')) this.validUntil = Math.max(this.validUntil, sent + this.ttlMs);
+    else if (res.code === 76) this.markLost(`the deploy lock was taken over on the host after our lease expired`);
+    if (Date.now() > this.validUntil - Math.min(SAFETY_MS, this.ttlMs / 4)) this.markLost('no lease renewal succeeded in time: the lease may have expired on the host');
+  }
+
+  private markLost(reason: string): void {
+    if (this.abort.signal.aborted || this.released) return;
+    this.opts.log.warn(`deploy lock of ${this.opts.app}: ${reason}`);
+    this.abort.abort(reason);
+  }
+
+  async release(): Promise<void> {
+    if (this.released) return;
+    this.released = true;
+    clearInterval(this.timer);
+    if (!this.remote.isConnected()) return;
+    const s = releaseLeaseScript(this.opts.app, this.token);
+    await this.remote.run(s.body, s.args).catch((e: Error) => this.opts.log.warn(`could not release the deploy lease (${e.message}); it expires by itself within ${this.ttlMs / 1000} s`));
+  }
 }
 
 class Lease implements HeldLock {
@@ -75,7 +157,7 @@ class Lease implements HeldLock {
 
   constructor(
     private readonly remote: RemoteHost,
-    private readonly ch: ClientChannel,
+    private readonly ch: RemoteChannel,
     readonly token: string,
     private readonly opts: AcquireOptions,
     private readonly ttlMs: number
@@ -111,7 +193,7 @@ class Lease implements HeldLock {
 
   /** Resolves at `@@locked`; fails with a StepError('lock') naming the holder on timeout, cancel or error. */
   acquired(): Promise<void> {
-    const { app, timeoutSeconds, signal, log } = this.opts;
+    const { signal, log } = this.opts;
     let err = '';
     this.ch.stderr.on('data', (d: Buffer) => (err += d.toString()));
     return new Promise<void>((resolve, reject) => {
@@ -123,7 +205,6 @@ class Lease implements HeldLock {
       if (signal?.aborted) return onAbort();
       signal?.addEventListener('abort', onAbort, { once: true });
       this.onLine = (line) => {
-        if (line.startsWith('@@')) log.debug(line);
         if (line === `@@locked ${this.token}`) {
           signal?.removeEventListener('abort', onAbort);
           this.onLine = (l) => this.keeperLine(l);
@@ -133,21 +214,13 @@ class Lease implements HeldLock {
           this.validUntil = Date.now() + this.ttlMs;
           this.startHeartbeat();
           this.beat();
+          log.debug(line);
           resolve();
-        } else if (line.startsWith('@@lock-wait')) {
-          holder = describeOwner(line.slice('@@lock-wait'.length).trim());
-          log.info(`another deploy holds the lock (${holder || 'holder unknown'}); waiting up to ${timeoutSeconds} s`);
-        } else if (line === '@@drain-wait') {
-          log.info(`the previous deploy's old colour is still finishing its requests (drain job on the host); waiting up to ${timeoutSeconds} s`);
-        } else if (line.startsWith('@@lock-timeout')) {
-          holder = describeOwner(line.slice('@@lock-timeout'.length).trim()) || holder;
-        }
+        } else holder = waitingLine(line, this.opts) ?? holder;
       };
       this.onEnd = (code) => {
         signal?.removeEventListener('abort', onAbort);
-        if (code === 75) reject(new StepError('lock', `another deploy of ${app} still holds the lock on this host after ${timeoutSeconds} s (${holder || 'holder unknown'}); raise lock-timeout-seconds or use a workflow concurrency group`));
-        else if (code !== null) reject(new StepError('lock', `could not take the deploy lock (exit ${code}): ${err.trim() || 'no output'}`));
-        else reject(new StepError('lock', `the lock command ended unexpectedly: ${err.trim() || 'no output'}`));
+        reject(lockFailed(this.opts, code, holder, err));
       };
     });
   }

@@ -46,6 +46,7 @@ export interface SmokeTestOutcome {
 
 /** A runner-local TCP port whose connections are each piped through remote.forward(port) to the candidate. */
 export async function openTunnel(remote: RemoteHost, port: number, log: HostLog): Promise<{ url: string; port: number; close(): Promise<void> }> {
+  if (!remote.forward) throw new StepError('smoke-test', 'smoke-test needs a transport that forwards ports to the candidate (SSH does)');
   const sockets = new Set<net.Socket>();
   const streams = new Set<{ destroy(): void }>();
   let errors = 0;
@@ -55,7 +56,7 @@ export async function openTunnel(remote: RemoteHost, port: number, log: HostLog)
     sock.pause();
     sock.on('close', () => sockets.delete(sock));
     sock.on('error', () => sock.destroy());
-    remote.forward(port).then(
+    remote.forward!(port).then(
       (ch) => {
         streams.add(ch);
         if (sock.destroyed) {

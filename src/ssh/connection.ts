@@ -15,37 +15,14 @@ import type { HostKeyPolicy, HostTarget, JumpHost, SshSettings } from '../config
 import { parseKnownHosts, preferredHostKeyAlgorithms, verifyHostKey } from './known-hosts.js';
 import { shInvocation } from '../remote/shell.js';
 
-export interface ExecResult {
-  /** The exit status; null only when the command was killed by a signal (then `signal` is set). */
-  code: number | null;
-  signal: string | null;
-  stdout: string;
-  stderr: string;
-}
+export type { ExecOptions, ExecResult, RemoteHost } from '../transport/remote-host.js';
+import type { ExecOptions, ExecResult, RemoteHost, RemoteStream } from '../transport/remote-host.js';
 
-export interface ExecOptions {
-  stdin?: string;
-  /** Called for each complete stdout line as it arrives (step markers, progress). */
-  onLine?: (line: string, stream: 'stdout' | 'stderr') => void;
-}
-
-/** What the deploy needs from a connection; tests can supply a fake. */
-export interface RemoteHost {
-  readonly target: HostTarget;
-  /**
-   * Runs a POSIX sh script with optional positional arguments. Resolves once the command exited (or was killed
-   * by a signal); rejects with ConnectionLostError when the connection is lost before that.
-   */
-  run(body: string, args?: string[], opts?: ExecOptions): Promise<ExecResult>;
-  /** Starts a command and returns its channel (stdin stays open) for long-lived processes; it emits 'close' when the connection is lost. */
+/** An SSH connection has every capability of the transport interface. */
+export interface SshRemoteHost extends RemoteHost {
   open(body: string, args?: string[]): Promise<ClientChannel>;
-  /** Opens a TCP stream to 127.0.0.1:port on the host, through the SSH connection. */
-  forward(port: number): Promise<NodeJS.ReadWriteStream & { destroy(): void }>;
-  /** Opens a stream to a unix socket on the host (OpenSSH stream-local forward), e.g. HAProxy's admin socket. */
-  forwardUnix?(socketPath: string): Promise<NodeJS.ReadWriteStream & { destroy(): void }>;
-  /** False once the SSH connection is gone (dropped, sshd killed, host down, silent, closed). */
-  isConnected(): boolean;
-  close(): void;
+  forward(port: number): Promise<RemoteStream>;
+  forwardUnix(socketPath: string): Promise<RemoteStream>;
 }
 
 export class ConnectError extends Error {
@@ -130,7 +107,7 @@ const RETRYABLE: ReadonlySet<ConnectError['kind']> = new Set(['refused', 'timeou
  * Opens the host's SSH connection (through the jump host when one is set). Only connecting is retried,
  * with backoff: a host that is still booting or a flaky network recovers; a wrong key or host key does not.
  */
-export async function connect(target: HostTarget, settings: SshSettings, opts: ConnectOptions = {}): Promise<RemoteHost> {
+export async function connect(target: HostTarget, settings: SshSettings, opts: ConnectOptions = {}): Promise<SshRemoteHost> {
   const { signal } = opts;
   for (let attempt = 0; ; attempt++) {
     if (signal?.aborted) throw cancelledError(target, signal);
@@ -164,7 +141,7 @@ function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   });
 }
 
-async function connectOnce(target: HostTarget, settings: SshSettings, signal?: AbortSignal): Promise<RemoteHost> {
+async function connectOnce(target: HostTarget, settings: SshSettings, signal?: AbortSignal): Promise<SshRemoteHost> {
   const timeoutMs = settings.connectTimeoutMs;
   const link = new Link(target);
   if (!settings.jump) {
@@ -613,7 +590,7 @@ function openSocket(target: HostTarget, timeoutMs: number, stop: AbortSignal): P
   });
 }
 
-class SshHost implements RemoteHost {
+class SshHost implements SshRemoteHost {
   readonly target: HostTarget;
 
   constructor(private readonly link: Link) {

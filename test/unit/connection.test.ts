@@ -6,7 +6,7 @@
 import { afterEach, describe, expect, jest, test } from '@jest/globals';
 import net from 'node:net';
 import ssh2, { type ServerChannel } from 'ssh2';
-import { connect, ConnectError, ConnectionLostError, type RemoteHost } from '../../src/ssh/connection.js';
+import { connect, ConnectError, ConnectionLostError, type SshRemoteHost as RemoteHost } from '../../src/ssh/connection.js';
 import type { HostTarget, SshSettings } from '../../src/config/types.js';
 
 const clientKey = ssh2.utils.generateKeyPairSync('ed25519');

@@ -11,7 +11,7 @@ import type { HostTarget } from '../../src/config/types.js';
 import type { ExecOptions, ExecResult, RemoteHost } from '../../src/ssh/connection.js';
 import { upstreamPort } from '../../src/traffic/nginx/upstream.js';
 
-export type Kind = 'pull' | 'detect' | 'status' | 'logs' | 'start' | 'start-existing' | 'upstream' | 'images' | 'drain' | 'finish' | 'swap' | 'stop' | 'discard' | 'repair' | 'record' | 'probe-shell';
+export type Kind = 'lock' | 'renew' | 'release' | 'pull' | 'detect' | 'status' | 'logs' | 'start' | 'start-existing' | 'upstream' | 'images' | 'drain' | 'finish' | 'swap' | 'stop' | 'discard' | 'repair' | 'record' | 'probe-shell';
 
 export interface Call {
   kind: Kind;
@@ -24,6 +24,9 @@ export type Handler = (call: Call, host: FakeHost) => Reply;
 
 /** Recognises a remote script by distinctive text of its body (see src/remote/scripts.ts); anything else throws. */
 export function classify(body: string): Kind {
+  if (body.includes('try_take()')) return 'lock';
+  if (body.includes('renew()')) return 'renew';
+  if (body.includes('release()')) return 'release';
   if (body.includes('@@step pull')) return 'pull';
   if (body.includes('@@containers')) return 'detect';
   if (body.includes('{{.State.Status}} {{.RestartCount}}')) return 'status';
@@ -243,8 +246,20 @@ export class FakeHost implements RemoteHost {
         return {};
       case 'images':
         return { stdout: '@@images\n@@in-use\n' };
-      case 'probe-shell':
-        return { code: 7, stderr: 'not used' };
+      case 'probe-shell': {
+        // httpProbeScript(port, path, timeout, host): the first line of the answer, as bash /dev/tcp reads it
+        const port = Number(a[0]);
+        const status = this.httpStatus ? this.httpStatus(port, this) : this.serving(port) ? 200 : 0;
+        return status ? { stdout: `HTTP/1.0 ${status} X\n` } : { code: 7, stderr: 'connection refused' };
+      }
+      case 'lock':
+        this.events.push('lock-taken');
+        return { stdout: `@@locked ${a[1]}\n` };
+      case 'renew':
+        return { stdout: '@@renewed 1\n' };
+      case 'release':
+        this.lockEnded = true;
+        return { stdout: '@@released\n' };
     }
   }
 

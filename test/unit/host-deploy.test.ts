@@ -716,3 +716,32 @@ describe('HostDeployment (nginx takeover and nginx-health-url)', () => {
     expect(result.error?.message).toMatch(/nginx-health-url .* answered HTTP 503 after the switch/);
   });
 });
+
+// ---------------------------------------------------------------------------------------------
+// A transport with only run() (no channel held open, no port forwarding), as AWS Systems Manager Run Command will be
+// ---------------------------------------------------------------------------------------------
+
+describe('a transport without streams', () => {
+  test('deploys: the lease is taken and released by commands, health is probed on the host', async () => {
+    const host = liveBlue();
+    Object.assign(host, { open: undefined, forward: undefined });
+    const { result } = await deploy(host);
+    expect(result.result).toBe('success');
+    expect(host.events.filter((e) => e.startsWith('lock') || e === 'release')).toEqual(['lock', 'lock-taken', 'release']);
+    expect(host.count('probe-shell')).toBeGreaterThan(0);
+    expect(host.events.some((e) => e.startsWith('probe:'))).toBe(false);
+    expect(host.serving()).toBe('shop-green');
+    expect(host.containers()).toEqual([['shop-blue', 'exited'], ['shop-green', 'running']]);
+  });
+
+  test('a failing candidate is removed the same way', async () => {
+    const host = liveBlue();
+    Object.assign(host, { open: undefined, forward: undefined });
+    host.httpStatus = (port, h) => (port === PORTS.green ? 503 : h.serving(port) ? 200 : 0);
+    const { result } = await deploy(host, makeConfig({ healthTimeoutMs: 150 }));
+    expect(result.result).toBe('failed');
+    expect(host.serving()).toBe('shop-blue');
+    expect(host.containers()).toEqual([['shop-blue', 'running']]);
+    expect(host.lockEnded).toBe(true);
+  });
+});
