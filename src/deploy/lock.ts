@@ -93,22 +93,12 @@ async function acquireByCommands(remote: RemoteHost, opts: AcquireOptions, token
   return new CommandLease(remote, token, opts, ttlMs);
 }
 
-class CommandLease implements HeldLock {
-  private readonly abort = new AbortController();
-  private readonly timer: NodeJS.Timeout;
-  private released = false;
-  validUntil: number;
+/** What both kinds of lease share: the lost signal, and who says so. */
+abstract class LeaseState {
+  protected readonly abort = new AbortController();
+  protected released = false;
 
-  constructor(
-    private readonly remote: RemoteHost,
-    readonly token: string,
-    private readonly opts: AcquireOptions,
-    private readonly ttlMs: number
-  ) {
-    this.validUntil = Date.now() + ttlMs;
-    this.timer = setInterval(() => void this.renew(), opts.heartbeatMs ?? LEASE_HEARTBEAT_MS);
-    this.timer.unref();
-  }
+  constructor(protected readonly opts: AcquireOptions) {}
 
   get signal(): AbortSignal {
     return this.abort.signal;
@@ -117,6 +107,30 @@ class CommandLease implements HeldLock {
   get lost(): string | undefined {
     return this.abort.signal.aborted ? String(this.abort.signal.reason) : undefined;
   }
+
+  protected markLost(reason: string): void {
+    if (this.abort.signal.aborted || this.released) return;
+    this.opts.log.warn(`deploy lock of ${this.opts.app}: ${reason}`);
+    this.abort.abort(reason);
+  }
+}
+
+class CommandLease extends LeaseState implements HeldLock {
+  private readonly timer: NodeJS.Timeout;
+  validUntil: number;
+
+  constructor(
+    private readonly remote: RemoteHost,
+    readonly token: string,
+    opts: AcquireOptions,
+    private readonly ttlMs: number
+  ) {
+    super(opts);
+    this.validUntil = Date.now() + ttlMs;
+    this.timer = setInterval(() => void this.renew(), opts.heartbeatMs ?? LEASE_HEARTBEAT_MS);
+    this.timer.unref();
+  }
+
 
   private async renew(): Promise<void> {
     if (this.released || this.abort.signal.aborted) return;
@@ -128,11 +142,6 @@ class CommandLease implements HeldLock {
     if (Date.now() > this.validUntil - Math.min(SAFETY_MS, this.ttlMs / 4)) this.markLost('no lease renewal succeeded in time: the lease may have expired on the host');
   }
 
-  private markLost(reason: string): void {
-    if (this.abort.signal.aborted || this.released) return;
-    this.opts.log.warn(`deploy lock of ${this.opts.app}: ${reason}`);
-    this.abort.abort(reason);
-  }
 
   async release(): Promise<void> {
     if (this.released) return;
@@ -144,11 +153,9 @@ class CommandLease implements HeldLock {
   }
 }
 
-class Lease implements HeldLock {
-  private readonly abort = new AbortController();
+class Lease extends LeaseState implements HeldLock {
   private timer?: NodeJS.Timeout;
   private closed = false;
-  private released = false;
   /** Send times of heartbeats not confirmed yet (the keeper answers each with `@@renewed`, in order). */
   private readonly pending: number[] = [];
   validUntil = 0;
@@ -159,9 +166,10 @@ class Lease implements HeldLock {
     private readonly remote: RemoteHost,
     private readonly ch: RemoteChannel,
     readonly token: string,
-    private readonly opts: AcquireOptions,
+    opts: AcquireOptions,
     private readonly ttlMs: number
   ) {
+    super(opts);
     let buf = '';
     ch.on('data', (d: Buffer) => {
       buf += d.toString();
@@ -183,13 +191,6 @@ class Lease implements HeldLock {
     ch.on('error', () => undefined);
   }
 
-  get signal(): AbortSignal {
-    return this.abort.signal;
-  }
-
-  get lost(): string | undefined {
-    return this.abort.signal.aborted ? String(this.abort.signal.reason) : undefined;
-  }
 
   /** Resolves at `@@locked`; fails with a StepError('lock') naming the holder on timeout, cancel or error. */
   acquired(): Promise<void> {
@@ -261,11 +262,6 @@ class Lease implements HeldLock {
     this.markLost(code === null ? 'the channel holding the deploy lock closed (SSH connection lost?)' : `the lease keeper on the host ended (exit ${code})`);
   }
 
-  private markLost(reason: string): void {
-    if (this.abort.signal.aborted || this.released) return;
-    this.opts.log.warn(`deploy lock of ${this.opts.app}: ${reason}`);
-    this.abort.abort(reason);
-  }
 
   async release(): Promise<void> {
     if (this.released) return;
