@@ -183,7 +183,12 @@ export class HostDeployment {
       this.cutover = await this.router.cutOver(this.routerHost);
       await this.waitForFleet();
       this.phase = 'committed';
-      await this.finish(this.cutover.workersBefore);
+      // The finishing job stops the old colour: only while this run still owns the host.
+      const owned = await this.ensureLock().then(() => true, (e: Error) => {
+        this.warnings.push(`the old colour was not stopped and nothing was cleaned up: ${e.message}`);
+        return false;
+      });
+      if (owned) await this.finish(this.cutover.workersBefore);
     } catch (e) {
       error = e instanceof StepError ? e : new StepError(this.timer.current ?? 'detect', (e as Error).message);
       if (error.logs) this.candidateLogs = error.logs;
@@ -229,8 +234,8 @@ export class HostDeployment {
     };
   }
 
-  private async takeLock(): Promise<void> {
-    this.lock = await acquireLock(this.remote, { app: this.cfg.app, deployId: this.input.deployId, owner: lockOwner(this.input.deployId, this.input.ctx), timeoutSeconds: this.cfg.lockTimeoutSeconds, log: this.log, signal: this.timer.signal });
+  private async takeLock(timeoutSeconds = this.cfg.lockTimeoutSeconds): Promise<void> {
+    this.lock = await acquireLock(this.remote, { app: this.cfg.app, deployId: this.input.deployId, owner: lockOwner(this.input.deployId, this.input.ctx), timeoutSeconds, log: this.log, signal: this.timer.signal });
   }
 
   private async pull(): Promise<void> {
@@ -345,11 +350,12 @@ export class HostDeployment {
    * take it again first — at once if it is still ours; if another deploy took it meanwhile, this fails the step.
    */
   private async ensureLock(): Promise<void> {
-    if (!this.lock?.signal.aborted) return;
-    this.log.warn(`the deploy lock may have been lost (${this.lock.lost}); taking it again before changing the host`);
-    void this.lock.release().catch(() => undefined);
+    if (this.lock && !this.lock.signal.aborted) return;
+    if (this.lock) this.log.warn(`the deploy lock may have been lost (${this.lock.lost}); taking it again before changing the host`);
+    void this.lock?.release().catch(() => undefined);
     this.lock = undefined;
-    await this.takeLock();
+    // Our own lease is free to us at once; if another deploy holds it now, waiting would only delay the report.
+    await this.takeLock(0);
   }
 
   /** The start step: from here the host holds a candidate (or the kept standby, started again). */
@@ -448,12 +454,13 @@ export class HostDeployment {
       try {
         this.remote = await this.input.reconnect();
         this.prober = new Prober(this.remote, this.log, this.cfg.healthHost);
-        await this.takeLock();
-        this.log.warn(`reconnected (try ${i + 1}) to clean up after the lost connection`);
-        return true;
       } catch (e) {
         this.log.warn(`reconnect try ${i + 1} failed: ${(e as Error).message}`);
+        continue;
       }
+      this.log.warn(`reconnected (try ${i + 1}) to clean up after the lost connection`);
+      // The lock is taken again by undo (ensureLock): our own lease is free to us at once.
+      return true;
     }
     return false;
   }
@@ -463,9 +470,19 @@ export class HostDeployment {
     const plan = this.plan;
     if (this.phase === 'prepare' || !plan) return 'failed';
     if (this.phase === 'committed') return 'success';
+    // The cancel (or the fleet's abort) that may have brought us here must not stop the undo itself: it is
+    // bounded on its own (reconnect tries, no lock wait).
+    this.timer.signal = undefined;
     if (!(await this.reconnectIfLost())) {
       this.switchBackFailed = this.phase === 'traffic';
       this.warnings.push(`could not reconnect to clean up: ${this.phase === 'traffic' ? 'traffic may be on the new colour' : `the candidate ${this.name(plan.candidate)} may be left on the host (the next deploy replaces it)`}`);
+      return 'failed';
+    }
+    // Only while this run owns the host: if another deploy took it over meanwhile, it decides what serves.
+    const lockProblem = await this.ensureLock().then(() => undefined, (e: Error) => e.message);
+    if (lockProblem) {
+      this.switchBackFailed = this.phase === 'traffic';
+      this.warnings.push(`nothing was undone: this run no longer holds the deploy lock (${lockProblem}); another deploy owns the host now`);
       return 'failed';
     }
     if (this.phase === 'started') {

@@ -137,14 +137,18 @@ export async function runDeploy(cfg: DeployConfig, ctx: RunContext, log: RunLog,
       for (const r of s.remotes) r.close();
     }
   };
-  const hosts = upFront ?? (await runRollout(cfg.hosts, cfg.rollout, deployOne, (msg) => log.log('info', msg), deps.signal));
-  // Hosts locked up front whose batch never started (the rollout stopped): let them go.
-  await Promise.all(
-    [...sessions.values()].map(async (s) => {
-      await s.lock?.release().catch(() => undefined);
-      for (const r of s.remotes) r.close();
-    })
-  );
+  let hosts: HostResult[];
+  try {
+    hosts = upFront ?? (await runRollout(cfg.hosts, cfg.rollout, deployOne, (msg) => log.log('info', msg), deps.signal));
+  } finally {
+    // Hosts locked up front whose batch never started (the rollout stopped), or anything an error left open: let go.
+    await Promise.all(
+      [...sessions.values()].map(async (s) => {
+        await s.lock?.release().catch(() => undefined);
+        for (const r of s.remotes) r.close();
+      })
+    );
+  }
   if (deps.signal?.aborted) {
     // A cancel is nobody's failure: say so instead of naming the first host that stopped.
     const first = hosts.find((h) => h.error && !h.abortedBy);

@@ -741,3 +741,40 @@ describe('a transport without streams', () => {
     expect(host.lockEnded).toBe(true);
   });
 });
+
+describe('undo in an all-or-nothing fleet', () => {
+  test('a host whose connection drops right after its reload still reconnects and switches back, though the fleet was aborted', async () => {
+    const a = liveBlue('a');
+    const b = liveBlue('b').on('upstream', (c, h) => {
+      const r = h.model(c);
+      if (h.count('upstream') === 1) {
+        h.connected = false;
+        throw new Error('the SSH connection to ec2-user@b:22 was lost (ECONNRESET)');
+      }
+      return r;
+    });
+    const deps: RunDeps = {
+      connect: async (t) => {
+        const h = t.label === 'a' ? a : b;
+        h.connected = true;
+        return h;
+      },
+      fetchEcrToken: async () => {
+        throw new Error('not used');
+      }
+    };
+    const { log } = makeLog(new Secrets(), 2);
+    const hosts: HostTarget[] = [
+      { label: 'a', host: 'a', port: 22, user: 'ec2-user' },
+      { label: 'b', host: 'b', port: 22, user: 'ec2-user' }
+    ];
+    const r = await runDeploy(makeConfig({ hosts }), ctx, log, new Secrets(), deps, 'dep-f');
+    const rb = r.hosts.find((h) => h.host === 'b')!;
+    expect([rb.result, rb.error?.step]).toEqual(['rolled-back', 'switch']);
+    expect(rb.warnings.join('\n')).not.toMatch(/could not reconnect/);
+    expect(b.serving()).toBe('shop-blue');
+    expect(b.containers()).toEqual([['shop-blue', 'running']]);
+    expect(a.serving()).toBe('shop-blue');
+    expect(r.result).toBe('rolled-back');
+  });
+});

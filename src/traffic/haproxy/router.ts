@@ -232,6 +232,7 @@ export class HaproxyRouter implements TrafficRouter {
     timer.checkCancelled();
     let cutoverMs: number | undefined;
     await timer.run('switch', async () => {
+      await h.ensureLock();
       // The command line may run even if its answer never arrives: from here the undo reads HAProxy's states.
       h.trafficMayHaveMoved();
       if (from) {
