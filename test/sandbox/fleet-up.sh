@@ -43,7 +43,11 @@ NODE="$(command -v node)"
 # ---------------------------------------------------------------- a fleet built from another checkout
 # Its pid files and host keys live in that checkout's .state/: tear it down by namespace and cgroup, then rebuild.
 OWNER_FILE=/run/bgf-fleet.owner
-if { netns_ok "$BASTION_NS" || [ -n "$(existing_hosts)" ]; } && [ "$(cat "$OWNER_FILE" 2>/dev/null || true)" != "$FLEET" ]; then
+# The owner is this checkout's state, not only its path: a fresh clone in the same folder has lost the pid files of
+# the fleet a former clone there started, so it must tear that fleet down too.
+[ -s "$FLEET/owner.id" ] || head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$FLEET/owner.id"
+OWNER="$FLEET $(cat "$FLEET/owner.id")"
+if { netns_ok "$BASTION_NS" || [ -n "$(existing_hosts)" ]; } && [ "$(cat "$OWNER_FILE" 2>/dev/null || true)" != "$OWNER" ]; then
   flog "a fleet built from another checkout ($(cat "$OWNER_FILE" 2>/dev/null || echo unknown)) is up: tearing it down"
   for i in $(existing_hosts); do teardown_host "$i"; done
   # shellcheck disable=SC2046
@@ -52,7 +56,7 @@ if { netns_ok "$BASTION_NS" || [ -n "$(existing_hosts)" ]; } && [ "$(cat "$OWNER
   ip link del bgf-rt 2>/dev/null || true
   rm -f "$FLEET"/bastion/*.pid "$FLEET"/bastion/sshd_config.running "$FLEET"/bastion/registry.hash "$FLEET"/h*/sshd_config.running
 fi
-echo "$FLEET" >"$OWNER_FILE"
+echo "$OWNER" >"$OWNER_FILE"
 
 # ---------------------------------------------------------------- hosts above N
 for i in $(existing_hosts); do
