@@ -3,10 +3,13 @@
  * reached only through the AWS_ENDPOINT_URL_* environment the stand-ins hand out, and the SSM commands run on the
  * real fleet hosts (bgf-h1..3 of test/sandbox/fleet-up.sh).
  */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { CancelCommandCommand, DescribeInstanceInformationCommand, GetCommandInvocationCommand, ListCommandInvocationsCommand, SSMClient, SendCommandCommand, type GetCommandInvocationCommandOutput } from '@aws-sdk/client-ssm';
 import { DescribeInstancesCommand, EC2Client, type Filter } from '@aws-sdk/client-ec2';
 import { loadFleet, onHost, onHostOk } from './fleet-harness.js';
-import { waitFor } from './harness.js';
+import { SANDBOX, q, sh, waitFor } from './harness.js';
 import { STDERR_LIMIT, STDOUT_LIMIT, STOPPED_INSTANCE_ID, fleetInstanceId, startFakeAws, type FakeAws } from './fake-aws/index.js';
 
 const H1 = fleetInstanceId(1);
@@ -141,6 +144,19 @@ describe('fake EC2 DescribeInstances', () => {
     expect(last).toMatchObject({ service: 'ec2', operation: 'DescribeInstances', region: 'us-east-1', accessKeyId: 'AKIAFAKEAWS000000000' });
     expect(last.body).toMatchObject({ Action: 'DescribeInstances', Version: '2016-11-15' });
   });
+
+  test('env alone is enough for a fresh Node 24 process (the action under test): no credentials or config looked up elsewhere', async () => {
+    const home = fs.mkdtempSync(path.join(os.tmpdir(), 'fake-aws-home-'));
+    try {
+      const script = `import { EC2Client, DescribeInstancesCommand } from '@aws-sdk/client-ec2';
+const out = await new EC2Client({}).send(new DescribeInstancesCommand({ Filters: [{ Name: 'tag:Name', Values: ['bgf-h3'] }] }));
+console.log(out.Reservations[0].Instances[0].InstanceId);`;
+      const r = await sh(`${q(SANDBOX.node24)} --input-type=module -e ${q(script)}`, { env: { PATH: process.env.PATH, HOME: home, ...aws.env } });
+      expect(r).toMatchObject({ code: 0, stdout: `${H3}\n` });
+    } finally {
+      fs.rmSync(home, { recursive: true, force: true });
+    }
+  });
 });
 
 describe('fake SSM Run Command on the fleet hosts', () => {
@@ -244,6 +260,23 @@ describe('fake SSM Run Command on the fleet hosts', () => {
     await ssm.send(new CancelCommandCommand({ CommandId: pending, InstanceIds: [H3] }));
     expect(await until(pending, H3, ended, 'the pending command to be cancelled')).toMatchObject({ Status: 'Cancelled', ResponseCode: -1, ExecutionStartDateTime: '' });
     expect((await errorOf(ssm.send(new CancelCommandCommand({ CommandId: '00000000-0000-4000-8000-000000000000' })))).name).toBe('InvalidCommandId');
+  });
+
+  test('an instance that stops under a running script kills it (Failed) and leaves DescribeInstances and SendCommand', async () => {
+    await onHostOk('bgf-h1', `rm -f ${PIDFILE}`);
+    const id = await send([H1], [`sleep 600 & echo $! >${PIDFILE}`, 'wait']);
+    await until(id, H1, (r) => r.Status === 'InProgress', 'the sleep to run');
+    const pid = (await waitFor(async () => (await onHost('bgf-h1', `cat ${PIDFILE}`)).stdout.trim(), { what: 'the pid file on bgf-h1' })).trim();
+    aws.instances.setState(H1, 'stopped');
+    try {
+      expect(await until(id, H1, ended, 'the command to end with its instance')).toMatchObject({ Status: 'Failed', ResponseCode: -1 });
+      await waitFor(() => gone('bgf-h1', pid), { timeoutMs: 10000, what: `process ${pid} on bgf-h1 to be gone` });
+      const out = await ec2.send(new DescribeInstancesCommand({ Filters: [{ Name: 'instance-state-name', Values: ['running'] }] }));
+      expect(out.Reservations!.flatMap((r) => r.Instances!).map((i) => i.InstanceId)).toEqual([H2, H3]);
+      expect((await errorOf(send([H1], ['true']))).name).toBe('InvalidInstanceId');
+    } finally {
+      aws.instances.setState(H1, 'running');
+    }
   });
 
   test('executionTimeout kills the script: TimedOut / ExecutionTimedOut, 137', async () => {

@@ -81,6 +81,11 @@ export interface FakeSsmOptions {
   pickupDelayMs?: number;
   /** extra environment variables for every script (on top of PATH, AWS_SSM_INSTANCE_ID, AWS_SSM_REGION_NAME) */
   env?: Record<string, string>;
+  /**
+   * Reject SendCommand (InvalidParameters) when JSON.stringify(Parameters) is larger than this. Off by default: the
+   * service's exact limit is not documented where we looked; a test can set one to prove commands stay small.
+   */
+  maxParametersBytes?: number;
 }
 
 export interface FakeSsm {
@@ -309,6 +314,12 @@ export async function startFakeSsm(store: InstanceStore, opts: FakeSsmOptions = 
         throw new AwsError('ValidationException', `1 validation error detected: Value '${body.TimeoutSeconds}' at 'timeoutSeconds' failed to satisfy constraint: Member must have value between 30 and 2592000`);
       }
       deliveryTimeoutSeconds = body.TimeoutSeconds;
+    }
+    if (typeof body.Comment === 'string' && body.Comment.length > 100) {
+      throw new AwsError('ValidationException', `1 validation error detected: Value '${body.Comment}' at 'comment' failed to satisfy constraint: Member must have length less than or equal to 100`);
+    }
+    if (opts.maxParametersBytes !== undefined && Buffer.byteLength(JSON.stringify(parameters)) > opts.maxParametersBytes) {
+      throw new AwsError('InvalidParameters', `the parameters are larger than the stand-in's maxParametersBytes (${opts.maxParametersBytes})`);
     }
     const bad = ids.filter((id) => !store.managed(store.get(id)));
     if (bad.length) throw new AwsError('InvalidInstanceId', `Instances [[${bad.join(', ')}]] not in a valid state for account ${ACCOUNT}`);
