@@ -254,18 +254,21 @@ describe('fake SSM Run Command on the fleet hosts', () => {
     const script = aws.ssm.invocations().find((i) => i.commandId === id)!.pid!;
     for (const p of [pid, String(script)]) await waitFor(() => gone('bgf-h3', p), { timeoutMs: 10000, what: `process ${p} on bgf-h3 to be gone` });
 
-    // a command cancelled before the agent picked it up never runs
-    aws.ssm.setPickupDelay(60000);
-    const pending = await send([H3], [`touch ${FLAG}-never`]);
+    // a command cancelled before the (slow) agent of bgf-h3 picked it up never runs there; bgf-h2's runs
+    aws.ssm.setPickupDelay(60000, H3);
+    const pending = await send([H2, H3], [`touch ${FLAG}-never`]);
+    expect(await until(pending, H2, ended, 'the command on bgf-h2 to end')).toMatchObject({ Status: 'Success' });
     await ssm.send(new CancelCommandCommand({ CommandId: pending, InstanceIds: [H3] }));
     expect(await until(pending, H3, ended, 'the pending command to be cancelled')).toMatchObject({ Status: 'Cancelled', ResponseCode: -1, ExecutionStartDateTime: '' });
+    expect((await onHost('bgf-h3', `test -e ${FLAG}-never`)).code).not.toBe(0);
+    await onHostOk('bgf-h2', `rm -f ${FLAG}-never`);
     expect((await errorOf(ssm.send(new CancelCommandCommand({ CommandId: '00000000-0000-4000-8000-000000000000' })))).name).toBe('InvalidCommandId');
   });
 
   test('an instance that stops under a running script kills it (Failed) and leaves DescribeInstances and SendCommand', async () => {
     await onHostOk('bgf-h1', `rm -f ${PIDFILE}`);
     const id = await send([H1], [`sleep 600 & echo $! >${PIDFILE}`, 'wait']);
-    await until(id, H1, (r) => r.Status === 'InProgress', 'the sleep to run');
+    await aws.ssm.waitForInvocation((i) => i.commandId === id && i.status === 'InProgress');
     const pid = (await waitFor(async () => (await onHost('bgf-h1', `cat ${PIDFILE}`)).stdout.trim(), { what: 'the pid file on bgf-h1' })).trim();
     aws.instances.setState(H1, 'stopped');
     try {

@@ -96,10 +96,13 @@ export interface FakeSsm {
   sentParameters(): Record<string, string[]>[];
   /** snapshots of every invocation, oldest first */
   invocations(): FakeInvocation[];
-  setPickupDelay(ms: number): void;
+  /** for commands sent from now on; with an instance id, for that instance only (a slow agent) */
+  setPickupDelay(ms: number, instanceId?: string): void;
   setInvisibleWindow(ms: number): void;
   /** the next n calls (of `spec.operation`, default any) fail with spec.code (default ThrottlingException) */
   failNext(n: number, spec?: FaultSpec): void;
+  /** the first invocation (snapshot) for which `pred` holds, polling every 20 ms (rejects after timeoutMs, default 60 s) */
+  waitForInvocation(pred: (inv: FakeInvocation) => boolean, timeoutMs?: number): Promise<FakeInvocation>;
   /** resolves once no invocation is Pending, InProgress or Cancelling (rejects after timeoutMs, default 60 s) */
   idle(timeoutMs?: number): Promise<void>;
   /** kills every running script, removes the scripts from the hosts, stops the server */
@@ -177,6 +180,8 @@ export async function startFakeSsm(store: InstanceStore, opts: FakeSsmOptions = 
   const byKey = new Map<string, Invocation>();
   let invisibleMs = opts.invisibleMs ?? 300;
   let pickupDelayMs = opts.pickupDelayMs ?? 300;
+  const pickupDelayOf = new Map<string, number>();
+  const pickupDelay = (instanceId: string) => pickupDelayOf.get(instanceId) ?? pickupDelayMs;
   let closed = false;
   const key = (commandId: string, instanceId: string) => `${commandId}/${instanceId}`;
   const visible = (inv: Invocation) => Date.now() - inv.requestedAt.getTime() >= invisibleMs;
@@ -284,7 +289,7 @@ export async function startFakeSsm(store: InstanceStore, opts: FakeSsmOptions = 
           Object.assign(inv, inv.unreported);
           inv.unreported = undefined;
         }
-        if (inv.status === 'Pending') schedule(inv, pickupDelayMs, () => start(inv));
+        if (inv.status === 'Pending') schedule(inv, pickupDelay(inv.instanceId), () => start(inv));
       }
     }
   });
@@ -354,7 +359,7 @@ export async function startFakeSsm(store: InstanceStore, opts: FakeSsmOptions = 
       };
       invocations.push(inv);
       byKey.set(key(commandId, instanceId), inv);
-      schedule(inv, pickupDelayMs, () => start(inv));
+      schedule(inv, pickupDelay(instanceId), () => start(inv));
       schedule(inv, deliveryTimeoutSeconds * 1000, () => {
         if (inv.status === 'Pending') finish(inv, { status: 'TimedOut', statusDetails: 'DeliveryTimedOut', responseCode: -1, endedAt: new Date() });
       });
@@ -573,7 +578,22 @@ export async function startFakeSsm(store: InstanceStore, opts: FakeSsmOptions = 
     requests: () => [...requests],
     sentParameters: () => requests.filter((r) => r.operation === 'SendCommand').map((r) => ((r.body as { Parameters?: Record<string, string[]> }).Parameters ?? {})),
     invocations: () => invocations.map(snapshot),
-    setPickupDelay: (ms) => void (pickupDelayMs = ms),
+    setPickupDelay: (ms, instanceId) => {
+      if (instanceId) pickupDelayOf.set(instanceId, ms);
+      else {
+        pickupDelayMs = ms;
+        pickupDelayOf.clear();
+      }
+    },
+    waitForInvocation: async (pred, timeoutMs = 60000) => {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const hit = invocations.map(snapshot).find(pred);
+        if (hit) return hit;
+        if (Date.now() > deadline) throw new Error(`fake-ssm: no invocation matched within ${timeoutMs} ms (have ${invocations.length})`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    },
     setInvisibleWindow: (ms) => void (invisibleMs = ms),
     failNext: (n, spec = {}) => faults.add(n, spec),
     idle,
