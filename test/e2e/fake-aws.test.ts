@@ -208,7 +208,7 @@ describe('fake SSM Run Command on the fleet hosts', () => {
     expect(inv).toMatchObject({ instanceId: H2, host: 'bgf-h2', status: 'Success', responseCode: 0 });
     expect(inv.script.split('\n')).toHaveLength(8);
     const sent = aws.ssm.requests().find((r) => r.operation === 'SendCommand' && JSON.stringify(r.body).includes(FLAG))!;
-    expect(sent).toMatchObject({ service: 'ssm', region: 'us-east-1', accessKeyId: 'AKIAFAKEAWS000000000' });
+    expect(sent).toMatchObject({ service: 'ssm', target: 'AmazonSSM.SendCommand', region: 'us-east-1', accessKeyId: 'AKIAFAKEAWS000000000' });
     expect(sent.body).toMatchObject({ DocumentName: 'AWS-RunShellScript', InstanceIds: [H2] });
     expect(aws.ssm.sentParameters().some((p) => p.commands?.includes('id -u'))).toBe(true);
 
@@ -280,6 +280,18 @@ describe('fake SSM Run Command on the fleet hosts', () => {
     } finally {
       aws.instances.setState(H1, 'running');
     }
+  });
+
+  test('the agent runs 5 scripts at once: a 6th waits Pending for a free worker', async () => {
+    await onHostOk('bgf-h1', `rm -f ${FLAG}`);
+    const wait = [`while [ ! -e ${FLAG} ]; do sleep 0.05; done`];
+    const ids: string[] = [];
+    for (let i = 0; i < 6; i++) ids.push(await send([H1], wait));
+    await aws.ssm.waitForInvocation(() => aws.ssm.invocations().filter((i) => ids.includes(i.commandId) && i.status === 'InProgress').length === 5);
+    expect((await until(ids[5], H1, () => true, 'the 6th invocation to show')).Status).toBe('Pending');
+    await onHostOk('bgf-h1', `touch ${FLAG}`);
+    for (const id of ids) expect((await until(id, H1, ended, 'each to end')).Status).toBe('Success');
+    await onHostOk('bgf-h1', `rm -f ${FLAG}`);
   });
 
   test('executionTimeout kills the script: TimedOut / ExecutionTimedOut, 137', async () => {

@@ -7,6 +7,7 @@
  * It behaves like the service plus the SSM agent, as far as a deploy tool can tell:
  * - an invocation does not exist (InvocationDoesNotExist) for `invisibleMs` after SendCommand;
  * - the agent picks a command up `pickupDelayMs` after it was sent (Pending until then), and only while online;
+ *   it runs at most `workersPerInstance` (5) scripts at once, the others stay Pending until a worker is free;
  * - the script (the commands joined with newlines) is written to _script.sh in an orchestration directory on the
  *   host and run as root with `sh -c <script path>`, stdin /dev/null, cwd that directory (or workingDirectory), a
  *   clean environment (PATH, AWS_SSM_INSTANCE_ID, AWS_SSM_REGION_NAME: no HOME, as under systemd), inside the
@@ -86,6 +87,8 @@ export interface FakeSsmOptions {
    * service's exact limit is not documented where we looked; a test can set one to prove commands stay small.
    */
   maxParametersBytes?: number;
+  /** scripts one agent runs at once (the agent's CommandWorkersLimit, default 5); more wait Pending for a free worker */
+  workersPerInstance?: number;
 }
 
 export interface FakeSsm {
@@ -118,6 +121,8 @@ interface Invocation extends FakeInvocation {
   timedOut?: boolean;
   /** the instance stopped under it */
   lost?: boolean;
+  /** its pick-up delay has passed: it starts as soon as the agent has a free worker */
+  ready?: boolean;
   out: Buffer[];
   outBytes: number;
   err: Buffer[];
@@ -197,6 +202,7 @@ export async function startFakeSsm(store: InstanceStore, opts: FakeSsmOptions = 
   };
 
   const finish = (inv: Invocation, end: NonNullable<Invocation['unreported']>) => {
+    if (TERMINAL.includes(inv.status) || inv.unreported) return; // ended already (a spawn 'error' is followed by 'close')
     for (const t of inv.timers) clearTimeout(t);
     inv.timers = [];
     // the agent reports the end when it can: until then the service still says InProgress/Cancelling
@@ -216,10 +222,13 @@ export async function startFakeSsm(store: InstanceStore, opts: FakeSsmOptions = 
     }
   };
 
+  const workers = opts.workersPerInstance ?? 5;
   const start = (inv: Invocation) => {
     if (inv.status !== 'Pending') return;
     const inst = store.get(inv.instanceId);
     if (!store.managed(inst) || !inst?.host) return; // picked up when the agent is back (or delivery times out)
+    inv.ready = true;
+    if (invocations.filter((i) => i.instanceId === inv.instanceId && running(i)).length >= workers) return; // startNext() takes it
     const host = inst.host;
     inv.dir = `${AGENT_DIR}/${inv.instanceId}/document/orchestration/${inv.commandId}/awsrunShellScript/0.awsrunShellScript`;
     const env = { PATH: AGENT_PATH, AWS_SSM_INSTANCE_ID: inv.instanceId, AWS_SSM_REGION_NAME: inv.region, ...(opts.env ?? {}) };
@@ -269,6 +278,9 @@ export async function startFakeSsm(store: InstanceStore, opts: FakeSsmOptions = 
           // killed by a signal we did not send: Go's exit code -1
           else finish(inv, { status: 'Failed', statusDetails: 'Failed', responseCode: signal ? -1 : (code ?? -1), endedAt });
           resolve();
+          // a worker is free: the oldest command waiting for one starts
+          const next = invocations.find((i) => i.instanceId === inv.instanceId && i.status === 'Pending' && i.ready);
+          if (next && !closed) start(next);
         });
       })
     );
@@ -550,7 +562,7 @@ export async function startFakeSsm(store: InstanceStore, opts: FakeSsmOptions = 
         throw new AwsError('SerializationException', 'request body is not JSON');
       }
       const operation = target.startsWith(TARGET_PREFIX) ? target.slice(TARGET_PREFIX.length) : target;
-      requests.push({ service: 'ssm', operation, at: Date.now(), region: req.sig.region, accessKeyId: req.sig.accessKeyId, body, raw: req.raw });
+      requests.push({ service: 'ssm', operation, target, at: Date.now(), region: req.sig.region, accessKeyId: req.sig.accessKeyId, body, raw: req.raw });
       if (!String(req.headers['content-type'] ?? '').startsWith(JSON11)) throw new AwsError('SerializationException', `unexpected content-type ${req.headers['content-type']}`);
       const fault = faults.take(operation);
       if (fault) throw new AwsError(fault.code ?? 'ThrottlingException', fault.message ?? 'Rate exceeded', fault.status ?? 400);
