@@ -295,3 +295,58 @@ test('rules: path-pattern routes to an ip group; ModifyRule changes its action',
   const rules = await elb.send(new DescribeRulesCommand({ RuleArns: [alb.arns.rules.api] }));
   expect(rules.Rules![0].Actions![0].TargetGroupArn).toBe(alb.arns.targetGroups['albs-green']);
 });
+
+test('under continuous load (pooled keep-alive, fresh and slow requests) a blue-green switch with draining fails no request', async () => {
+  const blue = alb.arns.targetGroups['albs-blue'];
+  const green = alb.arns.targetGroups['albs-green'];
+  const fwd = (b: number, g: number) =>
+    elb.send(
+      new ModifyListenerCommand({
+        ListenerArn: alb.arns.listeners.web,
+        DefaultActions: [{ Type: 'forward', ForwardConfig: { TargetGroups: [{ TargetGroupArn: blue, Weight: b }, { TargetGroupArn: green, Weight: g }] } }]
+      })
+    );
+  await fwd(1, 0);
+  await elb.send(new RegisterTargetsCommand({ TargetGroupArn: blue, Targets: [{ Id: H[0].id }, { Id: H[1].id }] }));
+  await elb.send(new RegisterTargetsCommand({ TargetGroupArn: green, Targets: [{ Id: H[0].id }, { Id: H[2].id }] }));
+  for (const k of [`${H[0].id}:${BLUE_PORT}`, `${H[1].id}:${BLUE_PORT}`]) await waitState(blue, k, 'healthy');
+  for (const k of [`${H[0].id}:${GREEN_PORT}`, `${H[2].id}:${GREEN_PORT}`]) await waitState(green, k, 'healthy');
+
+  const pooled = new http.Agent({ keepAlive: true, maxSockets: 3 });
+  const results: { status: number; body: string }[] = [];
+  const errors: string[] = [];
+  let stop = false;
+  const client = async (path: string, agent?: http.Agent) => {
+    while (!stop) {
+      try {
+        results.push(await get(`${alb.listenerUrl}${path}`, agent));
+      } catch (e) {
+        errors.push((e as Error).message);
+      }
+    }
+  };
+  const mark = alb.served().length;
+  const load = [client('/', pooled), client('/', pooled), client('/'), client('/slow?ms=700'), client('/slow?ms=700', pooled)];
+  try {
+    await waitFor(async () => results.length >= 20, { what: 'load before the switch' });
+    await fwd(9, 1); // canary share
+    await waitFor(async () => results.filter((r) => r.body.endsWith('-green')).length >= 2, { what: 'canary requests on green' });
+    await fwd(0, 1); // the rest
+    await elb.send(new DeregisterTargetsCommand({ TargetGroupArn: blue, Targets: [{ Id: H[0].id }, { Id: H[1].id }] }));
+    await waitState(blue, `${H[0].id}:${BLUE_PORT}`, undefined);
+    await waitState(blue, `${H[1].id}:${BLUE_PORT}`, undefined);
+    const n = results.length;
+    await waitFor(async () => results.length >= n + 10, { what: 'load after the drain' });
+  } finally {
+    stop = true;
+    await Promise.all(load);
+    pooled.destroy();
+  }
+  expect(errors).toEqual([]);
+  expect(results.filter((r) => r.status !== 200)).toEqual([]);
+  const log = alb.served().slice(mark);
+  expect(log.filter((e) => e.status !== 200)).toEqual([]);
+  // both colours served, and after the drain only green
+  expect(new Set(log.map((e) => e.targetGroup))).toEqual(new Set([blue, green]));
+  expect(log.slice(-5).every((e) => e.targetGroup === green)).toBe(true);
+});
