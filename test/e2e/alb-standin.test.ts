@@ -178,6 +178,9 @@ test('register -> initial -> healthy; traffic by weight, round-robin inside a gr
   await waitState(blue, `${H[0].id}:${BLUE_PORT}`, 'healthy');
   await waitState(blue, `${H[1].id}:${BLUE_PORT}`, 'healthy');
   await waitState(green, `${H[2].id}:${GREEN_PORT}`, 'healthy');
+  const timeline = alb.healthLog().filter((e) => e.targetGroup === 'albs-blue' && e.id === H[0].id);
+  expect(timeline[0]).toMatchObject({ state: 'initial', reason: 'Elb.RegistrationInProgress', port: BLUE_PORT });
+  expect(timeline.at(-1)).toMatchObject({ state: 'healthy' });
 
   // a group no listener forwards to: its targets are unused (no health checks), as in AWS
   await elb.send(new RegisterTargetsCommand({ TargetGroupArn: alb.arns.targetGroups['albs-idle'], Targets: [{ Id: H[0].id }] }));
@@ -349,4 +352,7 @@ test('under continuous load (pooled keep-alive, fresh and slow requests) a blue-
   // both colours served, and after the drain only green
   expect(new Set(log.map((e) => e.targetGroup))).toEqual(new Set([blue, green]));
   expect(log.slice(-5).every((e) => e.targetGroup === green)).toBe(true);
+  // the timeline shows the drain: blue's targets went draining, then removed
+  const blueH1 = alb.healthLog().filter((e) => e.targetGroupArn === blue && e.id === H[0].id).map((e) => e.state);
+  expect(blueH1.slice(-2)).toEqual(['draining', 'removed']);
 });

@@ -155,6 +155,18 @@ export interface AlbCall {
   error?: string;
 }
 
+/** A target's state changed (a registration starts as `initial`; `removed`: it left the group). */
+export interface AlbHealthEvent {
+  /** epoch ms */
+  time: number;
+  targetGroup: string;
+  targetGroupArn: string;
+  id: string;
+  port: number;
+  state: TargetStateName | 'removed';
+  reason?: string;
+}
+
 /** One request through a listener. */
 export interface AlbServed {
   /** epoch ms when the request arrived and when its response ended */

@@ -13,7 +13,7 @@
 import http from 'node:http';
 import type { Server } from 'node:net';
 import { AlbModel } from './alb-model.js';
-import type { AlbArns, AlbCall, AlbConfig, AlbInstanceConfig, AlbServed } from './alb-model.js';
+import type { AlbArns, AlbCall, AlbConfig, AlbHealthEvent, AlbInstanceConfig, AlbServed } from './alb-model.js';
 import { HealthChecker } from './alb-health.js';
 import { DataPlane } from './alb-dataplane.js';
 import { AlbApi } from './alb-api.js';
@@ -46,6 +46,7 @@ export type ChildMessage =
   | { type: 'ready'; arns: AlbArns }
   | { type: 'call'; seq: number; call: AlbCall }
   | { type: 'served'; seq: number; entry: AlbServed }
+  | { type: 'health'; event: AlbHealthEvent }
   | { type: 'reply'; id: number; result?: unknown; error?: string };
 
 const send = (m: ChildMessage) => {
@@ -104,6 +105,8 @@ process.on('message', (m: ParentMessage, handle?: Server) => {
         const h = health;
         const p = plane;
         h.onForget = (tg, t, expired) => p.forget(tg, t, expired);
+        // no ack needed: the channel keeps the order, so a call recorded later arrives after the transitions before it
+        h.onTransition = (event) => send({ type: 'health', event });
         // targets configured from the start
         for (const g of m.config.targetGroups) {
           const tg = model.groupByName(g.name)!;

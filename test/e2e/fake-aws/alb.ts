@@ -18,10 +18,10 @@ import fs from 'node:fs';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import type { ChildProcess } from 'node:child_process';
-import type { AlbArns, AlbCall, AlbConfig, AlbInstanceConfig, AlbListenerConfig, AlbServed, AlbTargetGroupConfig } from './alb-model.js';
+import type { AlbArns, AlbCall, AlbConfig, AlbHealthEvent, AlbInstanceConfig, AlbListenerConfig, AlbServed, AlbTargetGroupConfig } from './alb-model.js';
 import type { AlbControl, AlbTargetSnapshot, ChildMessage, ParentMessage } from './alb-process.js';
 
-export type { AlbArns, AlbCall, AlbServed, AlbTargetGroupConfig, AlbListenerConfig, AlbTargetSnapshot, AlbInstanceConfig };
+export type { AlbArns, AlbCall, AlbHealthEvent, AlbServed, AlbTargetGroupConfig, AlbListenerConfig, AlbTargetSnapshot, AlbInstanceConfig };
 export { fleetInstanceId } from './alb-model.js';
 
 export interface FakeAlbOptions {
@@ -54,6 +54,9 @@ export interface FakeAlb {
   calls(action?: string): AlbCall[];
   /** requests served by the listeners so far, in the order their responses ended */
   served(): AlbServed[];
+  /** every target state change so far (registration -> initial, healthy, draining, removed, ...), e.g. to check that
+   *  a ModifyListener came only after every candidate was healthy */
+  healthLog(): AlbHealthEvent[];
   /** `${targetId}:${port}` of each served request (undefined where the ALB answered itself) */
   servedBy(): (string | undefined)[];
   /** answer these actions with AccessDenied from now on (replaces the list; [] allows all) */
@@ -141,6 +144,7 @@ export async function startFakeAlb(opts: FakeAlbOptions): Promise<FakeAlb> {
 
     const calls: AlbCall[] = [];
     const served: AlbServed[] = [];
+    const healthEvents: AlbHealthEvent[] = [];
     const pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
     let nextId = 1;
     let exited = false;
@@ -152,6 +156,7 @@ export async function startFakeAlb(opts: FakeAlbOptions): Promise<FakeAlb> {
         else served.push(m.entry);
         child.send({ type: 'ack', seq: m.seq } satisfies ParentMessage);
       }
+      else if (m.type === 'health') healthEvents.push(m.event);
       else if (m.type === 'ready') onReady?.(m.arns);
       else if (m.type === 'reply') {
         const p = pending.get(m.id);
@@ -209,6 +214,7 @@ export async function startFakeAlb(opts: FakeAlbOptions): Promise<FakeAlb> {
       arns,
       calls: (action) => calls.filter((c) => action === undefined || c.action === action),
       served: () => [...served],
+      healthLog: () => [...healthEvents],
       servedBy: () => served.map((e) => (e.targetId ? `${e.targetId}:${e.targetPort}` : undefined)),
       deny: async (actions) => void (await control({ op: 'deny', actions })),
       setInstance: async (id, instance) => void (await control({ op: 'setInstance', id, instance })),
