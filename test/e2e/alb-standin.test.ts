@@ -24,7 +24,7 @@ import {
   TargetGroupNotFoundException
 } from '@aws-sdk/client-elastic-load-balancing-v2';
 import { fleetInstanceId, startFakeAlb, type FakeAlb } from './fake-aws/alb.js';
-import { REPO_ROOT, waitFor } from './harness.js';
+import { q, REPO_ROOT, sh, shOk, waitFor } from './harness.js';
 
 const FLEET_EXEC = path.join(REPO_ROOT, 'test', 'sandbox', 'fleet-exec.sh');
 const TARGET_APP = path.join(REPO_ROOT, 'test', 'e2e', 'fake-aws', 'alb-test-target.mjs');
@@ -32,6 +32,9 @@ const API_PORT = 19300;
 const LISTENER_PORT = 19301;
 const BLUE_PORT = 19310;
 const GREEN_PORT = 19311;
+const DEMO_PORT = 19312;
+const DEMO_LISTENER_PORT = 19302;
+const DEMO = 'albs-demo';
 const H = [1, 2, 3].map((n) => ({ name: `bgf-h${n}`, id: fleetInstanceId(n), ip: `10.204.0.${10 + n}` }));
 
 const apps: ChildProcess[] = [];
@@ -89,7 +92,8 @@ beforeAll(async () => {
       { name: 'albs-blue', port: BLUE_PORT, healthCheck: { path: '/health' }, deregistrationDelaySeconds: 3 },
       { name: 'albs-green', port: GREEN_PORT, healthCheck: { path: '/health' }, deregistrationDelaySeconds: 3 },
       { name: 'albs-ip', targetType: 'ip', port: GREEN_PORT, healthCheck: { path: '/health' } },
-      { name: 'albs-idle', port: BLUE_PORT, healthCheck: { path: '/health' } }
+      { name: 'albs-idle', port: BLUE_PORT, healthCheck: { path: '/health' } },
+      { name: 'albs-demo', port: DEMO_PORT, healthCheck: { path: '/health' } }
     ],
     listeners: [
       {
@@ -97,7 +101,8 @@ beforeAll(async () => {
         port: LISTENER_PORT,
         defaultAction: { forward: [{ targetGroup: 'albs-blue', weight: 1 }, { targetGroup: 'albs-green', weight: 0 }] },
         rules: [{ name: 'api', priority: 10, pathPatterns: ['/api/*'], action: { forward: [{ targetGroup: 'albs-ip' }] } }]
-      }
+      },
+      { name: 'demo', port: DEMO_LISTENER_PORT, defaultAction: { forward: [{ targetGroup: 'albs-demo' }] } }
     ]
   });
   // the SDK finds the stand-in the way the action will: through the environment only
@@ -106,6 +111,7 @@ beforeAll(async () => {
 }, 60000);
 
 afterAll(async () => {
+  await sh(`bash ${q(FLEET_EXEC)} bgf-h2 docker rm -f ${DEMO}`);
   elb?.destroy();
   await alb?.close();
   for (const p of apps) p.kill();
@@ -355,4 +361,26 @@ test('under continuous load (pooled keep-alive, fresh and slow requests) a blue-
   // the timeline shows the drain: blue's targets went draining, then removed
   const blueH1 = alb.healthLog().filter((e) => e.targetGroupArn === blue && e.id === H[0].id).map((e) => e.state);
   expect(blueH1.slice(-2)).toEqual(['draining', 'removed']);
+});
+
+test('a real demo:v1 container (busybox httpd) on a fleet host is a healthy target of a second listener', async () => {
+  const demo = alb.arns.targetGroups['albs-demo'];
+  // the fleet registry as the hosts reach it, with the sandbox's CI account (see test/sandbox/fleet-up.sh)
+  await shOk(
+    `bash ${q(FLEET_EXEC)} bgf-h2 sh -ec 'cfg=$(mktemp -d); trap "rm -rf $cfg" EXIT
+      printf %s ci-registry-pass | docker --config "$cfg" login 10.204.0.1:5000 -u ci --password-stdin >/dev/null
+      docker --config "$cfg" pull -q 10.204.0.1:5000/demo:v1 >/dev/null
+      docker rm -f ${DEMO} >/dev/null 2>&1 || true
+      docker run -d --name ${DEMO} -p 0.0.0.0:${DEMO_PORT}:8080 10.204.0.1:5000/demo:v1 >/dev/null'`,
+    { timeoutMs: 120000 }
+  );
+  await elb.send(new RegisterTargetsCommand({ TargetGroupArn: demo, Targets: [{ Id: H[1].id }] }));
+  await waitState(demo, `${H[1].id}:${DEMO_PORT}`, 'healthy');
+  expect(await get(`${alb.listenerUrls.demo}/`)).toMatchObject({ status: 200, body: 'v1' });
+  expect(await get(`${alb.listenerUrls.demo}/cgi-bin/slow?0.2`)).toMatchObject({ status: 200, body: 'v1' });
+  // the container stops: its health checks fail, the ALB reports it unhealthy
+  await shOk(`bash ${q(FLEET_EXEC)} bgf-h2 docker rm -f ${DEMO}`);
+  await waitState(demo, `${H[1].id}:${DEMO_PORT}`, 'unhealthy');
+  const r = await elb.send(new DescribeTargetHealthCommand({ TargetGroupArn: demo }));
+  expect(r.TargetHealthDescriptions![0].TargetHealth!.Reason).toBe('Target.FailedHealthChecks');
 });
