@@ -172,6 +172,13 @@ test('errors parse into the SDK named exceptions', async () => {
   await expect(denied).rejects.toMatchObject({ name: 'AccessDenied', $metadata: { httpStatusCode: 403 } });
   await alb.deny([]);
   expect(alb.calls('ModifyListener')).toEqual([expect.objectContaining({ error: 'AccessDenied' })]);
+
+  // an injected error hits only as many calls as asked
+  const attrs = new DescribeTargetGroupAttributesCommand({ TargetGroupArn: alb.arns.targetGroups['albs-blue'] });
+  await alb.faults([{ action: 'DescribeTargetGroupAttributes', code: 'TargetGroupNotFound', times: 1 }]);
+  await expect(elb.send(attrs)).rejects.toBeInstanceOf(TargetGroupNotFoundException);
+  expect((await elb.send(attrs)).Attributes!.length).toBeGreaterThan(0);
+  expect(alb.calls('DescribeTargetGroupAttributes').slice(-2).map((c) => c.error)).toEqual(['TargetGroupNotFound', undefined]);
 });
 
 test('register -> initial -> healthy; traffic by weight, round-robin inside a group; unused when no listener uses the group', async () => {

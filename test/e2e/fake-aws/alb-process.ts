@@ -13,13 +13,14 @@
 import http from 'node:http';
 import type { Server } from 'node:net';
 import { AlbModel } from './alb-model.js';
-import type { AlbArns, AlbCall, AlbConfig, AlbHealthEvent, AlbInstanceConfig, AlbServed } from './alb-model.js';
+import type { AlbArns, AlbCall, AlbConfig, AlbFault, AlbHealthEvent, AlbInstanceConfig, AlbServed } from './alb-model.js';
 import { HealthChecker } from './alb-health.js';
 import { DataPlane } from './alb-dataplane.js';
 import { AlbApi } from './alb-api.js';
 
 export type AlbControl =
   | { op: 'deny'; actions: string[] }
+  | { op: 'faults'; faults: AlbFault[] }
   | { op: 'setInstance'; id: string; instance: AlbInstanceConfig }
   | { op: 'targets' };
 
@@ -77,6 +78,9 @@ function control(c: AlbControl): unknown {
     case 'deny':
       model.deny.clear();
       for (const a of c.actions) model.deny.add(a);
+      return null;
+    case 'faults':
+      model.faults = c.faults.map((f) => ({ ...f }));
       return null;
     case 'setInstance':
       model.instances[c.id] = c.instance;

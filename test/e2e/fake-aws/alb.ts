@@ -18,10 +18,10 @@ import fs from 'node:fs';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import type { ChildProcess } from 'node:child_process';
-import type { AlbArns, AlbCall, AlbConfig, AlbHealthEvent, AlbInstanceConfig, AlbListenerConfig, AlbServed, AlbTargetGroupConfig } from './alb-model.js';
+import type { AlbArns, AlbCall, AlbConfig, AlbFault, AlbHealthEvent, AlbInstanceConfig, AlbListenerConfig, AlbServed, AlbTargetGroupConfig } from './alb-model.js';
 import type { AlbControl, AlbTargetSnapshot, ChildMessage, ParentMessage } from './alb-process.js';
 
-export type { AlbArns, AlbCall, AlbHealthEvent, AlbServed, AlbTargetGroupConfig, AlbListenerConfig, AlbTargetSnapshot, AlbInstanceConfig };
+export type { AlbArns, AlbCall, AlbFault, AlbHealthEvent, AlbServed, AlbTargetGroupConfig, AlbListenerConfig, AlbTargetSnapshot, AlbInstanceConfig };
 export { fleetInstanceId } from './alb-model.js';
 
 export interface FakeAlbOptions {
@@ -37,6 +37,8 @@ export interface FakeAlbOptions {
   instances?: Record<string, AlbInstanceConfig>;
   /** API actions answered with AccessDenied; change later with deny() */
   deny?: string[];
+  /** injected API errors; change later with faults() */
+  faults?: AlbFault[];
   /** network namespace the data plane connects from (default the fleet bastion; null: this process's own) */
   netns?: string | null;
 }
@@ -61,6 +63,9 @@ export interface FakeAlb {
   servedBy(): (string | undefined)[];
   /** answer these actions with AccessDenied from now on (replaces the list; [] allows all) */
   deny(actions: string[]): Promise<void>;
+  /** inject API errors from now on (replaces the list; [] for none), e.g. fail the 2nd ModifyListener:
+   *  `[{ action: 'ModifyListener', code: 'Throttling', times: 1 }]` set after the first one went through */
+  faults(faults: AlbFault[]): Promise<void>;
   /** change an instance (e.g. state 'stopped': registering fails with InvalidTarget, registered targets go unused) */
   setInstance(id: string, instance: AlbInstanceConfig): Promise<void>;
   /** every registered target with its state right now */
@@ -125,7 +130,8 @@ export async function startFakeAlb(opts: FakeAlbOptions): Promise<FakeAlb> {
       // the listener's Port as DescribeListeners shows it is the local one
       listeners: opts.listeners.map((l, i) => ({ ...l, port: portOf(listenerSocks[i]) })),
       instances: opts.instances,
-      deny: opts.deny
+      deny: opts.deny,
+      faults: opts.faults
     };
 
     const node = Number(process.versions.node.split('.')[0]) >= 24 ? process.execPath : NODE24;
@@ -217,6 +223,7 @@ export async function startFakeAlb(opts: FakeAlbOptions): Promise<FakeAlb> {
       healthLog: () => [...healthEvents],
       servedBy: () => served.map((e) => (e.targetId ? `${e.targetId}:${e.targetPort}` : undefined)),
       deny: async (actions) => void (await control({ op: 'deny', actions })),
+      faults: async (faults) => void (await control({ op: 'faults', faults })),
       setInstance: async (id, instance) => void (await control({ op: 'setInstance', id, instance })),
       targets: async () => (await control({ op: 'targets' })) as AlbTargetSnapshot[],
       log: () => output,
