@@ -43,6 +43,8 @@ test('a local ip target gets healthy and serves through the listener; close() en
   } finally {
     elb.destroy();
   }
+  // the child said nothing on stdout/stderr (no warnings, no stack traces)
+  expect(alb.log()).toBe('');
   await alb.close();
   // the listener is gone with the child
   await expect(fetch(`${alb.listenerUrl}/`)).rejects.toThrow();
