@@ -63,8 +63,9 @@ export interface FakeAlb {
   servedBy(): (string | undefined)[];
   /** answer these actions with AccessDenied from now on (replaces the list; [] allows all) */
   deny(actions: string[]): Promise<void>;
-  /** inject API errors from now on (replaces the list; [] for none), e.g. fail the 2nd ModifyListener:
-   *  `[{ action: 'ModifyListener', code: 'Throttling', times: 1 }]` set after the first one went through */
+  /** inject API errors from now on (replaces the list; [] for none), e.g. fail the next ModifyListener:
+   *  `[{ action: 'ModifyListener', code: 'ValidationError', times: 1 }]`. The SDK retries Throttling and 5xx
+   *  (3 attempts in all): `times: 1` of those only shows up as a retry in calls(). */
   faults(faults: AlbFault[]): Promise<void>;
   /** change an instance (e.g. state 'stopped': registering fails with InvalidTarget, registered targets go unused) */
   setInstance(id: string, instance: AlbInstanceConfig): Promise<void>;
