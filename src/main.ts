@@ -13,11 +13,35 @@ import { actionsConsole, type ConsoleSink } from './report/log.js';
 import { sendNotification } from './report/notify.js';
 import { writeSummary } from './report/publish.js';
 import { Secrets } from './report/secrets.js';
+import { HostResolveError, resolveHosts } from './hosts/resolve.js';
 import { connect } from './ssh/connection.js';
 
 // The AWS SDK is most of the bundle: loaded when needed, it stays out of the cold start.
 const fetchEcrToken: RunDeps['fetchEcrToken'] = async (region) => (await import('./registry/ecr.js')).fetchEcrToken(region);
 const defaultDeps: RunDeps = { connect, fetchEcrToken };
+
+/** transport: ssm reaches hosts through AWS Systems Manager Run Command; its SDK is loaded only then. */
+function depsFor(cfg: DeployConfig, deps: RunDeps): RunDeps {
+  if (cfg.transport !== 'ssm' || deps !== defaultDeps) return deps;
+  return { ...deps, connect: async (target, _ssh, opts) => (await import('./transport/ssm/connect.js')).connectSsm(target, cfg, opts?.signal) };
+}
+
+/** Instance ids and tag selectors become hosts (DescribeInstances) before anything is touched; undefined when that failed (reported). */
+async function withHosts(cfg: DeployConfig, deps: RunDeps): Promise<DeployConfig | undefined> {
+  if (!cfg.hostQuery) return cfg;
+  try {
+    const resolved = await (deps.resolveHosts ?? resolveHosts)(cfg);
+    core.info(`hosts: ${resolved.hosts.map((h) => `${h.label}${cfg.transport === 'ssh' && h.instanceId ? ` at ${h.host}` : ''}`).join(', ')} (found with EC2 DescribeInstances in ${cfg.awsRegion})`);
+    return resolved;
+  } catch (e) {
+    if (!(e instanceof HostResolveError)) throw e;
+    core.setOutput('result', 'failed');
+    core.error(e.message, { title: 'bluegreen-ec2-action: no hosts' });
+    if (cfg.summary) await writeSummary(`## ❌ ${cfg.command} not started: hosts not found\n\n${e.message.replace(/</g, '&lt;')}\n`);
+    core.setFailed(e.message);
+    return undefined;
+  }
+}
 
 /** Masks every secret input before anything else can print it. */
 function maskSecretInputs(secrets: Secrets, env: NodeJS.ProcessEnv): void {
@@ -63,8 +87,12 @@ export async function run(env: NodeJS.ProcessEnv = process.env, deps: RunDeps = 
       core.setFailed(e.message);
       return;
     }
-    if (cfg.command === 'status') await statusCommand(cfg, ctx, secrets, deps, sink, env);
-    else await deployCommand(cfg, ctx, secrets, deps, sink, env);
+    for (const w of cfg.inputWarnings) core.warning(w, { title: 'bluegreen-ec2-action: input ignored' });
+    const resolved = await withHosts(cfg, deps);
+    if (!resolved) return;
+    const runDeps = depsFor(resolved, deps);
+    if (resolved.command === 'status') await statusCommand(resolved, ctx, secrets, runDeps, sink, env);
+    else await deployCommand(resolved, ctx, secrets, runDeps, sink, env);
   } catch (e) {
     const err = e as Error;
     core.debug(secrets.redact(err.stack ?? ''));
