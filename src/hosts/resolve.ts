@@ -94,7 +94,7 @@ function toTarget(i: Ec2Instance, query: HostQuery, cfg: Pick<DeployConfig, 'tra
   const id = i.InstanceId!;
   const name = nameOf(i);
   const label = instanceLabel(id, name);
-  if (cfg.transport === 'ssm') return { label, host: id, port: 0, user: 'root', instanceId: id, name };
+  if (cfg.transport === 'ssm') return { label, host: id, port: 0, user: query.user, instanceId: id, name };
   const address = cfg.sshAddress === 'public' ? i.PublicIpAddress : i.PrivateIpAddress;
   if (!address) throw new HostResolveError(`hosts: ${label} has no ${cfg.sshAddress} IPv4 address (ssh-address: ${cfg.sshAddress}${cfg.sshAddress === 'public' ? '; use ssh-address: private with a runner in the VPC' : ''}); nothing was touched`);
   return { label, host: address, port: query.port, user: query.user, instanceId: id, name };

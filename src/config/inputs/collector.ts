@@ -7,6 +7,7 @@ export const DEFAULTS = {
   command: 'deploy',
   transport: 'ssh',
   'ssh-address': 'private',
+  'ssm-run-as': 'root',
   'ssh-user': 'ec2-user',
   'ssh-port': '22',
   'ssh-insecure-ignore-host-key': 'false',

@@ -23,9 +23,13 @@ export interface HostsSection {
 }
 
 export function readSsh(c: Collector, transport: Transport = 'ssh'): HostsSection {
+  const inputWarnings: string[] = [];
   const example = transport === 'ssm' ? 'tag:Role=backend (or i-0abc12345def67890, i-0def…)' : '10.0.1.5, ec2-user@10.0.1.6:2222 (or tag:Role=backend, i-0abc12345def67890)';
   if (transport === 'ssm') {
-    const { hosts, query, problems } = parseHosts(c.raw('hosts'), 'root', 22);
+    // SSM runs commands as root; ssm-run-as runs them as that user (in its home: the ssh transport's state and permissions).
+    const runAs = c.get('ssm-run-as');
+    if (!USER.test(runAs)) c.fail('ssm-run-as', `is not a valid user name (got "${printable(runAs)}")`, 'ec2-user');
+    const { hosts, query, problems } = parseHosts(c.raw('hosts'), runAs, 22);
     for (const p of problems) c.fail('hosts', p, example);
     for (const h of hosts) c.fail('hosts', `"${printable(h.label)}" is an address: with transport: ssm name hosts by instance id or tag:KEY=VALUE`, example);
     const inputWarnings = SSH_ONLY_INPUTS.filter((n) => {
@@ -34,6 +38,7 @@ export function readSsh(c: Collector, transport: Transport = 'ssh'): HostsSectio
     }).map((n) => `input ${n} does not apply with transport: ssm (commands go through AWS Systems Manager, not SSH): ignored`);
     return { hosts: [], hostQuery: query, sshAddress: 'private', ssh: NO_SSH, inputWarnings };
   }
+  if (c.get('ssm-run-as') !== DEFAULTS['ssm-run-as']) inputWarnings.push('input ssm-run-as only applies with transport: ssm: ignored');
   const sshUser = c.get('ssh-user');
   if (!USER.test(sshUser)) c.fail('ssh-user', `is not a valid user name (got "${printable(sshUser)}")`, 'ec2-user');
   const sshPort = c.port('ssh-port');
@@ -59,7 +64,7 @@ export function readSsh(c: Collector, transport: Transport = 'ssh'): HostsSectio
   const connectTimeoutMs = c.number('ssh-connect-timeout-seconds', 1, 600) * 1000;
   const connectRetries = c.number('ssh-connect-retries', 0, 10, { integer: true });
   const jump = readJumpHost(c, sshUser, { privateKey: normalizedKey, passphrase, hostKeys: { knownHosts, fingerprints, insecureIgnore } });
-  return { hosts, hostQuery: query, sshAddress, ssh: { privateKey: normalizedKey, passphrase, hostKeys: { knownHosts, fingerprints, insecureIgnore }, connectTimeoutMs, connectRetries, jump }, inputWarnings: [] };
+  return { hosts, hostQuery: query, sshAddress, ssh: { privateKey: normalizedKey, passphrase, hostKeys: { knownHosts, fingerprints, insecureIgnore }, connectTimeoutMs, connectRetries, jump }, inputWarnings };
 }
 
 /**

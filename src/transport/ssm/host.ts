@@ -110,7 +110,7 @@ export class SsmHost implements RemoteHost {
         wish = 'no';
       }
       const sealed = stdin ? seal(this.pub!, stdin) : undefined;
-      const f = await this.invoke(runPayload(this.sessionId, body, args, { wantKey: wish, sealed }));
+      const f = await this.invoke(runPayload(this.sessionId, body, args, { wantKey: wish, sealed, runAs: this.target.user }));
       if (f.noKey) {
         this.pub = undefined;
         continue;

@@ -77,6 +77,12 @@ const WRAPPER = [
   '    exit 0',
   '  fi',
   '  [ "$op" = run ] || exit 92',
+  // ssm-run-as: the user the script runs as (root: as the agent runs it), in that user's home, like ssh-user over SSH
+  '  IFS= read -r u || exit 92',
+  '  case "$u" in ""|-*|*[!A-Za-z0-9_.-]*) echo "bad user" >&2; exit 92 ;; esac',
+  '  uh=$(getent passwd "$u" | cut -d: -f6)',
+  '  [ -n "$uh" ] || { echo "bluegreen-ec2-action (transport: ssm): ssm-run-as user $u does not exist on the host" >&2; exit 96; }',
+  '  if [ "$u" != root ] && ! command -v runuser >/dev/null 2>&1; then echo "bluegreen-ec2-action (transport: ssm): ssm-run-as needs runuser (util-linux) on the host" >&2; exit 91; fi',
   '  exec 7>>"$d/busy"; flock -s 7',
   '  pub=""',
   '  if [ "$want" = key ] || { [ "$want" = key-if-missing ] && [ ! -s "$d/key.pem" ]; }; then',
@@ -104,7 +110,11 @@ const WRAPPER = [
   '  while IFS= read -r l; do unb64 "$l" || exit 92; set -- "$@" "$_v"; done',
   '  n=$$',
   // fd 7 (busy) stays with the wrapper: a job the script leaves running (the drain job) must not pin the session
-  '  ( sh -c "$body" sh "$@" ) <"$in" >"$d/out.$n" 2>"$d/err.$n" 7>&-; rc=$?',
+  '  if [ "$u" = root ] && [ "$(id -u)" = 0 ]; then',
+  '    ( cd "$uh" && HOME=$uh && export HOME && exec sh -c "$body" sh "$@" ) <"$in" >"$d/out.$n" 2>"$d/err.$n" 7>&-; rc=$?',
+  '  else',
+  '    ( cd "$uh" && exec runuser -u "$u" -- env HOME="$uh" USER="$u" LOGNAME="$u" sh -c "$body" sh "$@" ) <"$in" >"$d/out.$n" 2>"$d/err.$n" 7>&-; rc=$?',
+  '  fi',
   '  [ "$in" = /dev/null ] || rm -f "$in"',
   '  date +%s > "$d/alive"',
   '  os=$(wc -c < "$d/out.$n"); es=$(wc -c < "$d/err.$n")',
@@ -143,10 +153,13 @@ const b64 = (s: string | Buffer) => Buffer.from(s).toString('base64');
 export type KeyWish = 'key' | 'key-if-missing' | 'no';
 
 /** The payload of a command: script body and positional arguments as data, stdin sealed (or none). */
-export function runPayload(sessionId: string, body: string, args: string[], opts: { wantKey: KeyWish; sealed?: { key: string; data: string } }): string[] {
+export function runPayload(sessionId: string, body: string, args: string[], opts: { wantKey: KeyWish; sealed?: { key: string; data: string }; runAs?: string }): string[] {
   for (const a of [body, ...args]) if (a.includes('\0')) throw new Error('a NUL byte cannot be passed to a shell');
+  const user = opts.runAs ?? 'root';
+  if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}$/.test(user)) throw new Error(`bad user ${JSON.stringify(user)}`);
   return [
     `bgssm1 run ${checkSession(sessionId)} ${opts.wantKey}`,
+    user,
     opts.sealed ? `${opts.sealed.key} ${opts.sealed.data}` : '- -',
     b64(body),
     // An empty argument is an empty line: base64 of '' is ''. Lines are read with `read -r`, which keeps them.
