@@ -18,7 +18,7 @@ let fleet: Fleet;
 let aws: FakeAws;
 let urls: Record<string, string>;
 
-function run(inputs: Record<string, string>): Promise<RunActionResult> {
+function run(inputs: Record<string, string>, signal?: AbortSignal): Promise<RunActionResult> {
   return runAction(
     {
       transport: 'ssm',
@@ -38,10 +38,10 @@ function run(inputs: Record<string, string>): Promise<RunActionResult> {
       'upload-artifacts': 'false',
       ...inputs
     },
-    { env: aws.env, timeoutMs: 400_000 }
+    { env: aws.env, timeoutMs: 400_000, signal }
   );
 }
-const deploy = (tag: string, extra: Record<string, string> = {}) => run({ image: `${fleet.registry}/demo:${tag}`, ...extra });
+const deploy = (tag: string, extra: Record<string, string> = {}, signal?: AbortSignal) => run({ image: `${fleet.registry}/demo:${tag}`, ...extra }, signal);
 
 async function versions(): Promise<Record<string, string>> {
   const out: Record<string, string> = {};
@@ -140,6 +140,35 @@ test('rollback under load returns every host to v1', async () => {
   expectNoFailedRequests(loads);
   expect(await versions()).toEqual({ 'bgf-h1': 'v1', 'bgf-h2': 'v1', 'bgf-h3': 'v1' });
 }, 400_000);
+
+test('a cancelled run cancels its command in flight (CancelCommand) and changes nothing', async () => {
+  // Another deploy holds bgf-h1's lease: the run waits for it inside one SSM command.
+  const lease = `/home/ec2-user/.bluegreen/${app}/lease`;
+  await onHostOk('bgf-h1', `mkdir -p "$(dirname ${lease})" && printf '%s %s %s\\n' other-deploy.0001 $(( $(date +%s) + 600 )) '{"deployId":"other-deploy"}' > ${lease} && chown -R ec2-user: /home/ec2-user/.bluegreen`);
+  try {
+    const ac = new AbortController();
+    const t0 = Date.now();
+    const running = deploy('v2', { 'lock-timeout-seconds': '120' }, ac.signal);
+    // the lock command has been running on bgf-h1 for a while: cancel the workflow run
+    let waiting: string | undefined;
+    while (!waiting && Date.now() - t0 < 60_000) {
+      await new Promise((r) => setTimeout(r, 250));
+      waiting = aws.ssm.invocations().find((i) => i.instanceId === fleetInstanceId(1) && i.status === 'InProgress' && i.startedAt && Date.now() - i.startedAt.getTime() > 1500 && i.requestedAt.getTime() > t0)?.commandId;
+    }
+    expect(waiting).toBeDefined();
+    ac.abort();
+    const r = await running;
+    expect(r.outputs.result).toBe('failed');
+    expect(r.stdout).toMatch(/cancelled/);
+    const cancels = aws.ssm.requests().filter((q) => q.operation === 'CancelCommand').map((q) => (q.body as { CommandId?: string }).CommandId);
+    expect(cancels).toContain(waiting);
+    expect(aws.ssm.invocations().find((i) => i.commandId === waiting)?.status).toBe('Cancelled');
+    expect(await versions()).toEqual({ 'bgf-h1': 'v1', 'bgf-h2': 'v1', 'bgf-h3': 'v1' });
+    expect((await onHostOk('bgf-h1', `cut -d' ' -f1 ${lease}`)).trim()).toBe('other-deploy.0001');
+  } finally {
+    await onHostOk('bgf-h1', `rm -f ${lease}`);
+  }
+}, 200_000);
 
 test('a selector that matches nothing fails before anything is touched and says what it looked for', async () => {
   const before = aws.ssm.sentParameters().length;

@@ -65,6 +65,8 @@ export class SsmHost implements RemoteHost {
   private pub?: string;
   private commands = 0;
   private readonly inFlight = new Set<string>();
+  /** Every command not finished yet (close waits for them). */
+  private readonly running = new Set<Promise<Frame>>();
   private readonly sleep: (ms: number) => Promise<void>;
   /** The close command, once sent (tests wait for it). */
   closing?: Promise<void>;
@@ -86,16 +88,21 @@ export class SsmHost implements RemoteHost {
     return !this.closed;
   }
 
-  /** Ends the session: removes the host's session directory (the private key, kept outputs). Not waited for. */
+  /**
+   * Ends the session: removes the host's session directory (the private key, kept outputs) once the commands still
+   * running have ended (a lease renewal or image listing in flight would otherwise make it again). Not waited for:
+   * only SendCommand is needed, and the reaper removes the directory anyway once idle.
+   */
   close(): void {
     if (this.closed) return;
     this.closed = true;
     if (this.commands === 0) return;
-    // Only SendCommand: the reaper removes the directory anyway once idle, so nobody needs to wait for the result.
-    this.closing = this.send(commandLines(closePayload(this.sessionId))).then(
-      () => undefined,
-      () => undefined
-    );
+    this.closing = Promise.allSettled([...this.running])
+      .then(() => this.send(commandLines(closePayload(this.sessionId))))
+      .then(
+        () => undefined,
+        () => undefined
+      );
   }
 
   async run(body: string, args: string[] = [], opts: ExecOptions = {}): Promise<ExecResult> {
@@ -145,7 +152,14 @@ export class SsmHost implements RemoteHost {
   }
 
   /** One command: send, wait, parse the wrapper's frame. */
-  private async invoke(payload: string[]): Promise<Frame> {
+  private invoke(payload: string[]): Promise<Frame> {
+    const p = this.invokeOnce(payload);
+    this.running.add(p);
+    void p.finally(() => this.running.delete(p)).catch(() => undefined);
+    return p;
+  }
+
+  private async invokeOnce(payload: string[]): Promise<Frame> {
     const before = this.opts.signal?.aborted ?? false;
     const commandId = await this.send(commandLines(payload));
     this.commands++;
