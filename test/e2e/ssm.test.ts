@@ -7,7 +7,7 @@
  */
 import crypto from 'node:crypto';
 import { LoadGenerator, runAction, SANDBOX, type LoadResult, type RunActionResult } from './harness.js';
-import { cleanupFleetApp, dockerPsOn, loadFleet, onHostOk, prepareFleetApp, type Fleet } from './fleet-harness.js';
+import { cleanupFleetApp, dockerPsOn, fleetInputs, loadFleet, onHostOk, prepareFleetApp, type Fleet } from './fleet-harness.js';
 import { fleetInstanceId, startFakeAws, STOPPED_INSTANCE_ID, type FakeAws } from './fake-aws/index.js';
 
 const app = 'ssm-e2e';
@@ -191,3 +191,14 @@ test('the record of every command sent holds no secret', () => {
   const requests = aws.ssm.requests().filter((q) => q.operation === 'SendCommand');
   expect(new Set(requests.map((q) => (q.body as { DocumentName?: string }).DocumentName))).toEqual(new Set(['AWS-RunShellScript']));
 });
+
+test('transport: ssh finds hosts by tag too: the private addresses, through the bastion', async () => {
+  const ssh = fleetInputs(fleet, NAMES);
+  const r = await runAction(
+    { ...ssh, hosts: 'tag:Role=backend', 'ssh-private-key': SANDBOX.privateKey, 'app-name': app, command: 'status', 'upload-artifacts': 'false' },
+    { env: aws.env, timeoutMs: 120_000 }
+  );
+  expect(explain(r)).toEqual({ result: 'success', errors: [] });
+  expect(r.stdout).toContain(`hosts: ${LABELS.map((l, i) => `${l} at ${fleet.hosts.find((h) => h.name === NAMES[i])!.host}`).join(', ')}`);
+  expect(r.outputs['succeeded-hosts'].split(',')).toEqual(LABELS);
+}, 120_000);

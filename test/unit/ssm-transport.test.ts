@@ -98,6 +98,17 @@ describe('SsmHost', () => {
     await expect(h.run('true')).rejects.toThrow(/closed/);
   });
 
+  test('ssm-run-as: the script runs as that user in its home, with its stdin still sealed', async () => {
+    const fake = new FakeSsm();
+    const h = new SsmHost({ ...target, user: 'ec2-user' }, fake.sdk(), { region: 'us-east-1', executionTimeoutSeconds: 3600, pollMs: { first: 5, max: 20 } });
+    fake.env = { BLUEGREEN_SSM_DIR: path.join(dir, 'run') };
+    const r = await h.run('echo "$(id -un) $HOME $(pwd)"; cat', [], { stdin: 'top-secret-for-ec2-user\n' });
+    expect(r).toMatchObject({ code: 0, stdout: 'ec2-user /home/ec2-user /home/ec2-user\ntop-secret-for-ec2-user\n' });
+    expect(fake.history()).not.toContain('top-secret');
+    h.close();
+    await h.closing;
+  });
+
   test('long output arrives complete in pieces under the 24,000-character cut', async () => {
     const fake = new FakeSsm();
     const h = host(fake);
