@@ -170,6 +170,20 @@ test('a cancelled run cancels its command in flight (CancelCommand) and changes 
   }
 }, 200_000);
 
+test('a host whose SSM agent is offline is reported by status, with what to check; the others are read', async () => {
+  aws.instances.setOnline(fleetInstanceId(2), false);
+  try {
+    const s = await run({ command: 'status' });
+    expect(s.outputs.result).toBe('failed');
+    expect(s.outputs['failed-hosts']).toBe(LABELS[1]);
+    expect(s.outputs['succeeded-hosts'].split(',')).toEqual([LABELS[0], LABELS[2]]);
+    // SSM refuses commands for a node whose agent is not connected (InvalidInstanceId)
+    expect(s.stdout).toContain(`SSM SendCommand for ${LABELS[1]} failed: ${LABELS[1]} is not a managed node SSM can reach in us-east-1: is the instance running, in this region and account, with the SSM agent running`);
+  } finally {
+    aws.instances.setOnline(fleetInstanceId(2), true);
+  }
+}, 200_000);
+
 test('a selector that matches nothing fails before anything is touched and says what it looked for', async () => {
   const before = aws.ssm.sentParameters().length;
   const r = await run({ hosts: 'tag:Role=nothing-here', image: `${fleet.registry}/demo:v2` });

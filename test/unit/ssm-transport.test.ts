@@ -5,7 +5,7 @@ import path from 'node:path';
 import fc from 'fast-check';
 import { seal } from '../../src/transport/ssm/seal.js';
 import { SsmHost } from '../../src/transport/ssm/host.js';
-import { explainSsmError } from '../../src/transport/ssm/errors.js';
+import { explainSsmError, explainStatus } from '../../src/transport/ssm/errors.js';
 import { commandLines, parseFrame, runPayload } from '../../src/transport/ssm/wrapper.js';
 import { FakeSsm } from './ssm-fake.js';
 
@@ -171,6 +171,11 @@ describe('SSM errors name the call, the instance and what to check', () => {
     expect(e.message).toMatch(/^SSM SendCommand for i-0f1ee700000000001 failed/);
     expect(e.message).toMatch(re);
   });
+});
+
+test('a command the agent never picked up says so (TimedOut / DeliveryTimedOut is not an execution timeout)', () => {
+  expect(explainStatus('TimedOut', 'DeliveryTimedOut', 'i-0f1ee700000000002 (bgf-h2)')).toMatch(/never reached i-0f1ee700000000002 \(bgf-h2\) .*agent is offline/);
+  expect(explainStatus('TimedOut', 'ExecutionTimedOut', 'i-1')).toMatch(/ran past its executionTimeout/);
 });
 
 async function waitFor(cond: () => boolean, ms = 10000): Promise<void> {

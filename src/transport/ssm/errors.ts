@@ -38,7 +38,8 @@ export function explainSsmError(call: 'SendCommand' | 'GetCommandInvocation' | '
 
 /** A command that ended without running our wrapper to the end: what its SSM status means. */
 export function explainStatus(status: string, details: string | undefined, instanceId: string): string {
-  switch (status) {
+  // GetCommandInvocation's Status is coarse (TimedOut covers both timeouts): StatusDetails says which.
+  switch (details && details !== status ? details : status) {
     case 'Undeliverable':
     case 'DeliveryTimedOut':
       return `the command never reached ${instanceId} (${details ?? status}): the SSM agent is offline or the instance is stopped; check it shows as Online in Systems Manager → Fleet Manager`;
