@@ -208,7 +208,7 @@ describe('fake SSM Run Command on the fleet hosts', () => {
     expect(inv).toMatchObject({ instanceId: H2, host: 'bgf-h2', status: 'Success', responseCode: 0 });
     expect(inv.script.split('\n')).toHaveLength(8);
     const sent = aws.ssm.requests().find((r) => r.operation === 'SendCommand' && JSON.stringify(r.body).includes(FLAG))!;
-    expect(sent).toMatchObject({ service: 'ssm', region: 'us-east-1', accessKeyId: 'AKIAFAKEAWS000000000' });
+    expect(sent).toMatchObject({ service: 'ssm', target: 'AmazonSSM.SendCommand', region: 'us-east-1', accessKeyId: 'AKIAFAKEAWS000000000' });
     expect(sent.body).toMatchObject({ DocumentName: 'AWS-RunShellScript', InstanceIds: [H2] });
     expect(aws.ssm.sentParameters().some((p) => p.commands?.includes('id -u'))).toBe(true);
 
@@ -254,18 +254,21 @@ describe('fake SSM Run Command on the fleet hosts', () => {
     const script = aws.ssm.invocations().find((i) => i.commandId === id)!.pid!;
     for (const p of [pid, String(script)]) await waitFor(() => gone('bgf-h3', p), { timeoutMs: 10000, what: `process ${p} on bgf-h3 to be gone` });
 
-    // a command cancelled before the agent picked it up never runs
-    aws.ssm.setPickupDelay(60000);
-    const pending = await send([H3], [`touch ${FLAG}-never`]);
+    // a command cancelled before the (slow) agent of bgf-h3 picked it up never runs there; bgf-h2's runs
+    aws.ssm.setPickupDelay(60000, H3);
+    const pending = await send([H2, H3], [`touch ${FLAG}-never`]);
+    expect(await until(pending, H2, ended, 'the command on bgf-h2 to end')).toMatchObject({ Status: 'Success' });
     await ssm.send(new CancelCommandCommand({ CommandId: pending, InstanceIds: [H3] }));
     expect(await until(pending, H3, ended, 'the pending command to be cancelled')).toMatchObject({ Status: 'Cancelled', ResponseCode: -1, ExecutionStartDateTime: '' });
+    expect((await onHost('bgf-h3', `test -e ${FLAG}-never`)).code).not.toBe(0);
+    await onHostOk('bgf-h2', `rm -f ${FLAG}-never`);
     expect((await errorOf(ssm.send(new CancelCommandCommand({ CommandId: '00000000-0000-4000-8000-000000000000' })))).name).toBe('InvalidCommandId');
   });
 
   test('an instance that stops under a running script kills it (Failed) and leaves DescribeInstances and SendCommand', async () => {
     await onHostOk('bgf-h1', `rm -f ${PIDFILE}`);
     const id = await send([H1], [`sleep 600 & echo $! >${PIDFILE}`, 'wait']);
-    await until(id, H1, (r) => r.Status === 'InProgress', 'the sleep to run');
+    await aws.ssm.waitForInvocation((i) => i.commandId === id && i.status === 'InProgress');
     const pid = (await waitFor(async () => (await onHost('bgf-h1', `cat ${PIDFILE}`)).stdout.trim(), { what: 'the pid file on bgf-h1' })).trim();
     aws.instances.setState(H1, 'stopped');
     try {
@@ -277,6 +280,18 @@ describe('fake SSM Run Command on the fleet hosts', () => {
     } finally {
       aws.instances.setState(H1, 'running');
     }
+  });
+
+  test('the agent runs 5 scripts at once: a 6th waits Pending for a free worker', async () => {
+    await onHostOk('bgf-h1', `rm -f ${FLAG}`);
+    const wait = [`while [ ! -e ${FLAG} ]; do sleep 0.05; done`];
+    const ids: string[] = [];
+    for (let i = 0; i < 6; i++) ids.push(await send([H1], wait));
+    await aws.ssm.waitForInvocation(() => aws.ssm.invocations().filter((i) => ids.includes(i.commandId) && i.status === 'InProgress').length === 5);
+    expect((await until(ids[5], H1, () => true, 'the 6th invocation to show')).Status).toBe('Pending');
+    await onHostOk('bgf-h1', `touch ${FLAG}`);
+    for (const id of ids) expect((await until(id, H1, ended, 'each to end')).Status).toBe('Success');
+    await onHostOk('bgf-h1', `rm -f ${FLAG}`);
   });
 
   test('executionTimeout kills the script: TimedOut / ExecutionTimedOut, 137', async () => {

@@ -170,6 +170,8 @@ export interface FakeAwsRequest {
   service: 'ssm' | 'ec2';
   /** "SendCommand", "DescribeInstances", ... */
   operation: string;
+  /** SSM: the X-Amz-Target header ("AmazonSSM.SendCommand"); EC2: the Action */
+  target: string;
   /** ms since epoch */
   at: number;
   region: string;

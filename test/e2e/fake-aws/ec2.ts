@@ -183,7 +183,7 @@ export async function startFakeEc2(store: InstanceStore): Promise<FakeEc2> {
       const action = form.get('Action') ?? '';
       const body: Record<string, string> = {};
       for (const [k, v] of form) body[k] = v;
-      requests.push({ service: 'ec2', operation: action, at: Date.now(), region: req.sig.region, accessKeyId: req.sig.accessKeyId, body, raw: req.raw });
+      requests.push({ service: 'ec2', operation: action, target: action, at: Date.now(), region: req.sig.region, accessKeyId: req.sig.accessKeyId, body, raw: req.raw });
 
       const fault = faults.take(action);
       if (fault) throw new AwsError(fault.code ?? 'RequestLimitExceeded', fault.message ?? 'Request limit exceeded.', fault.status ?? (fault.code ? 400 : 503));

@@ -7,6 +7,7 @@
  * It behaves like the service plus the SSM agent, as far as a deploy tool can tell:
  * - an invocation does not exist (InvocationDoesNotExist) for `invisibleMs` after SendCommand;
  * - the agent picks a command up `pickupDelayMs` after it was sent (Pending until then), and only while online;
+ *   it runs at most `workersPerInstance` (5) scripts at once, the others stay Pending until a worker is free;
  * - the script (the commands joined with newlines) is written to _script.sh in an orchestration directory on the
  *   host and run as root with `sh -c <script path>`, stdin /dev/null, cwd that directory (or workingDirectory), a
  *   clean environment (PATH, AWS_SSM_INSTANCE_ID, AWS_SSM_REGION_NAME: no HOME, as under systemd), inside the
@@ -86,6 +87,8 @@ export interface FakeSsmOptions {
    * service's exact limit is not documented where we looked; a test can set one to prove commands stay small.
    */
   maxParametersBytes?: number;
+  /** scripts one agent runs at once (the agent's CommandWorkersLimit, default 5); more wait Pending for a free worker */
+  workersPerInstance?: number;
 }
 
 export interface FakeSsm {
@@ -96,10 +99,13 @@ export interface FakeSsm {
   sentParameters(): Record<string, string[]>[];
   /** snapshots of every invocation, oldest first */
   invocations(): FakeInvocation[];
-  setPickupDelay(ms: number): void;
+  /** for commands sent from now on; with an instance id, for that instance only (a slow agent) */
+  setPickupDelay(ms: number, instanceId?: string): void;
   setInvisibleWindow(ms: number): void;
   /** the next n calls (of `spec.operation`, default any) fail with spec.code (default ThrottlingException) */
   failNext(n: number, spec?: FaultSpec): void;
+  /** the first invocation (snapshot) for which `pred` holds, polling every 20 ms (rejects after timeoutMs, default 60 s) */
+  waitForInvocation(pred: (inv: FakeInvocation) => boolean, timeoutMs?: number): Promise<FakeInvocation>;
   /** resolves once no invocation is Pending, InProgress or Cancelling (rejects after timeoutMs, default 60 s) */
   idle(timeoutMs?: number): Promise<void>;
   /** kills every running script, removes the scripts from the hosts, stops the server */
@@ -115,6 +121,8 @@ interface Invocation extends FakeInvocation {
   timedOut?: boolean;
   /** the instance stopped under it */
   lost?: boolean;
+  /** its pick-up delay has passed: it starts as soon as the agent has a free worker */
+  ready?: boolean;
   out: Buffer[];
   outBytes: number;
   err: Buffer[];
@@ -177,6 +185,8 @@ export async function startFakeSsm(store: InstanceStore, opts: FakeSsmOptions = 
   const byKey = new Map<string, Invocation>();
   let invisibleMs = opts.invisibleMs ?? 300;
   let pickupDelayMs = opts.pickupDelayMs ?? 300;
+  const pickupDelayOf = new Map<string, number>();
+  const pickupDelay = (instanceId: string) => pickupDelayOf.get(instanceId) ?? pickupDelayMs;
   let closed = false;
   const key = (commandId: string, instanceId: string) => `${commandId}/${instanceId}`;
   const visible = (inv: Invocation) => Date.now() - inv.requestedAt.getTime() >= invisibleMs;
@@ -192,6 +202,7 @@ export async function startFakeSsm(store: InstanceStore, opts: FakeSsmOptions = 
   };
 
   const finish = (inv: Invocation, end: NonNullable<Invocation['unreported']>) => {
+    if (TERMINAL.includes(inv.status) || inv.unreported) return; // ended already (a spawn 'error' is followed by 'close')
     for (const t of inv.timers) clearTimeout(t);
     inv.timers = [];
     // the agent reports the end when it can: until then the service still says InProgress/Cancelling
@@ -211,10 +222,13 @@ export async function startFakeSsm(store: InstanceStore, opts: FakeSsmOptions = 
     }
   };
 
+  const workers = opts.workersPerInstance ?? 5;
   const start = (inv: Invocation) => {
     if (inv.status !== 'Pending') return;
     const inst = store.get(inv.instanceId);
     if (!store.managed(inst) || !inst?.host) return; // picked up when the agent is back (or delivery times out)
+    inv.ready = true;
+    if (invocations.filter((i) => i.instanceId === inv.instanceId && running(i)).length >= workers) return; // startNext() takes it
     const host = inst.host;
     inv.dir = `${AGENT_DIR}/${inv.instanceId}/document/orchestration/${inv.commandId}/awsrunShellScript/0.awsrunShellScript`;
     const env = { PATH: AGENT_PATH, AWS_SSM_INSTANCE_ID: inv.instanceId, AWS_SSM_REGION_NAME: inv.region, ...(opts.env ?? {}) };
@@ -264,6 +278,9 @@ export async function startFakeSsm(store: InstanceStore, opts: FakeSsmOptions = 
           // killed by a signal we did not send: Go's exit code -1
           else finish(inv, { status: 'Failed', statusDetails: 'Failed', responseCode: signal ? -1 : (code ?? -1), endedAt });
           resolve();
+          // a worker is free: the oldest command waiting for one starts
+          const next = invocations.find((i) => i.instanceId === inv.instanceId && i.status === 'Pending' && i.ready);
+          if (next && !closed) start(next);
         });
       })
     );
@@ -284,7 +301,7 @@ export async function startFakeSsm(store: InstanceStore, opts: FakeSsmOptions = 
           Object.assign(inv, inv.unreported);
           inv.unreported = undefined;
         }
-        if (inv.status === 'Pending') schedule(inv, pickupDelayMs, () => start(inv));
+        if (inv.status === 'Pending') schedule(inv, pickupDelay(inv.instanceId), () => start(inv));
       }
     }
   });
@@ -354,7 +371,7 @@ export async function startFakeSsm(store: InstanceStore, opts: FakeSsmOptions = 
       };
       invocations.push(inv);
       byKey.set(key(commandId, instanceId), inv);
-      schedule(inv, pickupDelayMs, () => start(inv));
+      schedule(inv, pickupDelay(instanceId), () => start(inv));
       schedule(inv, deliveryTimeoutSeconds * 1000, () => {
         if (inv.status === 'Pending') finish(inv, { status: 'TimedOut', statusDetails: 'DeliveryTimedOut', responseCode: -1, endedAt: new Date() });
       });
@@ -545,7 +562,7 @@ export async function startFakeSsm(store: InstanceStore, opts: FakeSsmOptions = 
         throw new AwsError('SerializationException', 'request body is not JSON');
       }
       const operation = target.startsWith(TARGET_PREFIX) ? target.slice(TARGET_PREFIX.length) : target;
-      requests.push({ service: 'ssm', operation, at: Date.now(), region: req.sig.region, accessKeyId: req.sig.accessKeyId, body, raw: req.raw });
+      requests.push({ service: 'ssm', operation, target, at: Date.now(), region: req.sig.region, accessKeyId: req.sig.accessKeyId, body, raw: req.raw });
       if (!String(req.headers['content-type'] ?? '').startsWith(JSON11)) throw new AwsError('SerializationException', `unexpected content-type ${req.headers['content-type']}`);
       const fault = faults.take(operation);
       if (fault) throw new AwsError(fault.code ?? 'ThrottlingException', fault.message ?? 'Rate exceeded', fault.status ?? 400);
@@ -573,7 +590,22 @@ export async function startFakeSsm(store: InstanceStore, opts: FakeSsmOptions = 
     requests: () => [...requests],
     sentParameters: () => requests.filter((r) => r.operation === 'SendCommand').map((r) => ((r.body as { Parameters?: Record<string, string[]> }).Parameters ?? {})),
     invocations: () => invocations.map(snapshot),
-    setPickupDelay: (ms) => void (pickupDelayMs = ms),
+    setPickupDelay: (ms, instanceId) => {
+      if (instanceId) pickupDelayOf.set(instanceId, ms);
+      else {
+        pickupDelayMs = ms;
+        pickupDelayOf.clear();
+      }
+    },
+    waitForInvocation: async (pred, timeoutMs = 60000) => {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const hit = invocations.map(snapshot).find(pred);
+        if (hit) return hit;
+        if (Date.now() > deadline) throw new Error(`fake-ssm: no invocation matched within ${timeoutMs} ms (have ${invocations.length})`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    },
     setInvisibleWindow: (ms) => void (invisibleMs = ms),
     failNext: (n, spec = {}) => faults.add(n, spec),
     idle,
