@@ -116,10 +116,11 @@ test('deploy under load: every host switches to v2 with no failed request', asyn
 }, 400_000);
 
 test('a failing deploy (unhealthy image) is rolled back: v2 keeps serving everywhere, with the candidate logs', async () => {
-  const { value: r, loads } = await underLoad(() => deploy('unhealthy'));
+  const { value: r, loads } = await underLoad(() => deploy('unhealthy', { 'health-timeout-seconds': '5' }));
   expect(r.code).not.toBe(0);
   expect(r.outputs.result).toBe('failed');
-  expect(r.stdout).toMatch(/health/);
+  expect(r.stdout).toMatch(/::error title=bluegreen-ec2-action%3A failed::health failed on i-0f1ee70000000000[123] \(bgf-h[123]\): GET \/health on port 1945[12] did not answer 2xx within 5 s .*HTTP 404/);
+  expect(r.summary).toContain('Last log lines of the candidate');
   expectNoFailedRequests(loads);
   expect(await versions()).toEqual({ 'bgf-h1': 'v2', 'bgf-h2': 'v2', 'bgf-h3': 'v2' });
   for (const n of NAMES) expect((await dockerPsOn(n, app)).some((c) => c.labels['bluegreen.image']?.endsWith(':unhealthy'))).toBe(false);
