@@ -124,7 +124,7 @@ export class SsmHost implements RemoteHost {
       }
       frame = f;
     }
-    if (!frame) throw new Error(`SSM: ${this.target.label} lost its session key twice in a row; cannot pass stdin`);
+    if (!frame) throw new Error(`SSM: ${this.target.label} could not open the sealed stdin with a fresh session key twice in a row (is openssl on the host OpenSSL 1.0.2 or newer, with RSA-OAEP SHA-256?)`);
     const stdout = (await this.fullStdout(frame)).toString('utf8');
     const stderr = (frame.stderrBytes > frame.err.length ? '…' : '') + frame.err.toString('utf8');
     if (opts.onLine) {
