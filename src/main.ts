@@ -27,7 +27,7 @@ function depsFor(cfg: DeployConfig, deps: RunDeps): RunDeps {
 }
 
 /** Instance ids and tag selectors become hosts (DescribeInstances) before anything is touched; undefined when that failed (reported). */
-async function withHosts(cfg: DeployConfig, deps: RunDeps): Promise<DeployConfig | undefined> {
+async function withHosts(cfg: DeployConfig, deps: RunDeps, env: NodeJS.ProcessEnv, secrets: Secrets): Promise<DeployConfig | undefined> {
   if (!cfg.hostQuery) return cfg;
   try {
     const resolved = await (deps.resolveHosts ?? resolveHosts)(cfg);
@@ -38,6 +38,7 @@ async function withHosts(cfg: DeployConfig, deps: RunDeps): Promise<DeployConfig
     core.setOutput('result', 'failed');
     core.error(e.message, { title: 'bluegreen-ec2-action: no hosts' });
     if (cfg.summary) await writeSummary(`## ❌ ${cfg.command} not started: hosts not found\n\n${e.message.replace(/</g, '&lt;')}\n`);
+    await notifyInvalidInput(env, e, secrets, 'hosts');
     core.setFailed(e.message);
     return undefined;
   }
@@ -58,14 +59,14 @@ function maskSecretInputs(secrets: Secrets, env: NodeJS.ProcessEnv): void {
   }
 }
 
-/** notify-webhook after a run refused for its inputs: the team hears of it like of any failed deploy. */
-async function notifyInvalidInput(env: NodeJS.ProcessEnv, e: InputError, secrets: Secrets): Promise<void> {
+/** notify-webhook after a run refused for its inputs (or hosts not found): the team hears of it like of any failed deploy. */
+async function notifyInvalidInput(env: NodeJS.ProcessEnv, e: Error, secrets: Secrets, step = 'inputs'): Promise<void> {
   const read = envInputReader(env);
   const url = read('notify-webhook');
   if (!/^https?:\/\/\S+$/.test(url) || read('command') === 'status') return;
   const now = new Date().toISOString();
   const ctx = readRunContext(env);
-  const result: RunResult = { deployId: '', command: read('command') || 'deploy', app: read('app-name'), image: '', result: 'failed', startedAt: now, endedAt: now, durationMs: 0, steps: [], hosts: [], error: { step: 'inputs', message: e.message } };
+  const result: RunResult = { deployId: '', command: read('command') || 'deploy', app: read('app-name'), image: '', result: 'failed', startedAt: now, endedAt: now, durationMs: 0, steps: [], hosts: [], error: { step, message: e.message } };
   const warning = await sendNotification(url, { result, ctx, image: '' }, secrets);
   if (warning) core.warning(secrets.redact(warning));
 }
@@ -88,7 +89,7 @@ export async function run(env: NodeJS.ProcessEnv = process.env, deps: RunDeps = 
       return;
     }
     for (const w of cfg.inputWarnings) core.warning(w, { title: 'bluegreen-ec2-action: input ignored' });
-    const resolved = await withHosts(cfg, deps);
+    const resolved = await withHosts(cfg, deps, env, secrets);
     if (!resolved) return;
     const runDeps = depsFor(resolved, deps);
     if (resolved.command === 'status') await statusCommand(resolved, ctx, secrets, runDeps, sink, env);
