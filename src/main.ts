@@ -13,11 +13,36 @@ import { actionsConsole, type ConsoleSink } from './report/log.js';
 import { sendNotification } from './report/notify.js';
 import { writeSummary } from './report/publish.js';
 import { Secrets } from './report/secrets.js';
+import { HostResolveError, resolveHosts } from './hosts/resolve.js';
 import { connect } from './ssh/connection.js';
 
 // The AWS SDK is most of the bundle: loaded when needed, it stays out of the cold start.
 const fetchEcrToken: RunDeps['fetchEcrToken'] = async (region) => (await import('./registry/ecr.js')).fetchEcrToken(region);
 const defaultDeps: RunDeps = { connect, fetchEcrToken };
+
+/** transport: ssm reaches hosts through AWS Systems Manager Run Command; its SDK is loaded only then. */
+function depsFor(cfg: DeployConfig, deps: RunDeps): RunDeps {
+  if (cfg.transport !== 'ssm' || deps !== defaultDeps) return deps;
+  return { ...deps, connect: async (target, _ssh, opts) => (await import('./transport/ssm/connect.js')).connectSsm(target, cfg, opts?.signal) };
+}
+
+/** Instance ids and tag selectors become hosts (DescribeInstances) before anything is touched; undefined when that failed (reported). */
+async function withHosts(cfg: DeployConfig, deps: RunDeps, env: NodeJS.ProcessEnv, secrets: Secrets): Promise<DeployConfig | undefined> {
+  if (!cfg.hostQuery) return cfg;
+  try {
+    const resolved = await (deps.resolveHosts ?? resolveHosts)(cfg);
+    core.info(`hosts: ${resolved.hosts.map((h) => `${h.label}${cfg.transport === 'ssh' && h.instanceId ? ` at ${h.host}` : ''}`).join(', ')} (found with EC2 DescribeInstances in ${cfg.awsRegion})`);
+    return resolved;
+  } catch (e) {
+    if (!(e instanceof HostResolveError)) throw e;
+    core.setOutput('result', 'failed');
+    core.error(e.message, { title: 'bluegreen-ec2-action: no hosts' });
+    if (cfg.summary) await writeSummary(`## ❌ ${cfg.command} not started: hosts not found\n\n${e.message.replace(/</g, '&lt;')}\n`);
+    await notifyInvalidInput(env, e, secrets, 'hosts');
+    core.setFailed(e.message);
+    return undefined;
+  }
+}
 
 /** Masks every secret input before anything else can print it. */
 function maskSecretInputs(secrets: Secrets, env: NodeJS.ProcessEnv): void {
@@ -34,14 +59,14 @@ function maskSecretInputs(secrets: Secrets, env: NodeJS.ProcessEnv): void {
   }
 }
 
-/** notify-webhook after a run refused for its inputs: the team hears of it like of any failed deploy. */
-async function notifyInvalidInput(env: NodeJS.ProcessEnv, e: InputError, secrets: Secrets): Promise<void> {
+/** notify-webhook after a run refused for its inputs (or hosts not found): the team hears of it like of any failed deploy. */
+async function notifyInvalidInput(env: NodeJS.ProcessEnv, e: Error, secrets: Secrets, step = 'inputs'): Promise<void> {
   const read = envInputReader(env);
   const url = read('notify-webhook');
   if (!/^https?:\/\/\S+$/.test(url) || read('command') === 'status') return;
   const now = new Date().toISOString();
   const ctx = readRunContext(env);
-  const result: RunResult = { deployId: '', command: read('command') || 'deploy', app: read('app-name'), image: '', result: 'failed', startedAt: now, endedAt: now, durationMs: 0, steps: [], hosts: [], error: { step: 'inputs', message: e.message } };
+  const result: RunResult = { deployId: '', command: read('command') || 'deploy', app: read('app-name'), image: '', result: 'failed', startedAt: now, endedAt: now, durationMs: 0, steps: [], hosts: [], error: { step, message: e.message } };
   const warning = await sendNotification(url, { result, ctx, image: '' }, secrets);
   if (warning) core.warning(secrets.redact(warning));
 }
@@ -63,8 +88,12 @@ export async function run(env: NodeJS.ProcessEnv = process.env, deps: RunDeps = 
       core.setFailed(e.message);
       return;
     }
-    if (cfg.command === 'status') await statusCommand(cfg, ctx, secrets, deps, sink, env);
-    else await deployCommand(cfg, ctx, secrets, deps, sink, env);
+    for (const w of cfg.inputWarnings) core.warning(w, { title: 'bluegreen-ec2-action: input ignored' });
+    const resolved = await withHosts(cfg, deps, env, secrets);
+    if (!resolved) return;
+    const runDeps = depsFor(resolved, deps);
+    if (resolved.command === 'status') await statusCommand(resolved, ctx, secrets, runDeps, sink, env);
+    else await deployCommand(resolved, ctx, secrets, runDeps, sink, env);
   } catch (e) {
     const err = e as Error;
     core.debug(secrets.redact(err.stack ?? ''));

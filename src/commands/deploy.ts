@@ -22,7 +22,7 @@ export async function deployCommand(cfg: DeployConfig, ctx: RunContext, secrets:
   const log = new RunLog(logFile, secrets, sink, cfg.hosts.length);
   const what = cfg.command === 'rollback' ? `rollback${cfg.rollbackTo ? ` to ${cfg.rollbackTo}` : ''}` : `${cfg.image.repository}${cfg.image.digest ? `@${cfg.image.digest}` : `:${cfg.image.tag}`}`;
   const fleet = cfg.hosts.length > 1 ? `, rollout: ${cfg.rollout.strategy}, on-host-failure: ${cfg.rollout.onHostFailure}` : '';
-  const via = cfg.ssh.jump ? `, via ${cfg.ssh.jump.target.label}` : '';
+  const via = cfg.transport === 'ssm' ? ', transport: ssm (AWS Systems Manager Run Command)' : cfg.ssh.jump ? `, via ${cfg.ssh.jump.target.label}` : '';
   log.log('info', `bluegreen-ec2-action: ${cfg.command} ${cfg.app} ← ${what} on ${cfg.hosts.map((h) => h.label).join(', ')} (traffic: ${cfg.traffic}${fleet}${via}, deploy ${deployId})`);
   if (cfg.ssh.hostKeys.insecureIgnore) log.log('warn', 'ssh-insecure-ignore-host-key is true: host keys are NOT verified, so a man-in-the-middle could impersonate the host');
 

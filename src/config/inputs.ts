@@ -3,7 +3,7 @@
  * are collected and reported together; each names the input, what is wrong and a right example.
  */
 import type { RunContext } from './context.js';
-import type { Command, DeployConfig } from './types.js';
+import type { Command, DeployConfig, Transport } from './types.js';
 import { Collector, InputError, type InputReader } from './inputs/collector.js';
 import { readContainer } from './inputs/container.js';
 import { readApp, readImage } from './inputs/image.js';
@@ -19,13 +19,19 @@ export { normalizePrivateKey, parseHosts } from './inputs/ssh.js';
 export function readConfig(read: InputReader, ctx: RunContext, env: NodeJS.ProcessEnv = process.env): DeployConfig {
   const c = new Collector(read);
   const command = c.oneOf<Command>('command', ['deploy', 'rollback', 'status']);
-  const { hosts, ssh } = readSsh(c);
+  const transport = c.oneOf<Transport>('transport', ['ssh', 'ssm']);
+  const hostsSection = readSsh(c, transport);
   const rollout = readRollout(c);
   const app = readApp(c);
   const image = readImage(c, command, ctx, env);
   const container = readContainer(c, read);
   const traffic = readTraffic(c, app);
   const run = readRunSettings(c, ctx, app, traffic.traffic);
+  // Instance ids and tags are looked up with EC2, and SSM is regional: both need the region.
+  if (!image.awsRegion && (transport === 'ssm' || hostsSection.hostQuery)) {
+    c.fail('aws-region', `is required ${transport === 'ssm' ? 'for transport: ssm' : 'to find hosts by instance id or tag'} (it could not be read from the image host or AWS_REGION)`, 'us-east-1');
+  }
+  if (transport === 'ssm' && run.smokeTest) c.fail('smoke-test', 'needs transport: ssh (it reaches the candidate through a forwarded port, which SSM Run Command cannot give)', '(leave empty with transport: ssm)');
   if (c.problems.length) throw new InputError(c.problems);
-  return { command, hosts, ssh, rollout, app, ...image, ...container, ...traffic, ...run };
+  return { command, transport, ...hostsSection, rollout, app, ...image, ...container, ...traffic, ...run };
 }

@@ -4,6 +4,8 @@ export type Command = 'deploy' | 'rollback' | 'status';
 export type Color = 'blue' | 'green';
 export type Traffic = 'nginx' | 'port-swap' | 'haproxy';
 export type RegistryAuth = 'ecr' | 'ecr-on-host' | 'password' | 'none';
+/** How commands reach the hosts: SSH, or AWS Systems Manager Run Command (no inbound port). */
+export type Transport = 'ssh' | 'ssm';
 
 export interface HostTarget {
   /** What the user wrote, used in logs and reports: `host` or `host:port`. */
@@ -11,6 +13,22 @@ export interface HostTarget {
   host: string;
   port: number;
   user: string;
+  /** The EC2 instance, when the host was named by instance id or found by tag (src/hosts/resolve.ts). */
+  instanceId?: string;
+  /** Its Name tag. */
+  name?: string;
+}
+
+/**
+ * The hosts input's EC2 part, resolved with DescribeInstances in the run (after the inputs are checked): instance ids,
+ * and tag selectors that are ANDed (running instances only).
+ */
+export interface HostQuery {
+  instanceIds: string[];
+  tags: Array<{ key: string; value: string }>;
+  /** transport: ssh: user and port of the hosts found (ssh-user, ssh-port). */
+  user: string;
+  port: number;
 }
 
 export interface HostKeyPolicy {
@@ -74,8 +92,16 @@ export interface NginxHealthUrl {
 
 export interface DeployConfig {
   command: Command;
+  transport: Transport;
+  /** Hosts named by address; with a hostQuery, the instances it resolves to are added in the run (resolveHosts). */
   hosts: HostTarget[];
+  /** Instance ids and tag selectors of the hosts input, still to resolve (undefined: none). */
+  hostQuery?: HostQuery;
+  /** ssh-address: which address of an instance found by id or tag SSH connects to. */
+  sshAddress: 'private' | 'public';
   ssh: SshSettings;
+  /** Inputs that were set but do not apply (e.g. ssh-private-key with transport: ssm): warned about, not fatal. */
+  inputWarnings: string[];
   rollout: Rollout;
   app: string;
   image: ImageRef;

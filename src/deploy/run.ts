@@ -19,6 +19,8 @@ export interface RunDeps {
   fetchEcrToken(region: string): Promise<RegistryCredentials>;
   /** Aborted when the workflow run is cancelled. */
   signal?: AbortSignal;
+  /** Tests: instead of EC2 DescribeInstances for instance ids and tag selectors (src/hosts/resolve.ts). */
+  resolveHosts?: (cfg: DeployConfig) => Promise<DeployConfig>;
 }
 
 export interface RunResult {

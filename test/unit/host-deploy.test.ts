@@ -31,6 +31,9 @@ function liveBlue(label = 'h1'): FakeHost {
 function makeConfig(over: Partial<DeployConfig> = {}): DeployConfig {
   return {
     command: 'deploy',
+    transport: 'ssh',
+    sshAddress: 'private',
+    inputWarnings: [],
     hosts: [{ label: 'h1', host: 'h1', port: 22, user: 'ec2-user' }],
     ssh: { privateKey: 'KEY', hostKeys: { knownHosts: '', fingerprints: [], insecureIgnore: true }, connectTimeoutMs: 1000, connectRetries: 0 },
     rollout: { strategy: 'parallel', batchWaitMs: 0, onHostFailure: 'rollback-all' },

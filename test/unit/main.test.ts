@@ -105,3 +105,20 @@ test('an unexpected error is reported as a crash, with secrets redacted', async 
   expect(outputs.result).toBe('failed');
   expect(failed).toEqual(['bluegreen-ec2-action crashed: the log sink broke while printing ***']);
 });
+
+test('hosts by tag that match nothing: the run fails before any host is connected, saying what was looked for', async () => {
+  const connect = jest.fn(refused.connect);
+  const { HostResolveError } = await import('../../src/hosts/resolve.js');
+  const deps: RunDeps = {
+    ...refused,
+    connect,
+    resolveHosts: async () => {
+      throw new HostResolveError('hosts: no running instance matches tag:Role=web in us-east-1 (DescribeInstances filters: tag:Role=web, instance-state-name=running); nothing was touched');
+    }
+  };
+  await run(env({ transport: 'ssm', hosts: 'tag:Role=web', 'aws-region': 'us-east-1', 'ssh-private-key': '', 'ssh-insecure-ignore-host-key': '' }), deps, quiet);
+  expect(outputs.result).toBe('failed');
+  expect(failed).toEqual([expect.stringContaining('no running instance matches tag:Role=web in us-east-1')]);
+  expect(errors.map((e) => e.title)).toEqual(['bluegreen-ec2-action: no hosts']);
+  expect(connect).not.toHaveBeenCalled();
+});

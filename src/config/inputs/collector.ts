@@ -5,6 +5,9 @@
 /** Defaults applied when an input is empty; action.yml declares the same values (a unit test checks). */
 export const DEFAULTS = {
   command: 'deploy',
+  transport: 'ssh',
+  'ssh-address': 'private',
+  'ssm-run-as': 'root',
   'ssh-user': 'ec2-user',
   'ssh-port': '22',
   'ssh-insecure-ignore-host-key': 'false',

@@ -1,16 +1,51 @@
-/** The SSH section: hosts, key, host keys, connect behaviour and the bastion. */
+/** The SSH section: hosts, key, host keys, connect behaviour and the bastion (and which of it transport: ssm ignores). */
 import { utils as ssh2Utils } from 'ssh2';
-import type { HostTarget, JumpHost, SshSettings } from '../types.js';
+import type { HostQuery, HostTarget, JumpHost, SshSettings, Transport } from '../types.js';
 import { parseKnownHosts } from '../../ssh/known-hosts.js';
-import { Collector, FINGERPRINT, HOSTNAME, IPV6, printable, USER } from './collector.js';
+import { Collector, DEFAULTS, FINGERPRINT, HOSTNAME, IPV6, printable, USER } from './collector.js';
 
-export function readSsh(c: Collector): { hosts: HostTarget[]; ssh: SshSettings } {
+/** Inputs only the ssh transport reads: with transport: ssm a value other than the default is warned about. */
+export const SSH_ONLY_INPUTS = ['ssh-user', 'ssh-port', 'ssh-private-key', 'ssh-passphrase', 'ssh-known-hosts', 'ssh-host-fingerprint', 'ssh-insecure-ignore-host-key', 'ssh-connect-timeout-seconds', 'ssh-connect-retries', 'ssh-address', 'jump-host', 'jump-private-key', 'jump-passphrase', 'jump-known-hosts'] as const;
+
+/** transport: ssm has no SSH: these settings are never used. */
+const NO_SSH: SshSettings = { privateKey: '', hostKeys: { knownHosts: '', fingerprints: [], insecureIgnore: false }, connectTimeoutMs: 20000, connectRetries: 0 };
+
+const INSTANCE_ID = /^i-(?:[0-9a-f]{8}|[0-9a-f]{17})$/;
+/** An instance id as the action writes it in outputs (`i-… (Name)`): accepted back as input. */
+const INSTANCE_ENTRY = /^(i-[0-9a-f]+)(?:\s*\([^()]*\))?$/;
+
+export interface HostsSection {
+  hosts: HostTarget[];
+  hostQuery?: HostQuery;
+  sshAddress: 'private' | 'public';
+  ssh: SshSettings;
+  inputWarnings: string[];
+}
+
+export function readSsh(c: Collector, transport: Transport = 'ssh'): HostsSection {
+  const inputWarnings: string[] = [];
+  const example = transport === 'ssm' ? 'tag:Role=backend (or i-0abc12345def67890, i-0def…)' : '10.0.1.5, ec2-user@10.0.1.6:2222 (or tag:Role=backend, i-0abc12345def67890)';
+  if (transport === 'ssm') {
+    // SSM runs commands as root; ssm-run-as runs them as that user (in its home: the ssh transport's state and permissions).
+    const runAs = c.get('ssm-run-as');
+    if (!USER.test(runAs)) c.fail('ssm-run-as', `is not a valid user name (got "${printable(runAs)}")`, 'ec2-user');
+    const { hosts, query, problems } = parseHosts(c.raw('hosts'), runAs, 22);
+    for (const p of problems) c.fail('hosts', p, example);
+    for (const h of hosts) c.fail('hosts', `"${printable(h.label)}" is an address: with transport: ssm name hosts by instance id or tag:KEY=VALUE`, example);
+    const inputWarnings = SSH_ONLY_INPUTS.filter((n) => {
+      const v = c.raw(n);
+      return v !== '' && v !== (DEFAULTS as Record<string, string>)[n];
+    }).map((n) => `input ${n} does not apply with transport: ssm (commands go through AWS Systems Manager, not SSH): ignored`);
+    return { hosts: [], hostQuery: query, sshAddress: 'private', ssh: NO_SSH, inputWarnings };
+  }
+  if (c.get('ssm-run-as') !== DEFAULTS['ssm-run-as']) inputWarnings.push('input ssm-run-as only applies with transport: ssm: ignored');
   const sshUser = c.get('ssh-user');
   if (!USER.test(sshUser)) c.fail('ssh-user', `is not a valid user name (got "${printable(sshUser)}")`, 'ec2-user');
   const sshPort = c.port('ssh-port');
   const hostsRaw = c.raw('hosts');
-  const { hosts, problems: hostProblems } = parseHosts(hostsRaw, sshUser, sshPort);
-  for (const p of hostProblems) c.fail('hosts', p, '10.0.1.5, ec2-user@10.0.1.6:2222');
+  const { hosts, query, problems: hostProblems } = parseHosts(hostsRaw, sshUser, sshPort);
+  for (const p of hostProblems) c.fail('hosts', p, example);
+  const sshAddress = c.oneOf<'private' | 'public'>('ssh-address', ['private', 'public']);
 
   const normalizedKey = readPrivateKey(c, 'ssh-private-key', 'ssh-passphrase', true) ?? '';
   const passphrase = c.raw('ssh-passphrase') || undefined;
@@ -29,14 +64,39 @@ export function readSsh(c: Collector): { hosts: HostTarget[]; ssh: SshSettings }
   const connectTimeoutMs = c.number('ssh-connect-timeout-seconds', 1, 600) * 1000;
   const connectRetries = c.number('ssh-connect-retries', 0, 10, { integer: true });
   const jump = readJumpHost(c, sshUser, { privateKey: normalizedKey, passphrase, hostKeys: { knownHosts, fingerprints, insecureIgnore } });
-  return { hosts, ssh: { privateKey: normalizedKey, passphrase, hostKeys: { knownHosts, fingerprints, insecureIgnore }, connectTimeoutMs, connectRetries, jump } };
+  return { hosts, hostQuery: query, sshAddress, ssh: { privateKey: normalizedKey, passphrase, hostKeys: { knownHosts, fingerprints, insecureIgnore }, connectTimeoutMs, connectRetries, jump }, inputWarnings };
 }
 
-export function parseHosts(value: string, defaultUser: string, defaultPort: number): { hosts: HostTarget[]; problems: string[] } {
+/**
+ * The hosts input: addresses (`host`, `host:port`, `user@host:port`, `[ipv6]:port`), EC2 instance ids (`i-…`, also
+ * as `i-… (Name)`, the way outputs name them) and tag selectors `tag:KEY=VALUE` (several are ANDed). Ids and tags
+ * go to `query`, resolved in the run.
+ */
+export function parseHosts(value: string, defaultUser: string, defaultPort: number): { hosts: HostTarget[]; problems: string[]; query?: HostQuery } {
   const hosts: HostTarget[] = [];
   const problems: string[] = [];
+  const query: HostQuery = { instanceIds: [], tags: [], user: defaultUser, port: defaultPort };
   const entries = value.split(/[,\n]/).map((s) => s.trim()).filter((s) => s !== '' && !s.startsWith('#'));
   for (const entry of entries) {
+    if (entry.startsWith('tag:')) {
+      const eq = entry.indexOf('=');
+      const key = eq > 0 ? entry.slice(4, eq).trim() : '';
+      const val = eq > 0 ? entry.slice(eq + 1).trim() : '';
+      // EC2 tag keys: up to 128 characters, values up to 256; no wildcards (DescribeInstances would expand them).
+      if (!key || !val || key.length > 128 || val.length > 256 || /[*?]/.test(key + val) || printable(key + val) !== key + val) {
+        problems.push(`"${printable(entry)}" is not a tag selector tag:KEY=VALUE (non-empty key and value, printable ASCII, no * or ?)`);
+      } else if (query.tags.some((t) => t.key === key)) {
+        problems.push(`"${printable(entry)}": tag ${printable(key)} is given twice (selectors are ANDed, so an instance would need both values)`);
+      } else query.tags.push({ key, value: val });
+      continue;
+    }
+    const id = INSTANCE_ENTRY.exec(entry);
+    if (id) {
+      if (!INSTANCE_ID.test(id[1])) problems.push(`"${printable(entry)}" is not an EC2 instance id (i- and 8 or 17 hex digits)`);
+      else if (query.instanceIds.includes(id[1])) problems.push(`"${printable(entry)}" is listed twice`);
+      else query.instanceIds.push(id[1]);
+      continue;
+    }
     let rest = entry;
     let user = defaultUser;
     const at = rest.lastIndexOf('@');
@@ -81,7 +141,7 @@ export function parseHosts(value: string, defaultUser: string, defaultPort: numb
     hosts.push({ label, host, port, user });
   }
   if (entries.length === 0) problems.push('is empty');
-  return { hosts, problems };
+  return { hosts, problems, query: query.instanceIds.length || query.tags.length ? query : undefined };
 }
 
 /** Reads and checks a private key input (and its passphrase input); undefined when missing or unusable. */
@@ -128,7 +188,8 @@ function readJumpHost(c: Collector, sshUser: string, fallback: Omit<JumpHost, 't
     if (!raw && c.raw(name)) c.fail(name, 'only applies together with jump-host', `jump-host: ${example}`);
   }
   if (!raw) return undefined;
-  const { hosts, problems } = parseHosts(raw, sshUser, 22);
+  const { hosts, problems, query } = parseHosts(raw, sshUser, 22);
+  if (query) problems.push('must be an address (a bastion is not found by instance id or tag)');
   if (problems.length || hosts.length !== 1) {
     c.fail('jump-host', hosts.length > 1 ? 'must name exactly one host' : `${problems[0] ?? 'is invalid'}`, example);
     return undefined;
