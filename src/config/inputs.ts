@@ -4,6 +4,7 @@
  */
 import type { RunContext } from './context.js';
 import type { Command, DeployConfig } from './types.js';
+import { checkAlbFits, readAlb } from './inputs/alb.js';
 import { Collector, InputError, type InputReader } from './inputs/collector.js';
 import { readContainer } from './inputs/container.js';
 import { readApp, readImage } from './inputs/image.js';
@@ -25,7 +26,9 @@ export function readConfig(read: InputReader, ctx: RunContext, env: NodeJS.Proce
   const image = readImage(c, command, ctx, env);
   const container = readContainer(c, read);
   const traffic = readTraffic(c, app);
+  const alb = readAlb(c, traffic.traffic);
+  checkAlbFits(c, alb.alb, image.awsRegion, rollout, hosts.length);
   const run = readRunSettings(c, ctx, app, traffic.traffic);
   if (c.problems.length) throw new InputError(c.problems);
-  return { command, hosts, ssh, rollout, app, ...image, ...container, ...traffic, ...run };
+  return { command, hosts, ssh, rollout, app, ...image, ...container, ...traffic, ...alb, ...run };
 }
