@@ -12,6 +12,10 @@ import type { DeployConfig, HostTarget } from '../../src/config/types.js';
 import { runDeploy, type RunDeps } from '../../src/deploy/run.js';
 import { RunLog, type ConsoleSink } from '../../src/report/log.js';
 import { Secrets } from '../../src/report/secrets.js';
+import { renderSummary } from '../../src/report/summary.js';
+import { albFindings, readAlbStatus } from '../../src/status/alb-status.js';
+import type { HostStatus } from '../../src/status/host-status.js';
+import { AlbTraffic } from '../../src/traffic/alb/traffic.js';
 import { explainElbError, forwardWeights, withWeights } from '../../src/traffic/alb/elb.js';
 import { parseIdentity } from '../../src/traffic/alb/identity.js';
 import { readListenerState } from '../../src/traffic/alb/listener-switch.js';
@@ -166,6 +170,21 @@ describe('traffic alb, a listener and a group per colour (fleet switch)', () => 
     for (const h of hosts) expect(h.containers()).toEqual([['shop-blue', 'exited'], ['shop-green', 'running']]);
     expect(r.alb?.before).toEqual({ blue: 1, green: 0 });
     expect(r.alb?.after).toEqual({ blue: 0, green: 100 });
+    const md = renderSummary(r, { traffic: 'alb' });
+    expect(md).toContain('weights before **blue 1, green 0** → after **blue 0, green 100**');
+    expect(md).toMatch(/\| h2 \| i-0f1ee700000000002:8082 \(green, web-green\) \| [0-9:.]+ initial → [0-9:.]+ healthy \|/);
+
+    // status: the listener's weights and each group's targets, this host's marked.
+    const cfg = listenerCfg(3);
+    const st = await readAlbStatus(cfg, hosts[0], new AlbTraffic(cfg, async () => alb.elb()));
+    expect(st.listener?.weights).toEqual({ blue: 0, green: 100 });
+    expect(st.routed).toBe('green');
+    expect(st.groups.green?.targets.find((t) => t.color)).toEqual({ target: `${hosts[0].instanceId}:${PORTS.green}`, state: 'healthy', reason: undefined, color: 'green' });
+    expect(st.groups.green?.targets).toHaveLength(3);
+    expect(st.groups.blue?.targets).toEqual([]);
+    const hs = { colors: { blue: { exists: true, state: 'exited', role: 'standby' }, green: { exists: true, state: 'running', role: 'live' } }, lock: { held: false } } as unknown as HostStatus;
+    expect(albFindings(hs, st)).toEqual([]);
+    expect(albFindings({ ...hs, colors: { ...hs.colors, green: { exists: true, state: 'exited', role: 'live' } } } as HostStatus, st)).toEqual([{ level: 'error', message: 'the load balancer routes to green, whose container on this host is exited' }]);
 
     // rollback: the kept blue on every host, healthy in web-blue, then one call moves the listener back.
     const { log: log2 } = makeLog(3);
