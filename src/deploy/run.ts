@@ -58,7 +58,7 @@ export async function runDeploy(cfg: DeployConfig, ctx: RunContext, log: RunLog,
   const runSteps: StepRecord[] = [];
   const base = { deployId, command: cfg.command, app: cfg.app, image: cfg.command === 'deploy' ? imageReference(cfg.image) : '', startedAt: new Date(started).toISOString() };
   // traffic alb: one load balancer client and (alb-listener) one fleet switch for every host of the run.
-  const alb = cfg.traffic === 'alb' ? new AlbTraffic(cfg, deps.elb) : undefined;
+  const alb = cfg.traffic === 'alb' ? new AlbTraffic(cfg, deps.elb, (m) => log.log('info', m)) : undefined;
   const finish = (hosts: HostResult[], error?: RunResult['error']): RunResult => ({ ...base, result: error && !hosts.length ? 'failed' : overallResult(hosts), endedAt: new Date().toISOString(), durationMs: Date.now() - started, steps: runSteps, hosts, error, ...(alb?.report() ? { alb: alb.report() } : {}) });
 
   let login: LoginMode = { kind: 'none' };

@@ -152,9 +152,25 @@ describe('traffic alb, a listener and a group per colour (fleet switch)', () => 
     f.alb.addGroup('web-blue');
     f.alb.addGroup('web-green');
     for (const h of f.hosts) f.alb.seed('web-blue', h.instanceId, PORTS.blue);
-    f.alb.forwardTo({ 'web-blue': 1 });
+    f.alb.forwardTo({ 'web-blue': 1, 'web-green': 0 });
     return f;
   }
+
+  test('a forward action that names only the live group gets the idle one with weight 0 first (the ALB checks only used groups)', async () => {
+    const { alb, deps } = setup(2);
+    alb.forwardTo({ 'web-blue': 1 });
+    const { log, lines } = makeLog(2);
+    const r = await runDeploy(listenerCfg(2), ctx, log, new Secrets(), deps);
+    expect(r.result).toBe('success');
+    const mods = alb.callsNamed('ModifyListener');
+    expect(mods).toHaveLength(2);
+    expect(mods[0].seq).toBeLessThan(alb.callsNamed('RegisterTargets')[0].seq);
+    expect(r.alb?.changes.map((c) => [c.kind, c.weights])).toEqual([
+      ['attach', { blue: 1, green: 0 }],
+      ['switch', { blue: 0, green: 100 }]
+    ]);
+    expect(lines.join('\n')).toMatch(/added web-green with weight 0 \(no traffic moves\)/);
+  });
 
   test('deploy: one ModifyListener, after every candidate is registered and healthy; then the old group is emptied', async () => {
     const { hosts, alb, deps } = setup(3);
@@ -215,7 +231,7 @@ describe('traffic alb, a listener and a group per colour (fleet switch)', () => 
     expect(r.result).toBe('failed');
     expect(r.error).toEqual({ step: 'health', host: 'h3', message: expect.stringContaining('did not report') });
     expect(alb.callsNamed('ModifyListener')).toHaveLength(0);
-    expect(alb.weights()).toEqual({ 'web-blue': 1 });
+    expect(alb.weights()).toEqual({ 'web-blue': 1, 'web-green': 0 });
     expect(alb.targetsOf('web-green').filter((t) => !t.endsWith('draining'))).toEqual([]);
     for (const h of hosts) expect(h.containers()).toEqual([['shop-blue', 'running']]);
     expect(alb.targetsOf('web-blue')).toHaveLength(3);
@@ -231,7 +247,7 @@ describe('traffic alb, a listener and a group per colour (fleet switch)', () => 
     expect(r.error?.step).toBe('verify');
     const mods = alb.callsNamed('ModifyListener');
     expect(mods).toHaveLength(2);
-    expect(alb.weights()).toEqual({ 'web-blue': 1 });
+    expect(alb.weights()).toEqual({ 'web-blue': 1, 'web-green': 0 });
     expect(r.alb?.changes.map((c) => c.kind)).toEqual(['switch', 'restore']);
     for (const h of hosts) expect(h.containers()).toEqual([['shop-blue', 'running']]);
     expect(alb.targetsOf('web-blue')).toHaveLength(3);

@@ -31,8 +31,12 @@ export interface ListenerState {
 
 export interface ListenerChange {
   at: string;
-  /** canary: the first share; switch: all of it (or the rest after the canary); restore: back to before the run. */
-  kind: 'canary' | 'switch' | 'restore';
+  /**
+   * attach: the idle group added to the forward action with weight 0 (no traffic moves; the ALB health-checks only
+   * groups a listener uses); canary: the first share; switch: all of it (or the rest after the canary); restore:
+   * back to before the run.
+   */
+  kind: 'attach' | 'canary' | 'switch' | 'restore';
   weights: Record<Color, number>;
 }
 
@@ -101,7 +105,9 @@ export class ListenerSwitch {
   constructor(
     private readonly alb: ListenerMode,
     private readonly shared: AlbShared,
-    private readonly hostCount: number
+    private readonly hostCount: number,
+    /** The run's log, for what is done once for the fleet. */
+    private readonly note: (message: string) => void = () => undefined
   ) {
     this.report0 = { listener: alb.listenerArn, rule: alb.ruleArn, groups: { ...alb.groups }, changes: [] };
   }
@@ -129,9 +135,23 @@ export class ListenerSwitch {
     return readListenerState(await elb.readActions(this.alb.listenerArn, this.alb.ruleArn), groups, this.what);
   }
 
-  /** The listener as it was before this run changed anything (read once, shared by every host's detect). */
+  /**
+   * The listener as it was before this run changed traffic (read once, shared by every host's detect). A forward
+   * action that names only the live group gets the idle one added with weight 0 first: the ALB health-checks the
+   * targets of a group only while a listener uses it (else they stay `unused`, Target.NotInUse).
+   */
   before(): Promise<ListenerState> {
-    this.initial ??= this.read().then((s) => {
+    this.initial ??= this.read().then(async (s) => {
+      const groups = await this.groups();
+      const idle = groups[other(s.live)];
+      if (!(idle.arn in (forwardWeights(s.actions) ?? {}))) {
+        const elb = await this.shared.elb();
+        const actions = withWeights(s.actions, { [groups[s.live].arn]: s.weights[s.live], [idle.arn]: 0 });
+        await elb.writeActions(this.alb.listenerArn, this.alb.ruleArn, actions);
+        this.report0.changes.push({ at: new Date().toISOString(), kind: 'attach', weights: s.weights });
+        this.note(`${this.what} forwarded only to ${groups[s.live].name}: added ${idle.name} with weight 0 (no traffic moves), so that the load balancer health-checks its targets`);
+        s = { ...s, actions };
+      }
       this.report0.before = s.weights;
       this.report0.after ??= s.weights;
       return s;

@@ -127,6 +127,9 @@ export class HostTargets {
         h.log.info(`the load balancer reports ${describeTarget(t)} (${color}) healthy in ${tg.name} after ${Date.now() - t0} ms`);
         return;
       }
+      if (v.reason === 'Target.NotInUse') {
+        throw new StepError(step, `the load balancer does not health-check ${tg.label}: no listener or rule forwards to it (Target.NotInUse). Make a listener rule of the load balancer forward to it${tg.loadBalancerArns.length ? '' : ' (it is attached to no load balancer)'}`);
+      }
       if (v.state === 'unregistered' || v.state === 'draining' || v.state === 'unused') {
         throw new StepError(step, `${describeTarget(t)} (${color}) is ${describeHealth(v)} in ${tg.label}, not registered any more: did something else deregister it?`);
       }

@@ -26,10 +26,11 @@ export class AlbTraffic implements AlbShared {
 
   constructor(
     private readonly cfg: DeployConfig,
-    private readonly load: ElbLoader = loadElb
+    private readonly load: ElbLoader = loadElb,
+    note?: (message: string) => void
   ) {
     const alb = cfg.alb;
-    if (alb?.mode === 'listener') this.listener = new ListenerSwitch(alb, this, cfg.hosts.length);
+    if (alb?.mode === 'listener') this.listener = new ListenerSwitch(alb, this, cfg.hosts.length, note);
   }
 
   elb(): Promise<Elb> {
