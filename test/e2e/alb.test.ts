@@ -150,6 +150,21 @@ describe('one target group: each host swaps its own targets', () => {
     expect(await targets(ONE.group)).toEqual(all(ONE.green, 'healthy'));
     for (const n of NAMES) expect((await dockerPsOn(n, ONE.app)).some((c) => c.labels['bluegreen.image']?.endsWith(':unhealthy'))).toBe(false);
   }, 300_000);
+
+  test('a missing permission: the error names the call and the IAM action; nothing changes for traffic', async () => {
+    await alb.deny(['RegisterTargets']);
+    try {
+      const { value: r, load } = await underLoad(url(), () => deploy('v3'));
+      expect(r.outputs.result).toBe('failed');
+      expectNoFailedRequests(load);
+      expect(r.stdout).toMatch(/RegisterTargets failed: the job's AWS identity may not call elasticloadbalancing:RegisterTargets/);
+      expect(Object.keys(load.bodies)).toEqual(['v2']);
+      expect(await targets(ONE.group)).toEqual(all(ONE.green, 'healthy'));
+      for (const n of NAMES) expect((await dockerPsOn(n, ONE.app)).some((c) => c.labels['bluegreen.image']?.endsWith(':v3'))).toBe(false);
+    } finally {
+      await alb.deny([]);
+    }
+  }, 300_000);
 });
 
 describe('a listener and a group per colour: the whole fleet switched in one call', () => {
@@ -220,8 +235,9 @@ describe('a listener and a group per colour: the whole fleet switched in one cal
       { [FLEET.groups.blue]: 0, [FLEET.groups.green]: 100 }
     ]);
     // While the canary share was on: requests went to both versions.
-    const window = alb.served().filter((s) => s.listener === 'fleet' && s.start > mods[0].time && s.end < mods[1].time && s.status === 200);
-    const groupsServed = new Set(window.map((s) => s.targetGroup));
+    const window = alb.served().filter((s) => s.listener === alb.arns.listeners.fleet && s.start > mods[0].time && s.end < mods[1].time && s.status === 200);
+    const groupName = (arn?: string) => Object.entries(alb.arns.targetGroups).find(([, a]) => a === arn)?.[0];
+    const groupsServed = new Set(window.map((s) => groupName(s.targetGroup)));
     expect([...groupsServed].sort()).toEqual([FLEET.groups.blue, FLEET.groups.green]);
     expect(await served(url())).toEqual(['v3']);
     expect(metrics(r).loadBalancer?.changes.map((c) => c.kind)).toEqual(['canary', 'switch']);

@@ -13,10 +13,12 @@ function timeline(samples: HealthSample[]): string {
 /** `cell` escapes text for a markdown table cell (the summary's own). */
 export function renderAlbSection(r: RunResult, cell: (s: string) => string): string | undefined {
   const hosts = r.hosts.filter((h) => h.loadBalancer?.health.length);
-  if (!r.alb && !hosts.length) return undefined;
+  // The listener's line only once it was read (a run refused before, e.g. at the lock, has nothing to say of it).
+  const listener = r.alb?.before || r.alb?.changes.length ? r.alb : undefined;
+  if (!listener && !hosts.length) return undefined;
   const out = ['### Load balancer', ''];
-  if (r.alb) {
-    const a = r.alb;
+  if (listener) {
+    const a = listener;
     const what = a.rule ? `Rule \`${cell(a.rule)}\`` : `Listener \`${cell(a.listener)}\``;
     const before = a.before ? describeWeights(a.before) : 'not read';
     const after = a.after ? describeWeights(a.after) : before;
