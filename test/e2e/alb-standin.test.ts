@@ -24,7 +24,7 @@ import {
   TargetGroupNotFoundException
 } from '@aws-sdk/client-elastic-load-balancing-v2';
 import { fleetInstanceId, startFakeAlb, type FakeAlb } from './fake-aws/alb.js';
-import { REPO_ROOT, waitFor } from './harness.js';
+import { q, REPO_ROOT, sh, shOk, waitFor } from './harness.js';
 
 const FLEET_EXEC = path.join(REPO_ROOT, 'test', 'sandbox', 'fleet-exec.sh');
 const TARGET_APP = path.join(REPO_ROOT, 'test', 'e2e', 'fake-aws', 'alb-test-target.mjs');
@@ -32,6 +32,9 @@ const API_PORT = 19300;
 const LISTENER_PORT = 19301;
 const BLUE_PORT = 19310;
 const GREEN_PORT = 19311;
+const DEMO_PORT = 19312;
+const DEMO_LISTENER_PORT = 19302;
+const DEMO = 'albs-demo';
 const H = [1, 2, 3].map((n) => ({ name: `bgf-h${n}`, id: fleetInstanceId(n), ip: `10.204.0.${10 + n}` }));
 
 const apps: ChildProcess[] = [];
@@ -89,7 +92,8 @@ beforeAll(async () => {
       { name: 'albs-blue', port: BLUE_PORT, healthCheck: { path: '/health' }, deregistrationDelaySeconds: 3 },
       { name: 'albs-green', port: GREEN_PORT, healthCheck: { path: '/health' }, deregistrationDelaySeconds: 3 },
       { name: 'albs-ip', targetType: 'ip', port: GREEN_PORT, healthCheck: { path: '/health' } },
-      { name: 'albs-idle', port: BLUE_PORT, healthCheck: { path: '/health' } }
+      { name: 'albs-idle', port: BLUE_PORT, healthCheck: { path: '/health' } },
+      { name: 'albs-demo', port: DEMO_PORT, healthCheck: { path: '/health' } }
     ],
     listeners: [
       {
@@ -97,7 +101,8 @@ beforeAll(async () => {
         port: LISTENER_PORT,
         defaultAction: { forward: [{ targetGroup: 'albs-blue', weight: 1 }, { targetGroup: 'albs-green', weight: 0 }] },
         rules: [{ name: 'api', priority: 10, pathPatterns: ['/api/*'], action: { forward: [{ targetGroup: 'albs-ip' }] } }]
-      }
+      },
+      { name: 'demo', port: DEMO_LISTENER_PORT, defaultAction: { forward: [{ targetGroup: 'albs-demo' }] } }
     ]
   });
   // the SDK finds the stand-in the way the action will: through the environment only
@@ -106,6 +111,7 @@ beforeAll(async () => {
 }, 60000);
 
 afterAll(async () => {
+  await sh(`bash ${q(FLEET_EXEC)} bgf-h2 docker rm -f ${DEMO}`);
   elb?.destroy();
   await alb?.close();
   for (const p of apps) p.kill();
@@ -166,6 +172,13 @@ test('errors parse into the SDK named exceptions', async () => {
   await expect(denied).rejects.toMatchObject({ name: 'AccessDenied', $metadata: { httpStatusCode: 403 } });
   await alb.deny([]);
   expect(alb.calls('ModifyListener')).toEqual([expect.objectContaining({ error: 'AccessDenied' })]);
+
+  // an injected error hits only as many calls as asked
+  const attrs = new DescribeTargetGroupAttributesCommand({ TargetGroupArn: alb.arns.targetGroups['albs-blue'] });
+  await alb.faults([{ action: 'DescribeTargetGroupAttributes', code: 'TargetGroupNotFound', times: 1 }]);
+  await expect(elb.send(attrs)).rejects.toBeInstanceOf(TargetGroupNotFoundException);
+  expect((await elb.send(attrs)).Attributes!.length).toBeGreaterThan(0);
+  expect(alb.calls('DescribeTargetGroupAttributes').slice(-2).map((c) => c.error)).toEqual(['TargetGroupNotFound', undefined]);
 });
 
 test('register -> initial -> healthy; traffic by weight, round-robin inside a group; unused when no listener uses the group', async () => {
@@ -178,6 +191,9 @@ test('register -> initial -> healthy; traffic by weight, round-robin inside a gr
   await waitState(blue, `${H[0].id}:${BLUE_PORT}`, 'healthy');
   await waitState(blue, `${H[1].id}:${BLUE_PORT}`, 'healthy');
   await waitState(green, `${H[2].id}:${GREEN_PORT}`, 'healthy');
+  const timeline = alb.healthLog().filter((e) => e.targetGroup === 'albs-blue' && e.id === H[0].id);
+  expect(timeline[0]).toMatchObject({ state: 'initial', reason: 'Elb.RegistrationInProgress', port: BLUE_PORT });
+  expect(timeline.at(-1)).toMatchObject({ state: 'healthy' });
 
   // a group no listener forwards to: its targets are unused (no health checks), as in AWS
   await elb.send(new RegisterTargetsCommand({ TargetGroupArn: alb.arns.targetGroups['albs-idle'], Targets: [{ Id: H[0].id }] }));
@@ -294,4 +310,84 @@ test('rules: path-pattern routes to an ip group; ModifyRule changes its action',
   expect((await get(`${alb.listenerUrl}/api/x`)).body).toBe('h3-green');
   const rules = await elb.send(new DescribeRulesCommand({ RuleArns: [alb.arns.rules.api] }));
   expect(rules.Rules![0].Actions![0].TargetGroupArn).toBe(alb.arns.targetGroups['albs-green']);
+});
+
+test('under continuous load (pooled keep-alive, fresh and slow requests) a blue-green switch with draining fails no request', async () => {
+  const blue = alb.arns.targetGroups['albs-blue'];
+  const green = alb.arns.targetGroups['albs-green'];
+  const fwd = (b: number, g: number) =>
+    elb.send(
+      new ModifyListenerCommand({
+        ListenerArn: alb.arns.listeners.web,
+        DefaultActions: [{ Type: 'forward', ForwardConfig: { TargetGroups: [{ TargetGroupArn: blue, Weight: b }, { TargetGroupArn: green, Weight: g }] } }]
+      })
+    );
+  await fwd(1, 0);
+  await elb.send(new RegisterTargetsCommand({ TargetGroupArn: blue, Targets: [{ Id: H[0].id }, { Id: H[1].id }] }));
+  await elb.send(new RegisterTargetsCommand({ TargetGroupArn: green, Targets: [{ Id: H[0].id }, { Id: H[2].id }] }));
+  for (const k of [`${H[0].id}:${BLUE_PORT}`, `${H[1].id}:${BLUE_PORT}`]) await waitState(blue, k, 'healthy');
+  for (const k of [`${H[0].id}:${GREEN_PORT}`, `${H[2].id}:${GREEN_PORT}`]) await waitState(green, k, 'healthy');
+
+  const pooled = new http.Agent({ keepAlive: true, maxSockets: 3 });
+  const results: { status: number; body: string }[] = [];
+  const errors: string[] = [];
+  let stop = false;
+  const client = async (path: string, agent?: http.Agent) => {
+    while (!stop) {
+      try {
+        results.push(await get(`${alb.listenerUrl}${path}`, agent));
+      } catch (e) {
+        errors.push((e as Error).message);
+      }
+    }
+  };
+  const mark = alb.served().length;
+  const load = [client('/', pooled), client('/', pooled), client('/'), client('/slow?ms=700'), client('/slow?ms=700', pooled)];
+  try {
+    await waitFor(async () => results.length >= 20, { what: 'load before the switch' });
+    await fwd(9, 1); // canary share
+    await waitFor(async () => results.filter((r) => r.body.endsWith('-green')).length >= 2, { what: 'canary requests on green' });
+    await fwd(0, 1); // the rest
+    await elb.send(new DeregisterTargetsCommand({ TargetGroupArn: blue, Targets: [{ Id: H[0].id }, { Id: H[1].id }] }));
+    await waitState(blue, `${H[0].id}:${BLUE_PORT}`, undefined);
+    await waitState(blue, `${H[1].id}:${BLUE_PORT}`, undefined);
+    const n = results.length;
+    await waitFor(async () => results.length >= n + 10, { what: 'load after the drain' });
+  } finally {
+    stop = true;
+    await Promise.all(load);
+    pooled.destroy();
+  }
+  expect(errors).toEqual([]);
+  expect(results.filter((r) => r.status !== 200)).toEqual([]);
+  const log = alb.served().slice(mark);
+  expect(log.filter((e) => e.status !== 200)).toEqual([]);
+  // both colours served, and after the drain only green
+  expect(new Set(log.map((e) => e.targetGroup))).toEqual(new Set([blue, green]));
+  expect(log.slice(-5).every((e) => e.targetGroup === green)).toBe(true);
+  // the timeline shows the drain: blue's targets went draining, then removed
+  const blueH1 = alb.healthLog().filter((e) => e.targetGroupArn === blue && e.id === H[0].id).map((e) => e.state);
+  expect(blueH1.slice(-2)).toEqual(['draining', 'removed']);
+});
+
+test('a real demo:v1 container (busybox httpd) on a fleet host is a healthy target of a second listener', async () => {
+  const demo = alb.arns.targetGroups['albs-demo'];
+  // the fleet registry as the hosts reach it, with the sandbox's CI account (see test/sandbox/fleet-up.sh)
+  await shOk(
+    `bash ${q(FLEET_EXEC)} bgf-h2 sh -ec 'cfg=$(mktemp -d); trap "rm -rf $cfg" EXIT
+      printf %s ci-registry-pass | docker --config "$cfg" login 10.204.0.1:5000 -u ci --password-stdin >/dev/null
+      docker --config "$cfg" pull -q 10.204.0.1:5000/demo:v1 >/dev/null
+      docker rm -f ${DEMO} >/dev/null 2>&1 || true
+      docker run -d --name ${DEMO} -p 0.0.0.0:${DEMO_PORT}:8080 10.204.0.1:5000/demo:v1 >/dev/null'`,
+    { timeoutMs: 120000 }
+  );
+  await elb.send(new RegisterTargetsCommand({ TargetGroupArn: demo, Targets: [{ Id: H[1].id }] }));
+  await waitState(demo, `${H[1].id}:${DEMO_PORT}`, 'healthy');
+  expect(await get(`${alb.listenerUrls.demo}/`)).toMatchObject({ status: 200, body: 'v1' });
+  expect(await get(`${alb.listenerUrls.demo}/cgi-bin/slow?0.2`)).toMatchObject({ status: 200, body: 'v1' });
+  // the container stops: its health checks fail, the ALB reports it unhealthy
+  await shOk(`bash ${q(FLEET_EXEC)} bgf-h2 docker rm -f ${DEMO}`);
+  await waitState(demo, `${H[1].id}:${DEMO_PORT}`, 'unhealthy');
+  const r = await elb.send(new DescribeTargetHealthCommand({ TargetGroupArn: demo }));
+  expect(r.TargetHealthDescriptions![0].TargetHealth!.Reason).toBe('Target.FailedHealthChecks');
 });

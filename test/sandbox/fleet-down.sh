@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Tears down what test/sandbox/fleet-up.sh built: the hosts (containers, dockerd, nginx, sshd, their mount and
-# network namespaces and data in /var/lib/bgf-fleet), the bastion (registry, sshd, forwarders, netns, veth) and the
+# network namespaces and data in /var/lib/bgf-fleet), the bastion (registry, sshd, forwarders, IMDS, netns, veth) and the
 # root ns route. Keeps the host keys in test/sandbox/.state/fleet/ (so known_hosts stay the same). Idempotent.
 # Never touches the main sandbox (sshd :2222, the root dockerd, docker0, nginx, the registry on 127.0.0.1:5000).
 set -uo pipefail
@@ -15,6 +15,7 @@ done
 for f in "$FLEET"/h*/forward.pid; do [ -e "$f" ] && stop_pidfile "$f" tcp-forward.mjs; done
 stop_pidfile "$FLEET/bastion/sshd.pid" "$FLEET/bastion/sshd_config"
 stop_pidfile "$FLEET/bastion/registry.pid" "$FLEET/bastion/registry.yml"
+stop_pidfile "$FLEET/bastion/imds.pid" imds-server.mjs
 rm -f "$FLEET/bastion/sshd_config.running" "$FLEET/bastion/registry.hash"
 # anything else still in the bastion netns was started by fleet-up.sh (sshd sessions, ...)
 # shellcheck disable=SC2046

@@ -7,6 +7,7 @@
 #                                                                 bridge bgf-br0 10.204.0.1/24
 #                                                                 docker-registry 10.204.0.1:5000 (same data + htpasswd as
 #                                                                   the main registry 127.0.0.1:5000)
+#                                                                 IMDSv2 169.254.169.254:80 for the hosts (imds-up.sh)
 #   netns + private mount + UTS ns bgf-h<i> (i = 1..N, hostname bgf-h<i>), eth0 10.204.0.(10+i)/24 on bgf-br0:
 #     own /run (tmpfs), /sys (this netns), /etc/hosts, /etc/nginx, /home/ec2-user, /var/lib/docker, /var/log/nginx
 #     (from /var/lib/bgf-fleet/h<i>/), own dockerd (/run/docker.sock, cgroup parent /bgf-h<i>), nginx, sshd on :22.
@@ -417,4 +418,5 @@ done
 "$NODE" -e 'JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"))' "$FLEET_JSON.tmp" || fdie "generated fleet.json is not valid JSON"
 mv -f "$FLEET_JSON.tmp" "$FLEET_JSON"
 
+bash "$SANDBOX_DIR/imds-up.sh"  # IMDSv2 for the hosts at 169.254.169.254 (served from the bastion)
 echo "fleet up: $N hosts behind bastion ec2-user@$BASTION_IP:22 (ssh -J), registry $FLEET_REGISTRY, $FLEET_JSON ($(( ($(date +%s%N) - T0) / 1000000 )) ms)"

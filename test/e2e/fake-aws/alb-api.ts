@@ -68,6 +68,11 @@ export class AlbApi {
         if (params.Version !== ELB_VERSION) throw new AlbApiError('InvalidParameterValue', `unsupported Version ${params.Version}`);
         const handler = this.handlers[action];
         if (!handler) throw new AlbApiError('InvalidAction', `The action ${action} is not valid for this web service (or not in the stand-in).`);
+        const fault = this.model.faults.find((f) => f.action === action && (f.times === undefined || f.times > 0));
+        if (fault) {
+          if (fault.times !== undefined) fault.times--;
+          throw new AlbApiError(fault.code, fault.message ?? `injected ${fault.code} for ${action}`, fault.status ?? 400);
+        }
         if (this.model.deny.has(action)) {
           throw new AlbApiError(
             'AccessDenied',

@@ -10,7 +10,7 @@
  * Checks are real HTTP GETs from the child process's network namespace (the bastion, which reaches the fleet).
  */
 import http from 'node:http';
-import type { AlbModel, Target, TargetGroup } from './alb-model.js';
+import type { AlbHealthEvent, AlbModel, Target, TargetGroup } from './alb-model.js';
 
 /** `200`, `200,302`, `200-399` */
 export function codeMatches(matcher: string, code: number): boolean {
@@ -49,15 +49,13 @@ function check(tg: TargetGroup, t: Target): Promise<CheckResult> {
   });
 }
 
-function setState(t: Target, state: Target['state'], reason?: string, description?: string): void {
-  t.state = state;
-  t.reason = reason;
-  t.description = description;
-}
 
 export class HealthChecker {
   private readonly model: AlbModel;
   private closed = false;
+
+  /** told of every change of a target's state or reason (the harness keeps them as the health timeline) */
+  onTransition: (e: AlbHealthEvent) => void = () => {};
 
   constructor(model: AlbModel) {
     this.model = model;
@@ -77,6 +75,7 @@ export class HealthChecker {
       okStreak: 0, failStreak: 0, inflight: 0, registeredAt: Date.now(), generation: (old?.generation ?? 0) + 1
     };
     tg.targets.set(key, t);
+    this.emit(tg, t, 'initial', t.reason);
     this.refresh(tg, t);
     this.loop(tg, t, t.generation);
   }
@@ -91,7 +90,7 @@ export class HealthChecker {
       this.forget(tg, t, false);
       return;
     }
-    setState(t, 'draining', 'Target.DeregistrationInProgress', 'Target deregistration is in progress');
+    this.set(tg, t, 'draining', 'Target.DeregistrationInProgress', 'Target deregistration is in progress');
     t.drainTimer = setTimeout(() => this.forget(tg, t, true), tg.deregistrationDelayMs);
   }
 
@@ -103,7 +102,10 @@ export class HealthChecker {
     clearTimeout(t.drainTimer);
     clearTimeout(t.checkTimer);
     t.generation++;
-    if (tg.targets.get(`${t.id}:${t.port}`) === t) tg.targets.delete(`${t.id}:${t.port}`);
+    if (tg.targets.get(`${t.id}:${t.port}`) === t) {
+      tg.targets.delete(`${t.id}:${t.port}`);
+      this.emit(tg, t, 'removed', undefined);
+    }
     this.onForget(tg, t, expired);
   }
 
@@ -112,16 +114,28 @@ export class HealthChecker {
     if (t.state === 'draining') return;
     const inst = tg.targetType === 'instance' ? this.model.instance(t.id) : undefined;
     if (inst && inst.state !== 'running') {
-      setState(t, 'unused', 'Target.InvalidState', `Target is in the ${inst.state ?? 'stopped'} state`);
+      this.set(tg, t, 'unused', 'Target.InvalidState', `Target is in the ${inst.state ?? 'stopped'} state`);
       t.okStreak = t.failStreak = 0;
       return;
     }
     if (!this.model.inUse(tg)) {
-      setState(t, 'unused', 'Target.NotInUse', 'Target group is not configured to receive traffic from the load balancer');
+      this.set(tg, t, 'unused', 'Target.NotInUse', 'Target group is not configured to receive traffic from the load balancer');
       t.okStreak = t.failStreak = 0;
       return;
     }
-    if (t.state === 'unused') setState(t, 'initial', 'Elb.RegistrationInProgress', 'Target registration is in progress');
+    if (t.state === 'unused') this.set(tg, t, 'initial', 'Elb.RegistrationInProgress', 'Target registration is in progress');
+  }
+
+  private set(tg: TargetGroup, t: Target, state: Target['state'], reason?: string, description?: string): void {
+    const changed = t.state !== state || t.reason !== reason;
+    t.state = state;
+    t.reason = reason;
+    t.description = description;
+    if (changed) this.emit(tg, t, state, reason);
+  }
+
+  private emit(tg: TargetGroup, t: Target, state: AlbHealthEvent['state'], reason: string | undefined): void {
+    this.onTransition({ time: Date.now(), targetGroup: tg.name, targetGroupArn: tg.arn, id: t.id, port: t.port, state, reason });
   }
 
   private loop(tg: TargetGroup, t: Target, gen: number): void {
@@ -145,13 +159,13 @@ export class HealthChecker {
     if (r.ok) {
       t.okStreak++;
       t.failStreak = 0;
-      if (t.state !== 'healthy' && t.okStreak >= tg.hc.healthyThreshold) setState(t, 'healthy');
-      else if (t.state === 'initial') setState(t, 'initial', 'Elb.InitialHealthChecking', 'Initial health checks in progress');
+      if (t.state !== 'healthy' && t.okStreak >= tg.hc.healthyThreshold) this.set(tg, t, 'healthy');
+      else if (t.state === 'initial') this.set(tg, t, 'initial', 'Elb.InitialHealthChecking', 'Initial health checks in progress');
     } else {
       t.failStreak++;
       t.okStreak = 0;
-      if (t.failStreak >= tg.hc.unhealthyThreshold) setState(t, 'unhealthy', r.reason, r.description);
-      else if (t.state === 'initial') setState(t, 'initial', 'Elb.InitialHealthChecking', 'Initial health checks in progress');
+      if (t.failStreak >= tg.hc.unhealthyThreshold) this.set(tg, t, 'unhealthy', r.reason, r.description);
+      else if (t.state === 'initial') this.set(tg, t, 'initial', 'Elb.InitialHealthChecking', 'Initial health checks in progress');
     }
   }
 

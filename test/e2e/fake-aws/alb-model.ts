@@ -70,6 +70,17 @@ export interface AlbInstanceConfig {
   state?: 'running' | 'stopped' | 'pending' | 'terminated';
 }
 
+/** An injected API error: the next `times` calls of `action` (every one if unset) fail with it. */
+export interface AlbFault {
+  action: string;
+  /** awsQuery error code, e.g. Throttling, TargetGroupNotFound, InternalFailure */
+  code: string;
+  message?: string;
+  /** HTTP status (default 400; 5xx makes the SDK retry it) */
+  status?: number;
+  times?: number;
+}
+
 export interface AlbConfig {
   region: string;
   accountId: string;
@@ -81,6 +92,7 @@ export interface AlbConfig {
   instances?: Record<string, AlbInstanceConfig>;
   /** API actions answered with AccessDenied (403) */
   deny?: string[];
+  faults?: AlbFault[];
 }
 
 export interface Target {
@@ -155,6 +167,18 @@ export interface AlbCall {
   error?: string;
 }
 
+/** A target's state changed (a registration starts as `initial`; `removed`: it left the group). */
+export interface AlbHealthEvent {
+  /** epoch ms */
+  time: number;
+  targetGroup: string;
+  targetGroupArn: string;
+  id: string;
+  port: number;
+  state: TargetStateName | 'removed';
+  reason?: string;
+}
+
 /** One request through a listener. */
 export interface AlbServed {
   /** epoch ms when the request arrived and when its response ended */
@@ -194,6 +218,7 @@ export class AlbModel {
   readonly groups = new Map<string, TargetGroup>();
   readonly listeners = new Map<string, Listener>();
   readonly deny: Set<string>;
+  faults: AlbFault[];
   readonly instances: Record<string, AlbInstanceConfig>;
   /** called when a group's in-use status may have changed (the health checker starts or parks its targets) */
   onUsageChange: () => void = () => {};
@@ -201,6 +226,7 @@ export class AlbModel {
   constructor(config: AlbConfig) {
     this.config = config;
     this.deny = new Set(config.deny ?? []);
+    this.faults = (config.faults ?? []).map((f) => ({ ...f }));
     this.instances = { ...(config.instances ?? {}) };
     const lbId = hex16(`lb/${config.loadBalancerName}`);
     const prefix = `arn:aws:elasticloadbalancing:${config.region}:${config.accountId}`;

@@ -13,13 +13,14 @@
 import http from 'node:http';
 import type { Server } from 'node:net';
 import { AlbModel } from './alb-model.js';
-import type { AlbArns, AlbCall, AlbConfig, AlbInstanceConfig, AlbServed } from './alb-model.js';
+import type { AlbArns, AlbCall, AlbConfig, AlbFault, AlbHealthEvent, AlbInstanceConfig, AlbServed } from './alb-model.js';
 import { HealthChecker } from './alb-health.js';
 import { DataPlane } from './alb-dataplane.js';
 import { AlbApi } from './alb-api.js';
 
 export type AlbControl =
   | { op: 'deny'; actions: string[] }
+  | { op: 'faults'; faults: AlbFault[] }
   | { op: 'setInstance'; id: string; instance: AlbInstanceConfig }
   | { op: 'targets' };
 
@@ -46,6 +47,7 @@ export type ChildMessage =
   | { type: 'ready'; arns: AlbArns }
   | { type: 'call'; seq: number; call: AlbCall }
   | { type: 'served'; seq: number; entry: AlbServed }
+  | { type: 'health'; event: AlbHealthEvent }
   | { type: 'reply'; id: number; result?: unknown; error?: string };
 
 const send = (m: ChildMessage) => {
@@ -77,6 +79,9 @@ function control(c: AlbControl): unknown {
       model.deny.clear();
       for (const a of c.actions) model.deny.add(a);
       return null;
+    case 'faults':
+      model.faults = c.faults.map((f) => ({ ...f }));
+      return null;
     case 'setInstance':
       model.instances[c.id] = c.instance;
       for (const tg of model.groups.values()) for (const t of tg.targets.values()) health.refresh(tg, t);
@@ -104,6 +109,8 @@ process.on('message', (m: ParentMessage, handle?: Server) => {
         const h = health;
         const p = plane;
         h.onForget = (tg, t, expired) => p.forget(tg, t, expired);
+        // no ack needed: the channel keeps the order, so a call recorded later arrives after the transitions before it
+        h.onTransition = (event) => send({ type: 'health', event });
         // targets configured from the start
         for (const g of m.config.targetGroups) {
           const tg = model.groupByName(g.name)!;

@@ -18,10 +18,10 @@ import fs from 'node:fs';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import type { ChildProcess } from 'node:child_process';
-import type { AlbArns, AlbCall, AlbConfig, AlbInstanceConfig, AlbListenerConfig, AlbServed, AlbTargetGroupConfig } from './alb-model.js';
+import type { AlbArns, AlbCall, AlbConfig, AlbFault, AlbHealthEvent, AlbInstanceConfig, AlbListenerConfig, AlbServed, AlbTargetGroupConfig } from './alb-model.js';
 import type { AlbControl, AlbTargetSnapshot, ChildMessage, ParentMessage } from './alb-process.js';
 
-export type { AlbArns, AlbCall, AlbServed, AlbTargetGroupConfig, AlbListenerConfig, AlbTargetSnapshot, AlbInstanceConfig };
+export type { AlbArns, AlbCall, AlbFault, AlbHealthEvent, AlbServed, AlbTargetGroupConfig, AlbListenerConfig, AlbTargetSnapshot, AlbInstanceConfig };
 export { fleetInstanceId } from './alb-model.js';
 
 export interface FakeAlbOptions {
@@ -37,6 +37,8 @@ export interface FakeAlbOptions {
   instances?: Record<string, AlbInstanceConfig>;
   /** API actions answered with AccessDenied; change later with deny() */
   deny?: string[];
+  /** injected API errors; change later with faults() */
+  faults?: AlbFault[];
   /** network namespace the data plane connects from (default the fleet bastion; null: this process's own) */
   netns?: string | null;
 }
@@ -54,10 +56,17 @@ export interface FakeAlb {
   calls(action?: string): AlbCall[];
   /** requests served by the listeners so far, in the order their responses ended */
   served(): AlbServed[];
+  /** every target state change so far (registration -> initial, healthy, draining, removed, ...), e.g. to check that
+   *  a ModifyListener came only after every candidate was healthy */
+  healthLog(): AlbHealthEvent[];
   /** `${targetId}:${port}` of each served request (undefined where the ALB answered itself) */
   servedBy(): (string | undefined)[];
   /** answer these actions with AccessDenied from now on (replaces the list; [] allows all) */
   deny(actions: string[]): Promise<void>;
+  /** inject API errors from now on (replaces the list; [] for none), e.g. fail the next ModifyListener:
+   *  `[{ action: 'ModifyListener', code: 'ValidationError', times: 1 }]`. The SDK retries Throttling and 5xx
+   *  (3 attempts in all): `times: 1` of those only shows up as a retry in calls(). */
+  faults(faults: AlbFault[]): Promise<void>;
   /** change an instance (e.g. state 'stopped': registering fails with InvalidTarget, registered targets go unused) */
   setInstance(id: string, instance: AlbInstanceConfig): Promise<void>;
   /** every registered target with its state right now */
@@ -122,7 +131,8 @@ export async function startFakeAlb(opts: FakeAlbOptions): Promise<FakeAlb> {
       // the listener's Port as DescribeListeners shows it is the local one
       listeners: opts.listeners.map((l, i) => ({ ...l, port: portOf(listenerSocks[i]) })),
       instances: opts.instances,
-      deny: opts.deny
+      deny: opts.deny,
+      faults: opts.faults
     };
 
     const node = Number(process.versions.node.split('.')[0]) >= 24 ? process.execPath : NODE24;
@@ -141,6 +151,7 @@ export async function startFakeAlb(opts: FakeAlbOptions): Promise<FakeAlb> {
 
     const calls: AlbCall[] = [];
     const served: AlbServed[] = [];
+    const healthEvents: AlbHealthEvent[] = [];
     const pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
     let nextId = 1;
     let exited = false;
@@ -152,6 +163,7 @@ export async function startFakeAlb(opts: FakeAlbOptions): Promise<FakeAlb> {
         else served.push(m.entry);
         child.send({ type: 'ack', seq: m.seq } satisfies ParentMessage);
       }
+      else if (m.type === 'health') healthEvents.push(m.event);
       else if (m.type === 'ready') onReady?.(m.arns);
       else if (m.type === 'reply') {
         const p = pending.get(m.id);
@@ -209,8 +221,10 @@ export async function startFakeAlb(opts: FakeAlbOptions): Promise<FakeAlb> {
       arns,
       calls: (action) => calls.filter((c) => action === undefined || c.action === action),
       served: () => [...served],
+      healthLog: () => [...healthEvents],
       servedBy: () => served.map((e) => (e.targetId ? `${e.targetId}:${e.targetPort}` : undefined)),
       deny: async (actions) => void (await control({ op: 'deny', actions })),
+      faults: async (faults) => void (await control({ op: 'faults', faults })),
       setInstance: async (id, instance) => void (await control({ op: 'setInstance', id, instance })),
       targets: async () => (await control({ op: 'targets' })) as AlbTargetSnapshot[],
       log: () => output,
