@@ -11,7 +11,7 @@
  */
 import fs from 'node:fs';
 import { startFakeAlb, type FakeAlb } from './fake-aws/alb.js';
-import { LoadGenerator, runAction, SANDBOX, type LoadResult, type RunActionResult } from './harness.js';
+import { LoadGenerator, runAction, SANDBOX, waitFor, type LoadResult, type RunActionResult } from './harness.js';
 import { cleanupFleetApp, dockerPsOn, fleetInputs, loadFleet, type Fleet } from './fleet-harness.js';
 
 const NAMES = ['bgf-h1', 'bgf-h2', 'bgf-h3'];
@@ -165,6 +165,22 @@ describe('one target group: each host swaps its own targets', () => {
       await alb.deny([]);
     }
   }, 300_000);
+
+  test('a host failing after the swap (its DeregisterTargets fails): every host switched back under load', async () => {
+    await alb.faults([{ action: 'DeregisterTargets', code: 'ValidationError', message: 'injected', times: 1 }]);
+    try {
+      const { value: r, load } = await underLoad(url(), () => deploy('v3'));
+      expect(r.outputs.result).toBe('rolled-back');
+      expectNoFailedRequests(load);
+      expect(r.stdout).toMatch(/DeregisterTargets failed: .*ValidationError: injected/);
+      expect(load.transitions[load.transitions.length - 1]).toBe('v2');
+      expect(await served(url())).toEqual(['v2']);
+      expect((await targets(ONE.group)).filter((t) => !t.endsWith('draining'))).toEqual(all(ONE.green, 'healthy'));
+      for (const n of NAMES) expect((await dockerPsOn(n, ONE.app)).some((c) => c.labels['bluegreen.image']?.endsWith(':v3'))).toBe(false);
+    } finally {
+      await alb.faults([]);
+    }
+  }, 300_000);
 });
 
 describe('a listener and a group per colour: the whole fleet switched in one call', () => {
@@ -215,6 +231,11 @@ describe('a listener and a group per colour: the whole fleet switched in one cal
       const healthy = h.loadBalancer!.health.find((s) => s.group === FLEET.groups.blue && s.state === 'healthy');
       expect(Date.parse(healthy!.at)).toBeLessThanOrEqual(mods[0].time);
     }
+    // The stand-in's own record of target states says the same.
+    for (const n of NAMES) {
+      const ev = alb.healthLog().find((e) => e.time >= t0 && e.targetGroup === FLEET.groups.blue && e.id === instanceId(n) && e.port === FLEET.blue && e.state === 'healthy');
+      expect([n, ev !== undefined && ev.time <= mods[0].time]).toEqual([n, true]);
+    }
     expect(m.loadBalancer).toMatchObject({ before: { blue: 0, green: 100 }, after: { blue: 100, green: 0 } });
     // Requests moved from v1 to v2 at once for the whole fleet; the old group is empty, its containers stopped (kept).
     expect(load.transitions).toEqual(['v1', 'v2']);
@@ -241,6 +262,31 @@ describe('a listener and a group per colour: the whole fleet switched in one cal
     expect([...groupsServed].sort()).toEqual([FLEET.groups.blue, FLEET.groups.green]);
     expect(await served(url())).toEqual(['v3']);
     expect(metrics(r).loadBalancer?.changes.map((c) => c.kind)).toEqual(['canary', 'switch']);
+  }, 300_000);
+
+  test('canary whose second change fails: the weights are put back in one call, no failed request', async () => {
+    const t0 = Date.now();
+    const n0 = alb.calls('ModifyListener').length;
+    const { value: r, load } = await underLoad(url(), async () => {
+      const run0 = deploy('v2', { 'alb-canary-percent': '30', 'verify-seconds': '4' });
+      // once the canary share is on, the next listener change (the rest) fails
+      await waitFor(async () => alb.calls('ModifyListener').length > n0, { timeoutMs: 120_000, intervalMs: 100, what: 'the canary change' });
+      await alb.faults([{ action: 'ModifyListener', code: 'ValidationError', message: 'injected', times: 1 }]);
+      return run0;
+    });
+    await alb.faults([]);
+    expect(r.outputs.result).toBe('rolled-back');
+    expectNoFailedRequests(load);
+    const mods = alb.calls('ModifyListener').filter((c) => c.time >= t0);
+    expect(mods.map((c) => [weightsOf(c.params), c.error])).toEqual([
+      [{ [FLEET.groups.blue]: 30, [FLEET.groups.green]: 70 }, undefined],
+      [{ [FLEET.groups.blue]: 100, [FLEET.groups.green]: 0 }, 'ValidationError'],
+      [{ [FLEET.groups.blue]: 0, [FLEET.groups.green]: 100 }, undefined]
+    ]);
+    expect(r.stdout).toMatch(/ModifyListener failed: .*ValidationError: injected/);
+    expect(await served(url())).toEqual(['v3']);
+    expect((await targets(FLEET.groups.blue)).filter((t) => !t.endsWith('draining'))).toEqual([]);
+    expect(metrics(r).loadBalancer?.changes.map((c) => c.kind)).toEqual(['canary', 'restore']);
   }, 300_000);
 
   test('rollback under load: the kept colour started and healthy on every host, then one call moves the listener back', async () => {

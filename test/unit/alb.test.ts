@@ -222,6 +222,19 @@ describe('traffic alb, a listener and a group per colour (fleet switch)', () => 
     expect(r.alb?.changes.map((c) => c.kind)).toEqual(['canary', 'switch']);
   });
 
+  test('canary whose second change fails: the listener goes back from the mixed weights to before the run, in one call', async () => {
+    const { hosts, alb, deps } = setup(2);
+    alb.failOn = (name) => (name === 'ModifyListener' && alb.callsNamed('ModifyListener').length === 2 ? Object.assign(new Error('injected'), { name: 'ValidationError' }) : undefined);
+    const { log } = makeLog(2);
+    const r = await runDeploy(listenerCfg(2, { verifyMs: 100 }, 10), ctx, log, new Secrets(), deps);
+    expect(r.result).toBe('rolled-back');
+    expect(r.error?.message).toMatch(/ModifyListener failed: .*\(ValidationError: injected\)/);
+    expect(alb.callsNamed('ModifyListener')).toHaveLength(3);
+    expect(alb.weights()).toEqual({ 'web-blue': 1, 'web-green': 0 });
+    expect(r.alb?.changes.map((c) => c.kind)).toEqual(['canary', 'restore']);
+    for (const h of hosts) expect(h.containers()).toEqual([['shop-blue', 'running']]);
+  });
+
   test('one host\'s candidate never healthy at the ALB: no listener change, every candidate deregistered and removed', async () => {
     const { hosts, alb, deps } = setup(3);
     const bad = hosts[2];

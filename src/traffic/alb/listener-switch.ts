@@ -74,8 +74,12 @@ export function describeWeights(w: Record<Color, number>): string {
   return `blue ${w.blue}, green ${w.green}`;
 }
 
-/** The listener's weights per colour and the live colour; a forward action that is not blue/green's is refused. */
-export function readListenerState(actions: Action[], groups: Record<Color, TargetGroupInfo>, what: string): ListenerState {
+/**
+ * The listener's weights per colour and the live colour; a forward action that is not blue/green's is refused. Strict
+ * (before a deploy): one that sends requests to both colours is refused too; otherwise (the undo, status: the listener
+ * as it is, e.g. mid-canary) the colour with the larger weight counts as live.
+ */
+export function readListenerState(actions: Action[], groups: Record<Color, TargetGroupInfo>, what: string, strict = true): ListenerState {
   const fw = forwardWeights(actions);
   if (!fw) throw new Error(`${what} has no forward action: it must forward to alb-blue-target-group (${groups.blue.name}) and alb-green-target-group (${groups.green.name})`);
   const foreign = Object.keys(fw).filter((arn) => arn !== groups.blue.arn && arn !== groups.green.arn && fw[arn] > 0);
@@ -83,6 +87,7 @@ export function readListenerState(actions: Action[], groups: Record<Color, Targe
   const weights = { blue: fw[groups.blue.arn] ?? 0, green: fw[groups.green.arn] ?? 0 };
   const on = (['blue', 'green'] as const).filter((c) => weights[c] > 0);
   if (on.length === 0) throw new Error(`${what} sends no requests to alb-blue-target-group (${groups.blue.name}) or alb-green-target-group (${groups.green.name}) (weights ${describeWeights(weights)}): make its forward action send everything to the group that serves now`);
+  if (on.length === 2 && !strict) return { actions, weights, live: weights.green > weights.blue ? 'green' : 'blue' };
   if (on.length === 2) {
     throw new Error(`${what} sends requests to both colours (weights ${describeWeights(weights)}), e.g. after an interrupted canary: the action cannot tell which one is live. Send everything to the one that should serve (aws elbv2 modify-listener/modify-rule with weight 100 on it and 0 on the other), then deploy again`);
   }
@@ -129,10 +134,10 @@ export class ListenerSwitch {
     return this.groupsP;
   }
 
-  private async read(): Promise<ListenerState> {
+  private async read(strict: boolean): Promise<ListenerState> {
     const elb = await this.shared.elb();
     const groups = await this.groups();
-    return readListenerState(await elb.readActions(this.alb.listenerArn, this.alb.ruleArn), groups, this.what);
+    return readListenerState(await elb.readActions(this.alb.listenerArn, this.alb.ruleArn), groups, this.what, strict);
   }
 
   /**
@@ -141,7 +146,7 @@ export class ListenerSwitch {
    * targets of a group only while a listener uses it (else they stay `unused`, Target.NotInUse).
    */
   before(): Promise<ListenerState> {
-    this.initial ??= this.read().then(async (s) => {
+    this.initial ??= this.read(true).then(async (s) => {
       const groups = await this.groups();
       const idle = groups[other(s.live)];
       if (!(idle.arn in (forwardWeights(s.actions) ?? {}))) {
@@ -160,9 +165,9 @@ export class ListenerSwitch {
     return this.initial;
   }
 
-  /** The listener now (for the undo: decided from the ALB's real state). */
+  /** The listener now, whatever it sends where (for the undo, decided from the ALB's real state, and status). */
   now(): Promise<ListenerState> {
-    return this.read();
+    return this.read(false);
   }
 
   /** No change will be made any more (a host failed before the switch, the run was cancelled, or a restore began). */
