@@ -4,6 +4,7 @@
  */
 import type { RunContext } from './context.js';
 import type { Command, DeployConfig, Transport } from './types.js';
+import { checkAlbFits, readAlb } from './inputs/alb.js';
 import { Collector, InputError, type InputReader } from './inputs/collector.js';
 import { readContainer } from './inputs/container.js';
 import { readApp, readImage } from './inputs/image.js';
@@ -26,6 +27,9 @@ export function readConfig(read: InputReader, ctx: RunContext, env: NodeJS.Proce
   const image = readImage(c, command, ctx, env);
   const container = readContainer(c, read);
   const traffic = readTraffic(c, app);
+  const alb = readAlb(c, traffic.traffic);
+  // Hosts found by instance id or tag are counted in the run: the listener-mode rules apply to any count then.
+  checkAlbFits(c, alb.alb, image.awsRegion, rollout, hostsSection.hosts.length + (hostsSection.hostQuery ? 2 : 0));
   const run = readRunSettings(c, ctx, app, traffic.traffic);
   // Instance ids and tags are looked up with EC2, and SSM is regional: both need the region.
   if (!image.awsRegion && (transport === 'ssm' || hostsSection.hostQuery)) {
@@ -33,5 +37,5 @@ export function readConfig(read: InputReader, ctx: RunContext, env: NodeJS.Proce
   }
   if (transport === 'ssm' && run.smokeTest) c.fail('smoke-test', 'needs transport: ssh (it reaches the candidate through a forwarded port, which SSM Run Command cannot give)', '(leave empty with transport: ssm)');
   if (c.problems.length) throw new InputError(c.problems);
-  return { command, transport, ...hostsSection, rollout, app, ...image, ...container, ...traffic, ...run };
+  return { command, transport, ...hostsSection, rollout, app, ...image, ...container, ...traffic, ...alb, ...run };
 }

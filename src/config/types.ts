@@ -2,7 +2,7 @@ import type { ImageRef } from './image.js';
 
 export type Command = 'deploy' | 'rollback' | 'status';
 export type Color = 'blue' | 'green';
-export type Traffic = 'nginx' | 'port-swap' | 'haproxy';
+export type Traffic = 'nginx' | 'port-swap' | 'haproxy' | 'alb';
 export type RegistryAuth = 'ecr' | 'ecr-on-host' | 'password' | 'none';
 /** How commands reach the hosts: SSH, or AWS Systems Manager Run Command (no inbound port). */
 export type Transport = 'ssh' | 'ssm';
@@ -90,6 +90,15 @@ export interface NginxHealthUrl {
   path: string;
 }
 
+/**
+ * traffic alb: the user's Application Load Balancer. One target group: each host swaps its own two targets in it.
+ * A listener (or one of its rules) and a group per colour: every host's candidate is registered in the idle colour's
+ * group, then one ModifyListener (ModifyRule) call moves the whole fleet (optionally a canary share first).
+ */
+export type AlbSettings =
+  | { mode: 'target-group'; targetGroup: string }
+  | { mode: 'listener'; listenerArn: string; ruleArn?: string; groups: Record<Color, string>; canaryPercent?: number };
+
 export interface DeployConfig {
   command: Command;
   transport: Transport;
@@ -133,6 +142,10 @@ export interface DeployConfig {
   haproxySocket: string;
   haproxyBackend: string;
   haproxyStateFile: string;
+  /** traffic alb: which way (see AlbSettings); undefined for the other routers. */
+  alb?: AlbSettings;
+  /** traffic alb: the address the colours' ports are published on (`docker run --publish <address>:<port>:…`). */
+  publishAddress?: string;
   drainMs: number;
   /** Wait in the run for the old colour to drain and stop; otherwise a job on the host does it. */
   waitForDrain: boolean;

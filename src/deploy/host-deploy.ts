@@ -56,6 +56,8 @@ export interface HostDeployInput {
   reconnect?: () => Promise<RemoteHost>;
   /** All-or-nothing across hosts; absent for a single host or on-host-failure: continue. */
   fleet?: FleetHooks;
+  /** The host's traffic router when the run shares state between hosts' routers (alb); else routerFor(cfg). */
+  router?: TrafficRouter;
   /**
    * Runs once the candidate is healthy and before it takes any traffic (e.g. the user's smoke test, as its own
    * timed step); a throw fails the host before the switch (the candidate is removed, the live colour untouched).
@@ -106,7 +108,7 @@ export class HostDeployment {
 
   constructor(private readonly input: HostDeployInput) {
     this.cfg = input.cfg;
-    this.router = routerFor(input.cfg);
+    this.router = input.router ?? routerFor(input.cfg);
     this.remote = input.remote;
     this.log = input.log;
     this.timer = input.timer;
@@ -555,6 +557,9 @@ export class HostDeployment {
     const names = [...plan.leftovers];
     const replaced = `${this.name(plan.candidate)}-replaced`;
     if (plan.replaceExisting && !this.rollbackKept && !names.includes(replaced)) names.push(replaced);
+    // alb: the load balancer drains the old colour (deregistered, at most drain-seconds) before it is stopped.
+    const albDrain = this.router.drainOld ? await this.timer.soft('drain', () => this.router.drainOld!(this.routerHost)) : undefined;
+    if (albDrain) this.warnings.push(albDrain);
     const refs = (await this.prunable) ?? [];
     const stopName = this.router.retire(plan);
     if (!stopName && !names.length && !refs.length) return;
@@ -567,7 +572,7 @@ export class HostDeployment {
       names.length ? `remove ${names.join(', ')} (older than the kept standby, or leftovers)` : '',
       refs.length ? `prune ${refs.length} image reference(s) (keep-images ${cfg.keepImages})` : ''
     ].filter(Boolean).join('; ');
-    const first: StepName = stopName ? 'drain' : 'cleanup';
+    const first: StepName = stopName ? (this.router.drainOld ? 'stop' : 'drain') : 'cleanup';
     const w = await this.timer.soft(first, async () => {
       if (!cfg.waitForDrain) {
         const out = await this.exec(first, s, `hand over to a job on the host: ${what}`);
@@ -579,7 +584,7 @@ export class HostDeployment {
         return;
       }
       const out = await this.exec(first, s, what, (line) => {
-        if (line === '@@stop') this.timer.begin('stop');
+        if (line === '@@stop' && this.timer.current !== 'stop') this.timer.begin('stop');
         if (line === '@@cleanup') this.timer.begin('cleanup');
       });
       if (out.includes('@@drain-timeout')) this.log.warn(`old nginx workers were still finishing requests after drain-seconds (${secs} s); stopped ${stopName} anyway`);

@@ -1,5 +1,6 @@
 /** Decides which colour is live and which one the candidate takes, from the host's real state. */
 import type { Color, DeployConfig } from '../config/types.js';
+import { albRouting } from '../traffic/alb/routing.js';
 import { routedColorOf } from '../traffic/haproxy/view.js';
 import { upstreamPort } from '../traffic/nginx/upstream.js';
 import { other, StepError } from './types.js';
@@ -72,11 +73,21 @@ export function planDeploy(cfg: Pick<DeployConfig, 'app' | 'traffic' | 'ports'> 
   // haproxy: upstreamContent is HAProxy's `show servers state <backend>`; the routed colour is the ready server.
   if (cfg.traffic === 'haproxy') upstreamColor = routedColorOf(cfg.haproxyBackend ?? cfg.app, upstreamContent);
 
-  const live = liveColor(running, upstreamColor, recordedLive);
+  // alb: upstreamContent is the ALB's view (this host's targets in the group, or the listener's live colour).
+  const alb = cfg.traffic === 'alb' ? albRouting(upstreamContent) : undefined;
+  if (alb) upstreamColor = alb.routed;
+
+  let live = liveColor(running, upstreamColor, recordedLive);
   if (live && live !== upstreamColor && running.length === 1 && cfg.traffic === 'nginx') notes.push(`the upstream ${upstreamColor ? `points at ${upstreamColor}, which is not running` : 'names no colour'}; taking the running ${live} container as live`);
   if (running.length === 2 && live !== upstreamColor) notes.push(`both colours are running; taking ${live} as live (${recordedLive ? 'recorded state' : 'default'})`);
 
-  const candidate: Color = live ? other(live) : (upstreamColor ?? recordedLive ?? 'blue');
+  let candidate: Color = live ? other(live) : (upstreamColor ?? recordedLive ?? 'blue');
+  if (alb?.fleet && upstreamColor) {
+    // The listener decides for every host at once: the candidate goes to the idle colour's group, whatever runs here.
+    if (live !== upstreamColor && running.length) notes.push(`the listener sends traffic to ${upstreamColor}, but this host runs ${running.join(' and ')}${byColor[upstreamColor] ? '' : ` and no ${upstreamColor} container`}; deploying to ${other(upstreamColor)}, the idle colour`);
+    live = running.includes(upstreamColor) ? upstreamColor : undefined;
+    candidate = other(upstreamColor);
+  }
   const leftovers = containers.filter((c) => c.labels['bluegreen.app'] === cfg.app && c.name !== containerName(cfg.app, 'blue') && c.name !== containerName(cfg.app, 'green')).map((c) => c.name);
   return { live, candidate, replaceExisting: Boolean(byColor[candidate]), upstreamContent, upstreamColor, byColor, leftovers, notes };
 }

@@ -7,6 +7,8 @@ import type { LoginMode } from '../remote/scripts.js';
 import type { HostLog, RunLog } from '../report/log.js';
 import type { Secrets } from '../report/secrets.js';
 import type { ConnectOptions, RemoteHost } from '../ssh/connection.js';
+import type { AlbListenerReport } from '../traffic/alb/listener-switch.js';
+import { AlbTraffic, type ElbLoader } from '../traffic/alb/traffic.js';
 import { runRollout, type DeployOne } from './fleet.js';
 import { HostDeployment, lockOwner } from './host-deploy.js';
 import { acquireLock, type HeldLock } from './lock.js';
@@ -21,6 +23,8 @@ export interface RunDeps {
   signal?: AbortSignal;
   /** Tests: instead of EC2 DescribeInstances for instance ids and tag selectors (src/hosts/resolve.ts). */
   resolveHosts?: (cfg: DeployConfig) => Promise<DeployConfig>;
+  /** traffic alb: the load balancer's API client (default: the AWS SDK's, loaded when first needed). */
+  elb?: ElbLoader;
 }
 
 export interface RunResult {
@@ -35,6 +39,8 @@ export interface RunResult {
   steps: StepRecord[];
   hosts: HostResult[];
   error?: { step: string; host?: string; message: string };
+  /** traffic alb with alb-listener: the listener's weights before and after, and every change. */
+  alb?: AlbListenerReport;
 }
 
 export function newDeployId(now = new Date()): string {
@@ -53,7 +59,9 @@ export async function runDeploy(cfg: DeployConfig, ctx: RunContext, log: RunLog,
   const started = Date.now();
   const runSteps: StepRecord[] = [];
   const base = { deployId, command: cfg.command, app: cfg.app, image: cfg.command === 'deploy' ? imageReference(cfg.image) : '', startedAt: new Date(started).toISOString() };
-  const finish = (hosts: HostResult[], error?: RunResult['error']): RunResult => ({ ...base, result: error && !hosts.length ? 'failed' : overallResult(hosts), endedAt: new Date().toISOString(), durationMs: Date.now() - started, steps: runSteps, hosts, error });
+  // traffic alb: one load balancer client and (alb-listener) one fleet switch for every host of the run.
+  const alb = cfg.traffic === 'alb' ? new AlbTraffic(cfg, deps.elb, (m) => log.log('info', m)) : undefined;
+  const finish = (hosts: HostResult[], error?: RunResult['error']): RunResult => ({ ...base, result: error && !hosts.length ? 'failed' : overallResult(hosts), endedAt: new Date().toISOString(), durationMs: Date.now() - started, steps: runSteps, hosts, error, ...(alb?.report() ? { alb: alb.report() } : {}) });
 
   let login: LoginMode = { kind: 'none' };
   // Only a deploy (or a rollback-to of a version that is not kept) pulls; a plain rollback needs no registry.
@@ -128,13 +136,17 @@ export async function runDeploy(cfg: DeployConfig, ctx: RunContext, log: RunLog,
         } catch (e) {
           s.log.error(`connect failed: ${(e as Error).message}`);
           fleet?.failed(e as StepError);
+          alb?.hostDone(target.label, false, 'connect');
           return failedAt(s, 'connect', e as Error, batch);
         }
       }
       let smokeTest: SmokeTestReport | undefined;
       const beforeTraffic = smokeTestHook(cfg, target, deployId, (r) => (smokeTest = r));
-      const result = await new HostDeployment({ cfg, ctx, deployId, remote, log: s.log, timer: s.timer, login, lock: s.lock, reconnect: s.connect, fleet, beforeTraffic }).run();
-      return { ...result, ...meta, ...(smokeTest ? { smokeTest } : {}) };
+      const router = alb?.routerFor(target);
+      const result = await new HostDeployment({ cfg, ctx, deployId, remote, log: s.log, timer: s.timer, login, lock: s.lock, reconnect: s.connect, fleet, beforeTraffic, router }).run();
+      alb?.hostDone(target.label, result.result === 'success', result.error?.step);
+      const loadBalancer = router?.report?.();
+      return { ...result, ...meta, ...(smokeTest ? { smokeTest } : {}), ...(loadBalancer ? { loadBalancer } : {}) };
     } finally {
       for (const r of s.remotes) r.close();
     }
@@ -143,6 +155,7 @@ export async function runDeploy(cfg: DeployConfig, ctx: RunContext, log: RunLog,
   try {
     hosts = upFront ?? (await runRollout(cfg.hosts, cfg.rollout, deployOne, (msg) => log.log('info', msg), deps.signal));
   } finally {
+    await alb?.close();
     // Hosts locked up front whose batch never started (the rollout stopped), or anything an error left open: let go.
     await Promise.all(
       [...sessions.values()].map(async (s) => {

@@ -1,4 +1,5 @@
 import type { Color } from '../config/types.js';
+import type { AlbHostReport } from '../traffic/alb/targets.js';
 
 export type StepName = 'ecr-token' | 'connect' | 'lock' | 'login' | 'pull' | 'detect' | 'start' | 'health' | 'switch' | 'verify' | 'smoke-test' | 'wait-fleet' | 'drain' | 'stop' | 'cleanup' | 'record' | 'switch-back';
 export type StepStatus = 'ok' | 'failed' | 'warning';
@@ -44,6 +45,8 @@ export interface HostResult {
   /** Rollout batch (0-based; the canary is batch 0). */
   batch?: number;
   startedAt?: string;
+  /** traffic alb: this host's targets as the load balancer saw them over time. */
+  loadBalancer?: AlbHostReport;
 }
 
 export interface SmokeTestReport {

@@ -39,8 +39,10 @@ export function buildMetrics(result: RunResult, ctx: RunContext, cfg: { traffic:
       steps: h.steps,
       smokeTest: h.smokeTest ? { exitCode: h.smokeTest.exitCode ?? null, durationMs: h.smokeTest.durationMs, failure: h.smokeTest.failure ?? null } : null,
       warnings: h.warnings,
-      error: h.error ?? null
+      error: h.error ?? null,
+      loadBalancer: h.loadBalancer ?? null
     })),
+    loadBalancer: result.alb ?? null,
     error: result.error ?? null
   };
 }

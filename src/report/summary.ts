@@ -4,6 +4,7 @@
  */
 import type { RunResult } from '../deploy/run.js';
 import type { HostResult, StepName } from '../deploy/types.js';
+import { renderAlbSection } from '../traffic/alb/report.js';
 import { renderTimeline } from './timeline.js';
 
 /** GitHub rejects summaries over 1 MiB per step; stay well below it. */
@@ -98,6 +99,9 @@ export function renderSummary(r: RunResult, extras: SummaryExtras): string {
       table.push(`| **total** | ${r.hosts.map((h) => `**${formatMs(h.durationMs)}**`).join(' | ')} |`);
     }
     push(table.join('\n') + '\n', STEPS);
+    // traffic alb: the listener's weights and each target's health over time.
+    const alb = renderAlbSection(r, cell);
+    if (alb) push(alb, STEPS);
     const timeline = renderTimeline(r);
     // Next to the tables: the same steps on the wall clock, waits between batches and at the gate included.
     if (timeline) push(`### Timeline\n\n\`\`\`mermaid\n${timeline}\n\`\`\`\n`, TIMELINE);

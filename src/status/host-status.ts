@@ -6,6 +6,7 @@ import { statusScript } from '../remote/scripts.js';
 import type { HostLog } from '../report/log.js';
 import type { RemoteHost } from '../ssh/connection.js';
 import { upstreamPort } from '../traffic/nginx/upstream.js';
+import type { AlbStatus } from './alb-status.js';
 import type { HaproxyStatus } from './haproxy-status.js';
 
 export interface ColorStatus {
@@ -44,6 +45,8 @@ export interface HostStatus {
   upstream?: { file: string; port?: number; color?: Color; exists: boolean };
   /** traffic haproxy: HAProxy's view per colour (see haproxy-status.ts). */
   haproxy?: HaproxyStatus;
+  /** traffic alb: the load balancer's view (see alb-status.ts). */
+  alb?: AlbStatus;
   colors: Record<Color, ColorStatus>;
   leftovers: string[];
   history: Array<Record<string, unknown>>;

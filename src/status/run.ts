@@ -1,6 +1,8 @@
 import type { DeployConfig } from '../config/types.js';
 import type { RunDeps } from '../deploy/run.js';
 import type { RunLog } from '../report/log.js';
+import { AlbTraffic } from '../traffic/alb/traffic.js';
+import { addAlbStatus } from './alb-status.js';
 import { addHaproxyStatus } from './haproxy-status.js';
 import { readHostStatus, type HostStatus } from './host-status.js';
 
@@ -17,6 +19,8 @@ export interface StatusReport {
 /** Reads every host in parallel; an unreachable host is reported, not fatal for the others. */
 export async function runStatus(cfg: DeployConfig, log: RunLog, deps: RunDeps): Promise<StatusReport> {
   const started = Date.now();
+  // traffic alb: one load balancer client for every host (the listener and groups are described once).
+  const alb = cfg.traffic === 'alb' ? new AlbTraffic(cfg, deps.elb) : undefined;
   const hosts = await Promise.all(
     cfg.hosts.map(async (target): Promise<HostStatus> => {
       const hostLog = log.forHost(target.label);
@@ -27,6 +31,7 @@ export async function runStatus(cfg: DeployConfig, log: RunLog, deps: RunDeps): 
         try {
           const st = await readHostStatus(cfg, remote, hostLog);
           if (cfg.traffic === 'haproxy') await addHaproxyStatus(cfg, remote, st, hostLog);
+          if (alb) await addAlbStatus(cfg, remote, st, hostLog, alb);
           for (const f of st.findings) (f.level === 'info' ? hostLog.info : hostLog.warn).call(hostLog, `${f.level}: ${f.message}`);
           hostLog.info(st.live ? `live: ${st.live} (${st.colors[st.live].image ?? 'unknown image'})` : 'no colour is live');
           hostLog.end('status', 'ok', Date.now() - t0);
@@ -52,5 +57,6 @@ export async function runStatus(cfg: DeployConfig, log: RunLog, deps: RunDeps): 
       }
     })
   );
+  await alb?.close();
   return { schemaVersion: STATUS_SCHEMA_VERSION, app: cfg.app, generatedAt: new Date().toISOString(), durationMs: Date.now() - started, hosts };
 }

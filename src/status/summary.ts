@@ -1,5 +1,6 @@
 /** Job summary of `command: status`. */
 import { escapeHtml, formatMs, SUMMARY_LIMIT } from '../report/summary.js';
+import { albStatusLine } from './alb-status.js';
 import type { HostStatus } from './host-status.js';
 import type { StatusReport } from './run.js';
 
@@ -31,6 +32,7 @@ function hostSection(h: HostStatus): string[] {
   }
   out.push('');
   if (h.haproxy) out.push(`HAProxy \`${cell(h.haproxy.backend)}\` (${cell(h.haproxy.socket)}): ${h.haproxy.error ? cell(h.haproxy.error) : (['blue', 'green'] as const).map((c) => { const s = h.haproxy!.servers[c]; return s ? `${c} ${s.admin}/${s.op}, ${s.sessions ?? '?'} sessions, check ${cell(s.checkStatus ?? '—')}` : `${c} missing`; }).join(' · ')}`);
+  if (h.alb) out.push(albStatusLine(h.alb, cell));
   if (h.upstream) out.push(`nginx upstream \`${cell(h.upstream.file)}\`: ${h.upstream.exists ? `127.0.0.1:${h.upstream.port ?? '?'} (${h.upstream.color ?? 'no colour'})` : 'missing'} · lock: ${h.lock.held ? 'held' : 'free'}${h.disk ? ` · disk ${h.disk.usedPercent}% used` : ''}`);
   else out.push(`lock: ${h.lock.held ? 'held' : 'free'}${h.disk ? ` · disk ${h.disk.usedPercent}% used` : ''}`);
   out.push('');

@@ -1,5 +1,6 @@
 /** The traffic router for a config (see router.ts). */
 import type { DeployConfig } from '../config/types.js';
+import { AlbTraffic } from './alb/traffic.js';
 import { HaproxyRouter } from './haproxy/router.js';
 import { NginxRouter } from './nginx/router.js';
 import { PortSwapRouter } from './port-swap/router.js';
@@ -13,5 +14,8 @@ export function routerFor(cfg: DeployConfig): TrafficRouter {
       return new PortSwapRouter(cfg);
     case 'haproxy':
       return new HaproxyRouter(cfg);
+    case 'alb':
+      // A run shares one AlbTraffic between its hosts (run.ts passes each host's router); this one serves one host.
+      return new AlbTraffic(cfg).routerFor(cfg.hosts[0]);
   }
 }

@@ -1,5 +1,5 @@
 /**
- * How traffic reaches a colour, as one interface with one folder per router (nginx/, port-swap/): publish the
+ * How traffic reaches a colour, as one interface with one folder per router (nginx/, haproxy/, alb/, port-swap/): publish the
  * candidate, tell which colour takes traffic, move traffic to the candidate and verify it, and put the previous
  * colour back. The deploy's phases (src/deploy/host-deploy.ts) are the same for every router.
  */
@@ -11,6 +11,7 @@ import type { HostState } from '../remote/outputs.js';
 import type { RemoteScript } from '../remote/scripts.js';
 import type { HostLog } from '../report/log.js';
 import type { RemoteHost } from '../ssh/connection.js';
+import type { AlbHostReport } from './alb/targets.js';
 
 /** What a router may use of the host deployment it serves. */
 export interface RouterHost {
@@ -82,6 +83,13 @@ export interface TrafficRouter {
   switchBack(h: RouterHost, state: HostState): Promise<boolean>;
   /** The container the finishing job drains and stops once the new colour is committed (port-swap stopped it already). */
   retire(plan: Plan): string | undefined;
+  /**
+   * Once committed, before the old colour is stopped: take it out of the load balancer and wait until it drained
+   * (alb: DeregisterTargets, then the group's deregistration delay, at most drain-seconds). A failure only warns.
+   */
+  drainOld?(h: RouterHost): Promise<void>;
+  /** What the router saw of the load balancer (alb: the target health over time), for the summary and metrics. */
+  report?(): AlbHostReport | undefined;
 }
 
 /** Whether a config's content was written by this run (the upstream note names the deploy id). */
@@ -90,3 +98,34 @@ export function writtenBy(content: string | undefined, deployId: string): boolea
 }
 
 export type RouterFactory = (cfg: DeployConfig) => TrafficRouter;
+
+/**
+ * The verify-seconds watch (`ours`: our probes) and beside it the proxy's or load balancer's own view: `check` runs
+ * every `everyMs` until the watch ends, and whichever fails first fails verify. The other one then ends by itself
+ * (ours at the end of verify-seconds); its outcome no longer matters.
+ */
+export async function watchBeside(ours: Promise<void>, check: () => Promise<void>, everyMs: number): Promise<void> {
+  let done = false;
+  const watched = ours.finally(() => {
+    done = true;
+  });
+  const theirs = (async () => {
+    while (!done) {
+      try {
+        await check();
+      } catch (e) {
+        if (!done) throw e;
+      }
+      await new Promise((r) => setTimeout(r, everyMs));
+    }
+  })();
+  try {
+    await Promise.race([watched, theirs]);
+    await Promise.all([watched, theirs]);
+  } catch (e) {
+    done = true;
+    watched.catch(() => undefined);
+    theirs.catch(() => undefined);
+    throw e;
+  }
+}

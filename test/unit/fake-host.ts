@@ -11,7 +11,7 @@ import type { HostTarget } from '../../src/config/types.js';
 import type { ExecOptions, ExecResult, RemoteHost } from '../../src/ssh/connection.js';
 import { upstreamPort } from '../../src/traffic/nginx/upstream.js';
 
-export type Kind = 'lock' | 'renew' | 'release' | 'pull' | 'detect' | 'status' | 'logs' | 'start' | 'start-existing' | 'upstream' | 'images' | 'drain' | 'finish' | 'swap' | 'stop' | 'discard' | 'repair' | 'record' | 'probe-shell';
+export type Kind = 'lock' | 'renew' | 'release' | 'pull' | 'detect' | 'status' | 'logs' | 'start' | 'start-existing' | 'upstream' | 'images' | 'drain' | 'finish' | 'swap' | 'stop' | 'discard' | 'repair' | 'record' | 'probe-shell' | 'imds';
 
 export interface Call {
   kind: Kind;
@@ -42,6 +42,7 @@ export function classify(body: string): Kind {
   if (body.includes('D start "$1"')) return 'start-existing';
   if (body.includes('history.jsonl')) return 'record';
   if (body.includes('D logs --tail')) return 'logs';
+  if (body.includes('169.254.169.254')) return 'imds';
   if (body.includes('/dev/tcp')) return 'probe-shell';
   throw new Error(`the fake host does not know this script:\n${body.slice(0, 300)}`);
 }
@@ -75,6 +76,9 @@ export class FakeHost implements RemoteHost {
   httpStatus?: (port: number, host: FakeHost) => number;
   lockEnded = false;
   closed = false;
+  /** What the instance metadata service answers (traffic alb): the fleet convention's id and address by the label's number. */
+  instanceId: string;
+  privateIp: string;
   /** Set to false to simulate a dropped SSH connection. */
   connected = true;
   private nextId = 1;
@@ -84,6 +88,9 @@ export class FakeHost implements RemoteHost {
     readonly app = 'shop'
   ) {
     this.target = { label, host: label, port: 22, user: 'ec2-user' };
+    const n = Number(/(\d+)$/.exec(label)?.[1] ?? '1');
+    this.instanceId = `i-0f1ee7${n.toString(16).padStart(11, '0')}`;
+    this.privateIp = `10.204.0.${10 + n}`;
   }
 
   /** Adds a container as an earlier deploy left it. */
@@ -252,6 +259,8 @@ export class FakeHost implements RemoteHost {
         const status = this.httpStatus ? this.httpStatus(port, this) : this.serving(port) ? 200 : 0;
         return status ? { stdout: `HTTP/1.0 ${status} X\n` } : { code: 7, stderr: 'connection refused' };
       }
+      case 'imds':
+        return { stdout: `instance-id=${this.instanceId}\nlocal-ipv4=${this.privateIp}\n` };
       case 'lock':
         this.events.push('lock-taken');
         return { stdout: `@@locked ${a[1]}\n` };

@@ -80,7 +80,7 @@ describe('readConfig', () => {
       expect.stringMatching(/^Input "hosts" is empty\. Example: hosts: /),
       expect.stringMatching(/^Input "app-name" "a b" may only hold .* Example: app-name: backend$/),
       expect.stringMatching(/^Input "health-timeout-seconds" must be a number from 1 to 3600 \(got "-1"\)\. Example: health-timeout-seconds: 60$/),
-      expect.stringMatching(/^Input "traffic" must be one of nginx, port-swap, haproxy \(got "traefik"\)\. Example: traffic: nginx$/),
+      expect.stringMatching(/^Input "traffic" must be one of nginx, port-swap, haproxy, alb \(got "traefik"\)\. Example: traffic: nginx$/),
       expect.stringMatching(/^Input "green-port" must differ from blue-port\./)
     ]);
   });

@@ -3,7 +3,7 @@ import type { Color, DeployConfig, NginxHealthUrl, Traffic } from '../types.js';
 import { APP, Collector, DEFAULTS, PATH_SAFE, printable } from './collector.js';
 
 export function readTraffic(c: Collector, app: string): Pick<DeployConfig, 'traffic' | 'ports' | 'publicPort' | 'nginxUpstreamFile' | 'nginxUpstreamName' | 'nginxReloadCommand' | 'nginxHealthUrl' | 'haproxySocket' | 'haproxyBackend' | 'haproxyStateFile'> {
-  const traffic = c.oneOf<Traffic>('traffic', ['nginx', 'port-swap', 'haproxy']);
+  const traffic = c.oneOf<Traffic>('traffic', ['nginx', 'port-swap', 'haproxy', 'alb']);
   const ports: Record<Color, number> = { blue: c.port('blue-port'), green: c.port('green-port') };
   if (ports.blue === ports.green) c.fail('green-port', 'must differ from blue-port', '8082');
   const publicPort = c.port('public-port');

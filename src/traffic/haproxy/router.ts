@@ -18,7 +18,7 @@ import { containerName } from '../../deploy/plan.js';
 import { StepError, type StepName } from '../../deploy/types.js';
 import type { HostState } from '../../remote/outputs.js';
 import type { RemoteHost } from '../../ssh/connection.js';
-import type { Cutover, RouterHost, TrafficRouter } from '../router.js';
+import { watchBeside, type Cutover, type RouterHost, type TrafficRouter } from '../router.js';
 import { commandLine, setStateCommand, showServersStateCommand, showStatCommand, switchCommands, writeStateFileScript } from './commands.js';
 import { HaproxyRuntime } from './runtime.js';
 import { checkedHealthy, describeServer, parseActivityDates, parseBackendView, routedColorOf, unchecked, type BackendView, type ServerView } from './view.js';
@@ -185,27 +185,10 @@ export class HaproxyRouter implements TrafficRouter {
    */
   private async watchWithHaproxy(h: RouterHost, rt: HaproxyRuntime, color: Color, port: number): Promise<void> {
     const b = this.cfg.haproxyBackend;
-    let done = false;
-    const ours = h.watch(port).finally(() => {
-      done = true;
-    });
-    const theirs = (async () => {
-      while (!done) {
-        const s = (await this.view(rt, 'verify')).servers[color]!;
-        if (!done && (s.admin !== 'ready' || !checkedHealthy(s))) throw new StepError('verify', `HAProxy's check of ${b}/${color} failed after the switch (${describeServer(s)})`);
-        await sleep(POLL_MS);
-      }
-    })();
-    try {
-      await Promise.race([ours, theirs]);
-      await Promise.all([ours, theirs]);
-    } catch (e) {
-      done = true;
-      // the other one ends by itself (ours at the end of verify-seconds); its outcome no longer matters
-      ours.catch(() => undefined);
-      theirs.catch(() => undefined);
-      throw e;
-    }
+    await watchBeside(h.watch(port), async () => {
+      const s = (await this.view(rt, 'verify')).servers[color]!;
+      if (s.admin !== 'ready' || !checkedHealthy(s)) throw new StepError('verify', `HAProxy's check of ${b}/${color} failed after the switch (${describeServer(s)})`);
+    }, POLL_MS);
   }
 
   async cutOver(h: RouterHost): Promise<Cutover> {

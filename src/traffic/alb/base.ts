@@ -1,0 +1,39 @@
+/** What both ALB routers share: the colours published for the load balancer, and this host's targets. */
+import type { Color, DeployConfig } from '../../config/types.js';
+import { containerName } from '../../deploy/plan.js';
+import type { RouterHost } from '../router.js';
+import { HostTargets, type AlbHostReport } from './targets.js';
+import type { AlbShared } from './traffic.js';
+
+export abstract class AlbRouterBase {
+  readonly kind = 'alb' as const;
+  readonly startVerb = 'run' as const;
+  protected targets?: HostTargets;
+
+  constructor(
+    protected readonly cfg: DeployConfig,
+    protected readonly shared: AlbShared
+  ) {}
+
+  /** On publish-address (default all interfaces): the load balancer reaches the colour's port from outside. */
+  publishArgs(color: Color): string[] {
+    return ['--publish', `${this.cfg.publishAddress ?? '0.0.0.0'}:${this.cfg.ports[color]}:${this.cfg.containerPort}`];
+  }
+
+  probePort(color: Color): number {
+    return this.cfg.ports[color];
+  }
+
+  retire(plan: RouterHost['plan']): string | undefined {
+    return plan.live ? containerName(this.cfg.app, plan.live) : undefined;
+  }
+
+  report(): AlbHostReport | undefined {
+    return this.targets?.report();
+  }
+
+  protected async hostTargets(): Promise<HostTargets> {
+    this.targets ??= new HostTargets(this.cfg, await this.shared.elb());
+    return this.targets;
+  }
+}

@@ -1,0 +1,130 @@
+/**
+ * alb mode with a listener and a group per colour: one host's part of the fleet switch (listener-switch.ts).
+ *
+ *   health   our probe on the candidate, then RegisterTargets in the idle colour's group (which the listener sends
+ *            nothing) and DescribeTargetHealth until healthy; a failure deregisters it again
+ *   switch   the barrier: when every host got here, one ModifyListener/ModifyRule moves the traffic (or the canary share)
+ *   verify   verify-seconds of our probes and the ALB's view; with a canary, then the barrier for the rest
+ *   drain    (committed) the old colour's target leaves its group (DeregisterTargets, draining at most
+ *            drain-seconds), then its container is stopped, kept for rollback
+ *
+ * Switching back: the listener is put back (once for the fleet), then the candidate leaves the idle group.
+ */
+import type { Color, DeployConfig } from '../../config/types.js';
+import { containerName } from '../../deploy/plan.js';
+import type { HostState } from '../../remote/outputs.js';
+import type { Cutover, RouterHost, TrafficRouter } from '../router.js';
+import { describeTarget, type TargetGroupInfo } from './elb.js';
+import { describeWeights, type ListenerSwitch } from './listener-switch.js';
+import { parseListenerRouting, registered, type ListenerRouting } from './routing.js';
+import { AlbRouterBase } from './base.js';
+import { describeHealth } from './targets.js';
+import type { AlbShared } from './traffic.js';
+
+export class AlbListenerRouter extends AlbRouterBase implements TrafficRouter {
+  private readOnce = false;
+
+  constructor(
+    cfg: DeployConfig,
+    shared: AlbShared,
+    private readonly sw: ListenerSwitch,
+    private readonly host: string
+  ) {
+    super(cfg, shared);
+  }
+
+  routedColor(state: Pick<HostState, 'upstreamContent'>): Color | undefined {
+    return parseListenerRouting(state.upstreamContent)?.live;
+  }
+
+  /** detect: the listener as before the run (read once for the fleet); later (the undo): as it is now. */
+  async readRouting(): Promise<string> {
+    const s = this.readOnce ? await this.sw.now() : await this.sw.before();
+    this.readOnce = true;
+    const r: ListenerRouting = { listener: true, live: s.live, weights: s.weights };
+    return JSON.stringify(r);
+  }
+
+  async cutOver(h: RouterHost): Promise<Cutover> {
+    const { cfg, plan, timer } = h;
+    const to = plan.candidate;
+    const port = cfg.ports[to];
+    const groups = await this.sw.groups();
+    const tg: TargetGroupInfo = groups[to];
+    const t = await this.hostTargets();
+    let registeredHere = false;
+    try {
+      await timer.run('health', async () => {
+        await h.waitHealthy(port, containerName(cfg.app, to));
+        const cand = await t.target(h, 'health', tg, to);
+        await h.ensureLock();
+        // The idle colour's group gets no requests from the listener: registering changes no traffic yet.
+        await t.register(tg, to, cand, 'health');
+        registeredHere = true;
+        h.log.info(`registered ${describeTarget(cand)} (${to}) in ${tg.name}, the idle colour's group; waiting until the load balancer calls it healthy`);
+        await t.waitHealthy(h, tg, to, cand, 'health');
+      });
+      await h.beforeTraffic(port);
+      timer.checkCancelled();
+    } catch (e) {
+      // Before the switch: no listener change for anyone, and this candidate leaves the idle group again.
+      this.sw.markFailed(`${this.host} failed before the listener switch`);
+      if (registeredHere) {
+        const cand = await t.target(h, 'health', tg, to);
+        await t.deregister(tg, to, cand, 'health').then(
+          () => h.log.info(`deregistered ${describeTarget(cand)} (${to}) from ${tg.name} again`),
+          (err: Error) => h.warn(`could not deregister ${describeTarget(cand)} from ${tg.name} after the failure: ${err.message}`)
+        );
+      }
+      throw e;
+    }
+    await timer.run('switch', async () => {
+      await h.ensureLock();
+      // The last host to arrive makes the listener change, which may reach the ALB even if its answer never arrives.
+      h.trafficMayHaveMoved();
+      await this.sw.arrive(this.host, timer.signal, h.log);
+    });
+    await timer.run('verify', async () => {
+      const cand = await t.target(h, 'verify', tg, to);
+      await h.probeOnce('verify', port);
+      await t.watchWithAlb(h, tg, to, cand, port);
+      if (this.sw.canaryPercent) {
+        h.log.info(`the canary share (${this.sw.canaryPercent}%) was served without a failure; waiting for the other hosts before the rest follows`);
+        await this.sw.verified(this.host, timer.signal, h.log);
+        await h.probeOnce('verify', port);
+      }
+    });
+    return { workersBefore: [], drained: true };
+  }
+
+  /** Committed: the old colour's target leaves its group (no requests come to it any more) and drains. */
+  async drainOld(h: RouterHost): Promise<void> {
+    const from = h.plan.live;
+    if (!from) return;
+    const tg = (await this.sw.groups())[from];
+    const t = await this.hostTargets();
+    const old = await t.target(h, 'drain', tg, from);
+    const v = await t.health(tg, from, old, 'drain');
+    if (!registered(v) && v.state !== 'draining') {
+      h.log.info(`${describeTarget(old)} (${from}) is ${describeHealth(v)} in ${tg.name}: nothing to deregister`);
+      return;
+    }
+    if (registered(v)) await t.deregister(tg, from, old, 'drain');
+    await t.waitDrained(h, tg, from, old, 'drain', this.cfg.drainMs);
+  }
+
+  async switchBack(h: RouterHost): Promise<boolean> {
+    const to = h.plan.candidate;
+    const tg = (await this.sw.groups())[to];
+    const t = await this.hostTargets();
+    const moved = await this.sw.restore(h.log);
+    const cand = await t.target(h, 'switch-back', tg, to);
+    const v = await t.health(tg, to, cand, 'switch-back');
+    if (registered(v)) await t.deregister(tg, to, cand, 'switch-back');
+    // Requests the listener sent the candidate before the restore finish before its container goes.
+    if (moved && (registered(v) || v.state === 'draining')) await t.waitDrained(h, tg, to, cand, 'switch-back', this.cfg.drainMs);
+    if (!moved) h.log.info(`the listener was not changed (${describeWeights((await this.sw.before()).weights)}): ${describeTarget(cand)} left ${tg.name}`);
+    await h.discardCandidate();
+    return moved;
+  }
+}

@@ -1,0 +1,137 @@
+/**
+ * alb mode with one target group (alb-target-group): each host swaps its own two targets in the group.
+ *
+ *   health   our probe on the candidate's port (published on publish-address, so the ALB reaches it)
+ *   switch   RegisterTargets(candidate), until DescribeTargetHealth says healthy (and our probe), then
+ *            DeregisterTargets(old colour): the ALB stops sending it new requests and drains it
+ *   verify   verify-seconds of our probes, and the ALB's view of the candidate
+ *   drain    (committed) until the old target is out of draining (at most drain-seconds), then it is stopped, kept
+ *
+ * Switching back registers the old colour again (waiting until the ALB calls it healthy), then deregisters the
+ * candidate and lets it drain: decided from what the ALB reports for both targets after the failure.
+ */
+import type { Color, DeployConfig } from '../../config/types.js';
+import { containerName } from '../../deploy/plan.js';
+import type { StepName } from '../../deploy/types.js';
+import type { HostState } from '../../remote/outputs.js';
+import type { RemoteHost } from '../../transport/remote-host.js';
+import type { Cutover, RouterHost, TrafficRouter } from '../router.js';
+import { describeTarget, type TargetGroupInfo } from './elb.js';
+import { parseGroupRouting, registered, routedColorOfGroup, type TargetGroupRouting } from './routing.js';
+import { AlbRouterBase } from './base.js';
+import { describeHealth } from './targets.js';
+import type { AlbShared } from './traffic.js';
+
+export class AlbTargetGroupRouter extends AlbRouterBase implements TrafficRouter {
+  private readonly groupName: string;
+
+  constructor(cfg: DeployConfig, shared: AlbShared) {
+    super(cfg, shared);
+    this.groupName = cfg.alb?.mode === 'target-group' ? cfg.alb.targetGroup : '';
+  }
+
+  routedColor(state: Pick<HostState, 'upstreamContent'>): Color | undefined {
+    return routedColorOfGroup(parseGroupRouting(state.upstreamContent));
+  }
+
+  private async group(): Promise<TargetGroupInfo> {
+    return this.shared.group(this.groupName, 'alb-target-group');
+  }
+
+  /** The ALB's view of this host's two targets (read at detect and again for the undo). */
+  async readRouting(remote: RemoteHost): Promise<string> {
+    const tg = await this.group();
+    const t = await this.hostTargets();
+    const exec = async (_step: StepName, s: { body: string; args: string[] }, what: string) => {
+      const res = await remote.run(s.body, s.args);
+      if (res.code !== 0) throw new Error(`${what} failed (exit ${res.code ?? res.signal ?? 'unknown'}): ${(res.stderr || res.stdout).trim().split('\n').slice(-3).join(' ')}`);
+      return res.stdout;
+    };
+    const routing: TargetGroupRouting = { group: tg.name, targets: {} };
+    for (const c of ['blue', 'green'] as const) {
+      const target = await t.target({ exec }, 'detect', tg, c);
+      const v = await t.health(tg, c, target, 'detect');
+      routing.targets[c] = { id: v.id, port: v.port, state: v.state, reason: v.reason };
+    }
+    return JSON.stringify(routing);
+  }
+
+  async cutOver(h: RouterHost): Promise<Cutover> {
+    const { cfg, plan, timer } = h;
+    const to = plan.candidate;
+    const from = plan.live;
+    const port = cfg.ports[to];
+    const tg = await this.group();
+    const t = await this.hostTargets();
+    await timer.run('health', () => h.waitHealthy(port, containerName(cfg.app, to)));
+    await h.beforeTraffic(port);
+    timer.checkCancelled();
+    await timer.run('switch', async () => {
+      const cand = await t.target(h, 'switch', tg, to);
+      await h.ensureLock();
+      // From the RegisterTargets call on, the ALB may send the candidate requests: the undo reads the ALB.
+      h.trafficMayHaveMoved();
+      await t.register(tg, to, cand, 'switch');
+      h.log.info(`registered ${describeTarget(cand)} (${to}) in ${tg.name}; waiting until the load balancer calls it healthy`);
+      await t.waitHealthy(h, tg, to, cand, 'switch');
+      await h.probeOnce('switch', port);
+      if (!from) return;
+      const old = await t.target(h, 'switch', tg, from);
+      const v = await t.health(tg, from, old, 'switch');
+      if (registered(v)) {
+        await t.deregister(tg, from, old, 'switch');
+        h.log.info(`deregistered ${describeTarget(old)} (${from}) from ${tg.name}: the load balancer sends it no new requests and drains it (deregistration delay ${tg.deregistrationDelaySeconds ?? '?'} s, waited for at most drain-seconds)`);
+      } else {
+        h.log.info(`${describeTarget(old)} (${from}) is ${describeHealth(v)} in ${tg.name}: nothing to deregister`);
+      }
+    });
+    await timer.run('verify', async () => {
+      const cand = await t.target(h, 'verify', tg, to);
+      await h.probeOnce('verify', port);
+      await t.watchWithAlb(h, tg, to, cand, port);
+    });
+    return { workersBefore: [], drained: true };
+  }
+
+  /** Committed: the old colour's target finishes draining (at most drain-seconds) before its container stops. */
+  async drainOld(h: RouterHost): Promise<void> {
+    const from = h.plan.live;
+    if (!from) return;
+    const tg = await this.group();
+    const t = await this.hostTargets();
+    const old = await t.target(h, 'drain', tg, from);
+    await t.waitDrained(h, tg, from, old, 'drain', this.cfg.drainMs);
+  }
+
+  async switchBack(h: RouterHost, state: HostState): Promise<boolean> {
+    const { plan } = h;
+    const to = plan.candidate;
+    const back = plan.live;
+    const tg = await this.group();
+    const t = await this.hostTargets();
+    const step: StepName = 'switch-back';
+    const cand = await t.target(h, step, tg, to);
+    const cv = await t.health(tg, to, cand, step);
+    const prev = back ? await t.target(h, step, tg, back) : undefined;
+    const pv = back && prev ? await t.health(tg, back, prev, step) : undefined;
+    if (!registered(cv) && cv.state !== 'draining' && (!back || registered(pv))) {
+      h.log.info(`${describeTarget(cand)} (${to}) is ${describeHealth(cv)} in ${tg.name}${back ? ` and ${back} is still registered` : ''}: traffic was not moved, nothing to switch back`);
+      await h.discardCandidate(state);
+      return false;
+    }
+    if (back && prev && !registered(pv)) {
+      // The old colour was deregistered by the switch: it takes requests again once the ALB calls it healthy.
+      await t.register(tg, back, prev, step);
+      h.log.info(`registered ${describeTarget(prev)} (${back}) in ${tg.name} again; waiting until the load balancer calls it healthy`);
+      await t.waitHealthy(h, tg, back, prev, step, true);
+    }
+    if (registered(cv)) await t.deregister(tg, to, cand, step);
+    if (registered(cv) || cv.state === 'draining') {
+      // In-flight requests to the candidate finish before its container goes.
+      await t.waitDrained(h, tg, to, cand, step, this.cfg.drainMs);
+    }
+    await h.discardCandidate();
+    // Traffic was moved if the old colour had left the group, or the ALB sent the candidate requests (it was healthy).
+    return Boolean(back && !registered(pv)) || t.recorder.samples.some((x) => x.color === to && x.group === tg.name && x.state === 'healthy');
+  }
+}

@@ -1,0 +1,170 @@
+/**
+ * One host's targets in the load balancer, shared by both ALB routers: the host's identity (IMDSv2, read once per
+ * host session), its target per colour (instance ID or private IPv4, by the group's target type, on the colour's
+ * port), registering and deregistering them, waiting until the ALB reports them healthy or drained, and the record
+ * of every health state the ALB reported (the summary's and metrics' timeline).
+ */
+import type { Color, DeployConfig } from '../../config/types.js';
+import { StepError, type StepName } from '../../deploy/types.js';
+import { cancelReason } from '../../deploy/steps.js';
+import { watchBeside, type RouterHost } from '../router.js';
+import { describeTarget, ElbError, type Elb, type Target, type TargetGroupInfo, type TargetHealthView } from './elb.js';
+import { identityScript, parseIdentity, type HostIdentity } from './identity.js';
+
+/** How often DescribeTargetHealth is polled (tests make it shorter). */
+export const albTiming = { pollMs: 500 };
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** One health state the ALB reported for a target, from when it was first seen. */
+export interface HealthSample {
+  at: string;
+  group: string;
+  color: Color;
+  target: string;
+  state: string;
+  reason?: string;
+}
+
+/** What the summary and metrics show of one host's time in the load balancer. */
+export interface AlbHostReport {
+  targetType?: string;
+  instanceId?: string;
+  privateIp?: string;
+  /** Target health as the ALB saw it over time: a sample at each change of state. */
+  health: HealthSample[];
+}
+
+export class HealthRecorder {
+  readonly samples: HealthSample[] = [];
+  private readonly last = new Map<string, string>();
+
+  note(group: TargetGroupInfo, color: Color, v: TargetHealthView): void {
+    const key = `${group.arn} ${v.id}:${v.port}`;
+    const state = `${v.state}${v.reason ? ` ${v.reason}` : ''}`;
+    if (this.last.get(key) === state) return;
+    this.last.set(key, state);
+    this.samples.push({ at: new Date().toISOString(), group: group.name, color, target: describeTarget(v), state: v.state, reason: v.reason });
+  }
+}
+
+/** How long the ALB may take to call a new target healthy: its checks' interval × threshold, plus a margin. */
+export function healthyWithinMs(cfg: Pick<DeployConfig, 'healthTimeoutMs'>, tg: Pick<TargetGroupInfo, 'healthCheckIntervalSeconds' | 'healthyThresholdCount'>): number {
+  const alb = tg.healthCheckIntervalSeconds && tg.healthyThresholdCount ? (tg.healthCheckIntervalSeconds * (tg.healthyThresholdCount + 1) + 10) * 1000 : 0;
+  return Math.max(cfg.healthTimeoutMs, alb);
+}
+
+export function describeHealth(v: TargetHealthView | undefined): string {
+  if (!v) return 'not listed';
+  return `${v.state}${v.reason ? ` (${v.reason}${v.description ? `: ${v.description}` : ''})` : ''}`;
+}
+
+export class HostTargets {
+  private identity?: Promise<HostIdentity>;
+  private known?: HostIdentity;
+  readonly recorder = new HealthRecorder();
+  targetType?: string;
+
+  constructor(
+    private readonly cfg: DeployConfig,
+    readonly elb: Elb
+  ) {}
+
+  /** The host's instance ID and private IPv4, read once per host session (reused after a reconnect: it is the same host). */
+  async readIdentity(h: Pick<RouterHost, 'exec'>, step: StepName): Promise<HostIdentity> {
+    this.identity ??= h.exec(step, identityScript(), 'read the instance ID and private IPv4 from the instance metadata service (IMDSv2)').then((out) => (this.known = parseIdentity(out)));
+    this.identity.catch(() => (this.identity = undefined));
+    try {
+      return await this.identity;
+    } catch (e) {
+      throw new StepError(step, `${(e as Error).message}: traffic: alb names the host to the load balancer by its instance ID or private IPv4 (is this an EC2 instance with the metadata service enabled, and is its hop limit at least 1?)`);
+    }
+  }
+
+  report(): AlbHostReport {
+    return { targetType: this.targetType, instanceId: this.known?.instanceId, privateIp: this.known?.privateIp, health: this.recorder.samples };
+  }
+
+  async target(h: Pick<RouterHost, 'exec'>, step: StepName, tg: TargetGroupInfo, color: Color): Promise<Target> {
+    const id = await this.readIdentity(h, step);
+    this.targetType = tg.targetType;
+    return { id: tg.targetType === 'ip' ? id.privateIp : id.instanceId, port: this.cfg.ports[color] };
+  }
+
+  async health(tg: TargetGroupInfo, color: Color, t: Target, step: StepName): Promise<TargetHealthView> {
+    let views: TargetHealthView[];
+    try {
+      views = await this.elb.targetHealth(tg, [t]);
+    } catch (e) {
+      throw new StepError(step, (e as Error).message);
+    }
+    const v = views.find((x) => x.id === t.id && x.port === t.port) ?? { ...t, state: 'unregistered' };
+    this.recorder.note(tg, color, v);
+    return v;
+  }
+
+  async register(tg: TargetGroupInfo, color: Color, t: Target, step: StepName): Promise<void> {
+    await this.elb.register(tg, [t]).catch((e: ElbError) => {
+      throw new StepError(step, e.message);
+    });
+  }
+
+  async deregister(tg: TargetGroupInfo, color: Color, t: Target, step: StepName): Promise<void> {
+    await this.elb.deregister(tg, [t]).catch((e: ElbError) => {
+      throw new StepError(step, e.message);
+    });
+  }
+
+  /** Polls DescribeTargetHealth until the target is healthy; unhealthy past the limit, or gone, fails the step. */
+  async waitHealthy(h: Pick<RouterHost, 'log' | 'timer'>, tg: TargetGroupInfo, color: Color, t: Target, step: StepName, undoing = false): Promise<void> {
+    const t0 = Date.now();
+    const limit = healthyWithinMs(this.cfg, tg);
+    let v: TargetHealthView;
+    for (;;) {
+      const signal = h.timer.signal;
+      if (!undoing && signal?.aborted) throw new StepError(step, `${cancelReason(signal)} while waiting for the load balancer to call ${describeTarget(t)} healthy`);
+      v = await this.health(tg, color, t, step);
+      if (v.state === 'healthy') {
+        h.log.info(`the load balancer reports ${describeTarget(t)} (${color}) healthy in ${tg.name} after ${Date.now() - t0} ms`);
+        return;
+      }
+      if (v.reason === 'Target.NotInUse') {
+        throw new StepError(step, `the load balancer does not health-check ${tg.label}: no listener or rule forwards to it (Target.NotInUse). Make a listener rule of the load balancer forward to it${tg.loadBalancerArns.length ? '' : ' (it is attached to no load balancer)'}`);
+      }
+      if (v.state === 'unregistered' || v.state === 'draining' || v.state === 'unused') {
+        throw new StepError(step, `${describeTarget(t)} (${color}) is ${describeHealth(v)} in ${tg.label}, not registered any more: did something else deregister it?`);
+      }
+      if (Date.now() - t0 >= limit) {
+        throw new StepError(step, `the load balancer did not report ${describeTarget(t)} (${color}) healthy in ${tg.label} within ${Math.round(limit / 1000)} s (last: ${describeHealth(v)}): does the security group of the host allow the load balancer on port ${t.port}, is publish-address reachable, and does the group's health check path answer 2xx${tg.healthCheckPath ? ` (${tg.healthCheckPath})` : ''}?`);
+      }
+      await sleep(albTiming.pollMs);
+    }
+  }
+
+  /** Waits until a deregistered target is done draining, at most `maxMs`; returns whether it finished. */
+  async waitDrained(h: Pick<RouterHost, 'log' | 'warn'>, tg: TargetGroupInfo, color: Color, t: Target, step: StepName, maxMs: number): Promise<boolean> {
+    const t0 = Date.now();
+    for (;;) {
+      const v = await this.health(tg, color, t, step);
+      if (v.state === 'unregistered' || v.state === 'unused') {
+        h.log.info(`${describeTarget(t)} (${color}) left ${tg.name}: draining took ${Date.now() - t0} ms`);
+        return true;
+      }
+      if (v.state !== 'draining') throw new StepError(step, `${describeTarget(t)} (${color}) is ${describeHealth(v)} in ${tg.label} instead of draining: was it registered again by someone else?`);
+      if (Date.now() - t0 >= maxMs) {
+        h.warn(`${describeTarget(t)} (${color}) was still draining in ${tg.name} after drain-seconds (${maxMs / 1000} s; the group's deregistration delay is ${tg.deregistrationDelaySeconds ?? '?'} s): stopping it anyway`);
+        return false;
+      }
+      await sleep(albTiming.pollMs);
+    }
+  }
+
+  /**
+   * verify-seconds: our probes (h.watch) and beside them the ALB's view of the candidate: unhealthy there fails verify.
+   */
+  async watchWithAlb(h: RouterHost, tg: TargetGroupInfo, color: Color, t: Target, port: number): Promise<void> {
+    await watchBeside(h.watch(port), async () => {
+      const v = await this.health(tg, color, t, 'verify');
+      if (v.state !== 'healthy') throw new StepError('verify', `the load balancer reports ${describeTarget(t)} (${color}) ${describeHealth(v)} in ${tg.name} after the switch`);
+    }, albTiming.pollMs * 2);
+  }
+}
