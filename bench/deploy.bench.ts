@@ -5,14 +5,16 @@
  * streams), with
  *   nginx      this action, traffic: nginx
  *   rollback   this action, command: rollback (nginx), after the nginx rounds
+ *   nginx-njs  this action, traffic: nginx with nginx-switch: njs, on an nginx of the bench only (test/e2e/njs-nginx.ts;
+ *              the reload modes use the sandbox's shared nginx, which other checkouts' tests may reload too)
  *   port-swap  this action, traffic: port-swap
  *   haproxy    this action, traffic: haproxy, on the sandbox's HAProxy (test/sandbox/haproxy-up.sh: backend e2e-hx-web,
  *              front 127.0.0.1:19610, servers on 19611/19612; do not run test/e2e/haproxy.test.ts at the same time)
  *   naive      bench/naive-deploy.sh: one ssh session doing login, pull, stop + rm, run on the same port, health, rollback
  * plus the action's cold start (process start to its first SSH byte) and bundle size. Prints tables (with the goals,
  * PASS/MISS) and writes bench/results/deploy.json. Rounds per mode: BENCH_ROUNDS (default 6); BENCH_MODES (default
- * "nginx,rollback,port-swap,haproxy,naive") picks modes; app names start with BENCH_APP_PREFIX (default "bench") and
- * the bench's own ports with BENCH_PORT_BASE (default 18300: nginx +0..+2, port-swap +10, naive +20).
+ * "nginx,rollback,nginx-njs,port-swap,haproxy,naive") picks modes; app names start with BENCH_APP_PREFIX (default "bench") and
+ * the bench's own ports with BENCH_PORT_BASE (default 18300: nginx +0..+2, port-swap +10, naive +20, nginx-njs +30..+32).
  * Not part of `npm test`.
  */
 import { spawn } from 'node:child_process';
@@ -24,12 +26,13 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import zlib from 'node:zlib';
 import { CLIENT_KINDS, ClientMix, writeStreamCgi, type ClientKind, type MixOptions, type MixResult } from '../test/e2e/clients.js';
+import { startNjsNginx } from '../test/e2e/njs-nginx.js';
 import { cleanupApp, drainJobDone, prepareApp, REPO_ROOT, runAction, sh, SANDBOX, type LoadResult, type RequestSample } from '../test/e2e/harness.js';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 6);
 /** The four client kinds: 3 fresh, 3 pooled keep-alive (no retry), 3 slow 2–5 s on pooled keep-alive, 2 streams of ~5 s. */
 const MIX: MixOptions = { fresh: 3, pooled: 3, slow: 3, stream: 2, slowSeconds: [2, 3, 4, 5], streamEvents: 25, requestTimeoutMs: 15000, record: true };
-const MODES = (process.env.BENCH_MODES ?? 'nginx,rollback,port-swap,haproxy,naive').split(',').map((m) => m.trim());
+const MODES = (process.env.BENCH_MODES ?? 'nginx,rollback,nginx-njs,port-swap,haproxy,naive').split(',').map((m) => m.trim());
 const PREFIX = process.env.BENCH_APP_PREFIX ?? 'bench';
 const PORT_BASE = Number(process.env.BENCH_PORT_BASE ?? 18300);
 /** The sandbox HAProxy's backend, front and server ports (test/sandbox/haproxy-up.sh). */
@@ -42,13 +45,14 @@ const COLD_STARTS = 5;
 const nginxApp = `${PREFIX}-nginx`;
 const swapApp = `${PREFIX}-swap`;
 const haproxyApp = `${PREFIX}-haproxy`;
+const njsApp = `${PREFIX}-njs`;
 /** docker-run-args mounting the stream CGI into the demo containers (set in the test). */
 let streamArgs = '';
 let streamVolume = '';
 
 const GOALS = { switchMs: 50, overheadMs: 1500, rollbackMs: 2000 };
 
-type Mode = 'nginx' | 'rollback' | 'port-swap' | 'haproxy' | 'naive';
+type Mode = 'nginx' | 'rollback' | 'nginx-njs' | 'port-swap' | 'haproxy' | 'naive';
 
 /** One client kind over one round. */
 interface KindRound {
@@ -288,7 +292,7 @@ async function rounds(mode: Mode, url: string, deploy: (tag: string) => Promise<
     }
     // Rounds are independent deploys: the previous one's background drain job (which the next deploy on the host
     // would wait for) is done first, outside the measurement.
-    for (const app of [nginxApp, swapApp, haproxyApp]) await drainJobDone(app);
+    for (const app of [nginxApp, swapApp, haproxyApp, njsApp]) await drainJobDone(app);
     const load = new ClientMix(url, MIX).start();
     const loadFrom = Date.now();
     await sleep(LEAD_MS);
@@ -437,6 +441,33 @@ test(`benchmark: ${ROUNDS} swaps per mode under load`, async () => {
     await cleanupApp(nginxApp);
   }
 
+  let njs: Round[] = [];
+  if (on('nginx-njs')) {
+    await cleanupApp(njsApp);
+    const upstreamDir = fs.mkdtempSync(path.join(os.tmpdir(), `${PREFIX}-njs-upstream-`));
+    fs.chmodSync(upstreamDir, 0o755);
+    const upstreamFile = path.join(upstreamDir, `${njsApp}.conf`);
+    fs.writeFileSync(upstreamFile, `upstream ${njsApp} { server 127.0.0.1:${PORT_BASE + 31}; }\n`);
+    await sh(`chown -R ec2-user:ec2-user ${upstreamDir}`);
+    const server = await startNjsNginx(path.join(cgiDir, 'njs-nginx'), { listenPort: PORT_BASE + 30, upstreamFile });
+    const njsExtra = { 'nginx-switch': 'njs', 'nginx-upstream-file': upstreamFile, 'nginx-reload-command': 'exit 99', 'blue-port': String(PORT_BASE + 31), 'green-port': String(PORT_BASE + 32), 'docker-run-args': streamArgs };
+    let njsRest = false;
+    try {
+      njs = await rounds('nginx-njs', server.url, async (tag) => {
+        const d = await actionDeploy(njsApp, tag, njsExtra);
+        if (!njsRest) {
+          rest['nginx-njs'] = await atRest(server.url);
+          njsRest = true;
+        }
+        return d;
+      });
+    } finally {
+      await server.stop();
+      await cleanupApp(njsApp);
+      fs.rmSync(upstreamDir, { recursive: true, force: true });
+    }
+  }
+
   let swap: Round[] = [];
   if (on('port-swap')) {
     await cleanupApp(swapApp);
@@ -503,6 +534,7 @@ test(`benchmark: ${ROUNDS} swaps per mode under load`, async () => {
   const modes = ([
     ['nginx', 'action, nginx', nginx],
     ['rollback', 'action, rollback (nginx)', rollbacks],
+    ['nginx-njs', 'action, nginx-switch: njs', njs],
     ['port-swap', 'action, port-swap', swap],
     ['haproxy', 'action, haproxy', hx],
     ['naive', 'naive script', naive]
@@ -581,6 +613,7 @@ test(`benchmark: ${ROUNDS} swaps per mode under load`, async () => {
     goal('nginx: 0 broken slow requests (max per round)', max(nginx.map((r) => r.brokenSlow)), max(nginx.map((r) => r.brokenSlow)) === 0),
     goal(`nginx: switch (upstream written → first new worker serving) < ${GOALS.switchMs} ms (max)`, max(nginx.map((r) => r.switchMs)), max(nginx.map((r) => r.switchMs)) < GOALS.switchMs),
     goal(`nginx: full cut-over (cutover-ms: old workers no longer accept; includes nginx's fixed 100 ms overlap) < ${GOALS.switchMs} ms (max)`, max(nginx.map((r) => r.fullCutoverMs)), max(nginx.map((r) => r.fullCutoverMs)) < GOALS.switchMs),
+    goal('nginx-njs: 0 failed requests of every client kind (max per round)', max(njs.map((r) => CLIENT_KINDS.reduce((n, k) => n + r.kinds[k].failed, 0))), max(njs.map((r) => CLIENT_KINDS.reduce((n, k) => n + r.kinds[k].failed, 0))) === 0),
     goal(`port-swap: switch (cutover-ms) < ${GOALS.switchMs} ms (max)`, max(swap.map((r) => r.switchMs)), max(swap.map((r) => r.switchMs)) < GOALS.switchMs),
     goal('haproxy: 0 failed requests of every client kind (max per round)', max(hx.map((r) => CLIENT_KINDS.reduce((n, k) => n + r.kinds[k].failed, 0))), max(hx.map((r) => CLIENT_KINDS.reduce((n, k) => n + r.kinds[k].failed, 0))) === 0),
     goal(`haproxy: switch (cutover-ms, on HAProxy's clock) < ${GOALS.switchMs} ms (max)`, max(hx.map((r) => r.switchMs)), max(hx.map((r) => r.switchMs)) < GOALS.switchMs),
@@ -590,7 +623,7 @@ test(`benchmark: ${ROUNDS} swaps per mode under load`, async () => {
   ];
   const goalTable = ['| goal | measured | met |', '| --- | --- | --- |', ...goals.map((g) => `| ${g.goal} | ${fmt(g.value)} | ${g.met ? 'PASS' : Number.isFinite(g.value) ? 'MISS' : 'not run'} |`)];
 
-  const stepNames = [...new Set([...nginx, ...rollbacks, ...swap, ...hx].flatMap((r) => Object.keys(r.steps)))];
+  const stepNames = [...new Set([...nginx, ...rollbacks, ...njs, ...swap, ...hx].flatMap((r) => Object.keys(r.steps)))];
   const stepRow = (rs: Round[]) => stepNames.map((s) => fmt(median(rs.map((r) => r.steps[s] ?? NaN)))).join(' | ');
   const naiveSteps = Object.keys(naive[0]?.steps ?? {});
   const steps = [
@@ -598,6 +631,7 @@ test(`benchmark: ${ROUNDS} swaps per mode under load`, async () => {
     `| --- | ${stepNames.map(() => '---:').join(' | ')} |`,
     `| nginx | ${stepRow(nginx)} |`,
     `| rollback | ${stepRow(rollbacks)} |`,
+    `| nginx-njs | ${stepRow(njs)} |`,
     `| port-swap | ${stepRow(swap)} |`,
     `| haproxy | ${stepRow(hx)} |`,
     '',
@@ -650,6 +684,7 @@ test(`benchmark: ${ROUNDS} swaps per mode under load`, async () => {
         distChangedDuringRun: distChanged,
         nginx,
         rollbacks,
+        njs,
         swap,
         haproxy: hx,
         naive,
@@ -663,6 +698,7 @@ test(`benchmark: ${ROUNDS} swaps per mode under load`, async () => {
   expect(nginx.every((r) => r.result === 'success')).toBe(true);
   expect(rollbacks.every((r) => r.result === 'success')).toBe(true);
   expect(swap.every((r) => r.result === 'success')).toBe(true);
+  expect(njs.every((r) => r.result === 'success')).toBe(true);
   expect(hx.every((r) => r.result === 'success')).toBe(true);
   expect(naive.every((r) => r.result === 'success')).toBe(true);
 });

@@ -17,7 +17,7 @@
 import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
-import { describeError, LoadGenerator, type LoadOptions, type LoadResult } from './harness.js';
+import { describeError, LoadGenerator, type LoadOptions, type LoadResult, type RunActionResult } from './harness.js';
 
 export type ClientKind = 'fresh' | 'pooled' | 'slow' | 'stream';
 export const CLIENT_KINDS: ClientKind[] = ['fresh', 'pooled', 'slow', 'stream'];
@@ -41,7 +41,9 @@ export const STREAM_CGI = [
   '#!/bin/sh',
   'n="${QUERY_STRING:-10}"',
   `case "$n" in ''|*[!0-9]*) n=10 ;; esac`,
-  `printf 'Content-Type: text/event-stream\\r\\nCache-Control: no-cache\\r\\n\\r\\n'`,
+  // X-Accel-Buffering: no, as SSE servers send it: nginx buffers a proxied response (proxy_buffering on) otherwise and
+  // would hand the events to the client only at the end.
+  `printf 'Content-Type: text/event-stream\\r\\nCache-Control: no-cache\\r\\nX-Accel-Buffering: no\\r\\n\\r\\n'`,
   'v="$(cat /www/index.html)"',
   'i=0',
   `while [ "$i" -lt "$n" ]; do printf 'data: %s %s\\n\\n' "$v" "$i"; i=$((i + 1)); sleep 0.2; done`,
@@ -239,4 +241,40 @@ export function formatKinds(r: MixResult): string {
     const codes = Object.entries(x.codes).map(([c, n]) => `${c} ×${n}`).join(', ');
     return `${k} ${x.failed}/${x.ok + x.failed}${codes ? ` (${codes})` : ''}`;
   }).join(', ');
+}
+
+// ------------------------------------------------------------------ assertions of the e2e tests (jest's expect)
+
+/** No failure of any kind, and every kind really ran (the load went through the switch). */
+export function expectNoFailures(r: MixResult): void {
+  expect(failuresByKind(r)).toEqual(noFailures());
+  expect(r.fresh.ok).toBeGreaterThan(20);
+  expect(r.pooled.ok).toBeGreaterThan(20);
+  expect(r.slow.ok).toBeGreaterThan(0);
+  expect(r.stream.ok).toBeGreaterThan(0);
+}
+
+/**
+ * The switch happened once, from `from` to `to`: both were served, and no request that started after the first answer
+ * of `to` was answered by `from` (answers of concurrent requests may arrive in either order around the switch).
+ */
+export function expectOneSwitch(r: LoadResult, from: string, to: string): void {
+  const firstNew = Math.min(...r.samples.filter((x) => x.ok && x.body === to).map((x) => x.end));
+  expect(Number.isFinite(firstNew)).toBe(true);
+  expect(r.samples.some((x) => x.body === from)).toBe(true);
+  expect(r.samples.filter((x) => x.start > firstNew && x.body !== to).map((x) => x.body)).toEqual([]);
+}
+
+/**
+ * Runs `fn` (a deploy, rollback, …) under the four client kinds: the load starts 1.5 s before (slow requests and
+ * streams are in flight at the switch) and stops 1 s after. Logs the per-kind counts under `label`.
+ */
+export async function underMix(url: string, opts: MixOptions, label: string, fn: () => Promise<RunActionResult>): Promise<{ res: RunActionResult; load: MixResult }> {
+  const load = new ClientMix(url, opts).start();
+  await new Promise((r) => setTimeout(r, 1500));
+  const res = await fn();
+  await new Promise((r) => setTimeout(r, 1000));
+  const stats = await load.stop();
+  process.stdout.write(`[${label}] ${res.outputs.result ?? res.code}: ${formatKinds(stats)}\n`);
+  return { res, load: stats };
 }

@@ -180,6 +180,20 @@ export function httpGet(url: string, opts: { timeoutMs?: number; agent?: http.Ag
 
 // ------------------------------------------------------------------ running the action
 
+/** The inputs every sandbox deploy shares: the sandbox host and its keys, the app, the registry's password login, no artifacts. */
+export function sandboxInputs(app: string): Record<string, string> {
+  return {
+    hosts: SANDBOX.host,
+    'ssh-private-key': SANDBOX.privateKey,
+    'ssh-known-hosts': SANDBOX.knownHosts,
+    'app-name': app,
+    'registry-auth': 'password',
+    'registry-username': SANDBOX.registryUser,
+    'registry-password': SANDBOX.registryPassword,
+    'upload-artifacts': 'false'
+  };
+}
+
 export interface RunActionOptions {
   /** extra env for the action; `undefined` removes a variable */
   env?: Record<string, string | undefined>;
