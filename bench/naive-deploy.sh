@@ -8,17 +8,17 @@
 #   SSH_HOST=127.0.0.1 SSH_PORT=2222 SSH_USER=ec2-user SSH_KEY=path SSH_KNOWN_HOSTS=path \
 #   REGISTRY=127.0.0.1:5000 REGISTRY_USER=ci REGISTRY_PASSWORD=... \
 #   APP=backend IMAGE=127.0.0.1:5000/demo:v2 PUBLIC_PORT=8080 [CONTAINER_PORT=8080] [HEALTH_PATH=/health] \
-#   [HEALTH_TRIES=30] bash bench/naive-deploy.sh
+#   [HEALTH_TRIES=30] [VOLUME=host-path:container-path[:ro]] bash bench/naive-deploy.sh
 # Prints "@@t <event>=<epoch ms>" lines (taken on the host) for the benchmark; exit 0 = deployed, 1 = rolled back/failed.
 set -euo pipefail
 
 : "${SSH_HOST:?}" "${SSH_PORT:=22}" "${SSH_USER:=ec2-user}" "${SSH_KEY:?}" "${SSH_KNOWN_HOSTS:?}"
 : "${REGISTRY:?}" "${REGISTRY_USER:?}" "${REGISTRY_PASSWORD:?}" "${APP:?}" "${IMAGE:?}" "${PUBLIC_PORT:?}"
-: "${CONTAINER_PORT:=8080}" "${HEALTH_PATH:=/health}" "${HEALTH_TRIES:=30}"
+: "${CONTAINER_PORT:=8080}" "${HEALTH_PATH:=/health}" "${HEALTH_TRIES:=30}" "${VOLUME:=}"
 
 # The values go first (quoted), then a constant script body; both on ssh's stdin, like a heredoc script.
 {
-  for v in REGISTRY REGISTRY_USER REGISTRY_PASSWORD APP IMAGE PUBLIC_PORT CONTAINER_PORT HEALTH_PATH HEALTH_TRIES; do
+  for v in REGISTRY REGISTRY_USER REGISTRY_PASSWORD APP IMAGE PUBLIC_PORT CONTAINER_PORT HEALTH_PATH HEALTH_TRIES VOLUME; do
     printf '%s=%q\n' "$v" "${!v}"
   done
   cat <<'REMOTE'
@@ -37,7 +37,7 @@ t stop
 docker stop "$APP" >/dev/null 2>&1 || true
 docker rm "$APP" >/dev/null 2>&1 || true
 t run
-docker run -d --name "$APP" --restart unless-stopped -p "$PUBLIC_PORT:$CONTAINER_PORT" "$IMAGE" >/dev/null
+docker run -d --name "$APP" --restart unless-stopped -p "$PUBLIC_PORT:$CONTAINER_PORT" ${VOLUME:+--volume "$VOLUME"} "$IMAGE" >/dev/null
 
 for i in $(seq 1 "$HEALTH_TRIES"); do
   if curl -fsS -o /dev/null --max-time 2 "http://127.0.0.1:$PUBLIC_PORT$HEALTH_PATH"; then
@@ -52,7 +52,7 @@ echo "health check failed, rolling back to ${OLD_IMAGE:-nothing}" >&2
 docker logs --tail 20 "$APP" >&2 || true
 docker rm -f "$APP" >/dev/null 2>&1 || true
 if [ -n "$OLD_IMAGE" ]; then
-  docker run -d --name "$APP" --restart unless-stopped -p "$PUBLIC_PORT:$CONTAINER_PORT" "$OLD_IMAGE" >/dev/null
+  docker run -d --name "$APP" --restart unless-stopped -p "$PUBLIC_PORT:$CONTAINER_PORT" ${VOLUME:+--volume "$VOLUME"} "$OLD_IMAGE" >/dev/null
   t rolled_back
 fi
 exit 1

@@ -134,6 +134,12 @@ export interface DeployConfig {
   nginxUpstreamName: string;
   nginxReloadCommand: string;
   /**
+   * nginx-switch: `reload` rewrites the upstream file and reloads nginx; `njs` only rewrites it (nginx reads the live
+   * port from it at every request through the njs module, see README "Reload-free switch with njs"), so nothing closes
+   * the clients' connections, and the old colour is drained by its open connections.
+   */
+  nginxSwitch: 'reload' | 'njs';
+  /**
    * nginx-health-url: probed through the user's nginx after every switch and switch-back (port on the host's loopback,
    * reached through the SSH connection; Host header from the URL unless health-host is set).
    */

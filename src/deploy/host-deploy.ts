@@ -563,7 +563,7 @@ export class HostDeployment {
     const refs = (await this.prunable) ?? [];
     const stopName = this.router.retire(plan);
     if (!stopName && !names.length && !refs.length) return;
-    // haproxy drained the old colour within the switch already: stop it at once.
+    // haproxy (and nginx-switch njs) drained the old colour within the switch already: stop it at once.
     const drained = this.cutover?.drained === true;
     const s = finishScript(this.docker, cfg.app, { workersBefore, drainMs: drained ? 0 : cfg.drainMs, stopName, stopTimeoutSeconds: cfg.stopTimeoutSeconds, removeNames: names, removeImages: refs, background: !cfg.waitForDrain });
     const secs = cfg.drainMs / 1000;

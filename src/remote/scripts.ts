@@ -397,6 +397,29 @@ const DRAIN_LOOP: readonly string[] = [
   'fi'
 ];
 
+/**
+ * nginx-switch njs: nothing reloads, so there are no old workers to wait for. Instead waits until no established TCP
+ * connection to 127.0.0.1:$1 is left on the host (nginx's connections to the old colour: in-flight requests and open
+ * streams), at most $2 ms. Read from /proc/net/tcp and tcp6 (remote port $1, state 01 = ESTABLISHED), so no `ss` is
+ * needed. Prints `@@drained <ms>` or `@@drain-timeout <connections left>`.
+ */
+export function connectionDrainScript(port: number, maxMs: number): RemoteScript {
+  return {
+    body: [
+      CLOCK,
+      't0=$(ms); end=$(( t0 + $2 )); hex=$(printf "%04X" "$1")',
+      `open() { cat /proc/net/tcp /proc/net/tcp6 2>/dev/null | grep -c "^ *[0-9]*: [0-9A-F]*:[0-9A-F]* [0-9A-F]*:$hex 01 "; }`,
+      'while :; do',
+      '  n=$(open)',
+      '  [ "${n:-0}" -eq 0 ] && { echo "@@drained $(( $(ms) - t0 ))"; exit 0; }',
+      '  [ "$(ms)" -lt "$end" ] || { echo "@@drain-timeout $n"; exit 0; }',
+      '  sleep 0.1',
+      'done'
+    ].join('\n'),
+    args: [String(port), String(Math.round(maxMs))]
+  };
+}
+
 /** Drain only: the workers from before a reload finish their in-flight requests. */
 export function nginxDrainScript(workersBefore: string[], maxMs: number): RemoteScript {
   return { body: DRAIN_LOOP.join('\n'), args: [workersBefore.join(' '), String(Math.round(maxMs))] };

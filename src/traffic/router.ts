@@ -55,7 +55,7 @@ export interface Cutover {
   downtimeMs?: number;
   /** nginx: the workers from before the reload; the finishing job waits for them before stopping the old colour. */
   workersBefore: string[];
-  /** haproxy: the old colour has no sessions left (or drain-seconds passed) and takes no traffic: stop it without waiting. */
+  /** haproxy, nginx-switch njs: the old colour has no sessions / connections left (or drain-seconds passed) and takes no traffic: stop it without waiting. */
   drained?: boolean;
 }
 

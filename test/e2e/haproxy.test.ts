@@ -7,11 +7,11 @@
  * HAProxy's process is the same throughout, and after a restart of HAProxy the live colour still serves.
  */
 import fs from 'node:fs';
-import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { dockerPs, httpGet, LoadGenerator, REPO_ROOT, runAction, SANDBOX, sh, shOk, waitFor, type LoadResult, type RunActionResult } from './harness.js';
+import { expectNoFailures, expectOneSwitch, underMix, writeStreamCgi, type MixOptions } from './clients.js';
+import { dockerPs, httpGet, LoadGenerator, REPO_ROOT, runAction, SANDBOX, sandboxInputs, sh, shOk, waitFor, type RunActionResult } from './harness.js';
 
 const APP = 'e2e-hx-web';
 const FRONT = 'http://127.0.0.1:19610';
@@ -20,36 +20,29 @@ const SOCKET = '/run/bluegreen-haproxy/admin.sock';
 const STATE_FILE = '/var/lib/bluegreen-haproxy/server-state';
 const PIDFILE = path.join(REPO_ROOT, 'test/sandbox/.state/haproxy/haproxy.pid');
 const UP = `bash ${path.join(REPO_ROOT, 'test/sandbox/haproxy-up.sh')}`;
-/** Events per stream (one every 0.2 s): a stream lasts ~3 s, less than drain-seconds. */
-const STREAM_EVENTS = 15;
+/** Events per stream (one every 0.2 s): a stream lasts ~5 s, less than drain-seconds. */
+const STREAM_EVENTS = 25;
 
 let dir: string;
-let streamCgi: string;
+let streamArgs: string;
 
 function inputs(tag: string, extra: Record<string, string> = {}): Record<string, string> {
   return {
-    hosts: SANDBOX.host,
-    'ssh-private-key': SANDBOX.privateKey,
-    'ssh-known-hosts': SANDBOX.knownHosts,
-    'app-name': APP,
+    ...sandboxInputs(APP),
     image: SANDBOX.image,
     tag,
-    'registry-auth': 'password',
-    'registry-username': SANDBOX.registryUser,
-    'registry-password': SANDBOX.registryPassword,
     traffic: 'haproxy',
     'haproxy-socket': SOCKET,
     'haproxy-state-file': STATE_FILE,
     'blue-port': String(PORTS.blue),
     'green-port': String(PORTS.green),
     // The stream CGI (the demo image has none): a file of this test, mounted read-only.
-    'docker-run-args': `--volume ${streamCgi}:/www/cgi-bin/stream:ro`,
+    'docker-run-args': streamArgs,
     'drain-seconds': '10',
     'health-interval-seconds': '0.2',
     'health-timeout-seconds': '20',
     'verify-seconds': '2',
     'wait-for-drain': 'true',
-    'upload-artifacts': 'false',
     ...extra
   };
 }
@@ -92,119 +85,9 @@ async function serverStates(): Promise<Record<string, { op: number; admin: numbe
   return res;
 }
 
-interface StreamResult {
-  ok: number;
-  failed: number;
-  errors: string[];
-  versions: Record<string, number>;
-}
-
-/** Long-lived event streams in a loop: each must deliver every event and the end marker, from one version. */
-class StreamClients {
-  private running = false;
-  private loops: Promise<void>[] = [];
-  readonly result: StreamResult = { ok: 0, failed: 0, errors: [], versions: {} };
-
-  start(n: number): this {
-    this.running = true;
-    for (let i = 0; i < n; i++) this.loops.push(this.loop());
-    return this;
-  }
-
-  async stop(): Promise<StreamResult> {
-    this.running = false;
-    await Promise.all(this.loops);
-    return this.result;
-  }
-
-  private once(): Promise<string> {
-    return new Promise((resolve, reject) => {
-      const req = http.get(`${FRONT}/cgi-bin/stream?${STREAM_EVENTS}`, { agent: false, timeout: 15_000 }, (res) => {
-        let body = '';
-        res.setEncoding('utf8');
-        res.on('data', (d: string) => (body += d));
-        res.on('end', () => {
-          const events = body.split('\n\n').map((e) => e.replace(/^data: /, '').trim()).filter(Boolean);
-          const last = events[events.length - 1] ?? '';
-          const m = /^end (\S+)$/.exec(last);
-          if (res.statusCode !== 200 || !m) return reject(new Error(`HTTP ${res.statusCode}, ${events.length} events, last "${last.slice(0, 80)}"`));
-          const v = m[1];
-          const data = events.slice(0, -1);
-          if (data.length !== STREAM_EVENTS || data.some((e, i) => e !== `${v} ${i}`)) return reject(new Error(`incomplete stream: ${data.length} events of ${v}`));
-          resolve(v);
-        });
-        res.on('error', reject);
-      });
-      req.on('timeout', () => req.destroy(new Error('stream timeout')));
-      req.on('error', reject);
-    });
-  }
-
-  private async loop(): Promise<void> {
-    while (this.running) {
-      try {
-        const v = await this.once();
-        this.result.ok++;
-        this.result.versions[v] = (this.result.versions[v] ?? 0) + 1;
-      } catch (e) {
-        this.result.failed++;
-        if (this.result.errors.length < 50) this.result.errors.push((e as Error).message);
-        await new Promise((r) => setTimeout(r, 50));
-      }
-    }
-  }
-}
-
-/** The four client kinds at once. */
-class Load {
-  private fresh = new LoadGenerator(FRONT, { concurrency: 2, keepAlive: false, record: true });
-  private pooled = new LoadGenerator(FRONT, { concurrency: 2, keepAlive: true, retry: false, record: true, slow: { concurrency: 2, seconds: [1, 2, 3] } });
-  private streams = new StreamClients();
-
-  start(): this {
-    this.fresh.start();
-    this.pooled.start();
-    this.streams.start(2);
-    return this;
-  }
-
-  async stop(): Promise<{ fresh: LoadResult; pooled: LoadResult; streams: StreamResult }> {
-    const [fresh, pooled, streams] = await Promise.all([this.fresh.stop(), this.pooled.stop(), this.streams.stop()]);
-    return { fresh, pooled, streams };
-  }
-}
-
-function expectNoFailures(r: Awaited<ReturnType<Load['stop']>>): void {
-  const failures = {
-    fresh: r.fresh.errors.slice(0, 5),
-    pooledNoRetry: r.pooled.errors.slice(0, 5),
-    slow: r.pooled.slow.errors.slice(0, 5),
-    streams: r.streams.errors.slice(0, 5)
-  };
-  expect({ fresh: r.fresh.failed, pooledNoRetry: r.pooled.failed, slow: r.pooled.slow.failed, streams: r.streams.failed, failures }).toEqual({
-    fresh: 0,
-    pooledNoRetry: 0,
-    slow: 0,
-    streams: 0,
-    failures: { fresh: [], pooledNoRetry: [], slow: [], streams: [] }
-  });
-  // The load really ran through the switch.
-  expect(r.fresh.ok).toBeGreaterThan(20);
-  expect(r.pooled.ok).toBeGreaterThan(20);
-  expect(r.pooled.slow.ok).toBeGreaterThan(0);
-  expect(r.streams.ok).toBeGreaterThan(0);
-}
-
-/**
- * The switch happened once, from `from` to `to`: both were served, and no request that started after the first answer
- * of `to` was answered by `from` (answers of concurrent requests may arrive in either order around the switch).
- */
-function expectOneSwitch(r: LoadResult, from: string, to: string): void {
-  const firstNew = Math.min(...r.samples.filter((x) => x.ok && x.body === to).map((x) => x.end));
-  expect(Number.isFinite(firstNew)).toBe(true);
-  expect(r.samples.some((x) => x.body === from)).toBe(true);
-  expect(r.samples.filter((x) => x.start > firstNew && x.body !== to).map((x) => x.body)).toEqual([]);
-}
+/** The four client kinds at once (test/e2e/clients.ts): fresh, pooled keep-alive never retrying, slow 2–5 s on
+ * pooled keep-alive connections, and event streams of ~5 s (less than drain-seconds). */
+const MIX: MixOptions = { fresh: 2, pooled: 2, slow: 2, stream: 2, slowSeconds: [2, 3, 4, 5], streamEvents: STREAM_EVENTS };
 
 async function serving(): Promise<string> {
   return (await httpGet(FRONT, { timeoutMs: 3000 })).body.trim();
@@ -212,13 +95,8 @@ async function serving(): Promise<string> {
 
 /** A deploy/rollback under the four kinds of load; returns the action's result and the load's. */
 async function underLoad(fn: () => Promise<RunActionResult>) {
-  const load = new Load().start();
-  // every kind has had a request done before the run starts
-  await waitFor(async () => load && (await serving()) !== '', { timeoutMs: 5000, what: 'the app to serve' });
-  await new Promise((r) => setTimeout(r, 1500));
-  const res = await fn();
-  await new Promise((r) => setTimeout(r, 1000));
-  return { res, load: await load.stop() };
+  await waitFor(async () => (await serving()) !== '', { timeoutMs: 5000, what: 'the app to serve' });
+  return underMix(FRONT, MIX, 'haproxy e2e', fn);
 }
 
 function expectOk(r: RunActionResult): void {
@@ -228,23 +106,7 @@ function expectOk(r: RunActionResult): void {
 beforeAll(async () => {
   await shOk(UP, { timeoutMs: 120_000 });
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'e2e-hx-'));
-  fs.chmodSync(dir, 0o755);
-  streamCgi = path.join(dir, 'stream');
-  fs.writeFileSync(
-    streamCgi,
-    [
-      '#!/bin/sh',
-      'n="${QUERY_STRING:-10}"',
-      `case "$n" in ''|*[!0-9]*) n=10 ;; esac`,
-      `printf 'Content-Type: text/event-stream\\r\\nCache-Control: no-cache\\r\\n\\r\\n'`,
-      'v="$(cat /www/index.html)"',
-      'i=0',
-      `while [ "$i" -lt "$n" ]; do printf 'data: %s %s\\n\\n' "$v" "$i"; i=$((i + 1)); sleep 0.2; done`,
-      `printf 'data: end %s\\n\\n' "$v"`,
-      ''
-    ].join('\n'),
-    { mode: 0o755 }
-  );
+  streamArgs = writeStreamCgi(dir);
   await removeApp();
 }, 180_000);
 
@@ -276,9 +138,11 @@ describe('traffic: haproxy', () => {
     const { res, load } = await underLoad(() => run('v2'));
     expectOk(res);
     expectNoFailures(load);
-    expectOneSwitch(load.fresh, 'v1', 'v2');
-    expectOneSwitch(load.pooled, 'v1', 'v2');
-    expect(load.streams.versions.v1).toBeGreaterThan(0);
+    expectOneSwitch(load.fresh_, 'v1', 'v2');
+    expectOneSwitch(load.pooled_, 'v1', 'v2');
+    // streams and slow requests opened before the switch finished on v1, later ones on v2
+    expect(load.stream.versions.v1).toBeGreaterThan(0);
+    expect(load.slow.versions.v1).toBeGreaterThan(0);
     expect(await serving()).toBe('v2');
     expect(await haproxyPid()).toBe(pid);
     expect(res.stdout).toMatch(/HAProxy sends new requests to e2e-hx-web\/\w+ only/);
@@ -291,8 +155,8 @@ describe('traffic: haproxy', () => {
     const { res, load } = await underLoad(() => run('v3'));
     expectOk(res);
     expectNoFailures(load);
-    expectOneSwitch(load.fresh, 'v2', 'v3');
-    expectOneSwitch(load.pooled, 'v2', 'v3');
+    expectOneSwitch(load.fresh_, 'v2', 'v3');
+    expectOneSwitch(load.pooled_, 'v2', 'v3');
     expect(await serving()).toBe('v3');
     expect(await haproxyPid()).toBe(pid);
   }, 300_000);
@@ -301,8 +165,8 @@ describe('traffic: haproxy', () => {
     const { res, load } = await underLoad(() => run('', { command: 'rollback', image: SANDBOX.image }));
     expectOk(res);
     expectNoFailures(load);
-    expectOneSwitch(load.fresh, 'v3', 'v2');
-    expectOneSwitch(load.pooled, 'v3', 'v2');
+    expectOneSwitch(load.fresh_, 'v3', 'v2');
+    expectOneSwitch(load.pooled_, 'v3', 'v2');
     expect(await serving()).toBe('v2');
     expect(await haproxyPid()).toBe(pid);
   }, 300_000);
@@ -312,7 +176,8 @@ describe('traffic: haproxy', () => {
     expect(res.code).not.toBe(0);
     expect(res.stdout).toMatch(/health failed/);
     expectNoFailures(load);
-    expect(load.fresh.transitions).toEqual(['v2']);
+    expect(load.fresh_.transitions).toEqual(['v2']);
+    expect(Object.keys(load.stream.versions)).toEqual(['v2']);
     expect(await serving()).toBe('v2');
     expect(await haproxyPid()).toBe(pid);
     // the failed candidate's server is back in maint, the live one untouched

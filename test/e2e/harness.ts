@@ -154,6 +154,8 @@ export interface HttpResult {
   status: number;
   body: string;
   headers: http.IncomingHttpHeaders;
+  /** the request went out on a keep-alive connection that had served a request before */
+  reusedSocket?: boolean;
 }
 
 /** GET on a fresh connection; rejects on network errors/timeouts, resolves for any status. */
@@ -162,8 +164,11 @@ export function httpGet(url: string, opts: { timeoutMs?: number; agent?: http.Ag
     const req = http.get(url, { agent: opts.agent ?? false, timeout: opts.timeoutMs ?? 5000, ...(opts.headers ? { headers: opts.headers } : {}) }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8'), headers: res.headers }));
-      res.on('error', reject);
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8'), headers: res.headers, reusedSocket: req.reusedSocket }));
+      res.on('error', (e: Error & { reusedSocket?: boolean }) => {
+        e.reusedSocket = req.reusedSocket;
+        reject(e);
+      });
     });
     req.on('timeout', () => req.destroy(new Error(`timeout after ${opts.timeoutMs ?? 5000} ms: GET ${url}`)));
     req.on('error', (e: Error & { reusedSocket?: boolean }) => {
@@ -174,6 +179,20 @@ export function httpGet(url: string, opts: { timeoutMs?: number; agent?: http.Ag
 }
 
 // ------------------------------------------------------------------ running the action
+
+/** The inputs every sandbox deploy shares: the sandbox host and its keys, the app, the registry's password login, no artifacts. */
+export function sandboxInputs(app: string): Record<string, string> {
+  return {
+    hosts: SANDBOX.host,
+    'ssh-private-key': SANDBOX.privateKey,
+    'ssh-known-hosts': SANDBOX.knownHosts,
+    'app-name': app,
+    'registry-auth': 'password',
+    'registry-username': SANDBOX.registryUser,
+    'registry-password': SANDBOX.registryPassword,
+    'upload-artifacts': 'false'
+  };
+}
 
 export interface RunActionOptions {
   /** extra env for the action; `undefined` removes a variable */
@@ -477,6 +496,8 @@ export interface SlowLoadResult {
   errors: string[];
   bodies: Record<string, number>;
   keepAliveRetries: number;
+  /** failures by kind, see LoadResult.errorCodes */
+  errorCodes: Record<string, number>;
   maxLatencyMs: number;
   /** every slow request, also without `record` (there are few) */
   samples: RequestSample[];
@@ -485,8 +506,13 @@ export interface SlowLoadResult {
 export interface LoadResult {
   ok: number;
   failed: number;
-  /** one entry per failure (capped at 1000): "ECONNRESET ...", "HTTP 502: <body>" */
+  /** one entry per failure (capped at 1000): "ECONNRESET [reused socket] ...", "HTTP 502: <body>" */
   errors: string[];
+  /**
+   * Every failure counted by its kind: the error code (ECONNRESET, EPIPE, ECONNREFUSED, TIMEOUT, …) or "HTTP <status>",
+   * with " on a reused socket" when the request went out on a pooled keep-alive connection that had served before.
+   */
+  errorCodes: Record<string, number>;
   /** trimmed 2xx response body -> count */
   bodies: Record<string, number>;
   /** distinct 2xx bodies in the order they were seen changing, e.g. ["v1", "v2"] (a flip back shows as ["v1","v2","v1"]) */
@@ -515,10 +541,10 @@ export interface LoadOptions {
   /**
    * Additional loops of slow requests, GET <origin>/cgi-bin/slow?<seconds> (the demo images sleep that long, then answer
    * their version), each loop sending the next one as soon as the previous one finished. Loop i uses seconds
-   * [i], [i+1], … cycling (default [2, 3, 4, 5]); even-numbered loops on keep-alive connections, odd ones on fresh
-   * ones. Their timeout is requestTimeoutMs plus the requested seconds.
+   * [i], [i+1], … cycling (default [2, 3, 4, 5]); keepAlive 'mixed' (default): even-numbered loops on keep-alive
+   * connections, odd ones on fresh ones; true: all on pooled keep-alive connections; false: all fresh. Their timeout is requestTimeoutMs plus the requested seconds.
    */
-  slow?: { concurrency: number; seconds?: number[]; path?: string };
+  slow?: { concurrency: number; seconds?: number[]; path?: string; keepAlive?: boolean | 'mixed' };
   /** extra request headers, e.g. { host: 'app' } to reach a name-based server block whatever the default server is */
   headers?: http.OutgoingHttpHeaders;
   /**
@@ -546,13 +572,14 @@ export class LoadGenerator {
     ok: 0,
     failed: 0,
     errors: [],
+    errorCodes: {},
     bodies: {},
     transitions: [],
     maxLatencyMs: 0,
     durationMs: 0,
     keepAliveRetries: 0,
     samples: [],
-    slow: { ok: 0, failed: 0, errors: [], bodies: {}, keepAliveRetries: 0, maxLatencyMs: 0, samples: [] }
+    slow: { ok: 0, failed: 0, errors: [], errorCodes: {}, bodies: {}, keepAliveRetries: 0, maxLatencyMs: 0, samples: [] }
   };
 
   constructor(
@@ -573,7 +600,10 @@ export class LoadGenerator {
       this.loops.push(this.loop(keep ? this.agent : false));
     }
     const slow = this.opts.slow;
-    for (let i = 0; i < (slow?.concurrency ?? 0); i++) this.loops.push(this.slowLoop(i, i % 2 === 0 ? this.slowAgent : false));
+    for (let i = 0; i < (slow?.concurrency ?? 0); i++) {
+      const keep = (slow?.keepAlive ?? 'mixed') === 'mixed' ? i % 2 === 0 : slow?.keepAlive === true;
+      this.loops.push(this.slowLoop(i, keep ? this.slowAgent : false));
+    }
     return this;
   }
 
@@ -625,13 +655,12 @@ export class LoadGenerator {
           sample = { start: t0, end: Date.now(), ok: true, body: body.slice(0, 200), retried };
         } else {
           const msg = `HTTP ${r.status}: ${r.body.trim().slice(0, 200)}`;
-          this.fail(msg);
+          this.fail(msg, `HTTP ${r.status}${r.reusedSocket ? REUSED : ''}`);
           sample = { start: t0, end: Date.now(), ok: false, body: msg.slice(0, 200), retried };
         }
       } catch (e) {
-        const err = e as NodeJS.ErrnoException;
-        const msg = `${err.code ?? 'ERROR'} ${err.message}`;
-        this.fail(msg);
+        const { msg, code } = describeError(e);
+        this.fail(msg, code);
         sample = { start: t0, end: Date.now(), ok: false, body: msg.slice(0, 200), retried };
       }
       if (this.opts.record) this.result.samples.push(sample);
@@ -652,6 +681,7 @@ export class LoadGenerator {
       const t0 = Date.now();
       let retried = false;
       let sample: RequestSample;
+      let code = '';
       try {
         const r = await this.get(url, agent, (this.opts.requestTimeoutMs ?? 10000) + secs * 1000, () => {
           s.keepAliveRetries++;
@@ -660,13 +690,16 @@ export class LoadGenerator {
         const body = r.body.trim();
         sample = { start: t0, end: Date.now(), ok: r.status >= 200 && r.status < 300, body: (r.status >= 200 && r.status < 300 ? body : `HTTP ${r.status}: ${body}`).slice(0, 200), retried };
         if (sample.ok) s.bodies[body] = (s.bodies[body] ?? 0) + 1;
+        else code = `HTTP ${r.status}${r.reusedSocket ? REUSED : ''}`;
       } catch (e) {
-        const err = e as NodeJS.ErrnoException;
-        sample = { start: t0, end: Date.now(), ok: false, body: `${err.code ?? 'ERROR'} ${err.message}`.slice(0, 200), retried };
+        const d = describeError(e);
+        code = d.code;
+        sample = { start: t0, end: Date.now(), ok: false, body: d.msg.slice(0, 200), retried };
       }
       if (sample.ok) s.ok++;
       else {
         s.failed++;
+        s.errorCodes[code] = (s.errorCodes[code] ?? 0) + 1;
         if (s.errors.length < 1000) s.errors.push(sample.body);
       }
       s.samples.push(sample);
@@ -675,10 +708,20 @@ export class LoadGenerator {
     }
   }
 
-  private fail(msg: string) {
+  private fail(msg: string, code: string) {
     this.result.failed++;
+    this.result.errorCodes[code] = (this.result.errorCodes[code] ?? 0) + 1;
     if (this.result.errors.length < 1000) this.result.errors.push(msg);
   }
+}
+
+const REUSED = ' on a reused socket';
+
+/** A request's error as "CODE [reused socket] message" and its kind for errorCodes ("ECONNRESET on a reused socket"). */
+export function describeError(e: unknown): { msg: string; code: string } {
+  const err = e as NodeJS.ErrnoException & { reusedSocket?: boolean };
+  const code = err.code ?? (/^timeout after/.test(err.message) ? 'TIMEOUT' : 'ERROR');
+  return { msg: `${code}${err.reusedSocket ? ' [reused socket]' : ''} ${err.message}`, code: `${code}${err.reusedSocket ? REUSED : ''}` };
 }
 
 /** Waits until the background drain job of the app's last deploy (wait-for-drain: false) has finished on the sandbox host. */

@@ -31,7 +31,7 @@ port_listening() { ss -Hltn "sport = :$1" 2>/dev/null | grep -q .; }
 if [ "$(id -u)" != 0 ]; then die "must run as root"; fi
 
 # ---------------------------------------------------------------- packages
-PKGS=(docker.io nginx openssh-server openssh-client docker-registry busybox-static apache2-utils iptables sudo
+PKGS=(docker.io nginx libnginx-mod-http-js openssh-server openssh-client docker-registry busybox-static apache2-utils iptables sudo
       procps util-linux iproute2 curl ca-certificates)
 # A machine that already has a docker daemon (GitHub's ubuntu-latest runners ship docker-ce + containerd.io, which
 # conflict with Debian/Ubuntu's docker.io) keeps its docker. A docker *client* alone (some images ship one in

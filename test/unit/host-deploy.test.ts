@@ -53,6 +53,7 @@ function makeConfig(over: Partial<DeployConfig> = {}): DeployConfig {
     nginxUpstreamFile: '/etc/nginx/bluegreen/shop.conf',
     nginxUpstreamName: APP,
     nginxReloadCommand: 'nginx -s reload',
+    nginxSwitch: 'reload',
     haproxySocket: '/run/haproxy/admin.sock',
     haproxyBackend: APP,
     haproxyStateFile: '/var/lib/haproxy/server-state',

@@ -181,6 +181,13 @@ describe('readConfig', () => {
     expect(problems({ image: 'ghcr.io/org/app' })[0]).toMatch(/^Input "aws-region" is required for registry-auth ecr/);
     expect(problems({ image: 'ghcr.io/org/app', 'registry-auth': 'none' })).toEqual([]);
   });
+
+  test('nginx-switch: reload by default, njs on request, only with traffic: nginx', () => {
+    expect(config().nginxSwitch).toBe('reload');
+    expect(config({ 'nginx-switch': 'njs' }).nginxSwitch).toBe('njs');
+    expect(problems({ 'nginx-switch': 'lua' })).toEqual(['Input "nginx-switch" must be one of reload, njs (got "lua"). Example: nginx-switch: reload']);
+    expect(problems({ 'nginx-switch': 'njs', traffic: 'haproxy' })).toEqual([expect.stringMatching(/^Input "nginx-switch" only applies to traffic: nginx \(traffic is haproxy\)\. Example: nginx-switch: reload/)]);
+  });
 });
 
 describe('parseEnv', () => {

@@ -9,7 +9,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { nginxDrainScript, writeUpstreamScript, type RemoteScript } from '../../src/remote/scripts.js';
+import net from 'node:net';
+import { connectionDrainScript, nginxDrainScript, writeUpstreamScript, type RemoteScript } from '../../src/remote/scripts.js';
 import { parseSwitchOutput } from '../../src/traffic/nginx/switch-output.js';
 
 const BUSYBOX = ['/bin/busybox', '/usr/bin/busybox'].find((p) => fs.existsSync(p));
@@ -133,5 +134,25 @@ maybe('nginx switch script against stand-in nginx processes', () => {
     await new Promise((r) => setTimeout(r, 200));
     const r2 = await run(nginxDrainScript([...kidsOf(steady), String(quitting.pid)], 300));
     expect(r2.stdout.trim()).toBe(`@@drain-timeout ${quitting.pid}`);
+  });
+});
+
+(process.platform === 'linux' ? describe : describe.skip)('connection drain (nginx-switch: njs)', () => {
+  test('waits while a connection to the port is open, and ends once it is closed', async () => {
+    const server = net.createServer(() => undefined);
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    const port = (server.address() as net.AddressInfo).port;
+    const c = net.connect(port, '127.0.0.1');
+    await new Promise((r) => c.once('connect', r));
+    try {
+      const open = await run(connectionDrainScript(port, 300));
+      expect(open.stdout.trim()).toBe('@@drain-timeout 1');
+      const closing = run(connectionDrainScript(port, 10_000));
+      setTimeout(() => c.destroy(), 300);
+      expect((await closing).stdout.trim()).toMatch(/^@@drained \d+$/);
+    } finally {
+      c.destroy();
+      server.close();
+    }
   });
 });

@@ -27,6 +27,7 @@ export const DEFAULTS = {
   'green-port': '8082',
   'public-port': '8080',
   'nginx-reload-command': 'sudo -n nginx -t -q && sudo -n nginx -s reload',
+  'nginx-switch': 'reload',
   'haproxy-socket': '/run/haproxy/admin.sock',
   'haproxy-state-file': '/var/lib/haproxy/server-state',
   'alb-target-group': '',

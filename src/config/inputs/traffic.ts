@@ -2,7 +2,7 @@
 import type { Color, DeployConfig, NginxHealthUrl, Traffic } from '../types.js';
 import { APP, Collector, DEFAULTS, PATH_SAFE, printable } from './collector.js';
 
-export function readTraffic(c: Collector, app: string): Pick<DeployConfig, 'traffic' | 'ports' | 'publicPort' | 'nginxUpstreamFile' | 'nginxUpstreamName' | 'nginxReloadCommand' | 'nginxHealthUrl' | 'haproxySocket' | 'haproxyBackend' | 'haproxyStateFile'> {
+export function readTraffic(c: Collector, app: string): Pick<DeployConfig, 'traffic' | 'ports' | 'publicPort' | 'nginxUpstreamFile' | 'nginxUpstreamName' | 'nginxReloadCommand' | 'nginxSwitch' | 'nginxHealthUrl' | 'haproxySocket' | 'haproxyBackend' | 'haproxyStateFile'> {
   const traffic = c.oneOf<Traffic>('traffic', ['nginx', 'port-swap', 'haproxy', 'alb']);
   const ports: Record<Color, number> = { blue: c.port('blue-port'), green: c.port('green-port') };
   if (ports.blue === ports.green) c.fail('green-port', 'must differ from blue-port', '8082');
@@ -19,6 +19,8 @@ export function readTraffic(c: Collector, app: string): Pick<DeployConfig, 'traf
   const nginxReloadCommand = c.get('nginx-reload-command');
   if (nginxReloadCommand.includes('\0') || nginxReloadCommand.length > 1000) c.fail('nginx-reload-command', 'must be one shell command line under 1000 characters', DEFAULTS['nginx-reload-command']);
 
+  const nginxSwitch = c.oneOf<'reload' | 'njs'>('nginx-switch', ['reload', 'njs']);
+  if (nginxSwitch === 'njs' && traffic !== 'nginx') c.fail('nginx-switch', `only applies to traffic: nginx (traffic is ${traffic})`, 'reload');
   const nginxHealthUrl = readNginxHealthUrl(c, traffic);
   const haproxySocket = c.get('haproxy-socket');
   if (!PATH_SAFE.test(haproxySocket) || haproxySocket.split('/').some((p) => p === '..') || haproxySocket.endsWith('/')) c.fail('haproxy-socket', `must be the absolute path of HAProxy's admin socket without "..", spaces or special characters (got "${printable(haproxySocket)}")`, DEFAULTS['haproxy-socket']);
@@ -27,7 +29,7 @@ export function readTraffic(c: Collector, app: string): Pick<DeployConfig, 'traf
   const haproxyBackend = c.raw('haproxy-backend') || app;
   if ((appOk || c.raw('haproxy-backend')) && !/^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$/.test(haproxyBackend)) c.fail('haproxy-backend', `"${printable(haproxyBackend)}" may only hold letters, digits, "_", ".", ":" and "-" (the name of the backend in haproxy.cfg)`, 'web');
 
-  return { traffic, ports, publicPort, nginxUpstreamFile, nginxUpstreamName, nginxReloadCommand, nginxHealthUrl, haproxySocket, haproxyBackend, haproxyStateFile };
+  return { traffic, ports, publicPort, nginxUpstreamFile, nginxUpstreamName, nginxReloadCommand, nginxSwitch, nginxHealthUrl, haproxySocket, haproxyBackend, haproxyStateFile };
 }
 
 /**

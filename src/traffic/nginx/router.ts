@@ -2,11 +2,14 @@
  * nginx mode: the candidate runs beside the live colour on its own 127.0.0.1 port; the switch rewrites the one
  * upstream file the action owns and reloads the host nginx (new workers take new connections, old workers finish
  * their requests), so no request is dropped.
+ * nginx-switch njs: the same file, but no reload: the user's nginx reads the live port from it at every request
+ * (js_set, README "Reload-free switch with njs"), so no worker closes a client's keep-alive connection; the old
+ * colour is drained by its open connections on the host instead of by waiting for old workers.
  */
 import type { Color, DeployConfig } from '../../config/types.js';
 import { StepError } from '../../deploy/types.js';
 import type { HostState } from '../../remote/outputs.js';
-import { nginxDrainScript, writeUpstreamScript } from '../../remote/scripts.js';
+import { connectionDrainScript, nginxDrainScript, writeUpstreamScript } from '../../remote/scripts.js';
 import { Prober } from '../../deploy/health.js';
 import { writtenBy, type Cutover, type RouterHost, type TrafficRouter } from '../router.js';
 import { parseSwitchOutput, type SwitchOutput } from './switch-output.js';
@@ -44,6 +47,7 @@ export class NginxRouter implements TrafficRouter {
     await timer.run('health', () => h.waitHealthy(port, `${cfg.app}-${plan.candidate}`));
     await h.beforeTraffic(port);
     timer.checkCancelled();
+    if (cfg.nginxSwitch === 'njs') return this.cutOverNjs(h, port);
     let sw: SwitchOutput = parseSwitchOutput('');
     const switchStart = Date.now();
     await timer.run('switch', async () => {
@@ -80,6 +84,47 @@ export class NginxRouter implements TrafficRouter {
   }
 
   /**
+   * nginx-switch njs: write the upstream file (atomically, no reload: the next request nginx handles reads the new
+   * port), verify, then wait until the old colour has no connection from nginx left (at most drain-seconds).
+   */
+  private async cutOverNjs(h: RouterHost, port: number): Promise<Cutover> {
+    const { cfg, plan, timer } = h;
+    const switchStart = Date.now();
+    await timer.run('switch', async () => {
+      const note = `Live: ${plan.candidate} (${h.imageLabel}), ${cfg.command} ${h.deployId}.`;
+      const s = writeUpstreamScript(cfg.nginxUpstreamFile, ':', { takeoverMs: 0, lease: { app: cfg.app, deployId: h.deployId } });
+      s.stdin = renderUpstream(cfg.nginxUpstreamName, port, note);
+      await h.ensureLock();
+      h.trafficMayHaveMoved();
+      try {
+        await h.exec('switch', s, `point ${cfg.nginxUpstreamFile} at ${plan.candidate} (127.0.0.1:${port}); no reload: nginx reads the file at every request (njs)`);
+      } catch (e) {
+        if (e instanceof StepError && /\(exit 77\)/.test(e.message)) throw new StepError('switch', 'the deploy lock (lease) of this run expired on the host before the switch, so another deploy may own the host now: traffic was not changed');
+        throw e;
+      }
+    });
+    const cutoverMs = Date.now() - switchStart;
+    await timer.run('verify', async () => {
+      h.log.info(`nginx sends new requests to ${plan.candidate} from the next one on (nginx-switch: njs, not reloaded)`);
+      await this.probeNginxHealth(h, 'verify');
+      await h.probeOnce('verify', port);
+      await h.watch(port);
+      if (plan.live) await this.drainConnections(h, 'verify', plan.live);
+    });
+    return { cutoverMs, workersBefore: [], drained: true };
+  }
+
+  /** Waits until nginx has no connection to `color`'s port left (in-flight requests, streams), at most drain-seconds. */
+  private async drainConnections(h: RouterHost, step: 'verify' | 'switch-back', color: Color): Promise<void> {
+    const port = this.cfg.ports[color];
+    const out = await h.exec(step, connectionDrainScript(port, this.cfg.drainMs), `let the connections to ${this.cfg.app}-${color} (127.0.0.1:${port}) finish (up to ${this.cfg.drainMs / 1000} s)`);
+    const done = /@@drained (\d+)/.exec(out);
+    const left = /@@drain-timeout (\d+)/.exec(out);
+    if (done) h.log.info(`${this.cfg.app}-${color} has no connections left (${done[1]} ms)`);
+    else if (left) h.warn(`${this.cfg.app}-${color} still had ${left[1]} connection(s) after drain-seconds (${this.cfg.drainMs / 1000} s): they end when its container stops`);
+  }
+
+  /**
    * nginx-health-url: one GET through the user's nginx (a second try after 500 ms), on the host's loopback through
    * the SSH connection. A non-2xx fails the step.
    */
@@ -107,8 +152,17 @@ export class NginxRouter implements TrafficRouter {
       return false;
     }
     const content = plan.upstreamContent;
-    const s = writeUpstreamScript(cfg.nginxUpstreamFile, cfg.nginxReloadCommand, { remove: content === undefined, takeoverMs: TAKEOVER_MS });
+    const njs = cfg.nginxSwitch === 'njs';
+    const s = writeUpstreamScript(cfg.nginxUpstreamFile, njs ? ':' : cfg.nginxReloadCommand, { remove: content === undefined, takeoverMs: njs ? 0 : TAKEOVER_MS });
     if (content !== undefined) s.stdin = content.endsWith('\n') ? content : `${content}\n`;
+    if (njs) {
+      await h.exec('switch-back', s, `restore ${cfg.nginxUpstreamFile} (no reload: nginx reads it at every request)`);
+      // requests already proxied to the candidate finish before it is removed
+      await this.drainConnections(h, 'switch-back', plan.candidate);
+      await this.probeNginxHealth(h, 'switch-back').catch((e: Error) => h.warn(`after switching back: ${e.message}`));
+      await h.discardCandidate();
+      return true;
+    }
     const back = parseSwitchOutput(await h.exec('switch-back', s, `restore ${cfg.nginxUpstreamFile}, reload nginx and wait for its new workers`));
     // nginx reloads asynchronously, and its previous workers keep proxying their requests to the candidate:
     // remove it only once they are done, or those requests fail with 502.
