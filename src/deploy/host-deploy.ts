@@ -17,6 +17,7 @@ import { imageReference, parseImage, type ImageRef } from '../config/image.js';
 import type { Color, DeployConfig } from '../config/types.js';
 import { parseDetectOutput, parseDiscardOutput, parsePullDigests, type HostState } from '../remote/outputs.js';
 import {
+  afterLease,
   detectScript,
   discardCandidateScript,
   finishScript,
@@ -161,6 +162,9 @@ export class HostDeployment {
       ensureLock: () => this.ensureLock(),
       trafficMayHaveMoved: () => {
         this.phase = 'traffic';
+        // The probe after the switch: its connection to the candidate's own port is opened while the switch runs.
+        // Not where the candidate takes over the live colour's port (port-swap): that would reach the old one.
+        if (this.router.startVerb === 'run') this.prober.prepare(this.router.probePort(plan.candidate));
       },
       warn: (message) => {
         this.warnings.push(message);
@@ -173,10 +177,15 @@ export class HostDeployment {
     const started = Date.now();
     let error: StepError | undefined;
     let result: HostResult['result'] = 'success';
+    let recorded: Promise<void> | undefined;
     try {
+      // Sent with the lock command, each on its own channel: the host runs them only once the lease is ours
+      // (afterLease), so the prepare phase costs the round trip of the lock alone.
+      const early = this.readStateEarly();
+      const pulling = this.cfg.command === 'deploy' ? this.startPull() : undefined;
       if (!this.lock) await this.timer.run('lock', () => this.takeLock());
-      if (this.cfg.command === 'deploy') await this.pull();
-      this.plan = await this.timer.run('detect', () => this.detect());
+      if (pulling) await this.pull(pulling);
+      this.plan = await this.timer.run('detect', () => this.detect(false, early));
       if (this.cfg.command === 'rollback' && !this.rollbackKept) await this.pull();
       await this.timer.run('start', () => this.startCandidate());
       this.listPrunableImages();
@@ -188,7 +197,13 @@ export class HostDeployment {
         this.warnings.push(`the old colour was not stopped and nothing was cleaned up: ${e.message}`);
         return false;
       });
-      if (owned) await this.finish(this.cutover.workersBefore);
+      if (owned) {
+        // The verified new colour stays whatever the finishing job does (its problems are warnings): record the
+        // success on a second channel while the finishing job is handed over (its step times are not in the history).
+        recorded = this.record('success', Date.now() - started);
+        recorded.catch(() => undefined);
+        await this.finish(this.cutover.workersBefore);
+      }
     } catch (e) {
       error = e instanceof StepError ? e : new StepError(this.timer.current ?? 'detect', (e as Error).message);
       if (error.logs) this.candidateLogs = error.logs;
@@ -204,7 +219,7 @@ export class HostDeployment {
       if (abortedBy && result === 'failed' && this.phase === 'prepare') result = 'skipped';
     }
     if (this.remote.isConnected()) {
-      const rec = await this.timer.soft('record', () => this.record(result, Date.now() - started, error));
+      const rec = await this.timer.soft('record', () => (result === 'success' && recorded ? recorded : this.record(result, Date.now() - started, error)));
       if (rec) this.warnings.push(rec);
     }
     await this.lock?.release().catch(() => undefined);
@@ -238,15 +253,32 @@ export class HostDeployment {
     this.lock = await acquireLock(this.remote, { app: this.cfg.app, deployId: this.input.deployId, owner: lockOwner(this.input.deployId, this.input.ctx), timeoutSeconds, log: this.log, signal: this.timer.signal });
   }
 
-  private async pull(): Promise<void> {
+  /**
+   * Sends login + pull now; on the host it waits for this run's lease (afterLease), so it can go out with the lock
+   * command. The login/pull steps are timed from when the lock is held (pull()).
+   */
+  private startPull(): { out: Promise<string>; pullSeen: boolean } {
     const ref = imageReference(this.target);
-    const s = pullScript(this.docker, ref, this.input.login);
+    const s = afterLease(this.cfg.app, this.input.deployId, this.leaseWaitSeconds, pullScript(this.docker, ref, this.input.login));
+    const first: StepName = this.input.login.kind === 'none' ? 'pull' : 'login';
+    const st = { out: Promise.resolve(''), pullSeen: false };
+    st.out = this.exec(first, s, `login and pull ${ref}`, (line) => {
+      if (line !== '@@step pull') return;
+      st.pullSeen = true;
+      if (this.timer.current === 'login') this.timer.begin('pull');
+    });
+    st.out.catch(() => undefined);
+    return st;
+  }
+
+  private async pull(started = this.startPull()): Promise<void> {
+    const ref = imageReference(this.target);
     const first: StepName = this.input.login.kind === 'none' ? 'pull' : 'login';
     let out = '';
     await this.timer.run(first, async () => {
-      out = await this.exec(first, s, `login and pull ${ref}`, (line) => {
-        if (line === '@@step pull' && this.timer.current === 'login') this.timer.begin('pull');
-      });
+      // the login may have finished before the lock step ended
+      if (started.pullSeen && this.timer.current === 'login') this.timer.begin('pull');
+      out = await started.out;
       if (this.timer.current === 'login') throw new StepError('login', 'the registry login did not complete');
     }).catch((e: StepError) => {
       throw new StepError(e.step, explainPullError(e.message, ref));
@@ -259,8 +291,9 @@ export class HostDeployment {
   }
 
   /** The host as it is now: containers (with their labels), the upstream file, the recorded state. */
-  private async readState(step: StepName): Promise<HostState> {
-    const s = detectScript(this.docker, this.cfg.app, this.cfg.traffic === 'nginx' ? this.cfg.nginxUpstreamFile : '');
+  private async readState(step: StepName, whenLocked = false): Promise<HostState> {
+    const d = detectScript(this.docker, this.cfg.app, this.cfg.traffic === 'nginx' ? this.cfg.nginxUpstreamFile : '');
+    const s = whenLocked ? afterLease(this.cfg.app, this.input.deployId, this.leaseWaitSeconds, d) : d;
     const state = parseDetectOutput(await this.exec(step, s, 'read containers, upstream and state', undefined, true));
     // haproxy: the routing is HAProxy's server states, read from its runtime API. Only detect needs it to go on;
     // the undo reads HAProxy again itself, and removing a candidate must not depend on reaching HAProxy.
@@ -274,8 +307,20 @@ export class HostDeployment {
     return state;
   }
 
-  private async detect(repaired = false): Promise<Plan> {
-    const state = await this.readState('detect');
+  /** How long a command sent with the lock waits on the host for the lease (the lock's own wait, and then some). */
+  private get leaseWaitSeconds(): number {
+    return this.cfg.lockTimeoutSeconds + 30;
+  }
+
+  /** readState('detect') sent now, run on the host once the lease is ours, awaited later (a failure surfaces in detect). */
+  private readStateEarly(): Promise<HostState> {
+    const p = this.readState('detect', true);
+    p.catch(() => undefined);
+    return p;
+  }
+
+  private async detect(repaired = false, early?: Promise<HostState>): Promise<Plan> {
+    const state = await (early ?? this.readState('detect'));
     if (state.stateUnreadable) this.log.warn('the recorded state file on the host is not valid JSON; ignoring it');
     const plan = planDeploy(this.cfg, state.containers, state.upstreamContent, state.recordedLive);
     const replaced = `${this.name(plan.candidate)}-replaced`;
@@ -375,7 +420,7 @@ export class HostDeployment {
   }
 
   private async waitHealthy(port: number, container: string): Promise<void> {
-    await waitHealthy(this.remote, this.prober, { port, path: this.cfg.healthPath, intervalMs: this.cfg.healthIntervalMs, timeoutMs: this.cfg.healthTimeoutMs, container, dockerCommand: this.docker }, this.log, this.timer.signal);
+    await waitHealthy(this.remote, this.prober, { port, path: this.cfg.healthPath, intervalMs: this.cfg.healthIntervalMs, timeoutMs: this.cfg.healthTimeoutMs, container, dockerCommand: this.docker, host: this.cfg.healthHost }, this.log, this.timer.signal);
   }
 
   private async probeOnce(step: StepName, port: number): Promise<void> {
