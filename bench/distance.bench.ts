@@ -8,11 +8,12 @@
  * (+ a few ms of httpd start-up); the lag is the health step's end minus that.
  *
  * Env: BENCH_DELAYS (ms each way, default "0,20,100"; 0 is always measured), BENCH_DISTANCE_ROUNDS (deploys per
- * delay, default 4), BENCH_READY_MS (default 1500). Writes bench/results/distance.json.
+ * delay, default 4; each round takes every delay in turn), BENCH_READY_MS (default 1500). Writes bench/results/distance.json.
  *   npm run bench -- bench/distance.bench.ts
  */
 import fs from 'node:fs';
 import net from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
 import { cleanupApp, drainJobDone, prepareApp, REPO_ROOT, runAction, sh, SANDBOX } from '../test/e2e/harness.js';
 
@@ -29,10 +30,15 @@ const GOALS = { deployRoundTrips: 12, rollbackRoundTrips: 10, healthLagMs: 250 }
  * that latency and plenty of bandwidth; unlike FaultProxy's delay, a burst of chunks is not serialized).
  */
 class DelayLink {
+  /** For connections accepted from now on. */
+  delayMs = 0;
   private constructor(private readonly server: net.Server) {}
 
-  static async start(listenPort: number, target: { host: string; port: number }, delayMs: number): Promise<DelayLink> {
-    const server = net.createServer({ noDelay: true }, (client) => {
+  static async start(listenPort: number, target: { host: string; port: number }): Promise<DelayLink> {
+    const server = net.createServer({ noDelay: true });
+    const link = new DelayLink(server);
+    server.on('connection', (client) => {
+      const delayMs = link.delayMs;
       const upstream = net.connect({ ...target, noDelay: true });
       const pipe = (from: net.Socket, to: net.Socket) => {
         // Timers of the same duration fire in the order they were set: order is kept.
@@ -48,7 +54,7 @@ class DelayLink {
       server.once('error', reject);
       server.listen(listenPort, '127.0.0.1', () => resolve());
     });
-    return new DelayLink(server);
+    return link;
   }
 
   close(): Promise<void> {
@@ -139,28 +145,29 @@ test(`distance benchmark: deploy + rollback at ${DELAYS.join(', ')} ms added eac
   fs.writeFileSync(wrapper, `#!/bin/sh\nsleep ${READY_MS / 1000}\nexec /bin/sh /entry.sh\n`, { mode: 0o755 });
   await prepareApp(app, { listenPort: PORTS.listen, bluePort: PORTS.blue });
   const runs: Run[] = [];
+  const link = await DelayLink.start(PORTS.proxy, { host: SANDBOX.sshHost, port: SANDBOX.sshPort });
+  const load: number[] = [];
   try {
-    for (const delayMs of DELAYS) {
-      const link = await DelayLink.start(PORTS.proxy, { host: SANDBOX.sshHost, port: SANDBOX.sshPort }, delayMs);
-      try {
-        // Warm-up (both versions cached, a live colour and a kept standby), then alternating deploys.
-        await once(delayMs, 'deploy', 'v1');
-        await once(delayMs, 'deploy', 'v2');
-        for (let i = 0; i < ROUNDS; i++) {
-          runs.push(await once(delayMs, 'deploy', i % 2 ? 'v2' : 'v1'));
-          // a rollback after every other deploy: back to the kept standby (then deployed over again)
-          if (i % 2 === 1) runs.push(await once(delayMs, 'rollback', ''));
-        }
-      } finally {
-        await link.close();
+    // Warm-up (both versions cached, a live colour and a kept standby), then rounds that take every delay in turn,
+    // so the shared machine's load varies alike for all of them.
+    await once(0, 'deploy', 'v1');
+    await once(0, 'deploy', 'v2');
+    for (let i = 0; i < ROUNDS; i++) {
+      for (const delayMs of DELAYS) {
+        link.delayMs = delayMs;
+        load.push(os.loadavg()[0]);
+        // v2 is live and v1 kept: deploy v1, then roll back to the kept v2 (so every round starts alike)
+        runs.push(await once(delayMs, 'deploy', 'v1'));
+        runs.push(await once(delayMs, 'rollback', ''));
       }
     }
   } finally {
+    await link.close();
     await cleanupApp(app);
     fs.rmSync(wrapperDir, { recursive: true, force: true });
   }
   const out = [
-    `Deploy (image cached, verify-seconds 0, nginx, health-interval default), median of ${ROUNDS}:`,
+    `Deploy (image cached, verify-seconds 0, nginx, health-interval default), median of ${ROUNDS}; machine load average during the runs ${Math.min(...load).toFixed(1)}–${Math.max(...load).toFixed(1)} (2 cores):`,
     table(runs, 'deploy'),
     '',
     'Rollback to the kept standby, median:',

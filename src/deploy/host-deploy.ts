@@ -104,6 +104,8 @@ export class HostDeployment {
   private candidateLogs?: string;
   private prunable?: Promise<string[]>;
   private readonly warnings: string[] = [];
+  /** The finishing exchange wrote state and history already (finishScript's record). */
+  private recordedInFinish = false;
 
   constructor(private readonly input: HostDeployInput) {
     this.cfg = input.cfg;
@@ -198,11 +200,16 @@ export class HostDeployment {
         return false;
       });
       if (owned) {
-        // The verified new colour stays whatever the finishing job does (its problems are warnings): record the
-        // success on a second channel while the finishing job is handed over (its step times are not in the history).
-        recorded = this.record('success', Date.now() - started);
-        recorded.catch(() => undefined);
-        await this.finish(this.cutover.workersBefore);
+        // The verified new colour stays whatever the finishing job does (its problems are warnings): the success is
+        // recorded in the same exchange that hands the job over (or, when the run drains itself, on a second channel
+        // meanwhile); the finishing steps' times are not in the history.
+        const rec = this.recordContent('success', Date.now() - started);
+        if (this.cfg.waitForDrain) {
+          recorded = this.exec('record', recordScript(this.cfg.app, rec.stateJson, rec.historyLine), 'record state and history').then(() => undefined);
+          recorded.catch(() => undefined);
+        }
+        await this.finish(this.cutover.workersBefore, rec);
+        if (this.recordedInFinish) recorded = Promise.resolve();
       }
     } catch (e) {
       error = e instanceof StepError ? e : new StepError(this.timer.current ?? 'detect', (e as Error).message);
@@ -594,7 +601,7 @@ export class HostDeployment {
    * After the point of no return: drain and stop the old colour (nginx), remove the standby the new version
    * replaced and leftovers, prune images. By default a job on the host does it after the run (wait-for-drain).
    */
-  private async finish(workersBefore: string[]): Promise<void> {
+  private async finish(workersBefore: string[], record?: { stateJson?: string; historyLine: string }): Promise<void> {
     const plan = this.plan!;
     const cfg = this.cfg;
     const names = [...plan.leftovers];
@@ -605,7 +612,20 @@ export class HostDeployment {
     if (!stopName && !names.length && !refs.length) return;
     // haproxy drained the old colour within the switch already: stop it at once.
     const drained = this.cutover?.drained === true;
-    const s = finishScript(this.docker, cfg.app, { workersBefore, drainMs: drained ? 0 : cfg.drainMs, stopName, stopTimeoutSeconds: cfg.stopTimeoutSeconds, removeNames: names, removeImages: refs, background: !cfg.waitForDrain });
+    // Handed over to a job: that exchange also records the run and then, once the job holds drain.lock, removes the
+    // lease (this run's last round trip on the host).
+    const handOver = !cfg.waitForDrain;
+    const s = finishScript(this.docker, cfg.app, {
+      workersBefore,
+      drainMs: drained ? 0 : cfg.drainMs,
+      stopName,
+      stopTimeoutSeconds: cfg.stopTimeoutSeconds,
+      removeNames: names,
+      removeImages: refs,
+      background: handOver,
+      record: handOver ? record : undefined,
+      releaseToken: handOver ? this.lock?.token : undefined
+    });
     const secs = cfg.drainMs / 1000;
     const what = [
       stopName ? `drain ${stopName} (up to ${secs} s), docker stop it (kept for rollback)` : '',
@@ -615,7 +635,10 @@ export class HostDeployment {
     const first: StepName = stopName ? 'drain' : 'cleanup';
     const w = await this.timer.soft(first, async () => {
       if (!cfg.waitForDrain) {
-        const out = await this.exec(first, s, `hand over to a job on the host: ${what}`);
+        const out = await this.exec(first, s, `hand over to a job on the host: ${what}`, (line) => {
+          if (line === '@@recorded') this.recordedInFinish = true;
+          if (line === '@@released') this.lock?.releasedOnHost?.();
+        });
         if (out.includes('@@no-setsid')) {
           this.log.warn('setsid is not installed on the host (package util-linux): drained, stopped and cleaned up within the run instead');
           return;
@@ -634,6 +657,12 @@ export class HostDeployment {
   }
 
   private async record(result: HostResult['result'], durationMs: number, error?: StepError): Promise<void> {
+    const { stateJson, historyLine } = this.recordContent(result, durationMs, error);
+    await this.exec('record', recordScript(this.cfg.app, stateJson, historyLine), 'record state and history');
+  }
+
+  /** What record writes: state.json (on success) and the history line. */
+  private recordContent(result: HostResult['result'], durationMs: number, error?: StepError): { stateJson?: string; historyLine: string } {
     const plan = this.plan;
     const ctx = this.input.ctx;
     const at = new Date().toISOString();
@@ -655,7 +684,7 @@ export class HostDeployment {
       error: error ? `${error.step}: ${error.message}`.slice(0, 500) : undefined
     };
     const state = result === 'success' && plan ? JSON.stringify({ app: this.cfg.app, live: plan.candidate, standby: plan.live, image, digest: this.digest, deployId: this.input.deployId, deployedAt: at, actor: ctx.actor, runUrl: ctx.runUrl }) : undefined;
-    await this.exec('record', recordScript(this.cfg.app, state, JSON.stringify(history)), 'record state and history');
+    return { stateJson: state, historyLine: JSON.stringify(history) };
   }
 }
 

@@ -484,7 +484,22 @@ export function nginxDrainScript(workersBefore: string[], maxMs: number): Remote
 export function finishScript(
   dockerCommand: string[],
   app: string,
-  opts: { workersBefore: string[]; drainMs: number; stopName?: string; stopTimeoutSeconds: number; removeNames: string[]; removeImages: string[]; background: boolean }
+  opts: {
+    workersBefore: string[];
+    drainMs: number;
+    stopName?: string;
+    stopTimeoutSeconds: number;
+    removeNames: string[];
+    removeImages: string[];
+    background: boolean;
+    /** The run's record (recordScript's state and history line), written first: `@@recorded`. */
+    record?: { stateJson?: string; historyLine: string; keep?: number };
+    /**
+     * This run's lease token: once the job holds drain.lock (so the next deploy waits for it), the lease is removed
+     * if it is still ours (`@@released`), which spares the runner the round trip of ending its keeper. Background only.
+     */
+    releaseToken?: string;
+  }
 ): RemoteScript {
   const job = [
     dockerFn(dockerCommand),
@@ -503,6 +518,13 @@ export function finishScript(
   const logged = ['date -u +"%Y-%m-%dT%H:%M:%SZ finishing: drain and stop ${3:-nothing}, remove ${7:-nothing}"', '(', ...job, ')', 'echo "exit $?"', 'date -u +"%Y-%m-%dT%H:%M:%SZ done"'].join('\n');
   return {
     body: [
+      // the record (as recordScript, from arguments 9-11)
+      'if [ "${13}" = record ]; then',
+      '  rd=".bluegreen/$6"; mkdir -p "$rd" || exit 3',
+      `  if [ -n "$9" ]; then printf '%s\\n' "$9" > "$rd/state.json.tmp" && mv -f "$rd/state.json.tmp" "$rd/state.json"; fi`,
+      `  printf '%s\\n' "\${10}" >> "$rd/history.jsonl"`,
+      '  tail -n "${11}" "$rd/history.jsonl" > "$rd/history.jsonl.tmp" && mv -f "$rd/history.jsonl.tmp" "$rd/history.jsonl" && echo "@@recorded"',
+      'fi',
       // Without setsid the job could die with the SSH session: do it in the run instead.
       'if [ "$5" != background ] || ! command -v setsid >/dev/null 2>&1; then',
       '  [ "$5" = background ] && echo "@@no-setsid"',
@@ -512,7 +534,14 @@ export function finishScript(
       // A concurrent `command: status` probes drain.lock for an instant (flock -n): wait for it rather than fail.
       'flock -w 10 8 || { echo "drain.lock stayed held by another process for 10 s" >&2; exit 70; }',
       `${cmd('setsid', 'sh', '-c', logged, 'sh')} "$@" </dev/null >"$dir/drain.log" 2>&1 &`,
-      'echo "@@background $!"'
+      'echo "@@background $!"',
+      // the job holds drain.lock now: the lease may go
+      'if [ -n "${12}" ]; then',
+      '  tok=${12}',
+      LEASE_FNS.split('\n').map((l) => `  ${l}`).join('\n'),
+      '  release() { lease_read; if [ "$lt" = "$tok" ]; then rm -f "$dir/lease"; echo "@@released"; fi; }',
+      '  under_lock 10 release',
+      'fi'
     ].join('\n'),
     args: [
       opts.workersBefore.join(' '),
@@ -522,7 +551,12 @@ export function finishScript(
       opts.background ? 'background' : 'wait',
       app,
       opts.removeNames.join(' '),
-      opts.removeImages.join(' ')
+      opts.removeImages.join(' '),
+      opts.record?.stateJson ?? '',
+      opts.record?.historyLine ?? '',
+      String(opts.record?.keep ?? HISTORY_KEEP),
+      opts.releaseToken ?? '',
+      opts.record ? 'record' : ''
     ]
   };
 }
@@ -569,7 +603,10 @@ export function restoreReplacedScript(dockerCommand: string[], name: string): Re
 }
 
 /** Writes state.json (on success) and appends one history line, keeping the last `keep` lines. */
-export function recordScript(app: string, stateJson: string | undefined, historyLine: string, keep = 200): RemoteScript {
+/** History lines kept on the host. */
+export const HISTORY_KEEP = 200;
+
+export function recordScript(app: string, stateJson: string | undefined, historyLine: string, keep = HISTORY_KEEP): RemoteScript {
   return {
     body: [
       'dir=".bluegreen/$1"; mkdir -p "$dir" || exit 3',

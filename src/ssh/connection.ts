@@ -209,8 +209,13 @@ class Link {
   private connectFailed?: (e: SshError) => void;
   private closeTimer?: NodeJS.Timeout;
 
-  constructor(readonly target: HostTarget) {
+  constructor(
+    readonly target: HostTarget,
+    /** Keep spare session channels (a host that runs commands; not a bastion, which only forwards). */
+    pool = true
+  ) {
     this.where = whereOf(target);
+    if (!pool) this.poolSize = 0;
     // Persistent, for the client's whole life (see the file comment).
     this.client.on('error', (e: SshError) => {
       if (this.state === 'connecting') this.connectFailed?.(e);
@@ -312,7 +317,8 @@ class Link {
       });
       try {
         this.client.connect(config);
-        signFirst(this.client);
+        // the signed auth request is sent: the first session channels go right behind it (see signFirst)
+        signFirst(this.client, () => this.fillPool(true));
       } catch (e) {
         this.connectFailed?.(e as SshError);
       }
@@ -455,8 +461,8 @@ class Link {
   private readonly spares: Promise<ClientChannel>[] = [];
   private poolSize = POOL_SIZE;
 
-  fillPool(): void {
-    while (this.state === 'ready' && this.spares.length < this.poolSize) {
+  fillPool(authenticating = false): void {
+    while ((this.state === 'ready' || (authenticating && this.state === 'connecting')) && this.spares.length < this.poolSize) {
       const p = openSession(this.client);
       p.catch(() => {
         const i = this.spares.indexOf(p);
@@ -534,7 +540,7 @@ class Bastion {
     const cur = this.current;
     if (cur && !cur.link.isGone()) return cur.ready; // connected, or connecting: share it
     const t = this.jump.target;
-    const link = new Link(t);
+    const link = new Link(t, false);
     const ready = link.connect((stop) => openSocket(t, this.timeoutMs, stop), this.jump, this.timeoutMs).then(
       () => link,
       (e: ConnectError) => {
@@ -644,20 +650,28 @@ function sendExec(client: ssh2.Client, ch: ClientChannel, command: string, done:
  * only then; the signed request alone is just as valid (RFC 4252 §7) and saves the query. A refused key still
  * fails the same way (USERAUTH_FAILURE).
  */
-function signFirst(client: ssh2.Client): void {
+function signFirst(client: ssh2.Client, onSent?: () => void): void {
   const proto = (client as unknown as Partial<Ssh2Internals>)._protocol;
   const authPK = proto?.authPK;
   if (!proto || typeof authPK !== 'function') return;
   proto.authPK = (user, key, keyAlgo, sign) => {
-    const k = key as { sign?: (data: Buffer, hash?: string) => Buffer | Error };
+    const k = key as { sign?: (data: Buffer, hash?: string) => Buffer | Error; type?: string };
     if (sign || typeof k?.sign !== 'function') return authPK.call(proto, user, key, keyAlgo, sign);
     const hash = keyAlgo === 'rsa-sha2-256' ? 'sha256' : keyAlgo === 'rsa-sha2-512' ? 'sha512' : keyAlgo === 'ssh-rsa' ? 'sha1' : undefined;
-    return authPK.call(proto, user, key, keyAlgo, (data: Buffer, cb: (sig: Buffer) => void) => {
+    authPK.call(proto, user, key, keyAlgo, (data: Buffer, cb: (sig: Buffer) => void) => {
       const sig = k.sign!(data, hash);
       // cannot sign here: the query round trip it is then
       if (sig instanceof Error) return authPK.call(proto, user, key, keyAlgo);
       cb(sig);
     });
+    // A key with one signature algorithm (ed25519, ecdsa) is accepted or refused with this request: channel opens
+    // sent right behind it are handled once it succeeded (sshd reads a connection's messages in order), which saves
+    // the first command a round trip. An RSA key may be retried with another algorithm: nothing is sent ahead then.
+    if (onSent && k.type !== 'ssh-rsa') {
+      const once = onSent;
+      onSent = undefined;
+      once();
+    }
   };
 }
 

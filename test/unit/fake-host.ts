@@ -28,6 +28,7 @@ export function classify(body: string): Kind {
   if (body.includes('@@healthy')) return 'watch';
   if (body.includes('try_take()')) return 'lock';
   if (body.includes('renew()')) return 'renew';
+  if (body.includes('drain.lock') && body.includes('setsid')) return 'finish';
   if (body.includes('release()')) return 'release';
   if (body.includes('@@step pull')) return 'pull';
   if (body.includes('@@containers')) return 'detect';
@@ -210,10 +211,23 @@ export class FakeHost implements RemoteHost {
       case 'drain':
         return { stdout: '@@drained\n' };
       case 'finish': {
-        const [, , stopName, , mode, , remove] = a;
+        // finishScript(workers, drainMs, stop, timeout, mode, app, remove, images, state, history, keep, token, 'record')
+        const [, , stopName, , mode, , remove, , state, , , token, withRecord] = a;
+        let out = '';
+        if (withRecord === 'record') {
+          if (state) this.stateJson = state;
+          this.events.push('recorded');
+          out += '@@recorded\n';
+        }
         if (stopName) this.store.get(stopName)!.running = false;
         for (const n of (remove ?? '').split(' ').filter(Boolean)) this.store.delete(n);
-        return { stdout: mode === 'background' ? '@@background 4242\n' : '@@drained\n@@stop\n@@stopped\n@@cleanup\n' };
+        if (mode !== 'background') return { stdout: `${out}@@drained\n@@stop\n@@stopped\n@@cleanup\n` };
+        out += '@@background 4242\n';
+        if (token && this.leaseHeld) {
+          this.leaseHeld = false;
+          out += '@@released\n';
+        }
+        return { stdout: out };
       }
       case 'swap': {
         const [stopName, startName] = a;
