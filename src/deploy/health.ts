@@ -4,7 +4,8 @@
  * so a container that exits or restarts fails at once with its last log lines.
  */
 import type { RemoteHost } from '../ssh/connection.js';
-import { containerStatusScript, httpProbeScript, logsScript } from '../remote/scripts.js';
+import type { RemoteStream } from '../transport/remote-host.js';
+import { containerStatusScript, healthWatchScript, httpProbeScript, logsScript } from '../remote/scripts.js';
 import type { HostLog } from '../report/log.js';
 import { StepError } from './types.js';
 import { cancelReason } from './steps.js';
@@ -17,9 +18,9 @@ export interface ProbeResult {
 const LOG_TAIL = 40;
 
 /** One HTTP GET over a forwarded channel; resolves with the status code or an error text. */
-export async function probeViaForward(remote: RemoteHost, port: number, path: string, timeoutMs: number, host?: string): Promise<ProbeResult> {
+export async function probeViaForward(remote: RemoteHost, port: number, path: string, timeoutMs: number, host?: string, opened?: RemoteStream): Promise<ProbeResult> {
   if (!remote.forward) throw Object.assign(new Error('this transport does not forward ports'), { reason: 1 });
-  const stream = await remote.forward(port);
+  const stream = opened ?? (await remote.forward(port));
   return new Promise((resolve) => {
     let data = '';
     let done = false;
@@ -54,6 +55,8 @@ export async function probeViaShell(remote: RemoteHost, port: number, path: stri
 /** Probes with forwarding, falling back to the host-side probe when sshd forbids forwarding. */
 export class Prober {
   private useShell = false;
+  /** The host has neither curl nor bash for the host-side health watcher: the runner probes itself. */
+  noWatcher = false;
   constructor(
     private readonly remote: RemoteHost,
     private readonly log: HostLog,
@@ -61,10 +64,47 @@ export class Prober {
     private readonly host?: string
   ) {}
 
+  private prepared?: { port: number; stream: Promise<RemoteStream | undefined>; closed: boolean };
+
+  /**
+   * Opens the forwarded connection for the next probe of `port` now (e.g. while the switch runs), so that probe
+   * costs one round trip (the request) instead of two. A connection that closes before it is used is replaced.
+   */
+  prepare(port: number): void {
+    this.discardPrepared();
+    if (this.useShell || !this.remote.forward) return;
+    const p = { port, closed: false, stream: Promise.resolve<RemoteStream | undefined>(undefined) };
+    p.stream = this.remote.forward(port).then(
+      (st) => {
+        st.on('close', () => (p.closed = true));
+        st.on('error', () => (p.closed = true));
+        return st;
+      },
+      () => undefined
+    );
+    this.prepared = p;
+  }
+
+  private discardPrepared(): void {
+    const p = this.prepared;
+    this.prepared = undefined;
+    void p?.stream.then((st) => st?.destroy());
+  }
+
   async probe(port: number, path: string, timeoutMs: number): Promise<ProbeResult> {
     if (!this.useShell) {
+      let opened: RemoteStream | undefined;
+      if (this.prepared?.port === port) {
+        const p = this.prepared;
+        this.prepared = undefined;
+        opened = await p.stream;
+        if (p.closed) {
+          opened?.destroy();
+          opened = undefined;
+        }
+      } else this.discardPrepared();
       try {
-        return await probeViaForward(this.remote, port, path, timeoutMs, this.host);
+        return await probeViaForward(this.remote, port, path, timeoutMs, this.host, opened);
       } catch (e) {
         const msg = (e as Error).message;
         // SSH_OPEN_ADMINISTRATIVELY_PROHIBITED (1): sshd forbids forwarding (OpenSSH says just "open failed"); or a
@@ -85,15 +125,82 @@ export interface HealthOptions {
   timeoutMs: number;
   container: string;
   dockerCommand: string[];
+  /** Host header (health-host); default 127.0.0.1:<port>. */
+  host?: string;
 }
 
 const describe = (p: ProbeResult) => (p.status !== undefined ? `HTTP ${p.status}` : (p.error ?? 'no answer'));
 
+/** Time between two probes of the host-side watcher (one request at a time; never more often than health-interval). */
+export const WATCH_EVERY_MS = 150;
+
 /**
- * Waits for a 2xx. The first probes come quickly (50 ms doubling up to the interval) so a fast
- * app is not held back by a fixed sleep.
+ * Waits for a 2xx: on the host itself when it can (healthWatchScript: probes every 150 ms there and reports the first
+ * 2xx at once, so the runner learns of it half a round trip later), else from the runner through the connection.
  */
 export async function waitHealthy(remote: RemoteHost, prober: Prober, opts: HealthOptions, log: HostLog, signal?: AbortSignal): Promise<{ attempts: number }> {
+  if (!prober.noWatcher) {
+    const watched = await watchOnHost(remote, opts, log, signal);
+    if (watched) return watched;
+    prober.noWatcher = true;
+  }
+  return probeFromRunner(remote, prober, opts, log, signal);
+}
+
+/** The host-side watcher; undefined when the host cannot run it (then the runner probes). */
+async function watchOnHost(remote: RemoteHost, opts: HealthOptions, log: HostLog, signal?: AbortSignal): Promise<{ attempts: number } | undefined> {
+  const cancelled = () => new StepError('health', `${cancelReason(signal!)} while waiting for ${opts.container} to become healthy`);
+  if (signal?.aborted) throw cancelled();
+  const every = Math.min(WATCH_EVERY_MS, opts.intervalMs) / 1000;
+  const s = healthWatchScript(opts.dockerCommand, opts.container, opts.port, opts.path, opts.host ?? `127.0.0.1:${opts.port}`, every, opts.timeoutMs, LOG_TAIL);
+  let healthy: { status: number; attempts: number; ms: number } | undefined;
+  let onAbort: (() => void) | undefined;
+  // A cancel does not wait for the watcher: it ends by itself once the undo removed the container (or at the timeout).
+  const aborted = new Promise<never>((_, reject) => {
+    onAbort = () => reject(cancelled());
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+  aborted.catch(() => undefined);
+  let res;
+  try {
+    res = await Promise.race([
+      remote.run(s.body, s.args, {
+        onLine: (line) => {
+          if (line.startsWith('@@probe ')) log.debug(`probe ${line.slice(8)}`);
+          const m = /^@@healthy (\d{3}) (\d+) (\d+)$/.exec(line);
+          if (m) healthy = { status: Number(m[1]), attempts: Number(m[2]), ms: Number(m[3]) };
+        }
+      }),
+      aborted
+    ]);
+  } finally {
+    if (onAbort) signal?.removeEventListener('abort', onAbort);
+  }
+  if (healthy) {
+    log.info(`GET ${opts.path} on 127.0.0.1:${opts.port} → HTTP ${healthy.status} after ${healthy.attempts} probe(s), ${healthy.ms} ms (probed on the host every ${every * 1000} ms)`);
+    return { attempts: healthy.attempts };
+  }
+  const out = res.stdout;
+  const logs = out.includes('@@logs\n') ? out.slice(out.indexOf('@@logs\n') + 7).trim() : '';
+  const container = /^@@container (\S+) (\S+) (\S+)$/m.exec(out);
+  if (container) {
+    const [, state, restarts, exitCode] = container;
+    const what = state === 'missing' ? 'disappeared' : Number(restarts) > 0 ? `restarted ${restarts} time(s) (state ${state}, last exit code ${exitCode})` : `is ${state} (exit code ${exitCode})`;
+    throw new StepError('health', `container ${opts.container} ${what} before it became healthy`, logs);
+  }
+  const timeout = /^@@timeout (\d+) ?(.*)$/m.exec(out);
+  if (timeout) {
+    throw new StepError('health', `GET ${opts.path} on port ${opts.port} did not answer 2xx within ${opts.timeoutMs / 1000} s (${timeout[1]} probes, last: ${timeout[2].trim() || 'no answer'})`, logs);
+  }
+  log.debug(out.includes('@@watch-unavailable') ? 'neither curl nor bash on the host: health is probed from the runner' : `the health watcher on the host ended without a verdict (exit ${res.code}): ${(res.stderr || out).trim().slice(-300)}; probing from the runner`);
+  return undefined;
+}
+
+/**
+ * From the runner. The first probes come quickly (50 ms doubling up to the interval) so a fast
+ * app is not held back by a fixed sleep.
+ */
+async function probeFromRunner(remote: RemoteHost, prober: Prober, opts: HealthOptions, log: HostLog, signal?: AbortSignal): Promise<{ attempts: number }> {
   const start = Date.now();
   let delay = 50;
   let attempts = 0;

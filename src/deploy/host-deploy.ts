@@ -17,6 +17,7 @@ import { imageReference, parseImage, type ImageRef } from '../config/image.js';
 import type { Color, DeployConfig } from '../config/types.js';
 import { parseDetectOutput, parseDiscardOutput, parsePullDigests, type HostState } from '../remote/outputs.js';
 import {
+  afterLease,
   detectScript,
   discardCandidateScript,
   finishScript,
@@ -105,6 +106,8 @@ export class HostDeployment {
   private candidateLogs?: string;
   private prunable?: Promise<string[]>;
   private readonly warnings: string[] = [];
+  /** The finishing exchange wrote state and history already (finishScript's record). */
+  private recordedInFinish = false;
 
   constructor(private readonly input: HostDeployInput) {
     this.cfg = input.cfg;
@@ -163,6 +166,9 @@ export class HostDeployment {
       ensureLock: () => this.ensureLock(),
       trafficMayHaveMoved: () => {
         this.phase = 'traffic';
+        // The probe after the switch: its connection to the candidate's own port is opened while the switch runs.
+        // Not where the candidate takes over the live colour's port (port-swap): that would reach the old one.
+        if (this.router.startVerb === 'run') this.prober.prepare(this.router.probePort(plan.candidate));
       },
       warn: (message) => {
         this.warnings.push(message);
@@ -175,10 +181,15 @@ export class HostDeployment {
     const started = Date.now();
     let error: StepError | undefined;
     let result: HostResult['result'] = 'success';
+    let recorded: Promise<void> | undefined;
     try {
+      // Sent with the lock command, each on its own channel: the host runs them only once the lease is ours
+      // (afterLease), so the prepare phase costs the round trip of the lock alone.
+      const early = this.readStateEarly();
+      const pulling = this.cfg.command === 'deploy' ? this.startPull() : undefined;
       if (!this.lock) await this.timer.run('lock', () => this.takeLock());
-      if (this.cfg.command === 'deploy') await this.pull();
-      this.plan = await this.timer.run('detect', () => this.detect());
+      if (pulling) await this.pull(pulling);
+      this.plan = await this.timer.run('detect', () => this.detect(false, early));
       if (this.cfg.command === 'rollback' && !this.rollbackKept) await this.pull();
       await this.timer.run('start', () => this.startCandidate());
       this.listPrunableImages();
@@ -190,7 +201,18 @@ export class HostDeployment {
         this.warnings.push(`the old colour was not stopped and nothing was cleaned up: ${e.message}`);
         return false;
       });
-      if (owned) await this.finish(this.cutover.workersBefore);
+      if (owned) {
+        // The verified new colour stays whatever the finishing job does (its problems are warnings): the success is
+        // recorded in the same exchange that hands the job over (or, when the run drains itself, on a second channel
+        // meanwhile); the finishing steps' times are not in the history.
+        const rec = this.recordContent('success', Date.now() - started);
+        if (this.cfg.waitForDrain) {
+          recorded = this.exec('record', recordScript(this.cfg.app, rec.stateJson, rec.historyLine), 'record state and history').then(() => undefined);
+          recorded.catch(() => undefined);
+        }
+        await this.finish(this.cutover.workersBefore, rec);
+        if (this.recordedInFinish) recorded = Promise.resolve();
+      }
     } catch (e) {
       error = e instanceof StepError ? e : new StepError(this.timer.current ?? 'detect', (e as Error).message);
       if (error.logs) this.candidateLogs = error.logs;
@@ -206,7 +228,7 @@ export class HostDeployment {
       if (abortedBy && result === 'failed' && this.phase === 'prepare') result = 'skipped';
     }
     if (this.remote.isConnected()) {
-      const rec = await this.timer.soft('record', () => this.record(result, Date.now() - started, error));
+      const rec = await this.timer.soft('record', () => (result === 'success' && recorded ? recorded : this.record(result, Date.now() - started, error)));
       if (rec) this.warnings.push(rec);
     }
     await this.lock?.release().catch(() => undefined);
@@ -240,15 +262,32 @@ export class HostDeployment {
     this.lock = await acquireLock(this.remote, { app: this.cfg.app, deployId: this.input.deployId, owner: lockOwner(this.input.deployId, this.input.ctx), timeoutSeconds, log: this.log, signal: this.timer.signal });
   }
 
-  private async pull(): Promise<void> {
+  /**
+   * Sends login + pull now; on the host it waits for this run's lease (afterLease), so it can go out with the lock
+   * command. The login/pull steps are timed from when the lock is held (pull()).
+   */
+  private startPull(): { out: Promise<string>; pullSeen: boolean } {
     const ref = imageReference(this.target);
-    const s = pullScript(this.docker, ref, this.input.login);
+    const s = afterLease(this.cfg.app, this.input.deployId, this.leaseWaitSeconds, pullScript(this.docker, ref, this.input.login));
+    const first: StepName = this.input.login.kind === 'none' ? 'pull' : 'login';
+    const st = { out: Promise.resolve(''), pullSeen: false };
+    st.out = this.exec(first, s, `login and pull ${ref}`, (line) => {
+      if (line !== '@@step pull') return;
+      st.pullSeen = true;
+      if (this.timer.current === 'login') this.timer.begin('pull');
+    });
+    st.out.catch(() => undefined);
+    return st;
+  }
+
+  private async pull(started = this.startPull()): Promise<void> {
+    const ref = imageReference(this.target);
     const first: StepName = this.input.login.kind === 'none' ? 'pull' : 'login';
     let out = '';
     await this.timer.run(first, async () => {
-      out = await this.exec(first, s, `login and pull ${ref}`, (line) => {
-        if (line === '@@step pull' && this.timer.current === 'login') this.timer.begin('pull');
-      });
+      // the login may have finished before the lock step ended
+      if (started.pullSeen && this.timer.current === 'login') this.timer.begin('pull');
+      out = await started.out;
       if (this.timer.current === 'login') throw new StepError('login', 'the registry login did not complete');
     }).catch((e: StepError) => {
       throw new StepError(e.step, explainPullError(e.message, ref));
@@ -261,8 +300,9 @@ export class HostDeployment {
   }
 
   /** The host as it is now: containers (with their labels), the upstream file, the recorded state. */
-  private async readState(step: StepName): Promise<HostState> {
-    const s = detectScript(this.docker, this.cfg.app, this.cfg.traffic === 'nginx' ? this.cfg.nginxUpstreamFile : '');
+  private async readState(step: StepName, whenLocked = false): Promise<HostState> {
+    const d = detectScript(this.docker, this.cfg.app, this.cfg.traffic === 'nginx' ? this.cfg.nginxUpstreamFile : '');
+    const s = whenLocked ? afterLease(this.cfg.app, this.input.deployId, this.leaseWaitSeconds, d) : d;
     const state = parseDetectOutput(await this.exec(step, s, 'read containers, upstream and state', undefined, true));
     // haproxy: the routing is HAProxy's server states, read from its runtime API. Only detect needs it to go on;
     // the undo reads HAProxy again itself, and removing a candidate must not depend on reaching HAProxy.
@@ -276,8 +316,20 @@ export class HostDeployment {
     return state;
   }
 
-  private async detect(repaired = false): Promise<Plan> {
-    const state = await this.readState('detect');
+  /** How long a command sent with the lock waits on the host for the lease (the lock's own wait, and then some). */
+  private get leaseWaitSeconds(): number {
+    return this.cfg.lockTimeoutSeconds + 30;
+  }
+
+  /** readState('detect') sent now, run on the host once the lease is ours, awaited later (a failure surfaces in detect). */
+  private readStateEarly(): Promise<HostState> {
+    const p = this.readState('detect', true);
+    p.catch(() => undefined);
+    return p;
+  }
+
+  private async detect(repaired = false, early?: Promise<HostState>): Promise<Plan> {
+    const state = await (early ?? this.readState('detect'));
     if (state.stateUnreadable) this.log.warn('the recorded state file on the host is not valid JSON; ignoring it');
     const plan = planDeploy(this.cfg, state.containers, state.upstreamContent, state.recordedLive);
     const replaced = `${this.name(plan.candidate)}-replaced`;
@@ -377,7 +429,7 @@ export class HostDeployment {
   }
 
   private async waitHealthy(port: number, container: string): Promise<void> {
-    await waitHealthy(this.remote, this.prober, { port, path: this.cfg.healthPath, intervalMs: this.cfg.healthIntervalMs, timeoutMs: this.cfg.healthTimeoutMs, container, dockerCommand: this.docker }, this.log, this.timer.signal);
+    await waitHealthy(this.remote, this.prober, { port, path: this.cfg.healthPath, intervalMs: this.cfg.healthIntervalMs, timeoutMs: this.cfg.healthTimeoutMs, container, dockerCommand: this.docker, host: this.cfg.healthHost }, this.log, this.timer.signal);
   }
 
   private async probeOnce(step: StepName, port: number): Promise<void> {
@@ -551,7 +603,7 @@ export class HostDeployment {
    * After the point of no return: drain and stop the old colour (nginx), remove the standby the new version
    * replaced and leftovers, prune images. By default a job on the host does it after the run (wait-for-drain).
    */
-  private async finish(workersBefore: string[]): Promise<void> {
+  private async finish(workersBefore: string[], record?: { stateJson?: string; historyLine: string }): Promise<void> {
     const plan = this.plan!;
     const cfg = this.cfg;
     const names = [...plan.leftovers];
@@ -565,7 +617,20 @@ export class HostDeployment {
     if (!stopName && !names.length && !refs.length) return;
     // haproxy (and nginx-switch njs) drained the old colour within the switch already: stop it at once.
     const drained = this.cutover?.drained === true;
-    const s = finishScript(this.docker, cfg.app, { workersBefore, drainMs: drained ? 0 : cfg.drainMs, stopName, stopTimeoutSeconds: cfg.stopTimeoutSeconds, removeNames: names, removeImages: refs, background: !cfg.waitForDrain });
+    // Handed over to a job: that exchange also records the run and then, once the job holds drain.lock, removes the
+    // lease (this run's last round trip on the host).
+    const handOver = !cfg.waitForDrain;
+    const s = finishScript(this.docker, cfg.app, {
+      workersBefore,
+      drainMs: drained ? 0 : cfg.drainMs,
+      stopName,
+      stopTimeoutSeconds: cfg.stopTimeoutSeconds,
+      removeNames: names,
+      removeImages: refs,
+      background: handOver,
+      record: handOver ? record : undefined,
+      releaseToken: handOver ? this.lock?.token : undefined
+    });
     const secs = cfg.drainMs / 1000;
     const what = [
       stopName ? `drain ${stopName} (up to ${secs} s), docker stop it (kept for rollback)` : '',
@@ -575,7 +640,10 @@ export class HostDeployment {
     const first: StepName = stopName ? (this.router.drainOld ? 'stop' : 'drain') : 'cleanup';
     const w = await this.timer.soft(first, async () => {
       if (!cfg.waitForDrain) {
-        const out = await this.exec(first, s, `hand over to a job on the host: ${what}`);
+        const out = await this.exec(first, s, `hand over to a job on the host: ${what}`, (line) => {
+          if (line === '@@recorded') this.recordedInFinish = true;
+          if (line === '@@released') this.lock?.releasedOnHost?.();
+        });
         if (out.includes('@@no-setsid')) {
           this.log.warn('setsid is not installed on the host (package util-linux): drained, stopped and cleaned up within the run instead');
           return;
@@ -594,6 +662,12 @@ export class HostDeployment {
   }
 
   private async record(result: HostResult['result'], durationMs: number, error?: StepError): Promise<void> {
+    const { stateJson, historyLine } = this.recordContent(result, durationMs, error);
+    await this.exec('record', recordScript(this.cfg.app, stateJson, historyLine), 'record state and history');
+  }
+
+  /** What record writes: state.json (on success) and the history line. */
+  private recordContent(result: HostResult['result'], durationMs: number, error?: StepError): { stateJson?: string; historyLine: string } {
     const plan = this.plan;
     const ctx = this.input.ctx;
     const at = new Date().toISOString();
@@ -615,7 +689,7 @@ export class HostDeployment {
       error: error ? `${error.step}: ${error.message}`.slice(0, 500) : undefined
     };
     const state = result === 'success' && plan ? JSON.stringify({ app: this.cfg.app, live: plan.candidate, standby: plan.live, image, digest: this.digest, deployId: this.input.deployId, deployedAt: at, actor: ctx.actor, runUrl: ctx.runUrl }) : undefined;
-    await this.exec('record', recordScript(this.cfg.app, state, JSON.stringify(history)), 'record state and history');
+    return { stateJson: state, historyLine: JSON.stringify(history) };
   }
 }
 

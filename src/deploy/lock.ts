@@ -45,6 +45,11 @@ export interface HeldLock {
   readonly validUntil: number;
   /** Ends the keeper (EOF): it removes the lease. Resolves when the channel closed (at most ~5 s). */
   release(): Promise<void>;
+  /**
+   * A command of this run removed the lease on the host already (finishScript's releaseToken): no more heartbeats,
+   * and release() only ends the keeper, without waiting for it.
+   */
+  releasedOnHost?(): void;
 }
 
 /** Confirmations may lag this much behind the host's clock and the channel's round trip before we call the lease lost. */
@@ -142,6 +147,11 @@ class CommandLease extends LeaseState implements HeldLock {
     if (Date.now() > this.validUntil - Math.min(SAFETY_MS, this.ttlMs / 4)) this.markLost('no lease renewal succeeded in time: the lease may have expired on the host');
   }
 
+
+  releasedOnHost(): void {
+    this.released = true;
+    clearInterval(this.timer);
+  }
 
   async release(): Promise<void> {
     if (this.released) return;
@@ -263,7 +273,21 @@ class Lease extends LeaseState implements HeldLock {
   }
 
 
+  private goneOnHost = false;
+
+  releasedOnHost(): void {
+    this.released = true;
+    this.goneOnHost = true;
+    this.stopHeartbeat();
+  }
+
   async release(): Promise<void> {
+    if (this.goneOnHost) {
+      // EOF ends the keeper, which finds the lease gone; nothing to wait for
+      this.goneOnHost = false;
+      if (!this.closed) this.ch.end();
+      return;
+    }
     if (this.released) return;
     this.released = true;
     this.stopHeartbeat();

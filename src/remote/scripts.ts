@@ -158,6 +158,32 @@ export const LEASE_GUARD = [
   '}'
 ].join('\n');
 
+/** First line of a script wrapped by afterLease (the fake host and tests recognise it by this). */
+export const AFTER_LEASE = '# after-lease';
+
+/**
+ * `s`, run only once this deploy holds the app's lease: sent together with the lock command (pipelined, so it costs
+ * no round trip of its own), it waits on the host (polling every 50 ms, up to `waitSeconds`) until lease_ok says the
+ * lease carries `deployId`, then runs `s` with its own positional arguments. Exit 75 (`@@no-lease` on stderr) when the
+ * lease never became ours.
+ */
+export function afterLease(app: string, deployId: string, waitSeconds: number, s: RemoteScript): RemoteScript {
+  return {
+    body: [
+      AFTER_LEASE,
+      LEASE_GUARD,
+      '_app=$1; _id=$2; _left=$(( $3 * 20 )); shift 3',
+      'until lease_ok "$_app" "$_id"; do',
+      '  [ "$_left" -gt 0 ] || { echo "@@no-lease: this deploy did not get the lock" >&2; exit 75; }',
+      '  _left=$((_left - 1)); sleep 0.05 2>/dev/null || sleep 1',
+      'done',
+      s.body
+    ].join('\n'),
+    args: [app, deployId, String(Math.ceil(waitSeconds)), ...s.args],
+    stdin: s.stdin
+  };
+}
+
 export type LoginMode = { kind: 'none' } | { kind: 'password'; registry: string; username: string; password: string } | { kind: 'ecr-on-host'; registry: string; region: string };
 
 /**
@@ -250,11 +276,55 @@ export function logsScript(dockerCommand: string[], name: string, tailLines: num
   return { body: [dockerFn(dockerCommand), 'D logs --tail "$2" "$1" 2>&1'].join('\n'), args: [name, String(tailLines)] };
 }
 
+/** The one-line HTTP GET of httpProbeScript, for `bash -c` (args: port path timeout-seconds host). */
+const DEV_TCP_PROBE = 'exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 7; printf "GET %s HTTP/1.0\\r\\nHost: %s\\r\\nUser-Agent: bluegreen-ec2-action\\r\\n\\r\\n" "$2" "$4" >&3; IFS= read -t "$3" -r line <&3 || { echo "no answer within $3 s" >&2; exit 8; }; printf "%s\\n" "$line"';
+
+/**
+ * The health step on the host itself, in one exchange: probes GET <path> on 127.0.0.1:<port> (curl, else bash's
+ * /dev/tcp) one request at a time with `everySeconds` between them, and prints `@@healthy <status> <probes> <ms>` the
+ * moment one answers 2xx, so the runner hears of it half a round trip later whatever its distance. The container's
+ * state is read at the start and at most every 500 ms after a failed probe: `@@container <state> <restarts> <exit>`
+ * (exit 3) when it is not running or restarted, `@@timeout <probes> <last answer>` (exit 4) after `timeoutMs`, each
+ * followed by `@@logs` and the container's last log lines. `@@probe <n> <answer>` for each failed probe.
+ * `@@watch-unavailable` (exit 127): neither curl nor bash on the host (the runner probes itself then).
+ */
+export function healthWatchScript(dockerCommand: string[], name: string, port: number, path: string, host: string, everySeconds: number, timeoutMs: number, tailLines: number): RemoteScript {
+  return {
+    body: [
+      dockerFn(dockerCommand),
+      'name=$1; port=$2; path=$3; host=$4; every=$5; limit=$6; tail=$7',
+      `ms() { t=$(date +%s%N 2>/dev/null); case "$t" in ""|*[!0-9]*) echo $(( $(date +%s) * 1000 )) ;; *) echo $(( t / 1000000 )) ;; esac; }`,
+      'if command -v curl >/dev/null 2>&1; then',
+      `  probe() { curl -gsS -o /dev/null -w ' %{http_code}' --max-time "$1" -H "Host: $host" -A bluegreen-ec2-action "http://127.0.0.1:$port$path" 2>&1; }`,
+      'elif command -v bash >/dev/null 2>&1; then',
+      `  probe() { l=$(${cmd('bash', '-c', DEV_TCP_PROBE, 'bash')} "$port" "$path" "$1" "$host" 2>&1); case "$l" in HTTP/*) set -- $l; echo " $2" ;; *) echo "$l" ;; esac; }`,
+      'else echo "@@watch-unavailable"; exit 127; fi',
+      // the last log lines after a marker line, then the exit code
+      'logs() { echo "@@logs"; D logs --tail "$tail" "$name" 2>&1; exit "$1"; }',
+      `check() { s=$(D inspect --format '{{.State.Status}} {{.RestartCount}} {{.State.ExitCode}}' "$name" 2>/dev/null) || { echo "@@container missing 0 0"; exit 3; }; case "$s" in "running 0 "*) ;; *) echo "@@container $s"; logs 3 ;; esac; }`,
+      'start=$(ms); n=0; checked=$start; check',
+      'while :; do',
+      '  n=$((n + 1)); left=$(( (limit - ($(ms) - start)) / 1000 ))',
+      '  t=1; [ $n -le 3 ] || t=5; [ $left -ge $t ] || t=$left; [ $t -ge 1 ] || t=1',
+      '  out=$(probe $t); code=${out##* }',
+      '  case "$code" in 2[0-9][0-9]) echo "@@healthy $code $n $(( $(ms) - start ))"; exit 0 ;; esac',
+      // curl: its error text then " 000"; bash: the error text or the status
+      '  case "$code" in [1-9][0-9][0-9]) last="HTTP $code" ;; *) last=$(printf "%s" "${out% 000}" | tr "\n" " ") ;; esac',
+      '  echo "@@probe $n $last"',
+      '  now=$(ms)',
+      '  if [ $((now - checked)) -ge 500 ]; then check; checked=$now; fi',
+      '  if [ $((now - start)) -ge "$limit" ]; then echo "@@timeout $n $last"; logs 4; fi',
+      '  sleep "$every" 2>/dev/null || sleep 1',
+      'done'
+    ].join('\n'),
+    args: [name, String(port), path, host, String(everySeconds), String(Math.round(timeoutMs)), String(tailLines)]
+  };
+}
+
 /** HTTP GET on the host itself with bash's /dev/tcp (used when sshd forbids TCP forwarding). */
 export function httpProbeScript(port: number, path: string, timeoutSeconds: number, host?: string): RemoteScript {
-  const probe = 'exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 7; printf "GET %s HTTP/1.0\\r\\nHost: %s\\r\\nUser-Agent: bluegreen-ec2-action\\r\\n\\r\\n" "$2" "$4" >&3; IFS= read -t "$3" -r line <&3 || { echo "no answer within $3 s" >&2; exit 8; }; printf "%s\\n" "$line"';
   return {
-    body: ['command -v bash >/dev/null 2>&1 || { echo "bash is needed on the host for health checks when TCP forwarding is disabled" >&2; exit 127; }', `exec ${cmd('bash', '-c', probe, 'bash')} "$1" "$2" "$3" "$4"`].join('\n'),
+    body: ['command -v bash >/dev/null 2>&1 || { echo "bash is needed on the host for health checks when TCP forwarding is disabled" >&2; exit 127; }', `exec ${cmd('bash', '-c', DEV_TCP_PROBE, 'bash')} "$1" "$2" "$3" "$4"`].join('\n'),
     args: [String(port), path, String(timeoutSeconds), host ?? `127.0.0.1:${port}`]
   };
 }
@@ -319,7 +389,7 @@ const NGINX_PROCS = [
  * <ms until then> <ms until the first new worker> <masters>`, timed on the host from the start of the script
  * (`-` where `date` has no %N); `@@no-takeover` when none did in time (after `@@foreign-masters`: the masters in other PID namespaces, not watched); `@@no-workers` when no master is visible.
  */
-export function writeUpstreamScript(file: string, reloadCommand: string, opts: { remove?: boolean; takeoverMs?: number; lease?: { app: string; deployId: string } } = {}): RemoteScript {
+export function writeUpstreamScript(file: string, reloadCommand: string, opts: { remove?: boolean; takeoverMs?: number; lease?: { app: string; deployId: string }; content?: string } = {}): RemoteScript {
   return {
     body: [
       't0=$(date +%s%N 2>/dev/null)',
@@ -337,7 +407,8 @@ export function writeUpstreamScript(file: string, reloadCommand: string, opts: {
       'had=0',
       'if [ -e "$f" ]; then cp -p -- "$f" "$prev" || { echo "cannot write next to $f: the directory must be writable by $(id -un)" >&2; exit 3; }; had=1; fi',
       'if [ "$3" = remove ]; then rm -f -- "$f" || exit 3; else',
-      '  if ! cat > "$tmp" 2>/dev/null; then rm -f -- "$tmp"; echo "cannot write $tmp: the directory must be writable by $(id -un)" >&2; exit 3; fi',
+      // the content as argument 8 (not secret: no stdin, which sshd only lets through a round trip after the exec), else stdin
+      '  if ! { if [ "$7" = arg ]; then printf "%s" "$8"; else cat; fi; } > "$tmp" 2>/dev/null; then rm -f -- "$tmp"; echo "cannot write $tmp: the directory must be writable by $(id -un)" >&2; exit 3; fi',
       '  chmod 644 "$tmp"; mv -f -- "$tmp" "$f" || { rm -f -- "$tmp"; exit 3; }',
       'fi',
       // Root on a host without sudo: the default `sudo -n nginx …` then runs nginx directly.
@@ -372,7 +443,7 @@ export function writeUpstreamScript(file: string, reloadCommand: string, opts: {
       '  sleep 0.01',
       'done'
     ].join('\n'),
-    args: [file, reloadCommand, opts.remove ? 'remove' : 'write', String(opts.takeoverMs ?? 0), opts.lease?.app ?? '', opts.lease?.deployId ?? ''],
+    args: [file, reloadCommand, opts.remove ? 'remove' : 'write', String(opts.takeoverMs ?? 0), opts.lease?.app ?? '', opts.lease?.deployId ?? '', ...(opts.content !== undefined ? ['arg', opts.content] : [])],
     stdin: opts.remove ? '' : undefined
   };
 }
@@ -436,7 +507,22 @@ export function nginxDrainScript(workersBefore: string[], maxMs: number): Remote
 export function finishScript(
   dockerCommand: string[],
   app: string,
-  opts: { workersBefore: string[]; drainMs: number; stopName?: string; stopTimeoutSeconds: number; removeNames: string[]; removeImages: string[]; background: boolean }
+  opts: {
+    workersBefore: string[];
+    drainMs: number;
+    stopName?: string;
+    stopTimeoutSeconds: number;
+    removeNames: string[];
+    removeImages: string[];
+    background: boolean;
+    /** The run's record (recordScript's state and history line), written first: `@@recorded`. */
+    record?: { stateJson?: string; historyLine: string; keep?: number };
+    /**
+     * This run's lease token: once the job holds drain.lock (so the next deploy waits for it), the lease is removed
+     * if it is still ours (`@@released`), which spares the runner the round trip of ending its keeper. Background only.
+     */
+    releaseToken?: string;
+  }
 ): RemoteScript {
   const job = [
     dockerFn(dockerCommand),
@@ -455,6 +541,13 @@ export function finishScript(
   const logged = ['date -u +"%Y-%m-%dT%H:%M:%SZ finishing: drain and stop ${3:-nothing}, remove ${7:-nothing}"', '(', ...job, ')', 'echo "exit $?"', 'date -u +"%Y-%m-%dT%H:%M:%SZ done"'].join('\n');
   return {
     body: [
+      // the record (as recordScript, from arguments 9-11)
+      'if [ "${13}" = record ]; then',
+      '  rd=".bluegreen/$6"; mkdir -p "$rd" || exit 3',
+      `  if [ -n "$9" ]; then printf '%s\\n' "$9" > "$rd/state.json.tmp" && mv -f "$rd/state.json.tmp" "$rd/state.json"; fi`,
+      `  printf '%s\\n' "\${10}" >> "$rd/history.jsonl"`,
+      '  tail -n "${11}" "$rd/history.jsonl" > "$rd/history.jsonl.tmp" && mv -f "$rd/history.jsonl.tmp" "$rd/history.jsonl" && echo "@@recorded"',
+      'fi',
       // Without setsid the job could die with the SSH session: do it in the run instead.
       'if [ "$5" != background ] || ! command -v setsid >/dev/null 2>&1; then',
       '  [ "$5" = background ] && echo "@@no-setsid"',
@@ -464,7 +557,14 @@ export function finishScript(
       // A concurrent `command: status` probes drain.lock for an instant (flock -n): wait for it rather than fail.
       'flock -w 10 8 || { echo "drain.lock stayed held by another process for 10 s" >&2; exit 70; }',
       `${cmd('setsid', 'sh', '-c', logged, 'sh')} "$@" </dev/null >"$dir/drain.log" 2>&1 &`,
-      'echo "@@background $!"'
+      'echo "@@background $!"',
+      // the job holds drain.lock now: the lease may go
+      'if [ -n "${12}" ]; then',
+      '  tok=${12}',
+      LEASE_FNS.split('\n').map((l) => `  ${l}`).join('\n'),
+      '  release() { lease_read; if [ "$lt" = "$tok" ]; then rm -f "$dir/lease"; echo "@@released"; fi; }',
+      '  under_lock 10 release',
+      'fi'
     ].join('\n'),
     args: [
       opts.workersBefore.join(' '),
@@ -474,7 +574,12 @@ export function finishScript(
       opts.background ? 'background' : 'wait',
       app,
       opts.removeNames.join(' '),
-      opts.removeImages.join(' ')
+      opts.removeImages.join(' '),
+      opts.record?.stateJson ?? '',
+      opts.record?.historyLine ?? '',
+      String(opts.record?.keep ?? HISTORY_KEEP),
+      opts.releaseToken ?? '',
+      opts.record ? 'record' : ''
     ]
   };
 }
@@ -521,7 +626,10 @@ export function restoreReplacedScript(dockerCommand: string[], name: string): Re
 }
 
 /** Writes state.json (on success) and appends one history line, keeping the last `keep` lines. */
-export function recordScript(app: string, stateJson: string | undefined, historyLine: string, keep = 200): RemoteScript {
+/** History lines kept on the host. */
+export const HISTORY_KEEP = 200;
+
+export function recordScript(app: string, stateJson: string | undefined, historyLine: string, keep = HISTORY_KEEP): RemoteScript {
   return {
     body: [
       'dir=".bluegreen/$1"; mkdir -p "$dir" || exit 3',

@@ -209,8 +209,13 @@ class Link {
   private connectFailed?: (e: SshError) => void;
   private closeTimer?: NodeJS.Timeout;
 
-  constructor(readonly target: HostTarget) {
+  constructor(
+    readonly target: HostTarget,
+    /** Keep spare session channels (a host that runs commands; not a bastion, which only forwards). */
+    pool = true
+  ) {
     this.where = whereOf(target);
+    if (!pool) this.poolSize = 0;
     // Persistent, for the client's whole life (see the file comment).
     this.client.on('error', (e: SshError) => {
       if (this.state === 'connecting') this.connectFailed?.(e);
@@ -307,10 +312,13 @@ class Link {
         if (this.state !== 'connecting' || !this.connectFailed) return;
         settle();
         this.state = 'ready';
+        this.fillPool();
         resolve();
       });
       try {
         this.client.connect(config);
+        // the signed auth request is sent: the first session channels go right behind it (see signFirst)
+        signFirst(this.client, () => this.fillPool(true));
       } catch (e) {
         this.connectFailed?.(e as SshError);
       }
@@ -415,20 +423,73 @@ class Link {
   }
 
   /**
-   * Starts a command. setup runs synchronously in ssh2's callback: the exit status (a plain event, not buffered
-   * like stream data) can arrive in the same TCP read as the exec reply, before any await would resume.
+   * Starts a command. setup runs synchronously right after the exec request is sent (before its reply): the exit
+   * status (a plain event, not buffered like stream data) can arrive in the same TCP read as the exec reply, and
+   * stdin written there follows the request at once instead of a round trip later (sshd handles a channel's
+   * messages in order, so the data reaches the command). The session channel comes from the pool (opened ahead), so
+   * a command costs one round trip instead of two (channel open, then exec).
    */
-  exec(command: string, setup?: (ch: ClientChannel) => void): Promise<ClientChannel> {
+  exec(command: string, setup?: (ch: ClientChannel) => void, onReply?: (ch: ClientChannel) => void): Promise<ClientChannel> {
     return this.guard<ClientChannel>(
-      (ok, fail) =>
-        this.client.exec(command, (err, ch) => {
-          if (err) return fail(err);
+      (ok, fail) => {
+        this.takeSession().then((ch) => {
+          if (this.ended) {
+            ch.close();
+            return fail(this.ended);
+          }
           this.track(ch);
+          sendExec(this.client, ch, command, (err) => {
+            if (err) {
+              ch.close();
+              return fail(err);
+            }
+            onReply?.(ch);
+            ok(ch);
+          });
           setup?.(ch);
-          ok(ch);
-        }),
+        }, fail);
+      },
       (ch) => ch.close()
     );
+  }
+
+  /**
+   * Session channels opened ahead of need (POOL_SIZE, from the moment the connection is ready): a command takes one
+   * and another is opened in the background. A host that allows fewer sessions (sshd MaxSessions) refuses the
+   * spare's open: then an idle spare is given up for the command that needs it, and the pool stops refilling.
+   */
+  private readonly spares: Promise<ClientChannel>[] = [];
+  private poolSize = POOL_SIZE;
+
+  fillPool(authenticating = false): void {
+    while ((this.state === 'ready' || (authenticating && this.state === 'connecting')) && this.spares.length < this.poolSize) {
+      const p = openSession(this.client);
+      p.catch(() => {
+        const i = this.spares.indexOf(p);
+        if (i >= 0) this.spares.splice(i, 1);
+        this.poolSize = 0;
+      });
+      this.spares.push(p);
+    }
+  }
+
+  private async takeSession(): Promise<ClientChannel> {
+    const spare = this.spares.shift();
+    this.fillPool();
+    if (spare) {
+      const ch = await spare.catch(() => undefined);
+      if (ch) return ch;
+    }
+    try {
+      return await openSession(this.client);
+    } catch (e) {
+      // Over the host's session limit: an idle spare makes room.
+      const idle = this.spares.shift();
+      if (!idle) throw e;
+      this.poolSize = 0;
+      (await idle.catch(() => undefined))?.close();
+      return openSession(this.client);
+    }
   }
 
   forwardOut(host: string, port: number): Promise<ClientChannel> {
@@ -479,7 +540,7 @@ class Bastion {
     const cur = this.current;
     if (cur && !cur.link.isGone()) return cur.ready; // connected, or connecting: share it
     const t = this.jump.target;
-    const link = new Link(t);
+    const link = new Link(t, false);
     const ready = link.connect((stop) => openSocket(t, this.timeoutMs, stop), this.jump, this.timeoutMs).then(
       () => link,
       (e: ConnectError) => {
@@ -543,6 +604,75 @@ function untilAborted<T>(p: Promise<T>, signal: AbortSignal, target: HostTarget)
     signal.addEventListener('abort', onAbort, { once: true });
     p.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
   });
+}
+
+/** Spare session channels kept open per connection (see Link.fillPool); sshd allows 10 sessions by default. */
+const POOL_SIZE = 2;
+
+/**
+ * ssh2's private parts used here (pinned ssh2 ^1.17): its channel manager and protocol writer, to open a session
+ * channel before the command for it is known, and to send the exec request on it.
+ */
+interface Ssh2Internals {
+  _chanMgr: { add(cb: unknown): number };
+  _protocol: {
+    session(localChan: number, window: number, packetSize: number): void;
+    exec(chan: number, command: string, wantReply: boolean): void;
+    authPK?: (user: string, key: unknown, keyAlgo: string | undefined, sign?: unknown) => void;
+  };
+}
+type RawChannel = ClientChannel & { outgoing: { id: number; state: string }; _callbacks: ((failed: boolean) => void)[]; subtype?: string; allowHalfOpen?: boolean };
+
+/** Opens a session channel (one round trip): ssh2's openChannel(…, 'session'), which it does not export. */
+function openSession(client: ssh2.Client): Promise<ClientChannel> {
+  return new Promise((resolve, reject) => {
+    const c = client as unknown as Ssh2Internals;
+    const wrapper = Object.assign((err: Error | undefined, ch: ClientChannel) => (err ? reject(err) : resolve(ch)), { type: 'session' });
+    const local = c._chanMgr.add(wrapper);
+    if (local === -1) return reject(new Error('No free channels available'));
+    // ssh2's own window and packet size for channels it opens (MAX_WINDOW, PACKET_SIZE)
+    c._protocol.session(local, 2 * 1024 * 1024, 32 * 1024);
+  });
+}
+
+/** The exec request on an open session channel (ssh2's reqExec); done is called with its reply. */
+function sendExec(client: ssh2.Client, ch: ClientChannel, command: string, done: (err?: Error) => void): void {
+  const raw = ch as RawChannel;
+  if (raw.outgoing.state !== 'open') return done(new Error('Channel is not open'));
+  raw._callbacks.push((failed) => done(failed ? new Error('Unable to exec') : undefined));
+  raw.subtype = 'exec';
+  raw.allowHalfOpen = true;
+  (client as unknown as Ssh2Internals)._protocol.exec(raw.outgoing.id, command, true);
+}
+
+/**
+ * Public-key auth in one round trip: ssh2 first asks whether the key would be accepted (USERAUTH_PK_OK) and signs
+ * only then; the signed request alone is just as valid (RFC 4252 §7) and saves the query. A refused key still
+ * fails the same way (USERAUTH_FAILURE).
+ */
+function signFirst(client: ssh2.Client, onSent?: () => void): void {
+  const proto = (client as unknown as Partial<Ssh2Internals>)._protocol;
+  const authPK = proto?.authPK;
+  if (!proto || typeof authPK !== 'function') return;
+  proto.authPK = (user, key, keyAlgo, sign) => {
+    const k = key as { sign?: (data: Buffer, hash?: string) => Buffer | Error; type?: string };
+    if (sign || typeof k?.sign !== 'function') return authPK.call(proto, user, key, keyAlgo, sign);
+    const hash = keyAlgo === 'rsa-sha2-256' ? 'sha256' : keyAlgo === 'rsa-sha2-512' ? 'sha512' : keyAlgo === 'ssh-rsa' ? 'sha1' : undefined;
+    authPK.call(proto, user, key, keyAlgo, (data: Buffer, cb: (sig: Buffer) => void) => {
+      const sig = k.sign!(data, hash);
+      // cannot sign here: the query round trip it is then
+      if (sig instanceof Error) return authPK.call(proto, user, key, keyAlgo);
+      cb(sig);
+    });
+    // A key with one signature algorithm (ed25519, ecdsa) is accepted or refused with this request: channel opens
+    // sent right behind it are handled once it succeeded (sshd reads a connection's messages in order), which saves
+    // the first command a round trip. An RSA key may be retried with another algorithm: nothing is sent ahead then.
+    if (onSent && k.type !== 'ssh-rsa') {
+      const once = onSent;
+      onSent = undefined;
+      once();
+    }
+  };
 }
 
 const bastions = new WeakMap<JumpHost, Bastion>();
@@ -625,7 +755,8 @@ class SshHost implements SshRemoteHost {
         closed = true;
         onClosed?.();
       });
-      if (opts.stdin !== undefined) ch.write(opts.stdin);
+      // Data waits for sshd's window (opened only once it started the command: a round trip); EOF alone does not.
+      if (opts.stdin) ch.write(opts.stdin);
       ch.end();
     });
     const result = (): ExecResult => {
@@ -652,7 +783,7 @@ class SshHost implements SshRemoteHost {
   }
 
   open(body: string, args: string[] = []): Promise<ClientChannel> {
-    return this.link.exec(shInvocation(body, args), holdEarlyEnd);
+    return this.link.exec(shInvocation(body, args), undefined, holdEarlyEnd);
   }
 
   forward(port: number): Promise<NodeJS.ReadWriteStream & { destroy(): void }> {
@@ -674,7 +805,8 @@ class SshHost implements SshRemoteHost {
 }
 
 /**
- * A command that ends at once (the lock script failing) can deliver its exit status and close with the exec reply,
+ * A command that ends at once (the lock script failing) can deliver its exit status and close with the exec reply
+ * (this runs in the reply's callback),
  * before the caller of open() has attached listeners after its await: keep those two events until then.
  */
 function holdEarlyEnd(ch: ClientChannel): void {

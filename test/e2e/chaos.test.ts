@@ -19,7 +19,7 @@ import { FaultProxy } from './fault-proxy.js';
 import { cleanupApp, drainJobDone, httpGet, LoadGenerator, prepareApp, runAction, SANDBOX, type LoadResult, type RunActionResult } from './harness.js';
 import { credentialFiles, credentialLeftovers, failureReport, outputTail, psLite, reportOf, sleep, startAction, upstreamPort, waitUntil, type RunningAction } from './chaos-harness.js';
 
-const PORT_BASE = 19300;
+const PORT_BASE = 19230;
 /** One test case = one app with its own ports (listen, blue, green), so a case that leaves a mess breaks no other. */
 interface Case {
   app: string;
@@ -36,7 +36,7 @@ interface Case {
 }
 let caseIndex = 0;
 /** Full output of every run of a case: <LOG_DIR>/<app>/<n>-<what>.log (kept after the suite, for the report). */
-const LOG_DIR = '/tmp/bg-e2e-chaos';
+const LOG_DIR = '/tmp/f11-e2e-chaos';
 function saveRun(c: Case, what: string, r: RunActionResult): void {
   const dir = path.join(LOG_DIR, c.app);
   fs.mkdirSync(dir, { recursive: true });
@@ -72,7 +72,7 @@ const image = (tag: string) => ({ image: `${SANDBOX.image}:${tag}` });
 async function setupCase(name: string): Promise<Case> {
   const i = caseIndex++;
   const ports = { listen: PORT_BASE + 3 * i, blue: PORT_BASE + 3 * i + 1, green: PORT_BASE + 3 * i + 2 };
-  const app = `e2e-ch-${name}`;
+  const app = `f11-ch-${name}`;
   const url = await prepareApp(app, { listenPort: ports.listen, bluePort: ports.blue });
   const proxy = await FaultProxy.start(SANDBOX.sshHost, SANDBOX.sshPort);
   const c: Case = {

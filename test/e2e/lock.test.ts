@@ -13,10 +13,10 @@ import { FaultProxy } from './fault-proxy.js';
 import { cleanupApp, dockerPs, httpGet, prepareApp, REPO_ROOT, runAction, SANDBOX, sh, type RunActionResult } from './harness.js';
 
 const APPS = {
-  vanish: { app: 'e2e-lk-vanish', listen: 19410, blue: 19411, green: 19412 },
-  kill: { app: 'e2e-lk-kill', listen: 19420, blue: 19421, green: 19422 },
-  wait: { app: 'e2e-lk-wait', listen: 19430, blue: 19431, green: 19432 },
-  script: { app: 'e2e-lk-script', listen: 19440, blue: 19441, green: 19442 }
+  vanish: { app: 'f11-lk-vanish', listen: 19260, blue: 19261, green: 19262 },
+  kill: { app: 'f11-lk-kill', listen: 19263, blue: 19264, green: 19265 },
+  wait: { app: 'f11-lk-wait', listen: 19266, blue: 19267, green: 19268 },
+  script: { app: 'f11-lk-script', listen: 19269, blue: 19270, green: 19271 }
 };
 type AppDef = (typeof APPS)[keyof typeof APPS];
 
@@ -196,7 +196,7 @@ test('a lease held by another deploy makes a deploy wait, then fail naming the h
     await until('the holder to lock', () => out.includes('@@locked lk-holder.0001'), 30_000);
     const r = await deploy(a, 'v2', { 'lock-timeout-seconds': '3' });
     expect(r.outputs.result).toBe('failed');
-    expect(errorLine(r)).toMatch(/^lock failed on 127\.0\.0\.1:2222: another deploy of e2e-lk-wait still holds the lock on this host after 3 s \(deploy lk-holder by someone since /);
+    expect(errorLine(r)).toMatch(/^lock failed on 127\.0\.0\.1:2222: another deploy of f11-lk-wait still holds the lock on this host after 3 s \(deploy lk-holder by someone since /);
     expect(r.stdout).toContain('another deploy holds the lock (deploy lk-holder by someone since');
     expect(await serving(a)).toBe('v1');
     const s = await statusLock(a);
@@ -223,7 +223,7 @@ test('a deploy by an older version of the action (holding the lock file for its 
   try {
     const r = await deploy(a, 'v3', { 'lock-timeout-seconds': '2' });
     expect(r.outputs.result).toBe('failed');
-    expect(errorLine(r)).toMatch(/^lock failed on 127\.0\.0\.1:2222: another deploy of e2e-lk-wait still holds the lock on this host after 2 s \(deploy old-version-holder by someone since /);
+    expect(errorLine(r)).toMatch(/^lock failed on 127\.0\.0\.1:2222: another deploy of f11-lk-wait still holds the lock on this host after 2 s \(deploy old-version-holder by someone since /);
     const s = await statusLock(a);
     expect([s.held, s.owner?.deployId]).toEqual([true, 'old-version-holder']);
   } finally {

@@ -10,8 +10,9 @@ import type { ClientChannel } from 'ssh2';
 import type { HostTarget } from '../../src/config/types.js';
 import type { ExecOptions, ExecResult, RemoteHost } from '../../src/ssh/connection.js';
 import { upstreamPort } from '../../src/traffic/nginx/upstream.js';
+import { AFTER_LEASE } from '../../src/remote/scripts.js';
 
-export type Kind = 'lock' | 'renew' | 'release' | 'pull' | 'detect' | 'status' | 'logs' | 'start' | 'start-existing' | 'upstream' | 'images' | 'drain' | 'finish' | 'swap' | 'stop' | 'discard' | 'repair' | 'record' | 'probe-shell' | 'imds';
+export type Kind = 'watch' | 'lock' | 'renew' | 'release' | 'pull' | 'detect' | 'status' | 'logs' | 'start' | 'start-existing' | 'upstream' | 'images' | 'drain' | 'finish' | 'swap' | 'stop' | 'discard' | 'repair' | 'record' | 'probe-shell' | 'imds';
 
 export interface Call {
   kind: Kind;
@@ -24,8 +25,10 @@ export type Handler = (call: Call, host: FakeHost) => Reply;
 
 /** Recognises a remote script by distinctive text of its body (see src/remote/scripts.ts); anything else throws. */
 export function classify(body: string): Kind {
+  if (body.includes('@@healthy')) return 'watch';
   if (body.includes('try_take()')) return 'lock';
   if (body.includes('renew()')) return 'renew';
+  if (body.includes('drain.lock') && body.includes('setsid')) return 'finish';
   if (body.includes('release()')) return 'release';
   if (body.includes('@@step pull')) return 'pull';
   if (body.includes('@@containers')) return 'detect';
@@ -79,6 +82,8 @@ export class FakeHost implements RemoteHost {
   /** What the instance metadata service answers (traffic alb): the fleet convention's id and address by the label's number. */
   instanceId: string;
   privateIp: string;
+  /** Whether the host can run the health watcher (healthWatchScript: curl or bash there); else it answers exit 127. */
+  watcher = false;
   /** Set to false to simulate a dropped SSH connection. */
   connected = true;
   private nextId = 1;
@@ -131,8 +136,22 @@ export class FakeHost implements RemoteHost {
     return [...this.store.values()].find((c) => c.running && c.port === p)?.name;
   }
 
+  /** Whether the deploy's lease is held on the host now (the lock's keeper said @@locked, or the lock command ran). */
+  leaseHeld = false;
+  private leaseWaiters: (() => void)[] = [];
+  private takeLease(): void {
+    this.leaseHeld = true;
+    for (const w of this.leaseWaiters.splice(0)) w();
+  }
+
   async run(body: string, args: string[] = [], opts: ExecOptions = {}): Promise<ExecResult> {
     if (!this.connected) throw new Error('not connected');
+    if (body.startsWith(AFTER_LEASE)) {
+      // afterLease(app, deployId, wait, script): the host runs the script once the lease is ours
+      if (!this.leaseHeld) await new Promise<void>((r) => this.leaseWaiters.push(r));
+      if (!this.connected) throw new Error('not connected');
+      args = args.slice(3);
+    }
     const call: Call = { kind: classify(body), args, stdin: opts.stdin };
     this.calls.push(call);
     this.events.push(call.kind);
@@ -190,7 +209,8 @@ export class FakeHost implements RemoteHost {
       case 'upstream': {
         const before = this.workers.join(' ');
         const [, , mode, takeover] = a;
-        this.upstream = mode === 'remove' ? undefined : call.stdin;
+        // the content: argument 8 after "arg" (the switch), else stdin (switch-back)
+        this.upstream = mode === 'remove' ? undefined : a[6] === 'arg' ? a[7] : call.stdin;
         this.nginxPort = upstreamPort(this.upstream);
         this.workers = this.workers.map((w) => String(Number(w) + 100));
         return { stdout: `@@workers-before ${before}\n@@reloaded\n${takeover === '0' ? '' : `@@taken-over ${this.workers[0]} 23 12\n`}` };
@@ -198,10 +218,23 @@ export class FakeHost implements RemoteHost {
       case 'drain':
         return { stdout: '@@drained\n' };
       case 'finish': {
-        const [, , stopName, , mode, , remove] = a;
+        // finishScript(workers, drainMs, stop, timeout, mode, app, remove, images, state, history, keep, token, 'record')
+        const [, , stopName, , mode, , remove, , state, , , token, withRecord] = a;
+        let out = '';
+        if (withRecord === 'record') {
+          if (state) this.stateJson = state;
+          this.events.push('recorded');
+          out += '@@recorded\n';
+        }
         if (stopName) this.store.get(stopName)!.running = false;
         for (const n of (remove ?? '').split(' ').filter(Boolean)) this.store.delete(n);
-        return { stdout: mode === 'background' ? '@@background 4242\n' : '@@drained\n@@stop\n@@stopped\n@@cleanup\n' };
+        if (mode !== 'background') return { stdout: `${out}@@drained\n@@stop\n@@stopped\n@@cleanup\n` };
+        out += '@@background 4242\n';
+        if (token && this.leaseHeld) {
+          this.leaseHeld = false;
+          out += '@@released\n';
+        }
+        return { stdout: out };
       }
       case 'swap': {
         const [stopName, startName] = a;
@@ -253,6 +286,21 @@ export class FakeHost implements RemoteHost {
         return {};
       case 'images':
         return { stdout: '@@images\n@@in-use\n' };
+      case 'watch': {
+        // healthWatchScript(name, port, path, host, every, timeout, tail): without `watcher` the host has neither
+        // curl nor bash (the runner probes); with it, the watcher's verdict from the model
+        if (!this.watcher) return { code: 127, stdout: '@@watch-unavailable\n' };
+        const [name, port] = [a[0], Number(a[1])];
+        for (let n = 1; n <= 20; n++) {
+          const c = this.store.get(name);
+          if (!c || !c.running || c.restarts > 0) return { code: 3, stdout: `@@container ${c ? `${c.running ? 'running' : 'exited'} ${c.restarts} 1` : 'missing 0 0'}\n@@logs\napp log line\n` };
+          this.events.push(`watch:${port}`);
+          const status = this.httpStatus ? this.httpStatus(port, this) : this.serving(port) ? 200 : 0;
+          if (status >= 200 && status < 300) return { stdout: `@@healthy ${status} ${n} ${n * 150}\n` };
+          if (n === 20) return { code: 4, stdout: `@@timeout 20 ${status ? `HTTP ${status}` : 'curl: (7) Failed to connect'}\n@@logs\napp log line\n` };
+        }
+        return {};
+      }
       case 'probe-shell': {
         // httpProbeScript(port, path, timeout, host): the first line of the answer, as bash /dev/tcp reads it
         const port = Number(a[0]);
@@ -263,6 +311,7 @@ export class FakeHost implements RemoteHost {
         return { stdout: `instance-id=${this.instanceId}\nlocal-ipv4=${this.privateIp}\n` };
       case 'lock':
         this.events.push('lock-taken');
+        this.takeLease();
         return { stdout: `@@locked ${a[1]}\n` };
       case 'renew':
         return { stdout: '@@renewed 1\n' };
@@ -283,6 +332,7 @@ export class FakeHost implements RemoteHost {
     ch.stderr = new EventEmitter();
     ch.end = () => {
       this.lockEnded = true;
+      this.leaseHeld = false;
       this.events.push('lock-end');
       setImmediate(() => ch.emit('close'));
     };
@@ -292,18 +342,23 @@ export class FakeHost implements RemoteHost {
       return true;
     };
     // lockScript(app, token, …): the keeper answers with the token it wrote
-    setImmediate(() => ch.emit('data', Buffer.from(`@@locked ${args[1]}\n`)));
+    setImmediate(() => {
+      this.takeLease();
+      ch.emit('data', Buffer.from(`@@locked ${args[1]}\n`));
+    });
     return ch as unknown as ClientChannel;
   }
 
   async forward(port: number): Promise<NodeJS.ReadWriteStream & { destroy(): void }> {
     if (!this.connected) throw new Error('not connected');
     this.events.push(`probe:${port}`);
-    // The user's nginx listens on nginxListen and answers from the colour it routes to (502 when that is down).
-    const status = this.httpStatus ? this.httpStatus(port, this) : port === this.nginxListen ? (this.serving() ? 200 : 502) : this.serving(port) ? 200 : 0;
+    // The user's nginx listens on nginxListen and answers from the colour it routes to (502 when that is down). The
+    // answer is what the host holds when the request arrives (a connection may be opened ahead of it).
+    const answer = () => (this.httpStatus ? this.httpStatus(port, this) : port === this.nginxListen ? (this.serving() ? 200 : 502) : this.serving(port) ? 200 : 0);
     const stream = new Duplex({
       read() {},
       write(_chunk, _enc, cb) {
+        const status = answer();
         if (status === 0) this.destroy(new Error('connection refused'));
         else this.push(Buffer.from(`HTTP/1.1 ${status} X\r\nContent-Length: 0\r\n\r\n`));
         cb();

@@ -121,7 +121,10 @@ describe('HostDeployment (nginx)', () => {
     const host = liveBlue();
     const { result } = await deploy(host);
 
-    expect(host.events).toEqual(['lock-open', 'pull', 'detect', 'start', 'probe:8082', 'upstream', 'probe:8082', 'finish', 'record', 'lock-end']);
+    // detect reads the host alongside the pull (both under the lock); the success is recorded while the finishing
+    // job is handed over; the host has no curl/bash here, so health is probed from the runner (after the watcher's 127)
+    // (the second probe's connection, for the check after the switch, is opened as the switch is sent)
+    expect(host.events).toEqual(['lock-open', 'detect', 'pull', 'start', 'watch', 'probe:8082', 'probe:8082', 'upstream', 'record', 'finish', 'lock-end']);
     // what a user sees: green serves, blue is kept stopped for rollback
     expect(host.serving()).toBe('shop-green');
     expect(host.containers()).toEqual([['shop-blue', 'exited'], ['shop-green', 'running']]);
@@ -145,7 +148,7 @@ describe('HostDeployment (nginx)', () => {
     expect(start.stdin).toBe('DB_PASSWORD=s3cret-value\n');
     // upstream now points at green
     const [up] = host.callsOf('upstream');
-    expect(up.stdin).toContain('server 127.0.0.1:8082;');
+    expect(up.args[7]).toContain('server 127.0.0.1:8082;');
     // the switch waits for new nginx workers in the same round trip; drain gets the workers seen before the reload
     expect(up.args[3]).toBe('10000');
     expect(result.cutoverMs).toBe(23);
@@ -187,6 +190,13 @@ describe('HostDeployment (nginx)', () => {
     expect(host.callsOf('finish').map((c) => c.args.slice(2, 6))).toEqual([['shop-blue', '10', 'background', 'shop']]);
     expect(stepNames(result)).toEqual(['lock', 'pull', 'detect', 'start', 'health', 'switch', 'verify', 'drain', 'record']);
     expect(host.events.indexOf('finish')).toBeLessThan(host.events.indexOf('lock-end'));
+    // the same exchange records the run (no record command of its own) and then removes this run's lease
+    expect(host.count('record')).toBe(0);
+    expect(JSON.parse(host.stateJson!)).toMatchObject({ live: 'green', standby: 'blue', deployId: 'dep-1' });
+    const [finish] = host.callsOf('finish');
+    expect(JSON.parse(finish.args[9])).toMatchObject({ result: 'success', color: 'green', previous: 'blue' });
+    expect(finish.args[11]).toMatch(/^dep-1\./);
+    expect(host.leaseHeld).toBe(false);
   });
 
   test('first deploy: no drain and no stop, previousColor undefined', async () => {
@@ -254,7 +264,8 @@ describe('HostDeployment (nginx)', () => {
     expect(stepNames(result).slice(0, 3)).toEqual(['lock', 'login', 'pull']);
     expect(result.steps.find((s) => s.name === 'login')?.status).toBe('ok');
     expect(result.steps.find((s) => s.name === 'pull')?.status).toBe('failed');
-    expect(host.count('detect')).toBe(0);
+    // the host's state was read alongside the pull (read only), and no detect step followed
+    expect(stepNames(result)).not.toContain('detect');
     expect(host.count('start')).toBe(0);
     expect(host.count('discard')).toBe(0);
     expect(host.callsOf('pull')[0].stdin).toBe('pw-123456');
@@ -297,7 +308,8 @@ describe('HostDeployment (nginx)', () => {
     expect(result.previousColor).toBeUndefined();
     const ups = host.callsOf('upstream');
     expect(ups).toHaveLength(2);
-    expect(ups[0].stdin).toContain('127.0.0.1:8082');
+    expect(ups[0].args.slice(6, 7)).toEqual(['arg']);
+    expect(ups[0].args[7]).toContain('127.0.0.1:8082');
     expect(ups[1].stdin).toBe(`${ORIGINAL_UPSTREAM}\n`);
     expect(ups[1].args[2]).toBe('write');
     expect(host.callsOf('discard').map((c) => c.args)).toEqual([['shop-green', 'dep-1']]);
@@ -316,7 +328,7 @@ describe('HostDeployment (nginx)', () => {
   test('nginx keeps its old workers after the reload: verify fails, the upstream is restored, the old colour keeps serving', async () => {
     // the file is written, but nginx never starts new workers (its routing stays on blue)
     const host = liveBlue().on('upstream', (call, h) => {
-      h.upstream = call.stdin;
+      h.upstream = call.args[6] === 'arg' ? call.args[7] : call.stdin;
       return { stdout: '@@masters 100\n@@workers-before 101\n@@reloaded\n@@no-takeover\n' };
     });
     const { result } = await deploy(host);
@@ -401,7 +413,7 @@ describe('HostDeployment (port-swap)', () => {
     const host = liveBlueOnPort();
     const { result } = await deploy(host, cfg());
 
-    expect(host.events).toEqual(['lock-open', 'pull', 'detect', 'start', 'swap', 'probe:8080', 'probe:8080', 'record', 'lock-end']);
+    expect(host.events).toEqual(['lock-open', 'detect', 'pull', 'start', 'swap', 'watch', 'probe:8080', 'probe:8080', 'record', 'lock-end']);
     const [start] = host.callsOf('start');
     expect(start.args.slice(0, 3)).toEqual(['shop-green', '0', 'create']);
     expect(start.args).toContain('8080:8080');
@@ -780,5 +792,115 @@ describe('undo in an all-or-nothing fleet', () => {
     expect(b.containers()).toEqual([['shop-blue', 'running']]);
     expect(a.serving()).toBe('shop-blue');
     expect(r.result).toBe('rolled-back');
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// Round trips: how many exchanges with the host follow one another (each costs the runner's distance to it)
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * The fake host at a distance: every exchange (run, the lock's open, a forward's open and its request, the lock's
+ * release) waits for the next "round trip", and every exchange waiting by then completes in that same one: what
+ * the deploy sends at once overlaps, what waits on an answer pays another round trip. `trips` is what a runner far
+ * away pays in sequence (with the connection's pre-opened session channels: one round trip per command).
+ */
+class DistantHost extends FakeHost {
+  trips = 0;
+  private waiting: (() => void)[] = [];
+  private trip(): Promise<void> {
+    return new Promise((resolve) => {
+      this.waiting.push(resolve);
+      if (this.waiting.length > 1) return;
+      // a few ms for everything sent "at once" (in the same turn of the runner's event loop) to join this round trip
+      setTimeout(() => {
+        this.trips++;
+        for (const r of this.waiting.splice(0)) r();
+      }, 5);
+    });
+  }
+  override async run(body: string, args?: string[], opts?: Parameters<FakeHost['run']>[2]) {
+    await this.trip();
+    return super.run(body, args, opts);
+  }
+  override async open(body: string, args: string[] = []) {
+    await this.trip();
+    const ch = await super.open(body, args);
+    const end = ch.end.bind(ch);
+    ch.end = (() => void this.trip().then(() => end())) as unknown as typeof ch.end;
+    return ch;
+  }
+  override async forward(port: number) {
+    await this.trip();
+    await this.trip();
+    return super.forward(port);
+  }
+}
+
+describe('round trips', () => {
+  const distantLiveBlue = () => {
+    const h = new DistantHost('h1', APP).add('blue', { running: true, port: PORTS.blue, image: 'registry.example.com/shop:v1' }).setUpstream(ORIGINAL_UPSTREAM);
+    h.stateJson = '{"live":"blue"}';
+    h.watcher = true;
+    return h;
+  };
+
+  test('a deploy (login, pull, nginx switch) pays at most 6 sequential exchanges after connecting, the health wait included', async () => {
+    const host = distantLiveBlue();
+    const login: LoginMode = { kind: 'password', registry: 'registry.example.com', username: 'u', password: 'pw' };
+    const { result } = await deploy(host, makeConfig({ waitForDrain: false }), login);
+    expect(result.result).toBe('success');
+    expect(host.serving()).toBe('shop-green');
+    // lock (with detect and login+pull waiting on the host for the lease) | start | health (the watcher on the host) |
+    // switch (the verify probe's connection opened meanwhile) | verify GET | hand-over + record + lease removed
+    expect(host.trips).toBeLessThanOrEqual(6);
+  });
+
+  test('a rollback to the kept standby pays at most 6 sequential exchanges after connecting, the health wait included', async () => {
+    const host = distantLiveBlue().add('green', { running: false, port: PORTS.green, image: 'registry.example.com/shop:v0' });
+    const { result } = await deploy(host, makeConfig({ command: 'rollback', waitForDrain: false }));
+    expect(result.result).toBe('success');
+    expect(host.serving()).toBe('shop-green');
+    expect(host.trips).toBeLessThanOrEqual(6);
+  });
+});
+
+describe('health watched on the host (curl or bash there)', () => {
+  const watched = () => {
+    const h = liveBlue();
+    h.watcher = true;
+    return h;
+  };
+
+  test('healthy: one exchange, no probe from the runner before the switch', async () => {
+    const host = watched();
+    const { result } = await deploy(host);
+    expect(result.result).toBe('success');
+    expect(host.count('watch')).toBe(1);
+    expect(host.count('status')).toBe(0);
+    expect(host.events.slice(host.events.indexOf('start'), host.events.indexOf('upstream'))).toEqual(['start', 'watch', 'watch:8082', 'probe:8082']);
+  });
+
+  test('never 2xx: fails at health with the last answer and the logs, the candidate removed', async () => {
+    const host = watched();
+    host.httpStatus = () => 503;
+    const { result } = await deploy(host, makeConfig({ healthTimeoutMs: 3000 }));
+    expect(result.result).toBe('failed');
+    expect(result.error?.step).toBe('health');
+    expect(result.error?.message).toBe('GET /health on port 8082 did not answer 2xx within 3 s (20 probes, last: HTTP 503)');
+    expect(result.candidateLogs).toBe('app log line');
+    expect(host.serving()).toBe('shop-blue');
+    expect(host.containers()).toEqual([['shop-blue', 'running']]);
+  });
+
+  test('the container restarts: fails at once naming it', async () => {
+    const host = watched().on('start', (call, h) => {
+      h.add('green', { running: true, port: PORTS.green, restarts: 2, deployId: 'dep-1' });
+      return {};
+    });
+    const { result } = await deploy(host);
+    expect(result.error?.step).toBe('health');
+    expect(result.error?.message).toBe('container shop-green restarted 2 time(s) (state running, last exit code 1) before it became healthy');
+    expect(host.containers()).toEqual([['shop-blue', 'running']]);
   });
 });

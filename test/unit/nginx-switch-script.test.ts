@@ -105,10 +105,12 @@ maybe('nginx switch script against stand-in nginx processes', () => {
   });
 
   test('a reload command that reloads nothing: no takeover, even while a container nginx replaces its workers', async () => {
-    const s = writeUpstreamScript(path.join(dir, 'up2.conf'), 'true', { takeoverMs: 1500 });
-    s.stdin = 'upstream x { server 127.0.0.1:2; }\n';
+    // the content as an argument (how the switch passes it: no stdin round trip)
+    const content = "upstream x { server 127.0.0.1:2; }\n# Live: green (it's v2 $HOME `x`)\n";
+    const s = writeUpstreamScript(path.join(dir, 'up2.conf'), 'true', { takeoverMs: 1500, content });
     const r = await run(s);
     expect(r.code).toBe(0);
+    expect(fs.readFileSync(path.join(dir, 'up2.conf'), 'utf8')).toBe(content);
     const out = parseSwitchOutput(r.stdout);
     expect(out).toMatchObject({ reloaded: true, outcome: 'no-takeover' });
     if (foreign) expect(out.foreignMasters).toContain(String(foreign));

@@ -52,8 +52,7 @@ export class NginxRouter implements TrafficRouter {
     const switchStart = Date.now();
     await timer.run('switch', async () => {
       const note = `Live: ${plan.candidate} (${h.imageLabel}), ${cfg.command} ${h.deployId}.`;
-      const s = writeUpstreamScript(cfg.nginxUpstreamFile, cfg.nginxReloadCommand, { takeoverMs: TAKEOVER_MS, lease: { app: cfg.app, deployId: h.deployId } });
-      s.stdin = renderUpstream(cfg.nginxUpstreamName, port, note);
+      const s = writeUpstreamScript(cfg.nginxUpstreamFile, cfg.nginxReloadCommand, { takeoverMs: TAKEOVER_MS, lease: { app: cfg.app, deployId: h.deployId }, content: renderUpstream(cfg.nginxUpstreamName, port, note) });
       await h.ensureLock();
       // The script may write and reload even if its answer never arrives: from here the undo reads the host.
       h.trafficMayHaveMoved();

@@ -1,0 +1,183 @@
+/**
+ * `npm run bench` (distance part): the same deploy (image cached, verify-seconds 0, nginx) and a rollback to the
+ * kept standby, with the runner "far" from the host: a forwarder in front of sshd adds a fixed delay to every
+ * chunk, each way (the kernel here has no netem). For each added delay it prints, per step, the median time, and
+ * against the 0 ms run the implied sequential round trips ((t_delay − t_0) / RTT). The health detection lag is
+ * measured against the test app's known ready time: the demo image is started through a wrapper entrypoint that
+ * sleeps READY_MS before the app starts listening, so the app is ready at the container's StartedAt + READY_MS
+ * (+ a few ms of httpd start-up); the lag is the health step's end minus that.
+ *
+ * Env: BENCH_DELAYS (ms each way, default "0,20,100"; 0 is always measured), BENCH_DISTANCE_ROUNDS (deploys per
+ * delay, default 4; each round takes every delay in turn), BENCH_READY_MS (default 1500). Writes bench/results/distance.json.
+ *   npm run bench -- bench/distance.bench.ts
+ */
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { cleanupApp, drainJobDone, prepareApp, REPO_ROOT, runAction, sh, SANDBOX } from '../test/e2e/harness.js';
+
+const DELAYS = [...new Set([0, ...(process.env.BENCH_DELAYS ?? '20,100').split(',').map(Number).filter((n) => n > 0)])];
+const ROUNDS = Number(process.env.BENCH_DISTANCE_ROUNDS ?? 4);
+const READY_MS = Number(process.env.BENCH_READY_MS ?? 1500);
+const app = 'f11-dist';
+const PORTS = { listen: 19200, blue: 19201, green: 19202, proxy: 19290 };
+/** The goals of issue #11, in sequential round trips outside the health step (connect included). */
+const GOALS = { deployRoundTrips: 12, rollbackRoundTrips: 10, healthLagMs: 250 };
+
+/**
+ * A fixed one-way delay per direction: every chunk is passed on `delayMs` after it arrived, in order (a link of
+ * that latency and plenty of bandwidth; unlike FaultProxy's delay, a burst of chunks is not serialized).
+ */
+class DelayLink {
+  /** For connections accepted from now on. */
+  delayMs = 0;
+  private constructor(private readonly server: net.Server) {}
+
+  static async start(listenPort: number, target: { host: string; port: number }): Promise<DelayLink> {
+    const server = net.createServer({ noDelay: true });
+    const link = new DelayLink(server);
+    server.on('connection', (client) => {
+      const delayMs = link.delayMs;
+      const upstream = net.connect({ ...target, noDelay: true });
+      const pipe = (from: net.Socket, to: net.Socket) => {
+        // Timers of the same duration fire in the order they were set: order is kept.
+        from.on('data', (chunk: Buffer) => (delayMs > 0 ? setTimeout(() => to.destroyed || to.write(chunk), delayMs) : to.write(chunk)));
+        from.on('end', () => setTimeout(() => to.end(), delayMs));
+        from.on('error', () => to.destroy());
+        from.on('close', () => setTimeout(() => to.destroy(), delayMs + 5));
+      };
+      pipe(client, upstream);
+      pipe(upstream, client);
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(listenPort, '127.0.0.1', () => resolve());
+    });
+    return link;
+  }
+
+  close(): Promise<void> {
+    return new Promise((r) => this.server.close(() => r()));
+  }
+}
+
+interface Run {
+  delayMs: number;
+  kind: 'deploy' | 'rollback';
+  wallMs: number;
+  steps: Record<string, number>;
+  /** health step end − (container StartedAt + READY_MS) */
+  healthLagMs?: number;
+  pullMs: number;
+}
+
+const median = (xs: number[]) => {
+  const s = xs.filter(Number.isFinite).sort((a, b) => a - b);
+  return s.length ? (s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2) : NaN;
+};
+
+const wrapperDir = path.join('/tmp', `${app}-bench`);
+const wrapper = path.join(wrapperDir, 'ready-later.sh');
+
+async function once(delayMs: number, kind: Run['kind'], tag: string): Promise<Run> {
+  await drainJobDone(app);
+  const r = await runAction({
+    hosts: `127.0.0.1:${PORTS.proxy}`,
+    'ssh-private-key': SANDBOX.privateKey,
+    // the proxy's port is not the one in known_hosts: pin the host key by fingerprint
+    'ssh-host-fingerprint': SANDBOX.fingerprint,
+    'app-name': app,
+    ...(kind === 'deploy' ? { image: `${SANDBOX.image}:${tag}` } : { command: 'rollback' }),
+    'registry-auth': 'password',
+    'registry-username': SANDBOX.registryUser,
+    'registry-password': SANDBOX.registryPassword,
+    'blue-port': String(PORTS.blue),
+    'green-port': String(PORTS.green),
+    'docker-run-args': `--entrypoint /ready-later.sh -v ${wrapper}:/ready-later.sh:ro`,
+    'verify-seconds': '0',
+    'upload-artifacts': 'false',
+    summary: 'false'
+  });
+  if (r.outputs.result !== 'success') throw new Error(`${kind} at ${delayMs} ms: ${r.outputs.result}\n${r.stdout.slice(-4000)}\n${r.stderr.slice(-2000)}`);
+  const m = JSON.parse(fs.readFileSync(r.outputs['metrics-file'], 'utf8'));
+  const h = m.hosts[0];
+  const steps = { ...(h.stepDurationsMs as Record<string, number>) };
+  const health = (h.steps as Array<{ name: string; endedAt: string }>).find((s) => s.name === 'health');
+  let healthLagMs: number | undefined;
+  if (health) {
+    const started = await sh(`docker inspect -f '{{.State.StartedAt}}' ${app}-${r.outputs['active-color']}`);
+    const readyAt = Date.parse(started.stdout.trim()) + READY_MS;
+    healthLagMs = Date.parse(health.endedAt) - readyAt;
+  }
+  return { delayMs, kind, wallMs: r.durationMs, steps, healthLagMs, pullMs: steps.pull ?? 0 };
+}
+
+const ORDER = ['connect', 'lock', 'login', 'pull', 'detect', 'start', 'health', 'switch', 'verify', 'drain', 'stop', 'cleanup', 'record'];
+
+function table(runs: Run[], kind: Run['kind']): string {
+  const lines: string[] = [];
+  const of = (d: number) => runs.filter((r) => r.kind === kind && r.delayMs === d);
+  const names = ORDER.filter((n) => runs.some((r) => r.kind === kind && n in r.steps));
+  const extra = DELAYS.filter((d) => d > 0);
+  const head = ['step', '0 ms', ...extra.flatMap((d) => [`+${d} ms each way`, `RTs @${d}`])];
+  lines.push(`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`);
+  const row = (label: string, get: (r: Run) => number) => {
+    const base = median(of(0).map(get));
+    const cells = [label, `${Math.round(base)} ms`];
+    for (const d of extra) {
+      const t = median(of(d).map(get));
+      cells.push(`${Math.round(t)} ms`, ((t - base) / (2 * d)).toFixed(1));
+    }
+    lines.push(`| ${cells.join(' | ')} |`);
+  };
+  for (const n of names) row(n, (r) => r.steps[n] ?? 0);
+  row('steps outside health (sum)', (r) => Object.entries(r.steps).filter(([k]) => k !== 'health' && k !== 'total').reduce((a, [, v]) => a + v, 0));
+  row('wall (process start to exit)', (r) => r.wallMs);
+  row('**wall − health**', (r) => r.wallMs - (r.steps.health ?? 0));
+  if (kind === 'deploy') row(`health detection lag (app ready ${READY_MS} ms after start)`, (r) => r.healthLagMs ?? NaN);
+  return lines.join('\n');
+}
+
+test(`distance benchmark: deploy + rollback at ${DELAYS.join(', ')} ms added each way, ${ROUNDS} rounds`, async () => {
+  fs.mkdirSync(wrapperDir, { recursive: true });
+  // Busybox sh inside the demo image: the app starts listening READY_MS after the container starts.
+  fs.writeFileSync(wrapper, `#!/bin/sh\nsleep ${READY_MS / 1000}\nexec /bin/sh /entry.sh\n`, { mode: 0o755 });
+  await prepareApp(app, { listenPort: PORTS.listen, bluePort: PORTS.blue });
+  const runs: Run[] = [];
+  const link = await DelayLink.start(PORTS.proxy, { host: SANDBOX.sshHost, port: SANDBOX.sshPort });
+  const load: number[] = [];
+  try {
+    // Warm-up (both versions cached, a live colour and a kept standby), then rounds that take every delay in turn,
+    // so the shared machine's load varies alike for all of them.
+    await once(0, 'deploy', 'v1');
+    await once(0, 'deploy', 'v2');
+    for (let i = 0; i < ROUNDS; i++) {
+      for (const delayMs of DELAYS) {
+        link.delayMs = delayMs;
+        load.push(os.loadavg()[0]);
+        // v2 is live and v1 kept: deploy v1, then roll back to the kept v2 (so every round starts alike)
+        runs.push(await once(delayMs, 'deploy', 'v1'));
+        runs.push(await once(delayMs, 'rollback', ''));
+      }
+    }
+  } finally {
+    await link.close();
+    await cleanupApp(app);
+    fs.rmSync(wrapperDir, { recursive: true, force: true });
+  }
+  const out = [
+    `Deploy (image cached, verify-seconds 0, nginx, health-interval default), median of ${ROUNDS}; machine load average during the runs ${Math.min(...load).toFixed(1)}–${Math.max(...load).toFixed(1)} (2 cores):`,
+    table(runs, 'deploy'),
+    '',
+    'Rollback to the kept standby, median:',
+    table(runs, 'rollback'),
+    '',
+    `Goals: ≤ ${GOALS.deployRoundTrips} RTs outside health per deploy (connect included), ≤ ${GOALS.rollbackRoundTrips} per rollback, health lag ≤ ${GOALS.healthLagMs} ms + 1 RT.`
+  ].join('\n');
+  console.log(out);
+  fs.mkdirSync(path.join(REPO_ROOT, 'bench', 'results'), { recursive: true });
+  fs.writeFileSync(path.join(REPO_ROOT, 'bench', 'results', 'distance.json'), JSON.stringify({ delays: DELAYS, readyMs: READY_MS, runs }, null, 2));
+  fs.writeFileSync(path.join(REPO_ROOT, 'bench', 'results', 'distance.md'), `${out}\n`);
+  expect(runs.length).toBeGreaterThan(0);
+});
