@@ -11,7 +11,7 @@ import type { HostTarget } from '../../src/config/types.js';
 import type { ExecOptions, ExecResult, RemoteHost } from '../../src/ssh/connection.js';
 import { upstreamPort } from '../../src/traffic/nginx/upstream.js';
 
-export type Kind = 'lock' | 'renew' | 'release' | 'pull' | 'detect' | 'status' | 'logs' | 'start' | 'start-existing' | 'upstream' | 'images' | 'drain' | 'finish' | 'swap' | 'stop' | 'discard' | 'repair' | 'record' | 'probe-shell';
+export type Kind = 'lock' | 'renew' | 'release' | 'pull' | 'detect' | 'status' | 'logs' | 'start' | 'start-existing' | 'upstream' | 'images' | 'drain' | 'conn-drain' | 'finish' | 'swap' | 'stop' | 'discard' | 'repair' | 'record' | 'probe-shell';
 
 export interface Call {
   kind: Kind;
@@ -34,6 +34,7 @@ export function classify(body: string): Kind {
   if (body.includes('bluegreen-new')) return 'upstream';
   if (body.includes('@@images')) return 'images';
   if (body.includes('drain.lock')) return 'finish';
+  if (body.includes('/proc/net/tcp')) return 'conn-drain';
   if (body.includes('@@drained')) return 'drain';
   if (body.includes('D start "$2"')) return 'swap';
   if (body.includes('@@foreign')) return 'discard';
@@ -190,6 +191,8 @@ export class FakeHost implements RemoteHost {
       }
       case 'drain':
         return { stdout: '@@drained\n' };
+      case 'conn-drain':
+        return { stdout: '@@drained 7\n' };
       case 'finish': {
         const [, , stopName, , mode, , remove] = a;
         if (stopName) this.store.get(stopName)!.running = false;
