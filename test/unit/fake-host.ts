@@ -12,7 +12,7 @@ import type { ExecOptions, ExecResult, RemoteHost } from '../../src/ssh/connecti
 import { upstreamPort } from '../../src/traffic/nginx/upstream.js';
 import { AFTER_LEASE } from '../../src/remote/scripts.js';
 
-export type Kind = 'watch' | 'lock' | 'renew' | 'release' | 'pull' | 'detect' | 'status' | 'logs' | 'start' | 'start-existing' | 'upstream' | 'images' | 'drain' | 'finish' | 'swap' | 'stop' | 'discard' | 'repair' | 'record' | 'probe-shell' | 'imds';
+export type Kind = 'watch' | 'lock' | 'renew' | 'release' | 'pull' | 'detect' | 'status' | 'logs' | 'start' | 'start-existing' | 'upstream' | 'images' | 'drain' | 'conn-drain' | 'finish' | 'swap' | 'stop' | 'discard' | 'repair' | 'record' | 'probe-shell' | 'imds';
 
 export interface Call {
   kind: Kind;
@@ -37,6 +37,7 @@ export function classify(body: string): Kind {
   if (body.includes('bluegreen-new')) return 'upstream';
   if (body.includes('@@images')) return 'images';
   if (body.includes('drain.lock')) return 'finish';
+  if (body.includes('/proc/net/tcp')) return 'conn-drain';
   if (body.includes('@@drained')) return 'drain';
   if (body.includes('D start "$2"')) return 'swap';
   if (body.includes('@@foreign')) return 'discard';
@@ -217,6 +218,8 @@ export class FakeHost implements RemoteHost {
       }
       case 'drain':
         return { stdout: '@@drained\n' };
+      case 'conn-drain':
+        return { stdout: '@@drained 7\n' };
       case 'finish': {
         // finishScript(workers, drainMs, stop, timeout, mode, app, remove, images, state, history, keep, token, 'record')
         const [, , stopName, , mode, , remove, , state, , , token, withRecord] = a;

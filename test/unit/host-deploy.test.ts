@@ -404,6 +404,44 @@ describe('HostDeployment (nginx)', () => {
 // HostDeployment — port-swap
 // ---------------------------------------------------------------------------------------------
 
+describe('HostDeployment (nginx-switch: njs)', () => {
+  const njs = () => makeConfig({ nginxSwitch: 'njs' });
+
+  test('success: the upstream file is rewritten without a reload, the old colour is drained by its connections, then stopped at once', async () => {
+    const host = liveBlue();
+    const { result, lines } = await deploy(host, njs());
+    expect(result.result).toBe('success');
+    expect(host.serving()).toBe('shop-green');
+    expect(host.containers()).toEqual([['shop-blue', 'exited'], ['shop-green', 'running']]);
+    const [up] = host.callsOf('upstream');
+    expect(up.stdin).toContain('server 127.0.0.1:8082;');
+    // the reload command is never run, and nothing waits for new workers
+    expect(up.args[1]).toBe(':');
+    expect(up.args[3]).toBe('0');
+    // the old colour's connections drain (at most drain-seconds) before the finishing job, which then does not wait
+    expect(host.callsOf('conn-drain').map((c) => c.args)).toEqual([['8081', '1000']]);
+    expect(host.events.indexOf('conn-drain')).toBeLessThan(host.events.indexOf('finish'));
+    expect(host.callsOf('finish')[0].args.slice(0, 3)).toEqual(['', '0', 'shop-blue']);
+    expect(lines.join('\n')).toMatch(/shop-blue has no connections left \(7 ms\)/);
+  });
+
+  test('verify fails: the previous file is put back without a reload, the candidate drained by its connections, then removed', async () => {
+    const host = liveBlue();
+    host.httpStatus = (_port, h) => (h.count('upstream') > 0 ? 500 : 200);
+    const { result } = await deploy(host, njs());
+    expect(result.result).toBe('rolled-back');
+    expect(result.error?.step).toBe('verify');
+    const ups = host.callsOf('upstream');
+    expect(ups.map((u) => [u.args[1], u.args[3]])).toEqual([[':', '0'], [':', '0']]);
+    expect(ups[1].stdin).toBe(`${ORIGINAL_UPSTREAM}\n`);
+    expect(host.callsOf('conn-drain').map((c) => c.args)).toEqual([['8082', '1000']]);
+    expect(host.events.indexOf('discard')).toBeGreaterThan(host.events.indexOf('conn-drain'));
+    expect(host.count('drain')).toBe(0);
+    expect(host.serving()).toBe('shop-blue');
+    expect(host.containers()).toEqual([['shop-blue', 'running']]);
+  });
+});
+
 describe('HostDeployment (port-swap)', () => {
   const cfg = () => makeConfig({ traffic: 'port-swap', healthTimeoutMs: 150, healthIntervalMs: 20 });
   /** blue runs bound to the public port 8080; no proxy. */
