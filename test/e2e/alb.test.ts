@@ -12,7 +12,7 @@
 import fs from 'node:fs';
 import { startFakeAlb, type FakeAlb } from './fake-aws/alb.js';
 import { LoadGenerator, runAction, SANDBOX, waitFor, type LoadResult, type RunActionResult } from './harness.js';
-import { cleanupFleetApp, dockerPsOn, fleetInputs, loadFleet, type Fleet } from './fleet-harness.js';
+import { cleanupFleetApp, dockerPsOn, fleetInputs, loadFleet, onHostOk, type Fleet } from './fleet-harness.js';
 
 const NAMES = ['bgf-h1', 'bgf-h2', 'bgf-h3'];
 const ONE = { app: 'alb-one', blue: 19351, green: 19352, listener: 19353, group: 'alb-one' };
@@ -122,7 +122,8 @@ describe('one target group: each host swaps its own targets', () => {
   }, 300_000);
 
   test('second deploy under load: register, healthy, deregister the old, drain, stop; no failed request', async () => {
-    const { value: r, load } = await underLoad(url(), () => deploy('v2'));
+    // wait-for-drain false (the default): the run waits for the ALB's draining, a job on the host stops the old colour.
+    const { value: r, load } = await underLoad(url(), () => deploy('v2', { 'wait-for-drain': 'false' }));
     expect([r.outputs.result, r.stdout.match(/::error::.*/)?.[0]]).toEqual(['success', undefined]);
     expectNoFailedRequests(load);
     expect(load.transitions[0]).toBe('v1');
@@ -137,6 +138,7 @@ describe('one target group: each host swaps its own targets', () => {
       const draining = s.find((x) => x.color === 'blue' && x.state === 'draining')!;
       expect(Date.parse(draining.at)).toBeGreaterThanOrEqual(Date.parse(healthy.at));
     }
+    await Promise.all(NAMES.map((n) => onHostOk(n, `f=/home/ec2-user/.bluegreen/${ONE.app}/drain.lock; [ ! -e "$f" ] || flock -w 60 "$f" true`)));
     for (const n of NAMES) {
       const cs = await dockerPsOn(n, ONE.app);
       expect(cs.map((c) => [c.name, c.state]).sort()).toEqual([[`${ONE.app}-blue`, 'exited'], [`${ONE.app}-green`, 'running']]);
