@@ -12,11 +12,12 @@
 import fs from 'node:fs';
 import { startFakeAlb, type FakeAlb } from './fake-aws/alb.js';
 import { LoadGenerator, runAction, SANDBOX, waitFor, type LoadResult, type RunActionResult } from './harness.js';
-import { cleanupFleetApp, dockerPsOn, fleetInputs, loadFleet, type Fleet } from './fleet-harness.js';
+import { cleanupFleetApp, dockerPsOn, fleetInputs, loadFleet, onHostOk, type Fleet } from './fleet-harness.js';
 
 const NAMES = ['bgf-h1', 'bgf-h2', 'bgf-h3'];
 const ONE = { app: 'alb-one', blue: 19351, green: 19352, listener: 19353, group: 'alb-one' };
 const FLEET = { app: 'alb-fleet', blue: 19361, green: 19362, listener: 19363, groups: { blue: 'alb-fleet-blue', green: 'alb-fleet-green' } };
+const IP = { app: 'alb-ip', blue: 19371, green: 19372, listener: 19373, group: 'alb-ip' };
 const API_PORT = 19350;
 const instanceId = (name: string) => `i-0f1ee7${Number(name.replace('bgf-h', '')).toString(16).padStart(11, '0')}`;
 
@@ -82,25 +83,27 @@ async function served(url: string): Promise<string[]> {
 
 beforeAll(async () => {
   fleet = await loadFleet({ hosts: 3 });
-  await Promise.all([cleanupFleetApp(ONE.app), cleanupFleetApp(FLEET.app)]);
+  await Promise.all([cleanupFleetApp(ONE.app), cleanupFleetApp(FLEET.app), cleanupFleetApp(IP.app)]);
   const hc = { path: '/health' };
   alb = await startFakeAlb({
     apiPort: API_PORT,
     targetGroups: [
       { name: ONE.group, port: ONE.blue, healthCheck: hc, deregistrationDelaySeconds: 3 },
       { name: FLEET.groups.blue, port: FLEET.blue, healthCheck: hc, deregistrationDelaySeconds: 3 },
-      { name: FLEET.groups.green, port: FLEET.green, healthCheck: hc, deregistrationDelaySeconds: 3 }
+      { name: FLEET.groups.green, port: FLEET.green, healthCheck: hc, deregistrationDelaySeconds: 3 },
+      { name: IP.group, port: IP.blue, targetType: 'ip', healthCheck: hc, deregistrationDelaySeconds: 3 }
     ],
     listeners: [
       { name: 'one', port: ONE.listener, defaultAction: { forward: [{ targetGroup: ONE.group }] } },
-      { name: 'fleet', port: FLEET.listener, defaultAction: { forward: [{ targetGroup: FLEET.groups.blue }] } }
+      { name: 'fleet', port: FLEET.listener, defaultAction: { forward: [{ targetGroup: FLEET.groups.blue }] } },
+      { name: 'ip', port: IP.listener, defaultAction: { forward: [{ targetGroup: IP.group }] } }
     ]
   });
 }, 240_000);
 
 afterAll(async () => {
   await alb?.close();
-  await Promise.all([cleanupFleetApp(ONE.app), cleanupFleetApp(FLEET.app)]);
+  await Promise.all([cleanupFleetApp(ONE.app), cleanupFleetApp(FLEET.app), cleanupFleetApp(IP.app)]);
 }, 120_000);
 
 describe('one target group: each host swaps its own targets', () => {
@@ -119,7 +122,8 @@ describe('one target group: each host swaps its own targets', () => {
   }, 300_000);
 
   test('second deploy under load: register, healthy, deregister the old, drain, stop; no failed request', async () => {
-    const { value: r, load } = await underLoad(url(), () => deploy('v2'));
+    // wait-for-drain false (the default): the run waits for the ALB's draining, a job on the host stops the old colour.
+    const { value: r, load } = await underLoad(url(), () => deploy('v2', { 'wait-for-drain': 'false' }));
     expect([r.outputs.result, r.stdout.match(/::error::.*/)?.[0]]).toEqual(['success', undefined]);
     expectNoFailedRequests(load);
     expect(load.transitions[0]).toBe('v1');
@@ -134,6 +138,7 @@ describe('one target group: each host swaps its own targets', () => {
       const draining = s.find((x) => x.color === 'blue' && x.state === 'draining')!;
       expect(Date.parse(draining.at)).toBeGreaterThanOrEqual(Date.parse(healthy.at));
     }
+    await Promise.all(NAMES.map((n) => onHostOk(n, `f=/home/ec2-user/.bluegreen/${ONE.app}/drain.lock; [ ! -e "$f" ] || flock -w 60 "$f" true`)));
     for (const n of NAMES) {
       const cs = await dockerPsOn(n, ONE.app);
       expect(cs.map((c) => [c.name, c.state]).sort()).toEqual([[`${ONE.app}-blue`, 'exited'], [`${ONE.app}-green`, 'running']]);
@@ -182,6 +187,13 @@ describe('one target group: each host swaps its own targets', () => {
     }
   }, 300_000);
 });
+
+test('a target group of type ip: each host registered by its private IPv4 (read from IMDSv2)', async () => {
+  const r = await run(IP.app, IP, { image: `${fleet.registry}/demo:v1`, 'alb-target-group': IP.group });
+  expect([r.outputs.result, r.stdout.match(/::error::.*/)?.[0]]).toEqual(['success', undefined]);
+  expect(await targets(IP.group)).toEqual(fleet.hosts.filter((h) => NAMES.includes(h.name)).map((h) => `${h.host}:${IP.blue} healthy`).sort());
+  expect(await served(alb.listenerUrls.ip)).toEqual(['v1']);
+}, 300_000);
 
 describe('a listener and a group per colour: the whole fleet switched in one call', () => {
   const listenerInputs = () => ({ 'alb-listener': alb.arns.listeners.fleet, 'alb-blue-target-group': FLEET.groups.blue, 'alb-green-target-group': FLEET.groups.green });

@@ -20,7 +20,7 @@ import { explainElbError, forwardWeights, withWeights } from '../../src/traffic/
 import { parseIdentity } from '../../src/traffic/alb/identity.js';
 import { readListenerState } from '../../src/traffic/alb/listener-switch.js';
 import { albTiming } from '../../src/traffic/alb/targets.js';
-import { arnOf, FakeAlb, LISTENER } from './fake-alb.js';
+import { arnOf, FakeAlb, LISTENER, RULE } from './fake-alb.js';
 import { FakeHost } from './fake-host.js';
 
 const APP = 'shop';
@@ -220,6 +220,20 @@ describe('traffic alb, a listener and a group per colour (fleet switch)', () => 
     const w = alb.callsNamed('ModifyListener').map((c) => ((c.input.DefaultActions as Array<{ ForwardConfig: { TargetGroups: Array<{ TargetGroupArn: string; Weight: number }> } }>)[0].ForwardConfig.TargetGroups.map((g) => `${g.TargetGroupArn === arnOf('web-green') ? 'green' : 'blue'} ${g.Weight}`).sort().join(', ')));
     expect(w).toEqual(['blue 90, green 10', 'blue 0, green 100']);
     expect(r.alb?.changes.map((c) => c.kind)).toEqual(['canary', 'switch']);
+  });
+
+  test('alb-rule: the rule\'s forward action is switched (ModifyRule), the listener\'s default action is left alone', async () => {
+    const { alb, deps } = setup(2);
+    alb.ruleActions = [{ Type: 'forward', Order: 1, ForwardConfig: { TargetGroups: [{ TargetGroupArn: arnOf('web-blue'), Weight: 100 }, { TargetGroupArn: arnOf('web-green'), Weight: 0 }] } }];
+    const defaults = JSON.stringify(alb.listenerActions);
+    const { log } = makeLog(2);
+    const cfg = listenerCfg(2);
+    const r = await runDeploy({ ...cfg, alb: { ...(cfg.alb as Extract<DeployConfig['alb'], { mode: 'listener' }>), ruleArn: RULE } }, ctx, log, new Secrets(), deps);
+    expect(r.result).toBe('success');
+    expect(alb.callsNamed('ModifyRule')).toHaveLength(1);
+    expect(alb.callsNamed('ModifyListener')).toHaveLength(0);
+    expect(forwardWeights(alb.ruleActions)).toEqual({ [arnOf('web-blue')]: 0, [arnOf('web-green')]: 100 });
+    expect(JSON.stringify(alb.listenerActions)).toBe(defaults);
   });
 
   test('canary whose second change fails: the listener goes back from the mixed weights to before the run, in one call', async () => {

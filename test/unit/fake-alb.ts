@@ -32,6 +32,7 @@ export interface FakeCall {
 export const REGION = 'us-east-1';
 export const arnOf = (name: string) => `arn:aws:elasticloadbalancing:${REGION}:123456789012:targetgroup/${name}/${'0123456789abcdef'}`;
 export const LISTENER = `arn:aws:elasticloadbalancing:${REGION}:123456789012:listener/app/web/50dc6c495c0c9188/f2f7dc8efc522ab2`;
+export const RULE = `arn:aws:elasticloadbalancing:${REGION}:123456789012:listener-rule/app/web/50dc6c495c0c9188/f2f7dc8efc522ab2/9683b2d02a6cabee`;
 
 class FakeAwsError extends Error {
   constructor(name: string, message: string) {
@@ -46,6 +47,8 @@ export class FakeAlb {
   /** "group id:port" → the seq of the first DescribeTargetHealth call that answered healthy for it. */
   readonly healthySince = new Map<string, number>();
   listenerActions: sdk.Action[] = [];
+  /** The actions of the one rule RULE (alb-rule), if a test gives it some. */
+  ruleActions?: sdk.Action[];
   /** Polls of DescribeTargetHealth until a new target's first check result. */
   pollsToHealthy = 2;
   /** Polls a deregistered target stays draining. */
@@ -166,6 +169,12 @@ export class FakeAlb {
         return { Listeners: [{ ListenerArn: LISTENER, DefaultActions: JSON.parse(JSON.stringify(this.listenerActions)) as sdk.Action[] }] };
       case 'ModifyListener':
         this.listenerActions = JSON.parse(JSON.stringify(input.DefaultActions)) as sdk.Action[];
+        return {};
+      case 'DescribeRules':
+        if (!this.ruleActions || (input.RuleArns as string[])[0] !== RULE) throw new FakeAwsError('RuleNotFoundException', 'One or more rules not found');
+        return { Rules: [{ RuleArn: RULE, Priority: '10', Actions: JSON.parse(JSON.stringify(this.ruleActions)) as sdk.Action[] }] };
+      case 'ModifyRule':
+        this.ruleActions = JSON.parse(JSON.stringify(input.Actions)) as sdk.Action[];
         return {};
       default:
         throw new Error(`the fake ALB does not know ${name}`);
