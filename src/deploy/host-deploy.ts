@@ -635,10 +635,13 @@ export class HostDeployment {
     const first: StepName = stopName ? 'drain' : 'cleanup';
     const w = await this.timer.soft(first, async () => {
       if (!cfg.waitForDrain) {
-        const out = await this.exec(first, s, `hand over to a job on the host: ${what}`, (line) => {
+        // as the lines come (so a failure after the record is known), and from the whole output (transports that do not stream)
+        const said = (line: string) => {
           if (line === '@@recorded') this.recordedInFinish = true;
           if (line === '@@released') this.lock?.releasedOnHost?.();
-        });
+        };
+        const out = await this.exec(first, s, `hand over to a job on the host: ${what}`, said);
+        out.split('\n').forEach(said);
         if (out.includes('@@no-setsid')) {
           this.log.warn('setsid is not installed on the host (package util-linux): drained, stopped and cleaned up within the run instead');
           return;
