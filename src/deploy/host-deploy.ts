@@ -181,11 +181,13 @@ export class HostDeployment {
     let result: HostResult['result'] = 'success';
     let recorded: Promise<void> | undefined;
     try {
-      // Sent with the lock command, each on its own channel: the host runs them only once the lease is ours
-      // (afterLease), so the prepare phase costs the round trip of the lock alone.
+      // Sent with the lock command (the lock first: it gets the first spare channel), each on its own channel: the
+      // host runs them only once the lease is ours (afterLease), so the prepare phase costs the round trip of the lock.
+      const locking = this.lock ? undefined : this.timer.run('lock', () => this.takeLock());
+      locking?.catch(() => undefined);
       const early = this.readStateEarly();
       const pulling = this.cfg.command === 'deploy' ? this.startPull() : undefined;
-      if (!this.lock) await this.timer.run('lock', () => this.takeLock());
+      await locking;
       if (pulling) await this.pull(pulling);
       this.plan = await this.timer.run('detect', () => this.detect(false, early));
       if (this.cfg.command === 'rollback' && !this.rollbackKept) await this.pull();
