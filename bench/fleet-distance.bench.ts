@@ -64,6 +64,7 @@ test(`fleet at a distance: 1..8 hosts at 0 and ${DELAY} ms each way, ${ROUNDS} r
   await prepareFleetApp(app, names, { bluePort: PORTS.blue });
   const rounds: Round[] = [];
   const load: number[] = [];
+  const failures: string[] = [];
   const deploy = async (n: number, d: number, tag: string): Promise<Round> => {
     delayMs = d;
     const hs = names.slice(0, n).map((x) => byName.get(x)!);
@@ -89,7 +90,14 @@ test(`fleet at a distance: 1..8 hosts at 0 and ${DELAY} ms each way, ${ROUNDS} r
       },
       { env: { F11_TIME_FILE: timeFile, NODE_OPTIONS: `--import=${timed}` } }
     );
-    if (r.outputs.result !== 'success') throw new Error(`deploy to ${n} hosts at ${d} ms: ${r.outputs.result}\n${r.stdout.slice(-3000)}\n${r.stderr.slice(-1500)}`);
+    if (r.outputs.result !== 'success') {
+      // The sandbox's hosts share one PID namespace (every nginx master is visible from every host) and 2 cores: a
+      // reload now and then is not confirmed within 10 s. Counted, and the round is deployed again.
+      const why = /::error::(.*)/.exec(r.stdout)?.[1]?.slice(0, 300) ?? r.outputs.result;
+      failures.push(`${n} hosts at ${d} ms: ${why}`);
+      if (failures.length > 5) throw new Error(`too many failed deploys:\n${failures.join('\n')}`);
+      return deploy(n, d, tag);
+    }
     const [user, sys] = fs.readFileSync(timeFile, 'utf8').trim().split('\n').pop()!.split(' ').map(Number);
     const m = JSON.parse(fs.readFileSync(r.outputs['metrics-file'], 'utf8')) as { hosts: Array<{ durationMs: number; stepDurationsMs: Record<string, number> }> };
     const slowest = m.hosts.reduce((a, b) => (b.durationMs > a.durationMs ? b : a));
@@ -127,7 +135,7 @@ test(`fleet at a distance: 1..8 hosts at 0 and ${DELAY} ms each way, ${ROUNDS} r
       `| ${n} | ${median(at(0).map((r) => r.wallMs))} | ${median(at(DELAY).map((r) => r.wallMs))} | ${cpu0} / ${cpuD} | ${Math.round(cpu0 / n)} / ${Math.round(cpuD / n)} | ${median(at(0).map((r) => r.hostMs))} / ${median(at(DELAY).map((r) => r.hostMs))} | ${median(at(0).map(host))} |`
     );
   }
-  const out = `Fleet at a distance (nginx, through the bastion; +${DELAY} ms each way on the runner's link to it), median of ${ROUNDS}; machine load average ${Math.min(...load).toFixed(1)}–${Math.max(...load).toFixed(1)} (2 cores, shared by every host):\n\n${lines.join('\n')}\n`;
+  const out = `Fleet at a distance (nginx, through the bastion; +${DELAY} ms each way on the runner's link to it), median of ${ROUNDS}; machine load average ${Math.min(...load).toFixed(1)}–${Math.max(...load).toFixed(1)} (2 cores, shared by every host):\n\n${lines.join('\n')}\n\nFailed deploys (deployed again): ${failures.length ? failures.join('; ') : 'none'}\n`;
   console.log(out);
   const dir = path.join(REPO_ROOT, 'bench', 'results');
   fs.mkdirSync(dir, { recursive: true });
