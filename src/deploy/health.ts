@@ -104,7 +104,10 @@ export class Prober {
         }
       } else this.discardPrepared();
       try {
-        return await probeViaForward(this.remote, port, path, timeoutMs, this.host, opened);
+        const r = await probeViaForward(this.remote, port, path, timeoutMs, this.host, opened);
+        // A connection opened ahead may have been closed by the app meanwhile (an idle timeout): ask once more on a new one.
+        if (opened && r.status === undefined) return await probeViaForward(this.remote, port, path, timeoutMs, this.host);
+        return r;
       } catch (e) {
         const msg = (e as Error).message;
         // SSH_OPEN_ADMINISTRATIVELY_PROHIBITED (1): sshd forbids forwarding (OpenSSH says just "open failed"); or a
@@ -176,6 +179,9 @@ async function watchOnHost(remote: RemoteHost, opts: HealthOptions, log: HostLog
   } finally {
     if (onAbort) signal?.removeEventListener('abort', onAbort);
   }
+  // a transport that does not stream lines (onLine) still returns the whole output
+  const done = /^@@healthy (\d{3}) (\d+) (\d+)$/m.exec(res.stdout);
+  if (!healthy && done) healthy = { status: Number(done[1]), attempts: Number(done[2]), ms: Number(done[3]) };
   if (healthy) {
     log.info(`GET ${opts.path} on 127.0.0.1:${opts.port} → HTTP ${healthy.status} after ${healthy.attempts} probe(s), ${healthy.ms} ms (probed on the host every ${every * 1000} ms)`);
     return { attempts: healthy.attempts };

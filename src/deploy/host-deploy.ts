@@ -183,11 +183,13 @@ export class HostDeployment {
     let result: HostResult['result'] = 'success';
     let recorded: Promise<void> | undefined;
     try {
-      // Sent with the lock command, each on its own channel: the host runs them only once the lease is ours
-      // (afterLease), so the prepare phase costs the round trip of the lock alone.
+      // Sent with the lock command (the lock first: it gets the first spare channel), each on its own channel: the
+      // host runs them only once the lease is ours (afterLease), so the prepare phase costs the round trip of the lock.
+      const locking = this.lock ? undefined : this.timer.run('lock', () => this.takeLock());
+      locking?.catch(() => undefined);
       const early = this.readStateEarly();
       const pulling = this.cfg.command === 'deploy' ? this.startPull() : undefined;
-      if (!this.lock) await this.timer.run('lock', () => this.takeLock());
+      await locking;
       if (pulling) await this.pull(pulling);
       this.plan = await this.timer.run('detect', () => this.detect(false, early));
       if (this.cfg.command === 'rollback' && !this.rollbackKept) await this.pull();
@@ -640,10 +642,13 @@ export class HostDeployment {
     const first: StepName = stopName ? (this.router.drainOld ? 'stop' : 'drain') : 'cleanup';
     const w = await this.timer.soft(first, async () => {
       if (!cfg.waitForDrain) {
-        const out = await this.exec(first, s, `hand over to a job on the host: ${what}`, (line) => {
+        // as the lines come (so a failure after the record is known), and from the whole output (transports that do not stream)
+        const said = (line: string) => {
           if (line === '@@recorded') this.recordedInFinish = true;
           if (line === '@@released') this.lock?.releasedOnHost?.();
-        });
+        };
+        const out = await this.exec(first, s, `hand over to a job on the host: ${what}`, said);
+        out.split('\n').forEach(said);
         if (out.includes('@@no-setsid')) {
           this.log.warn('setsid is not installed on the host (package util-linux): drained, stopped and cleaned up within the run instead');
           return;

@@ -163,7 +163,7 @@ export const AFTER_LEASE = '# after-lease';
 
 /**
  * `s`, run only once this deploy holds the app's lease: sent together with the lock command (pipelined, so it costs
- * no round trip of its own), it waits on the host (polling every 50 ms, up to `waitSeconds`) until lease_ok says the
+ * no round trip of its own), it waits on the host (polling, up to about `waitSeconds`) until lease_ok says the
  * lease carries `deployId`, then runs `s` with its own positional arguments. Exit 75 (`@@no-lease` on stderr) when the
  * lease never became ours.
  */
@@ -172,10 +172,12 @@ export function afterLease(app: string, deployId: string, waitSeconds: number, s
     body: [
       AFTER_LEASE,
       LEASE_GUARD,
-      '_app=$1; _id=$2; _left=$(( $3 * 20 )); shift 3',
+      // every 50 ms for the first 2 s (the lock is usually free), then every 200 ms like the lock command itself
+      '_app=$1; _id=$2; _i=0; _max=$(( 40 + $3 * 5 )); shift 3',
       'until lease_ok "$_app" "$_id"; do',
-      '  [ "$_left" -gt 0 ] || { echo "@@no-lease: this deploy did not get the lock" >&2; exit 75; }',
-      '  _left=$((_left - 1)); sleep 0.05 2>/dev/null || sleep 1',
+      '  [ "$_i" -lt "$_max" ] || { echo "@@no-lease: this deploy did not get the lock" >&2; exit 75; }',
+      '  _i=$((_i + 1)); if [ "$_i" -le 40 ]; then _s=0.05; else _s=0.2; fi',
+      '  sleep "$_s" 2>/dev/null || sleep 1',
       'done',
       s.body
     ].join('\n'),
@@ -285,7 +287,7 @@ const DEV_TCP_PROBE = 'exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 7; printf "GET %s
  * moment one answers 2xx, so the runner hears of it half a round trip later whatever its distance. The container's
  * state is read at the start and at most every 500 ms after a failed probe: `@@container <state> <restarts> <exit>`
  * (exit 3) when it is not running or restarted, `@@timeout <probes> <last answer>` (exit 4) after `timeoutMs`, each
- * followed by `@@logs` and the container's last log lines. `@@probe <n> <answer>` for each failed probe.
+ * followed by `@@logs` and the container's last log lines. `@@probe <n> <answer>` when a failed probe's answer changes.
  * `@@watch-unavailable` (exit 127): neither curl nor bash on the host (the runner probes itself then).
  */
 export function healthWatchScript(dockerCommand: string[], name: string, port: number, path: string, host: string, everySeconds: number, timeoutMs: number, tailLines: number): RemoteScript {
@@ -302,7 +304,7 @@ export function healthWatchScript(dockerCommand: string[], name: string, port: n
       // the last log lines after a marker line, then the exit code
       'logs() { echo "@@logs"; D logs --tail "$tail" "$name" 2>&1; exit "$1"; }',
       `check() { s=$(D inspect --format '{{.State.Status}} {{.RestartCount}} {{.State.ExitCode}}' "$name" 2>/dev/null) || { echo "@@container missing 0 0"; exit 3; }; case "$s" in "running 0 "*) ;; *) echo "@@container $s"; logs 3 ;; esac; }`,
-      'start=$(ms); n=0; checked=$start; check',
+      'start=$(ms); n=0; checked=$start; prev=""; check',
       'while :; do',
       '  n=$((n + 1)); left=$(( (limit - ($(ms) - start)) / 1000 ))',
       '  t=1; [ $n -le 3 ] || t=5; [ $left -ge $t ] || t=$left; [ $t -ge 1 ] || t=1',
@@ -310,7 +312,8 @@ export function healthWatchScript(dockerCommand: string[], name: string, port: n
       '  case "$code" in 2[0-9][0-9]) echo "@@healthy $code $n $(( $(ms) - start ))"; exit 0 ;; esac',
       // curl: its error text then " 000"; bash: the error text or the status
       '  case "$code" in [1-9][0-9][0-9]) last="HTTP $code" ;; *) last=$(printf "%s" "${out% 000}" | tr "\n" " ") ;; esac',
-      '  echo "@@probe $n $last"',
+      // only when the answer changes: a runner that went silent must not fill the pipe (and block the watcher) soon
+      '  [ "$last" = "$prev" ] || echo "@@probe $n $last"; prev=$last',
       '  now=$(ms)',
       '  if [ $((now - checked)) -ge 500 ]; then check; checked=$now; fi',
       '  if [ $((now - start)) -ge "$limit" ]; then echo "@@timeout $n $last"; logs 4; fi',

@@ -606,8 +606,11 @@ function untilAborted<T>(p: Promise<T>, signal: AbortSignal, target: HostTarget)
   });
 }
 
-/** Spare session channels kept open per connection (see Link.fillPool); sshd allows 10 sessions by default. */
-const POOL_SIZE = 2;
+/**
+ * Spare session channels kept open per connection (see Link.fillPool): the lock, detect and login+pull go out at once
+ * on a fresh connection. sshd allows 10 sessions per connection by default.
+ */
+const POOL_SIZE = 3;
 
 /**
  * ssh2's private parts used here (pinned ssh2 ^1.17): its channel manager and protocol writer, to open a session

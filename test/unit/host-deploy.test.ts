@@ -942,3 +942,21 @@ describe('health watched on the host (curl or bash there)', () => {
     expect(host.containers()).toEqual([['shop-blue', 'running']]);
   });
 });
+
+test('the probe after the switch: a connection opened ahead that the app closed meanwhile is replaced, not a failed verify', async () => {
+  class ClosingHost extends FakeHost {
+    forwards = 0;
+    override async forward(port: number) {
+      const stream = await super.forward(port);
+      // the second connection is the one opened while the switch runs: the app drops it before the request
+      if (++this.forwards === 2) stream.end = (() => (stream.destroy(), stream)) as unknown as typeof stream.end;
+      if (this.forwards === 2) stream.write = (() => (stream.emit('close'), true)) as unknown as typeof stream.write;
+      return stream;
+    }
+  }
+  const host = new ClosingHost('h1', APP).add('blue', { running: true, port: PORTS.blue, image: 'registry.example.com/shop:v1' }).setUpstream(ORIGINAL_UPSTREAM);
+  const { result } = await deploy(host);
+  expect(result.result).toBe('success');
+  expect(host.serving()).toBe('shop-green');
+  expect(host.events.filter((e) => e === 'probe:8082')).toHaveLength(3);
+});
