@@ -1,8 +1,8 @@
-export const id = 608;
-export const ids = [608];
+export const id = 9;
+export const ids = [9];
 export const modules = {
 
-/***/ 97608:
+/***/ 58009:
 /***/ ((__unused_webpack_module, __webpack_exports__, __webpack_require__) => {
 
 // ESM COMPAT FLAG
@@ -522,7 +522,7 @@ let sdkRegion = '';
 async function loadSdk(region) {
     if (!sdk || sdkRegion !== region) {
         sdkRegion = region;
-        sdk = Promise.all(/* import() */[__webpack_require__.e(255), __webpack_require__.e(134)]).then(__webpack_require__.t.bind(__webpack_require__, 6134, 19)).then((m) => ({
+        sdk = Promise.all(/* import() */[__webpack_require__.e(861), __webpack_require__.e(736)]).then(__webpack_require__.t.bind(__webpack_require__, 34736, 19)).then((m) => ({
             client: new m.SSMClient({ region, maxAttempts: 4 }),
             SendCommandCommand: m.SendCommandCommand,
             GetCommandInvocationCommand: m.GetCommandInvocationCommand,

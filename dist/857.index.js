@@ -1,15 +1,15 @@
-export const id = 480;
-export const ids = [480];
+export const id = 857;
+export const ids = [857];
 export const modules = {
 
-/***/ 45480:
+/***/ 89857:
 /***/ ((__unused_webpack_module, __webpack_exports__, __webpack_require__) => {
 
 __webpack_require__.r(__webpack_exports__);
 /* harmony export */ __webpack_require__.d(__webpack_exports__, {
 /* harmony export */   fetchEcrToken: () => (/* binding */ fetchEcrToken)
 /* harmony export */ });
-/* harmony import */ var _aws_sdk_client_ecr__WEBPACK_IMPORTED_MODULE_0__ = __webpack_require__(13511);
+/* harmony import */ var _aws_sdk_client_ecr__WEBPACK_IMPORTED_MODULE_0__ = __webpack_require__(28249);
 /** ECR GetAuthorizationToken on the runner with whatever AWS credentials the job has. */
 
 async function fetchEcrToken(region) {
