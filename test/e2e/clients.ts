@@ -265,6 +265,13 @@ export function expectOneSwitch(r: LoadResult, from: string, to: string): void {
   expect(r.samples.filter((x) => x.start > firstNew && x.body !== to).map((x) => x.body)).toEqual([]);
 }
 
+/** No failure of any kind, and one switch from `from` to `to` for the fresh and for the pooled clients. */
+export function expectCleanSwitch(r: MixResult, from: string, to: string): void {
+  expectNoFailures(r);
+  expectOneSwitch(r.fresh_, from, to);
+  expectOneSwitch(r.pooled_, from, to);
+}
+
 /**
  * Runs `fn` (a deploy, rollback, …) under the four client kinds: the load starts 1.5 s before (slow requests and
  * streams are in flight at the switch) and stops 1 s after. Logs the per-kind counts under `label`.

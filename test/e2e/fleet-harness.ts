@@ -9,7 +9,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
-import { parseDockerInspect, REPO_ROOT, STATE_DIR, type ContainerInfo, type ShResult, q, sh, waitFor } from './harness.js';
+import { LoadGenerator, parseDockerInspect, REPO_ROOT, STATE_DIR, type ContainerInfo, type LoadResult, type ShResult, q, sh, waitFor } from './harness.js';
 
 export const FLEET_JSON = path.join(STATE_DIR, 'fleet.json');
 const FLEET_UP = path.join(REPO_ROOT, 'test', 'sandbox', 'fleet-up.sh');
@@ -224,4 +224,22 @@ export function fleetInputs(fleet: Fleet, hostNames: string[]): Record<string, s
     'jump-host': `${fleet.bastion.user}@${fleet.bastion.host}:${fleet.bastion.port}`,
     'jump-known-hosts': fleet.bastion.knownHosts
   };
+}
+
+/** What each host serves now, through its forwarder (the app's body is its version). */
+export async function fleetVersions(urls: Record<string, string>, names: string[]): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  for (const n of names) out[n] = (await (await fetch(urls[n])).text()).trim();
+  return out;
+}
+
+/** Load on every host (keep-alive and fresh connections) for the duration of fn. */
+export async function underFleetLoad<T>(urls: Record<string, string>, names: string[], fn: () => Promise<T>): Promise<{ value: T; loads: Record<string, LoadResult> }> {
+  const gens = names.map((n) => [n, new LoadGenerator(urls[n], { concurrency: 2, keepAlive: 'mixed' }).start()] as const);
+  await new Promise((r) => setTimeout(r, 300));
+  const value = await fn();
+  await new Promise((r) => setTimeout(r, 300));
+  const loads: Record<string, LoadResult> = {};
+  for (const [n, g] of gens) loads[n] = await g.stop();
+  return { value, loads };
 }

@@ -3,8 +3,8 @@
  * reachable only through a bastion, the committed dist/ under Node 24, continuous HTTP load on every host.
  */
 import fs from 'node:fs';
-import { LoadGenerator, runAction, SANDBOX, type LoadResult, type RunActionResult } from './harness.js';
-import { cleanupFleetApp, dockerPsOn, fleetInputs, loadFleet, onHostOk, prepareFleetApp, type Fleet } from './fleet-harness.js';
+import { runAction, SANDBOX, type LoadResult, type RunActionResult } from './harness.js';
+import { cleanupFleetApp, dockerPsOn, fleetInputs, fleetVersions, loadFleet, onHostOk, prepareFleetApp, underFleetLoad, type Fleet } from './fleet-harness.js';
 
 const app = 'e2e-fleet';
 const NAMES = ['bgf-h1', 'bgf-h2', 'bgf-h3'];
@@ -36,23 +36,8 @@ interface Metrics {
 const metrics = (r: RunActionResult): Metrics => JSON.parse(fs.readFileSync(r.outputs['metrics-file'], 'utf8')) as Metrics;
 const hostLabel = (name: string) => `${ip(name)}:22`;
 
-/** What each host serves now, through its forwarder (the app's body is its version). */
-async function versions(): Promise<Record<string, string>> {
-  const out: Record<string, string> = {};
-  for (const n of NAMES) out[n] = (await (await fetch(urls[n])).text()).trim();
-  return out;
-}
-
-/** Load on every host for the duration of fn. */
-async function underLoad<T>(fn: () => Promise<T>): Promise<{ value: T; loads: Record<string, LoadResult> }> {
-  const gens = NAMES.map((n) => [n, new LoadGenerator(urls[n], { concurrency: 2, keepAlive: 'mixed' }).start()] as const);
-  await new Promise((r) => setTimeout(r, 300));
-  const value = await fn();
-  await new Promise((r) => setTimeout(r, 300));
-  const loads: Record<string, LoadResult> = {};
-  for (const [n, g] of gens) loads[n] = await g.stop();
-  return { value, loads };
-}
+const versions = () => fleetVersions(urls, NAMES);
+const underLoad = <T>(fn: () => Promise<T>) => underFleetLoad(urls, NAMES, fn);
 
 /** Waits until the background drain jobs (wait-for-drain: false) on every host have stopped the old colours. */
 async function drained(): Promise<void> {

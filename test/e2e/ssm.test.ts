@@ -6,8 +6,8 @@
  * instance with the same tag is left out.
  */
 import crypto from 'node:crypto';
-import { LoadGenerator, runAction, SANDBOX, type LoadResult, type RunActionResult } from './harness.js';
-import { cleanupFleetApp, dockerPsOn, fleetInputs, loadFleet, onHostOk, prepareFleetApp, type Fleet } from './fleet-harness.js';
+import { runAction, SANDBOX, type LoadResult, type RunActionResult } from './harness.js';
+import { cleanupFleetApp, dockerPsOn, fleetInputs, fleetVersions, loadFleet, onHostOk, prepareFleetApp, underFleetLoad, type Fleet } from './fleet-harness.js';
 import { fleetInstanceId, startFakeAws, STOPPED_INSTANCE_ID, type FakeAws } from './fake-aws/index.js';
 
 const app = 'ssm-e2e';
@@ -43,21 +43,8 @@ function run(inputs: Record<string, string>, signal?: AbortSignal): Promise<RunA
 }
 const deploy = (tag: string, extra: Record<string, string> = {}, signal?: AbortSignal) => run({ image: `${fleet.registry}/demo:${tag}`, ...extra }, signal);
 
-async function versions(): Promise<Record<string, string>> {
-  const out: Record<string, string> = {};
-  for (const n of NAMES) out[n] = (await (await fetch(urls[n])).text()).trim();
-  return out;
-}
-
-async function underLoad<T>(fn: () => Promise<T>): Promise<{ value: T; loads: Record<string, LoadResult> }> {
-  const gens = NAMES.map((n) => [n, new LoadGenerator(urls[n], { concurrency: 2, keepAlive: 'mixed' }).start()] as const);
-  await new Promise((r) => setTimeout(r, 300));
-  const value = await fn();
-  await new Promise((r) => setTimeout(r, 300));
-  const loads: Record<string, LoadResult> = {};
-  for (const [n, g] of gens) loads[n] = await g.stop();
-  return { value, loads };
-}
+const versions = () => fleetVersions(urls, NAMES);
+const underLoad = <T>(fn: () => Promise<T>) => underFleetLoad(urls, NAMES, fn);
 
 function expectNoFailedRequests(loads: Record<string, LoadResult>): void {
   for (const [n, l] of Object.entries(loads)) {
