@@ -426,21 +426,21 @@ export function writeUpstreamScript(file: string, reloadCommand: string, opts: {
       `elapsed() { t=$(date +%s%N 2>/dev/null); case "$t0$t" in *[!0-9]*|"") echo - ;; *) echo $(( (t - t0) / 1000000 )) ;; esac; }`,
       'end=$(( $(ms) + $4 )); first=""',
       'while :; do',
-      '  scan; took=""; old=""; new=""; gone=""',
+      '  scan; took=""; old=""; new=""; gone=""; seen=""',
       '  for m in $bm; do case " $now " in *" $m "*) ;; *) gone="$gone $m" ;; esac; done',
       '  for m in $now; do',
       '    n=""; for p in $(kids "$m"); do case " $bw " in *" $p "*) ;; *) n=$p ;; esac; done',
       '    [ -n "$n" ] || continue',
-      '    new=$n; took="$took $m"',
-      '    case " $bm " in *" $m "*) mine=$m ;; *) mine=$gone ;; esac',
-      '    for x in $before; do case " $mine " in *" ${x%%:*} "*) [ -n "${x#*:}" ] && old="$old ${x#*:}" ;; esac; done',
+      '    seen=1; case " $bm " in *" $m "*) mine=$m ;; *) mine=$gone ;; esac',
+      '    mo=""; for x in $before; do case " $mine " in *" ${x%%:*} "*) [ -n "${x#*:}" ] && mo="$mo ${x#*:}" ;; esac; done',
+      // Each master on its own: one that was caught halfway through another reload when `before` was taken (a new
+      // worker of it was listed as "before", and it keeps accepting) must not hold up the master that reloads now.
+      '    [ -z "$(accepting $mo)" ] && { new=$n; took="$took $m"; old="$old$mo"; }',
       '  done',
-      // Traffic starts on the new colour with the first new worker; it is all there once no previous worker of the
-      // master(s) that reloaded accepts (retitled "... is shutting down", which nginx does 100 ms after starting the new ones).
-      '  if [ -n "$took" ]; then',
-      '    [ -n "$first" ] || first=$(elapsed)',
-      '    if [ -z "$(accepting $old)" ]; then echo "@@old-workers$old"; echo "@@taken-over $new $(elapsed) $first$took"; exit 0; fi',
-      '  fi',
+      // Traffic starts on the new colour with the first new worker; it is all there once no previous worker of a
+      // master that reloaded accepts (retitled "... is shutting down", which nginx does 100 ms after starting the new ones).
+      '  [ -z "$seen" ] || [ -n "$first" ] || first=$(elapsed)',
+      '  if [ -n "$took" ]; then echo "@@old-workers$old"; echo "@@taken-over $new $(elapsed) $first$took"; exit 0; fi',
       '  [ -z "$bm" ] && [ -z "$now" ] && { echo "@@no-workers"; exit 0; }',
       '  [ "$(ms)" -lt "$end" ] || { echo "@@foreign-masters$foreign"; echo "@@no-takeover"; exit 0; }',
       '  sleep 0.01',

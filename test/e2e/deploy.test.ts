@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { startFakeEcr, type FakeEcr } from './fake-ecr.js';
 import { runtimeToken, startFakeResults, type FakeResults } from './fake-results.js';
-import { cleanupApp, dockerPs, drainJobDone, httpGet, LoadGenerator, prepareApp, runAction, SANDBOX, sh, type RunActionResult } from './harness.js';
+import { cleanupApp, dockerPs, drainJobDone, httpGet, LoadGenerator, prepareApp, outcome, runAction, SANDBOX, sh, type RunActionResult } from './harness.js';
 
 const SECRET_ENV = 'DB_PASSWORD=s3cr3t-db-pa55word-xyz';
 const GREETING = `hello "world" $(touch /tmp/bluegreen-pwned) \`id\` ; rm -rf / 'q'`;
@@ -106,7 +106,7 @@ describe('deploy (nginx mode)', () => {
     const r = await deploy(app, ports, 'v1');
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
-    expect(r.outputs.result).toBe('success');
+    expect(outcome(r)).toBe('success');
     expect(r.outputs['active-color']).toBe('blue');
     expect(r.outputs['previous-color']).toBe('');
     expect(r.outputs.image).toMatch(/^127\.0\.0\.1:5000\/demo:v1@sha256:[a-f0-9]{64}$/);
@@ -167,7 +167,7 @@ describe('deploy (nginx mode)', () => {
     expect(stats.bodies.v1).toBe(atReturn.v1);
     expect(stats.bodies.v2).toBeGreaterThan(atReturn.v2 ?? 0);
     expect(r.code).toBe(0);
-    expect(r.outputs.result).toBe('success');
+    expect(outcome(r)).toBe('success');
     expect(r.outputs['active-color']).toBe('green');
     expect(r.outputs['previous-color']).toBe('blue');
     expect(stats.errors).toEqual([]);
@@ -290,7 +290,7 @@ describe('cancellation', () => {
     expect((await dockerPs(app)).map((c) => [c.name, c.state])).toEqual([[`${app}-blue`, 'running']]);
     // the lock was released: the next deploy goes straight through
     const next = await deploy(app, ports, 'v2', { 'lock-timeout-seconds': '0' });
-    expect(next.outputs.result).toBe('success');
+    expect(outcome(next)).toBe('success');
     expect((await httpGet(`${url}/`)).body).toBe('v2');
   });
 });
@@ -313,7 +313,7 @@ describe('deploy inputs and connection errors', () => {
 
   test('ssh-host-fingerprint and an encrypted key with its passphrase work', async () => {
     const r = await runAction({ ...inputs(app, ports, 'v1'), 'ssh-known-hosts': '', 'ssh-host-fingerprint': SANDBOX.fingerprint, 'ssh-private-key': SANDBOX.passKey, 'ssh-passphrase': SANDBOX.passphrase }, { env: actionEnv() });
-    expect(r.outputs.result).toBe('success');
+    expect(outcome(r)).toBe('success');
     expect(r.stdout.split('\n').filter((l) => !l.startsWith('::add-mask::')).join('\n')).not.toContain(SANDBOX.passphrase);
   });
 
@@ -326,7 +326,7 @@ describe('deploy inputs and connection errors', () => {
     await sh('kill "$(cat /tmp/bluegreen-e2e-nofwd-sshd.pid 2>/dev/null)" 2>/dev/null; /usr/sbin/sshd -f /tmp/bluegreen-e2e-nofwd-sshd_config');
     try {
       const r = await deploy(app, ports, 'v2', { hosts: '127.0.0.1:2223', 'ssh-known-hosts': '', 'ssh-host-fingerprint': SANDBOX.fingerprint });
-      expect(r.outputs.result).toBe('success');
+      expect(outcome(r)).toBe('success');
       expect(r.stdout).toMatch(/sshd does not allow TCP forwarding .*probing with bash \/dev\/tcp on the host instead/);
     } finally {
       await sh('kill "$(cat /tmp/bluegreen-e2e-nofwd-sshd.pid)"');
@@ -363,7 +363,7 @@ describe('deploy inputs and connection errors', () => {
 
   test('hostile docker-run-args are passed to docker as data: nothing runs', async () => {
     const r = await deploy(app, ports, 'v1', { 'docker-run-args': `--label "x=$(touch /tmp/bluegreen-pwned)" --label 'y=;touch /tmp/bluegreen-pwned'` });
-    expect(r.outputs.result).toBe('success');
+    expect(outcome(r)).toBe('success');
     const live = (await dockerPs(app)).find((c) => c.state === 'running')!;
     expect(live.labels.x).toBe('$(touch /tmp/bluegreen-pwned)');
     expect(live.labels.y).toBe(';touch /tmp/bluegreen-pwned');
@@ -382,7 +382,7 @@ describe('deploy inputs and connection errors', () => {
 
   test('outside GitHub (no runtime token) it warns, keeps the files and still succeeds', async () => {
     const r = await deploy(app, ports, 'v2', {}, { ACTIONS_RUNTIME_TOKEN: undefined, ACTIONS_RESULTS_URL: undefined });
-    expect(r.outputs.result).toBe('success');
+    expect(outcome(r)).toBe('success');
     expect(r.outputs['artifact-id']).toBe('');
     expect(r.stdout).toMatch(/::warning::.*not uploaded as an artifact/);
     expect(fs.existsSync(r.outputs['log-file'])).toBe(true);
@@ -399,10 +399,10 @@ describe('deploy (port-swap mode)', () => {
     await cleanupApp(app);
     const extra = { traffic: 'port-swap', 'public-port': String(publicPort) };
     const first = await deploy(app, { blue: 18221, green: 18222 }, 'v1', extra);
-    expect(first.outputs.result).toBe('success');
+    expect(outcome(first)).toBe('success');
     expect((await httpGet(`http://127.0.0.1:${publicPort}/`)).body).toBe('v1');
     const second = await deploy(app, { blue: 18221, green: 18222 }, 'v2', extra);
-    expect(second.outputs.result).toBe('success');
+    expect(outcome(second)).toBe('success');
     expect(second.outputs['active-color']).toBe('green');
     expect((await httpGet(`http://127.0.0.1:${publicPort}/`)).body).toBe('v2');
     const m = metrics(second);

@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import net from 'node:net';
 import { spawn } from 'node:child_process';
-import { cleanupApp, dockerPs, httpGet, prepareApp, runAction, SANDBOX, sh, type RunActionResult } from './harness.js';
+import { cleanupApp, dockerPs, httpGet, prepareApp, outcome, runAction, SANDBOX, sh, type RunActionResult } from './harness.js';
 
 const app = 'e2e-faults';
 const twin = 'e2e-faults-twin';
@@ -116,7 +116,7 @@ describe('SSH and host faults', () => {
     await waitUntil('the candidate to start', async () => (await containers()).some((c) => c[2] === 'v2' && c[1] === 'running'));
     await sh(`kill "$(cat ${pidFile})"; for i in $(seq 1 50); do /usr/sbin/sshd -f ${cfg} 2>/dev/null && break; sleep 0.1; done`);
     const r = await running;
-    expect(r.outputs.result).toBe('success');
+    expect(outcome(r)).toBe('success');
     await expectSteady('v2', 'v1');
   });
 
@@ -260,7 +260,7 @@ describe('the action process killed', () => {
     expect((await containers()).map((c) => c[0])).toContain(`${app}-blue-replaced`);
     expect(await serving()).toBe('v3');
     const r = await deploy('v1', { 'lock-timeout-seconds': '5' });
-    expect(r.outputs.result).toBe('success');
+    expect(outcome(r)).toBe('success');
     expect(r.stdout).toMatch(/an earlier run was interrupted \(e2e-faults-blue-replaced exists\): restoring the standby/);
     await expectSteady('v1', 'v3');
   });

@@ -3,7 +3,7 @@
  * reachable only through a bastion, the committed dist/ under Node 24, continuous HTTP load on every host.
  */
 import fs from 'node:fs';
-import { runAction, SANDBOX, type LoadResult, type RunActionResult } from './harness.js';
+import { outcome, runAction, SANDBOX, type LoadResult, type RunActionResult } from './harness.js';
 import { cleanupFleetApp, dockerPsOn, fleetInputs, fleetVersions, loadFleet, onHostOk, prepareFleetApp, underFleetLoad, type Fleet } from './fleet-harness.js';
 
 const app = 'e2e-fleet';
@@ -55,7 +55,7 @@ beforeAll(async () => {
   fleet = await loadFleet({ hosts: 3 });
   ({ urls } = await prepareFleetApp(app, NAMES));
   const first = await deploy('v1');
-  expect(first.outputs.result).toBe('success');
+  expect(outcome(first)).toBe('success');
 }, 180_000);
 afterAll(() => cleanupFleetApp(app));
 
@@ -68,7 +68,7 @@ test('the runner cannot reach the hosts directly: only through the bastion', asy
 test('parallel: all hosts switch to v2 under load with no failed request (keep-alive retries after a reload counted apart), then all commit', async () => {
   const { value: r, loads } = await underLoad(() => deploy('v2'));
   expect(r.code).toBe(0);
-  expect(r.outputs.result).toBe('success');
+  expect(outcome(r)).toBe('success');
   expect(r.outputs['succeeded-hosts'].split(',').sort()).toEqual(NAMES.map(hostLabel).sort());
   expect(r.outputs['failed-hosts']).toBe('');
   expectNoFailedRequests(loads);
@@ -106,7 +106,7 @@ test('rollback and status work across all hosts through the bastion', async () =
 
 test('rolling with max-parallel 1: one host at a time, in order, each started after the previous one was verified', async () => {
   const { value: r, loads } = await underLoad(() => deploy('v2', { rollout: 'rolling', 'max-parallel': '1' }));
-  expect(r.outputs.result).toBe('success');
+  expect(outcome(r)).toBe('success');
   expectNoFailedRequests(loads);
   const m = metrics(r);
   expect(m.hosts.map((h) => [h.host, h.batch])).toEqual(NAMES.map((n, i) => [hostLabel(n), i]));
@@ -165,7 +165,7 @@ test('one host failing after the others switched: every host back on the old ver
   }
   // A rerun afterwards succeeds on every host.
   const again = await deploy('v3');
-  expect(again.outputs.result).toBe('success');
+  expect(outcome(again)).toBe('success');
   expect(await versions()).toEqual({ 'bgf-h1': 'v3', 'bgf-h2': 'v3', 'bgf-h3': 'v3' });
 }, 240_000);
 

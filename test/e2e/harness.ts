@@ -368,6 +368,17 @@ export async function runAction(inputs: Record<string, string>, opts: RunActionO
   };
 }
 
+/**
+ * 'success', or what went wrong (result, exit, the action's ::error lines): `expect(outcome(r)).toBe('success')`
+ * then says why a run that should have succeeded did not, in CI output that shows only the assertion.
+ */
+export function outcome(r: RunActionResult): string {
+  if (r.outputs.result === 'success') return 'success';
+  const errors = r.stdout.split('\n').filter((l) => l.startsWith('::error')).map((l) => l.replace(/^::error[^:]*::/, '').replace(/%0A/g, ' | '));
+  const tail = errors.length ? errors.join(' || ') : r.stdout.split('\n').slice(-8).join(' | ');
+  return `${r.outputs.result ?? 'no result'} (exit ${r.code ?? r.signal}): ${tail}`.slice(0, 3000);
+}
+
 // ------------------------------------------------------------------ docker + nginx on the sandbox host
 
 export interface ContainerInfo {

@@ -3,7 +3,7 @@
  */
 import fs from 'node:fs';
 import { startFakeResults, runtimeToken, type FakeResults } from './fake-results.js';
-import { cleanupApp, prepareApp, runAction, SANDBOX, type RunActionResult } from './harness.js';
+import { cleanupApp, prepareApp, outcome, runAction, SANDBOX, type RunActionResult } from './harness.js';
 
 const CANARY = '/tmp/bluegreen-hostile-canary';
 const app = 'e2e-hostile';
@@ -75,7 +75,7 @@ describe('hostile values for every input that reaches the host', () => {
   test('env values and docker-run-args are data: delivered literally, never run', async () => {
     const value = PAYLOADS.slice(0, 6).join(' | ');
     const r = await runAction(base({ env: `GREETING=${value.replace(/\n/g, ' ')}`, 'docker-run-args': PAYLOADS.slice(0, 6).map((p) => `--label 'x=${p.replace(/'/g, '')}'`).join(' ').replace(/\n/g, ' ') }));
-    expect(r.outputs.result).toBe('success');
+    expect(outcome(r)).toBe('success');
     expect(fs.existsSync(CANARY)).toBe(false);
   });
 });

@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import { lockScript, releaseLeaseScript } from '../../src/remote/scripts.js';
 import { shInvocation } from '../../src/remote/shell.js';
 import { FaultProxy } from './fault-proxy.js';
-import { cleanupApp, dockerPs, httpGet, prepareApp, REPO_ROOT, runAction, SANDBOX, sh, type RunActionResult } from './harness.js';
+import { cleanupApp, dockerPs, httpGet, prepareApp, outcome, REPO_ROOT, runAction, SANDBOX, sh, type RunActionResult } from './harness.js';
 
 const APPS = {
   vanish: { app: 'f11-lk-vanish', listen: 19260, blue: 19261, green: 19262 },
@@ -117,7 +117,7 @@ afterAll(async () => {
 
 test('a runner that vanishes mid-deploy loses the lock when its lease expires; the next deploy takes over and ends consistent', async () => {
   const a = APPS.vanish;
-  for (const tag of ['v1', 'v2']) expect((await deploy(a, tag)).outputs.result).toBe('success');
+  for (const tag of ['v1', 'v2']) expect(outcome(await deploy(a, tag))).toBe('success');
   expect(await serving(a)).toBe('v2');
 
   const proxy = await FaultProxy.start(SANDBOX.sshHost, SANDBOX.sshPort);
@@ -162,7 +162,7 @@ test('a runner that vanishes mid-deploy loses the lock when its lease expires; t
 
 test('SIGKILL of the action while it holds the lock: the next deploy gets the lock at once', async () => {
   const a = APPS.kill;
-  expect((await deploy(a, 'v1')).outputs.result).toBe('success');
+  expect(outcome(await deploy(a, 'v1'))).toBe('success');
   const abort = new AbortController();
   const running = deploy(a, 'unhealthy', { 'health-timeout-seconds': '300' }, { signal: abort.signal });
   try {
@@ -185,7 +185,7 @@ test('SIGKILL of the action while it holds the lock: the next deploy gets the lo
 
 test('a lease held by another deploy makes a deploy wait, then fail naming the holder; status shows it; released, the next one goes through', async () => {
   const a = APPS.wait;
-  expect((await deploy(a, 'v1')).outputs.result).toBe('success');
+  expect(outcome(await deploy(a, 'v1'))).toBe('success');
   const owner = { deployId: 'lk-holder', actor: 'someone', since: new Date().toISOString() };
   // a real holder: the action's own lock script and keeper, renewed by heartbeats
   const holder = sshScript(lockScript(a.app, 'lk-holder.0001', JSON.stringify(owner), 0));

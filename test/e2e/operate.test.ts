@@ -3,7 +3,7 @@
  * post-switch verification window, with the committed dist/ on the sandbox host.
  */
 import fs from 'node:fs';
-import { cleanupApp, dockerPs, drainJobDone, httpGet, LoadGenerator, prepareApp, runAction, SANDBOX, sh, type RunActionResult } from './harness.js';
+import { cleanupApp, dockerPs, drainJobDone, httpGet, LoadGenerator, prepareApp, outcome, runAction, SANDBOX, sh, type RunActionResult } from './harness.js';
 
 const app = 'e2e-operate';
 const ports = { blue: 18241, green: 18242 };
@@ -73,7 +73,7 @@ test('status after two deploys reports live and standby from the real state, and
   const before = upstreamFile();
   const containersBefore = await dockerPs(app);
   const { r, s } = await status({ 'status-log-lines': '5' });
-  expect(r.outputs.result).toBe('success');
+  expect(outcome(r)).toBe('success');
   expect(r.outputs['active-color']).toBe('green');
   expect(s.live).toBe('green');
   expect(s.upstream).toMatchObject({ exists: true, port: ports.green, color: 'green' });
@@ -106,7 +106,7 @@ test('rollback under load: zero failed requests (keep-alive retries after the re
   await new Promise((r) => setTimeout(r, 300));
   const stats = await load.stop();
   expect(r.code).toBe(0);
-  expect(r.outputs.result).toBe('success');
+  expect(outcome(r)).toBe('success');
   expect(r.outputs['active-color']).toBe('blue');
   expect(r.outputs['previous-color']).toBe('green');
   expect(r.outputs.image).toMatch(/^127\.0\.0\.1:5000\/demo:v1@sha256:/);
@@ -129,7 +129,7 @@ test('rollback under load: zero failed requests (keep-alive retries after the re
 
 test('rollback-to the kept version is a plain rollback; rollback-to an older tag deploys it', async () => {
   const back = await rollback({ 'rollback-to': 'v2' });
-  expect(back.outputs.result).toBe('success');
+  expect(outcome(back)).toBe('success');
   expect((await httpGet(`${url}/`)).body).toBe('v2');
   expect(back.stdout).toContain('to the kept green');
   const noImage = await rollback({ 'rollback-to': 'v3' });
@@ -137,7 +137,7 @@ test('rollback-to the kept version is a plain rollback; rollback-to an older tag
   expect(noImage.stdout).toContain('rollback-to v3 is not the kept standby');
   expect((await httpGet(`${url}/`)).body).toBe('v2');
   const older = await rollback({ 'rollback-to': 'v3', image: SANDBOX.image });
-  expect(older.outputs.result).toBe('success');
+  expect(outcome(older)).toBe('success');
   expect(older.stdout).toMatch(/rollback-to v3: not the kept standby .*deploying 127\.0\.0\.1:5000\/demo:v3/);
   expect((await httpGet(`${url}/`)).body).toBe('v3');
   const { s } = await status();
@@ -166,7 +166,7 @@ test('an image that passes health and fails shortly after the switch is switched
 
 test('keep-images prunes old images of the repository but keeps what blue and green use', async () => {
   const r = await deploy('v1', { 'keep-images': '1' });
-  expect(r.outputs.result).toBe('success');
+  expect(outcome(r)).toBe('success');
   expect(r.stdout).toMatch(/prune \d+ image reference\(s\) \(keep-images 1\)/);
   // the pruning is part of the job on the host that drains and stops the old colour
   await drainJobDone(app);
@@ -179,18 +179,18 @@ test('keep-images prunes old images of the repository but keeps what blue and gr
 
 test('background drain: a slow request outlives the run that switched away from it, and the next deploy waits for the drain', async () => {
   const first = await deploy('v1');
-  expect(first.outputs.result).toBe('success');
+  expect(outcome(first)).toBe('success');
   const live = (await httpGet(`${url}/`)).body;
   // in flight on the current colour while the next deploy switches away from it
   let slowDone = false;
   const slow = httpGet(`${url}/cgi-bin/slow?6`, { timeoutMs: 20_000 }).finally(() => (slowDone = true));
   await new Promise((r) => setTimeout(r, 300));
   const next = await deploy(live === 'v1' ? 'v2' : 'v1');
-  expect(next.outputs.result).toBe('success');
+  expect(outcome(next)).toBe('success');
   // the run ended while the old colour still had the request (the job on the host keeps it until it is done)
   expect(slowDone).toBe(false);
   const again = await deploy(live);
-  expect(again.outputs.result).toBe('success');
+  expect(outcome(again)).toBe('success');
   expect(again.stdout).toContain("the previous deploy's old colour is still finishing its requests (drain job on the host); waiting");
   const s = await slow;
   expect(s.status).toBe(200);

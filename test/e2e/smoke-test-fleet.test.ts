@@ -8,7 +8,7 @@
  * nginx site (so no other app loses default_server), just the app's upstream file, checked on the hosts.
  */
 import fs from 'node:fs';
-import { runAction, SANDBOX, type RunActionResult } from './harness.js';
+import { outcome, runAction, SANDBOX, type RunActionResult } from './harness.js';
 import { FLEET_JSON, fleetInputs, onHostOk, type Fleet } from './fleet-harness.js';
 
 const app = 'e2e-us-smokefleet';
@@ -60,7 +60,7 @@ afterAll(async () => {
 
 test('canary + smoke-test-on first: only the canary is tested, through the tunnel, though the runner has no route to it', async () => {
   const r = await deploy('v1', { rollout: 'canary', 'smoke-test': `echo "$BLUEGREEN_HOST $(curl -fsS "$BLUEGREEN_CANDIDATE_URL/")" >> ${record}`, 'smoke-test-on': 'first' });
-  expect(r.outputs.result).toBe('success');
+  expect(outcome(r)).toBe('success');
   expect(fs.readFileSync(record, 'utf8')).toBe(`${label('bgf-h1')} v1\n`);
   const m = JSON.parse(fs.readFileSync(r.outputs['metrics-file'], 'utf8'));
   const tested = m.hosts.filter((h: { steps: Array<{ name: string }> }) => h.steps.some((s) => s.name === 'smoke-test')).map((h: { host: string }) => h.host);

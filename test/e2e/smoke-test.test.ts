@@ -5,7 +5,7 @@
  */
 import fs from 'node:fs';
 import http from 'node:http';
-import { cleanupApp, dockerPs, drainJobDone, httpGet, prepareApp, runAction, SANDBOX, sh, waitFor, type RunActionResult } from './harness.js';
+import { cleanupApp, dockerPs, drainJobDone, httpGet, prepareApp, outcome, runAction, SANDBOX, sh, waitFor, type RunActionResult } from './harness.js';
 
 const app = 'e2e-us-smoke';
 const ports = { listen: 19500, blue: 19501, green: 19502 };
@@ -63,7 +63,7 @@ beforeAll(async () => {
   await new Promise<void>((r) => webhookServer.listen(WEBHOOK_PORT, '127.0.0.1', () => r()));
   url = await prepareApp(app, { listenPort: ports.listen, bluePort: ports.blue });
   const r = await deploy('v1');
-  expect(r.outputs.result).toBe('success');
+  expect(outcome(r)).toBe('success');
   await drainJobDone(app);
 }, 300_000);
 afterAll(async () => {
@@ -84,7 +84,7 @@ test('a passing smoke test sees the candidate (not the live colour) through the 
   webhook.length = 0;
   const r = await deploy('v2', { 'smoke-test': smoke, 'notify-webhook': `http://127.0.0.1:${WEBHOOK_PORT}/hook/${WEBHOOK_TOKEN}` });
   expect(r.code).toBe(0);
-  expect(r.outputs.result).toBe('success');
+  expect(outcome(r)).toBe('success');
   expect(r.outputs['active-color']).toBe('green');
   expect((await httpGet(`${url}/`)).body).toBe('v2');
 

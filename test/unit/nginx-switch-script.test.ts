@@ -104,6 +104,20 @@ maybe('nginx switch script against stand-in nginx processes', () => {
     expect(fs.readFileSync(file, 'utf8')).toBe(s.stdin);
   });
 
+  test('another nginx caught halfway through its own reload when the script looks (one new worker listed as before, still accepting) does not hold up the one that reloads', async () => {
+    // Seen on hosts sharing a PID namespace, two reloading at once: the other master's first new worker is in
+    // `before`, keeps accepting for good, and its reload would never look finished.
+    const halfway = await masterPid(master(`${WORKER} a=$!; ${WORKER} b=$!; ${WORKER} sleep 0.4; ${WORKER} kill $a $b; trap 'exit 0' TERM; while :; do wait; done`));
+    const old = kidsOf(reloading);
+    const s = writeUpstreamScript(path.join(dir, 'up-halfway.conf'), `sleep 0.8; kill -HUP ${reloading}`, { takeoverMs: 5000, content: 'x\n' });
+    const r = await run(s);
+    const out = parseSwitchOutput(r.stdout);
+    expect(out.outcome).toBe('taken-over');
+    expect(out.reloadedMasters).toEqual([String(reloading)]);
+    expect(out.oldWorkers.sort()).toEqual(old.sort());
+    expect(out.masters).toContain(String(halfway));
+  });
+
   test('a reload command that reloads nothing: no takeover, even while a container nginx replaces its workers', async () => {
     // the content as an argument (how the switch passes it: no stdin round trip)
     const content = "upstream x { server 127.0.0.1:2; }\n# Live: green (it's v2 $HOME `x`)\n";
