@@ -2,7 +2,7 @@
  * The action's entry: mask secrets, read and check the inputs, then run the command. Everything else lives in
  * src/commands/ (what each command reports) and below.
  */
-import * as core from '@actions/core';
+import * as core from './report/workflow.js';
 import { deployCommand } from './commands/deploy.js';
 import { statusCommand } from './commands/status.js';
 import { readRunContext } from './config/context.js';

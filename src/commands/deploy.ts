@@ -1,7 +1,7 @@
 /** `command: deploy` and `command: rollback`: every host, then the reports (metrics, artifact, outputs, summary, annotations). */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import * as core from '@actions/core';
+import * as core from '../report/workflow.js';
 import type { RunContext } from '../config/context.js';
 import type { DeployConfig } from '../config/types.js';
 import { newDeployId, runDeploy, type RunDeps, type RunResult } from '../deploy/run.js';

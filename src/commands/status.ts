@@ -1,7 +1,7 @@
 /** `command: status`: read every host, report (outputs, summary, artifact); fails only when a host cannot be read. */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import * as core from '@actions/core';
+import * as core from '../report/workflow.js';
 import type { RunContext } from '../config/context.js';
 import type { DeployConfig } from '../config/types.js';
 import { newDeployId, type RunDeps } from '../deploy/run.js';

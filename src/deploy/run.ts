@@ -61,7 +61,10 @@ export async function runDeploy(cfg: DeployConfig, ctx: RunContext, log: RunLog,
   const base = { deployId, command: cfg.command, app: cfg.app, image: cfg.command === 'deploy' ? imageReference(cfg.image) : '', startedAt: new Date(started).toISOString() };
   // traffic alb: one load balancer client and (alb-listener) one fleet switch for every host of the run.
   const alb = cfg.traffic === 'alb' ? new AlbTraffic(cfg, deps.elb, (m) => log.log('info', m)) : undefined;
-  const finish = (hosts: HostResult[], error?: RunResult['error']): RunResult => ({ ...base, result: error && !hosts.length ? 'failed' : overallResult(hosts), endedAt: new Date().toISOString(), durationMs: Date.now() - started, steps: runSteps, hosts, error, ...(alb?.report() ? { alb: alb.report() } : {}) });
+  const finish = (hosts: HostResult[], error?: RunResult['error']): RunResult => {
+    const albReport = alb?.report();
+    return { ...base, result: error && !hosts.length ? 'failed' : overallResult(hosts), endedAt: new Date().toISOString(), durationMs: Date.now() - started, steps: runSteps, hosts, error, ...(albReport ? { alb: albReport } : {}) };
+  };
 
   let login: LoginMode = { kind: 'none' };
   // Only a deploy (or a rollback-to of a version that is not kept) pulls; a plain rollback needs no registry.
@@ -128,6 +131,13 @@ export async function runDeploy(cfg: DeployConfig, ctx: RunContext, log: RunLog,
     s.timer.signal = signal;
     // A host locked up front starts its deploy when its batch does.
     const meta = { batch, startedAt: new Date(pre ? Date.now() : s.startedAt).toISOString() };
+    // alb-listener: the fleet's switch waits for every host to say how it ended, so this one says it exactly once,
+    // even if its deploy threw.
+    let said = false;
+    const hostDone = (ok: boolean, step?: string) => {
+      if (!said) alb?.hostDone(target.label, ok, step);
+      said = true;
+    };
     try {
       let remote = s.remotes[0];
       if (!remote) {
@@ -136,7 +146,7 @@ export async function runDeploy(cfg: DeployConfig, ctx: RunContext, log: RunLog,
         } catch (e) {
           s.log.error(`connect failed: ${(e as Error).message}`);
           fleet?.failed(e as StepError);
-          alb?.hostDone(target.label, false, 'connect');
+          hostDone(false, 'connect');
           return failedAt(s, 'connect', e as Error, batch);
         }
       }
@@ -144,10 +154,11 @@ export async function runDeploy(cfg: DeployConfig, ctx: RunContext, log: RunLog,
       const beforeTraffic = smokeTestHook(cfg, target, deployId, (r) => (smokeTest = r));
       const router = alb?.routerFor(target);
       const result = await new HostDeployment({ cfg, ctx, deployId, remote, log: s.log, timer: s.timer, login, lock: s.lock, reconnect: s.connect, fleet, beforeTraffic, router }).run();
-      alb?.hostDone(target.label, result.result === 'success', result.error?.step);
+      hostDone(result.result === 'success', result.error?.step);
       const loadBalancer = router?.report?.();
       return { ...result, ...meta, ...(smokeTest ? { smokeTest } : {}), ...(loadBalancer ? { loadBalancer } : {}) };
     } finally {
+      hostDone(false, 'deploy');
       for (const r of s.remotes) r.close();
     }
   };

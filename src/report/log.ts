@@ -4,7 +4,7 @@
  */
 import { appendFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
-import * as core from '@actions/core';
+import * as core from './workflow.js';
 import type { Secrets } from './secrets.js';
 
 export type Level = 'debug' | 'info' | 'warn' | 'error';

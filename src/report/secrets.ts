@@ -1,4 +1,4 @@
-import * as core from '@actions/core';
+import * as core from './workflow.js';
 
 /** Secret values: masked in the Actions log and scrubbed from every file and report we write. */
 export class Secrets {

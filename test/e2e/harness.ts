@@ -219,6 +219,8 @@ export interface RunActionResult {
   /** contents of GITHUB_STEP_SUMMARY */
   summary: string;
   durationMs: number;
+  /** Date.now() when the action's process was spawned (durationMs later it had exited). */
+  spawnedAt: number;
   runnerTemp: string;
   workspace: string;
   /** the files the runner would read afterwards */
@@ -360,6 +362,7 @@ export async function runAction(inputs: Record<string, string>, opts: RunActionO
     outputs: parseCommandFile(fs.readFileSync(files.output, 'utf8')),
     summary: fs.readFileSync(files.summary, 'utf8'),
     durationMs,
+    spawnedAt: started,
     runnerTemp,
     workspace,
     files,

@@ -1,6 +1,7 @@
 /**
- * The entry (src/main.ts) with a mocked @actions/core, as actions/typescript-action tests its main: what the
- * runner sees (outputs, annotations, the failure message) for each way a run can end before or around the hosts.
+ * The entry (src/main.ts) with its workflow commands mocked (src/report/workflow.ts, the action's stand-in for
+ * @actions/core), as actions/typescript-action tests its main: what the runner sees (outputs, annotations, the
+ * failure message) for each way a run can end before or around the hosts.
  */
 import { jest } from '@jest/globals';
 import fs from 'node:fs';
@@ -27,7 +28,7 @@ const core = {
   endGroup: jest.fn(),
   summary: { addRaw: jest.fn(() => ({ write: jest.fn(async () => undefined) })) }
 };
-jest.unstable_mockModule('@actions/core', () => core);
+jest.unstable_mockModule('../../src/report/workflow.js', () => core);
 const { run } = await import('../../src/main.js');
 
 const key = utils.generateKeyPairSync('ed25519').private;

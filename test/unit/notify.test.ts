@@ -1,5 +1,5 @@
 /**
- * notify-webhook through the entry (src/main.ts, @actions/core mocked) against a real local HTTP endpoint: the
+ * notify-webhook through the entry (src/main.ts, its workflow commands mocked) against a real local HTTP endpoint: the
  * message's fields, no secret in it, and a failing webhook that only warns.
  */
 import { jest } from '@jest/globals';
@@ -29,7 +29,7 @@ const core = {
   endGroup: jest.fn(),
   summary: { addRaw: jest.fn(() => ({ write: jest.fn(async () => undefined) })) }
 };
-jest.unstable_mockModule('@actions/core', () => core);
+jest.unstable_mockModule('../../src/report/workflow.js', () => core);
 const { run } = await import('../../src/main.js');
 const { notificationPayload } = await import('../../src/report/notify.js');
 
