@@ -90,7 +90,7 @@ interface Deployed {
   switchAt?: number;
   /** the version traffic should move to (body of GET /) */
   target: string;
-  /** action: cutover-ms output (nginx: until its first new worker runs; with nginx-health-url, until the old workers stop accepting) */
+  /** action: cutover-ms output (nginx: until the old workers stop accepting) */
   cutoverMs?: number;
   /** action, nginx: the metrics' switchMs (upstream written until the first new worker serves) */
   firstWorkerMs?: number;
@@ -571,7 +571,7 @@ test(`benchmark: ${ROUNDS} swaps per mode under load`, async () => {
     '| --- | --- | --- | --- | --- | --- | --- |'
   ];
   const timing = [
-    '| mode | switch ms | cutover-ms | switch ms seen by clients | wall ms | overhead ms | pull ms | boot until healthy ms | drain ms |',
+    '| mode | switch ms | full cut-over ms | switch ms seen by clients | wall ms | overhead ms | pull ms | boot until healthy ms | drain ms |',
     '| --- | --- | --- | --- | --- | --- | --- | --- | --- |'
   ];
   for (const [mode, label, rs] of modes) {
@@ -613,7 +613,7 @@ test(`benchmark: ${ROUNDS} swaps per mode under load`, async () => {
     goal('nginx: 0 failed requests (max per round)', max(nginx.map((r) => r.failed)), max(nginx.map((r) => r.failed)) === 0),
     goal('nginx: 0 broken slow requests (max per round)', max(nginx.map((r) => r.brokenSlow)), max(nginx.map((r) => r.brokenSlow)) === 0),
     goal(`nginx: switch (upstream written → first new worker serving) < ${GOALS.switchMs} ms (max)`, max(nginx.map((r) => r.switchMs)), max(nginx.map((r) => r.switchMs)) < GOALS.switchMs),
-    goal(`nginx: cut-over (cutover-ms: nginx's first new worker runs) < ${GOALS.switchMs} ms (max)`, max(nginx.map((r) => r.fullCutoverMs)), max(nginx.map((r) => r.fullCutoverMs)) < GOALS.switchMs),
+    goal(`nginx: full cut-over (cutover-ms: old workers no longer accept; includes nginx's fixed 100 ms overlap) < ${GOALS.switchMs} ms (max)`, max(nginx.map((r) => r.fullCutoverMs)), max(nginx.map((r) => r.fullCutoverMs)) < GOALS.switchMs),
     goal('nginx-njs: 0 failed requests of every client kind (max per round)', max(njs.map((r) => CLIENT_KINDS.reduce((n, k) => n + r.kinds[k].failed, 0))), max(njs.map((r) => CLIENT_KINDS.reduce((n, k) => n + r.kinds[k].failed, 0))) === 0),
     goal(`port-swap: switch (cutover-ms) < ${GOALS.switchMs} ms (max)`, max(swap.map((r) => r.switchMs)), max(swap.map((r) => r.switchMs)) < GOALS.switchMs),
     goal('haproxy: 0 failed requests of every client kind (max per round)', max(hx.map((r) => CLIENT_KINDS.reduce((n, k) => n + r.kinds[k].failed, 0))), max(hx.map((r) => CLIENT_KINDS.reduce((n, k) => n + r.kinds[k].failed, 0))) === 0),

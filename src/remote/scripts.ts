@@ -385,23 +385,14 @@ const NGINX_PROCS = [
  * previous file is put back. Prints the nginx masters and their workers from before the reload (see
  * src/traffic/nginx/switch-output.ts, the one parser of this output). With `takeoverMs`, it then waits (polling
  * every 10 ms, in the same round trip, at most `takeoverMs` by the clock) until a master has taken the new config:
- * it has a worker that was not there before and none of its previous workers still accepts (`waitFor` old-workers,
- * the default), or only the new worker (first-worker: the previous ones stop accepting nginx's fixed 100 ms later,
- * which the drain waits for, see DRAIN_LOOP; `@@at` is the host's clock then). An nginx whose workers
+ * it has a worker that was not there before and none of its previous workers still accepts. An nginx whose workers
  * never change (another site's, a container's) does not matter. A master that replaced the previous ones (a
  * restart-style reload command) counts too, with the workers of the masters that are gone. Prints `@@old-workers`
  * (the previous workers of the master(s) that reloaded) and `@@taken-over <pid>
  * <ms until then> <ms until the first new worker> <masters>`, timed on the host from the start of the script
  * (`-` where `date` has no %N); `@@no-takeover` when none did in time (after `@@foreign-masters`: the masters in other PID namespaces, not watched); `@@no-workers` when no master is visible.
  */
-/** Until when the switch waits after the reload: see writeUpstreamScript. */
-export type TakeoverWait = 'old-workers' | 'first-worker';
-
-export function writeUpstreamScript(
-  file: string,
-  reloadCommand: string,
-  opts: { remove?: boolean; takeoverMs?: number; lease?: { app: string; deployId: string }; content?: string; waitFor?: TakeoverWait } = {}
-): RemoteScript {
+export function writeUpstreamScript(file: string, reloadCommand: string, opts: { remove?: boolean; takeoverMs?: number; lease?: { app: string; deployId: string }; content?: string } = {}): RemoteScript {
   return {
     body: [
       't0=$(date +%s%N 2>/dev/null)',
@@ -419,8 +410,8 @@ export function writeUpstreamScript(
       'had=0',
       'if [ -e "$f" ]; then cp -p -- "$f" "$prev" || { echo "cannot write next to $f: the directory must be writable by $(id -un)" >&2; exit 3; }; had=1; fi',
       'if [ "$3" = remove ]; then rm -f -- "$f" || exit 3; else',
-      // the content as argument 9 (not secret: no stdin, which sshd only lets through a round trip after the exec), else stdin
-      '  if ! { if [ "$8" = arg ]; then printf "%s" "$9"; else cat; fi; } > "$tmp" 2>/dev/null; then rm -f -- "$tmp"; echo "cannot write $tmp: the directory must be writable by $(id -un)" >&2; exit 3; fi',
+      // the content as argument 8 (not secret: no stdin, which sshd only lets through a round trip after the exec), else stdin
+      '  if ! { if [ "$7" = arg ]; then printf "%s" "$8"; else cat; fi; } > "$tmp" 2>/dev/null; then rm -f -- "$tmp"; echo "cannot write $tmp: the directory must be writable by $(id -un)" >&2; exit 3; fi',
       '  chmod 644 "$tmp"; mv -f -- "$tmp" "$f" || { rm -f -- "$tmp"; exit 3; }',
       'fi',
       // Root on a host without sudo: the default `sudo -n nginx …` then runs nginx directly.
@@ -444,20 +435,18 @@ export function writeUpstreamScript(
       '    mo=""; for x in $before; do case " $mine " in *" ${x%%:*} "*) [ -n "${x#*:}" ] && mo="$mo ${x#*:}" ;; esac; done',
       // Each master on its own: one that was caught halfway through another reload when `before` was taken (a new
       // worker of it was listed as "before", and it keeps accepting) must not hold up the master that reloads now.
-      // first-worker: done as soon as a master runs a new worker (new connections reach the new config from then on);
-      // its previous workers keep accepting for nginx's fixed 100 ms, and the drain waits for them (DRAIN_LOOP).
-      '    if [ "$7" = first-worker ] || [ -z "$(accepting $mo)" ]; then new=$n; took="$took $m"; old="$old$mo"; fi',
+      '    [ -z "$(accepting $mo)" ] && { new=$n; took="$took $m"; old="$old$mo"; }',
       '  done',
       // Traffic starts on the new colour with the first new worker; it is all there once no previous worker of a
       // master that reloaded accepts (retitled "... is shutting down", which nginx does 100 ms after starting the new ones).
       '  [ -z "$seen" ] || [ -n "$first" ] || first=$(elapsed)',
-      '  if [ -n "$took" ]; then echo "@@old-workers$old"; echo "@@taken-over $new $(elapsed) $first$took"; echo "@@at $(ms)"; exit 0; fi',
+      '  if [ -n "$took" ]; then echo "@@old-workers$old"; echo "@@taken-over $new $(elapsed) $first$took"; exit 0; fi',
       '  [ -z "$bm" ] && [ -z "$now" ] && { echo "@@no-workers"; exit 0; }',
       '  [ "$(ms)" -lt "$end" ] || { echo "@@foreign-masters$foreign"; echo "@@no-takeover"; exit 0; }',
       '  sleep 0.01',
       'done'
     ].join('\n'),
-    args: [file, reloadCommand, opts.remove ? 'remove' : 'write', String(opts.takeoverMs ?? 0), opts.lease?.app ?? '', opts.lease?.deployId ?? '', opts.waitFor ?? 'old-workers', ...(opts.content !== undefined ? ['arg', opts.content] : [])],
+    args: [file, reloadCommand, opts.remove ? 'remove' : 'write', String(opts.takeoverMs ?? 0), opts.lease?.app ?? '', opts.lease?.deployId ?? '', ...(opts.content !== undefined ? ['arg', opts.content] : [])],
     stdin: opts.remove ? '' : undefined
   };
 }
@@ -466,24 +455,17 @@ export function writeUpstreamScript(
  * Waits until those of the nginx workers $1 that are shutting down have exited: they exit once their in-flight
  * requests are done (at most $2 ms by the clock; without workers to watch, the full time). A listed worker that
  * still accepts belongs to an nginx that did not reload (another site's) and is not waited for, so the list may
- * hold every worker seen before the reload: which master reloaded first need not be known exactly. A word
- * `@<ms>` in the list (the host's clock, see parseSwitchOutput) is a deadline until which a listed worker that
- * still accepts is waited for too: the switch returns at nginx's first new worker, and nginx tells the previous
- * ones to quit only 100 ms later, so a drain that starts at once must not take them for another nginx's.
+ * hold every worker seen before the reload: which master reloaded first need not be known exactly.
  */
 const DRAIN_LOOP: readonly string[] = [
   CLOCK,
-  't=$(ms); end=$(( t + $2 )); grace=0; ws=""',
-  'for w in $1; do case "$w" in @*) grace=${w#@} ;; *) ws="$ws $w" ;; esac; done',
-  `if [ -z "$ws" ]; then echo "@@unobservable"; sleep "$(printf '%d.%03d' $(( $2 / 1000 )) $(( $2 % 1000 )))"; else`,
+  'end=$(( $(ms) + $2 ))',
+  `if [ -z "$1" ]; then echo "@@unobservable"; sleep "$(printf '%d.%03d' $(( $2 / 1000 )) $(( $2 % 1000 )))"; else`,
   '  while :; do',
-  '    alive=""; t=$(ms)',
-  '    for p in $ws; do',
-  `      if grep -qs '^nginx: worker process is shutting down' "/proc/$p/cmdline"; then alive="$alive $p"`,
-  `      elif [ "$t" -lt "$grace" ] && grep -qs '^nginx: worker process' "/proc/$p/cmdline"; then alive="$alive $p"; fi`,
-  '    done',
+  '    alive=""',
+  `    for p in $1; do grep -qs '^nginx: worker process is shutting down' "/proc/$p/cmdline" && alive="$alive $p"; done`,
   '    [ -z "$alive" ] && { echo "@@drained"; break; }',
-  '    [ "$t" -lt "$end" ] || { echo "@@drain-timeout$alive"; break; }',
+  '    [ "$(ms)" -lt "$end" ] || { echo "@@drain-timeout$alive"; break; }',
   '    sleep 0.05',
   '  done',
   'fi'

@@ -65,7 +65,7 @@ async function underLoad(run: () => Promise<RunActionResult>, slow?: { concurren
 
 /** The deploy log names the nginx master that took the new config: it must be the user's nginx, not another one. */
 function reloadedMasters(r: RunActionResult): string[] {
-  return (/nginx serves \w+: master ([\d, ]+) (?:took the new config|runs a new worker)/.exec(r.stdout)?.[1] ?? '').split(/[, ]+/).filter(Boolean);
+  return (/nginx serves \w+: master ([\d, ]+) took the new config/.exec(r.stdout)?.[1] ?? '').split(/[, ]+/).filter(Boolean);
 }
 const userMaster = () => fs.readFileSync(PID_FILE, 'utf8').trim();
 

@@ -151,42 +151,6 @@ maybe('nginx switch script against stand-in nginx processes', () => {
     const r2 = await run(nginxDrainScript([...kidsOf(steady), String(quitting.pid)], 300));
     expect(r2.stdout.trim()).toBe(`@@drain-timeout ${quitting.pid}`);
   });
-
-  test('first-worker: the switch is done at the reloaded master\'s first new worker, and names that master\'s previous workers', async () => {
-    const old = kidsOf(reloading);
-    const s = writeUpstreamScript(path.join(dir, 'up-first.conf'), `kill -HUP ${reloading}`, { takeoverMs: 5000, content: 'y\n', waitFor: 'first-worker' });
-    const out = parseSwitchOutput((await run(s)).stdout);
-    expect(out.outcome).toBe('taken-over');
-    expect(out.reloadedMasters).toEqual([String(reloading)]);
-    expect(out.drainWorkers).toEqual(expect.arrayContaining([...old, ...kidsOf(steady)]));
-    // the host's clock at the takeover + 2 s: until then the drain also waits for previous workers that still accept
-    const at = Number(out.drainWorkers[0].slice(1));
-    expect(out.drainWorkers[0]).toMatch(/^@\d+$/);
-    expect(Math.abs(at - 2000 - Date.now())).toBeLessThan(3000);
-  });
-
-  test('the drain waits for a listed worker that still accepts until the deadline (@ms): until it quits, or the deadline passes', async () => {
-    const accepting = spawn(BUSYBOX!, ['sh', '-c', 'exec -a "nginx: worker process/sleep" sleep 600'], { stdio: 'ignore', detached: true });
-    procs.push(accepting);
-    await new Promise((r) => setTimeout(r, 200));
-    // no deadline (or one passed): another nginx's worker, not waited for
-    expect((await run(nginxDrainScript([String(accepting.pid)], 5000))).stdout.trim()).toBe('@@drained');
-    expect((await run(nginxDrainScript([`@${Date.now() - 10}`, String(accepting.pid)], 5000))).stdout.trim()).toBe('@@drained');
-    // before the deadline: waited for until it exits
-    const t0 = Date.now();
-    setTimeout(() => process.kill(accepting.pid!, 'SIGKILL'), 700);
-    expect((await run(nginxDrainScript([`@${Date.now() + 5000}`, String(accepting.pid)], 5000))).stdout.trim()).toBe('@@drained');
-    expect(Date.now() - t0).toBeGreaterThanOrEqual(600);
-    // never quitting (another nginx's after all): given up at the deadline, not after drain-seconds
-    const stays = spawn(BUSYBOX!, ['sh', '-c', 'exec -a "nginx: worker process/sleep" sleep 600'], { stdio: 'ignore', detached: true });
-    procs.push(stays);
-    await new Promise((r) => setTimeout(r, 200));
-    const t1 = Date.now();
-    expect((await run(nginxDrainScript([`@${Date.now() + 1500}`, String(stays.pid)], 60_000))).stdout.trim()).toBe('@@drained');
-    expect(Date.now() - t1).toBeLessThan(10_000);
-    // only a deadline, no workers: nothing to watch
-    expect((await run(nginxDrainScript([`@${Date.now() + 1500}`], 300))).stdout.trim()).toBe('@@unobservable');
-  }, 20_000);
 });
 
 (process.platform === 'linux' ? describe : describe.skip)('connection drain (nginx-switch: njs)', () => {

@@ -52,11 +52,7 @@ export class NginxRouter implements TrafficRouter {
     const switchStart = Date.now();
     await timer.run('switch', async () => {
       const note = `Live: ${plan.candidate} (${h.imageLabel}), ${cfg.command} ${h.deployId}.`;
-      // Done at nginx's first new worker (its old ones accept for nginx's fixed 100 ms more, and the drain waits for
-      // them by name); with nginx-health-url, once the old workers stop accepting, so that the probe through nginx
-      // can only meet the new configuration.
-      const waitFor = cfg.nginxHealthUrl ? 'old-workers' : 'first-worker';
-      const s = writeUpstreamScript(cfg.nginxUpstreamFile, cfg.nginxReloadCommand, { takeoverMs: TAKEOVER_MS, lease: { app: cfg.app, deployId: h.deployId }, content: renderUpstream(cfg.nginxUpstreamName, port, note), waitFor });
+      const s = writeUpstreamScript(cfg.nginxUpstreamFile, cfg.nginxReloadCommand, { takeoverMs: TAKEOVER_MS, lease: { app: cfg.app, deployId: h.deployId }, content: renderUpstream(cfg.nginxUpstreamName, port, note) });
       await h.ensureLock();
       // The script may write and reload even if its answer never arrives: from here the undo reads the host.
       h.trafficMayHaveMoved();
@@ -78,8 +74,7 @@ export class NginxRouter implements TrafficRouter {
         throw new StepError('verify', `nginx did not reload within ${TAKEOVER_MS / 1000} s (no nginx master on the host started new workers; masters ${sw.masters.join(', ') || '?'} with workers ${sw.workersBefore.join(', ')} are unchanged${sw.foreignMasters.length ? `; ${sw.foreignMasters.length} nginx master(s) in other PID namespaces (containers) are not watched` : ''}): check nginx-reload-command and that nginx reads ${cfg.nginxUpstreamFile}`);
       }
       if (sw.outcome !== 'taken-over') h.warn(`verify: no nginx master process is visible on the host, so the reload cannot be confirmed${cfg.nginxHealthUrl ? '; nginx-health-url is checked instead' : ' (set nginx-health-url to check nginx itself)'}`);
-      else if (cfg.nginxHealthUrl) h.log.info(`nginx serves ${plan.candidate}: master ${sw.reloadedMasters.join(', ') || '?'} took the new config; first new worker ${sw.switchMs ?? '?'} ms, old workers no longer accepting ${cutoverMs} ms after the upstream was written`);
-      else h.log.info(`nginx serves ${plan.candidate}: master ${sw.reloadedMasters.join(', ') || '?'} runs a new worker ${cutoverMs} ms after the upstream was written (its old workers stop accepting nginx's fixed 100 ms later and finish their requests before ${cfg.app}-${plan.live ?? '?'} stops)`);
+      else h.log.info(`nginx serves ${plan.candidate}: master ${sw.reloadedMasters.join(', ') || '?'} took the new config; first new worker ${sw.switchMs ?? '?'} ms, old workers no longer accepting ${cutoverMs} ms after the upstream was written`);
       await this.probeNginxHealth(h, 'verify');
       await h.probeOnce('verify', port);
       await h.watch(port);

@@ -5,7 +5,6 @@
  *   @@reloaded | @@reload-failed <exit code>
  *   @@old-workers <pid>...       the previous workers of the master(s) that took the new config
  *   @@taken-over <new worker> <ms|-> <ms until the first new worker|-> [<master>...]
- *   @@at <ms>                    the host's clock (ms since the epoch) at the takeover
  *   @@foreign-masters <pid>...   nginx masters in other PID namespaces (containers): not watched
  *   @@no-takeover                masters are visible, none took the new config in time
  *   @@no-workers                 no nginx master is visible at all: whether nginx reloaded cannot be told
@@ -32,8 +31,7 @@ export interface SwitchOutput {
   /**
    * The workers the drain watches before the old colour is stopped: every worker seen before the reload. The drain
    * waits only for those shutting down, so another nginx's workers do not hold it up, and a master whose reload was
-   * seen a moment after another's (two nginx reloading at once) is still waited for. After a takeover it starts with
-   * `@<host ms>`: until then, workers that still accept are waited for too (see DRAIN_LOOP).
+   * seen a moment after another's (two nginx reloading at once) is still waited for.
    */
   drainWorkers: string[];
   /** From writing the upstream file until no previous worker of a reloaded master accepts, timed on the host. */
@@ -42,15 +40,11 @@ export interface SwitchOutput {
   switchMs?: number;
 }
 
-/** How long after the switch the drain still waits for previous workers that accept (nginx retitles them after 100 ms). */
-export const DRAIN_GRACE_MS = 2000;
-
 const words = (s: string) => s.trim().split(/\s+/).filter(Boolean);
 const ms = (s: string | undefined) => (s !== undefined && /^\d+$/.test(s) ? Number(s) : undefined);
 
 export function parseSwitchOutput(stdout: string): SwitchOutput {
   const out: SwitchOutput = { masters: [], foreignMasters: [], workersBefore: [], reloaded: false, outcome: undefined, reloadedMasters: [], oldWorkers: [], drainWorkers: [] };
-  let at: number | undefined;
   for (const line of stdout.split('\n')) {
     const [marker, ...rest] = words(line);
     switch (marker) {
@@ -70,9 +64,6 @@ export function parseSwitchOutput(stdout: string): SwitchOutput {
         out.reloaded = false;
         out.reloadExitCode = ms(rest[0]);
         break;
-      case '@@at':
-        at = ms(rest[0]);
-        break;
       case '@@old-workers':
         out.oldWorkers = rest;
         break;
@@ -88,8 +79,6 @@ export function parseSwitchOutput(stdout: string): SwitchOutput {
         break;
     }
   }
-  // A switch that returned at nginx's first new worker ends before nginx tells the previous ones to quit (100 ms
-  // later): the drain waits for listed workers that still accept until DRAIN_GRACE_MS after it (DRAIN_LOOP's `@<ms>`).
-  out.drainWorkers = out.outcome === 'taken-over' && at !== undefined && out.workersBefore.length ? [`@${at + DRAIN_GRACE_MS}`, ...out.workersBefore] : out.workersBefore;
+  out.drainWorkers = out.workersBefore;
   return out;
 }
