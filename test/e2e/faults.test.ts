@@ -98,8 +98,11 @@ describe('SSH and host faults', () => {
   });
 
   test('connection dropped after the switch: reconnects and switches traffic back', async () => {
-    const running = deploy('v1', { 'verify-seconds': '30' });
-    await waitUntil('the switch', async () => fs.readFileSync(`/etc/nginx/bluegreen/${app}.conf`, 'utf8').includes('Live:') && (await serving()) === 'v1');
+    // Serving v1 is not enough: the switch step goes on until the old workers stop accepting. Strike once the
+    // action says its verify step began.
+    let out = '';
+    const running = runAction(inputs({ image: `${SANDBOX.image}:v1`, 'verify-seconds': '30' }), { onSpawn: (c) => c.stdout?.on('data', (d: Buffer) => (out += d.toString())) });
+    await waitUntil('the verify step', async () => out.includes('::group::verify') && (await serving()) === 'v1');
     await dropSshSessions();
     const r = await running;
     expect(r.outputs.result).toBe('rolled-back');
