@@ -8,7 +8,9 @@
  * (+ a few ms of httpd start-up); the lag is the health step's end minus that.
  *
  * Env: BENCH_DELAYS (ms each way, default "0,20,100"; 0 is always measured), BENCH_DISTANCE_ROUNDS (deploys per
- * delay, default 4; each round takes every delay in turn), BENCH_READY_MS (default 1500). Writes bench/results/distance.json.
+ * delay, default 4; each round takes every delay in turn), BENCH_READY_MS (default 1500), BENCH_SWITCH (`reload`,
+ * the default: the sandbox's nginx, reloaded; `njs`: an nginx of the bench's own with nginx-switch njs, never
+ * reloaded). Writes bench/results/distance[-njs].json and .md.
  *   npm run bench -- bench/distance.bench.ts
  */
 import fs from 'node:fs';
@@ -16,12 +18,16 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { cleanupApp, drainJobDone, prepareApp, REPO_ROOT, runAction, sh, SANDBOX } from '../test/e2e/harness.js';
+import { startNjsNginx, type NjsNginx } from '../test/e2e/njs-nginx.js';
 
 const DELAYS = [...new Set([0, ...(process.env.BENCH_DELAYS ?? '20,100').split(',').map(Number).filter((n) => n > 0)])];
 const ROUNDS = Number(process.env.BENCH_DISTANCE_ROUNDS ?? 4);
 const READY_MS = Number(process.env.BENCH_READY_MS ?? 1500);
+const SWITCH = process.env.BENCH_SWITCH === 'njs' ? 'njs' : 'reload';
 const app = 'f11-dist';
-const PORTS = { listen: 19200, blue: 19201, green: 19202, proxy: 19290 };
+const PORTS = { listen: 19200, blue: 19201, green: 19202, njsListen: 19203, proxy: 19290 };
+/** nginx-switch njs: the bench's own nginx reads this file at every request (outside the shared nginx's include dir). */
+const NJS_UPSTREAM = `/tmp/${app}-njs-upstream/${app}.conf`;
 /** The goals of issue #11, in sequential round trips outside the health step (connect included). */
 const GOALS = { deployRoundTrips: 12, rollbackRoundTrips: 10, healthLagMs: 250 };
 
@@ -101,7 +107,8 @@ async function once(delayMs: number, kind: Run['kind'], tag: string): Promise<Ru
     'docker-run-args': `--entrypoint /ready-later.sh -v ${wrapper}:/ready-later.sh:ro`,
     'verify-seconds': '0',
     'upload-artifacts': 'false',
-    summary: 'false'
+    summary: 'false',
+    ...(SWITCH === 'njs' ? { 'nginx-switch': 'njs', 'nginx-upstream-file': NJS_UPSTREAM, 'nginx-reload-command': 'echo "no reload with njs" >&2; exit 99' } : {})
   });
   if (r.outputs.result !== 'success') throw new Error(`${kind} at ${delayMs} ms: ${r.outputs.result}\n${r.stdout.slice(-4000)}\n${r.stderr.slice(-2000)}`);
   const m = JSON.parse(fs.readFileSync(r.outputs['metrics-file'], 'utf8'));
@@ -155,6 +162,14 @@ test(`distance benchmark: deploy + rollback at ${DELAYS.join(', ')} ms added eac
   // Busybox sh inside the demo image: the app starts listening READY_MS after the container starts.
   fs.writeFileSync(wrapper, `#!/bin/sh\nsleep ${READY_MS / 1000}\nexec /bin/sh /entry.sh\n`, { mode: 0o755 });
   await prepareApp(app, { listenPort: PORTS.listen, bluePort: PORTS.blue });
+  let njs: NjsNginx | undefined;
+  if (SWITCH === 'njs') {
+    fs.rmSync(path.dirname(NJS_UPSTREAM), { recursive: true, force: true });
+    fs.mkdirSync(path.dirname(NJS_UPSTREAM), { mode: 0o755 });
+    fs.writeFileSync(NJS_UPSTREAM, `upstream ${app} { server 127.0.0.1:${PORTS.blue}; }\n`);
+    await sh(`chown -R ec2-user:ec2-user ${path.dirname(NJS_UPSTREAM)}`);
+    njs = await startNjsNginx(path.join(wrapperDir, 'nginx'), { listenPort: PORTS.njsListen, upstreamFile: NJS_UPSTREAM });
+  }
   const runs: Run[] = [];
   const link = await DelayLink.start(PORTS.proxy, { host: SANDBOX.sshHost, port: SANDBOX.sshPort });
   const load: number[] = [];
@@ -174,11 +189,13 @@ test(`distance benchmark: deploy + rollback at ${DELAYS.join(', ')} ms added eac
     }
   } finally {
     await link.close();
+    await njs?.stop();
     await cleanupApp(app);
+    fs.rmSync(path.dirname(NJS_UPSTREAM), { recursive: true, force: true });
     fs.rmSync(wrapperDir, { recursive: true, force: true });
   }
   const out = [
-    `Deploy (image cached, verify-seconds 0, nginx, health-interval default), median of ${ROUNDS}; machine load average during the runs ${Math.min(...load).toFixed(1)}–${Math.max(...load).toFixed(1)} (2 cores):`,
+    `Deploy (image cached, verify-seconds 0, nginx ${SWITCH === 'njs' ? 'with nginx-switch njs (no reload)' : '(reload)'}, health-interval default), median of ${ROUNDS}; machine load average during the runs ${Math.min(...load).toFixed(1)}–${Math.max(...load).toFixed(1)} (2 cores):`,
     table(runs, 'deploy'),
     '',
     'Rollback to the kept standby, median:',
@@ -188,7 +205,8 @@ test(`distance benchmark: deploy + rollback at ${DELAYS.join(', ')} ms added eac
   ].join('\n');
   console.log(out);
   fs.mkdirSync(path.join(REPO_ROOT, 'bench', 'results'), { recursive: true });
-  fs.writeFileSync(path.join(REPO_ROOT, 'bench', 'results', 'distance.json'), JSON.stringify({ delays: DELAYS, readyMs: READY_MS, runs }, null, 2));
-  fs.writeFileSync(path.join(REPO_ROOT, 'bench', 'results', 'distance.md'), `${out}\n`);
+  const name = SWITCH === 'njs' ? 'distance-njs' : 'distance';
+  fs.writeFileSync(path.join(REPO_ROOT, 'bench', 'results', `${name}.json`), JSON.stringify({ delays: DELAYS, readyMs: READY_MS, switch: SWITCH, runs }, null, 2));
+  fs.writeFileSync(path.join(REPO_ROOT, 'bench', 'results', `${name}.md`), `${out}\n`);
   expect(runs.length).toBeGreaterThan(0);
 });

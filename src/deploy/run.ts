@@ -3,7 +3,7 @@ import type { RunContext } from '../config/context.js';
 import { imageReference } from '../config/image.js';
 import type { DeployConfig, HostTarget, SshSettings } from '../config/types.js';
 import type { RegistryCredentials } from '../registry/ecr.js';
-import type { LoginMode } from '../remote/scripts.js';
+import { dockerAuthValue, type LoginMode } from '../remote/scripts.js';
 import type { HostLog, RunLog } from '../report/log.js';
 import type { Secrets } from '../report/secrets.js';
 import type { ConnectOptions, RemoteHost } from '../ssh/connection.js';
@@ -90,6 +90,7 @@ export async function runDeploy(cfg: DeployConfig, ctx: RunContext, log: RunLog,
   } else if (cfg.registryAuth === 'ecr-on-host') {
     login = { kind: 'ecr-on-host', registry: cfg.image.registry, region: cfg.awsRegion! };
   }
+  if (login.kind === 'password') secrets.add(dockerAuthValue(login.username, login.password));
 
   const allOrNothing = cfg.rollout.onHostFailure === 'rollback-all' && cfg.hosts.length > 1;
   const sessions = new Map<string, HostSession>();

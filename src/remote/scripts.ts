@@ -172,11 +172,13 @@ export function afterLease(app: string, deployId: string, waitSeconds: number, s
     body: [
       AFTER_LEASE,
       LEASE_GUARD,
-      // every 50 ms for the first 2 s (the lock is usually free), then every 200 ms like the lock command itself
-      '_app=$1; _id=$2; _i=0; _max=$(( 40 + $3 * 5 )); shift 3',
+      // The lock is usually free and taken within milliseconds of this script's start, and every ms waited here is on
+      // the deploy's critical path (pull, detect): every 5 ms for the first 0.5 s, every 50 ms until 2 s, then every
+      // 200 ms like the lock command itself. A check is a read and one `date`.
+      '_app=$1; _id=$2; _i=0; _max=$(( 130 + $3 * 5 )); shift 3',
       'until lease_ok "$_app" "$_id"; do',
       '  [ "$_i" -lt "$_max" ] || { echo "@@no-lease: this deploy did not get the lock" >&2; exit 75; }',
-      '  _i=$((_i + 1)); if [ "$_i" -le 40 ]; then _s=0.05; else _s=0.2; fi',
+      '  _i=$((_i + 1)); if [ "$_i" -le 100 ]; then _s=0.005; elif [ "$_i" -le 130 ]; then _s=0.05; else _s=0.2; fi',
       '  sleep "$_s" 2>/dev/null || sleep 1',
       'done',
       s.body
@@ -186,43 +188,87 @@ export function afterLease(app: string, deployId: string, waitSeconds: number, s
   };
 }
 
+/**
+ * A throwaway file or directory for secrets in $TMPDIR, named `<prefix>.<pid of this script>.XXXXXX`, its path in
+ * the shell variable `secret_tmp`. The script removes it on any exit it sees; one killed hard (SIGKILL, the OOM killer) cannot,
+ * so every script that makes one first removes this user's ones whose script is gone: a rerun leaves no credentials
+ * behind. `-O`: only what this user owns; `kill -0` fails for a pid that no longer runs (or runs as another user: it
+ * was reused, ours is gone).
+ */
+export function secretTempLines(prefix: 'bluegreen-login' | 'bluegreen-env', kind: 'dir' | 'file'): string[] {
+  return [
+    `for _s in "\${TMPDIR:-/tmp}"/${prefix}.[0-9]*.*; do`,
+    '  [ -O "$_s" ] || continue; _p=${_s##*/}; _p=${_p#*.}; _p=${_p%%.*}',
+    '  kill -0 "$_p" 2>/dev/null || rm -rf -- "$_s" || :',
+    'done',
+    `secret_tmp=$(mktemp ${kind === 'dir' ? '-d ' : ''}"\${TMPDIR:-/tmp}/${prefix}.$$.XXXXXX")`
+  ];
+}
+
 export type LoginMode = { kind: 'none' } | { kind: 'password'; registry: string; username: string; password: string } | { kind: 'ecr-on-host'; registry: string; region: string };
 
+/** The key docker's config.json files a registry's credentials under (Docker Hub's is its v1 index URL, as `docker login` writes it). */
+export function dockerAuthKey(registry: string): string {
+  return ['', 'docker.io', 'index.docker.io', 'registry-1.docker.io'].includes(registry) ? 'https://index.docker.io/v1/' : registry;
+}
+
 /**
- * Registry login with a throwaway DOCKER_CONFIG (removed on any exit), pull, and the digests.
- * Prints `@@step login`, `@@step pull`, `@@digests` markers so the runner can time each part.
+ * A DOCKER_CONFIG's config.json holding one registry's credentials: what `docker login` writes, without its process
+ * start and its extra exchange with the registry on the pull's critical path (the pull itself presents them; the
+ * registry refusing them fails the pull with "unauthorized"). A secret: sent on stdin only.
+ */
+export function dockerConfigJson(registry: string, username: string, password: string): string {
+  return `${JSON.stringify({ auths: { [dockerAuthKey(registry)]: { auth: dockerAuthValue(username, password) } } })}\n`;
+}
+
+/** config.json's `auth`: base64 of `user:password`, as secret as the password (masked like it). */
+export function dockerAuthValue(username: string, password: string): string {
+  return Buffer.from(`${username}:${password}`).toString('base64');
+}
+
+/**
+ * Registry login with a throwaway DOCKER_CONFIG (removed on any exit), pull, and the digests. With a password the
+ * login is writing config.json from stdin (see dockerConfigJson); ecr-on-host runs `aws ecr get-login-password |
+ * docker login` on the host. Prints `@@step login`, `@@step pull`, `@@digests` markers so the runner can time each part.
  */
 export function pullScript(dockerCommand: string[], image: string, login: LoginMode): RemoteScript {
   const lines = ['set -e', dockerFn(dockerCommand), TRAPS, 'img=$1'];
   let cfg = '';
   if (login.kind !== 'none') {
     lines.push(
-      'cfg=$(mktemp -d "${TMPDIR:-/tmp}/bluegreen-login.XXXXXX")',
+      ...secretTempLines('bluegreen-login', 'dir'),
+      'cfg=$secret_tmp',
       `trap 'rm -rf "$cfg"' EXIT`,
       'echo "@@step login"'
     );
-    if (login.kind === 'password') lines.push('D --config "$cfg" login --username "$3" --password-stdin "$2"');
+    if (login.kind === 'password') lines.push('cat > "$cfg/config.json"');
     else lines.push('command -v aws >/dev/null 2>&1 || { echo "the AWS CLI (aws) is not installed on the host, which registry-auth ecr-on-host needs" >&2; exit 127; }', 'aws ecr get-login-password --region "$3" | D --config "$cfg" login --username AWS --password-stdin "$2"');
     cfg = '--config "$cfg" ';
   }
   lines.push('echo "@@step pull"', `D ${cfg}pull "$img"`, 'echo "@@digests"', `D image inspect --format '{{range .RepoDigests}}{{println .}}{{end}}' "$img"`);
   const args = [image];
-  if (login.kind === 'password') args.push(login.registry, login.username);
   if (login.kind === 'ecr-on-host') args.push(login.registry, login.region);
-  return { body: lines.join('\n'), args, stdin: login.kind === 'password' ? login.password : undefined };
+  return { body: lines.join('\n'), args, stdin: login.kind === 'password' ? dockerConfigJson(login.registry, login.username, login.password) : undefined };
 }
 
 /** One JSON object per container with only what the deploy needs (never the env, which holds secrets). */
 const INSPECT_FORMAT = `'{"id":{{json .Id}},"name":{{json .Name}},"state":{{json .State.Status}},"running":{{json .State.Running}},"restarts":{{.RestartCount}},"labels":{{json .Config.Labels}}}'`;
+
+/**
+ * `ids`: the app's ($1) containers, by label or by the names we use, from one docker call (docker's filters cannot
+ * say "label or name"): each container's id, name and app label. Exit 3 when docker does not answer.
+ */
+const APP_CONTAINER_IDS: readonly string[] = [
+  `l=$(D ps -a --no-trunc --format '{{.ID}} {{.Names}} {{.Label "bluegreen.app"}}') || exit 3`,
+  `ids=$(printf '%s\\n' "$l" | while read -r _id _n _a; do if [ "$_a" = "$1" ] || [ "$_n" = "$1-blue" ] || [ "$_n" = "$1-green" ]; then echo "$_id"; fi; done)`
+];
 
 /** Containers of the app (by label, or by the names we use), the upstream file and the recorded state. */
 export function detectScript(dockerCommand: string[], app: string, upstreamFile: string): RemoteScript {
   return {
     body: [
       dockerFn(dockerCommand),
-      'a=$(D ps -aq --filter "label=bluegreen.app=$1") || exit 3',
-      'b=$(D ps -aq --filter "name=^/$1-blue\\$" --filter "name=^/$1-green\\$") || exit 3',
-      `ids=$(printf '%s\\n%s\\n' "$a" "$b" | sort -u)`,
+      ...APP_CONTAINER_IDS,
       'echo "@@containers"',
       // ids are docker's hex ids, word splitting is intended
       `if [ -n "$ids" ]; then D inspect --format ${INSPECT_FORMAT} $ids || exit 3; fi`,
@@ -250,7 +296,8 @@ export function startScript(dockerCommand: string[], verb: 'run' | 'create', nam
       // failed deploy can put it back and the rollback target survives.
       'if [ "$replace" = 1 ]; then D rm -f "$name-replaced" >/dev/null 2>&1; D rename "$name" "$name-replaced"; D stop "$name-replaced" >/dev/null; fi',
       'umask 077',
-      'envf=$(mktemp "${TMPDIR:-/tmp}/bluegreen-env.XXXXXX")',
+      ...secretTempLines('bluegreen-env', 'file'),
+      'envf=$secret_tmp',
       `trap 'rm -f "$envf"' EXIT`,
       'cat > "$envf"',
       'if [ "$verb" = run ]; then D run -d --name "$name" --env-file "$envf" "$@"; else D create --name "$name" --env-file "$envf" "$@"; fi'
@@ -677,9 +724,7 @@ export function statusScript(dockerCommand: string[], app: string, upstreamFile:
     body: [
       dockerFn(dockerCommand),
       'dir=".bluegreen/$1"',
-      'a=$(D ps -aq --filter "label=bluegreen.app=$1") || exit 3',
-      'b=$(D ps -aq --filter "name=^/$1-blue\\$" --filter "name=^/$1-green\\$") || exit 3',
-      `ids=$(printf '%s\\n%s\\n' "$a" "$b" | sort -u)`,
+      ...APP_CONTAINER_IDS,
       'echo "@@containers"',
       `if [ -n "$ids" ]; then D inspect --format ${STATUS_FORMAT} $ids || exit 3; fi`,
       'echo "@@stats"',

@@ -197,17 +197,32 @@ describe('registry faults', () => {
   test('registry down', async () => {
     const r = await runAction(inputs({ image: '127.0.0.1:5999/demo:v3' }));
     expect(r.outputs.result).toBe('failed');
-    expect(errorLine(r)).toMatch(/^login failed on 127\.0\.0\.1:2222: the registry for 127\.0\.0\.1:5999\/demo:v3 is not reachable from the host/);
+    expect(errorLine(r)).toMatch(/^pull failed on 127\.0\.0\.1:2222: the registry for 127\.0\.0\.1:5999\/demo:v3 is not reachable from the host/);
     await expectSteady('v2', 'v1');
   });
 
   test('wrong registry credentials', async () => {
     const r = await deploy('v3', { 'registry-password': 'wrong-password-123' });
     expect(r.outputs.result).toBe('failed');
-    expect(errorLine(r)).toMatch(/^login failed on 127\.0\.0\.1:2222: the registry refused access to 127\.0\.0\.1:5000\/demo:v3/);
+    expect(errorLine(r)).toMatch(/^pull failed on 127\.0\.0\.1:2222: the registry refused access to 127\.0\.0\.1:5000\/demo:v3/);
     expect(r.stdout.split('\n').filter((l) => !l.startsWith('::add-mask::')).join('\n')).not.toContain('wrong-password-123');
     await expectSteady('v2', 'v1');
     expect(await hostLeftovers()).toEqual([]);
+  });
+});
+
+describe('a host-side script killed hard (SIGKILL, the OOM killer)', () => {
+  test('the registry credentials and env file it left in /tmp are removed by the next run', async () => {
+    // What such a script leaves: its throwaway DOCKER_CONFIG and env file, named with its pid, which no longer runs.
+    const dead = (await sh('sh -c "echo \\$\\$"')).stdout.trim();
+    const login = `/tmp/bluegreen-login.${dead}.Zq1w2e`;
+    const env = `/tmp/bluegreen-env.${dead}.Zq1w2e`;
+    await sh(`install -d -m 700 -o ec2-user ${login} && echo '{"auths":{"127.0.0.1:5000":{"auth":"c2VjcmV0"}}}' > ${login}/config.json && install -m 600 -o ec2-user /dev/null ${env}`);
+    expect(await hostLeftovers()).toEqual([login, env].sort());
+    const r = await deploy('unhealthy', { 'health-timeout-seconds': '2' });
+    expect(r.outputs.result).toBe('failed');
+    expect(errorLine(r)).toMatch(/^health failed on 127\.0\.0\.1:2222/);
+    await expectSteady('v2', 'v1'); // no leftovers either
   });
 });
 

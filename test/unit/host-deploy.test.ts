@@ -268,7 +268,8 @@ describe('HostDeployment (nginx)', () => {
     expect(stepNames(result)).not.toContain('detect');
     expect(host.count('start')).toBe(0);
     expect(host.count('discard')).toBe(0);
-    expect(host.callsOf('pull')[0].stdin).toBe('pw-123456');
+    // the credentials go to the host as the throwaway DOCKER_CONFIG's config.json, on stdin only
+    expect(JSON.parse(host.callsOf('pull')[0].stdin!)).toEqual({ auths: { 'registry.example.com': { auth: Buffer.from('u:pw-123456').toString('base64') } } });
     expect(host.lockEnded).toBe(true);
   });
 
@@ -585,8 +586,11 @@ describe('runDeploy', () => {
     expect(r.steps.map((s) => s.name)).toEqual(['ecr-token']);
     expect(secrets.redact(`token ${password} here`)).toBe('token *** here');
     const pull = host.callsOf('pull')[0];
-    expect(pull.stdin).toBe(password);
-    expect(pull.args).toEqual(['registry.example.com/shop:v2', 'registry.example.com', 'AWS']);
+    const auth = Buffer.from(`AWS:${password}`).toString('base64');
+    expect(JSON.parse(pull.stdin!)).toEqual({ auths: { 'registry.example.com': { auth } } });
+    expect(secrets.redact(`auth ${auth}`)).toBe('auth ***');
+    expect(pull.args).toEqual(['registry.example.com/shop:v2']);
+    expect(pull.args.join(' ')).not.toContain(password);
     expect(fs.readFileSync(file, 'utf8')).not.toContain(password);
     expect(lines.join('\n')).not.toContain(password);
   });
