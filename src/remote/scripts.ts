@@ -390,47 +390,54 @@ const CLOCK = `ms() { t=$(date +%s%N 2>/dev/null); case "$t" in ""|*[!0-9]*) t=$
  * PID namespace count: processes of containers also show in the host's /proc, one NSpid entry deeper. A master
  * is found by its title, whatever its config or pid file (OpenResty, a custom prefix, `nginx -c`).
  *   scan: sets `now` to the masters seen now (caching which pids are in our namespace)
- *   kids <master>: prints its workers (children titled "nginx: worker process", shutting down or not)
- *   accepting <pid>...: prints those still accepting (a worker told to quit retitles itself "… is shutting down")
+ *   kids <master>: sets `kids` to its workers (children titled "nginx: worker process", shutting down or not)
+ *   accepting <pid>...: sets `acc` to those still accepting (a worker told to quit retitles itself "… is shutting down")
+ * Results go in variables, and /proc/<pid>/status and children are read with the shell's own `read`: the switch
+ * polls these every 10 ms while nginx reloads, and each command substitution or external command is a fork.
  */
 const NGINX_PROCS = [
-  `nsd() { set -- $(sed -n 's/^NSpid:[[:space:]]*//p' "/proc/$1/status" 2>/dev/null); echo $#; }`,
-  'myns=$(nsd $$); ours=""; foreign=""',
+  // status_field <pid> <name>: sets `sf` to the rest of that line of /proc/<pid>/status ("" when the process is gone)
+  `status_field() { sf=""; { while read -r _k _r; do [ "$_k" = "$2:" ] && { sf=$_r; break; }; done < "/proc/$1/status"; } 2>/dev/null; }`,
+  // nsd <pid>: sets `ns` to its PID namespace depth (the number of NSpid entries)
+  'nsd() { status_field "$1" NSpid; set -- $sf; ns=$#; }',
+  'nsd $$; myns=$ns; ours=""; foreign=""',
   'scan() {',
   '  now=""',
   `  for _f in $(grep -ls '^nginx: master process' /proc/[0-9]*/cmdline 2>/dev/null); do`,
   '    _p=${_f#/proc/}; _p=${_p%/cmdline}',
   '    case " $ours " in *" $_p "*) now="$now $_p"; continue ;; esac',
   '    case " $foreign " in *" $_p "*) continue ;; esac',
-  '    if [ "$(nsd "$_p")" = "$myns" ]; then ours="$ours $_p"; now="$now $_p"; else foreign="$foreign $_p"; fi',
+  '    nsd "$_p"; if [ "$ns" = "$myns" ]; then ours="$ours $_p"; now="$now $_p"; else foreign="$foreign $_p"; fi',
   '  done',
   '}',
   'kids() {',
+  '  kids=""',
   // The master's children file is one read; scanning every process's parent is the fallback (kernels without CONFIG_PROC_CHILDREN).
   '  if [ -r "/proc/$1/task/$1/children" ]; then',
-  '    fs=""; for _p in $(cat "/proc/$1/task/$1/children" 2>/dev/null); do fs="$fs /proc/$_p/cmdline"; done',
+  '    _c=""; { read -r _c < "/proc/$1/task/$1/children"; } 2>/dev/null',
+  '    fs=""; for _p in $_c; do fs="$fs /proc/$_p/cmdline"; done',
   '    [ -n "$fs" ] || return 0',
-  `    for _f in $(grep -ls '^nginx: worker process' $fs 2>/dev/null); do _p=\${_f#/proc/}; printf '%s ' "\${_p%/cmdline}"; done`,
+  `    for _f in $(grep -ls '^nginx: worker process' $fs 2>/dev/null); do _p=\${_f#/proc/}; kids="$kids \${_p%/cmdline}"; done`,
   '    return 0',
   '  fi',
   `  for _f in $(grep -ls '^nginx: worker process' /proc/[0-9]*/cmdline 2>/dev/null); do`,
   '    _p=${_f#/proc/}; _p=${_p%/cmdline}',
-  `    [ "$(sed -n 's/^PPid:[[:space:]]*//p' "/proc/$_p/status" 2>/dev/null)" = "$1" ] && printf '%s ' "$_p"`,
+  '    status_field "$_p" PPid; [ "$sf" = "$1" ] && kids="$kids $_p"',
   '  done',
   '  return 0',
   '}',
   'accepting() {',
-  '  fs=""; for _p in "$@"; do fs="$fs /proc/$_p/cmdline"; done',
+  '  acc=""; fs=""; for _p in "$@"; do fs="$fs /proc/$_p/cmdline"; done',
   '  [ -n "$fs" ] || return 0',
-  `  sd=$(grep -ls 'shutting down' $fs 2>/dev/null); sd=" $(echo $sd) "`,
-  `  for _f in $(grep -ls '^nginx: worker process' $fs 2>/dev/null); do case "$sd" in *" $_f "*) ;; *) _p=\${_f#/proc/}; printf '%s ' "\${_p%/cmdline}" ;; esac; done`,
+  `  sd=" "; for _f in $(grep -ls 'shutting down' $fs 2>/dev/null); do sd="$sd$_f "; done`,
+  `  for _f in $(grep -ls '^nginx: worker process' $fs 2>/dev/null); do case "$sd" in *" $_f "*) ;; *) _p=\${_f#/proc/}; acc="$acc \${_p%/cmdline}" ;; esac; done`,
   '}'
 ].join('\n');
 
 /**
  * Atomically replaces the upstream file (content on stdin) and runs the reload command; if the reload fails, the
- * previous file is put back. Prints the nginx masters and their workers from before the reload (see
- * src/traffic/nginx/switch-output.ts, the one parser of this output). With `takeoverMs`, it then waits (polling
+ * previous file is put back. With `takeoverMs`, prints the nginx masters and their workers from before the reload (see
+ * src/traffic/nginx/switch-output.ts, the one parser of this output; without it, nginx's processes are not read), then waits (polling
  * every 10 ms, in the same round trip, at most `takeoverMs` by the clock) until a master has taken the new config:
  * it has a worker that was not there before and none of its previous workers still accepts. An nginx whose workers
  * never change (another site's, a container's) does not matter. A master that replaced the previous ones (a
@@ -450,8 +457,10 @@ export function writeUpstreamScript(file: string, reloadCommand: string, opts: {
       NGINX_PROCS,
       'f=$1; tmp="$f.bluegreen-new.$$"; prev="$f.bluegreen-prev"',
       // before: one word per worker, "<master>:<worker>" ("<master>:" for a master without workers)
-      'scan; bm=$now; before=""; bw=""',
-      `for m in $bm; do w=$(kids "$m"); [ -n "$w" ] || before="$before $m:"; for p in $w; do before="$before $m:$p"; bw="$bw $p"; done; done`,
+      // Without a takeover to wait for (nginx-switch njs: nothing reloads) the processes are not read at all.
+      'bm=""; before=""; bw=""',
+      'if [ "$4" -gt 0 ]; then scan; bm=$now; fi',
+      `for m in $bm; do kids "$m"; [ -n "$kids" ] || before="$before $m:"; for p in $kids; do before="$before $m:$p"; bw="$bw $p"; done; done`,
       'echo "@@masters$bm"',
       'echo "@@workers-before$bw"',
       'had=0',
@@ -476,13 +485,13 @@ export function writeUpstreamScript(file: string, reloadCommand: string, opts: {
       '  scan; took=""; old=""; new=""; gone=""; seen=""',
       '  for m in $bm; do case " $now " in *" $m "*) ;; *) gone="$gone $m" ;; esac; done',
       '  for m in $now; do',
-      '    n=""; for p in $(kids "$m"); do case " $bw " in *" $p "*) ;; *) n=$p ;; esac; done',
+      '    n=""; kids "$m"; for p in $kids; do case " $bw " in *" $p "*) ;; *) n=$p ;; esac; done',
       '    [ -n "$n" ] || continue',
       '    seen=1; case " $bm " in *" $m "*) mine=$m ;; *) mine=$gone ;; esac',
       '    mo=""; for x in $before; do case " $mine " in *" ${x%%:*} "*) [ -n "${x#*:}" ] && mo="$mo ${x#*:}" ;; esac; done',
       // Each master on its own: one that was caught halfway through another reload when `before` was taken (a new
       // worker of it was listed as "before", and it keeps accepting) must not hold up the master that reloads now.
-      '    [ -z "$(accepting $mo)" ] && { new=$n; took="$took $m"; old="$old$mo"; }',
+      '    accepting $mo; [ -z "$acc" ] && { new=$n; took="$took $m"; old="$old$mo"; }',
       '  done',
       // Traffic starts on the new colour with the first new worker; it is all there once no previous worker of a
       // master that reloaded accepts (retitled "... is shutting down", which nginx does 100 ms after starting the new ones).
