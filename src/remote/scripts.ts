@@ -659,13 +659,16 @@ export function portSwapScript(dockerCommand: string[], stopName: string | undef
 /**
  * Undo of `start`: removes the container `name` only if it carries this run's deploy id (never the kept standby
  * or another run's container), then puts back the standby it had replaced (`<name>-replaced`) if the name is free.
- * Prints `@@removed`, `@@foreign <deploy id>` (left alone) and `@@restored`.
+ * Prints `@@removed`, `@@foreign <deploy id>` (left alone) and `@@restored`; exit 3 when docker does not answer.
  */
 export function discardCandidateScript(dockerCommand: string[], name: string, deployId: string): RemoteScript {
   return {
     body: [
       dockerFn(dockerCommand),
-      `id=$(D inspect --format '{{index .Config.Labels "bluegreen.deploy-id"}}' "$1" 2>/dev/null); there=$?`,
+      `id=$(D inspect --format '{{index .Config.Labels "bluegreen.deploy-id"}}' "$1" 2>&1); there=$?`,
+      // Only "no such container" means it is gone: docker not answering must not pass for a clean host (the candidate
+      // would be left running unnoticed); exit 3 with docker's words, which the run reports.
+      'if [ $there != 0 ]; then case "$id" in *"No such object"*|*"No such container"*|*"no such object"*) ;; *) echo "$id" >&2; exit 3 ;; esac; fi',
       'if [ $there = 0 ]; then',
       '  if [ "$id" = "$2" ]; then D rm -f "$1" >/dev/null || exit 3; echo "@@removed"; there=1; else echo "@@foreign $id"; fi',
       'fi',

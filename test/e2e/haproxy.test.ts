@@ -183,6 +183,23 @@ describe('traffic: haproxy', () => {
     expect(containers.find((c) => c.name === `${APP}-${live}`)?.state).toBe('running');
   }, 300_000);
 
+  test('a failing smoke test: the candidate never took traffic and its server is back in maint, not left in drain', async () => {
+    const r = await run('v3', { 'smoke-test': 'echo "smoke: the candidate is not ready" >&2; exit 3' });
+    expect(r.outputs.result).toBe('failed');
+    expect(r.stdout).toMatch(/smoke-test failed/);
+    expect(await serving()).toBe('v2');
+    const st = await serverStates();
+    const [live, cand] = Object.keys(st).sort((x, y) => st[x].admin - st[y].admin);
+    // admin bits: 1 forced maint, 8 forced drain
+    expect({ live: st[live].admin, candidateMaint: st[cand].admin & 1, candidateDrain: st[cand].admin & 8 }).toEqual({ live: 0, candidateMaint: 1, candidateDrain: 0 });
+    // the failed candidate is gone and the standby it had replaced is back, stopped (this run's id is on neither)
+    const deployId = r.outputs['deploy-id'];
+    expect(deployId).toBeTruthy();
+    const cs = await dockerPs(APP);
+    expect(cs.find((c) => c.name === `${APP}-${cand}`)?.state).toBe('exited');
+    expect(cs.filter((c) => c.labels['bluegreen.deploy-id'] === deployId)).toEqual([]);
+  }, 120_000);
+
   test('an unreachable socket fails the deploy at detect, naming the cause; nothing changes', async () => {
     const before = await serverStates();
     const r = await run('v3', { 'haproxy-socket': '/run/bluegreen-haproxy/missing.sock' });

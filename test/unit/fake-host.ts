@@ -210,7 +210,7 @@ export class FakeHost implements RemoteHost {
       case 'upstream': {
         const before = this.workers.join(' ');
         const [, , mode, takeover] = a;
-        // the content: argument 8 after "arg" (the switch), else stdin (switch-back)
+        // the content: argument 8 after "arg" (what the action sends), else stdin
         this.upstream = mode === 'remove' ? undefined : a[6] === 'arg' ? a[7] : call.stdin;
         this.nginxPort = upstreamPort(this.upstream);
         this.workers = this.workers.map((w) => String(Number(w) + 100));

@@ -311,7 +311,7 @@ describe('HostDeployment (nginx)', () => {
     expect(ups).toHaveLength(2);
     expect(ups[0].args.slice(6, 7)).toEqual(['arg']);
     expect(ups[0].args[7]).toContain('127.0.0.1:8082');
-    expect(ups[1].stdin).toBe(`${ORIGINAL_UPSTREAM}\n`);
+    expect(ups[1].args[7]).toBe(`${ORIGINAL_UPSTREAM}\n`);
     expect(ups[1].args[2]).toBe('write');
     expect(host.callsOf('discard').map((c) => c.args)).toEqual([['shop-green', 'dep-1']]);
     // the workers from before the switch-back (they serve green) finish their requests before green is removed
@@ -337,7 +337,7 @@ describe('HostDeployment (nginx)', () => {
     expect(result.error?.step).toBe('verify');
     expect(result.error?.message).toMatch(/nginx did not reload within 10 s \(no nginx master on the host started new workers; masters 100 with workers 101 are unchanged\)/);
     expect(result.activeColor).toBe('blue');
-    expect(host.callsOf('upstream')[1].stdin).toBe(`${ORIGINAL_UPSTREAM}\n`);
+    expect(host.callsOf('upstream')[1].args[7]).toBe(`${ORIGINAL_UPSTREAM}\n`);
     expect(host.upstream).toBe(`${ORIGINAL_UPSTREAM}\n`);
     expect(host.serving()).toBe('shop-blue');
   });
@@ -415,7 +415,7 @@ describe('HostDeployment (nginx-switch: njs)', () => {
     expect(host.serving()).toBe('shop-green');
     expect(host.containers()).toEqual([['shop-blue', 'exited'], ['shop-green', 'running']]);
     const [up] = host.callsOf('upstream');
-    expect(up.stdin).toContain('server 127.0.0.1:8082;');
+    expect(up.args[7]).toContain('server 127.0.0.1:8082;');
     // the reload command is never run, and nothing waits for new workers
     expect(up.args[1]).toBe(':');
     expect(up.args[3]).toBe('0');
@@ -434,9 +434,10 @@ describe('HostDeployment (nginx-switch: njs)', () => {
     expect(result.error?.step).toBe('verify');
     const ups = host.callsOf('upstream');
     expect(ups.map((u) => [u.args[1], u.args[3]])).toEqual([[':', '0'], [':', '0']]);
-    expect(ups[1].stdin).toBe(`${ORIGINAL_UPSTREAM}\n`);
-    expect(host.callsOf('conn-drain').map((c) => c.args)).toEqual([['8082', '1000']]);
-    expect(host.events.indexOf('discard')).toBeGreaterThan(host.events.indexOf('conn-drain'));
+    expect(ups[1].args[7]).toBe(`${ORIGINAL_UPSTREAM}\n`);
+    // the old colour's drain had started beside verify (it changes nothing); the candidate is drained before it goes
+    expect(host.callsOf('conn-drain').map((c) => c.args)).toEqual([['8081', '1000'], ['8082', '1000']]);
+    expect(host.events.indexOf('discard')).toBeGreaterThan(host.events.lastIndexOf('conn-drain'));
     expect(host.count('drain')).toBe(0);
     expect(host.serving()).toBe('shop-blue');
     expect(host.containers()).toEqual([['shop-blue', 'running']]);
@@ -740,7 +741,7 @@ describe('HostDeployment (nginx takeover and nginx-health-url)', () => {
     expect(result.error).toEqual({ step: 'verify', message: 'nginx-health-url http://127.0.0.1:80/health answered HTTP 502 after the switch (twice)' });
     expect(result.activeColor).toBe('blue');
     expect(host.callsOf('upstream')).toHaveLength(2);
-    expect(host.callsOf('upstream')[1].stdin).toBe(`${ORIGINAL_UPSTREAM}\n`);
+    expect(host.callsOf('upstream')[1].args[7]).toBe(`${ORIGINAL_UPSTREAM}\n`);
     // probed after the switch (twice) and after the switch-back (once, healthy again)
     expect(host.events.filter((e) => e === 'probe:80')).toHaveLength(3);
     expect(result.warnings.join('\n')).toMatch(/no nginx master process is visible on the host, so the reload cannot be confirmed; nginx-health-url is checked instead/);

@@ -198,6 +198,12 @@ export class HaproxyRouter implements TrafficRouter {
     const from = plan.live;
     const port = cfg.ports[to];
     const rt = this.runtime(h);
+    // Until the switch nothing took traffic: whatever fails (health, the smoke test, a cancel), the candidate's server
+    // goes back into maint, as it was before, not left in drain with HAProxy checking a container that is removed.
+    const backToMaint = async (step: StepName, e: unknown): Promise<never> => {
+      await this.change(h, rt, step, [setStateCommand(b, to, 'maint')]).then(() => this.saveState(h, rt, step)).catch(() => undefined);
+      throw e;
+    };
     await timer.run('health', async () => {
       try {
         // HAProxy starts checking the candidate (in drain: no requests) while our own probe waits for it.
@@ -206,13 +212,15 @@ export class HaproxyRouter implements TrafficRouter {
         const s = await this.waitChecked(h, rt, 'health', to, cfg.healthTimeoutMs);
         h.log.info(`HAProxy's check passes: ${describeServer(s)}`);
       } catch (e) {
-        // Nothing took traffic: leave the candidate's server in maint again, as it was before.
-        await this.change(h, rt, 'health', [setStateCommand(b, to, 'maint')]).then(() => this.saveState(h, rt, 'health')).catch(() => undefined);
-        throw e;
+        await backToMaint('health', e);
       }
     });
-    await h.beforeTraffic(port);
-    timer.checkCancelled();
+    try {
+      await h.beforeTraffic(port);
+      timer.checkCancelled();
+    } catch (e) {
+      await backToMaint('smoke-test', e);
+    }
     let cutoverMs: number | undefined;
     await timer.run('switch', async () => {
       await h.ensureLock();

@@ -91,8 +91,7 @@ export class NginxRouter implements TrafficRouter {
     const switchStart = Date.now();
     await timer.run('switch', async () => {
       const note = `Live: ${plan.candidate} (${h.imageLabel}), ${cfg.command} ${h.deployId}.`;
-      const s = writeUpstreamScript(cfg.nginxUpstreamFile, ':', { takeoverMs: 0, lease: { app: cfg.app, deployId: h.deployId } });
-      s.stdin = renderUpstream(cfg.nginxUpstreamName, port, note);
+      const s = writeUpstreamScript(cfg.nginxUpstreamFile, ':', { takeoverMs: 0, lease: { app: cfg.app, deployId: h.deployId }, content: renderUpstream(cfg.nginxUpstreamName, port, note) });
       await h.ensureLock();
       h.trafficMayHaveMoved();
       try {
@@ -105,10 +104,14 @@ export class NginxRouter implements TrafficRouter {
     const cutoverMs = Date.now() - switchStart;
     await timer.run('verify', async () => {
       h.log.info(`nginx sends new requests to ${plan.candidate} from the next one on (nginx-switch: njs, not reloaded)`);
+      // The old colour's connections finish meanwhile (it keeps running either way: a failed verify switches back to
+      // it), so the drain costs no round trip of its own.
+      const drain = plan.live ? this.drainConnections(h, 'verify', plan.live) : undefined;
+      drain?.catch(() => undefined);
       await this.probeNginxHealth(h, 'verify');
       await h.probeOnce('verify', port);
       await h.watch(port);
-      if (plan.live) await this.drainConnections(h, 'verify', plan.live);
+      await drain;
     });
     return { cutoverMs, workersBefore: [], drained: true };
   }
@@ -152,8 +155,11 @@ export class NginxRouter implements TrafficRouter {
     }
     const content = plan.upstreamContent;
     const njs = cfg.nginxSwitch === 'njs';
-    const s = writeUpstreamScript(cfg.nginxUpstreamFile, njs ? ':' : cfg.nginxReloadCommand, { remove: content === undefined, takeoverMs: njs ? 0 : TAKEOVER_MS });
-    if (content !== undefined) s.stdin = content.endsWith('\n') ? content : `${content}\n`;
+    const s = writeUpstreamScript(cfg.nginxUpstreamFile, njs ? ':' : cfg.nginxReloadCommand, {
+      remove: content === undefined,
+      takeoverMs: njs ? 0 : TAKEOVER_MS,
+      content: content === undefined ? undefined : content.endsWith('\n') ? content : `${content}\n`
+    });
     if (njs) {
       await h.exec('switch-back', s, `restore ${cfg.nginxUpstreamFile} (no reload: nginx reads it at every request)`);
       // requests already proxied to the candidate finish before it is removed
