@@ -11,7 +11,7 @@ import type { AlbListenerReport } from '../traffic/alb/listener-switch.js';
 import { AlbTraffic, type ElbLoader } from '../traffic/alb/traffic.js';
 import { runRollout, type DeployOne } from './fleet.js';
 import { HostDeployment, lockOwner } from './host-deploy.js';
-import { acquireLock, type HeldLock } from './lock.js';
+import { acquireLock, type HeldLock, type LockLog } from './lock.js';
 import { smokeTestHook } from './smoke-test.js';
 import { StepTimer } from './steps.js';
 import { StepError, type HostResult, type Result, type SmokeTestReport, type StepRecord } from './types.js';
@@ -201,10 +201,12 @@ interface HostSession {
 }
 
 /**
- * All-or-nothing: every host's lock is taken before any host deploys, one host after the other in one order
- * (by address) that every run uses. Two overlapping fleet deploys can then never each hold some hosts while
- * waiting at the gate for the others (a deadlock until lock-timeout-seconds): the second simply waits for the
- * first at its first host. Connecting is done for all hosts at once. Returns the results when the fleet cannot
+ * All-or-nothing: every host's lock is taken before any host deploys. First all at once without waiting (a free
+ * fleet: one round trip); if any host is busy, every lock taken is let go and the hosts are locked one after the
+ * other in one order (by address) that every run uses, each waiting its turn. Two overlapping fleet deploys can then
+ * never each hold some hosts while waiting for the others (a deadlock until lock-timeout-seconds): nobody waits
+ * while holding out of order, and in order the second simply waits for the first at its first host. Connecting is
+ * done for all hosts at once. Returns the results when the fleet cannot
  * start (a host failed to connect or to lock: nothing was touched, every lock taken is released), else undefined.
  */
 async function lockFleet(
@@ -228,17 +230,38 @@ async function lockFleet(
     )
   );
   if (!failures.size) {
-    const ordered = [...all].sort((a, b) => lockOrder(a.target).localeCompare(lockOrder(b.target)));
-    for (const s of ordered) {
-      try {
-        await s.timer.run('lock', async () => {
-          s.lock = await acquireLock(s.remotes[0], { app: cfg.app, deployId, owner: lockOwner(deployId, ctx), timeoutSeconds: cfg.lockTimeoutSeconds, log: s.log, signal });
-        });
-      } catch (e) {
-        s.log.error(`lock failed: ${(e as Error).message}`);
-        failures.set(s.target.label, failedAt(s, 'lock', e as Error));
-        break;
+    const take = (s: HostSession, timeoutSeconds: number, lockLog: LockLog) =>
+      acquireLock(s.remotes[0], { app: cfg.app, deployId, owner: lockOwner(deployId, ctx), timeoutSeconds, log: lockLog, signal });
+    for (const s of all) s.timer.begin('lock');
+    // First every host at once, none waiting (timeout 0): a free fleet is locked in one round trip. Waiting while
+    // holding some is what deadlocks, so if any host is busy every lock taken is let go first, then the hosts are
+    // locked in order, each waiting its turn.
+    const quick = await Promise.all(all.map((s) => take(s, 0, { info: (m) => s.log.debug(m), warn: (m) => s.log.warn(m), debug: (m) => s.log.debug(m) }).catch(() => undefined)));
+    if (quick.every((l) => l !== undefined)) {
+      all.forEach((s, i) => {
+        s.lock = quick[i];
+        s.timer.end('ok');
+      });
+    } else {
+      const busy = all.filter((_, i) => !quick[i]).map((s) => s.target.label);
+      log.log('info', `the deploy lock is busy on ${busy.join(', ')}: letting go of the others, then locking the hosts one after another in a fixed order`);
+      await Promise.all(quick.map((l) => l?.release().catch(() => undefined)));
+      const ordered = [...all].sort((a, b) => lockOrder(a.target).localeCompare(lockOrder(b.target)));
+      for (const s of ordered) {
+        try {
+          s.timer.checkCancelled();
+          s.lock = await take(s, cfg.lockTimeoutSeconds, s.log);
+          s.timer.end('ok');
+        } catch (e) {
+          const err = e instanceof StepError ? e : new StepError('lock', (e as Error).message);
+          s.timer.end('failed', err.message);
+          s.log.error(`lock failed: ${err.message}`);
+          failures.set(s.target.label, failedAt(s, 'lock', err));
+          break;
+        }
       }
+      // the hosts after the one that failed were never tried: no lock step for them
+      for (const s of ordered) if (!s.lock && !failures.has(s.target.label)) s.timer.abandon();
     }
   }
   if (!failures.size) return undefined;

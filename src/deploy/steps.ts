@@ -73,6 +73,11 @@ export class StepTimer {
     }
   }
 
+  /** Drops the open step unrecorded (it never really started: e.g. a host of the fleet whose lock was never tried). */
+  abandon(): void {
+    this.open = undefined;
+  }
+
   /** Records a step measured elsewhere (e.g. connect before the timer existed). */
   record(rec: StepRecord): void {
     this.steps.push(rec);

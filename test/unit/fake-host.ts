@@ -79,6 +79,10 @@ export class FakeHost implements RemoteHost {
   /** What the forwarded port answers; default 200 when a running container publishes it, else a refused connection. */
   httpStatus?: (port: number, host: FakeHost) => number;
   lockEnded = false;
+  /** The lock is held by another deploy for this many more attempts: the lock script times out (exit 75). */
+  lockBusyFor = 0;
+  /** The lock timeout (seconds, the script's 4th argument) of each lock attempt, in order. */
+  readonly lockTimeouts: string[] = [];
   closed = false;
   /** What the instance metadata service answers (traffic alb): the fleet convention's id and address by the label's number. */
   instanceId: string;
@@ -344,6 +348,16 @@ export class FakeHost implements RemoteHost {
       this.heartbeats++;
       return true;
     };
+    this.lockTimeouts.push(args[3]);
+    if (this.lockBusyFor > 0) {
+      this.lockBusyFor--;
+      setImmediate(() => {
+        ch.emit('data', Buffer.from('@@lock-wait {"deployId":"other-run"}\n@@lock-timeout {"deployId":"other-run"}\n'));
+        ch.emit('exit', 75);
+        ch.emit('close');
+      });
+      return ch as unknown as ClientChannel;
+    }
     // lockScript(app, token, …): the keeper answers with the token it wrote
     setImmediate(() => {
       this.takeLease();

@@ -555,6 +555,52 @@ describe('runDeploy', () => {
     expect(r.error).toEqual({ step: 'connect', host: 'bad', message: 'connection to bad was refused' });
   });
 
+  test('rollback-all, a free fleet: every host is locked at once, without waiting (one round trip, not one per host)', async () => {
+    const hosts = { h1: liveBlue('h1'), h2: liveBlue('h2') };
+    const deps: RunDeps = { connect: async (t) => hosts[t.label as 'h1' | 'h2'], fetchEcrToken: async () => { throw new Error('not used'); } };
+    const { log } = makeLog(new Secrets(), 2);
+    const r = await runDeploy(makeConfig({ hosts: [{ label: 'h1', host: 'h1', port: 22, user: 'ec2-user' }, { label: 'h2', host: 'h2', port: 22, user: 'ec2-user' }] }), ctx, log, new Secrets(), deps, 'dep-q');
+    expect(r.result).toBe('success');
+    for (const h of Object.values(hosts)) expect(h.lockTimeouts).toEqual(['0']);
+    for (const res of r.hosts) expect(res.steps.filter((st) => st.name === 'lock').map((st) => st.status)).toEqual(['ok']);
+  });
+
+  test('rollback-all, one host busy: the locks taken are let go, then every host is locked in order, waiting its turn', async () => {
+    const hosts = { h1: liveBlue('h1'), h2: liveBlue('h2') };
+    hosts.h2.lockBusyFor = 1; // busy when tried at once, free by its turn
+    const deps: RunDeps = { connect: async (t) => hosts[t.label as 'h1' | 'h2'], fetchEcrToken: async () => { throw new Error('not used'); } };
+    const { log, lines } = makeLog(new Secrets(), 2);
+    const cfg = makeConfig({ hosts: [{ label: 'h2', host: 'h2', port: 22, user: 'ec2-user' }, { label: 'h1', host: 'h1', port: 22, user: 'ec2-user' }] });
+    const r = await runDeploy(cfg, ctx, log, new Secrets(), deps, 'dep-b');
+    expect(r.result).toBe('success');
+    const wait = String(cfg.lockTimeoutSeconds);
+    expect(hosts.h1.lockTimeouts).toEqual(['0', wait]);
+    expect(hosts.h2.lockTimeouts).toEqual(['0', wait]);
+    // h1's quick lock was let go before anything waited
+    expect(hosts.h1.events.slice(0, 3)).toEqual(['lock-open', 'lock-end', 'lock-open']);
+    expect(lines.join('\n')).toMatch(/the deploy lock is busy on h2: letting go of the others/);
+    for (const res of r.hosts) expect(res.steps.filter((st) => st.name === 'lock').map((st) => st.status)).toEqual(['ok']);
+  });
+
+  test('rollback-all, a host still busy at its turn: it fails at lock, the hosts after it are never tried, none is touched', async () => {
+    const hosts = { h1: liveBlue('h1'), h2: liveBlue('h2'), h3: liveBlue('h3') };
+    hosts.h2.lockBusyFor = 2;
+    const deps: RunDeps = { connect: async (t) => hosts[t.label as 'h1' | 'h2' | 'h3'], fetchEcrToken: async () => { throw new Error('not used'); } };
+    const { log } = makeLog(new Secrets(), 3);
+    const r = await runDeploy(makeConfig({ hosts: ['h3', 'h2', 'h1'].map((label) => ({ label, host: label, port: 22, user: 'ec2-user' })) }), ctx, log, new Secrets(), deps, 'dep-f');
+    expect(r.result).toBe('failed');
+    expect(r.error).toMatchObject({ step: 'lock', host: 'h2' });
+    expect(r.error?.message).toMatch(/another deploy of shop still holds the lock on this host/);
+    const by = Object.fromEntries(r.hosts.map((h) => [h.host, h]));
+    expect([by.h1.result, by.h2.result, by.h3.result]).toEqual(['skipped', 'failed', 'skipped']);
+    expect(hosts.h3.lockTimeouts).toEqual(['0']);
+    expect(by.h3.steps.map((st) => st.name)).toEqual(['connect']);
+    for (const h of Object.values(hosts)) {
+      expect(h.count('start')).toBe(0);
+      expect(h.leaseHeld).toBe(false);
+    }
+  });
+
   test('ECR token failure: failed at ecr-token, no host is connected', async () => {
     let connects = 0;
     const deps: RunDeps = {
