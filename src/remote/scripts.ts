@@ -435,7 +435,7 @@ const NGINX_PROCS = [
 ].join('\n');
 
 /**
- * Atomically replaces the upstream file (content on stdin) and runs the reload command; if the reload fails, the
+ * Atomically replaces the upstream file with `content` and runs the reload command; if the reload fails, the
  * previous file is put back. With `takeoverMs`, prints the nginx masters and their workers from before the reload (see
  * src/traffic/nginx/switch-output.ts, the one parser of this output; without it, nginx's processes are not read), then waits (polling
  * every 10 ms, in the same round trip, at most `takeoverMs` by the clock) until a master has taken the new config:
@@ -466,8 +466,8 @@ export function writeUpstreamScript(file: string, reloadCommand: string, opts: {
       'had=0',
       'if [ -e "$f" ]; then cp -p -- "$f" "$prev" || { echo "cannot write next to $f: the directory must be writable by $(id -un)" >&2; exit 3; }; had=1; fi',
       'if [ "$3" = remove ]; then rm -f -- "$f" || exit 3; else',
-      // the content as argument 8 (not secret: no stdin, which sshd only lets through a round trip after the exec), else stdin
-      '  if ! { if [ "$7" = arg ]; then printf "%s" "$8"; else cat; fi; } > "$tmp" 2>/dev/null; then rm -f -- "$tmp"; echo "cannot write $tmp: the directory must be writable by $(id -un)" >&2; exit 3; fi',
+      // the content as argument 8 (not secret; stdin would cost a round trip: sshd lets it through only once the command runs)
+      '  if ! printf "%s" "$8" > "$tmp" 2>/dev/null; then rm -f -- "$tmp"; echo "cannot write $tmp: the directory must be writable by $(id -un)" >&2; exit 3; fi',
       '  chmod 644 "$tmp"; mv -f -- "$tmp" "$f" || { rm -f -- "$tmp"; exit 3; }',
       'fi',
       // Root on a host without sudo: the default `sudo -n nginx …` then runs nginx directly.
@@ -502,8 +502,7 @@ export function writeUpstreamScript(file: string, reloadCommand: string, opts: {
       '  sleep 0.01',
       'done'
     ].join('\n'),
-    args: [file, reloadCommand, opts.remove ? 'remove' : 'write', String(opts.takeoverMs ?? 0), opts.lease?.app ?? '', opts.lease?.deployId ?? '', ...(opts.content !== undefined ? ['arg', opts.content] : [])],
-    stdin: opts.remove ? '' : undefined
+    args: [file, reloadCommand, opts.remove ? 'remove' : 'write', String(opts.takeoverMs ?? 0), opts.lease?.app ?? '', opts.lease?.deployId ?? '', 'arg', opts.content ?? '']
   };
 }
 

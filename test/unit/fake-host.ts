@@ -214,8 +214,8 @@ export class FakeHost implements RemoteHost {
       case 'upstream': {
         const before = this.workers.join(' ');
         const [, , mode, takeover] = a;
-        // the content: argument 8 after "arg" (what the action sends), else stdin
-        this.upstream = mode === 'remove' ? undefined : a[6] === 'arg' ? a[7] : call.stdin;
+        // the content: argument 8, after "arg"
+        this.upstream = mode === 'remove' ? undefined : a[7];
         this.nginxPort = upstreamPort(this.upstream);
         this.workers = this.workers.map((w) => String(Number(w) + 100));
         return { stdout: `@@workers-before ${before}\n@@reloaded\n${takeover === '0' ? '' : `@@taken-over ${this.workers[0]} 23 12\n`}` };

@@ -90,8 +90,8 @@ maybe('nginx switch script against stand-in nginx processes', () => {
   test('the master that reloaded is reported with its old workers; the other masters do not matter', async () => {
     const file = path.join(dir, 'up.conf');
     const old = kidsOf(reloading);
-    const s = writeUpstreamScript(file, `kill -HUP ${reloading}`, { takeoverMs: 10_000 });
-    s.stdin = 'upstream x { server 127.0.0.1:1; }\n';
+    const content = 'upstream x { server 127.0.0.1:1; }\n';
+    const s = writeUpstreamScript(file, `kill -HUP ${reloading}`, { takeoverMs: 10_000, content });
     const r = await run(s);
     expect(r.code).toBe(0);
     const out = parseSwitchOutput(r.stdout);
@@ -101,7 +101,7 @@ maybe('nginx switch script against stand-in nginx processes', () => {
     expect(out.masters).toEqual(expect.arrayContaining([String(reloading), String(steady)]));
     if (foreign) expect(out.masters).not.toContain(String(foreign));
     expect(out.workersBefore).toEqual(expect.arrayContaining([...old, ...kidsOf(steady)]));
-    expect(fs.readFileSync(file, 'utf8')).toBe(s.stdin);
+    expect(fs.readFileSync(file, 'utf8')).toBe(content);
   });
 
   test('another nginx caught halfway through its own reload when the script looks (one new worker listed as before, still accepting) does not hold up the one that reloads', async () => {
@@ -133,8 +133,7 @@ maybe('nginx switch script against stand-in nginx processes', () => {
   test('a failed reload restores the previous file and says so', async () => {
     const file = path.join(dir, 'up3.conf');
     fs.writeFileSync(file, 'previous\n');
-    const s = writeUpstreamScript(file, 'echo "nginx: [emerg] bad" >&2; exit 1', { takeoverMs: 1000 });
-    s.stdin = 'next\n';
+    const s = writeUpstreamScript(file, 'echo "nginx: [emerg] bad" >&2; exit 1', { takeoverMs: 1000, content: 'next\n' });
     const r = await run(s);
     expect(r.code).toBe(4);
     expect(parseSwitchOutput(r.stdout)).toMatchObject({ reloaded: false, reloadExitCode: 1, outcome: undefined });
