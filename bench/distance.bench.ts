@@ -10,7 +10,8 @@
  * Env: BENCH_DELAYS (ms each way, default "0,20,100"; 0 is always measured), BENCH_DISTANCE_ROUNDS (deploys per
  * delay, default 4; each round takes every delay in turn), BENCH_READY_MS (default 1500), BENCH_SWITCH (`reload`,
  * the default: the sandbox's nginx, reloaded; `njs`: an nginx of the bench's own with nginx-switch njs, never
- * reloaded). Writes bench/results/distance[-njs].json and .md.
+ * reloaded), BENCH_DIST (the bundle to run instead of dist/index.js, to compare two builds). Writes
+ * bench/results/distance[-njs].json and .md.
  *   npm run bench -- bench/distance.bench.ts
  */
 import fs from 'node:fs';
@@ -32,8 +33,35 @@ const NJS_UPSTREAM = `/tmp/${app}-njs-upstream/${app}.conf`;
 const GOALS = { deployRoundTrips: 12, rollbackRoundTrips: 10, healthLagMs: 250 };
 
 /**
+ * Passes chunks on (null: end) to the socket `to()` returns at their due times, in the order they were queued (due
+ * times never decrease), with one timer: chunks due in the same millisecond keep their order.
+ */
+function orderedSender(to: () => net.Socket | undefined): (at: number, chunk: Buffer | null) => void {
+  const queue: Array<{ at: number; chunk: Buffer | null }> = [];
+  let timer: NodeJS.Timeout | undefined;
+  const pump = () => {
+    timer = undefined;
+    while (queue.length && queue[0].at <= Date.now()) {
+      const s = to();
+      // not connected yet (its timer is due in the same millisecond): a moment later
+      if (!s) return void (timer = setTimeout(pump, 1));
+      const { chunk } = queue.shift()!;
+      if (s.destroyed) continue;
+      if (chunk) s.write(chunk);
+      else s.end();
+    }
+    if (queue.length) timer = setTimeout(pump, queue[0].at - Date.now());
+  };
+  return (at, chunk) => {
+    queue.push({ at, chunk });
+    if (!timer) timer = setTimeout(pump, Math.max(0, at - Date.now()));
+  };
+}
+
+/**
  * A fixed one-way delay per direction: every chunk is passed on `delayMs` after it arrived, in order (a link of
- * that latency and plenty of bandwidth; unlike FaultProxy's delay, a burst of chunks is not serialized).
+ * that latency and plenty of bandwidth; unlike FaultProxy's delay, a burst of chunks is not serialized), and a new
+ * connection pays the TCP handshake's round trip before its first byte reaches sshd.
  */
 class DelayLink {
   /** For connections accepted from now on. */
@@ -44,17 +72,27 @@ class DelayLink {
     const server = net.createServer({ noDelay: true });
     const link = new DelayLink(server);
     server.on('connection', (client) => {
-      const delayMs = link.delayMs;
-      const upstream = net.connect({ ...target, noDelay: true });
-      const pipe = (from: net.Socket, to: net.Socket) => {
-        // Timers of the same duration fire in the order they were set: order is kept.
-        from.on('data', (chunk: Buffer) => (delayMs > 0 ? setTimeout(() => to.destroyed || to.write(chunk), delayMs) : to.write(chunk)));
-        from.on('end', () => setTimeout(() => to.end(), delayMs));
-        from.on('error', () => to.destroy());
-        from.on('close', () => setTimeout(() => to.destroy(), delayMs + 5));
-      };
-      pipe(client, upstream);
-      pipe(upstream, client);
+      const d = link.delayMs;
+      // The TCP handshake of a link of that latency: the client's connect() would return after a round trip (SYN,
+      // SYN-ACK), so its first byte reaches sshd 3 × d after it called connect, and sshd accepts (and sends its
+      // banner) then. The kernel completes the client's connect to this forwarder at once: its bytes are held
+      // until then instead.
+      const opensAt = Date.now() + 3 * d;
+      let upstream: net.Socket | undefined;
+      const toUpstream = orderedSender(() => upstream);
+      const toClient = orderedSender(() => client);
+      client.on('data', (chunk: Buffer) => toUpstream(Math.max(Date.now() + d, opensAt), chunk));
+      client.on('end', () => toUpstream(Math.max(Date.now() + d, opensAt), null));
+      client.on('error', () => upstream?.destroy());
+      client.on('close', () => setTimeout(() => upstream?.destroy(), Math.max(d + 5, opensAt - Date.now() + d + 5)));
+      setTimeout(() => {
+        if (client.destroyed) return;
+        upstream = net.connect({ ...target, noDelay: true });
+        upstream.on('data', (chunk: Buffer) => toClient(Date.now() + d, chunk));
+        upstream.on('end', () => toClient(Date.now() + d, null));
+        upstream.on('error', () => client.destroy());
+        upstream.on('close', () => setTimeout(() => client.destroy(), d + 5));
+      }, 3 * d);
     });
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -109,7 +147,7 @@ async function once(delayMs: number, kind: Run['kind'], tag: string): Promise<Ru
     'upload-artifacts': 'false',
     summary: 'false',
     ...(SWITCH === 'njs' ? { 'nginx-switch': 'njs', 'nginx-upstream-file': NJS_UPSTREAM, 'nginx-reload-command': 'echo "no reload with njs" >&2; exit 99' } : {})
-  });
+  }, { script: process.env.BENCH_DIST || undefined });
   if (r.outputs.result !== 'success') throw new Error(`${kind} at ${delayMs} ms: ${r.outputs.result}\n${r.stdout.slice(-4000)}\n${r.stderr.slice(-2000)}`);
   const m = JSON.parse(fs.readFileSync(r.outputs['metrics-file'], 'utf8'));
   const h = m.hosts[0];

@@ -14,6 +14,7 @@ import ssh2, { type ClientChannel, type ConnectConfig } from 'ssh2';
 import type { HostKeyPolicy, HostTarget, JumpHost, SshSettings } from '../config/types.js';
 import { parseKnownHosts, preferredHostKeyAlgorithms, verifyHostKey } from './known-hosts.js';
 import { shInvocation } from '../remote/shell.js';
+import { takeEarlySocket } from './preconnect.js';
 
 export type { ExecOptions, ExecResult, RemoteHost } from '../transport/remote-host.js';
 import type { ExecOptions, ExecResult, RemoteHost, RemoteStream } from '../transport/remote-host.js';
@@ -693,7 +694,9 @@ function bastionFor(jump: JumpHost, timeoutMs: number): Bastion {
 function openSocket(target: HostTarget, timeoutMs: number, stop: AbortSignal): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
     if (stop.aborted) return reject(cancelledError(target));
-    const sock = net.connect({ host: target.host, port: target.port, noDelay: true });
+    // The entry point may have opened it already (preconnect.ts): connected by now, or still connecting.
+    const early = takeEarlySocket(target.host, target.port);
+    const sock = early ?? net.connect({ host: target.host, port: target.port, noDelay: true });
     const done = () => {
       clearTimeout(timer);
       stop.removeEventListener('abort', onAbort);
@@ -714,12 +717,14 @@ function openSocket(target: HostTarget, timeoutMs: number, stop: AbortSignal): P
       reject(Object.assign(new Error('Timed out while waiting for handshake'), { code: 'ETIMEDOUT' }));
     }, timeoutMs);
     stop.addEventListener('abort', onAbort, { once: true });
-    sock.once('error', onError);
-    sock.once('connect', () => {
+    const connected = () => {
       done();
       sock.setKeepAlive(true, 10_000);
       resolve(sock);
-    });
+    };
+    sock.once('error', onError);
+    if (early && !early.connecting) connected();
+    else sock.once('connect', connected);
   });
 }
 

@@ -1,0 +1,82 @@
+/**
+ * The TCP connection to the host, opened by the entry point before the bulk of the bundle (ssh2 and the rest,
+ * ~70 ms to compile and load) is: the TCP handshake and sshd's own start-up (its banner, ~8 ms on a near host)
+ * happen meanwhile. At a distance that hides most of a round trip (up to Node's start-up time); near, sshd's start.
+ *
+ * Only in the plain case: transport ssh, one address in `hosts`, no jump host. Nothing is sent on the socket until
+ * the connect step hands it to ssh2, which checks the host key as always; a socket that failed, or that the run did
+ * not take within UNUSED_MS, is dropped, and the connect step opens its own (with its retries and errors).
+ */
+import net from 'node:net';
+import { envInputReader } from '../config/inputs/collector.js';
+import { parseHosts } from '../config/inputs/hosts.js';
+
+/** sshd drops a connection that has not authenticated within LoginGraceTime (120 s by default): far less. */
+const UNUSED_MS = 15_000;
+
+interface EarlySocket {
+  host: string;
+  port: number;
+  sock: net.Socket;
+  failed: boolean;
+  timer: NodeJS.Timeout;
+}
+
+let early: EarlySocket | undefined;
+
+/** The one host to connect to early, from the raw inputs; undefined unless the inputs name exactly one address. */
+export function preconnectTarget(env: NodeJS.ProcessEnv): { host: string; port: number } | undefined {
+  const read = envInputReader(env);
+  if (!['', 'ssh'].includes(read('transport')) || read('jump-host') !== '') return undefined;
+  const port = read('ssh-port') || '22';
+  if (!/^\d{1,5}$/.test(port)) return undefined;
+  const { hosts, problems, query } = parseHosts(read('hosts'), 'ec2-user', Number(port));
+  if (problems.length || query || hosts.length !== 1) return undefined;
+  return { host: hosts[0].host, port: hosts[0].port };
+}
+
+/**
+ * Starts the early connection (at most one; it does not keep the process alive). Resolves once the connect is on its
+ * way: net.connect sends the SYN only on the next tick, and loading the rest of the bundle would hold that up.
+ */
+export async function preconnect(env: NodeJS.ProcessEnv = process.env): Promise<void> {
+  const t = preconnectTarget(env);
+  if (!t || early) return;
+  const sock = net.connect({ host: t.host, port: t.port, noDelay: true });
+  sock.unref();
+  const e: EarlySocket = { ...t, sock, failed: false, timer: setTimeout(() => drop(e), UNUSED_MS) };
+  e.timer.unref();
+  // Kept for the connect step to see: it then opens a socket of its own and reports that one's error.
+  sock.on('error', () => (e.failed = true));
+  sock.on('close', () => (e.failed = true));
+  early = e;
+  await new Promise((resolve) => process.nextTick(resolve));
+}
+
+function drop(e: EarlySocket): void {
+  clearTimeout(e.timer);
+  if (early === e) early = undefined;
+  e.sock.destroy();
+}
+
+/**
+ * The early socket to host:port, connected or still connecting, for the connect step's first attempt; undefined when
+ * there is none for that address or it failed. Each socket is taken once.
+ */
+export function takeEarlySocket(host: string, port: number): net.Socket | undefined {
+  const e = early;
+  if (!e || e.host !== host || e.port !== port) return undefined;
+  clearTimeout(e.timer);
+  early = undefined;
+  if (e.failed || e.sock.destroyed) {
+    e.sock.destroy();
+    return undefined;
+  }
+  e.sock.ref();
+  return e.sock;
+}
+
+/** Tests: forget (and close) the early socket. */
+export function dropEarlySocket(): void {
+  if (early) drop(early);
+}
