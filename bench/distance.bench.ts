@@ -34,15 +34,17 @@ const GOALS = { deployRoundTrips: 12, rollbackRoundTrips: 10, healthLagMs: 250 }
 
 /**
  * Passes chunks on (null: end) to the socket `to()` returns at their due times, in the order they were queued (due
- * times never decrease), with one timer: chunks due in the same millisecond keep their order.
+ * times never decrease), with one timer: chunks due in the same millisecond keep their order. `to()` returns
+ * undefined while that socket is not open yet, null once it never will be (the rest is dropped).
  */
-function orderedSender(to: () => net.Socket | undefined): (at: number, chunk: Buffer | null) => void {
+function orderedSender(to: () => net.Socket | undefined | null): (at: number, chunk: Buffer | null) => void {
   const queue: Array<{ at: number; chunk: Buffer | null }> = [];
   let timer: NodeJS.Timeout | undefined;
   const pump = () => {
     timer = undefined;
     while (queue.length && queue[0].at <= Date.now()) {
       const s = to();
+      if (s === null) return void queue.splice(0);
       // not connected yet (its timer is due in the same millisecond): a moment later
       if (!s) return void (timer = setTimeout(pump, 1));
       const { chunk } = queue.shift()!;
@@ -74,11 +76,11 @@ class DelayLink {
     server.on('connection', (client) => {
       const d = link.delayMs;
       // The TCP handshake of a link of that latency: the client's connect() would return after a round trip (SYN,
-      // SYN-ACK), so its first byte reaches sshd 3 × d after it called connect, and sshd accepts (and sends its
-      // banner) then. The kernel completes the client's connect to this forwarder at once: its bytes are held
+      // SYN-ACK), so its first byte reaches sshd 3 × d (1.5 round trips) after it called connect, and sshd accepts (and
+      // sends its banner) then. The kernel completes the client's connect to this forwarder at once: its bytes are held
       // until then instead.
       const opensAt = Date.now() + 3 * d;
-      let upstream: net.Socket | undefined;
+      let upstream: net.Socket | undefined | null;
       const toUpstream = orderedSender(() => upstream);
       const toClient = orderedSender(() => client);
       client.on('data', (chunk: Buffer) => toUpstream(Math.max(Date.now() + d, opensAt), chunk));
@@ -86,7 +88,7 @@ class DelayLink {
       client.on('error', () => upstream?.destroy());
       client.on('close', () => setTimeout(() => upstream?.destroy(), Math.max(d + 5, opensAt - Date.now() + d + 5)));
       setTimeout(() => {
-        if (client.destroyed) return;
+        if (client.destroyed) return void (upstream = null);
         upstream = net.connect({ ...target, noDelay: true });
         upstream.on('data', (chunk: Buffer) => toClient(Date.now() + d, chunk));
         upstream.on('end', () => toClient(Date.now() + d, null));

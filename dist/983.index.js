@@ -1961,22 +1961,41 @@ class HostTargets {
         }
     }
     /** Waits until a deregistered target is done draining, at most `maxMs`; returns whether it finished. */
+    /**
+     * wait-for-drain false: how long the ALB may still drain the old target, for the job on the host to wait by the
+     * clock before the container stops (the host cannot ask the ALB): the group's deregistration delay, at most
+     * drain-seconds; 0 when one look says it is out of the group already.
+     */
+    async drainLeftMs(h, tg, color, t, step) {
+        if (this.drained(h, tg, color, t, step, await this.health(tg, color, t, step), Date.now()))
+            return 0;
+        const delayMs = tg.deregistrationDelaySeconds !== undefined ? tg.deregistrationDelaySeconds * 1000 : Infinity;
+        const ms = Math.min(this.cfg.drainMs, delayMs);
+        h.log.info(`${describeTarget(t)} (${color}) is draining in ${tg.name}; the job on the host stops it after ${ms / 1000} s (the group's deregistration delay ${tg.deregistrationDelaySeconds ?? '?'} s, at most drain-seconds): the run does not wait for it`);
+        return ms;
+    }
+    /** Polls DescribeTargetHealth until the target is out of draining, at most maxMs; false when it still drains then. */
     async waitDrained(h, tg, color, t, step, maxMs) {
         const t0 = Date.now();
         for (;;) {
-            const v = await this.health(tg, color, t, step);
-            if (v.state === 'unregistered' || v.state === 'unused') {
-                h.log.info(`${describeTarget(t)} (${color}) left ${tg.name}: draining took ${Date.now() - t0} ms`);
+            if (this.drained(h, tg, color, t, step, await this.health(tg, color, t, step), t0))
                 return true;
-            }
-            if (v.state !== 'draining')
-                throw new StepError(step, `${describeTarget(t)} (${color}) is ${describeHealth(v)} in ${tg.label} instead of draining: was it registered again by someone else?`);
             if (Date.now() - t0 >= maxMs) {
                 h.warn(`${describeTarget(t)} (${color}) was still draining in ${tg.name} after drain-seconds (${maxMs / 1000} s; the group's deregistration delay is ${tg.deregistrationDelaySeconds ?? '?'} s): stopping it anyway`);
                 return false;
             }
             await sleep(albTiming.pollMs);
         }
+    }
+    /** True once a deregistered target has left the group; it must be draining otherwise. */
+    drained(h, tg, color, t, step, v, since) {
+        if (v.state === 'unregistered' || v.state === 'unused') {
+            h.log.info(`${describeTarget(t)} (${color}) left ${tg.name}: draining took ${Date.now() - since} ms`);
+            return true;
+        }
+        if (v.state !== 'draining')
+            throw new StepError(step, `${describeTarget(t)} (${color}) is ${describeHealth(v)} in ${tg.label} instead of draining: was it registered again by someone else?`);
+        return false;
     }
     /**
      * verify-seconds: our probes (h.watch) and beside them the ALB's view of the candidate: unhealthy there fails verify.
@@ -2098,21 +2117,24 @@ class AlbListenerRouter extends AlbRouterBase {
         return { workersBefore: [], drained: true };
     }
     /** Committed: the old colour's target leaves its group (no requests come to it any more) and drains. */
-    async drainOld(h) {
+    async drainOld(h, wait) {
         const from = h.plan.live;
         if (!from)
-            return;
+            return 0;
         const tg = (await this.sw.groups())[from];
         const t = await this.hostTargets();
         const old = await t.target(h, 'drain', tg, from);
         const v = await t.health(tg, from, old, 'drain');
         if (!registered(v) && v.state !== 'draining') {
             h.log.info(`${describeTarget(old)} (${from}) is ${describeHealth(v)} in ${tg.name}: nothing to deregister`);
-            return;
+            return 0;
         }
         if (registered(v))
             await t.deregister(tg, from, old, 'drain');
+        if (!wait)
+            return t.drainLeftMs(h, tg, from, old, 'drain');
         await t.waitDrained(h, tg, from, old, 'drain', this.cfg.drainMs);
+        return 0;
     }
     async switchBack(h) {
         const to = h.plan.candidate;
@@ -2207,15 +2229,18 @@ class AlbTargetGroupRouter extends AlbRouterBase {
         });
         return { workersBefore: [], drained: true };
     }
-    /** Committed: the old colour's target finishes draining (at most drain-seconds) before its container stops. */
-    async drainOld(h) {
+    /** Committed: the old colour's target (deregistered by the switch) finishes draining before its container stops. */
+    async drainOld(h, wait) {
         const from = h.plan.live;
         if (!from)
-            return;
+            return 0;
         const tg = await this.group();
         const t = await this.hostTargets();
         const old = await t.target(h, 'drain', tg, from);
+        if (!wait)
+            return t.drainLeftMs(h, tg, from, old, 'drain');
         await t.waitDrained(h, tg, from, old, 'drain', this.cfg.drainMs);
+        return 0;
     }
     async switchBack(h, state) {
         const { plan } = h;
@@ -4348,22 +4373,30 @@ class HostDeployment {
         const replaced = `${this.name(plan.candidate)}-replaced`;
         if (plan.replaceExisting && !this.rollbackKept && !names.includes(replaced))
             names.push(replaced);
-        // alb: the load balancer drains the old colour (deregistered, at most drain-seconds) before it is stopped.
-        const albDrain = this.router.drainOld ? await this.timer.soft('drain', () => this.router.drainOld(this.routerHost)) : undefined;
-        if (albDrain)
-            this.warnings.push(albDrain);
+        // haproxy (and nginx-switch njs) drained the old colour within the switch already: stop it at once.
+        const drained = this.cutover?.drained === true;
+        let drainMs = drained ? 0 : cfg.drainMs;
+        if (this.router.drainOld) {
+            // alb: the load balancer drains the old colour (deregistered) before it is stopped: the run waits for that only
+            // with wait-for-drain; otherwise the job on the host waits by the clock (it cannot ask the ALB), as long as the
+            // ALB may still drain it. After a failure here the job waits the whole drain-seconds.
+            drainMs = cfg.waitForDrain ? 0 : cfg.drainMs;
+            const albDrain = await this.timer.soft('drain', async () => {
+                drainMs = await this.router.drainOld(this.routerHost, cfg.waitForDrain);
+            });
+            if (albDrain)
+                this.warnings.push(albDrain);
+        }
         const refs = (await this.prunable) ?? [];
         const stopName = this.router.retire(plan);
         if (!stopName && !names.length && !refs.length)
             return;
-        // haproxy (and nginx-switch njs) drained the old colour within the switch already: stop it at once.
-        const drained = this.cutover?.drained === true;
         // Handed over to a job: that exchange also records the run and then, once the job holds drain.lock, removes the
         // lease (this run's last round trip on the host).
         const handOver = !cfg.waitForDrain;
         const s = finishScript(this.docker, cfg.app, {
             workersBefore,
-            drainMs: drained ? 0 : cfg.drainMs,
+            drainMs,
             stopName,
             stopTimeoutSeconds: cfg.stopTimeoutSeconds,
             removeNames: names,
@@ -7136,6 +7169,8 @@ const RETRYABLE = new Set(['refused', 'timeout', 'network', 'dns']);
  */
 async function connect(target, settings, opts = {}) {
     const { signal } = opts;
+    // The entry point's early socket (preconnect.ts) may be one sshd has closed meanwhile: its failure is no attempt.
+    let early = !settings.jump && (0,preconnect/* hasEarlySocket */.NB)(target.host, target.port);
     for (let attempt = 0;; attempt++) {
         if (signal?.aborted)
             throw cancelledError(target, signal);
@@ -7147,6 +7182,13 @@ async function connect(target, settings, opts = {}) {
             if (signal?.aborted)
                 throw cancelledError(target, signal);
             const err = e instanceof ConnectError ? e : new ConnectError(e.message, 'network');
+            // closed before the handshake (not a timeout: a silent host is not waited for twice)
+            if (early && err.kind === 'network') {
+                early = false;
+                attempt--;
+                continue;
+            }
+            early = false;
             if (!RETRYABLE.has(err.kind) || attempt >= settings.connectRetries) {
                 if (attempt > 0)
                     err.message += ` (gave up after ${attempt + 1} attempts)`;

@@ -611,20 +611,28 @@ export class HostDeployment {
     const names = [...plan.leftovers];
     const replaced = `${this.name(plan.candidate)}-replaced`;
     if (plan.replaceExisting && !this.rollbackKept && !names.includes(replaced)) names.push(replaced);
-    // alb: the load balancer drains the old colour (deregistered, at most drain-seconds) before it is stopped.
-    const albDrain = this.router.drainOld ? await this.timer.soft('drain', () => this.router.drainOld!(this.routerHost)) : undefined;
-    if (albDrain) this.warnings.push(albDrain);
+    // haproxy (and nginx-switch njs) drained the old colour within the switch already: stop it at once.
+    const drained = this.cutover?.drained === true;
+    let drainMs = drained ? 0 : cfg.drainMs;
+    if (this.router.drainOld) {
+      // alb: the load balancer drains the old colour (deregistered) before it is stopped: the run waits for that only
+      // with wait-for-drain; otherwise the job on the host waits by the clock (it cannot ask the ALB), as long as the
+      // ALB may still drain it. After a failure here the job waits the whole drain-seconds.
+      drainMs = cfg.waitForDrain ? 0 : cfg.drainMs;
+      const albDrain = await this.timer.soft('drain', async () => {
+        drainMs = await this.router.drainOld!(this.routerHost, cfg.waitForDrain);
+      });
+      if (albDrain) this.warnings.push(albDrain);
+    }
     const refs = (await this.prunable) ?? [];
     const stopName = this.router.retire(plan);
     if (!stopName && !names.length && !refs.length) return;
-    // haproxy (and nginx-switch njs) drained the old colour within the switch already: stop it at once.
-    const drained = this.cutover?.drained === true;
     // Handed over to a job: that exchange also records the run and then, once the job holds drain.lock, removes the
     // lease (this run's last round trip on the host).
     const handOver = !cfg.waitForDrain;
     const s = finishScript(this.docker, cfg.app, {
       workersBefore,
-      drainMs: drained ? 0 : cfg.drainMs,
+      drainMs,
       stopName,
       stopTimeoutSeconds: cfg.stopTimeoutSeconds,
       removeNames: names,

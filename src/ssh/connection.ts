@@ -14,7 +14,7 @@ import ssh2, { type ClientChannel, type ConnectConfig } from 'ssh2';
 import type { HostKeyPolicy, HostTarget, JumpHost, SshSettings } from '../config/types.js';
 import { parseKnownHosts, preferredHostKeyAlgorithms, verifyHostKey } from './known-hosts.js';
 import { shInvocation } from '../remote/shell.js';
-import { takeEarlySocket } from './preconnect.js';
+import { hasEarlySocket, takeEarlySocket } from './preconnect.js';
 
 export type { ExecOptions, ExecResult, RemoteHost } from '../transport/remote-host.js';
 import type { ExecOptions, ExecResult, RemoteHost, RemoteStream } from '../transport/remote-host.js';
@@ -110,6 +110,8 @@ const RETRYABLE: ReadonlySet<ConnectError['kind']> = new Set(['refused', 'timeou
  */
 export async function connect(target: HostTarget, settings: SshSettings, opts: ConnectOptions = {}): Promise<SshRemoteHost> {
   const { signal } = opts;
+  // The entry point's early socket (preconnect.ts) may be one sshd has closed meanwhile: its failure is no attempt.
+  let early = !settings.jump && hasEarlySocket(target.host, target.port);
   for (let attempt = 0; ; attempt++) {
     if (signal?.aborted) throw cancelledError(target, signal);
     try {
@@ -118,6 +120,13 @@ export async function connect(target: HostTarget, settings: SshSettings, opts: C
       // Whatever the attempt died of (its socket was destroyed by the abort), the cause is the cancellation.
       if (signal?.aborted) throw cancelledError(target, signal);
       const err = e instanceof ConnectError ? e : new ConnectError((e as Error).message, 'network');
+      // closed before the handshake (not a timeout: a silent host is not waited for twice)
+      if (early && err.kind === 'network') {
+        early = false;
+        attempt--;
+        continue;
+      }
+      early = false;
       if (!RETRYABLE.has(err.kind) || attempt >= settings.connectRetries) {
         if (attempt > 0) err.message += ` (gave up after ${attempt + 1} attempts)`;
         throw err;

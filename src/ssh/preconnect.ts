@@ -3,9 +3,11 @@
  * ~70 ms to compile and load) is: the TCP handshake and sshd's own start-up (its banner, ~8 ms on a near host)
  * happen meanwhile. At a distance that hides most of a round trip (up to Node's start-up time); near, sshd's start.
  *
- * Only in the plain case: transport ssh, one address in `hosts`, no jump host. Nothing is sent on the socket until
- * the connect step hands it to ssh2, which checks the host key as always; a socket that failed, or that the run did
- * not take within UNUSED_MS, is dropped, and the connect step opens its own (with its retries and errors).
+ * Only in the plain case: transport ssh, one address in `hosts`, a numeric ssh-port, no jump host. Nothing is sent
+ * on the socket until the connect step hands it to ssh2, which checks the host key as always; a socket that failed,
+ * or that the run did not take within UNUSED_MS, is dropped, and the connect step opens its own (with its retries and
+ * errors). A socket sshd closed meanwhile (LoginGraceTime) looks alive until read: an attempt on it that fails is
+ * tried again at once on a fresh socket, not counted against ssh-connect-retries (connection.ts).
  */
 import net from 'node:net';
 import { envInputReader } from '../config/inputs/collector.js';
@@ -76,7 +78,12 @@ export function takeEarlySocket(host: string, port: number): net.Socket | undefi
   return e.sock;
 }
 
-/** Tests: forget (and close) the early socket. */
+/** Whether a live early socket to host:port (not failed so far) is waiting to be taken. */
+export function hasEarlySocket(host: string, port: number): boolean {
+  return early !== undefined && early.host === host && early.port === port && !early.failed && !early.sock.destroyed;
+}
+
+/** Closes the early socket if nothing took it (the run ended before its connect step). */
 export function dropEarlySocket(): void {
   if (early) drop(early);
 }

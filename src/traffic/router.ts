@@ -84,10 +84,12 @@ export interface TrafficRouter {
   /** The container the finishing job drains and stops once the new colour is committed (port-swap stopped it already). */
   retire(plan: Plan): string | undefined;
   /**
-   * Once committed, before the old colour is stopped: take it out of the load balancer and wait until it drained
-   * (alb: DeregisterTargets, then the group's deregistration delay, at most drain-seconds). A failure only warns.
+   * Once committed, before the old colour is stopped: take it out of the load balancer (alb: DeregisterTargets) and,
+   * with `wait`, wait until it drained (the group's deregistration delay, at most drain-seconds). Returns how long the
+   * job on the host is still to wait before it stops the old colour: 0 when the run waited; otherwise the draining
+   * the load balancer may still do (the host cannot ask it). A failure only warns.
    */
-  drainOld?(h: RouterHost): Promise<void>;
+  drainOld?(h: RouterHost, wait: boolean): Promise<number>;
   /** What the router saw of the load balancer (alb: the target health over time), for the summary and metrics. */
   report?(): AlbHostReport | undefined;
 }

@@ -122,7 +122,8 @@ describe('one target group: each host swaps its own targets', () => {
   }, 300_000);
 
   test('second deploy under load: register, healthy, deregister the old, drain, stop; no failed request', async () => {
-    // wait-for-drain false (the default): the run waits for the ALB's draining, a job on the host stops the old colour.
+    // wait-for-drain false (the default): the run does not wait for the ALB's draining; a job on the host stops the
+    // old colour once the group's deregistration delay (3 s here) has passed.
     const { value: r, load } = await underLoad(url(), () => deploy('v2', { 'wait-for-drain': 'false' }));
     expect([r.outputs.result, r.stdout.match(/::error::.*/)?.[0]]).toEqual(['success', undefined]);
     expectNoFailedRequests(load);
@@ -137,6 +138,8 @@ describe('one target group: each host swaps its own targets', () => {
       const healthy = s.find((x) => x.color === 'green' && x.state === 'healthy')!;
       const draining = s.find((x) => x.color === 'blue' && x.state === 'draining')!;
       expect(Date.parse(draining.at)).toBeGreaterThanOrEqual(Date.parse(healthy.at));
+      // the run saw the old target draining, never gone: it did not wait for the drain
+      expect(s.filter((x) => x.color === 'blue' && (x.state === 'unused' || x.state === 'unregistered'))).toEqual([]);
     }
     await Promise.all(NAMES.map((n) => onHostOk(n, `f=/home/ec2-user/.bluegreen/${ONE.app}/drain.lock; [ ! -e "$f" ] || flock -w 60 "$f" true`)));
     for (const n of NAMES) {

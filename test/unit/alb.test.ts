@@ -108,6 +108,27 @@ describe('traffic alb, one target group (per-host swap)', () => {
     expect(h.callsOf('start')[0].args).toContain(`0.0.0.0:${PORTS.green}:8080`);
   });
 
+  test('wait-for-drain false: the run does not wait for the draining; the job on the host stops the old colour after the deregistration delay (at most drain-seconds)', async () => {
+    for (const [drainSeconds, delaySeconds, waitMs] of [[10, 5, '5000'], [2, 5, '2000']] as const) {
+      const { hosts, alb, deps } = fleet(1);
+      const h = hosts[0];
+      alb.addGroup('web', 'instance', delaySeconds).targets.clear();
+      alb.seed('web', h.instanceId, PORTS.blue);
+      const { log } = makeLog();
+      const r = await runDeploy(makeConfig({ waitForDrain: false, drainMs: drainSeconds * 1000 }), ctx, log, new Secrets(), deps, 'dep-1');
+      expect(r.result).toBe('success');
+      const states = r.hosts[0].loadBalancer!.health.map((s) => `${s.color} ${s.state}`);
+      expect((alb.callsNamed('DeregisterTargets')[0].input.Targets as unknown[])[0]).toEqual({ Id: h.instanceId, Port: PORTS.blue });
+      // one look after the switch: draining; the run never saw it leave the group: it did not wait for that
+      expect(states).toContain('blue draining');
+      expect(states).not.toContain('blue unregistered');
+      expect(alb.targetsOf('web')).toContain(`${h.instanceId}:${PORTS.blue} draining`);
+      // handed over: drain by the clock for that long, then stop blue (kept)
+      const [finish] = h.callsOf('finish');
+      expect([finish.args[1], finish.args[2], finish.args[4]]).toEqual([waitMs, 'shop-blue', 'background']);
+    }
+  });
+
   test('ip target type: the host is registered by its private IPv4', async () => {
     const { hosts, alb, deps } = fleet(1);
     const h = hosts[0];
@@ -210,6 +231,18 @@ describe('traffic alb, a listener and a group per colour (fleet switch)', () => 
     expect(alb.weights()).toEqual({ 'web-blue': 100, 'web-green': 0 });
     expect(alb.targetsOf('web-green')).toEqual([]);
     for (const h of hosts) expect(h.containers()).toEqual([['shop-blue', 'running'], ['shop-green', 'exited']]);
+  });
+
+  test('wait-for-drain false with alb-listener: the old targets are deregistered and the job waits; the run does not', async () => {
+    const { hosts, alb, deps } = setup(2);
+    const { log } = makeLog(2);
+    const r = await runDeploy(listenerCfg(2, { waitForDrain: false, drainMs: 10_000 }), ctx, log, new Secrets(), deps, 'dep-1');
+    expect(r.result).toBe('success');
+    expect(alb.callsNamed('DeregisterTargets')).toHaveLength(2);
+    for (const [i, h] of hosts.entries()) {
+      expect(r.hosts[i].loadBalancer!.health.map((s) => `${s.color} ${s.state}`)).not.toContain('blue unregistered');
+      expect(h.callsOf('finish')[0].args[1]).toBe('5000');
+    }
   });
 
   test('canary: the first change sends alb-canary-percent, the rest follows after verify', async () => {

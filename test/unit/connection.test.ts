@@ -7,6 +7,7 @@ import { afterEach, describe, expect, jest, test } from '@jest/globals';
 import net from 'node:net';
 import ssh2, { type ServerChannel } from 'ssh2';
 import { connect, ConnectError, ConnectionLostError, type SshRemoteHost as RemoteHost } from '../../src/ssh/connection.js';
+import { preconnect } from '../../src/ssh/preconnect.js';
 import type { HostTarget, SshSettings } from '../../src/config/types.js';
 
 const clientKey = ssh2.utils.generateKeyPairSync('ed25519');
@@ -176,6 +177,42 @@ describe('connect() and cancellation', () => {
     expect(err).toMatchObject({ kind: 'cancelled', message: `cancelled while connecting to ec2-user@127.0.0.1:${port}` });
     expect(peers).toHaveLength(1);
     await closed[0];
+  }, 30_000);
+
+  test('an early socket (preconnect) that sshd closed before the connect step: a fresh one at once, not counted as a retry', async () => {
+    const { target: sshd } = await server((ch) => {
+      ch.exit(0);
+      ch.end();
+    });
+    // In front of the SSH server: the first connection gets a banner and is closed (sshd's LoginGraceTime), the
+    // next ones reach the server.
+    let accepted = 0;
+    const closedFirst: Promise<void>[] = [];
+    const front = net.createServer((s) => {
+      if (accepted++ === 0) {
+        // its FIN is sent ('finish'); the client, which reads nothing yet, cannot tell
+        closedFirst.push(new Promise((res) => s.on('finish', () => res())));
+        s.end('SSH-2.0-OpenSSH_9.2\r\n');
+        return;
+      }
+      const up = net.connect(sshd.port, '127.0.0.1');
+      s.pipe(up).pipe(s);
+      s.on('error', () => up.destroy());
+      up.on('error', () => s.destroy());
+    });
+    await new Promise<void>((resolve) => front.listen(0, '127.0.0.1', () => resolve()));
+    servers.push({ close: () => front.close() });
+    const port = (front.address() as net.AddressInfo).port;
+    await preconnect({ INPUT_HOSTS: `127.0.0.1:${port}` });
+    while (!closedFirst.length) await new Promise((res) => setTimeout(res, 5));
+    await closedFirst[0];
+    const r = await connect({ label: 'front', host: '127.0.0.1', port, user: 'ec2-user' }, settings({ connectRetries: 0 }));
+    try {
+      expect(await r.run('true')).toMatchObject({ code: 0 });
+      expect(accepted).toBe(2);
+    } finally {
+      r.close();
+    }
   }, 30_000);
 
   test('an abort during the backoff wait ends connect() at once, with the reason', async () => {

@@ -98,19 +98,21 @@ export class AlbListenerRouter extends AlbRouterBase implements TrafficRouter {
   }
 
   /** Committed: the old colour's target leaves its group (no requests come to it any more) and drains. */
-  async drainOld(h: RouterHost): Promise<void> {
+  async drainOld(h: RouterHost, wait: boolean): Promise<number> {
     const from = h.plan.live;
-    if (!from) return;
+    if (!from) return 0;
     const tg = (await this.sw.groups())[from];
     const t = await this.hostTargets();
     const old = await t.target(h, 'drain', tg, from);
     const v = await t.health(tg, from, old, 'drain');
     if (!registered(v) && v.state !== 'draining') {
       h.log.info(`${describeTarget(old)} (${from}) is ${describeHealth(v)} in ${tg.name}: nothing to deregister`);
-      return;
+      return 0;
     }
     if (registered(v)) await t.deregister(tg, from, old, 'drain');
+    if (!wait) return t.drainLeftMs(h, tg, from, old, 'drain');
     await t.waitDrained(h, tg, from, old, 'drain', this.cfg.drainMs);
+    return 0;
   }
 
   async switchBack(h: RouterHost): Promise<boolean> {

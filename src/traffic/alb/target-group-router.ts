@@ -93,14 +93,16 @@ export class AlbTargetGroupRouter extends AlbRouterBase implements TrafficRouter
     return { workersBefore: [], drained: true };
   }
 
-  /** Committed: the old colour's target finishes draining (at most drain-seconds) before its container stops. */
-  async drainOld(h: RouterHost): Promise<void> {
+  /** Committed: the old colour's target (deregistered by the switch) finishes draining before its container stops. */
+  async drainOld(h: RouterHost, wait: boolean): Promise<number> {
     const from = h.plan.live;
-    if (!from) return;
+    if (!from) return 0;
     const tg = await this.group();
     const t = await this.hostTargets();
     const old = await t.target(h, 'drain', tg, from);
+    if (!wait) return t.drainLeftMs(h, tg, from, old, 'drain');
     await t.waitDrained(h, tg, from, old, 'drain', this.cfg.drainMs);
+    return 0;
   }
 
   async switchBack(h: RouterHost, state: HostState): Promise<boolean> {

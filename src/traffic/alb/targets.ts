@@ -141,21 +141,40 @@ export class HostTargets {
   }
 
   /** Waits until a deregistered target is done draining, at most `maxMs`; returns whether it finished. */
+  /**
+   * wait-for-drain false: how long the ALB may still drain the old target, for the job on the host to wait by the
+   * clock before the container stops (the host cannot ask the ALB): the group's deregistration delay, at most
+   * drain-seconds; 0 when one look says it is out of the group already.
+   */
+  async drainLeftMs(h: Pick<RouterHost, 'log'>, tg: TargetGroupInfo, color: Color, t: Target, step: StepName): Promise<number> {
+    if (this.drained(h, tg, color, t, step, await this.health(tg, color, t, step), Date.now())) return 0;
+    const delayMs = tg.deregistrationDelaySeconds !== undefined ? tg.deregistrationDelaySeconds * 1000 : Infinity;
+    const ms = Math.min(this.cfg.drainMs, delayMs);
+    h.log.info(`${describeTarget(t)} (${color}) is draining in ${tg.name}; the job on the host stops it after ${ms / 1000} s (the group's deregistration delay ${tg.deregistrationDelaySeconds ?? '?'} s, at most drain-seconds): the run does not wait for it`);
+    return ms;
+  }
+
+  /** Polls DescribeTargetHealth until the target is out of draining, at most maxMs; false when it still drains then. */
   async waitDrained(h: Pick<RouterHost, 'log' | 'warn'>, tg: TargetGroupInfo, color: Color, t: Target, step: StepName, maxMs: number): Promise<boolean> {
     const t0 = Date.now();
     for (;;) {
-      const v = await this.health(tg, color, t, step);
-      if (v.state === 'unregistered' || v.state === 'unused') {
-        h.log.info(`${describeTarget(t)} (${color}) left ${tg.name}: draining took ${Date.now() - t0} ms`);
-        return true;
-      }
-      if (v.state !== 'draining') throw new StepError(step, `${describeTarget(t)} (${color}) is ${describeHealth(v)} in ${tg.label} instead of draining: was it registered again by someone else?`);
+      if (this.drained(h, tg, color, t, step, await this.health(tg, color, t, step), t0)) return true;
       if (Date.now() - t0 >= maxMs) {
         h.warn(`${describeTarget(t)} (${color}) was still draining in ${tg.name} after drain-seconds (${maxMs / 1000} s; the group's deregistration delay is ${tg.deregistrationDelaySeconds ?? '?'} s): stopping it anyway`);
         return false;
       }
       await sleep(albTiming.pollMs);
     }
+  }
+
+  /** True once a deregistered target has left the group; it must be draining otherwise. */
+  private drained(h: Pick<RouterHost, 'log'>, tg: TargetGroupInfo, color: Color, t: Target, step: StepName, v: TargetHealthView, since: number): boolean {
+    if (v.state === 'unregistered' || v.state === 'unused') {
+      h.log.info(`${describeTarget(t)} (${color}) left ${tg.name}: draining took ${Date.now() - since} ms`);
+      return true;
+    }
+    if (v.state !== 'draining') throw new StepError(step, `${describeTarget(t)} (${color}) is ${describeHealth(v)} in ${tg.label} instead of draining: was it registered again by someone else?`);
+    return false;
   }
 
   /**
