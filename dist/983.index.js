@@ -1889,6 +1889,8 @@ class HostTargets {
     known;
     recorder = new HealthRecorder();
     targetType;
+    /** When this run deregistered a target (`<group> <id>:<port>`): its draining started then. */
+    deregisteredAt = new Map();
     constructor(cfg, elb) {
         this.cfg = cfg;
         this.elb = elb;
@@ -1930,9 +1932,11 @@ class HostTargets {
         });
     }
     async deregister(tg, color, t, step) {
+        const at = Date.now();
         await this.elb.deregister(tg, [t]).catch((e) => {
             throw new StepError(step, e.message);
         });
+        this.deregisteredAt.set(`${tg.name} ${t.id}:${t.port}`, at);
     }
     /** Polls DescribeTargetHealth until the target is healthy; unhealthy past the limit, or gone, fails the step. */
     async waitHealthy(h, tg, color, t, step, undoing = false) {
@@ -1960,18 +1964,22 @@ class HostTargets {
             await sleep(albTiming.pollMs);
         }
     }
-    /** Waits until a deregistered target is done draining, at most `maxMs`; returns whether it finished. */
     /**
      * wait-for-drain false: how long the ALB may still drain the old target, for the job on the host to wait by the
      * clock before the container stops (the host cannot ask the ALB): the group's deregistration delay, at most
-     * drain-seconds; 0 when one look says it is out of the group already.
+     * drain-seconds, less the time since this run deregistered it; 0 when one look says it is out of the group already.
      */
     async drainLeftMs(h, tg, color, t, step) {
         if (this.drained(h, tg, color, t, step, await this.health(tg, color, t, step), Date.now()))
             return 0;
         const delayMs = tg.deregistrationDelaySeconds !== undefined ? tg.deregistrationDelaySeconds * 1000 : Infinity;
-        const ms = Math.min(this.cfg.drainMs, delayMs);
-        h.log.info(`${describeTarget(t)} (${color}) is draining in ${tg.name}; the job on the host stops it after ${ms / 1000} s (the group's deregistration delay ${tg.deregistrationDelaySeconds ?? '?'} s, at most drain-seconds): the run does not wait for it`);
+        const since = this.deregisteredAt.get(`${tg.name} ${t.id}:${t.port}`);
+        const ms = Math.max(0, Math.min(this.cfg.drainMs, delayMs) - (since === undefined ? 0 : Date.now() - since));
+        const why = `the group's deregistration delay ${tg.deregistrationDelaySeconds ?? '?'} s, at most drain-seconds, from the deregistration`;
+        if (delayMs > this.cfg.drainMs)
+            h.warn(`${describeTarget(t)} (${color}) may drain in ${tg.name} for up to ${tg.deregistrationDelaySeconds ?? '?'} s (its deregistration delay), longer than drain-seconds (${this.cfg.drainMs / 1000} s): the job on the host stops it after ${Math.round(ms / 100) / 10} s anyway`);
+        else
+            h.log.info(`${describeTarget(t)} (${color}) is draining in ${tg.name}; the job on the host stops it after ${Math.round(ms / 100) / 10} s (${why}): the run does not wait for it`);
         return ms;
     }
     /** Polls DescribeTargetHealth until the target is out of draining, at most maxMs; false when it still drains then. */
@@ -4379,8 +4387,8 @@ class HostDeployment {
         if (this.router.drainOld) {
             // alb: the load balancer drains the old colour (deregistered) before it is stopped: the run waits for that only
             // with wait-for-drain; otherwise the job on the host waits by the clock (it cannot ask the ALB), as long as the
-            // ALB may still drain it. After a failure here the job waits the whole drain-seconds.
-            drainMs = cfg.waitForDrain ? 0 : cfg.drainMs;
+            // ALB may still drain it. After a failure here the old colour is stopped only after the whole drain-seconds.
+            drainMs = cfg.drainMs;
             const albDrain = await this.timer.soft('drain', async () => {
                 drainMs = await this.router.drainOld(this.routerHost, cfg.waitForDrain);
             });
@@ -4405,7 +4413,7 @@ class HostDeployment {
             record: handOver ? record : undefined,
             releaseToken: handOver ? this.lock?.token : undefined
         });
-        const secs = cfg.drainMs / 1000;
+        const secs = drainMs / 1000;
         const what = [
             stopName ? `drain ${stopName} (up to ${secs} s), docker stop it (kept for rollback)` : '',
             names.length ? `remove ${names.join(', ')} (older than the kept standby, or leftovers)` : '',
@@ -7182,8 +7190,8 @@ async function connect(target, settings, opts = {}) {
             if (signal?.aborted)
                 throw cancelledError(target, signal);
             const err = e instanceof ConnectError ? e : new ConnectError(e.message, 'network');
-            // closed before the handshake (not a timeout: a silent host is not waited for twice)
-            if (early && err.kind === 'network') {
+            // closed before the handshake (not a timeout: a silent host is not waited for twice; not an error that repeats)
+            if (early && err.kind === 'network' && /closed the connection before|ECONNRESET|EPIPE/.test(err.message)) {
                 early = false;
                 attempt--;
                 continue;

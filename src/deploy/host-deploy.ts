@@ -617,8 +617,8 @@ export class HostDeployment {
     if (this.router.drainOld) {
       // alb: the load balancer drains the old colour (deregistered) before it is stopped: the run waits for that only
       // with wait-for-drain; otherwise the job on the host waits by the clock (it cannot ask the ALB), as long as the
-      // ALB may still drain it. After a failure here the job waits the whole drain-seconds.
-      drainMs = cfg.waitForDrain ? 0 : cfg.drainMs;
+      // ALB may still drain it. After a failure here the old colour is stopped only after the whole drain-seconds.
+      drainMs = cfg.drainMs;
       const albDrain = await this.timer.soft('drain', async () => {
         drainMs = await this.router.drainOld!(this.routerHost, cfg.waitForDrain);
       });
@@ -641,7 +641,7 @@ export class HostDeployment {
       record: handOver ? record : undefined,
       releaseToken: handOver ? this.lock?.token : undefined
     });
-    const secs = cfg.drainMs / 1000;
+    const secs = drainMs / 1000;
     const what = [
       stopName ? `drain ${stopName} (up to ${secs} s), docker stop it (kept for rollback)` : '',
       names.length ? `remove ${names.join(', ')} (older than the kept standby, or leftovers)` : '',

@@ -120,8 +120,8 @@ export async function connect(target: HostTarget, settings: SshSettings, opts: C
       // Whatever the attempt died of (its socket was destroyed by the abort), the cause is the cancellation.
       if (signal?.aborted) throw cancelledError(target, signal);
       const err = e instanceof ConnectError ? e : new ConnectError((e as Error).message, 'network');
-      // closed before the handshake (not a timeout: a silent host is not waited for twice)
-      if (early && err.kind === 'network') {
+      // closed before the handshake (not a timeout: a silent host is not waited for twice; not an error that repeats)
+      if (early && err.kind === 'network' && /closed the connection before|ECONNRESET|EPIPE/.test(err.message)) {
         early = false;
         attempt--;
         continue;

@@ -70,6 +70,7 @@ async function underLoad<T>(url: string, fn: () => Promise<T>): Promise<{ value:
 function expectSwitchedAtOnce(load: LoadResult, from: string, to: string): void {
   const ok = load.samples.filter((x) => x.ok);
   const first = Math.min(...ok.filter((x) => x.body === to).map((x) => x.end));
+  expect(Number.isFinite(first)).toBe(true);
   expect(ok.some((x) => x.body === from && x.start < first)).toBe(true);
   expect(ok.filter((x) => x.start > first && x.body !== to).map((x) => x.body)).toEqual([]);
 }
@@ -151,8 +152,6 @@ describe('one target group: each host swaps its own targets', () => {
       const healthy = s.find((x) => x.color === 'green' && x.state === 'healthy')!;
       const draining = s.find((x) => x.color === 'blue' && x.state === 'draining')!;
       expect(Date.parse(draining.at)).toBeGreaterThanOrEqual(Date.parse(healthy.at));
-      // the run saw the old target draining, never gone: it did not wait for the drain
-      expect(s.filter((x) => x.color === 'blue' && (x.state === 'unused' || x.state === 'unregistered'))).toEqual([]);
     }
     await Promise.all(NAMES.map((n) => onHostOk(n, `f=/home/ec2-user/.bluegreen/${ONE.app}/drain.lock; [ ! -e "$f" ] || flock -w 60 "$f" true`)));
     for (const n of NAMES) {

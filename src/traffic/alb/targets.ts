@@ -64,6 +64,9 @@ export class HostTargets {
   readonly recorder = new HealthRecorder();
   targetType?: string;
 
+  /** When this run deregistered a target (`<group> <id>:<port>`): its draining started then. */
+  private readonly deregisteredAt = new Map<string, number>();
+
   constructor(
     private readonly cfg: DeployConfig,
     readonly elb: Elb
@@ -109,9 +112,11 @@ export class HostTargets {
   }
 
   async deregister(tg: TargetGroupInfo, color: Color, t: Target, step: StepName): Promise<void> {
+    const at = Date.now();
     await this.elb.deregister(tg, [t]).catch((e: ElbError) => {
       throw new StepError(step, e.message);
     });
+    this.deregisteredAt.set(`${tg.name} ${t.id}:${t.port}`, at);
   }
 
   /** Polls DescribeTargetHealth until the target is healthy; unhealthy past the limit, or gone, fails the step. */
@@ -140,17 +145,19 @@ export class HostTargets {
     }
   }
 
-  /** Waits until a deregistered target is done draining, at most `maxMs`; returns whether it finished. */
   /**
    * wait-for-drain false: how long the ALB may still drain the old target, for the job on the host to wait by the
    * clock before the container stops (the host cannot ask the ALB): the group's deregistration delay, at most
-   * drain-seconds; 0 when one look says it is out of the group already.
+   * drain-seconds, less the time since this run deregistered it; 0 when one look says it is out of the group already.
    */
-  async drainLeftMs(h: Pick<RouterHost, 'log'>, tg: TargetGroupInfo, color: Color, t: Target, step: StepName): Promise<number> {
+  async drainLeftMs(h: Pick<RouterHost, 'log' | 'warn'>, tg: TargetGroupInfo, color: Color, t: Target, step: StepName): Promise<number> {
     if (this.drained(h, tg, color, t, step, await this.health(tg, color, t, step), Date.now())) return 0;
     const delayMs = tg.deregistrationDelaySeconds !== undefined ? tg.deregistrationDelaySeconds * 1000 : Infinity;
-    const ms = Math.min(this.cfg.drainMs, delayMs);
-    h.log.info(`${describeTarget(t)} (${color}) is draining in ${tg.name}; the job on the host stops it after ${ms / 1000} s (the group's deregistration delay ${tg.deregistrationDelaySeconds ?? '?'} s, at most drain-seconds): the run does not wait for it`);
+    const since = this.deregisteredAt.get(`${tg.name} ${t.id}:${t.port}`);
+    const ms = Math.max(0, Math.min(this.cfg.drainMs, delayMs) - (since === undefined ? 0 : Date.now() - since));
+    const why = `the group's deregistration delay ${tg.deregistrationDelaySeconds ?? '?'} s, at most drain-seconds, from the deregistration`;
+    if (delayMs > this.cfg.drainMs) h.warn(`${describeTarget(t)} (${color}) may drain in ${tg.name} for up to ${tg.deregistrationDelaySeconds ?? '?'} s (its deregistration delay), longer than drain-seconds (${this.cfg.drainMs / 1000} s): the job on the host stops it after ${Math.round(ms / 100) / 10} s anyway`);
+    else h.log.info(`${describeTarget(t)} (${color}) is draining in ${tg.name}; the job on the host stops it after ${Math.round(ms / 100) / 10} s (${why}): the run does not wait for it`);
     return ms;
   }
 
