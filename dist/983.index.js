@@ -622,14 +622,18 @@ const CLOCK = `ms() { t=$(date +%s%N 2>/dev/null); case "$t" in ""|*[!0-9]*) t=$
  *   scan: sets `now` to the masters seen now (caching which pids are in our namespace)
  *   kids <master>: sets `kids` to its workers (children titled "nginx: worker process", shutting down or not)
  *   accepting <pid>...: sets `acc` to those still accepting (a worker told to quit retitles itself "… is shutting down")
- * Results go in variables, and /proc/<pid>/status and children are read with the shell's own `read`: the switch
- * polls these every 10 ms while nginx reloads, and each command substitution or external command is a fork.
+ * Results go in variables, and /proc/<pid>/status, children and cmdline are read with the shell's own `read`
+ * (dash, bash and busybox sh all stop at the title's first NUL or drop the NULs): the switch polls these every 10 ms
+ * while nginx reloads, and each command substitution or external command is a fork (1–3 ms on a busy small host,
+ * on the switch's critical path). Only `scan` runs one grep, over every process.
  */
 const NGINX_PROCS = [
     // status_field <pid> <name>: sets `sf` to the rest of that line of /proc/<pid>/status ("" when the process is gone)
     `status_field() { sf=""; { while read -r _k _r; do [ "$_k" = "$2:" ] && { sf=$_r; break; }; done < "/proc/$1/status"; } 2>/dev/null; }`,
     // nsd <pid>: sets `ns` to its PID namespace depth (the number of NSpid entries)
     'nsd() { status_field "$1" NSpid; set -- $sf; ns=$#; }',
+    // title <pid>: sets `t` to its title (the cmdline up to its first NUL; "" when the process is gone), without a fork
+    `title() { t=""; { read -r t < "/proc/$1/cmdline"; } 2>/dev/null; }`,
     'nsd $$; myns=$ns; ours=""; foreign=""',
     'scan() {',
     '  now=""',
@@ -645,9 +649,7 @@ const NGINX_PROCS = [
     // The master's children file is one read; scanning every process's parent is the fallback (kernels without CONFIG_PROC_CHILDREN).
     '  if [ -r "/proc/$1/task/$1/children" ]; then',
     '    _c=""; { read -r _c < "/proc/$1/task/$1/children"; } 2>/dev/null',
-    '    fs=""; for _p in $_c; do fs="$fs /proc/$_p/cmdline"; done',
-    '    [ -n "$fs" ] || return 0',
-    `    for _f in $(grep -ls '^nginx: worker process' $fs 2>/dev/null); do _p=\${_f#/proc/}; kids="$kids \${_p%/cmdline}"; done`,
+    `    for _p in $_c; do title "$_p"; case "$t" in 'nginx: worker process'*) kids="$kids $_p" ;; esac; done`,
     '    return 0',
     '  fi',
     `  for _f in $(grep -ls '^nginx: worker process' /proc/[0-9]*/cmdline 2>/dev/null); do`,
@@ -657,10 +659,7 @@ const NGINX_PROCS = [
     '  return 0',
     '}',
     'accepting() {',
-    '  acc=""; fs=""; for _p in "$@"; do fs="$fs /proc/$_p/cmdline"; done',
-    '  [ -n "$fs" ] || return 0',
-    `  sd=" "; for _f in $(grep -ls 'shutting down' $fs 2>/dev/null); do sd="$sd$_f "; done`,
-    `  for _f in $(grep -ls '^nginx: worker process' $fs 2>/dev/null); do case "$sd" in *" $_f "*) ;; *) _p=\${_f#/proc/}; acc="$acc \${_p%/cmdline}" ;; esac; done`,
+    `  acc=""; for _p in "$@"; do title "$_p"; case "$t" in *'shutting down'*) ;; 'nginx: worker process'*) acc="$acc $_p" ;; esac; done`,
     '}'
 ].join('\n');
 /**
@@ -700,7 +699,7 @@ function writeUpstreamScript(file, reloadCommand, opts = {}) {
             '  chmod 644 "$tmp"; mv -f -- "$tmp" "$f" || { rm -f -- "$tmp"; exit 3; }',
             'fi',
             // Root on a host without sudo: the default `sudo -n nginx …` then runs nginx directly.
-            `if [ "$(id -u)" = 0 ] && ! command -v sudo >/dev/null 2>&1; then sudo() { while [ "\${1#-}" != "$1" ]; do shift; done; "$@"; }; fi`,
+            `if ! command -v sudo >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then sudo() { while [ "\${1#-}" != "$1" ]; do shift; done; "$@"; }; fi`,
             '( eval "$2" ) 2>&1; rc=$?',
             'if [ $rc -ne 0 ]; then',
             '  if [ $had = 1 ]; then mv -f -- "$prev" "$f"; else rm -f -- "$f"; fi',
@@ -709,8 +708,9 @@ function writeUpstreamScript(file, reloadCommand, opts = {}) {
             'rm -f -- "$prev"; echo "@@reloaded"',
             '[ "$4" -gt 0 ] || exit 0',
             `elapsed() { t=$(date +%s%N 2>/dev/null); case "$t0$t" in *[!0-9]*|"") echo - ;; *) echo $(( (t - t0) / 1000000 )) ;; esac; }`,
-            'end=$(( $(ms) + $4 )); first=""',
+            'end=$(( $(ms) + $4 )); first=""; n=0',
             'while :; do',
+            '  n=$((n + 1))',
             '  scan; took=""; old=""; new=""; gone=""; seen=""',
             '  for m in $bm; do case " $now " in *" $m "*) ;; *) gone="$gone $m" ;; esac; done',
             '  for m in $now; do',
@@ -727,7 +727,8 @@ function writeUpstreamScript(file, reloadCommand, opts = {}) {
             '  [ -z "$seen" ] || [ -n "$first" ] || first=$(elapsed)',
             '  if [ -n "$took" ]; then echo "@@old-workers$old"; echo "@@taken-over $new $(elapsed) $first$took"; exit 0; fi',
             '  [ -z "$bm" ] && [ -z "$now" ] && { echo "@@no-workers"; exit 0; }',
-            '  [ "$(ms)" -lt "$end" ] || { echo "@@foreign-masters$foreign"; echo "@@no-takeover"; exit 0; }',
+            // the clock (a fork) every 10th round only
+            '  [ $((n % 10)) -ne 0 ] || [ "$(ms)" -lt "$end" ] || { echo "@@foreign-masters$foreign"; echo "@@no-takeover"; exit 0; }',
             '  sleep 0.01',
             'done'
         ].join('\n'),
@@ -760,20 +761,20 @@ const DRAIN_LOOP = [
  * needed. Prints `@@drained <ms>` or `@@drain-timeout <connections left>`.
  */
 function connectionDrainScript(port, maxMs) {
-    return {
-        body: [
-            CLOCK,
-            't0=$(ms); end=$(( t0 + $2 )); hex=$(printf "%04X" "$1")',
-            `open() { cat /proc/net/tcp /proc/net/tcp6 2>/dev/null | grep -c "^ *[0-9]*: [0-9A-F]*:[0-9A-F]* [0-9A-F]*:$hex 01 "; }`,
-            'while :; do',
-            '  n=$(open)',
-            '  [ "${n:-0}" -eq 0 ] && { echo "@@drained $(( $(ms) - t0 ))"; exit 0; }',
-            '  [ "$(ms)" -lt "$end" ] || { echo "@@drain-timeout $n"; exit 0; }',
-            '  sleep 0.1',
-            'done'
-        ].join('\n'),
-        args: [String(port), String(Math.round(maxMs))]
-    };
+    return { body: [CLOCK, ...connectionDrainLoop('$1', '$2')].join('\n'), args: [String(port), String(Math.round(maxMs))] };
+}
+/** connectionDrainScript's loop, for the port and the ms in the shell words `port` and `maxMs` (CLOCK defined). */
+function connectionDrainLoop(port, maxMs) {
+    return [
+        `t0=$(ms); end=$(( t0 + ${maxMs} )); hex=$(printf "%04X" "${port}")`,
+        `open() { cat /proc/net/tcp /proc/net/tcp6 2>/dev/null | grep -c "^ *[0-9]*: [0-9A-F]*:[0-9A-F]* [0-9A-F]*:$hex 01 "; }`,
+        'while :; do',
+        '  n=$(open)',
+        '  [ "${n:-0}" -eq 0 ] && { echo "@@drained $(( $(ms) - t0 ))"; break; }',
+        '  [ "$(ms)" -lt "$end" ] || { echo "@@drain-timeout $n"; break; }',
+        '  sleep 0.1',
+        'done'
+    ];
 }
 /** Drain only: the workers from before a reload finish their in-flight requests. */
 function nginxDrainScript(workersBefore, maxMs) {
@@ -792,7 +793,12 @@ function finishScript(dockerCommand, app, opts) {
         dockerFn(dockerCommand),
         'set -f; rc=0',
         'if [ -n "$3" ]; then',
-        ...DRAIN_LOOP.map((l) => `  ${l}`),
+        // nginx-switch njs (a port in $14): nothing reloaded, nginx's connections to the old colour are waited for instead
+        '  if [ -n "${14}" ]; then',
+        ...[CLOCK, ...connectionDrainLoop('${14}', '$2')].map((l) => `    ${l}`),
+        '  else',
+        ...DRAIN_LOOP.map((l) => `    ${l}`),
+        '  fi',
         '  echo "@@stop"',
         '  D stop -t "$4" "$3" >/dev/null && echo "@@stopped" || rc=3',
         'fi',
@@ -843,7 +849,8 @@ function finishScript(dockerCommand, app, opts) {
             opts.record?.historyLine ?? '',
             String(opts.record?.keep ?? HISTORY_KEEP),
             opts.releaseToken ?? '',
-            opts.record ? 'record' : ''
+            opts.record ? 'record' : '',
+            opts.drainPort === undefined ? '' : String(opts.drainPort)
         ]
     };
 }
@@ -3329,7 +3336,7 @@ class NginxRouter {
     }
     /**
      * nginx-switch njs: write the upstream file (atomically, no reload: the next request nginx handles reads the new
-     * port), verify, then wait until the old colour has no connection from nginx left (at most drain-seconds).
+     * port) and verify; the finishing job waits until the old colour has no connection from nginx left.
      */
     async cutOverNjs(h, port) {
         const { cfg, plan, timer } = h;
@@ -3351,16 +3358,13 @@ class NginxRouter {
         const cutoverMs = Date.now() - switchStart;
         await timer.run('verify', async () => {
             h.log.info(`nginx sends new requests to ${plan.candidate} from the next one on (nginx-switch: njs, not reloaded)`);
-            // The old colour's connections finish meanwhile (it keeps running either way: a failed verify switches back to
-            // it), so the drain costs no round trip of its own.
-            const drain = plan.live ? this.drainConnections(h, 'verify', plan.live) : undefined;
-            drain?.catch(() => undefined);
             await this.probeNginxHealth(h, 'verify');
             await h.probeOnce('verify', port);
             await h.watch(port);
-            await drain;
         });
-        return { cutoverMs, workersBefore: [], drained: true };
+        // The old colour's open connections (in-flight requests, streams) are waited for by the finishing job, before it
+        // stops the old colour: it keeps running until then, so a failed verify above could switch back to it.
+        return { cutoverMs, workersBefore: [], drainPort: plan.live ? cfg.ports[plan.live] : undefined };
     }
     /** Waits until nginx has no connection to `color`'s port left (in-flight requests, streams), at most drain-seconds. */
     async drainConnections(h, step, color) {
@@ -4381,8 +4385,10 @@ class HostDeployment {
         const replaced = `${this.name(plan.candidate)}-replaced`;
         if (plan.replaceExisting && !this.rollbackKept && !names.includes(replaced))
             names.push(replaced);
-        // haproxy (and nginx-switch njs) drained the old colour within the switch already: stop it at once.
+        // haproxy drained the old colour within the switch already: stop it at once. nginx-switch njs: the job waits for
+        // nginx's connections to it (drainPort) instead of for old workers.
         const drained = this.cutover?.drained === true;
+        const drainPort = this.cutover?.drainPort;
         let drainMs = drained ? 0 : cfg.drainMs;
         if (this.router.drainOld) {
             // alb: the load balancer drains the old colour (deregistered) before it is stopped: the run waits for that only
@@ -4405,6 +4411,7 @@ class HostDeployment {
         const s = finishScript(this.docker, cfg.app, {
             workersBefore,
             drainMs,
+            drainPort,
             stopName,
             stopTimeoutSeconds: cfg.stopTimeoutSeconds,
             removeNames: names,
@@ -4444,7 +4451,10 @@ class HostDeployment {
                 if (line === '@@cleanup')
                     this.timer.begin('cleanup');
             });
-            if (out.includes('@@drain-timeout'))
+            const left = /@@drain-timeout (\d+)/.exec(out);
+            if (drainPort !== undefined && left)
+                this.log.warn(`${stopName} still had ${left[1]} connection(s) from nginx after drain-seconds (${secs} s); stopped it anyway`);
+            else if (out.includes('@@drain-timeout'))
                 this.log.warn(`old nginx workers were still finishing requests after drain-seconds (${secs} s); stopped ${stopName} anyway`);
             if (out.includes('@@unobservable') && !drained)
                 this.log.warn('no nginx worker processes are visible on the host; waited the full drain-seconds');

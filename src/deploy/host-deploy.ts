@@ -611,8 +611,10 @@ export class HostDeployment {
     const names = [...plan.leftovers];
     const replaced = `${this.name(plan.candidate)}-replaced`;
     if (plan.replaceExisting && !this.rollbackKept && !names.includes(replaced)) names.push(replaced);
-    // haproxy (and nginx-switch njs) drained the old colour within the switch already: stop it at once.
+    // haproxy drained the old colour within the switch already: stop it at once. nginx-switch njs: the job waits for
+    // nginx's connections to it (drainPort) instead of for old workers.
     const drained = this.cutover?.drained === true;
+    const drainPort = this.cutover?.drainPort;
     let drainMs = drained ? 0 : cfg.drainMs;
     if (this.router.drainOld) {
       // alb: the load balancer drains the old colour (deregistered) before it is stopped: the run waits for that only
@@ -633,6 +635,7 @@ export class HostDeployment {
     const s = finishScript(this.docker, cfg.app, {
       workersBefore,
       drainMs,
+      drainPort,
       stopName,
       stopTimeoutSeconds: cfg.stopTimeoutSeconds,
       removeNames: names,
@@ -668,7 +671,9 @@ export class HostDeployment {
         if (line === '@@stop' && this.timer.current !== 'stop') this.timer.begin('stop');
         if (line === '@@cleanup') this.timer.begin('cleanup');
       });
-      if (out.includes('@@drain-timeout')) this.log.warn(`old nginx workers were still finishing requests after drain-seconds (${secs} s); stopped ${stopName} anyway`);
+      const left = /@@drain-timeout (\d+)/.exec(out);
+      if (drainPort !== undefined && left) this.log.warn(`${stopName} still had ${left[1]} connection(s) from nginx after drain-seconds (${secs} s); stopped it anyway`);
+      else if (out.includes('@@drain-timeout')) this.log.warn(`old nginx workers were still finishing requests after drain-seconds (${secs} s); stopped ${stopName} anyway`);
       if (out.includes('@@unobservable') && !drained) this.log.warn('no nginx worker processes are visible on the host; waited the full drain-seconds');
     });
     if (w) this.warnings.push(w);

@@ -534,20 +534,21 @@ const DRAIN_LOOP: readonly string[] = [
  * needed. Prints `@@drained <ms>` or `@@drain-timeout <connections left>`.
  */
 export function connectionDrainScript(port: number, maxMs: number): RemoteScript {
-  return {
-    body: [
-      CLOCK,
-      't0=$(ms); end=$(( t0 + $2 )); hex=$(printf "%04X" "$1")',
-      `open() { cat /proc/net/tcp /proc/net/tcp6 2>/dev/null | grep -c "^ *[0-9]*: [0-9A-F]*:[0-9A-F]* [0-9A-F]*:$hex 01 "; }`,
-      'while :; do',
-      '  n=$(open)',
-      '  [ "${n:-0}" -eq 0 ] && { echo "@@drained $(( $(ms) - t0 ))"; exit 0; }',
-      '  [ "$(ms)" -lt "$end" ] || { echo "@@drain-timeout $n"; exit 0; }',
-      '  sleep 0.1',
-      'done'
-    ].join('\n'),
-    args: [String(port), String(Math.round(maxMs))]
-  };
+  return { body: [CLOCK, ...connectionDrainLoop('$1', '$2')].join('\n'), args: [String(port), String(Math.round(maxMs))] };
+}
+
+/** connectionDrainScript's loop, for the port and the ms in the shell words `port` and `maxMs` (CLOCK defined). */
+function connectionDrainLoop(port: string, maxMs: string): string[] {
+  return [
+    `t0=$(ms); end=$(( t0 + ${maxMs} )); hex=$(printf "%04X" "${port}")`,
+    `open() { cat /proc/net/tcp /proc/net/tcp6 2>/dev/null | grep -c "^ *[0-9]*: [0-9A-F]*:[0-9A-F]* [0-9A-F]*:$hex 01 "; }`,
+    'while :; do',
+    '  n=$(open)',
+    '  [ "${n:-0}" -eq 0 ] && { echo "@@drained $(( $(ms) - t0 ))"; break; }',
+    '  [ "$(ms)" -lt "$end" ] || { echo "@@drain-timeout $n"; break; }',
+    '  sleep 0.1',
+    'done'
+  ];
 }
 
 /** Drain only: the workers from before a reload finish their in-flight requests. */
@@ -581,13 +582,20 @@ export function finishScript(
      * if it is still ours (`@@released`), which spares the runner the round trip of ending its keeper. Background only.
      */
     releaseToken?: string;
+    /** nginx-switch njs: drain by the open connections to this port (the old colour's) instead of by nginx workers. */
+    drainPort?: number;
   }
 ): RemoteScript {
   const job = [
     dockerFn(dockerCommand),
     'set -f; rc=0',
     'if [ -n "$3" ]; then',
-    ...DRAIN_LOOP.map((l) => `  ${l}`),
+    // nginx-switch njs (a port in $14): nothing reloaded, nginx's connections to the old colour are waited for instead
+    '  if [ -n "${14}" ]; then',
+    ...[CLOCK, ...connectionDrainLoop('${14}', '$2')].map((l) => `    ${l}`),
+    '  else',
+    ...DRAIN_LOOP.map((l) => `    ${l}`),
+    '  fi',
     '  echo "@@stop"',
     '  D stop -t "$4" "$3" >/dev/null && echo "@@stopped" || rc=3',
     'fi',
@@ -638,7 +646,8 @@ export function finishScript(
       opts.record?.historyLine ?? '',
       String(opts.record?.keep ?? HISTORY_KEEP),
       opts.releaseToken ?? '',
-      opts.record ? 'record' : ''
+      opts.record ? 'record' : '',
+      opts.drainPort === undefined ? '' : String(opts.drainPort)
     ]
   };
 }

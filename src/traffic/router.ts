@@ -55,8 +55,13 @@ export interface Cutover {
   downtimeMs?: number;
   /** nginx: the workers from before the reload; the finishing job waits for them before stopping the old colour. */
   workersBefore: string[];
-  /** haproxy, nginx-switch njs: the old colour has no sessions / connections left (or drain-seconds passed) and takes no traffic: stop it without waiting. */
+  /** haproxy, alb: the old colour has no sessions / connections left (or drain-seconds passed) and takes no traffic: stop it without waiting. */
   drained?: boolean;
+  /**
+   * nginx-switch njs: the old colour's port. It takes no new request, and the finishing job waits until nginx has no
+   * connection to it left (at most drain-seconds) before stopping it: nothing on the run's path waits for that.
+   */
+  drainPort?: number;
 }
 
 export interface TrafficRouter {

@@ -84,7 +84,7 @@ export class NginxRouter implements TrafficRouter {
 
   /**
    * nginx-switch njs: write the upstream file (atomically, no reload: the next request nginx handles reads the new
-   * port), verify, then wait until the old colour has no connection from nginx left (at most drain-seconds).
+   * port) and verify; the finishing job waits until the old colour has no connection from nginx left.
    */
   private async cutOverNjs(h: RouterHost, port: number): Promise<Cutover> {
     const { cfg, plan, timer } = h;
@@ -104,20 +104,17 @@ export class NginxRouter implements TrafficRouter {
     const cutoverMs = Date.now() - switchStart;
     await timer.run('verify', async () => {
       h.log.info(`nginx sends new requests to ${plan.candidate} from the next one on (nginx-switch: njs, not reloaded)`);
-      // The old colour's connections finish meanwhile (it keeps running either way: a failed verify switches back to
-      // it), so the drain costs no round trip of its own.
-      const drain = plan.live ? this.drainConnections(h, 'verify', plan.live) : undefined;
-      drain?.catch(() => undefined);
       await this.probeNginxHealth(h, 'verify');
       await h.probeOnce('verify', port);
       await h.watch(port);
-      await drain;
     });
-    return { cutoverMs, workersBefore: [], drained: true };
+    // The old colour's open connections (in-flight requests, streams) are waited for by the finishing job, before it
+    // stops the old colour: it keeps running until then, so a failed verify above could switch back to it.
+    return { cutoverMs, workersBefore: [], drainPort: plan.live ? cfg.ports[plan.live] : undefined };
   }
 
   /** Waits until nginx has no connection to `color`'s port left (in-flight requests, streams), at most drain-seconds. */
-  private async drainConnections(h: RouterHost, step: 'verify' | 'switch-back', color: Color): Promise<void> {
+  private async drainConnections(h: RouterHost, step: 'switch-back', color: Color): Promise<void> {
     const port = this.cfg.ports[color];
     const out = await h.exec(step, connectionDrainScript(port, this.cfg.drainMs), `let the connections to ${this.cfg.app}-${color} (127.0.0.1:${port}) finish (up to ${this.cfg.drainMs / 1000} s)`);
     const done = /@@drained (\d+)/.exec(out);
