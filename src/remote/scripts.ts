@@ -44,7 +44,8 @@ const LEASE_FNS = [
 ].join('\n');
 
 const LEASE_PREAMBLE = [
-  'dir=".bluegreen/$1"; mkdir -p "$dir" || exit 70',
+  // (a directory that is there costs no mkdir: every fork is on a step's critical path)
+  'dir=".bluegreen/$1"; [ -d "$dir" ] || mkdir -p "$dir" || exit 70',
   `command -v flock >/dev/null 2>&1 || { echo "flock is not installed on the host (package util-linux)" >&2; exit 71; }`,
   LEASE_FNS
 ].join('\n');
@@ -70,7 +71,7 @@ export function lockScript(app: string, token: string, owner: string, timeoutSec
       LEASE_PREAMBLE,
       'tok=$2; own=$3; ttl=$5; id=${tok%.*}',
       'try_take() {',
-      '  now=$(date +%s); lease_read',
+      '  now=$((nowms / 1000)); lease_read',
       '  if [ -n "$lt" ] && [ "${lt%.*}" != "$id" ] && [ "$le" -gt "$now" ]; then echo "held $lo"; return 0; fi',
       // Drain jobs are started only by a lease holder: when the lease still carries our deployId, nobody else held it
       // since we did, and a running job is our own.
@@ -80,9 +81,9 @@ export function lockScript(app: string, token: string, owner: string, timeoutSec
       '}',
       // milliseconds where date has %N (GNU, recent busybox), else whole seconds
       `ms() { t=$(date +%s%N 2>/dev/null); case "$t" in ""|*[!0-9]*) echo $(( $(date +%s) * 1000 )) ;; *) echo $(( t / 1000000 )) ;; esac; }`,
-      'deadline=$(( $(ms) + $4 * 1000 )); last=""; why=""',
+      // one clock read per round (try_take's "now" too): each is two forks
+      'nowms=$(ms); deadline=$(( nowms + $4 * 1000 )); left=$(( $4 * 1000 )); last=""; why=""',
       'while :; do',
-      '  left=$(( deadline - $(ms) ))',
       '  w=1; [ "$left" -gt 0 ] || w=0',
       '  r=$(under_lock "$w" try_take); rc=$?',
       // the lock file itself is held: a deploy by an older version of the action (it holds it for its whole run)
@@ -95,6 +96,7 @@ export function lockScript(app: string, token: string, owner: string, timeoutSec
       '  last=$r',
       '  [ "$left" -gt 0 ] || { echo "@@lock-timeout $why"; exit 75; }',
       '  sleep 0.2',
+      '  nowms=$(ms); left=$(( deadline - nowms ))',
       'done',
       'release() { lease_read; if [ "$lt" = "$tok" ]; then rm -f "$dir/lease"; fi; }',
       // the runner left while we were waiting: do not keep a lease nobody renews
@@ -589,6 +591,7 @@ export function finishScript(
   const job = [
     dockerFn(dockerCommand),
     'set -f; rc=0',
+    'if [ "${13}" = record ]; then h=".bluegreen/$6/history.jsonl"; tail -n "${11}" "$h" > "$h.tmp" && mv -f "$h.tmp" "$h"; fi',
     'if [ -n "$3" ]; then',
     // nginx-switch njs (a port in $14): nothing reloaded, nginx's connections to the old colour are waited for instead
     '  if [ -n "${14}" ]; then',
@@ -610,17 +613,17 @@ export function finishScript(
     body: [
       // the record (as recordScript, from arguments 9-11)
       'if [ "${13}" = record ]; then',
-      '  rd=".bluegreen/$6"; mkdir -p "$rd" || exit 3',
+      '  rd=".bluegreen/$6"; [ -d "$rd" ] || mkdir -p "$rd" || exit 3',
       `  if [ -n "$9" ]; then printf '%s\\n' "$9" > "$rd/state.json.tmp" && mv -f "$rd/state.json.tmp" "$rd/state.json"; fi`,
-      `  printf '%s\\n' "\${10}" >> "$rd/history.jsonl"`,
-      '  tail -n "${11}" "$rd/history.jsonl" > "$rd/history.jsonl.tmp" && mv -f "$rd/history.jsonl.tmp" "$rd/history.jsonl" && echo "@@recorded"',
+      // trimmed to the last ${11} lines by the job, off the run's path (the next deploy waits for the job)
+      `  printf '%s\\n' "\${10}" >> "$rd/history.jsonl" && echo "@@recorded"`,
       'fi',
       // Without setsid the job could die with the SSH session: do it in the run instead.
       'if [ "$5" != background ] || ! command -v setsid >/dev/null 2>&1; then',
       '  [ "$5" = background ] && echo "@@no-setsid"',
       `  exec ${cmd('sh', '-c', job.join('\n'), 'sh')} "$@"`,
       'fi',
-      'dir=".bluegreen/$6"; mkdir -p "$dir" && exec 8>>"$dir/drain.lock" || exit 70',
+      'dir=".bluegreen/$6"; { [ -d "$dir" ] || mkdir -p "$dir"; } && exec 8>>"$dir/drain.lock" || exit 70',
       // A concurrent `command: status` probes drain.lock for an instant (flock -n): wait for it rather than fail.
       'flock -w 10 8 || { echo "drain.lock stayed held by another process for 10 s" >&2; exit 70; }',
       `${cmd('setsid', 'sh', '-c', logged, 'sh')} "$@" </dev/null >"$dir/drain.log" 2>&1 &`,
