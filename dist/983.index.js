@@ -4527,8 +4527,6 @@ function describeContainer(c) {
 // EXTERNAL MODULE: external "node:net"
 var external_node_net_ = __webpack_require__(77030);
 var external_node_net_default = /*#__PURE__*/__webpack_require__.n(external_node_net_);
-// EXTERNAL MODULE: ./node_modules/@actions/exec/lib/exec.js + 3 modules
-var exec = __webpack_require__(81260);
 ;// CONCATENATED MODULE: ./src/deploy/smoke-test.ts
 /**
  * smoke-test: the user's command, run on the runner with @actions/exec once the candidate is healthy and before
@@ -4537,7 +4535,6 @@ var exec = __webpack_require__(81260);
  * 127.0.0.1 port on the host, so the runner needs no network path to the host and the candidate needs no
  * public port. Nothing of the command reaches the host: it runs here, with the runner's tools.
  */
-
 
 
 
@@ -4657,7 +4654,9 @@ async function runSmokeCommand(test, vars, log, signal, baseEnv = process.env) {
     let exitCode;
     let spawnError;
     try {
-        const code = await exec/* exec */.m(argv[0], argv.slice(1), {
+        // loaded only for a smoke test: @actions/exec (and @actions/io) are not part of every run's start
+        const exec = await __webpack_require__.e(/* import() */ 260).then(__webpack_require__.bind(__webpack_require__, 81260));
+        const code = await exec.exec(argv[0], argv.slice(1), {
             env: smokeTestEnv(baseEnv, vars),
             silent: true,
             ignoreReturnCode: true,
@@ -5159,7 +5158,7 @@ function buildMetrics(result, ctx, cfg) {
 /** Where reports leave the action: the job summary and the artifact (its client is loaded only when used). */
 
 // The artifact client is a large part of the bundle: loaded when needed, it stays out of the cold start.
-const uploadReports = async (...args) => (await Promise.all(/* import() */[__webpack_require__.e(880), __webpack_require__.e(954)]).then(__webpack_require__.bind(__webpack_require__, 80954))).uploadReports(...args);
+const uploadReports = async (...args) => (await Promise.all(/* import() */[__webpack_require__.e(260), __webpack_require__.e(880), __webpack_require__.e(954)]).then(__webpack_require__.bind(__webpack_require__, 80954))).uploadReports(...args);
 async function writeSummary(markdown) {
     if (!process.env.GITHUB_STEP_SUMMARY)
         return;
@@ -6589,9 +6588,8 @@ function readSmokeTest(c, traffic) {
     return { command, on, timeoutMs };
 }
 
-// EXTERNAL MODULE: ./node_modules/ssh2/lib/index.js
-var lib = __webpack_require__(85472);
-var lib_default = /*#__PURE__*/__webpack_require__.n(lib);
+// EXTERNAL MODULE: ./node_modules/ssh2/lib/protocol/keyParser.js
+var keyParser = __webpack_require__(41789);
 ;// CONCATENATED MODULE: ./src/ssh/known-hosts.ts
 /** known_hosts parsing and host-key matching, as OpenSSH does it (plain, hashed and [host]:port entries). */
 
@@ -6714,6 +6712,7 @@ function verifyHostKey(policy, host, port, key) {
 // EXTERNAL MODULE: ./src/config/inputs/hosts.ts
 var inputs_hosts = __webpack_require__(56793);
 ;// CONCATENATED MODULE: ./src/config/inputs/ssh.ts
+/// <reference path="../../types/ssh2-parts.d.ts" />
 /** The SSH section: hosts, key, host keys, connect behaviour and the bastion (and which of it transport: ssm ignores). */
 
 
@@ -6785,7 +6784,7 @@ function readPrivateKey(c, keyInput, passInput, required) {
         return undefined;
     }
     const normalized = normalizePrivateKey(privateKey);
-    const parsed = lib.utils.parseKey(normalized, passphrase);
+    const parsed = (0,keyParser.parseKey)(normalized, passphrase);
     if (parsed instanceof Error) {
         if (/encrypted|passphrase/i.test(parsed.message)) {
             if (passphrase)
@@ -7096,9 +7095,13 @@ async function resolveHosts(cfg, describe) {
     }
 }
 
+// EXTERNAL MODULE: ./node_modules/ssh2/lib/client.js
+var client = __webpack_require__(66297);
+var client_default = /*#__PURE__*/__webpack_require__.n(client);
 // EXTERNAL MODULE: ./src/ssh/preconnect.ts
 var preconnect = __webpack_require__(39797);
 ;// CONCATENATED MODULE: ./src/ssh/connection.ts
+/// <reference path="../types/ssh2-parts.d.ts" />
 /**
  * One SSH connection per host for the whole run (ssh2): remote commands, long-lived channels (the lock)
  * and TCP forwarding (health probes) all share it.
@@ -7110,6 +7113,7 @@ var preconnect = __webpack_require__(39797);
  * calls fail fast.
  */
 
+// the client's own file: ssh2's index loads much that is never used (src/types/ssh2-parts.d.ts)
 
 
 
@@ -7278,7 +7282,7 @@ async function connectOnce(target, settings, signal) {
 class Link {
     target;
     where;
-    client = new (lib_default()).Client();
+    client = new (client_default())();
     sock;
     state = 'connecting';
     ended;

@@ -8,7 +8,6 @@
 import { accessSync, constants } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
-import * as exec from '@actions/exec';
 import type { Color, DeployConfig, HostTarget, SmokeTest } from '../config/types.js';
 import type { HostLog } from '../report/log.js';
 import type { RemoteHost } from '../ssh/connection.js';
@@ -150,6 +149,8 @@ export async function runSmokeCommand(test: SmokeTest, vars: Record<string, stri
   let exitCode: number | undefined;
   let spawnError: string | undefined;
   try {
+    // loaded only for a smoke test: @actions/exec (and @actions/io) are not part of every run's start
+    const exec = await import('@actions/exec');
     const code = await exec.exec(argv[0], argv.slice(1), {
       env: smokeTestEnv(baseEnv, vars),
       silent: true,

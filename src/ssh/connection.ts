@@ -1,3 +1,4 @@
+/// <reference path="../types/ssh2-parts.d.ts" />
 /**
  * One SSH connection per host for the whole run (ssh2): remote commands, long-lived channels (the lock)
  * and TCP forwarding (health probes) all share it.
@@ -10,7 +11,9 @@
  */
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
-import ssh2, { type ClientChannel, type ConnectConfig } from 'ssh2';
+import type { Client, ClientChannel, ConnectConfig } from 'ssh2';
+// the client's own file: ssh2's index loads much that is never used (src/types/ssh2-parts.d.ts)
+import SshClient from 'ssh2/lib/client.js';
 import type { HostKeyPolicy, HostTarget, JumpHost, SshSettings } from '../config/types.js';
 import { parseKnownHosts, preferredHostKeyAlgorithms, verifyHostKey } from './known-hosts.js';
 import { shInvocation } from '../remote/shell.js';
@@ -207,7 +210,7 @@ type LinkState = 'connecting' | 'ready' | 'lost' | 'closed';
  */
 class Link {
   readonly where: string;
-  private readonly client = new ssh2.Client();
+  private readonly client = new SshClient();
   private sock?: Duplex;
   private state: LinkState = 'connecting';
   private ended?: ConnectionLostError;
@@ -637,7 +640,7 @@ interface Ssh2Internals {
 type RawChannel = ClientChannel & { outgoing: { id: number; state: string }; _callbacks: ((failed: boolean) => void)[]; subtype?: string; allowHalfOpen?: boolean };
 
 /** Opens a session channel (one round trip): ssh2's openChannel(…, 'session'), which it does not export. */
-function openSession(client: ssh2.Client): Promise<ClientChannel> {
+function openSession(client: Client): Promise<ClientChannel> {
   return new Promise((resolve, reject) => {
     const c = client as unknown as Ssh2Internals;
     const wrapper = Object.assign((err: Error | undefined, ch: ClientChannel) => (err ? reject(err) : resolve(ch)), { type: 'session' });
@@ -649,7 +652,7 @@ function openSession(client: ssh2.Client): Promise<ClientChannel> {
 }
 
 /** The exec request on an open session channel (ssh2's reqExec); done is called with its reply. */
-function sendExec(client: ssh2.Client, ch: ClientChannel, command: string, done: (err?: Error) => void): void {
+function sendExec(client: Client, ch: ClientChannel, command: string, done: (err?: Error) => void): void {
   const raw = ch as RawChannel;
   if (raw.outgoing.state !== 'open') return done(new Error('Channel is not open'));
   raw._callbacks.push((failed) => done(failed ? new Error('Unable to exec') : undefined));
@@ -663,7 +666,7 @@ function sendExec(client: ssh2.Client, ch: ClientChannel, command: string, done:
  * only then; the signed request alone is just as valid (RFC 4252 §7) and saves the query. A refused key still
  * fails the same way (USERAUTH_FAILURE).
  */
-function signFirst(client: ssh2.Client, onSent?: () => void): void {
+function signFirst(client: Client, onSent?: () => void): void {
   const proto = (client as unknown as Partial<Ssh2Internals>)._protocol;
   const authPK = proto?.authPK;
   if (!proto || typeof authPK !== 'function') return;

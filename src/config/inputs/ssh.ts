@@ -1,5 +1,6 @@
+/// <reference path="../../types/ssh2-parts.d.ts" />
 /** The SSH section: hosts, key, host keys, connect behaviour and the bastion (and which of it transport: ssm ignores). */
-import { utils as ssh2Utils } from 'ssh2';
+import { parseKey } from 'ssh2/lib/protocol/keyParser.js';
 import type { HostQuery, HostTarget, JumpHost, SshSettings, Transport } from '../types.js';
 import { parseKnownHosts } from '../../ssh/known-hosts.js';
 import { Collector, DEFAULTS, FINGERPRINT, printable, USER } from './collector.js';
@@ -76,7 +77,7 @@ function readPrivateKey(c: Collector, keyInput: string, passInput: string, requi
     return undefined;
   }
   const normalized = normalizePrivateKey(privateKey);
-  const parsed = ssh2Utils.parseKey(normalized, passphrase);
+  const parsed = parseKey(normalized, passphrase);
   if (parsed instanceof Error) {
     if (/encrypted|passphrase/i.test(parsed.message)) {
       if (passphrase) c.fail(passInput, `does not decrypt ${keyInput}`, '${{ secrets.EC2_SSH_KEY_PASSPHRASE }}');
