@@ -336,7 +336,8 @@ function lockScript(app, token, owner, timeoutSeconds, opts = {}) {
             '}',
             // milliseconds where date has %N (GNU, recent busybox), else whole seconds
             `ms() { t=$(date +%s%N 2>/dev/null); case "$t" in ""|*[!0-9]*) echo $(( $(date +%s) * 1000 )) ;; *) echo $(( t / 1000000 )) ;; esac; }`,
-            // one clock read per round (try_take's "now" too): each is two forks
+            // one clock read per round (try_take's "now" too): each is two forks. It is taken before the lock file's wait (at
+            // most 1 s), so a lease may be written to end up to that much early and one just expired may wait a round more.
             'nowms=$(ms); deadline=$(( nowms + $4 * 1000 )); left=$(( $4 * 1000 )); last=""; why=""',
             'while :; do',
             '  w=1; [ "$left" -gt 0 ] || w=0',
@@ -710,9 +711,9 @@ function writeUpstreamScript(file, reloadCommand, opts = {}) {
             'rm -f -- "$prev"; echo "@@reloaded"',
             '[ "$4" -gt 0 ] || exit 0',
             `elapsed() { t=$(date +%s%N 2>/dev/null); case "$t0$t" in *[!0-9]*|"") echo - ;; *) echo $(( (t - t0) / 1000000 )) ;; esac; }`,
-            'end=$(( $(ms) + $4 )); first=""; n=0',
+            'end=$(( $(ms) + $4 )); first=""; round=0',
             'while :; do',
-            '  n=$((n + 1))',
+            '  round=$((round + 1))',
             '  scan; took=""; old=""; new=""; gone=""; seen=""',
             '  for m in $bm; do case " $now " in *" $m "*) ;; *) gone="$gone $m" ;; esac; done',
             '  for m in $now; do',
@@ -730,7 +731,7 @@ function writeUpstreamScript(file, reloadCommand, opts = {}) {
             '  if [ -n "$took" ]; then echo "@@old-workers$old"; echo "@@taken-over $new $(elapsed) $first$took"; exit 0; fi',
             '  [ -z "$bm" ] && [ -z "$now" ] && { echo "@@no-workers"; exit 0; }',
             // the clock (a fork) every 10th round only
-            '  [ $((n % 10)) -ne 0 ] || [ "$(ms)" -lt "$end" ] || { echo "@@foreign-masters$foreign"; echo "@@no-takeover"; exit 0; }',
+            '  [ $((round % 10)) -ne 0 ] || [ "$(ms)" -lt "$end" ] || { echo "@@foreign-masters$foreign"; echo "@@no-takeover"; exit 0; }',
             '  sleep 0.01',
             'done'
         ].join('\n'),
@@ -6712,7 +6713,6 @@ function verifyHostKey(policy, host, port, key) {
 // EXTERNAL MODULE: ./src/config/inputs/hosts.ts
 var inputs_hosts = __webpack_require__(56793);
 ;// CONCATENATED MODULE: ./src/config/inputs/ssh.ts
-/// <reference path="../../types/ssh2-parts.d.ts" />
 /** The SSH section: hosts, key, host keys, connect behaviour and the bastion (and which of it transport: ssm ignores). */
 
 
@@ -7101,7 +7101,6 @@ var client_default = /*#__PURE__*/__webpack_require__.n(client);
 // EXTERNAL MODULE: ./src/ssh/preconnect.ts
 var preconnect = __webpack_require__(39797);
 ;// CONCATENATED MODULE: ./src/ssh/connection.ts
-/// <reference path="../types/ssh2-parts.d.ts" />
 /**
  * One SSH connection per host for the whole run (ssh2): remote commands, long-lived channels (the lock)
  * and TCP forwarding (health probes) all share it.

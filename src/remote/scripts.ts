@@ -81,7 +81,8 @@ export function lockScript(app: string, token: string, owner: string, timeoutSec
       '}',
       // milliseconds where date has %N (GNU, recent busybox), else whole seconds
       `ms() { t=$(date +%s%N 2>/dev/null); case "$t" in ""|*[!0-9]*) echo $(( $(date +%s) * 1000 )) ;; *) echo $(( t / 1000000 )) ;; esac; }`,
-      // one clock read per round (try_take's "now" too): each is two forks
+      // one clock read per round (try_take's "now" too): each is two forks. It is taken before the lock file's wait (at
+      // most 1 s), so a lease may be written to end up to that much early and one just expired may wait a round more.
       'nowms=$(ms); deadline=$(( nowms + $4 * 1000 )); left=$(( $4 * 1000 )); last=""; why=""',
       'while :; do',
       '  w=1; [ "$left" -gt 0 ] || w=0',
@@ -481,9 +482,9 @@ export function writeUpstreamScript(file: string, reloadCommand: string, opts: {
       'rm -f -- "$prev"; echo "@@reloaded"',
       '[ "$4" -gt 0 ] || exit 0',
       `elapsed() { t=$(date +%s%N 2>/dev/null); case "$t0$t" in *[!0-9]*|"") echo - ;; *) echo $(( (t - t0) / 1000000 )) ;; esac; }`,
-      'end=$(( $(ms) + $4 )); first=""; n=0',
+      'end=$(( $(ms) + $4 )); first=""; round=0',
       'while :; do',
-      '  n=$((n + 1))',
+      '  round=$((round + 1))',
       '  scan; took=""; old=""; new=""; gone=""; seen=""',
       '  for m in $bm; do case " $now " in *" $m "*) ;; *) gone="$gone $m" ;; esac; done',
       '  for m in $now; do',
@@ -501,7 +502,7 @@ export function writeUpstreamScript(file: string, reloadCommand: string, opts: {
       '  if [ -n "$took" ]; then echo "@@old-workers$old"; echo "@@taken-over $new $(elapsed) $first$took"; exit 0; fi',
       '  [ -z "$bm" ] && [ -z "$now" ] && { echo "@@no-workers"; exit 0; }',
       // the clock (a fork) every 10th round only
-      '  [ $((n % 10)) -ne 0 ] || [ "$(ms)" -lt "$end" ] || { echo "@@foreign-masters$foreign"; echo "@@no-takeover"; exit 0; }',
+      '  [ $((round % 10)) -ne 0 ] || [ "$(ms)" -lt "$end" ] || { echo "@@foreign-masters$foreign"; echo "@@no-takeover"; exit 0; }',
       '  sleep 0.01',
       'done'
     ].join('\n'),

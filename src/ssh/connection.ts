@@ -1,4 +1,3 @@
-/// <reference path="../types/ssh2-parts.d.ts" />
 /**
  * One SSH connection per host for the whole run (ssh2): remote commands, long-lived channels (the lock)
  * and TCP forwarding (health probes) all share it.

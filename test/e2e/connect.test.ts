@@ -267,7 +267,7 @@ describe('node exits by itself after the last close', () => {
     fs.writeFileSync(path.join(dir, 'package.json'), '{"type":"module"}\n');
     const tsc = await sh(
       `cd ${q(REPO_ROOT)} && node_modules/.bin/tsc --outDir ${q(dir)} --rootDir . --strict --module nodenext --moduleResolution nodenext ` +
-        '--target es2022 --esModuleInterop --skipLibCheck --types node src/ssh/connection.ts test/e2e/fault-proxy.ts'
+        '--target es2022 --esModuleInterop --skipLibCheck --types node src/types/ssh2-parts.d.ts src/ssh/connection.ts test/e2e/fault-proxy.ts'
     );
     if (tsc.code !== 0) throw new Error(`tsc failed: ${tsc.stdout}${tsc.stderr}`);
     fs.writeFileSync(path.join(dir, 'child.mjs'), CHILD);

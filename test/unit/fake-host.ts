@@ -78,6 +78,8 @@ export class FakeHost implements RemoteHost {
   workers = ['101', '102'];
   /** What the forwarded port answers; default 200 when a running container publishes it, else a refused connection. */
   httpStatus?: (port: number, host: FakeHost) => number;
+  /** What the finishing job's drain says when it runs within the run (wait-for-drain). */
+  finishDrain = '@@drained';
   lockEnded = false;
   /** The lock is held by another deploy for this many more attempts: the lock script times out (exit 75). */
   lockBusyFor = 0;
@@ -225,7 +227,7 @@ export class FakeHost implements RemoteHost {
       case 'conn-drain':
         return { stdout: '@@drained 7\n' };
       case 'finish': {
-        // finishScript(workers, drainMs, stop, timeout, mode, app, remove, images, state, history, keep, token, 'record')
+        // finishScript(workers, drainMs, stop, timeout, mode, app, remove, images, state, history, keep, token, 'record', drainPort)
         const [, , stopName, , mode, , remove, , state, , , token, withRecord] = a;
         let out = '';
         if (withRecord === 'record') {
@@ -235,7 +237,7 @@ export class FakeHost implements RemoteHost {
         }
         if (stopName) this.store.get(stopName)!.running = false;
         for (const n of (remove ?? '').split(' ').filter(Boolean)) this.store.delete(n);
-        if (mode !== 'background') return { stdout: `${out}@@drained\n@@stop\n@@stopped\n@@cleanup\n` };
+        if (mode !== 'background') return { stdout: `${out}${this.finishDrain}\n@@stop\n@@stopped\n@@cleanup\n` };
         out += '@@background 4242\n';
         if (token && this.leaseHeld) {
           this.leaseHeld = false;

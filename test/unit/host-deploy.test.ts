@@ -426,6 +426,15 @@ describe('HostDeployment (nginx-switch: njs)', () => {
     expect(lines.join('\n')).toMatch(/drain shop-blue \(up to 1 s\)/);
   });
 
+  test('wait-for-drain: connections to the old colour still open after drain-seconds are named in a warning, then it is stopped', async () => {
+    const host = liveBlue();
+    host.finishDrain = '@@drain-timeout 2';
+    const { result, lines } = await deploy(host, njs());
+    expect(result.result).toBe('success');
+    expect(lines.join('\n')).toMatch(/shop-blue still had 2 connection\(s\) from nginx after drain-seconds \(1 s\); stopped it anyway/);
+    expect(host.containers()).toEqual([['shop-blue', 'exited'], ['shop-green', 'running']]);
+  });
+
   test('verify fails: the previous file is put back without a reload, the candidate drained by its connections, then removed', async () => {
     const host = liveBlue();
     host.httpStatus = (_port, h) => (h.count('upstream') > 0 ? 500 : 200);

@@ -130,6 +130,19 @@ maybe('nginx switch script against stand-in nginx processes', () => {
     if (foreign) expect(out.foreignMasters).toContain(String(foreign));
   });
 
+  test('a master that starts a new worker while its old one keeps accepting is no takeover: the switch gives up at takeoverMs', async () => {
+    // (a round counter of the wait loop once shared its name with the new worker's pid: the deadline was then checked
+    // only when that pid happened to end in 0, and the switch never gave up)
+    const stuck = await masterPid(master(`${WORKER} a=$!; sleep 0.3; ${WORKER} b=$!; trap 'exit 0' TERM; while :; do wait; done`));
+    const t0 = Date.now();
+    const r = await run(writeUpstreamScript(path.join(dir, 'up-stuck.conf'), 'true', { takeoverMs: 1500, content: 'x\n' }));
+    const out = parseSwitchOutput(r.stdout);
+    expect(out).toMatchObject({ reloaded: true, outcome: 'no-takeover' });
+    expect(out.masters).toContain(String(stuck));
+    expect(kidsOf(stuck)).toHaveLength(2);
+    expect(Date.now() - t0).toBeLessThan(5000);
+  }, 10_000);
+
   test('a failed reload restores the previous file and says so', async () => {
     const file = path.join(dir, 'up3.conf');
     fs.writeFileSync(file, 'previous\n');

@@ -1,4 +1,3 @@
-/// <reference path="../../types/ssh2-parts.d.ts" />
 /** The SSH section: hosts, key, host keys, connect behaviour and the bastion (and which of it transport: ssm ignores). */
 import { parseKey } from 'ssh2/lib/protocol/keyParser.js';
 import type { HostQuery, HostTarget, JumpHost, SshSettings, Transport } from '../types.js';
