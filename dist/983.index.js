@@ -3312,8 +3312,9 @@ class NginxRouter {
                 sw = parseSwitchOutput(await h.exec('switch', s, `point ${cfg.nginxUpstreamFile} at ${plan.candidate} (127.0.0.1:${port}), reload nginx and wait for its new workers`));
             }
             catch (e) {
-                if (e instanceof StepError && /\(exit 77\)/.test(e.message))
-                    throw new StepError('switch', 'the deploy lock (lease) of this run expired on the host before the switch, so another deploy may own the host now: traffic was not changed');
+                const expired = leaseExpired(e);
+                if (expired)
+                    throw expired;
                 // A non-zero exit: the script could not write the file, or put the previous one back after a failed reload.
                 if (e instanceof StepError)
                     throw new StepError('switch', `${e.message.replace(/^.*?failed/, 'nginx switch failed')}; the previous upstream file was restored`);
@@ -3354,8 +3355,9 @@ class NginxRouter {
                 await h.exec('switch', s, `point ${cfg.nginxUpstreamFile} at ${plan.candidate} (127.0.0.1:${port}); no reload: nginx reads the file at every request (njs)`);
             }
             catch (e) {
-                if (e instanceof StepError && /\(exit 77\)/.test(e.message))
-                    throw new StepError('switch', 'the deploy lock (lease) of this run expired on the host before the switch, so another deploy may own the host now: traffic was not changed');
+                const expired = leaseExpired(e);
+                if (expired)
+                    throw expired;
                 throw e;
             }
         });
@@ -3433,6 +3435,12 @@ class NginxRouter {
         await h.discardCandidate();
         return true;
     }
+}
+/** The switch script's exit 77: the lease had expired on the host, so it changed nothing (both switch modes). */
+function leaseExpired(e) {
+    if (!(e instanceof StepError) || !/\(exit 77\)/.test(e.message))
+        return undefined;
+    return new StepError('switch', 'the deploy lock (lease) of this run expired on the host before the switch, so another deploy may own the host now: traffic was not changed');
 }
 
 ;// CONCATENATED MODULE: ./src/traffic/port-swap/router.ts
@@ -4393,12 +4401,11 @@ class HostDeployment {
         // nginx's connections to it (drainPort) instead of for old workers.
         const drained = this.cutover?.drained === true;
         const drainPort = this.cutover?.drainPort;
-        let drainMs = drained ? 0 : cfg.drainMs;
+        // alb: the load balancer drains the old colour (deregistered) before it is stopped: the run waits for that only
+        // with wait-for-drain; otherwise the job on the host waits by the clock (it cannot ask the ALB), as long as the
+        // ALB may still drain it. After a failure there the old colour is stopped only after the whole drain-seconds.
+        let drainMs = drained && !this.router.drainOld ? 0 : cfg.drainMs;
         if (this.router.drainOld) {
-            // alb: the load balancer drains the old colour (deregistered) before it is stopped: the run waits for that only
-            // with wait-for-drain; otherwise the job on the host waits by the clock (it cannot ask the ALB), as long as the
-            // ALB may still drain it. After a failure here the old colour is stopped only after the whole drain-seconds.
-            drainMs = cfg.drainMs;
             const albDrain = await this.timer.soft('drain', async () => {
                 drainMs = await this.router.drainOld(this.routerHost, cfg.waitForDrain);
             });

@@ -615,12 +615,11 @@ export class HostDeployment {
     // nginx's connections to it (drainPort) instead of for old workers.
     const drained = this.cutover?.drained === true;
     const drainPort = this.cutover?.drainPort;
-    let drainMs = drained ? 0 : cfg.drainMs;
+    // alb: the load balancer drains the old colour (deregistered) before it is stopped: the run waits for that only
+    // with wait-for-drain; otherwise the job on the host waits by the clock (it cannot ask the ALB), as long as the
+    // ALB may still drain it. After a failure there the old colour is stopped only after the whole drain-seconds.
+    let drainMs = drained && !this.router.drainOld ? 0 : cfg.drainMs;
     if (this.router.drainOld) {
-      // alb: the load balancer drains the old colour (deregistered) before it is stopped: the run waits for that only
-      // with wait-for-drain; otherwise the job on the host waits by the clock (it cannot ask the ALB), as long as the
-      // ALB may still drain it. After a failure here the old colour is stopped only after the whole drain-seconds.
-      drainMs = cfg.drainMs;
       const albDrain = await this.timer.soft('drain', async () => {
         drainMs = await this.router.drainOld!(this.routerHost, cfg.waitForDrain);
       });

@@ -59,7 +59,8 @@ export class NginxRouter implements TrafficRouter {
       try {
         sw = parseSwitchOutput(await h.exec('switch', s, `point ${cfg.nginxUpstreamFile} at ${plan.candidate} (127.0.0.1:${port}), reload nginx and wait for its new workers`));
       } catch (e) {
-        if (e instanceof StepError && /\(exit 77\)/.test(e.message)) throw new StepError('switch', 'the deploy lock (lease) of this run expired on the host before the switch, so another deploy may own the host now: traffic was not changed');
+        const expired = leaseExpired(e);
+        if (expired) throw expired;
         // A non-zero exit: the script could not write the file, or put the previous one back after a failed reload.
         if (e instanceof StepError) throw new StepError('switch', `${e.message.replace(/^.*?failed/, 'nginx switch failed')}; the previous upstream file was restored`);
         throw e;
@@ -97,7 +98,8 @@ export class NginxRouter implements TrafficRouter {
       try {
         await h.exec('switch', s, `point ${cfg.nginxUpstreamFile} at ${plan.candidate} (127.0.0.1:${port}); no reload: nginx reads the file at every request (njs)`);
       } catch (e) {
-        if (e instanceof StepError && /\(exit 77\)/.test(e.message)) throw new StepError('switch', 'the deploy lock (lease) of this run expired on the host before the switch, so another deploy may own the host now: traffic was not changed');
+        const expired = leaseExpired(e);
+        if (expired) throw expired;
         throw e;
       }
     });
@@ -175,4 +177,10 @@ export class NginxRouter implements TrafficRouter {
     await h.discardCandidate();
     return true;
   }
+}
+
+/** The switch script's exit 77: the lease had expired on the host, so it changed nothing (both switch modes). */
+function leaseExpired(e: unknown): StepError | undefined {
+  if (!(e instanceof StepError) || !/\(exit 77\)/.test(e.message)) return undefined;
+  return new StepError('switch', 'the deploy lock (lease) of this run expired on the host before the switch, so another deploy may own the host now: traffic was not changed');
 }
