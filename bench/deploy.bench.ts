@@ -25,18 +25,53 @@ import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import zlib from 'node:zlib';
-import { CLIENT_KINDS, ClientMix, writeStreamCgi, type ClientKind, type MixOptions, type MixResult } from '../test/e2e/clients.js';
+import {
+  CLIENT_KINDS,
+  ClientMix,
+  writeStreamCgi,
+  type ClientKind,
+  type MixOptions,
+  type MixResult
+} from '../test/e2e/clients.js';
 import { NJS_MODULE, startNjsNginx } from '../test/e2e/njs-nginx.js';
-import { cleanupApp, drainJobDone, prepareApp, REPO_ROOT, runAction, sh, SANDBOX, type LoadResult, type RequestSample } from '../test/e2e/harness.js';
+import {
+  cleanupApp,
+  drainJobDone,
+  prepareApp,
+  REPO_ROOT,
+  runAction,
+  sh,
+  SANDBOX,
+  type LoadResult,
+  type RequestSample
+} from '../test/e2e/harness.js';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 6);
 /** The four client kinds: 3 fresh, 3 pooled keep-alive (no retry), 3 slow 2–5 s on pooled keep-alive, 2 streams of ~5 s. */
-const MIX: MixOptions = { fresh: 3, pooled: 3, slow: 3, stream: 2, slowSeconds: [2, 3, 4, 5], streamEvents: 25, requestTimeoutMs: 15000, record: true };
-const MODES = (process.env.BENCH_MODES ?? 'nginx,rollback,nginx-njs,port-swap,haproxy,naive').split(',').map((m) => m.trim());
+const MIX: MixOptions = {
+  fresh: 3,
+  pooled: 3,
+  slow: 3,
+  stream: 2,
+  slowSeconds: [2, 3, 4, 5],
+  streamEvents: 25,
+  requestTimeoutMs: 15000,
+  record: true
+};
+const MODES = (process.env.BENCH_MODES ?? 'nginx,rollback,nginx-njs,port-swap,haproxy,naive')
+  .split(',')
+  .map((m) => m.trim());
 const PREFIX = process.env.BENCH_APP_PREFIX ?? 'bench';
 const PORT_BASE = Number(process.env.BENCH_PORT_BASE ?? 18300);
 /** The sandbox HAProxy's backend, front and server ports (test/sandbox/haproxy-up.sh). */
-const HAPROXY = { backend: 'e2e-hx-web', front: 'http://127.0.0.1:19610', blue: 19611, green: 19612, socket: '/run/bluegreen-haproxy/admin.sock', stateFile: '/var/lib/bluegreen-haproxy/server-state' };
+const HAPROXY = {
+  backend: 'e2e-hx-web',
+  front: 'http://127.0.0.1:19610',
+  blue: 19611,
+  green: 19612,
+  socket: '/run/bluegreen-haproxy/admin.sock',
+  stateFile: '/var/lib/bluegreen-haproxy/server-state'
+};
 /** Load runs this long before each deploy starts (so slow requests are in flight at the switch) and after it ends. */
 const LEAD_MS = 1500;
 const TAIL_MS = 1000;
@@ -145,8 +180,10 @@ const median = (xs: number[]) => {
   const s = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
   return s.length ? (s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2) : NaN;
 };
-const max = (xs: number[]) => (xs.some((x) => Number.isFinite(x)) ? Math.max(...xs.filter((x) => Number.isFinite(x))) : NaN);
-const pct = (sorted: number[], p: number) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(p * sorted.length) - 1))] : NaN);
+const max = (xs: number[]) =>
+  xs.some((x) => Number.isFinite(x)) ? Math.max(...xs.filter((x) => Number.isFinite(x))) : NaN;
+const pct = (sorted: number[], p: number) =>
+  sorted.length ? sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(p * sorted.length) - 1))] : NaN;
 const lastEnd = (samples: RequestSample[]) => samples.reduce((m, x) => Math.max(m, x.end), 0);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -157,8 +194,14 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
  */
 function windowStats(samples: RequestSample[], from: number, to: number, gapFrom = from, gapTo = to): WindowStats {
   const inWin = samples.filter((s) => s.start >= from && s.start <= to);
-  const lat = inWin.filter((s) => s.ok).map((s) => s.end - s.start).sort((a, b) => a - b);
-  const ends = samples.filter((s) => s.ok && s.end >= gapFrom && s.end <= gapTo).map((s) => s.end).sort((a, b) => a - b);
+  const lat = inWin
+    .filter((s) => s.ok)
+    .map((s) => s.end - s.start)
+    .sort((a, b) => a - b);
+  const ends = samples
+    .filter((s) => s.ok && s.end >= gapFrom && s.end <= gapTo)
+    .map((s) => s.end)
+    .sort((a, b) => a - b);
   let gap = 0;
   let prev = gapFrom;
   for (const e of ends) {
@@ -166,7 +209,13 @@ function windowStats(samples: RequestSample[], from: number, to: number, gapFrom
     prev = e;
   }
   gap = Math.max(gap, gapTo - prev);
-  return { requests: inWin.length, failed: inWin.length - lat.length, p50: pct(lat, 0.5), p99: pct(lat, 0.99), gapMs: gap };
+  return {
+    requests: inWin.length,
+    failed: inWin.length - lat.length,
+    p50: pct(lat, 0.5),
+    p99: pct(lat, 0.99),
+    gapMs: gap
+  };
 }
 
 /** First successful regular response from `target` that was sent after `at` (so it did not start before the switch). */
@@ -195,7 +244,10 @@ async function actionDeploy(app: string, tag: string | undefined, extra: Record<
   });
   const endedAt = Date.now();
   const metricsFile = r.outputs['metrics-file'];
-  if (!metricsFile) throw new Error(`the action wrote no metrics (exit ${r.code}):\n${r.stdout.slice(-3000)}\n${r.stderr.slice(-2000)}`);
+  if (!metricsFile)
+    throw new Error(
+      `the action wrote no metrics (exit ${r.code}):\n${r.stdout.slice(-3000)}\n${r.stderr.slice(-2000)}`
+    );
   const m = JSON.parse(fs.readFileSync(metricsFile, 'utf8'));
   const h = m.hosts[0];
   const steps = h.stepDurationsMs as Record<string, number>;
@@ -276,7 +328,12 @@ async function atRest(url: string): Promise<WindowStats & { slowOk: number; brok
   const to = Date.now();
   const mix = await load.stop();
   const stats = regular(mix);
-  return { ...windowStats(stats.samples, from, to, from, lastEnd(stats.samples)), slowOk: stats.slow.ok, brokenSlow: stats.slow.failed, failedTotal: stats.failed };
+  return {
+    ...windowStats(stats.samples, from, to, from, lastEnd(stats.samples)),
+    slowOk: stats.slow.ok,
+    brokenSlow: stats.slow.failed,
+    failedTotal: stats.failed
+  };
 }
 
 async function rounds(mode: Mode, url: string, deploy: (tag: string) => Promise<Deployed>): Promise<Round[]> {
@@ -309,7 +366,9 @@ async function rounds(mode: Mode, url: string, deploy: (tag: string) => Promise<
       ...rest,
       mode,
       tag: d.target,
-      kinds: Object.fromEntries(CLIENT_KINDS.map((k) => [k, { ok: mix[k].ok, failed: mix[k].failed, codes: mix[k].codes }])) as Record<ClientKind, KindRound>,
+      kinds: Object.fromEntries(
+        CLIENT_KINDS.map((k) => [k, { ok: mix[k].ok, failed: mix[k].failed, codes: mix[k].codes }])
+      ) as Record<ClientKind, KindRound>,
       failed: stats.failed,
       requests: stats.ok + stats.failed,
       keepAliveRetries: stats.keepAliveRetries,
@@ -379,21 +438,29 @@ async function coldStart(): Promise<{ runs: number[]; nodeFloor: number[]; banne
     runs.push(Math.round(await first));
     await run; // the aborted action exits (SIGTERM)
     // Node's own floor: a script that only opens a TCP connection and writes one line.
-    nodeFloor.push(Math.round(await new Promise<number>((resolve) => {
-      const server = net.createServer((sock) => {
-        sock.once('data', () => {
-          const t = performance.now();
-          sock.destroy();
-          server.close();
-          resolve(t - t0);
-        });
-      });
-      server.listen(0, '127.0.0.1', () => {
-        const port = (server.address() as net.AddressInfo).port;
-        t0 = performance.now();
-        spawn(SANDBOX.node24, ['-e', `require('net').connect(${port}, '127.0.0.1', function () { this.end('SSH-2.0-x\\r\\n'); })`], { stdio: 'ignore' });
-      });
-    })));
+    nodeFloor.push(
+      Math.round(
+        await new Promise<number>((resolve) => {
+          const server = net.createServer((sock) => {
+            sock.once('data', () => {
+              const t = performance.now();
+              sock.destroy();
+              server.close();
+              resolve(t - t0);
+            });
+          });
+          server.listen(0, '127.0.0.1', () => {
+            const port = (server.address() as net.AddressInfo).port;
+            t0 = performance.now();
+            spawn(
+              SANDBOX.node24,
+              ['-e', `require('net').connect(${port}, '127.0.0.1', function () { this.end('SSH-2.0-x\\r\\n'); })`],
+              { stdio: 'ignore' }
+            );
+          });
+        })
+      )
+    );
   }
   return { runs, nodeFloor, banner };
 }
@@ -401,8 +468,15 @@ async function coldStart(): Promise<{ runs: number[]; nodeFloor: number[]; banne
 function bundle() {
   const file = path.join(REPO_ROOT, 'dist', 'index.js');
   const buf = fs.readFileSync(file);
-  const distBytes = fs.readdirSync(path.join(REPO_ROOT, 'dist')).reduce((n, f) => n + fs.statSync(path.join(REPO_ROOT, 'dist', f)).size, 0);
-  return { indexJsBytes: buf.length, indexJsGzipBytes: zlib.gzipSync(buf, { level: 9 }).length, distBytes, sha256: crypto.createHash('sha256').update(buf).digest('hex') };
+  const distBytes = fs
+    .readdirSync(path.join(REPO_ROOT, 'dist'))
+    .reduce((n, f) => n + fs.statSync(path.join(REPO_ROOT, 'dist', f)).size, 0);
+  return {
+    indexJsBytes: buf.length,
+    indexJsGzipBytes: zlib.gzipSync(buf, { level: 9 }).length,
+    distBytes,
+    sha256: crypto.createHash('sha256').update(buf).digest('hex')
+  };
 }
 
 // ------------------------------------------------------------------ the benchmark
@@ -410,7 +484,11 @@ function bundle() {
 test(`benchmark: ${ROUNDS} swaps per mode under load`, async () => {
   const naiveApp = `${PREFIX}-naive`;
   const naivePort = PORT_BASE + 20;
-  const nginxExtra = { 'blue-port': String(PORT_BASE + 1), 'green-port': String(PORT_BASE + 2), 'docker-run-args': streamArgs };
+  const nginxExtra = {
+    'blue-port': String(PORT_BASE + 1),
+    'green-port': String(PORT_BASE + 2),
+    'docker-run-args': streamArgs
+  };
   const rest: Record<string, Awaited<ReturnType<typeof atRest>>> = {};
   const on = (m: Mode) => MODES.includes(m);
   const cgiDir = fs.mkdtempSync(path.join(os.tmpdir(), `${PREFIX}-stream-`));
@@ -437,12 +515,18 @@ test(`benchmark: ${ROUNDS} swaps per mode under load`, async () => {
       return actionDeploy(nginxApp, tag, nginxExtra);
     });
     rest.rollback = rest.nginx;
-    if (on('rollback')) rollbacks = await rounds('rollback', nginxUrl, () => actionDeploy(nginxApp, undefined, { ...nginxExtra, command: 'rollback' }));
+    if (on('rollback'))
+      rollbacks = await rounds('rollback', nginxUrl, () =>
+        actionDeploy(nginxApp, undefined, { ...nginxExtra, command: 'rollback' })
+      );
     await cleanupApp(nginxApp);
   }
 
   let njs: Round[] = [];
-  if (on('nginx-njs') && !fs.existsSync(NJS_MODULE)) process.stdout.write(`nginx-njs mode left out: ${NJS_MODULE} is missing (apt-get install -y libnginx-mod-http-js)\n`);
+  if (on('nginx-njs') && !fs.existsSync(NJS_MODULE))
+    process.stdout.write(
+      `nginx-njs mode left out: ${NJS_MODULE} is missing (apt-get install -y libnginx-mod-http-js)\n`
+    );
   else if (on('nginx-njs')) {
     await cleanupApp(njsApp);
     const upstreamDir = fs.mkdtempSync(path.join(os.tmpdir(), `${PREFIX}-njs-upstream-`));
@@ -451,7 +535,14 @@ test(`benchmark: ${ROUNDS} swaps per mode under load`, async () => {
     fs.writeFileSync(upstreamFile, `upstream ${njsApp} { server 127.0.0.1:${PORT_BASE + 31}; }\n`);
     await sh(`chown -R ec2-user:ec2-user ${upstreamDir}`);
     const server = await startNjsNginx(path.join(cgiDir, 'njs-nginx'), { listenPort: PORT_BASE + 30, upstreamFile });
-    const njsExtra = { 'nginx-switch': 'njs', 'nginx-upstream-file': upstreamFile, 'nginx-reload-command': 'exit 99', 'blue-port': String(PORT_BASE + 31), 'green-port': String(PORT_BASE + 32), 'docker-run-args': streamArgs };
+    const njsExtra = {
+      'nginx-switch': 'njs',
+      'nginx-upstream-file': upstreamFile,
+      'nginx-reload-command': 'exit 99',
+      'blue-port': String(PORT_BASE + 31),
+      'green-port': String(PORT_BASE + 32),
+      'docker-run-args': streamArgs
+    };
     let njsRest = false;
     try {
       njs = await rounds('nginx-njs', server.url, async (tag) => {
@@ -532,16 +623,23 @@ test(`benchmark: ${ROUNDS} swaps per mode under load`, async () => {
   // dist/ may be rebuilt while the bench runs (it takes minutes): then the modes did not all run the same code.
   const distAtEnd = bundle().sha256;
   const distChanged = distAtEnd !== size.sha256;
-  const modes = ([
-    ['nginx', 'action, nginx', nginx],
-    ['rollback', 'action, rollback (nginx)', rollbacks],
-    ['nginx-njs', 'action, nginx-switch: njs', njs],
-    ['port-swap', 'action, port-swap', swap],
-    ['haproxy', 'action, haproxy', hx],
-    ['naive', 'naive script', naive]
-  ] as Array<[Mode, string, Round[]]>).filter(([, , rs]) => rs.length > 0);
+  const modes = (
+    [
+      ['nginx', 'action, nginx', nginx],
+      ['rollback', 'action, rollback (nginx)', rollbacks],
+      ['nginx-njs', 'action, nginx-switch: njs', njs],
+      ['port-swap', 'action, port-swap', swap],
+      ['haproxy', 'action, haproxy', hx],
+      ['naive', 'naive script', naive]
+    ] as Array<[Mode, string, Round[]]>
+  ).filter(([, , rs]) => rs.length > 0);
   // Failures per client kind: summed over the rounds (failed / requests), the worst round, and every error code.
-  const kindLabel: Record<ClientKind, string> = { fresh: 'fresh connections', pooled: 'pooled keep-alive, no retry', slow: 'slow 2–5 s, pooled keep-alive', stream: 'event stream ~5 s' };
+  const kindLabel: Record<ClientKind, string> = {
+    fresh: 'fresh connections',
+    pooled: 'pooled keep-alive, no retry',
+    slow: 'slow 2–5 s, pooled keep-alive',
+    stream: 'event stream ~5 s'
+  };
   const kindsTable = [
     `| mode | rounds | ${CLIENT_KINDS.map((k) => `${kindLabel[k]}: failed / requests (worst round)`).join(' | ')} | error codes (all rounds) |`,
     `| --- | --- | ${CLIENT_KINDS.map(() => '---').join(' | ')} | --- |`
@@ -561,7 +659,13 @@ test(`benchmark: ${ROUNDS} swaps per mode under load`, async () => {
       }
       return `${failed} / ${total} (${worst})`;
     });
-    kindsTable.push(`| ${label} | ${rs.length} | ${cells.join(' | ')} | ${Object.entries(codes).map(([c, n]) => `${c} ×${n}`).join('; ') || '—'} |`);
+    kindsTable.push(
+      `| ${label} | ${rs.length} | ${cells.join(' | ')} | ${
+        Object.entries(codes)
+          .map(([c, n]) => `${c} ×${n}`)
+          .join('; ') || '—'
+      } |`
+    );
   }
   const fmt = (x: number) => (Number.isFinite(x) ? String(Math.round(x)) : '—');
   const mm = (rs: Round[], f: (r: Round) => number) => `${fmt(median(rs.map(f)))} / ${fmt(max(rs.map(f)))}`;
@@ -598,8 +702,19 @@ test(`benchmark: ${ROUNDS} swaps per mode under load`, async () => {
       'overhead minus drain ms': (r) => r.overheadMs - (r.steps.drain ?? 0),
       'in-process overhead ms': (r) => (r.hostMs ?? NaN) - r.pullMs - r.bootMs
     };
-    summary[mode] = Object.fromEntries(Object.entries(cols).flatMap(([k, f]) => [[`${k} median`, median(rs.map(f))], [`${k} max`, max(rs.map(f))]]));
-    Object.assign(summary[mode], { 'rest p50 ms': r0?.p50, 'rest p99 ms': r0?.p99, 'rest longest gap ms': r0?.gapMs, 'rest failed': r0?.failedTotal, 'rest broken slow': r0?.brokenSlow });
+    summary[mode] = Object.fromEntries(
+      Object.entries(cols).flatMap(([k, f]) => [
+        [`${k} median`, median(rs.map(f))],
+        [`${k} max`, max(rs.map(f))]
+      ])
+    );
+    Object.assign(summary[mode], {
+      'rest p50 ms': r0?.p50,
+      'rest p99 ms': r0?.p99,
+      'rest longest gap ms': r0?.gapMs,
+      'rest failed': r0?.failedTotal,
+      'rest broken slow': r0?.brokenSlow
+    });
     traffic.push(
       `| ${label} | ${rs.length} | ${mm(rs, cols['failed requests (fresh + pooled)'])} | ${mm(rs, cols['broken slow requests'])} (${mm(rs, cols['broken slow requests across switch'])} of ${mm(rs, cols['slow requests across switch'])}) | ${mm(rs, cols['longest gap ms'])} (${fmt(r0?.gapMs ?? NaN)}) | ${mm(rs, cols['p50 ms during deploy'])} (${fmt(r0?.p50 ?? NaN)}) | ${mm(rs, cols['p99 ms during deploy'])} (${fmt(r0?.p99 ?? NaN)}) |`
     );
@@ -610,19 +725,69 @@ test(`benchmark: ${ROUNDS} swaps per mode under load`, async () => {
 
   const goal = (name: string, value: number, ok: boolean) => ({ goal: name, value, met: ok });
   const goals = [
-    goal('nginx: 0 failed requests (max per round)', max(nginx.map((r) => r.failed)), max(nginx.map((r) => r.failed)) === 0),
-    goal('nginx: 0 broken slow requests (max per round)', max(nginx.map((r) => r.brokenSlow)), max(nginx.map((r) => r.brokenSlow)) === 0),
-    goal(`nginx: switch (upstream written → first new worker serving) < ${GOALS.switchMs} ms (max)`, max(nginx.map((r) => r.switchMs)), max(nginx.map((r) => r.switchMs)) < GOALS.switchMs),
-    goal(`nginx: full cut-over (cutover-ms: old workers no longer accept; includes nginx's fixed 100 ms overlap) < ${GOALS.switchMs} ms (max)`, max(nginx.map((r) => r.fullCutoverMs)), max(nginx.map((r) => r.fullCutoverMs)) < GOALS.switchMs),
-    goal('nginx-njs: 0 failed requests of every client kind (max per round)', max(njs.map((r) => CLIENT_KINDS.reduce((n, k) => n + r.kinds[k].failed, 0))), max(njs.map((r) => CLIENT_KINDS.reduce((n, k) => n + r.kinds[k].failed, 0))) === 0),
-    goal(`port-swap: switch (cutover-ms) < ${GOALS.switchMs} ms (max)`, max(swap.map((r) => r.switchMs)), max(swap.map((r) => r.switchMs)) < GOALS.switchMs),
-    goal('haproxy: 0 failed requests of every client kind (max per round)', max(hx.map((r) => CLIENT_KINDS.reduce((n, k) => n + r.kinds[k].failed, 0))), max(hx.map((r) => CLIENT_KINDS.reduce((n, k) => n + r.kinds[k].failed, 0))) === 0),
-    goal(`haproxy: switch (cutover-ms, on HAProxy's clock) < ${GOALS.switchMs} ms (max)`, max(hx.map((r) => r.switchMs)), max(hx.map((r) => r.switchMs)) < GOALS.switchMs),
-    goal(`nginx: overhead < ${GOALS.overheadMs} ms per deploy (max)`, max(nginx.map((r) => r.overheadMs)), max(nginx.map((r) => r.overheadMs)) < GOALS.overheadMs),
-    goal(`port-swap: overhead < ${GOALS.overheadMs} ms per deploy (max)`, max(swap.map((r) => r.overheadMs)), max(swap.map((r) => r.overheadMs)) < GOALS.overheadMs),
-    goal(`rollback: wall time < ${GOALS.rollbackMs} ms (max)`, max(rollbacks.map((r) => r.wallMs)), max(rollbacks.map((r) => r.wallMs)) < GOALS.rollbackMs)
+    goal(
+      'nginx: 0 failed requests (max per round)',
+      max(nginx.map((r) => r.failed)),
+      max(nginx.map((r) => r.failed)) === 0
+    ),
+    goal(
+      'nginx: 0 broken slow requests (max per round)',
+      max(nginx.map((r) => r.brokenSlow)),
+      max(nginx.map((r) => r.brokenSlow)) === 0
+    ),
+    goal(
+      `nginx: switch (upstream written → first new worker serving) < ${GOALS.switchMs} ms (max)`,
+      max(nginx.map((r) => r.switchMs)),
+      max(nginx.map((r) => r.switchMs)) < GOALS.switchMs
+    ),
+    goal(
+      `nginx: full cut-over (cutover-ms: old workers no longer accept; includes nginx's fixed 100 ms overlap) < ${GOALS.switchMs} ms (max)`,
+      max(nginx.map((r) => r.fullCutoverMs)),
+      max(nginx.map((r) => r.fullCutoverMs)) < GOALS.switchMs
+    ),
+    goal(
+      'nginx-njs: 0 failed requests of every client kind (max per round)',
+      max(njs.map((r) => CLIENT_KINDS.reduce((n, k) => n + r.kinds[k].failed, 0))),
+      max(njs.map((r) => CLIENT_KINDS.reduce((n, k) => n + r.kinds[k].failed, 0))) === 0
+    ),
+    goal(
+      `port-swap: switch (cutover-ms) < ${GOALS.switchMs} ms (max)`,
+      max(swap.map((r) => r.switchMs)),
+      max(swap.map((r) => r.switchMs)) < GOALS.switchMs
+    ),
+    goal(
+      'haproxy: 0 failed requests of every client kind (max per round)',
+      max(hx.map((r) => CLIENT_KINDS.reduce((n, k) => n + r.kinds[k].failed, 0))),
+      max(hx.map((r) => CLIENT_KINDS.reduce((n, k) => n + r.kinds[k].failed, 0))) === 0
+    ),
+    goal(
+      `haproxy: switch (cutover-ms, on HAProxy's clock) < ${GOALS.switchMs} ms (max)`,
+      max(hx.map((r) => r.switchMs)),
+      max(hx.map((r) => r.switchMs)) < GOALS.switchMs
+    ),
+    goal(
+      `nginx: overhead < ${GOALS.overheadMs} ms per deploy (max)`,
+      max(nginx.map((r) => r.overheadMs)),
+      max(nginx.map((r) => r.overheadMs)) < GOALS.overheadMs
+    ),
+    goal(
+      `port-swap: overhead < ${GOALS.overheadMs} ms per deploy (max)`,
+      max(swap.map((r) => r.overheadMs)),
+      max(swap.map((r) => r.overheadMs)) < GOALS.overheadMs
+    ),
+    goal(
+      `rollback: wall time < ${GOALS.rollbackMs} ms (max)`,
+      max(rollbacks.map((r) => r.wallMs)),
+      max(rollbacks.map((r) => r.wallMs)) < GOALS.rollbackMs
+    )
   ];
-  const goalTable = ['| goal | measured | met |', '| --- | --- | --- |', ...goals.map((g) => `| ${g.goal} | ${fmt(g.value)} | ${g.met ? 'PASS' : Number.isFinite(g.value) ? 'MISS' : 'not run'} |`)];
+  const goalTable = [
+    '| goal | measured | met |',
+    '| --- | --- | --- |',
+    ...goals.map(
+      (g) => `| ${g.goal} | ${fmt(g.value)} | ${g.met ? 'PASS' : Number.isFinite(g.value) ? 'MISS' : 'not run'} |`
+    )
+  ];
 
   const stepNames = [...new Set([...nginx, ...rollbacks, ...njs, ...swap, ...hx].flatMap((r) => Object.keys(r.steps)))];
   const stepRow = (rs: Round[]) => stepNames.map((s) => fmt(median(rs.map((r) => r.steps[s] ?? NaN)))).join(' | ');
@@ -666,7 +831,12 @@ test(`benchmark: ${ROUNDS} swaps per mode under load`, async () => {
     ...steps,
     '',
     ...coldTable,
-    ...(distChanged ? ['', `WARNING: dist/index.js changed during the run (sha256 ${size.sha256.slice(0, 12)} at the start, ${distAtEnd.slice(0, 12)} at the end): the modes did not all run the same build`] : [])
+    ...(distChanged
+      ? [
+          '',
+          `WARNING: dist/index.js changed during the run (sha256 ${size.sha256.slice(0, 12)} at the start, ${distAtEnd.slice(0, 12)} at the end): the modes did not all run the same build`
+        ]
+      : [])
   ].join('\n');
 
   fs.mkdirSync(path.join(REPO_ROOT, 'bench', 'results'), { recursive: true });

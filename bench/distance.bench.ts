@@ -21,7 +21,15 @@ import path from 'node:path';
 import { cleanupApp, drainJobDone, prepareApp, REPO_ROOT, runAction, sh, SANDBOX } from '../test/e2e/harness.js';
 import { startNjsNginx, type NjsNginx } from '../test/e2e/njs-nginx.js';
 
-const DELAYS = [...new Set([0, ...(process.env.BENCH_DELAYS ?? '20,100').split(',').map(Number).filter((n) => n > 0)])];
+const DELAYS = [
+  ...new Set([
+    0,
+    ...(process.env.BENCH_DELAYS ?? '20,100')
+      .split(',')
+      .map(Number)
+      .filter((n) => n > 0)
+  ])
+];
 const ROUNDS = Number(process.env.BENCH_DISTANCE_ROUNDS ?? 4);
 const READY_MS = Number(process.env.BENCH_READY_MS ?? 1500);
 const SWITCH = process.env.BENCH_SWITCH === 'njs' ? 'njs' : 'reload';
@@ -132,25 +140,37 @@ const wrapper = path.join(wrapperDir, 'ready-later.sh');
 
 async function once(delayMs: number, kind: Run['kind'], tag: string): Promise<Run> {
   await drainJobDone(app);
-  const r = await runAction({
-    hosts: `127.0.0.1:${PORTS.proxy}`,
-    'ssh-private-key': SANDBOX.privateKey,
-    // the proxy's port is not the one in known_hosts: pin the host key by fingerprint
-    'ssh-host-fingerprint': SANDBOX.fingerprint,
-    'app-name': app,
-    ...(kind === 'deploy' ? { image: `${SANDBOX.image}:${tag}` } : { command: 'rollback' }),
-    'registry-auth': 'password',
-    'registry-username': SANDBOX.registryUser,
-    'registry-password': SANDBOX.registryPassword,
-    'blue-port': String(PORTS.blue),
-    'green-port': String(PORTS.green),
-    'docker-run-args': `--entrypoint /ready-later.sh -v ${wrapper}:/ready-later.sh:ro`,
-    'verify-seconds': '0',
-    'upload-artifacts': 'false',
-    summary: 'false',
-    ...(SWITCH === 'njs' ? { 'nginx-switch': 'njs', 'nginx-upstream-file': NJS_UPSTREAM, 'nginx-reload-command': 'echo "no reload with njs" >&2; exit 99' } : {})
-  }, { script: process.env.BENCH_DIST || undefined });
-  if (r.outputs.result !== 'success') throw new Error(`${kind} at ${delayMs} ms: ${r.outputs.result}\n${r.stdout.slice(-4000)}\n${r.stderr.slice(-2000)}`);
+  const r = await runAction(
+    {
+      hosts: `127.0.0.1:${PORTS.proxy}`,
+      'ssh-private-key': SANDBOX.privateKey,
+      // the proxy's port is not the one in known_hosts: pin the host key by fingerprint
+      'ssh-host-fingerprint': SANDBOX.fingerprint,
+      'app-name': app,
+      ...(kind === 'deploy' ? { image: `${SANDBOX.image}:${tag}` } : { command: 'rollback' }),
+      'registry-auth': 'password',
+      'registry-username': SANDBOX.registryUser,
+      'registry-password': SANDBOX.registryPassword,
+      'blue-port': String(PORTS.blue),
+      'green-port': String(PORTS.green),
+      'docker-run-args': `--entrypoint /ready-later.sh -v ${wrapper}:/ready-later.sh:ro`,
+      'verify-seconds': '0',
+      'upload-artifacts': 'false',
+      summary: 'false',
+      ...(SWITCH === 'njs'
+        ? {
+            'nginx-switch': 'njs',
+            'nginx-upstream-file': NJS_UPSTREAM,
+            'nginx-reload-command': 'echo "no reload with njs" >&2; exit 99'
+          }
+        : {})
+    },
+    { script: process.env.BENCH_DIST || undefined }
+  );
+  if (r.outputs.result !== 'success')
+    throw new Error(
+      `${kind} at ${delayMs} ms: ${r.outputs.result}\n${r.stdout.slice(-4000)}\n${r.stderr.slice(-2000)}`
+    );
   const m = JSON.parse(fs.readFileSync(r.outputs['metrics-file'], 'utf8'));
   const h = m.hosts[0];
   const steps = { ...(h.stepDurationsMs as Record<string, number>) };
@@ -167,7 +187,21 @@ async function once(delayMs: number, kind: Run['kind'], tag: string): Promise<Ru
   return { delayMs, kind, wallMs: r.durationMs, steps, healthLagMs, pullMs: steps.pull ?? 0, startupMs, tailMs };
 }
 
-const ORDER = ['connect', 'lock', 'login', 'pull', 'detect', 'start', 'health', 'switch', 'verify', 'drain', 'stop', 'cleanup', 'record'];
+const ORDER = [
+  'connect',
+  'lock',
+  'login',
+  'pull',
+  'detect',
+  'start',
+  'health',
+  'switch',
+  'verify',
+  'drain',
+  'stop',
+  'cleanup',
+  'record'
+];
 
 function table(runs: Run[], kind: Run['kind']): string {
   const lines: string[] = [];
@@ -186,14 +220,19 @@ function table(runs: Run[], kind: Run['kind']): string {
     lines.push(`| ${cells.join(' | ')} |`);
   };
   for (const n of names) row(n, (r) => r.steps[n] ?? 0);
-  row('steps outside health (sum)', (r) => Object.entries(r.steps).filter(([k]) => k !== 'health' && k !== 'total').reduce((a, [, v]) => a + v, 0));
+  row('steps outside health (sum)', (r) =>
+    Object.entries(r.steps)
+      .filter(([k]) => k !== 'health' && k !== 'total')
+      .reduce((a, [, v]) => a + v, 0)
+  );
   row('Node start (spawn → run starts)', (r) => r.startupMs);
   row('after the last step (→ exit)', (r) => r.tailMs);
   row('wall (process start to exit)', (r) => r.wallMs);
   row('**wall − health**', (r) => r.wallMs - (r.steps.health ?? 0));
   // Issue #11: wall ≤ the app's boot (start + health) + the pull + 12 round trips + 300 ms.
   row('wall − boot (start + health) − pull', (r) => r.wallMs - (r.steps.start ?? 0) - (r.steps.health ?? 0) - r.pullMs);
-  if (kind === 'deploy') row(`health detection lag (app ready ${READY_MS} ms after start)`, (r) => r.healthLagMs ?? NaN);
+  if (kind === 'deploy')
+    row(`health detection lag (app ready ${READY_MS} ms after start)`, (r) => r.healthLagMs ?? NaN);
   return lines.join('\n');
 }
 
@@ -208,7 +247,10 @@ test(`distance benchmark: deploy + rollback at ${DELAYS.join(', ')} ms added eac
     fs.mkdirSync(path.dirname(NJS_UPSTREAM), { mode: 0o755 });
     fs.writeFileSync(NJS_UPSTREAM, `upstream ${app} { server 127.0.0.1:${PORTS.blue}; }\n`);
     await sh(`chown -R ec2-user:ec2-user ${path.dirname(NJS_UPSTREAM)}`);
-    njs = await startNjsNginx(path.join(wrapperDir, 'nginx'), { listenPort: PORTS.njsListen, upstreamFile: NJS_UPSTREAM });
+    njs = await startNjsNginx(path.join(wrapperDir, 'nginx'), {
+      listenPort: PORTS.njsListen,
+      upstreamFile: NJS_UPSTREAM
+    });
   }
   const runs: Run[] = [];
   const link = await DelayLink.start(PORTS.proxy, { host: SANDBOX.sshHost, port: SANDBOX.sshPort });
@@ -246,7 +288,10 @@ test(`distance benchmark: deploy + rollback at ${DELAYS.join(', ')} ms added eac
   console.log(out);
   fs.mkdirSync(path.join(REPO_ROOT, 'bench', 'results'), { recursive: true });
   const name = SWITCH === 'njs' ? 'distance-njs' : 'distance';
-  fs.writeFileSync(path.join(REPO_ROOT, 'bench', 'results', `${name}.json`), JSON.stringify({ delays: DELAYS, readyMs: READY_MS, switch: SWITCH, runs }, null, 2));
+  fs.writeFileSync(
+    path.join(REPO_ROOT, 'bench', 'results', `${name}.json`),
+    JSON.stringify({ delays: DELAYS, readyMs: READY_MS, switch: SWITCH, runs }, null, 2)
+  );
   fs.writeFileSync(path.join(REPO_ROOT, 'bench', 'results', `${name}.md`), `${out}\n`);
   expect(runs.length).toBeGreaterThan(0);
 });

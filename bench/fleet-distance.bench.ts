@@ -38,7 +38,10 @@ interface Round {
 
 test(`fleet at a distance: 1..8 hosts at 0 and ${DELAY} ms each way, ${ROUNDS} rounds`, async () => {
   const fleet = await loadFleet();
-  const sizes = (process.env.BENCH_FLEET_SIZES ?? '1,2,4,8').split(',').map(Number).filter((n) => n > 0 && n <= fleet.hosts.length);
+  const sizes = (process.env.BENCH_FLEET_SIZES ?? '1,2,4,8')
+    .split(',')
+    .map(Number)
+    .filter((n) => n > 0 && n <= fleet.hosts.length);
   const names = fleet.hosts.slice(0, Math.max(...sizes)).map((h) => h.name);
   let delayMs = 0;
   // The runner's link to the bastion (every host's connection runs inside it).
@@ -46,7 +49,9 @@ test(`fleet at a distance: 1..8 hosts at 0 and ${DELAY} ms each way, ${ROUNDS} r
     const d = delayMs;
     const upstream = net.connect({ host: fleet.bastion.host, port: fleet.bastion.port, noDelay: true });
     const pipe = (from: net.Socket, to: net.Socket) => {
-      from.on('data', (chunk: Buffer) => (d > 0 ? setTimeout(() => to.destroyed || to.write(chunk), d) : to.write(chunk)));
+      from.on('data', (chunk: Buffer) =>
+        d > 0 ? setTimeout(() => to.destroyed || to.write(chunk), d) : to.write(chunk)
+      );
       from.on('end', () => setTimeout(() => to.end(), d));
       from.on('error', () => to.destroy());
       from.on('close', () => setTimeout(() => to.destroy(), d + 5));
@@ -58,7 +63,10 @@ test(`fleet at a distance: 1..8 hosts at 0 and ${DELAY} ms each way, ${ROUNDS} r
   // The action's CPU time (process.cpuUsage at exit), through a module Node 24 loads first (NODE_OPTIONS --import);
   // a shell wrapper would drop the INPUT_* variables, whose names hold dashes.
   const timed = path.join(os.tmpdir(), `${app}-cpu.mjs`);
-  fs.writeFileSync(timed, `import fs from 'node:fs';\nprocess.on('exit', () => { const u = process.cpuUsage(); fs.writeFileSync(process.env.F11_TIME_FILE, (u.user / 1e6) + ' ' + (u.system / 1e6)); });\n`);
+  fs.writeFileSync(
+    timed,
+    `import fs from 'node:fs';\nprocess.on('exit', () => { const u = process.cpuUsage(); fs.writeFileSync(process.env.F11_TIME_FILE, (u.user / 1e6) + ' ' + (u.system / 1e6)); });\n`
+  );
   const bastionKey = fleet.bastion.knownHosts.split(' ').slice(1).join(' ');
   const byName = new Map(fleet.hosts.map((h) => [h.name, h]));
   await prepareFleetApp(app, names, { bluePort: PORTS.blue });
@@ -99,9 +107,18 @@ test(`fleet at a distance: 1..8 hosts at 0 and ${DELAY} ms each way, ${ROUNDS} r
       return deploy(n, d, tag);
     }
     const [user, sys] = fs.readFileSync(timeFile, 'utf8').trim().split('\n').pop()!.split(' ').map(Number);
-    const m = JSON.parse(fs.readFileSync(r.outputs['metrics-file'], 'utf8')) as { hosts: Array<{ durationMs: number; stepDurationsMs: Record<string, number> }> };
+    const m = JSON.parse(fs.readFileSync(r.outputs['metrics-file'], 'utf8')) as {
+      hosts: Array<{ durationMs: number; stepDurationsMs: Record<string, number> }>;
+    };
     const slowest = m.hosts.reduce((a, b) => (b.durationMs > a.durationMs ? b : a));
-    return { hosts: n, delayMs: d, wallMs: r.durationMs, cpuMs: Math.round((user + sys) * 1000), hostMs: slowest.durationMs, steps: slowest.stepDurationsMs };
+    return {
+      hosts: n,
+      delayMs: d,
+      wallMs: r.durationMs,
+      cpuMs: Math.round((user + sys) * 1000),
+      hostMs: slowest.durationMs,
+      steps: slowest.stepDurationsMs
+    };
   };
   try {
     await deploy(names.length, 0, 'v1');

@@ -48,8 +48,11 @@ test(`fleet benchmark: parallel deploys to ${SIZES.join(', ')} hosts, ${ROUNDS} 
         'verify-seconds': '0',
         'upload-artifacts': 'false'
       });
-      if (r.outputs.result !== 'success') throw new Error(`deploy to ${n} hosts: ${r.outputs.result}\n${r.stdout.slice(-3000)}`);
-      const m = JSON.parse(fs.readFileSync(r.outputs['metrics-file'], 'utf8')) as { hosts: Array<{ durationMs: number; stepDurationsMs: Record<string, number> }> };
+      if (r.outputs.result !== 'success')
+        throw new Error(`deploy to ${n} hosts: ${r.outputs.result}\n${r.stdout.slice(-3000)}`);
+      const m = JSON.parse(fs.readFileSync(r.outputs['metrics-file'], 'utf8')) as {
+        hosts: Array<{ durationMs: number; stepDurationsMs: Record<string, number> }>;
+      };
       const slowest = m.hosts.reduce((a, b) => (b.durationMs > a.durationMs ? b : a));
       return { hosts: n, tag, wallMs: r.durationMs, result: r.outputs.result, steps: slowest.stepDurationsMs };
     };
@@ -76,7 +79,16 @@ test(`fleet benchmark: parallel deploys to ${SIZES.join(', ')} hosts, ${ROUNDS} 
   for (let i = 0; i < ROUNDS; i++) {
     for (const n of SIZES) {
       const t0 = Date.now();
-      await Promise.all(names.slice(0, n).map((h) => onHostOk(h, `id=$(docker run -d -p 127.0.0.1:18499:8080 ${fleet.registry}/demo:v1) && docker rm -f "$id" >/dev/null`)));
+      await Promise.all(
+        names
+          .slice(0, n)
+          .map((h) =>
+            onHostOk(
+              h,
+              `id=$(docker run -d -p 127.0.0.1:18499:8080 ${fleet.registry}/demo:v1) && docker rm -f "$id" >/dev/null`
+            )
+          )
+      );
       (floor[n] ??= []).push(Date.now() - t0);
     }
   }
@@ -89,20 +101,41 @@ test(`fleet benchmark: parallel deploys to ${SIZES.join(', ')} hosts, ${ROUNDS} 
   const lines = [
     `| hosts | rounds | wall ms median | wall ms max | x of 1 host (median) | sandbox floor: docker run + rm on the hosts at once, ms (x of 1) |`,
     `| ---: | ---: | ---: | ---: | ---: | ---: |`,
-    ...rows.map((r) => `| ${r.hosts} | ${r.walls.length} | ${r.medianMs} | ${r.maxMs} | ${(r.medianMs / base).toFixed(2)} | ${r.floorMedianMs} (${(r.floorMedianMs / rows[0].floorMedianMs).toFixed(2)}) |`)
+    ...rows.map(
+      (r) =>
+        `| ${r.hosts} | ${r.walls.length} | ${r.medianMs} | ${r.maxMs} | ${(r.medianMs / base).toFixed(2)} | ${r.floorMedianMs} (${(r.floorMedianMs / rows[0].floorMedianMs).toFixed(2)}) |`
+    )
   ];
   const eight = rows.find((r) => r.hosts === 8)!;
   const ratio = eight.medianMs / base;
-  lines.push('', `goal: 8 hosts <= ${GOAL_RATIO} x 1 host (median): ${ratio.toFixed(2)} x — ${ratio <= GOAL_RATIO ? 'PASS' : 'MISS'}`);
+  lines.push(
+    '',
+    `goal: 8 hosts <= ${GOAL_RATIO} x 1 host (median): ${ratio.toFixed(2)} x — ${ratio <= GOAL_RATIO ? 'PASS' : 'MISS'}`
+  );
   const stepNames = Object.keys(rounds[0].steps).filter((k) => k !== 'total');
-  lines.push('', `| slowest host, median ms | ${stepNames.join(' | ')} | total |`, `| --- | ${stepNames.map(() => '---:').join(' | ')} | ---: |`);
+  lines.push(
+    '',
+    `| slowest host, median ms | ${stepNames.join(' | ')} | total |`,
+    `| --- | ${stepNames.map(() => '---:').join(' | ')} | ---: |`
+  );
   for (const n of SIZES) {
     const rs = rounds.filter((r) => r.hosts === n);
-    lines.push(`| ${n} host(s) | ${stepNames.map((s) => median(rs.map((r) => r.steps[s] ?? 0))).join(' | ')} | ${median(rs.map((r) => r.steps.total ?? 0))} |`);
+    lines.push(
+      `| ${n} host(s) | ${stepNames.map((s) => median(rs.map((r) => r.steps[s] ?? 0))).join(' | ')} | ${median(rs.map((r) => r.steps.total ?? 0))} |`
+    );
   }
-  console.log(`\nFleet: parallel deploy (nginx, through the bastion), ${ROUNDS} rounds per size\n\n${lines.join('\n')}\n`);
+  console.log(
+    `\nFleet: parallel deploy (nginx, through the bastion), ${ROUNDS} rounds per size\n\n${lines.join('\n')}\n`
+  );
   const out = path.join(REPO_ROOT, 'bench', 'results');
   fs.mkdirSync(out, { recursive: true });
-  fs.writeFileSync(path.join(out, 'fleet.json'), JSON.stringify({ generatedAt: new Date().toISOString(), rounds: ROUNDS, goalRatio: GOAL_RATIO, ratio, rows, samples: rounds }, null, 2) + '\n');
+  fs.writeFileSync(
+    path.join(out, 'fleet.json'),
+    JSON.stringify(
+      { generatedAt: new Date().toISOString(), rounds: ROUNDS, goalRatio: GOAL_RATIO, ratio, rows, samples: rounds },
+      null,
+      2
+    ) + '\n'
+  );
   expect(rounds.every((r) => r.result === 'success')).toBe(true);
 });

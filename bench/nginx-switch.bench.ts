@@ -125,11 +125,22 @@ async function runVariant(variant: 'reload' | 'njs', root: string): Promise<Vari
   const nginx = `nginx -p ${dir} -c ${conf}`;
   await shOk(`${nginx} -t -q && ${nginx}`);
   const url = `http://127.0.0.1:${PORTS[variant]}`;
-  await waitFor(async () => (await shOk(`curl -fsS ${url}/`)).trim() === 'blue', { timeoutMs: 10_000, what: `${variant} nginx to serve` });
+  await waitFor(async () => (await shOk(`curl -fsS ${url}/`)).trim() === 'blue', {
+    timeoutMs: 10_000,
+    what: `${variant} nginx to serve`
+  });
   const masterPid = fs.readFileSync(path.join(dir, 'nginx.pid'), 'utf8').trim();
   const workers = new Set<string>();
   let result: MixResult;
-  const mix = new ClientMix(url, { fresh: 3, pooled: 3, slow: 3, stream: 2, slowSeconds: [2, 3, 4, 5], streamEvents: 25, record: false }).start();
+  const mix = new ClientMix(url, {
+    fresh: 3,
+    pooled: 3,
+    slow: 3,
+    stream: 2,
+    slowSeconds: [2, 3, 4, 5],
+    streamEvents: 25,
+    record: false
+  }).start();
   try {
     await sleep(2000);
     for (let i = 0; i < SWITCHES; i++) {
@@ -162,13 +173,29 @@ test(`nginx switch: reload vs njs, ${SWITCHES} switches each under the four clie
     const rows = [
       `| variant (${SWITCHES} switches) | ${CLIENT_KINDS.join(' | ')} | error codes |`,
       `| --- | ${CLIENT_KINDS.map(() => '---').join(' | ')} | --- |`,
-      ...results.map((r) => `| ${r.variant} | ${CLIENT_KINDS.map((k) => `${r.mix[k].failed} / ${r.mix[k].ok + r.mix[k].failed}`).join(' | ')} | ${CLIENT_KINDS.flatMap((k) => Object.entries(r.mix[k].codes).map(([c, n]) => `${k}: ${c} ×${n}`)).join('; ') || '—'} |`)
+      ...results.map(
+        (r) =>
+          `| ${r.variant} | ${CLIENT_KINDS.map((k) => `${r.mix[k].failed} / ${r.mix[k].ok + r.mix[k].failed}`).join(' | ')} | ${CLIENT_KINDS.flatMap((k) => Object.entries(r.mix[k].codes).map(([c, n]) => `${k}: ${c} ×${n}`)).join('; ') || '—'} |`
+      )
     ];
     const text = rows.join('\n');
     fs.mkdirSync(path.join(REPO_ROOT, 'bench', 'results'), { recursive: true });
     fs.writeFileSync(
       path.join(REPO_ROOT, 'bench', 'results', 'nginx-switch.json'),
-      JSON.stringify({ at: new Date().toISOString(), switches: SWITCHES, results: results.map((r) => ({ variant: r.variant, workersSeen: r.workersSeen, kinds: Object.fromEntries(CLIENT_KINDS.map((k) => [k, r.mix[k]])) })), table: text }, null, 2)
+      JSON.stringify(
+        {
+          at: new Date().toISOString(),
+          switches: SWITCHES,
+          results: results.map((r) => ({
+            variant: r.variant,
+            workersSeen: r.workersSeen,
+            kinds: Object.fromEntries(CLIENT_KINDS.map((k) => [k, r.mix[k]]))
+          })),
+          table: text
+        },
+        null,
+        2
+      )
     );
     process.stdout.write(`\n${text}\n\nwritten: bench/results/nginx-switch.json\n`);
     expect(results.every((r) => r.mix.fresh.ok > 0)).toBe(true);

@@ -39,7 +39,7 @@ function explainSsmError(call, instanceId, region, e) {
         why = 'SSM refused the AWS-RunShellScript document or its parameters';
     }
     else if (name === 'ThrottlingException' || name === 'TooManyUpdates') {
-        why = 'SSM kept throttling the calls (the account\'s Run Command rate); fewer hosts at once (max-parallel) helps';
+        why = "SSM kept throttling the calls (the account's Run Command rate); fewer hosts at once (max-parallel) helps";
     }
     else if (/ECONNREFUSED|ENOTFOUND|ETIMEDOUT|EAI_AGAIN|socket hang up|getaddrinfo/i.test(raw)) {
         why = `the SSM endpoint for ${region} is not reachable from the runner (network, proxy, or AWS_ENDPOINT_URL_SSM)`;
@@ -102,7 +102,9 @@ function bytesToKey(pass, salt) {
     let d = Buffer.alloc(0);
     let out = Buffer.alloc(0);
     while (out.length < 48) {
-        d = external_node_crypto_default().createHash('sha256').update(Buffer.concat([d, pass, salt])).digest();
+        d = external_node_crypto_default().createHash('sha256')
+            .update(Buffer.concat([d, pass, salt]))
+            .digest();
         out = Buffer.concat([out, d]);
     }
     return { key: out.subarray(0, 32), iv: out.subarray(32, 48) };
@@ -296,7 +298,15 @@ function parseFrame(stdout) {
     if (start < 0)
         return undefined;
     const [, code, os, es, n] = lines[start].trim().split(' ');
-    const f = { code: Number(code), stdoutBytes: Number(os), stderrBytes: Number(es), n, noKey: false, out: Buffer.alloc(0), err: Buffer.alloc(0) };
+    const f = {
+        code: Number(code),
+        stdoutBytes: Number(os),
+        stderrBytes: Number(es),
+        n,
+        noKey: false,
+        out: Buffer.alloc(0),
+        err: Buffer.alloc(0)
+    };
     for (const l of lines.slice(start + 1)) {
         if (l.startsWith('@@pub '))
             f.pub = Buffer.from(l.slice(6).trim(), 'base64').toString('utf8');
@@ -314,7 +324,19 @@ function parseFrame(stdout) {
 
 
 
-const TERMINAL = new Set(['Success', 'Failed', 'Cancelled', 'TimedOut', 'Cancelling', 'Undeliverable', 'Terminated', 'DeliveryTimedOut', 'ExecutionTimedOut', 'InvalidPlatform', 'AccessDenied']);
+const TERMINAL = new Set([
+    'Success',
+    'Failed',
+    'Cancelled',
+    'TimedOut',
+    'Cancelling',
+    'Undeliverable',
+    'Terminated',
+    'DeliveryTimedOut',
+    'ExecutionTimedOut',
+    'InvalidPlatform',
+    'AccessDenied'
+]);
 class CommandCancelledError extends Error {
 }
 class SsmHost {
@@ -541,7 +563,12 @@ function executionTimeoutFor(cfg) {
 }
 async function connectSsm(target, cfg, signal) {
     const region = cfg.awsRegion;
-    return new SsmHost(target, await loadSdk(region), { region, executionTimeoutSeconds: executionTimeoutFor(cfg), signal, comment: `bluegreen-ec2-action ${cfg.command} ${cfg.app}` });
+    return new SsmHost(target, await loadSdk(region), {
+        region,
+        executionTimeoutSeconds: executionTimeoutFor(cfg),
+        signal,
+        comment: `bluegreen-ec2-action ${cfg.command} ${cfg.app}`
+    });
 }
 
 

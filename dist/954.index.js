@@ -17,7 +17,10 @@ __webpack_require__.r(__webpack_exports__);
 
 async function uploadReports(name, files, retentionDays, uniqueSuffix, env = process.env) {
     if (!env.ACTIONS_RUNTIME_TOKEN || !env.ACTIONS_RESULTS_URL) {
-        return { name, skipped: `not running on a GitHub runner (no ACTIONS_RUNTIME_TOKEN / ACTIONS_RESULTS_URL); the files stay at ${files.map((f) => (0,node_path__WEBPACK_IMPORTED_MODULE_1__.basename)(f)).join(', ')} in ${(0,node_path__WEBPACK_IMPORTED_MODULE_1__.dirname)(files[0])}` };
+        return {
+            name,
+            skipped: `not running on a GitHub runner (no ACTIONS_RUNTIME_TOKEN / ACTIONS_RESULTS_URL); the files stay at ${files.map((f) => (0,node_path__WEBPACK_IMPORTED_MODULE_1__.basename)(f)).join(', ')} in ${(0,node_path__WEBPACK_IMPORTED_MODULE_1__.dirname)(files[0])}`
+        };
     }
     try {
         const client = new _actions_artifact__WEBPACK_IMPORTED_MODULE_0__/* .DefaultArtifactClient */ .t9();
@@ -32,7 +35,9 @@ async function uploadReports(name, files, retentionDays, uniqueSuffix, env = pro
             name = `${name}-${uniqueSuffix}`;
             res = await client.uploadArtifact(name, files, (0,node_path__WEBPACK_IMPORTED_MODULE_1__.dirname)(files[0]), { retentionDays });
         }
-        const url = res.id && env.GITHUB_SERVER_URL && env.GITHUB_REPOSITORY && env.GITHUB_RUN_ID ? `${env.GITHUB_SERVER_URL}/${env.GITHUB_REPOSITORY}/actions/runs/${env.GITHUB_RUN_ID}/artifacts/${res.id}` : undefined;
+        const url = res.id && env.GITHUB_SERVER_URL && env.GITHUB_REPOSITORY && env.GITHUB_RUN_ID
+            ? `${env.GITHUB_SERVER_URL}/${env.GITHUB_REPOSITORY}/actions/runs/${env.GITHUB_RUN_ID}/artifacts/${res.id}`
+            : undefined;
         return { name, id: res.id, url };
     }
     catch (e) {

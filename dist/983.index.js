@@ -371,7 +371,14 @@ function lockScript(app, token, owner, timeoutSeconds, opts = {}) {
             '  case "$r" in renewed*) echo "@@renewed ${r#renewed }" ;; *) echo "@@lease-lost ${r#lost }"; exit 76 ;; esac',
             'done'
         ].join('\n'),
-        args: [app, token, owner, String(timeoutSeconds), String(opts.ttlSeconds ?? LEASE_TTL_SECONDS), opts.keeper === false ? 'once' : 'keeper']
+        args: [
+            app,
+            token,
+            owner,
+            String(timeoutSeconds),
+            String(opts.ttlSeconds ?? LEASE_TTL_SECONDS),
+            opts.keeper === false ? 'once' : 'keeper'
+        ]
     };
 }
 /** Renews our lease for `ttlSeconds` (without a keeper): `@@renewed <expires>`, or `@@lease-lost <owner>` and exit 76. */
@@ -458,7 +465,9 @@ function secretTempLines(prefix, kind) {
 }
 /** The key docker's config.json files a registry's credentials under (Docker Hub's is its v1 index URL, as `docker login` writes it). */
 function dockerAuthKey(registry) {
-    return ['', 'docker.io', 'index.docker.io', 'registry-1.docker.io'].includes(registry) ? 'https://index.docker.io/v1/' : registry;
+    return ['', 'docker.io', 'index.docker.io', 'registry-1.docker.io'].includes(registry)
+        ? 'https://index.docker.io/v1/'
+        : registry;
 }
 /**
  * A DOCKER_CONFIG's config.json holding one registry's credentials: what `docker login` writes, without its process
@@ -492,7 +501,11 @@ function pullScript(dockerCommand, image, login) {
     const args = [image];
     if (login.kind === 'ecr-on-host')
         args.push(login.registry, login.region);
-    return { body: lines.join('\n'), args, stdin: login.kind === 'password' ? dockerConfigJson(login.registry, login.username, login.password) : undefined };
+    return {
+        body: lines.join('\n'),
+        args,
+        stdin: login.kind === 'password' ? dockerConfigJson(login.registry, login.username, login.password) : undefined
+    };
 }
 /** One JSON object per container with only what the deploy needs (never the env, which holds secrets). */
 const INSPECT_FORMAT = `'{"id":{{json .Id}},"name":{{json .Name}},"state":{{json .State.Status}},"running":{{json .State.Running}},"restarts":{{.RestartCount}},"labels":{{json .Config.Labels}}}'`;
@@ -560,7 +573,10 @@ function containerStatusScript(dockerCommand, name, tailLines) {
 }
 /** Last log lines of a container (stdout and stderr). */
 function logsScript(dockerCommand, name, tailLines) {
-    return { body: [dockerFn(dockerCommand), 'D logs --tail "$2" "$1" 2>&1'].join('\n'), args: [name, String(tailLines)] };
+    return {
+        body: [dockerFn(dockerCommand), 'D logs --tail "$2" "$1" 2>&1'].join('\n'),
+        args: [name, String(tailLines)]
+    };
 }
 /** The one-line HTTP GET of httpProbeScript, for `bash -c` (args: port path timeout-seconds host). */
 const DEV_TCP_PROBE = 'exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 7; printf "GET %s HTTP/1.0\\r\\nHost: %s\\r\\nUser-Agent: bluegreen-ec2-action\\r\\n\\r\\n" "$2" "$4" >&3; IFS= read -t "$3" -r line <&3 || { echo "no answer within $3 s" >&2; exit 8; }; printf "%s\\n" "$line"';
@@ -609,7 +625,10 @@ function healthWatchScript(dockerCommand, name, port, path, host, everySeconds, 
 /** HTTP GET on the host itself with bash's /dev/tcp (used when sshd forbids TCP forwarding). */
 function httpProbeScript(port, path, timeoutSeconds, host) {
     return {
-        body: ['command -v bash >/dev/null 2>&1 || { echo "bash is needed on the host for health checks when TCP forwarding is disabled" >&2; exit 127; }', `exec ${cmd('bash', '-c', DEV_TCP_PROBE, 'bash')} "$1" "$2" "$3" "$4"`].join('\n'),
+        body: [
+            'command -v bash >/dev/null 2>&1 || { echo "bash is needed on the host for health checks when TCP forwarding is disabled" >&2; exit 127; }',
+            `exec ${cmd('bash', '-c', DEV_TCP_PROBE, 'bash')} "$1" "$2" "$3" "$4"`
+        ].join('\n'),
         args: [String(port), path, String(timeoutSeconds), host ?? `127.0.0.1:${port}`]
     };
 }
@@ -735,7 +754,16 @@ function writeUpstreamScript(file, reloadCommand, opts = {}) {
             '  sleep 0.01',
             'done'
         ].join('\n'),
-        args: [file, reloadCommand, opts.remove ? 'remove' : 'write', String(opts.takeoverMs ?? 0), opts.lease?.app ?? '', opts.lease?.deployId ?? '', 'arg', opts.content ?? '']
+        args: [
+            file,
+            reloadCommand,
+            opts.remove ? 'remove' : 'write',
+            String(opts.takeoverMs ?? 0),
+            opts.lease?.app ?? '',
+            opts.lease?.deployId ?? '',
+            'arg',
+            opts.content ?? ''
+        ]
     };
 }
 /**
@@ -764,7 +792,10 @@ const DRAIN_LOOP = [
  * needed. Prints `@@drained <ms>` or `@@drain-timeout <connections left>`.
  */
 function connectionDrainScript(port, maxMs) {
-    return { body: [CLOCK, ...connectionDrainLoop('$1', '$2')].join('\n'), args: [String(port), String(Math.round(maxMs))] };
+    return {
+        body: [CLOCK, ...connectionDrainLoop('$1', '$2')].join('\n'),
+        args: [String(port), String(Math.round(maxMs))]
+    };
 }
 /** connectionDrainScript's loop, for the port and the ms in the shell words `port` and `maxMs` (CLOCK defined). */
 function connectionDrainLoop(port, maxMs) {
@@ -812,7 +843,14 @@ function finishScript(dockerCommand, app, opts) {
         'for r in $8; do D rmi "$r" >/dev/null 2>&1 && echo "removed $r"; done',
         'exit $rc'
     ];
-    const logged = ['date -u +"%Y-%m-%dT%H:%M:%SZ finishing: drain and stop ${3:-nothing}, remove ${7:-nothing}"', '(', ...job, ')', 'echo "exit $?"', 'date -u +"%Y-%m-%dT%H:%M:%SZ done"'].join('\n');
+    const logged = [
+        'date -u +"%Y-%m-%dT%H:%M:%SZ finishing: drain and stop ${3:-nothing}, remove ${7:-nothing}"',
+        '(',
+        ...job,
+        ')',
+        'echo "exit $?"',
+        'date -u +"%Y-%m-%dT%H:%M:%SZ done"'
+    ].join('\n');
     return {
         body: [
             // the record (as recordScript, from arguments 9-11)
@@ -835,7 +873,9 @@ function finishScript(dockerCommand, app, opts) {
             // the job holds drain.lock now: the lease may go
             'if [ -n "${12}" ]; then',
             '  tok=${12}',
-            LEASE_FNS.split('\n').map((l) => `  ${l}`).join('\n'),
+            LEASE_FNS.split('\n')
+                .map((l) => `  ${l}`)
+                .join('\n'),
             '  release() { lease_read; if [ "$lt" = "$tok" ]; then rm -f "$dir/lease"; echo "@@released"; fi; }',
             '  under_lock 10 release',
             'fi'
@@ -860,12 +900,19 @@ function finishScript(dockerCommand, app, opts) {
 }
 /** `docker stop` (kept for rollback). */
 function stopScript(dockerCommand, name, timeoutSeconds) {
-    return { body: [dockerFn(dockerCommand), 'D stop -t "$2" "$1" >/dev/null'].join('\n'), args: [name, String(timeoutSeconds)] };
+    return {
+        body: [dockerFn(dockerCommand), 'D stop -t "$2" "$1" >/dev/null'].join('\n'),
+        args: [name, String(timeoutSeconds)]
+    };
 }
 /** Port-swap cut-over: stop the live container (if any), then start the candidate on the freed port. */
 function portSwapScript(dockerCommand, stopName, startName, timeoutSeconds) {
     return {
-        body: [dockerFn(dockerCommand), 'if [ -n "$1" ]; then D stop -t "$3" "$1" >/dev/null || exit 3; fi', 'D start "$2" >/dev/null'].join('\n'),
+        body: [
+            dockerFn(dockerCommand),
+            'if [ -n "$1" ]; then D stop -t "$3" "$1" >/dev/null || exit 3; fi',
+            'D start "$2" >/dev/null'
+        ].join('\n'),
         args: [stopName ?? '', startName, String(timeoutSeconds)]
     };
 }
@@ -894,7 +941,11 @@ function discardCandidateScript(dockerCommand, name, deployId) {
 /** Removes a failed candidate and puts back the standby it had replaced (renamed `<name>-replaced`). */
 function restoreReplacedScript(dockerCommand, name) {
     return {
-        body: [dockerFn(dockerCommand), 'D rm -f "$1" >/dev/null || exit 3', 'if D inspect --format "{{.Id}}" "$1-replaced" >/dev/null 2>&1; then D rename "$1-replaced" "$1" || exit 3; echo "@@restored"; fi'].join('\n'),
+        body: [
+            dockerFn(dockerCommand),
+            'D rm -f "$1" >/dev/null || exit 3',
+            'if D inspect --format "{{.Id}}" "$1-replaced" >/dev/null 2>&1; then D rename "$1-replaced" "$1" || exit 3; echo "@@restored"; fi'
+        ].join('\n'),
         args: [name]
     };
 }
@@ -1090,7 +1141,10 @@ class Elb {
     }
     /** The health of the given targets (or of every target in the group). A target the ALB does not know is "unregistered". */
     async targetHealth(tg, targets) {
-        const out = await this.call('DescribeTargetHealth', tg.label, new this.sdk.DescribeTargetHealthCommand({ TargetGroupArn: tg.arn, ...(targets ? { Targets: targets.map((t) => ({ Id: t.id, Port: t.port })) } : {}) }));
+        const out = await this.call('DescribeTargetHealth', tg.label, new this.sdk.DescribeTargetHealthCommand({
+            TargetGroupArn: tg.arn,
+            ...(targets ? { Targets: targets.map((t) => ({ Id: t.id, Port: t.port })) } : {})
+        }));
         const views = (out.TargetHealthDescriptions ?? []).map((d) => ({
             id: d.Target?.Id ?? '',
             port: d.Target?.Port ?? 0,
@@ -1099,13 +1153,19 @@ class Elb {
             description: d.TargetHealth?.Description
         }));
         // Asked for by id, the ALB answers "unused" (Target.NotRegistered) for one it does not have.
-        return views.map((v) => (v.state === 'unused' && v.reason === 'Target.NotRegistered' ? { ...v, state: 'unregistered' } : v));
+        return views.map((v) => v.state === 'unused' && v.reason === 'Target.NotRegistered' ? { ...v, state: 'unregistered' } : v);
     }
     async register(tg, targets) {
-        await this.call('RegisterTargets', `${tg.label} (${targets.map(describeTarget).join(', ')})`, new this.sdk.RegisterTargetsCommand({ TargetGroupArn: tg.arn, Targets: targets.map((t) => ({ Id: t.id, Port: t.port })) }));
+        await this.call('RegisterTargets', `${tg.label} (${targets.map(describeTarget).join(', ')})`, new this.sdk.RegisterTargetsCommand({
+            TargetGroupArn: tg.arn,
+            Targets: targets.map((t) => ({ Id: t.id, Port: t.port }))
+        }));
     }
     async deregister(tg, targets) {
-        await this.call('DeregisterTargets', `${tg.label} (${targets.map(describeTarget).join(', ')})`, new this.sdk.DeregisterTargetsCommand({ TargetGroupArn: tg.arn, Targets: targets.map((t) => ({ Id: t.id, Port: t.port })) }));
+        await this.call('DeregisterTargets', `${tg.label} (${targets.map(describeTarget).join(', ')})`, new this.sdk.DeregisterTargetsCommand({
+            TargetGroupArn: tg.arn,
+            Targets: targets.map((t) => ({ Id: t.id, Port: t.port }))
+        }));
     }
     /** The actions that forward: the listener's default actions, or a rule's actions. */
     async readActions(listenerArn, ruleArn) {
@@ -1227,7 +1287,10 @@ function parseBackendView(backend, serversState, stat) {
     const err = cliError(serversState) ?? (stat !== undefined ? cliError(stat) : undefined);
     if (err)
         throw new HaproxyAnswerError(err);
-    const lines = serversState.split('\n').map((l) => l.trim()).filter(Boolean);
+    const lines = serversState
+        .split('\n')
+        .map((l) => l.trim())
+        .filter(Boolean);
     const header = lines.find((l) => l.startsWith('#') && /\bbe_name\b/.test(l) && /\bsrv_name\b/.test(l));
     if (!header)
         throw new HaproxyAnswerError(`unexpected answer to "show servers state" (no header line): ${serversState.trim().slice(0, 200) || '(empty)'}`);
@@ -1332,7 +1395,11 @@ function checkedHealthy(s) {
 function describeServer(s) {
     if (!s)
         return 'missing';
-    const check = s.checkStatus ? `check ${s.checkStatus}${s.checkCode ? ` (${s.checkCode})` : ''}${s.checkDesc && !/^OK$/i.test(s.checkDesc) ? ` ${s.checkDesc}` : ''}` : unchecked(s) ? 'no health check' : 'not checked yet';
+    const check = s.checkStatus
+        ? `check ${s.checkStatus}${s.checkCode ? ` (${s.checkCode})` : ''}${s.checkDesc && !/^OK$/i.test(s.checkDesc) ? ` ${s.checkDesc}` : ''}`
+        : unchecked(s)
+            ? 'no health check'
+            : 'not checked yet';
     return `${s.name}: ${s.admin}, ${s.op}${s.sessions !== undefined ? `, ${s.sessions} session(s)` : ''}, ${check}`;
 }
 /** `show activity`'s `date_now: <seconds>.<microseconds>`: HAProxy's clock, in ms. */
@@ -1343,7 +1410,13 @@ function parseActivityDates(text) {
 ;// CONCATENATED MODULE: ./src/traffic/nginx/upstream.ts
 /** The one file the action owns on an nginx host: a complete `upstream` block for the live colour. */
 function renderUpstream(name, port, note) {
-    return [`# Managed by bluegreen-ec2-action; it is rewritten on every deploy. ${note}`, `upstream ${name} {`, `    server 127.0.0.1:${port};`, '}', ''].join('\n');
+    return [
+        `# Managed by bluegreen-ec2-action; it is rewritten on every deploy. ${note}`,
+        `upstream ${name} {`,
+        `    server 127.0.0.1:${port};`,
+        '}',
+        ''
+    ].join('\n');
 }
 /** The port the upstream block currently sends traffic to, if the file names exactly one server. */
 function upstreamPort(content) {
@@ -1380,7 +1453,14 @@ function parseInspect(text) {
         .filter((l) => l.trim().startsWith('{'))
         .map((l) => {
         const c = JSON.parse(l);
-        return { id: c.id, name: c.name.replace(/^\//, ''), state: c.state, running: c.running, restartCount: c.restarts, labels: c.labels ?? {} };
+        return {
+            id: c.id,
+            name: c.name.replace(/^\//, ''),
+            state: c.state,
+            running: c.running,
+            restartCount: c.restarts,
+            labels: c.labels ?? {}
+        };
     });
 }
 /**
@@ -1436,8 +1516,21 @@ function planDeploy(cfg, containers, upstreamContent, recordedLive) {
         live = running.includes(upstreamColor) ? upstreamColor : undefined;
         candidate = other(upstreamColor);
     }
-    const leftovers = containers.filter((c) => c.labels['bluegreen.app'] === cfg.app && c.name !== containerName(cfg.app, 'blue') && c.name !== containerName(cfg.app, 'green')).map((c) => c.name);
-    return { live, candidate, replaceExisting: Boolean(byColor[candidate]), upstreamContent, upstreamColor, byColor, leftovers, notes };
+    const leftovers = containers
+        .filter((c) => c.labels['bluegreen.app'] === cfg.app &&
+        c.name !== containerName(cfg.app, 'blue') &&
+        c.name !== containerName(cfg.app, 'green'))
+        .map((c) => c.name);
+    return {
+        live,
+        candidate,
+        replaceExisting: Boolean(byColor[candidate]),
+        upstreamContent,
+        upstreamColor,
+        byColor,
+        leftovers,
+        notes
+    };
 }
 
 ;// CONCATENATED MODULE: ./src/deploy/steps.ts
@@ -1473,7 +1566,14 @@ class StepTimer {
             return undefined;
         const { name, start } = this.open;
         const endMs = Date.now();
-        const rec = { name, startedAt: new Date(start).toISOString(), endedAt: new Date(endMs).toISOString(), durationMs: endMs - start, status, detail };
+        const rec = {
+            name,
+            startedAt: new Date(start).toISOString(),
+            endedAt: new Date(endMs).toISOString(),
+            durationMs: endMs - start,
+            status,
+            detail
+        };
         this.steps.push(rec);
         this.open = undefined;
         this.log.end(name, status, rec.durationMs);
@@ -1599,10 +1699,15 @@ class ListenerSwitch {
         return this.alb.canaryPercent;
     }
     get what() {
-        return this.alb.ruleArn ? `alb-rule ${this.alb.ruleArn}` : `the default action of alb-listener ${this.alb.listenerArn}`;
+        return this.alb.ruleArn
+            ? `alb-rule ${this.alb.ruleArn}`
+            : `the default action of alb-listener ${this.alb.listenerArn}`;
     }
     groups() {
-        this.groupsP ??= Promise.all([this.shared.group(this.alb.groups.blue, 'alb-blue-target-group'), this.shared.group(this.alb.groups.green, 'alb-green-target-group')]).then(([blue, green]) => {
+        this.groupsP ??= Promise.all([
+            this.shared.group(this.alb.groups.blue, 'alb-blue-target-group'),
+            this.shared.group(this.alb.groups.green, 'alb-green-target-group')
+        ]).then(([blue, green]) => {
             if (blue.arn === green.arn)
                 throw new Error(`alb-blue-target-group and alb-green-target-group are the same group (${blue.name}): each colour needs its own`);
             return { blue, green };
@@ -1880,12 +1985,21 @@ class HealthRecorder {
         if (this.last.get(key) === state)
             return;
         this.last.set(key, state);
-        this.samples.push({ at: new Date().toISOString(), group: group.name, color, target: describeTarget(v), state: v.state, reason: v.reason });
+        this.samples.push({
+            at: new Date().toISOString(),
+            group: group.name,
+            color,
+            target: describeTarget(v),
+            state: v.state,
+            reason: v.reason
+        });
     }
 }
 /** How long the ALB may take to call a new target healthy: its checks' interval × threshold, plus a margin. */
 function healthyWithinMs(cfg, tg) {
-    const alb = tg.healthCheckIntervalSeconds && tg.healthyThresholdCount ? (tg.healthCheckIntervalSeconds * (tg.healthyThresholdCount + 1) + 10) * 1000 : 0;
+    const alb = tg.healthCheckIntervalSeconds && tg.healthyThresholdCount
+        ? (tg.healthCheckIntervalSeconds * (tg.healthyThresholdCount + 1) + 10) * 1000
+        : 0;
     return Math.max(cfg.healthTimeoutMs, alb);
 }
 function describeHealth(v) {
@@ -1908,7 +2022,9 @@ class HostTargets {
     }
     /** The host's instance ID and private IPv4, read once per host session (reused after a reconnect: it is the same host). */
     async readIdentity(h, step) {
-        this.identity ??= h.exec(step, identityScript(), 'read the instance ID and private IPv4 from the instance metadata service (IMDSv2)').then((out) => (this.known = parseIdentity(out)));
+        this.identity ??= h
+            .exec(step, identityScript(), 'read the instance ID and private IPv4 from the instance metadata service (IMDSv2)')
+            .then((out) => (this.known = parseIdentity(out)));
         this.identity.catch(() => (this.identity = undefined));
         try {
             return await this.identity;
@@ -1918,7 +2034,12 @@ class HostTargets {
         }
     }
     report() {
-        return { targetType: this.targetType, instanceId: this.known?.instanceId, privateIp: this.known?.privateIp, health: this.recorder.samples };
+        return {
+            targetType: this.targetType,
+            instanceId: this.known?.instanceId,
+            privateIp: this.known?.privateIp,
+            health: this.recorder.samples
+        };
     }
     async target(h, step, tg, color) {
         const id = await this.readIdentity(h, step);
@@ -2291,7 +2412,8 @@ class AlbTargetGroupRouter extends AlbRouterBase {
         }
         await h.discardCandidate();
         // Traffic was moved if the old colour had left the group, or the ALB sent the candidate requests (it was healthy).
-        return Boolean(back && !registered(pv)) || t.recorder.samples.some((x) => x.color === to && x.group === tg.name && x.state === 'healthy');
+        return (Boolean(back && !registered(pv)) ||
+            t.recorder.samples.some((x) => x.color === to && x.group === tg.name && x.state === 'healthy'));
     }
 }
 
@@ -2357,7 +2479,13 @@ function planBatches(hosts, rollout) {
     const mp = rollout.maxParallel;
     const canary = rollout.strategy === 'canary' && n > 1;
     const rest = canary ? hosts.slice(1) : hosts;
-    const limit = mp ? ('count' in mp ? mp.count : Math.ceil((rest.length * mp.percent) / 100)) : rollout.strategy === 'rolling' ? 1 : rest.length;
+    const limit = mp
+        ? 'count' in mp
+            ? mp.count
+            : Math.ceil((rest.length * mp.percent) / 100)
+        : rollout.strategy === 'rolling'
+            ? 1
+            : rest.length;
     const size = Math.max(1, Math.min(limit, rest.length));
     const batches = canary ? [[hosts[0]]] : [];
     for (let i = 0; i < rest.length; i += size)
@@ -2400,7 +2528,14 @@ async function runRollout(hosts, rollout, deployOne, log, parentSignal) {
         warnings: [],
         batch,
         abortedBy: failure?.host,
-        error: failure ? { step: 'connect', message: parentSignal?.aborted ? 'not started: the workflow run was cancelled' : `not started: ${failure.host} failed at ${failure.step}` } : undefined
+        error: failure
+            ? {
+                step: 'connect',
+                message: parentSignal?.aborted
+                    ? 'not started: the workflow run was cancelled'
+                    : `not started: ${failure.host} failed at ${failure.step}`
+            }
+            : undefined
     });
     try {
         for (const [index, batch] of batches.entries()) {
@@ -2430,7 +2565,9 @@ async function runRollout(hosts, rollout, deployOne, log, parentSignal) {
                     ready: async () => {
                         arrived.resolve();
                         if ((await decision.promise) === 'abort') {
-                            throw new Error(failure ? `${failure.host} failed at ${failure.step}, so every host goes back (on-host-failure: rollback-all)` : 'the workflow run was cancelled (SIGINT/SIGTERM)');
+                            throw new Error(failure
+                                ? `${failure.host} failed at ${failure.step}, so every host goes back (on-host-failure: rollback-all)`
+                                : 'the workflow run was cancelled (SIGINT/SIGTERM)');
                         }
                     },
                     failed: (error) => {
@@ -2501,7 +2638,12 @@ function parseDetectOutput(out) {
     catch {
         stateUnreadable = true;
     }
-    return { containers: parseInspect(section('containers') ?? ''), upstreamContent: section('upstream'), recordedLive, stateUnreadable };
+    return {
+        containers: parseInspect(section('containers') ?? ''),
+        upstreamContent: section('upstream'),
+        recordedLive,
+        stateUnreadable
+    };
 }
 /** pullScript: the image's repo digests (`repo@sha256:…` lines after `@@digests`). */
 function parsePullDigests(out) {
@@ -2516,7 +2658,11 @@ function parsePullDigests(out) {
 }
 function parseDiscardOutput(out) {
     const foreign = /^@@foreign (.*)$/m.exec(out)?.[1];
-    return { removed: /^@@removed$/m.test(out), restored: /^@@restored$/m.test(out), foreign: foreign === undefined ? undefined : foreign.trim() || '(no deploy id)' };
+    return {
+        removed: /^@@removed$/m.test(out),
+        restored: /^@@restored$/m.test(out),
+        foreign: foreign === undefined ? undefined : foreign.trim() || '(no deploy id)'
+    };
 }
 
 ;// CONCATENATED MODULE: ./src/traffic/haproxy/commands.ts
@@ -2557,7 +2703,12 @@ function commandLine(commands) {
  * finds neither (and none finds the old one once the line ran), with HAProxy's clock read before and after.
  */
 function switchCommands(backend, to, from) {
-    return [SHOW_ACTIVITY, setStateCommand(backend, to, 'ready'), ...(from ? [setStateCommand(backend, from, 'drain')] : []), SHOW_ACTIVITY];
+    return [
+        SHOW_ACTIVITY,
+        setStateCommand(backend, to, 'ready'),
+        ...(from ? [setStateCommand(backend, from, 'drain')] : []),
+        SHOW_ACTIVITY
+    ];
 }
 /**
  * Fallback when sshd refuses the stream-local forward: the same command line (stdin) through a client on the host,
@@ -2675,11 +2826,15 @@ class HaproxyRuntime {
     /** Whether the SSH user can use the socket, read on the host; if not, why (missing socket, permissions, group). */
     async diagnose() {
         const d = socketDiagnosisScript(this.socketPath);
-        const out = await this.remote.run(d.body, d.args).then((r) => r.stdout).catch(() => '');
+        const out = await this.remote
+            .run(d.body, d.args)
+            .then((r) => r.stdout)
+            .catch(() => '');
         return { usable: /^@@socket ok$/m.test(out), reason: parseSocketDiagnosis(out, this.socketPath) };
     }
     async explain(detail) {
-        return (await this.diagnose()).reason ?? `cannot open the HAProxy socket ${this.socketPath} on the host: ${detail.replace(/^\(SSH\) /, '')}`;
+        return ((await this.diagnose()).reason ??
+            `cannot open the HAProxy socket ${this.socketPath} on the host: ${detail.replace(/^\(SSH\) /, '')}`);
     }
 }
 function readAnswer(stream, line, socketPath) {
@@ -2770,7 +2925,10 @@ class HaproxyRouter {
             throw new StepError(step, e.message);
         });
         // `set server` answers nothing when it worked; show activity answers its counters.
-        const refused = text.split('\n').map((l) => l.trim()).filter((l) => l && !/^[A-Za-z0-9_]+: /.test(l));
+        const refused = text
+            .split('\n')
+            .map((l) => l.trim())
+            .filter((l) => l && !/^[A-Za-z0-9_]+: /.test(l));
         if (refused.length)
             throw new StepError(step, `HAProxy refused "${commands.filter((c) => c.startsWith('set ')).join('; ')}": ${refused.slice(0, 3).join(' ')}`);
         return text;
@@ -2887,7 +3045,9 @@ class HaproxyRouter {
         // Until the switch nothing took traffic: whatever fails (health, the smoke test, a cancel), the candidate's server
         // goes back into maint, as it was before, not left in drain with HAProxy checking a container that is removed.
         const backToMaint = async (step, e) => {
-            await this.change(h, rt, step, [setStateCommand(b, to, 'maint')]).then(() => this.saveState(h, rt, step)).catch(() => undefined);
+            await this.change(h, rt, step, [setStateCommand(b, to, 'maint')])
+                .then(() => this.saveState(h, rt, step))
+                .catch(() => undefined);
             throw e;
         };
         await timer.run('health', async () => {
@@ -3008,7 +3168,11 @@ async function probeViaForward(remote, port, path, timeoutMs, host, opened) {
                 finish({ error: 'the answer is not HTTP' });
         });
         stream.on('error', (e) => finish({ error: e.message }));
-        stream.on('close', () => finish({ error: data ? 'the connection closed before an HTTP status line' : 'connection closed without an answer (app not listening yet?)' }));
+        stream.on('close', () => finish({
+            error: data
+                ? 'the connection closed before an HTTP status line'
+                : 'connection closed without an answer (app not listening yet?)'
+        }));
         stream.write(`GET ${path} HTTP/1.1\r\nHost: ${host ?? `127.0.0.1:${port}`}\r\nUser-Agent: bluegreen-ec2-action\r\nConnection: close\r\n\r\n`);
     });
 }
@@ -3155,14 +3319,20 @@ async function watchOnHost(remote, opts, log, signal) {
     const container = /^@@container (\S+) (\S+) (\S+)$/m.exec(out);
     if (container) {
         const [, state, restarts, exitCode] = container;
-        const what = state === 'missing' ? 'disappeared' : Number(restarts) > 0 ? `restarted ${restarts} time(s) (state ${state}, last exit code ${exitCode})` : `is ${state} (exit code ${exitCode})`;
+        const what = state === 'missing'
+            ? 'disappeared'
+            : Number(restarts) > 0
+                ? `restarted ${restarts} time(s) (state ${state}, last exit code ${exitCode})`
+                : `is ${state} (exit code ${exitCode})`;
         throw new StepError('health', `container ${opts.container} ${what} before it became healthy`, logs);
     }
     const timeout = /^@@timeout (\d+) ?(.*)$/m.exec(out);
     if (timeout) {
         throw new StepError('health', `GET ${opts.path} on port ${opts.port} did not answer 2xx within ${opts.timeoutMs / 1000} s (${timeout[1]} probes, last: ${timeout[2].trim() || 'no answer'})`, logs);
     }
-    log.debug(out.includes('@@watch-unavailable') ? 'neither curl nor bash on the host: health is probed from the runner' : `the health watcher on the host ended without a verdict (exit ${res.code}): ${(res.stderr || out).trim().slice(-300)}; probing from the runner`);
+    log.debug(out.includes('@@watch-unavailable')
+        ? 'neither curl nor bash on the host: health is probed from the runner'
+        : `the health watcher on the host ended without a verdict (exit ${res.code}): ${(res.stderr || out).trim().slice(-300)}; probing from the runner`);
     return undefined;
 }
 /**
@@ -3192,9 +3362,16 @@ async function probeFromRunner(remote, prober, opts, log, signal) {
         const res = await remote.run(st.body, st.args);
         const [statusLine, ...rest] = res.stdout.split('\n');
         const [state, restarts, exitCode] = statusLine.trim().split(' ');
-        const logs = rest.join('\n').replace(/^@@logs\n?/, '').trim();
+        const logs = rest
+            .join('\n')
+            .replace(/^@@logs\n?/, '')
+            .trim();
         if (state !== 'running' || Number(restarts) > 0) {
-            const what = state === 'missing' ? 'disappeared' : Number(restarts) > 0 ? `restarted ${restarts} time(s) (state ${state}, last exit code ${exitCode})` : `is ${state} (exit code ${exitCode})`;
+            const what = state === 'missing'
+                ? 'disappeared'
+                : Number(restarts) > 0
+                    ? `restarted ${restarts} time(s) (state ${state}, last exit code ${exitCode})`
+                    : `is ${state} (exit code ${exitCode})`;
             throw new StepError('health', `container ${opts.container} ${what} before it became healthy`, logs);
         }
         if (Date.now() - start >= opts.timeoutMs) {
@@ -3224,7 +3401,16 @@ async function probeFromRunner(remote, prober, opts, log, signal) {
 const words = (s) => s.trim().split(/\s+/).filter(Boolean);
 const ms = (s) => (s !== undefined && /^\d+$/.test(s) ? Number(s) : undefined);
 function parseSwitchOutput(stdout) {
-    const out = { masters: [], foreignMasters: [], workersBefore: [], reloaded: false, outcome: undefined, reloadedMasters: [], oldWorkers: [], drainWorkers: [] };
+    const out = {
+        masters: [],
+        foreignMasters: [],
+        workersBefore: [],
+        reloaded: false,
+        outcome: undefined,
+        reloadedMasters: [],
+        oldWorkers: [],
+        drainWorkers: []
+    };
     for (const line of stdout.split('\n')) {
         const [marker, ...rest] = words(line);
         switch (marker) {
@@ -3304,7 +3490,11 @@ class NginxRouter {
         const switchStart = Date.now();
         await timer.run('switch', async () => {
             const note = `Live: ${plan.candidate} (${h.imageLabel}), ${cfg.command} ${h.deployId}.`;
-            const s = writeUpstreamScript(cfg.nginxUpstreamFile, cfg.nginxReloadCommand, { takeoverMs: TAKEOVER_MS, lease: { app: cfg.app, deployId: h.deployId }, content: renderUpstream(cfg.nginxUpstreamName, port, note) });
+            const s = writeUpstreamScript(cfg.nginxUpstreamFile, cfg.nginxReloadCommand, {
+                takeoverMs: TAKEOVER_MS,
+                lease: { app: cfg.app, deployId: h.deployId },
+                content: renderUpstream(cfg.nginxUpstreamName, port, note)
+            });
             await h.ensureLock();
             // The script may write and reload even if its answer never arrives: from here the undo reads the host.
             h.trafficMayHaveMoved();
@@ -3337,7 +3527,11 @@ class NginxRouter {
             await h.probeOnce('verify', port);
             await h.watch(port);
         });
-        return { cutoverMs, switchMs: sw.outcome === 'taken-over' ? sw.switchMs : undefined, workersBefore: sw.drainWorkers };
+        return {
+            cutoverMs,
+            switchMs: sw.outcome === 'taken-over' ? sw.switchMs : undefined,
+            workersBefore: sw.drainWorkers
+        };
     }
     /**
      * nginx-switch njs: write the upstream file (atomically, no reload: the next request nginx handles reads the new
@@ -3348,7 +3542,11 @@ class NginxRouter {
         const switchStart = Date.now();
         await timer.run('switch', async () => {
             const note = `Live: ${plan.candidate} (${h.imageLabel}), ${cfg.command} ${h.deployId}.`;
-            const s = writeUpstreamScript(cfg.nginxUpstreamFile, ':', { takeoverMs: 0, lease: { app: cfg.app, deployId: h.deployId }, content: renderUpstream(cfg.nginxUpstreamName, port, note) });
+            const s = writeUpstreamScript(cfg.nginxUpstreamFile, ':', {
+                takeoverMs: 0,
+                lease: { app: cfg.app, deployId: h.deployId },
+                content: renderUpstream(cfg.nginxUpstreamName, port, note)
+            });
             await h.ensureLock();
             h.trafficMayHaveMoved();
             try {
@@ -3479,7 +3677,9 @@ class PortSwapRouter {
         });
         await timer.run('health', () => h.waitHealthy(cfg.publicPort, candidate));
         const cutoverMs = Date.now() - swapStart;
-        h.log.info(plan.live ? `port-swap downtime: ${cutoverMs} ms (old stopped until new healthy)` : `first start took ${cutoverMs} ms`);
+        h.log.info(plan.live
+            ? `port-swap downtime: ${cutoverMs} ms (old stopped until new healthy)`
+            : `first start took ${cutoverMs} ms`);
         await timer.run('verify', async () => {
             await h.probeOnce('verify', cfg.publicPort);
             await h.watch(cfg.publicPort);
@@ -3530,7 +3730,10 @@ function parseImageList(out) {
         .map((l) => l.trim().split(' '))
         .filter((p) => p.length === 2 && p[0].startsWith('sha256:'))
         .map(([id, ref]) => ({ id, ref }));
-    const inUse = new Set(inUsePart.split('\n').map((l) => l.trim()).filter(Boolean));
+    const inUse = new Set(inUsePart
+        .split('\n')
+        .map((l) => l.trim())
+        .filter(Boolean));
     return { images, inUse };
 }
 /**
@@ -3577,7 +3780,9 @@ async function acquireLock(remote, opts) {
     const token = `${opts.deployId}.${external_node_crypto_default().randomBytes(6).toString('hex')}`;
     if (!remote.open)
         return acquireByCommands(remote, opts, token, ttlMs);
-    const s = lockScript(opts.app, token, JSON.stringify(opts.owner), opts.timeoutSeconds, { ttlSeconds: opts.ttlSeconds });
+    const s = lockScript(opts.app, token, JSON.stringify(opts.owner), opts.timeoutSeconds, {
+        ttlSeconds: opts.ttlSeconds
+    });
     const ch = await remote.open(s.body, s.args);
     const lock = new Lease(remote, ch, token, opts, ttlMs);
     await lock.acquired();
@@ -3610,7 +3815,10 @@ function lockFailed(opts, code, holder, err) {
  * the lease on the host, a command every heartbeat renews it, and it expires by itself if the run goes silent.
  */
 async function acquireByCommands(remote, opts, token, ttlMs) {
-    const s = lockScript(opts.app, token, JSON.stringify(opts.owner), opts.timeoutSeconds, { keeper: false, ttlSeconds: opts.ttlSeconds });
+    const s = lockScript(opts.app, token, JSON.stringify(opts.owner), opts.timeoutSeconds, {
+        keeper: false,
+        ttlSeconds: opts.ttlSeconds
+    });
     let holder = '';
     const res = await remote.run(s.body, s.args, { onLine: (line) => (holder = waitingLine(line, opts) ?? holder) });
     if (res.code !== 0 || !res.stdout.split('\n').includes(`@@locked ${token}`))
@@ -3658,7 +3866,9 @@ class CommandLease extends LeaseState {
             return;
         const sent = Date.now();
         const s = renewLeaseScript(this.opts.app, this.token, this.ttlMs / 1000);
-        const res = await this.remote.run(s.body, s.args).catch((e) => ({ code: null, stdout: '', stderr: e.message }));
+        const res = await this.remote
+            .run(s.body, s.args)
+            .catch((e) => ({ code: null, stdout: '', stderr: e.message }));
         if (res.code === 0 && res.stdout.includes('@@renewed'))
             this.validUntil = Math.max(this.validUntil, sent + this.ttlMs);
         else if (res.code === 76)
@@ -3678,7 +3888,9 @@ class CommandLease extends LeaseState {
         if (!this.remote.isConnected())
             return;
         const s = releaseLeaseScript(this.opts.app, this.token);
-        await this.remote.run(s.body, s.args).catch((e) => this.opts.log.warn(`could not release the deploy lease (${e.message}); it expires by itself within ${this.ttlMs / 1000} s`));
+        await this.remote
+            .run(s.body, s.args)
+            .catch((e) => this.opts.log.warn(`could not release the deploy lease (${e.message}); it expires by itself within ${this.ttlMs / 1000} s`));
     }
 }
 class Lease extends LeaseState {
@@ -3792,7 +4004,9 @@ class Lease extends LeaseState {
     keeperEnded(code) {
         if (this.released)
             return;
-        this.markLost(code === null ? 'the channel holding the deploy lock closed (SSH connection lost?)' : `the lease keeper on the host ended (exit ${code})`);
+        this.markLost(code === null
+            ? 'the channel holding the deploy lock closed (SSH connection lost?)'
+            : `the lease keeper on the host ended (exit ${code})`);
     }
     goneOnHost = false;
     releasedOnHost() {
@@ -3893,7 +4107,8 @@ class HostDeployment {
         this.timer = input.timer;
         this.lock = input.lock;
         this.prober = new Prober(this.remote, this.log, this.cfg.healthHost);
-        this.target = input.cfg.command === 'deploy' ? input.cfg.image : { registry: input.cfg.image.registry, repository: '' };
+        this.target =
+            input.cfg.command === 'deploy' ? input.cfg.image : { registry: input.cfg.image.registry, repository: '' };
     }
     /** Runs a remote script, logging the command's output; a non-zero exit becomes a StepError. */
     async exec(step, s, what, onLine, quiet = false) {
@@ -3909,7 +4124,11 @@ class HostDeployment {
             }
         });
         if (res.code !== 0) {
-            const out = (res.stderr.trim() || res.stdout.trim()).split('\n').filter((l) => !l.startsWith('@@')).slice(-8).join('\n');
+            const out = (res.stderr.trim() || res.stdout.trim())
+                .split('\n')
+                .filter((l) => !l.startsWith('@@'))
+                .slice(-8)
+                .join('\n');
             throw new StepError(step, `${what} failed (exit ${res.code ?? res.signal ?? 'unknown'})${out ? `: ${out}` : ''}`);
         }
         return res.stdout;
@@ -4011,7 +4230,7 @@ class HostDeployment {
                 result = 'skipped';
         }
         if (this.remote.isConnected()) {
-            const rec = await this.timer.soft('record', () => (result === 'success' && recorded ? recorded : this.record(result, Date.now() - started, error)));
+            const rec = await this.timer.soft('record', () => result === 'success' && recorded ? recorded : this.record(result, Date.now() - started, error));
             if (rec)
                 this.warnings.push(rec);
         }
@@ -4042,7 +4261,14 @@ class HostDeployment {
         };
     }
     async takeLock(timeoutSeconds = this.cfg.lockTimeoutSeconds) {
-        this.lock = await acquireLock(this.remote, { app: this.cfg.app, deployId: this.input.deployId, owner: lockOwner(this.input.deployId, this.input.ctx), timeoutSeconds, log: this.log, signal: this.timer.signal });
+        this.lock = await acquireLock(this.remote, {
+            app: this.cfg.app,
+            deployId: this.input.deployId,
+            owner: lockOwner(this.input.deployId, this.input.ctx),
+            timeoutSeconds,
+            log: this.log,
+            signal: this.timer.signal
+        });
     }
     /**
      * Sends login + pull now; on the host it waits for this run's lease (afterLease), so it can go out with the lock
@@ -4067,14 +4293,16 @@ class HostDeployment {
         const ref = imageReference(this.target);
         const first = this.input.login.kind === 'none' ? 'pull' : 'login';
         let out = '';
-        await this.timer.run(first, async () => {
+        await this.timer
+            .run(first, async () => {
             // the login may have finished before the lock step ended
             if (started.pullSeen && this.timer.current === 'login')
                 this.timer.begin('pull');
             out = await started.out;
             if (this.timer.current === 'login')
                 throw new StepError('login', 'the registry login did not complete');
-        }).catch((e) => {
+        })
+            .catch((e) => {
             throw new StepError(e.step, explainPullError(e.message, ref));
         });
         const digests = parsePullDigests(out);
@@ -4128,7 +4356,9 @@ class HostDeployment {
         if (this.cfg.command === 'rollback')
             this.planRollback(plan);
         else
-            this.log.info(plan.live ? `live colour: ${plan.live}; deploying to ${plan.candidate}` : `no live colour (first deploy); deploying to ${plan.candidate}`);
+            this.log.info(plan.live
+                ? `live colour: ${plan.live}; deploying to ${plan.candidate}`
+                : `no live colour (first deploy); deploying to ${plan.candidate}`);
         return plan;
     }
     /** Rollback: the kept standby if it is what was asked for, else (rollback-to) a normal deploy of that version. */
@@ -4140,7 +4370,9 @@ class HostDeployment {
             if (!this.cfg.image.repository) {
                 throw new StepError('detect', `rollback-to ${wanted} is not the kept standby (${describeContainer(kept) ?? 'none is kept'}); deploying it needs the image input (the repository)`);
             }
-            this.target = wanted.startsWith('sha256:') ? { ...this.cfg.image, digest: wanted } : { ...this.cfg.image, tag: wanted };
+            this.target = wanted.startsWith('sha256:')
+                ? { ...this.cfg.image, digest: wanted }
+                : { ...this.cfg.image, tag: wanted };
             this.log.info(`rollback-to ${wanted}: not the kept standby (${describeContainer(kept) ?? 'none'}); deploying ${imageReference(this.target)} to ${plan.candidate}`);
             return;
         }
@@ -4151,7 +4383,8 @@ class HostDeployment {
             this.log.warn(`the standby ${kept.name} is running although ${plan.live} is live`);
         this.rollbackKept = true;
         const parsed = parseImage(kept.labels['bluegreen.image'] ?? '');
-        this.target = typeof parsed === 'string' ? { registry: '', repository: kept.labels['bluegreen.image'] ?? 'unknown' } : parsed;
+        this.target =
+            typeof parsed === 'string' ? { registry: '', repository: kept.labels['bluegreen.image'] ?? 'unknown' } : parsed;
         this.digest = kept.labels['bluegreen.digest'] || undefined;
         this.log.info(`rolling back ${plan.live ? `from ${plan.live} (${describeContainer(live)}) ` : ''}to the kept ${plan.candidate} (${describeContainer(kept)})`);
     }
@@ -4212,7 +4445,15 @@ class HostDeployment {
         await this.exec('start', s, `docker ${verb} ${name}`);
     }
     async waitHealthy(port, container) {
-        await waitHealthy(this.remote, this.prober, { port, path: this.cfg.healthPath, intervalMs: this.cfg.healthIntervalMs, timeoutMs: this.cfg.healthTimeoutMs, container, dockerCommand: this.docker, host: this.cfg.healthHost }, this.log, this.timer.signal);
+        await waitHealthy(this.remote, this.prober, {
+            port,
+            path: this.cfg.healthPath,
+            intervalMs: this.cfg.healthIntervalMs,
+            timeoutMs: this.cfg.healthTimeoutMs,
+            container,
+            dockerCommand: this.docker,
+            host: this.cfg.healthHost
+        }, this.log, this.timer.signal);
     }
     async probeOnce(step, port) {
         const p = await this.prober.probe(port, this.cfg.healthPath, 5000);
@@ -4225,7 +4466,14 @@ class HostDeployment {
         const hook = this.input.beforeTraffic;
         if (!hook)
             return;
-        await hook({ remote: this.remote, port, color: this.plan.candidate, image: imageReference(this.target), log: this.log, timer: this.timer });
+        await hook({
+            remote: this.remote,
+            port,
+            color: this.plan.candidate,
+            image: imageReference(this.target),
+            log: this.log,
+            timer: this.timer
+        });
     }
     /** The point of no return: all-or-nothing waits here, the old colour still ready to take traffic back. */
     async waitForFleet() {
@@ -4376,12 +4624,15 @@ class HostDeployment {
         if (this.cfg.keepImages <= 0 || !repo || this.rollbackKept)
             return;
         const list = listImagesScript(this.docker, repo, [this.name('blue'), this.name('green')]);
-        this.prunable = this.remote.run(list.body, list.args).then((res) => {
+        this.prunable = this.remote
+            .run(list.body, list.args)
+            .then((res) => {
             if (res.code !== 0)
                 throw new Error(res.stderr.trim() || `exit ${res.code}`);
             const { images, inUse } = parseImageList(res.stdout);
             return imagesToPrune(images, inUse, this.cfg.keepImages);
-        }).catch((e) => {
+        })
+            .catch((e) => {
             this.log.warn(`could not list the images of ${repo} (keep-images is skipped this time): ${e.message}`);
             return [];
         });
@@ -4436,7 +4687,9 @@ class HostDeployment {
             stopName ? `drain ${stopName} (up to ${secs} s), docker stop it (kept for rollback)` : '',
             names.length ? `remove ${names.join(', ')} (older than the kept standby, or leftovers)` : '',
             refs.length ? `prune ${refs.length} image reference(s) (keep-images ${cfg.keepImages})` : ''
-        ].filter(Boolean).join('; ');
+        ]
+            .filter(Boolean)
+            .join('; ');
         const first = stopName ? (this.router.drainOld ? 'stop' : 'drain') : 'cleanup';
         const w = await this.timer.soft(first, async () => {
             if (!cfg.waitForDrain) {
@@ -4499,7 +4752,19 @@ class HostDeployment {
             steps: Object.fromEntries(this.timer.steps.map((s) => [s.name, s.durationMs])),
             error: error ? `${error.step}: ${error.message}`.slice(0, 500) : undefined
         };
-        const state = result === 'success' && plan ? JSON.stringify({ app: this.cfg.app, live: plan.candidate, standby: plan.live, image, digest: this.digest, deployId: this.input.deployId, deployedAt: at, actor: ctx.actor, runUrl: ctx.runUrl }) : undefined;
+        const state = result === 'success' && plan
+            ? JSON.stringify({
+                app: this.cfg.app,
+                live: plan.candidate,
+                standby: plan.live,
+                image,
+                digest: this.digest,
+                deployId: this.input.deployId,
+                deployedAt: at,
+                actor: ctx.actor,
+                runUrl: ctx.runUrl
+            })
+            : undefined;
         return { stateJson: state, historyLine: JSON.stringify(history) };
     }
 }
@@ -4658,7 +4923,16 @@ async function runSmokeCommand(test, vars, log, signal, baseEnv = process.env) {
     const setsid = whichOrEmpty('setsid');
     // The wrapper prints its pid, then becomes the user's command (exec keeps the pid, so it leads the group).
     const wrapper = `printf '${PID_MARKER}%s\\n' "$$"; exec bash --noprofile --norc -eo pipefail -c "$1"`;
-    const argv = [...(setsid ? [setsid] : []), 'bash', '--noprofile', '--norc', '-c', wrapper, 'bluegreen-smoke-test', test.command];
+    const argv = [
+        ...(setsid ? [setsid] : []),
+        'bash',
+        '--noprofile',
+        '--norc',
+        '-c',
+        wrapper,
+        'bluegreen-smoke-test',
+        test.command
+    ];
     let exitCode;
     let spawnError;
     try {
@@ -4760,7 +5034,11 @@ async function smokeTestCandidate(test, c, record) {
     }
     record({ ...outcome, command: test.command });
     if (outcome.failure) {
-        const last = outcome.tail.split('\n').filter((l) => l.trim()).slice(-3).join('\n');
+        const last = outcome.tail
+            .split('\n')
+            .filter((l) => l.trim())
+            .slice(-3)
+            .join('\n');
         throw new StepError('smoke-test', `the smoke test ${outcome.failure}${last ? ` (last output: ${last.replace(/\n/g, ' | ')})` : ''}; the candidate got no traffic`);
     }
     c.log.info(`smoke test passed in ${outcome.durationMs} ms`);
@@ -4790,7 +5068,10 @@ function smokeTestHook(cfg, target, deployId, onReport) {
 
 
 function newDeployId(now = new Date()) {
-    const stamp = now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+    const stamp = now
+        .toISOString()
+        .replace(/[-:]/g, '')
+        .replace(/\.\d+Z$/, 'Z');
     return `${stamp}-${Math.random().toString(16).slice(2, 8)}`;
 }
 function overallResult(hosts) {
@@ -4805,16 +5086,32 @@ function overallResult(hosts) {
 async function runDeploy(cfg, ctx, log, secrets, deps, deployId = newDeployId()) {
     const started = Date.now();
     const runSteps = [];
-    const base = { deployId, command: cfg.command, app: cfg.app, image: cfg.command === 'deploy' ? imageReference(cfg.image) : '', startedAt: new Date(started).toISOString() };
+    const base = {
+        deployId,
+        command: cfg.command,
+        app: cfg.app,
+        image: cfg.command === 'deploy' ? imageReference(cfg.image) : '',
+        startedAt: new Date(started).toISOString()
+    };
     // traffic alb: one load balancer client and (alb-listener) one fleet switch for every host of the run.
     const alb = cfg.traffic === 'alb' ? new AlbTraffic(cfg, deps.elb, (m) => log.log('info', m)) : undefined;
     const finish = (hosts, error) => {
         const albReport = alb?.report();
-        return { ...base, result: error && !hosts.length ? 'failed' : overallResult(hosts), endedAt: new Date().toISOString(), durationMs: Date.now() - started, steps: runSteps, hosts, error, ...(albReport ? { alb: albReport } : {}) };
+        return {
+            ...base,
+            result: error && !hosts.length ? 'failed' : overallResult(hosts),
+            endedAt: new Date().toISOString(),
+            durationMs: Date.now() - started,
+            steps: runSteps,
+            hosts,
+            error,
+            ...(albReport ? { alb: albReport } : {})
+        };
     };
     let login = { kind: 'none' };
     // Only a deploy (or a rollback-to of a version that is not kept) pulls; a plain rollback needs no registry.
-    const mayPull = cfg.command === 'deploy' || (cfg.command === 'rollback' && Boolean(cfg.rollbackTo) && Boolean(cfg.image.repository));
+    const mayPull = cfg.command === 'deploy' ||
+        (cfg.command === 'rollback' && Boolean(cfg.rollbackTo) && Boolean(cfg.image.repository));
     if (!mayPull) {
         // no login
     }
@@ -4852,7 +5149,12 @@ async function runDeploy(cfg, ctx, log, secrets, deps, deployId = newDeployId())
             timer: new StepTimer(log0, signal),
             startedAt: Date.now(),
             remotes: [],
-            connect: () => deps.connect(target, cfg.ssh, { signal: s.timer.signal, onRetry: (n, e, waitMs) => log0.warn(`connect attempt ${n} failed (${e.message}); retrying in ${waitMs / 1000} s`) }).then((r) => {
+            connect: () => deps
+                .connect(target, cfg.ssh, {
+                signal: s.timer.signal,
+                onRetry: (n, e, waitMs) => log0.warn(`connect attempt ${n} failed (${e.message}); retrying in ${waitMs / 1000} s`)
+            })
+                .then((r) => {
                 s.remotes.push(r);
                 return r;
             })
@@ -4905,7 +5207,20 @@ async function runDeploy(cfg, ctx, log, secrets, deps, deployId = newDeployId())
             let smokeTest;
             const beforeTraffic = smokeTestHook(cfg, target, deployId, (r) => (smokeTest = r));
             const router = alb?.routerFor(target);
-            const result = await new HostDeployment({ cfg, ctx, deployId, remote, log: s.log, timer: s.timer, login, lock: s.lock, reconnect: s.connect, fleet, beforeTraffic, router }).run();
+            const result = await new HostDeployment({
+                cfg,
+                ctx,
+                deployId,
+                remote,
+                log: s.log,
+                timer: s.timer,
+                login,
+                lock: s.lock,
+                reconnect: s.connect,
+                fleet,
+                beforeTraffic,
+                router
+            }).run();
             hostDone(result.result === 'success', result.error?.step);
             const loadBalancer = router?.report?.();
             return { ...result, ...meta, ...(smokeTest ? { smokeTest } : {}), ...(loadBalancer ? { loadBalancer } : {}) };
@@ -4918,7 +5233,8 @@ async function runDeploy(cfg, ctx, log, secrets, deps, deployId = newDeployId())
     };
     let hosts;
     try {
-        hosts = upFront ?? (await runRollout(cfg.hosts, cfg.rollout, deployOne, (msg) => log.log('info', msg), deps.signal));
+        hosts =
+            upFront ?? (await runRollout(cfg.hosts, cfg.rollout, deployOne, (msg) => log.log('info', msg), deps.signal));
     }
     finally {
         await alb?.close();
@@ -4932,8 +5248,14 @@ async function runDeploy(cfg, ctx, log, secrets, deps, deployId = newDeployId())
     if (deps.signal?.aborted) {
         // A cancel is nobody's failure: say so instead of naming the first host that stopped.
         const first = hosts.find((h) => h.error && !h.abortedBy);
-        const message = first?.error && /cancelled/.test(first.error.message) ? first.error.message : 'the workflow run was cancelled (SIGINT/SIGTERM)';
-        return finish(hosts, { step: first?.error?.step ?? 'connect', host: hosts.length === 1 ? first?.host : undefined, message });
+        const message = first?.error && /cancelled/.test(first.error.message)
+            ? first.error.message
+            : 'the workflow run was cancelled (SIGINT/SIGTERM)';
+        return finish(hosts, {
+            step: first?.error?.step ?? 'connect',
+            host: hosts.length === 1 ? first?.host : undefined,
+            message
+        });
     }
     // The run's error is the host that failed on its own, not one stopped because of it.
     const failed = hosts.find((h) => h.error && !h.abortedBy) ?? hosts.find((h) => h.error);
@@ -4956,7 +5278,14 @@ async function lockFleet(targets, open, failedAt, cfg, deployId, ctx, log, signa
         failures.set(s.target.label, failedAt(s, 'connect', e));
     })));
     if (!failures.size) {
-        const take = (s, timeoutSeconds, lockLog) => acquireLock(s.remotes[0], { app: cfg.app, deployId, owner: lockOwner(deployId, ctx), timeoutSeconds, log: lockLog, signal });
+        const take = (s, timeoutSeconds, lockLog) => acquireLock(s.remotes[0], {
+            app: cfg.app,
+            deployId,
+            owner: lockOwner(deployId, ctx),
+            timeoutSeconds,
+            log: lockLog,
+            signal
+        });
         for (const s of all)
             s.timer.begin('lock');
         // First every host at once, none waiting (timeout 0): a free fleet is locked in one round trip. Waiting while
@@ -5005,7 +5334,18 @@ async function lockFleet(targets, open, failedAt, cfg, deployId, ctx, log, signa
         const own = failures.get(s.target.label);
         if (own)
             return own;
-        return { host: s.target.label, result: 'skipped', image: '', durationMs: Date.now() - s.startedAt, switched: false, steps: s.timer.steps, warnings: [], batch: 0, abortedBy: first.host, error: { step: first.error.step, message: `not started: ${first.host} failed at ${first.error.step}` } };
+        return {
+            host: s.target.label,
+            result: 'skipped',
+            image: '',
+            durationMs: Date.now() - s.startedAt,
+            switched: false,
+            steps: s.timer.steps,
+            warnings: [],
+            batch: 0,
+            abortedBy: first.host,
+            error: { step: first.error.step, message: `not started: ${first.host} failed at ${first.error.step}` }
+        };
     }));
 }
 /** The order hosts are locked in: the same for every run, whatever order the hosts input lists them in. */
@@ -5014,7 +5354,14 @@ function lockOrder(t) {
 }
 function stepRecord(name, start, status, detail) {
     const end = Date.now();
-    return { name, startedAt: new Date(start).toISOString(), endedAt: new Date(end).toISOString(), durationMs: end - start, status, detail };
+    return {
+        name,
+        startedAt: new Date(start).toISOString(),
+        endedAt: new Date(end).toISOString(),
+        durationMs: end - start,
+        status,
+        detail
+    };
 }
 
 ;// CONCATENATED MODULE: ./src/report/log.ts
@@ -5061,7 +5408,12 @@ class RunLog {
         for (const line of text.split('\n')) {
             (0,external_node_fs_.appendFileSync)(this.file, `${ts} ${level.toUpperCase().padEnd(5)} ${tag ? `[${tag}] ` : ''}${line}\n`);
         }
-        const consoleText = this.prefixHosts && where.host ? text.split('\n').map((l) => `[${where.host}] ${l}`).join('\n') : text;
+        const consoleText = this.prefixHosts && where.host
+            ? text
+                .split('\n')
+                .map((l) => `[${where.host}] ${l}`)
+                .join('\n')
+            : text;
         // Inside a group the Actions UI shows each line; annotations (warnings) are still raised.
         this.sink.write(level, consoleText);
     }
@@ -5128,12 +5480,28 @@ function buildMetrics(result, ctx, cfg) {
         app: result.app,
         image: result.image,
         traffic: cfg.traffic,
-        rollout: cfg.rollout ? { strategy: cfg.rollout.strategy, maxParallel: cfg.rollout.maxParallel ?? null, batchWaitMs: cfg.rollout.batchWaitMs, onHostFailure: cfg.rollout.onHostFailure } : null,
+        rollout: cfg.rollout
+            ? {
+                strategy: cfg.rollout.strategy,
+                maxParallel: cfg.rollout.maxParallel ?? null,
+                batchWaitMs: cfg.rollout.batchWaitMs,
+                onHostFailure: cfg.rollout.onHostFailure
+            }
+            : null,
         result: result.result,
         startedAt: result.startedAt,
         endedAt: result.endedAt,
         durationMs: result.durationMs,
-        run: { repository: ctx.repository, runId: ctx.runId, attempt: ctx.runAttempt, job: ctx.job, actor: ctx.actor, sha: ctx.sha, url: ctx.runUrl, event: ctx.eventName },
+        run: {
+            repository: ctx.repository,
+            runId: ctx.runId,
+            attempt: ctx.runAttempt,
+            job: ctx.job,
+            actor: ctx.actor,
+            sha: ctx.sha,
+            url: ctx.runUrl,
+            event: ctx.eventName
+        },
         steps: result.steps,
         hosts: result.hosts.map((h) => ({
             host: h.host,
@@ -5150,9 +5518,18 @@ function buildMetrics(result, ctx, cfg) {
             switchMs: h.switchMs ?? null,
             downtimeMs: h.downtimeMs ?? null,
             durationMs: h.durationMs,
-            stepDurationsMs: Object.fromEntries([...h.steps.map((s) => [s.name, s.durationMs]), ['total', h.durationMs]]),
+            stepDurationsMs: Object.fromEntries([
+                ...h.steps.map((s) => [s.name, s.durationMs]),
+                ['total', h.durationMs]
+            ]),
             steps: h.steps,
-            smokeTest: h.smokeTest ? { exitCode: h.smokeTest.exitCode ?? null, durationMs: h.smokeTest.durationMs, failure: h.smokeTest.failure ?? null } : null,
+            smokeTest: h.smokeTest
+                ? {
+                    exitCode: h.smokeTest.exitCode ?? null,
+                    durationMs: h.smokeTest.durationMs,
+                    failure: h.smokeTest.failure ?? null
+                }
+                : null,
             warnings: h.warnings,
             error: h.error ?? null,
             loadBalancer: h.loadBalancer ?? null
@@ -5183,7 +5560,9 @@ async function writeSummary(markdown) {
 const clock = (iso) => iso.slice(11, 23);
 /** One target's states in order: "16:30:01.120 initial → 16:30:03.410 healthy". */
 function timeline(samples) {
-    return samples.map((s) => `${clock(s.at)} ${s.state}${s.reason && s.state !== 'healthy' ? ` (${s.reason})` : ''}`).join(' → ');
+    return samples
+        .map((s) => `${clock(s.at)} ${s.state}${s.reason && s.state !== 'healthy' ? ` (${s.reason})` : ''}`)
+        .join(' → ');
 }
 /** `cell` escapes text for a markdown table cell (the summary's own). */
 function renderAlbSection(r, cell) {
@@ -5201,7 +5580,9 @@ function renderAlbSection(r, cell) {
         out.push(`${what} (blue: \`${cell(a.groups.blue)}\`, green: \`${cell(a.groups.green)}\`): weights before **${before}** → after **${after}**.`);
         if (a.allHealthyAt)
             out.push(`Every candidate was healthy in its group at ${clock(a.allHealthyAt)}.`);
-        out.push(a.changes.length ? `Changes: ${a.changes.map((c) => `${clock(c.at)} ${c.kind} (${describeWeights(c.weights)})`).join(' · ')}.` : 'The listener was not changed.');
+        out.push(a.changes.length
+            ? `Changes: ${a.changes.map((c) => `${clock(c.at)} ${c.kind} (${describeWeights(c.weights)})`).join(' · ')}.`
+            : 'The listener was not changed.');
         out.push('');
     }
     if (hosts.length) {
@@ -5236,14 +5617,24 @@ const PHASES = [
  * break, and the labels become SVG text: only plain characters are kept, anything else becomes a space.
  */
 function ganttText(s) {
-    return s.replace(/[^A-Za-z0-9 ._()[\]/@+-]/g, ' ').replace(/\s+/g, ' ').trim() || '-';
+    return (s
+        .replace(/[^A-Za-z0-9 ._()[\]/@+-]/g, ' ')
+        .replace(/\s+/g, ' ')
+        .trim() || '-');
 }
 function tag(status) {
     // crit: red, active: highlighted, done: grey (the normal case)
     return status === 'failed' ? 'crit, ' : status === 'warning' ? 'active, ' : status === 'queued' ? '' : 'done, ';
 }
 function bars(h, runStart, detail) {
-    const steps = h.steps.map((s) => ({ name: s.name, status: s.status, start: Date.parse(s.startedAt), end: Date.parse(s.endedAt) })).filter((s) => Number.isFinite(s.start) && Number.isFinite(s.end));
+    const steps = h.steps
+        .map((s) => ({
+        name: s.name,
+        status: s.status,
+        start: Date.parse(s.startedAt),
+        end: Date.parse(s.endedAt)
+    }))
+        .filter((s) => Number.isFinite(s.start) && Number.isFinite(s.end));
     const out = [];
     // A host of a later batch waits for the batches before it (after its lock, when all-or-nothing took it up front).
     const began = h.startedAt ? Date.parse(h.startedAt) : NaN;
@@ -5258,8 +5649,17 @@ function bars(h, runStart, detail) {
         const of = h.steps.filter((s) => p.steps.includes(s.name));
         if (!of.length)
             continue;
-        const status = of.some((s) => s.status === 'failed') ? 'failed' : of.some((s) => s.status === 'warning') ? 'warning' : 'ok';
-        out.push({ name: p.name, status, start: Math.min(...of.map((s) => Date.parse(s.startedAt))), end: Math.max(...of.map((s) => Date.parse(s.endedAt))) });
+        const status = of.some((s) => s.status === 'failed')
+            ? 'failed'
+            : of.some((s) => s.status === 'warning')
+                ? 'warning'
+                : 'ok';
+        out.push({
+            name: p.name,
+            status,
+            start: Math.min(...of.map((s) => Date.parse(s.startedAt))),
+            end: Math.max(...of.map((s) => Date.parse(s.endedAt)))
+        });
     }
     // cleanup also undoes a failed start: show it where it happened
     return out.filter((b) => Number.isFinite(b.start) && Number.isFinite(b.end));
@@ -5269,7 +5669,12 @@ function renderTimeline(r) {
     const runStart = Date.parse(r.startedAt);
     const detail = r.hosts.length <= TIMELINE_DETAIL_HOSTS;
     const sections = [];
-    const runner = r.steps.map((s) => ({ name: s.name, status: s.status, start: Date.parse(s.startedAt), end: Date.parse(s.endedAt) }));
+    const runner = r.steps.map((s) => ({
+        name: s.name,
+        status: s.status,
+        start: Date.parse(s.startedAt),
+        end: Date.parse(s.endedAt)
+    }));
     if (runner.length)
         sections.push({ title: 'runner', bars: runner });
     const batched = new Set(r.hosts.map((h) => h.batch ?? 0)).size > 1;
@@ -5280,7 +5685,13 @@ function renderTimeline(r) {
     }
     if (!sections.length)
         return undefined;
-    const lines = ['gantt', `  title ${ganttText(`${r.app} ${r.command} ${r.deployId}${detail ? '' : ' (phases per host)'}`)}`, '  dateFormat x', '  axisFormat %H:%M:%S', '  todayMarker off'];
+    const lines = [
+        'gantt',
+        `  title ${ganttText(`${r.app} ${r.command} ${r.deployId}${detail ? '' : ' (phases per host)'}`)}`,
+        '  dateFormat x',
+        '  axisFormat %H:%M:%S',
+        '  todayMarker off'
+    ];
     for (const s of sections) {
         lines.push(`  section ${ganttText(s.title)}`);
         // A step under a millisecond still gets a visible sliver.
@@ -5312,8 +5723,32 @@ function formatMs(ms) {
         return `${(ms / 1000).toFixed(1)} s`;
     return `${Math.floor(ms / 60_000)} min ${Math.round((ms % 60_000) / 1000)} s`;
 }
-const ICON = { success: '✅', 'rolled-back': '↩️', failed: '❌', skipped: '⏭️', ok: '✓', warning: '⚠️' };
-const STEP_ORDER = ['connect', 'lock', 'login', 'pull', 'detect', 'start', 'health', 'smoke-test', 'switch', 'verify', 'wait-fleet', 'drain', 'stop', 'cleanup', 'switch-back', 'record'];
+const ICON = {
+    success: '✅',
+    'rolled-back': '↩️',
+    failed: '❌',
+    skipped: '⏭️',
+    ok: '✓',
+    warning: '⚠️'
+};
+const STEP_ORDER = [
+    'connect',
+    'lock',
+    'login',
+    'pull',
+    'detect',
+    'start',
+    'health',
+    'smoke-test',
+    'switch',
+    'verify',
+    'wait-fleet',
+    'drain',
+    'stop',
+    'cleanup',
+    'switch-back',
+    'record'
+];
 /** Above this many hosts the step table lists hosts as rows (it would be too wide otherwise). */
 const WIDE_FLEET = 6;
 /** owner/repo/.github/workflows/deploy.yml@refs/heads/main → { file: deploy.yml, ref: main }. */
@@ -5327,7 +5762,13 @@ function renderSummary(r, extras) {
     const out = [];
     const push = (text, rank = KEEP) => out.push({ text, rank });
     const noun = r.command === 'rollback' ? 'rollback' : 'deploy';
-    const what = r.result === 'success' ? (r.command === 'rollback' ? 'rolled back' : 'deployed') : r.result === 'rolled-back' ? `${noun} failed and was rolled back` : `${noun} failed`;
+    const what = r.result === 'success'
+        ? r.command === 'rollback'
+            ? 'rolled back'
+            : 'deployed'
+        : r.result === 'rolled-back'
+            ? `${noun} failed and was rolled back`
+            : `${noun} failed`;
     const image = r.image || [...new Set(r.hosts.map((h) => h.image))].join(', ');
     push(`## ${ICON[r.result]} ${escapeHtml(r.app)} ${what}`);
     push('');
@@ -5338,7 +5779,12 @@ function renderSummary(r, extras) {
     if (r.error) {
         push(`> **Failed at \`${r.error.step}\`${r.error.host ? ` on \`${escapeHtml(r.error.host)}\`` : ''}:** ${escapeHtml(r.error.message).replace(/\n/g, '<br>')}`);
         if (r.hosts.some((h) => h.switchBackFailed))
-            push('>\n> **Switching back did not complete** on ' + r.hosts.filter((h) => h.switchBackFailed).map((h) => `\`${escapeHtml(h.host)}\``).join(', ') + ': check which version serves there.');
+            push('>\n> **Switching back did not complete** on ' +
+                r.hosts
+                    .filter((h) => h.switchBackFailed)
+                    .map((h) => `\`${escapeHtml(h.host)}\``)
+                    .join(', ') +
+                ': check which version serves there.');
         else if (r.result === 'rolled-back')
             push('>\n> Traffic was switched back: the previous version is serving.');
         else if (r.hosts.some((h) => h.error) && r.hosts.every((h) => !h.switched))
@@ -5392,10 +5838,17 @@ function renderSummary(r, extras) {
     // Detail per host, shortened so that many hosts with long logs still fit (the budget is shared).
     const logBlocks = r.hosts.filter((h) => h.candidateLogs).length + r.hosts.filter((h) => h.smokeTest).length;
     const logLimit = Math.max(1024, Math.min(LOGS_LIMIT, Math.floor(LOGS_BUDGET / Math.max(1, logBlocks))));
-    const tailOf = (text) => (Buffer.byteLength(text) > logLimit ? `…${Buffer.from(text).subarray(-logLimit).toString('utf8').replace(/^\uFFFD+/, '')}` : text);
+    const tailOf = (text) => Buffer.byteLength(text) > logLimit
+        ? `…${Buffer.from(text)
+            .subarray(-logLimit)
+            .toString('utf8')
+            .replace(/^\uFFFD+/, '')}`
+        : text;
     for (const h of r.hosts) {
         if (h.warnings.length) {
-            const shown = h.warnings.slice(0, WARNINGS_PER_HOST).map((w) => `- ${escapeHtml(w.length > WARNING_CHARS ? `${w.slice(0, WARNING_CHARS)}…` : w)}`);
+            const shown = h.warnings
+                .slice(0, WARNINGS_PER_HOST)
+                .map((w) => `- ${escapeHtml(w.length > WARNING_CHARS ? `${w.slice(0, WARNING_CHARS)}…` : w)}`);
             if (h.warnings.length > WARNINGS_PER_HOST)
                 shown.push(`- … and ${h.warnings.length - WARNINGS_PER_HOST} more (see the log)`);
             push(`**Warnings on ${escapeHtml(h.host)}:**\n${shown.join('\n')}\n`, WARNINGS);
@@ -5431,14 +5884,16 @@ const WARNING_CHARS = 2000;
 function outcomeLine(r, extras) {
     if (!r.hosts.length)
         return `**Nothing changed:** no host was contacted${r.error ? ` (\`${r.error.step}\` failed)` : ''}; whatever served before still serves. **Next:** fix the cause below and re-run.`;
-    const list = (hs) => (hs.length > 5 ? `${hs.length} hosts` : hs.map((h) => `\`${escapeHtml(h.host)}\``).join(', '));
+    const list = (hs) => hs.length > 5 ? `${hs.length} hosts` : hs.map((h) => `\`${escapeHtml(h.host)}\``).join(', ');
     const colors = (hs) => [...new Set(hs.map((h) => h.activeColor).filter(Boolean))].join('/');
     const fresh = r.hosts.filter((h) => h.result === 'success');
     const unknown = r.hosts.filter((h) => h.switchBackFailed);
     const old = r.hosts.filter((h) => h.result !== 'success' && !h.switchBackFailed);
     const parts = [];
     if (fresh.length) {
-        const images = [...new Set(fresh.map((h) => (h.digest ? `${h.image.replace(/@sha256:[a-f0-9]+$/, '')}@${h.digest.slice(0, 19)}…` : h.image)))];
+        const images = [
+            ...new Set(fresh.map((h) => h.digest ? `${h.image.replace(/@sha256:[a-f0-9]+$/, '')}@${h.digest.slice(0, 19)}…` : h.image))
+        ];
         const since = latest(fresh.flatMap((h) => h.steps.filter((s) => s.name === 'switch').map((s) => s.endedAt))) ?? r.endedAt;
         parts.push(`\`${escapeHtml(images.join(', '))}\` (${colors(fresh)}) on ${list(fresh)} since ${utc(since)}`);
     }
@@ -5453,8 +5908,10 @@ function outcomeLine(r, extras) {
     if (unknown.length)
         parts.push(`**unknown** on ${list(unknown)} (switching back did not complete)`);
     const live = `**Live now:** ${parts.join('; ')}.`;
-    const hostsArg = (hs) => (hs.length === r.hosts.length ? '' : `, \`hosts: ${escapeHtml(hs.map((h) => h.host).join(','))}\``);
-    const gh = extras.workflow ? ` — e.g. \`gh workflow run ${escapeHtml(extras.workflow.file)}${extras.workflow.ref ? ` --ref ${escapeHtml(extras.workflow.ref)}` : ''} -f command=rollback\` if the workflow takes a \`command\` input like the example` : '';
+    const hostsArg = (hs) => hs.length === r.hosts.length ? '' : `, \`hosts: ${escapeHtml(hs.map((h) => h.host).join(','))}\``;
+    const gh = extras.workflow
+        ? ` — e.g. \`gh workflow run ${escapeHtml(extras.workflow.file)}${extras.workflow.ref ? ` --ref ${escapeHtml(extras.workflow.ref)}` : ''} -f command=rollback\` if the workflow takes a \`command\` input like the example`
+        : '';
     let next;
     // The gh line rolls back every host of the workflow: only offered when that is what is meant (a rollback on a
     // host that kept the previous version would take it back one version further).
@@ -5490,7 +5947,12 @@ function fitToLimit(blocks) {
     let kept = blocks;
     const dropped = [];
     const budget = SUMMARY_LIMIT - Buffer.byteLength(TRUNCATED) - 512;
-    for (const [rank, what] of [[LOGS, 'logs'], [WARNINGS, 'warnings'], [STEPS, 'the step table'], [TIMELINE, 'the timeline']]) {
+    for (const [rank, what] of [
+        [LOGS, 'logs'],
+        [WARNINGS, 'warnings'],
+        [STEPS, 'the step table'],
+        [TIMELINE, 'the timeline']
+    ]) {
         if (size(kept) <= budget)
             break;
         kept = kept.filter((b) => b.rank !== rank);
@@ -5507,7 +5969,10 @@ function fitToLimit(blocks) {
         if (used + n > budget) {
             const room = budget - used - 1;
             if (room > 0 && !text.startsWith('<details'))
-                out.push(Buffer.from(text).subarray(0, room).toString('utf8').replace(/\uFFFD$/, ''));
+                out.push(Buffer.from(text)
+                    .subarray(0, room)
+                    .toString('utf8')
+                    .replace(/\uFFFD$/, ''));
             return out.join('\n') + TRUNCATED;
         }
         out.push(text);
@@ -5523,7 +5988,11 @@ function stepCell(h, n) {
     if (!s.length)
         return '—';
     const ms = s.reduce((a, b) => a + b.durationMs, 0);
-    const status = s.some((x) => x.status === 'failed') ? 'failed' : s.some((x) => x.status === 'warning') ? 'warning' : 'ok';
+    const status = s.some((x) => x.status === 'failed')
+        ? 'failed'
+        : s.some((x) => x.status === 'warning')
+            ? 'warning'
+            : 'ok';
     return `${stepIcon(status)} ${formatMs(ms)}`.trim();
 }
 
@@ -5532,12 +6001,23 @@ function stepCell(h, n) {
 const NOTIFY_TIMEOUT_MS = 10_000;
 const NOTIFY_SCHEMA_VERSION = 1;
 const EMOJI = { success: '✅', 'rolled-back': '↩️', failed: '❌', skipped: '⏭️' };
-const COLOR = { success: '#2eb67d', 'rolled-back': '#ecb22e', failed: '#e01e5a', skipped: '#999999' };
+const COLOR = {
+    success: '#2eb67d',
+    'rolled-back': '#ecb22e',
+    failed: '#e01e5a',
+    skipped: '#999999'
+};
 function notificationPayload({ result: r, ctx, image }) {
     const digest = /@(sha256:[a-f0-9]{64})$/.exec(image)?.[1] ?? null;
     const failedHosts = r.hosts.filter((h) => h.error && !h.abortedBy).map((h) => h.host);
     const succeeded = r.hosts.filter((h) => h.result === 'success').map((h) => h.host);
-    const verb = r.result === 'success' ? (r.command === 'rollback' ? 'rolled back' : 'deployed') : r.result === 'rolled-back' ? `${r.command} failed and was rolled back` : `${r.command} failed`;
+    const verb = r.result === 'success'
+        ? r.command === 'rollback'
+            ? 'rolled back'
+            : 'deployed'
+        : r.result === 'rolled-back'
+            ? `${r.command} failed and was rolled back`
+            : `${r.command} failed`;
     const cause = r.error ? { step: r.error.step, host: r.error.host ?? null, message: r.error.message } : null;
     const where = r.hosts.length === 1 ? r.hosts[0].host : `${r.hosts.length} hosts`;
     const link = ctx.runUrl ? ` (<${ctx.runUrl}|run ${ctx.runId}>)` : '';
@@ -5556,7 +6036,11 @@ function notificationPayload({ result: r, ctx, image }) {
                     field('Hosts', r.hosts.map((h) => `${h.host}: ${h.result}`).join(', '), false),
                     field('Duration', formatMs(r.durationMs)),
                     field('Run', ctx.runUrl, false),
-                    ...(cause ? [field('Cause', `${cause.step}${cause.host ? ` on ${cause.host}` : ''}: ${cause.message.slice(0, 1000)}`, false)] : [])
+                    ...(cause
+                        ? [
+                            field('Cause', `${cause.step}${cause.host ? ` on ${cause.host}` : ''}: ${cause.message.slice(0, 1000)}`, false)
+                        ]
+                        : [])
                 ]
             }
         ],
@@ -5587,7 +6071,13 @@ function notificationPayload({ result: r, ctx, image }) {
 async function sendNotification(url, facts, secrets, timeoutMs = NOTIFY_TIMEOUT_MS) {
     const body = JSON.stringify(secrets.redactDeep(notificationPayload(facts)));
     try {
-        const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', 'user-agent': 'bluegreen-ec2-action' }, body, signal: AbortSignal.timeout(timeoutMs), redirect: 'error' });
+        const res = await fetch(url, {
+            method: 'POST',
+            headers: { 'content-type': 'application/json', 'user-agent': 'bluegreen-ec2-action' },
+            body,
+            signal: AbortSignal.timeout(timeoutMs),
+            redirect: 'error'
+        });
         // Read the answer so the connection is released; it is not shown (it may echo the URL).
         await res.arrayBuffer().catch(() => undefined);
         if (!res.ok)
@@ -5596,7 +6086,7 @@ async function sendNotification(url, facts, secrets, timeoutMs = NOTIFY_TIMEOUT_
     }
     catch (e) {
         const err = e;
-        const why = err.name === 'TimeoutError' ? `no answer within ${timeoutMs / 1000} s` : err.cause?.code ?? err.name;
+        const why = err.name === 'TimeoutError' ? `no answer within ${timeoutMs / 1000} s` : (err.cause?.code ?? err.name);
         return `notify-webhook could not be reached (${why}); the message was not delivered (the deploy result is unchanged)`;
     }
 }
@@ -5691,7 +6181,11 @@ async function readHostStatus(cfg, remote, log, now = Date.now()) {
         if (cfg.traffic === 'port-swap' && c !== live)
             continue;
         const p = await prober.probe(probePort, cfg.healthPath, 5000);
-        colors[c].health = { ok: p.status !== undefined && p.status >= 200 && p.status < 300, status: p.status, error: p.error };
+        colors[c].health = {
+            ok: p.status !== undefined && p.status >= 200 && p.status < 300,
+            status: p.status,
+            error: p.error
+        };
     }
     if (cfg.statusLogLines > 0 && sec.logs) {
         for (const part of sec.logs.split(/^@@log /m).filter(Boolean)) {
@@ -5703,15 +6197,21 @@ async function readHostStatus(cfg, remote, log, now = Date.now()) {
     }
     const lock = parseLockSection(sec.lock ?? '', now);
     const df = (sec.disk ?? '').trim().split(/\s+/);
-    const disk = df.length >= 6 && /^\d+%$/.test(df[4]) ? { path: df[5], usedPercent: Number(df[4].replace('%', '')), availableKb: Number(df[3]) } : undefined;
+    const disk = df.length >= 6 && /^\d+%$/.test(df[4])
+        ? { path: df[5], usedPercent: Number(df[4].replace('%', '')), availableKb: Number(df[3]) }
+        : undefined;
     const status = {
         host: remote.target.label,
         reachable: true,
         live,
         traffic: cfg.traffic,
-        upstream: cfg.traffic === 'nginx' ? { file: cfg.nginxUpstreamFile, port, color: upstreamColor, exists: upstreamText !== undefined } : undefined,
+        upstream: cfg.traffic === 'nginx'
+            ? { file: cfg.nginxUpstreamFile, port, color: upstreamColor, exists: upstreamText !== undefined }
+            : undefined,
         colors,
-        leftovers: containers.map((c) => c.name.replace(/^\//, '')).filter((n) => n !== containerName(cfg.app, 'blue') && n !== containerName(cfg.app, 'green')),
+        leftovers: containers
+            .map((c) => c.name.replace(/^\//, ''))
+            .filter((n) => n !== containerName(cfg.app, 'blue') && n !== containerName(cfg.app, 'green')),
         history: jsonLines(sec.history).reverse(),
         lock,
         disk,
@@ -5724,39 +6224,75 @@ function findingsFor(s, _now = Date.now()) {
     const f = [];
     const live = s.live ? s.colors[s.live] : undefined;
     if (!s.live)
-        f.push({ level: 'error', message: 'no colour is live: nothing serves this app' + (s.upstream?.color ? ` (the upstream points at ${s.upstream.color}, which is ${s.colors[s.upstream.color].state ?? 'missing'})` : '') });
+        f.push({
+            level: 'error',
+            message: 'no colour is live: nothing serves this app' +
+                (s.upstream?.color
+                    ? ` (the upstream points at ${s.upstream.color}, which is ${s.colors[s.upstream.color].state ?? 'missing'})`
+                    : '')
+        });
     if (live?.health && !live.health.ok)
-        f.push({ level: 'error', message: `the live ${s.live} container is unhealthy right now (${live.health.status !== undefined ? `HTTP ${live.health.status}` : live.health.error})` });
+        f.push({
+            level: 'error',
+            message: `the live ${s.live} container is unhealthy right now (${live.health.status !== undefined ? `HTTP ${live.health.status}` : live.health.error})`
+        });
     if (live && (live.restartCount ?? 0) > 0)
         f.push({ level: 'warning', message: `the live ${s.live} container has restarted ${live.restartCount} time(s)` });
     if (s.upstream && s.upstream.exists && s.upstream.color && s.colors[s.upstream.color].state !== 'running')
-        f.push({ level: 'error', message: `the nginx upstream points at ${s.upstream.color}, which is ${s.colors[s.upstream.color].state ?? 'missing'}` });
+        f.push({
+            level: 'error',
+            message: `the nginx upstream points at ${s.upstream.color}, which is ${s.colors[s.upstream.color].state ?? 'missing'}`
+        });
     if (s.upstream && !s.upstream.exists)
         f.push({ level: 'warning', message: `the nginx upstream file ${s.upstream.file} does not exist` });
     if (s.upstream?.exists && s.upstream.port !== undefined && !s.upstream.color)
-        f.push({ level: 'warning', message: `the nginx upstream points at port ${s.upstream.port}, which is neither colour's port` });
+        f.push({
+            level: 'warning',
+            message: `the nginx upstream points at port ${s.upstream.port}, which is neither colour's port`
+        });
     const standby = s.live ? s.colors[s.live === 'blue' ? 'green' : 'blue'] : undefined;
     if (s.live && !standby?.exists)
-        f.push({ level: 'warning', message: 'no standby container is kept: a rollback is not possible (deploy once more, or use rollback-to with image)' });
+        f.push({
+            level: 'warning',
+            message: 'no standby container is kept: a rollback is not possible (deploy once more, or use rollback-to with image)'
+        });
     if (standby?.state === 'running' && s.lock.draining)
-        f.push({ level: 'info', message: `the standby ${standby.container} is finishing its in-flight requests; a job on the host stops it then (drain.log in the app's state directory)` });
+        f.push({
+            level: 'info',
+            message: `the standby ${standby.container} is finishing its in-flight requests; a job on the host stops it then (drain.log in the app's state directory)`
+        });
     else if (standby?.state === 'running')
         f.push({ level: 'warning', message: `the standby ${standby.container} is running although it takes no traffic` });
     if (s.disk && s.disk.usedPercent >= 90)
-        f.push({ level: s.disk.usedPercent >= 95 ? 'error' : 'warning', message: `the docker disk (${s.disk.path}) is ${s.disk.usedPercent}% full` });
+        f.push({
+            level: s.disk.usedPercent >= 95 ? 'error' : 'warning',
+            message: `the docker disk (${s.disk.path}) is ${s.disk.usedPercent}% full`
+        });
     const who = `${s.lock.owner?.deployId ?? 'unknown deploy'}${s.lock.owner?.runUrl ? ` (${s.lock.owner.runUrl})` : ''}`;
     if (s.lock.held)
-        f.push({ level: 'info', message: `a deploy is in progress: the lock is held by ${who}${s.lock.legacy ? ' (an older version of the action)' : s.lock.expiresAt ? `, lease renewed until ${s.lock.expiresAt}` : ''}` });
+        f.push({
+            level: 'info',
+            message: `a deploy is in progress: the lock is held by ${who}${s.lock.legacy ? ' (an older version of the action)' : s.lock.expiresAt ? `, lease renewed until ${s.lock.expiresAt}` : ''}`
+        });
     else if (s.lock.stale)
-        f.push({ level: 'warning', message: `the deploy lock of ${who} expired at ${s.lock.expiresAt} without being released (its runner vanished or lost its connection); the next deploy takes it over` });
+        f.push({
+            level: 'warning',
+            message: `the deploy lock of ${who} expired at ${s.lock.expiresAt} without being released (its runner vanished or lost its connection); the next deploy takes it over`
+        });
     if (s.leftovers.length)
-        f.push({ level: 'warning', message: `leftover containers of this app: ${s.leftovers.join(', ')} (the next successful deploy removes them)` });
+        f.push({
+            level: 'warning',
+            message: `leftover containers of this app: ${s.leftovers.join(', ')} (the next successful deploy removes them)`
+        });
     return f;
 }
 /** The `@@lock` section of statusScript: `now <epoch>`, `lease <token> <expires> <owner-json>`, `legacy <owner-json>`, `draining`. */
 function parseLockSection(text, nowMs = Date.now()) {
     const lines = text.split('\n').map((l) => l.trim());
-    const value = (key) => lines.find((l) => l === key || l.startsWith(`${key} `))?.slice(key.length).trim();
+    const value = (key) => lines
+        .find((l) => l === key || l.startsWith(`${key} `))
+        ?.slice(key.length)
+        .trim();
     const hostNow = Number(value('now'));
     const now = Number.isFinite(hostNow) && hostNow > 0 ? hostNow : Math.floor(nowMs / 1000);
     const draining = lines.includes('draining');
@@ -5781,7 +6317,13 @@ function parseLockSection(text, nowMs = Date.now()) {
     const expires = Number(m[2]);
     // host clock against host clock: the runner's clock does not matter
     const held = expires > now;
-    return { held, owner: json(m[3]), draining, expiresAt: new Date(expires * 1000).toISOString(), stale: held ? undefined : true };
+    return {
+        held,
+        owner: json(m[3]),
+        draining,
+        expiresAt: new Date(expires * 1000).toISOString(),
+        stale: held ? undefined : true
+    };
 }
 
 ;// CONCATENATED MODULE: ./src/status/alb-status.ts
@@ -5851,21 +6393,38 @@ function albFindings(s, a) {
     const mine = (g, c) => g?.targets.find((t) => t.color === c);
     const live = a.routed;
     if (!live) {
-        f.push({ level: 'error', message: a.mode === 'target-group' ? `neither of this host's targets (blue-port, green-port) is registered in ${a.groups.group?.name ?? 'the target group'} alone` : 'the listener routes to no single colour' });
+        f.push({
+            level: 'error',
+            message: a.mode === 'target-group'
+                ? `neither of this host's targets (blue-port, green-port) is registered in ${a.groups.group?.name ?? 'the target group'} alone`
+                : 'the listener routes to no single colour'
+        });
         return f;
     }
     if (s.colors[live].state !== 'running')
-        f.push({ level: 'error', message: `the load balancer routes to ${live}, whose container on this host is ${s.colors[live].state ?? 'missing'}` });
+        f.push({
+            level: 'error',
+            message: `the load balancer routes to ${live}, whose container on this host is ${s.colors[live].state ?? 'missing'}`
+        });
     const g = a.mode === 'target-group' ? a.groups.group : a.groups[live];
     const t = mine(g, live);
     if (!t || !registered(t))
-        f.push({ level: 'error', message: `this host's ${live} target is not registered in ${g?.name ?? 'its group'}${t ? ` (${t.state})` : ''}: the load balancer sends it nothing` });
+        f.push({
+            level: 'error',
+            message: `this host's ${live} target is not registered in ${g?.name ?? 'its group'}${t ? ` (${t.state})` : ''}: the load balancer sends it nothing`
+        });
     else if (t.state !== 'healthy')
-        f.push({ level: 'error', message: `the load balancer reports this host's live ${live} target ${t.target} ${t.state}${t.reason ? ` (${t.reason})` : ''}` });
+        f.push({
+            level: 'error',
+            message: `the load balancer reports this host's live ${live} target ${t.target} ${t.state}${t.reason ? ` (${t.reason})` : ''}`
+        });
     const idle = live === 'blue' ? 'green' : 'blue';
     const o = mine(a.mode === 'target-group' ? a.groups.group : a.groups[idle], idle);
     if (o && registered(o) && !s.lock.held)
-        f.push({ level: 'warning', message: `this host's ${idle} target ${o.target} is still registered (${o.state})${a.mode === 'target-group' ? ': the load balancer may send it requests' : ''}` });
+        f.push({
+            level: 'warning',
+            message: `this host's ${idle} target ${o.target} is still registered (${o.state})${a.mode === 'target-group' ? ': the load balancer may send it requests' : ''}`
+        });
     return f;
 }
 /** Adds the ALB's view to a host's status (the one call from run.ts). */
@@ -5912,7 +6471,17 @@ async function readHaproxyStatus(cfg, remote) {
         for (const c of ['blue', 'green']) {
             const s = view.servers[c];
             if (s)
-                servers[c] = { admin: s.admin, op: s.op, sessions: s.sessions, status: s.status, checkStatus: s.checkStatus, checkCode: s.checkCode, checkDesc: s.checkDesc, address: s.address, port: s.port };
+                servers[c] = {
+                    admin: s.admin,
+                    op: s.op,
+                    sessions: s.sessions,
+                    status: s.status,
+                    checkStatus: s.checkStatus,
+                    checkCode: s.checkCode,
+                    checkDesc: s.checkDesc,
+                    address: s.address,
+                    port: s.port
+                };
         }
         const lines = ['blue', 'green'].map((c) => `haproxy ${cfg.haproxyBackend}/${describeServer(view.servers[c]).replace(/^missing$/, `${c}: missing`)}`);
         return { status: { ...base, servers, routed: routedColor(view), error: missing }, lines };
@@ -5928,22 +6497,37 @@ function haproxyFindings(s, hx, cfg) {
         return [{ level: 'error', message: `HAProxy: ${hx.error}` }];
     const routed = hx.routed;
     if (!routed)
-        f.push({ level: 'error', message: `HAProxy routes to no single colour in backend ${hx.backend} (${['blue', 'green'].map((c) => `${c} ${hx.servers[c]?.admin ?? 'missing'}`).join(', ')})` });
+        f.push({
+            level: 'error',
+            message: `HAProxy routes to no single colour in backend ${hx.backend} (${['blue', 'green'].map((c) => `${c} ${hx.servers[c]?.admin ?? 'missing'}`).join(', ')})`
+        });
     else {
         const srv = hx.servers[routed];
         if (s.colors[routed].state !== 'running')
-            f.push({ level: 'error', message: `HAProxy routes to ${routed}, whose container is ${s.colors[routed].state ?? 'missing'}` });
+            f.push({
+                level: 'error',
+                message: `HAProxy routes to ${routed}, whose container is ${s.colors[routed].state ?? 'missing'}`
+            });
         if (srv.op !== 'up')
-            f.push({ level: 'error', message: `HAProxy's check finds the live ${routed} server ${srv.op} (${srv.checkStatus ?? 'no check'}${srv.checkDesc ? `: ${srv.checkDesc}` : ''})` });
+            f.push({
+                level: 'error',
+                message: `HAProxy's check finds the live ${routed} server ${srv.op} (${srv.checkStatus ?? 'no check'}${srv.checkDesc ? `: ${srv.checkDesc}` : ''})`
+            });
         const other = routed === 'blue' ? 'green' : 'blue';
         const o = hx.servers[other];
         if (o && o.admin !== 'maint' && !s.lock.held)
-            f.push({ level: 'warning', message: `HAProxy's ${other} server is ${o.admin}, not maint: a restart of HAProxy without the server-state-file would send it requests` });
+            f.push({
+                level: 'warning',
+                message: `HAProxy's ${other} server is ${o.admin}, not maint: a restart of HAProxy without the server-state-file would send it requests`
+            });
     }
     for (const c of ['blue', 'green']) {
         const srv = hx.servers[c];
         if (srv?.port !== undefined && srv.port !== cfg.ports[c])
-            f.push({ level: 'warning', message: `HAProxy's ${c} server points at port ${srv.port}, not ${c}-port ${cfg.ports[c]}` });
+            f.push({
+                level: 'warning',
+                message: `HAProxy's ${c} server points at port ${srv.port}, not ${c}-port ${cfg.ports[c]}`
+            });
     }
     return f;
 }
@@ -6016,7 +6600,13 @@ async function runStatus(cfg, log, deps) {
         }
     }));
     await alb?.close();
-    return { schemaVersion: STATUS_SCHEMA_VERSION, app: cfg.app, generatedAt: new Date().toISOString(), durationMs: Date.now() - started, hosts };
+    return {
+        schemaVersion: STATUS_SCHEMA_VERSION,
+        app: cfg.app,
+        generatedAt: new Date().toISOString(),
+        durationMs: Date.now() - started,
+        hosts
+    };
 }
 
 ;// CONCATENATED MODULE: ./src/status/summary.ts
@@ -6048,13 +6638,28 @@ function hostSection(h) {
             out.push(`| ${c} | — | missing | — | — | — | — | — | — | — | — |`);
             continue;
         }
-        const health = s.health ? (s.health.ok ? `✅ ${s.health.status}` : `❌ ${s.health.status ?? summary_cell(s.health.error)}`) : '—';
-        const deployed = s.deployedAt ? `${summary_cell(s.deployedAt.replace('T', ' ').replace(/\.\d+Z$/, 'Z'))}${s.actor ? ` by ${summary_cell(s.actor)}` : ''}${s.runUrl ? ` ([run](${s.runUrl}))` : ''}` : '—';
+        const health = s.health
+            ? s.health.ok
+                ? `✅ ${s.health.status}`
+                : `❌ ${s.health.status ?? summary_cell(s.health.error)}`
+            : '—';
+        const deployed = s.deployedAt
+            ? `${summary_cell(s.deployedAt.replace('T', ' ').replace(/\.\d+Z$/, 'Z'))}${s.actor ? ` by ${summary_cell(s.actor)}` : ''}${s.runUrl ? ` ([run](${s.runUrl}))` : ''}`
+            : '—';
         out.push(`| ${c} | ${s.role} | ${summary_cell(s.state)} | \`${summary_cell(s.image)}\` | ${s.digest ? `\`${s.digest.slice(0, 19)}…\`` : '—'} | ${deployed} | ${uptime(s.uptimeSeconds)} | ${health} | ${s.restartCount ?? '—'} | ${summary_cell(s.cpuPercent)} | ${summary_cell(s.memUsage)} |`);
     }
     out.push('');
     if (h.haproxy)
-        out.push(`HAProxy \`${summary_cell(h.haproxy.backend)}\` (${summary_cell(h.haproxy.socket)}): ${h.haproxy.error ? summary_cell(h.haproxy.error) : ['blue', 'green'].map((c) => { const s = h.haproxy.servers[c]; return s ? `${c} ${s.admin}/${s.op}, ${s.sessions ?? '?'} sessions, check ${summary_cell(s.checkStatus ?? '—')}` : `${c} missing`; }).join(' · ')}`);
+        out.push(`HAProxy \`${summary_cell(h.haproxy.backend)}\` (${summary_cell(h.haproxy.socket)}): ${h.haproxy.error
+            ? summary_cell(h.haproxy.error)
+            : ['blue', 'green']
+                .map((c) => {
+                const s = h.haproxy.servers[c];
+                return s
+                    ? `${c} ${s.admin}/${s.op}, ${s.sessions ?? '?'} sessions, check ${summary_cell(s.checkStatus ?? '—')}`
+                    : `${c} missing`;
+            })
+                .join(' · ')}`);
     if (h.alb)
         out.push(albStatusLine(h.alb, summary_cell));
     if (h.upstream)
@@ -6087,12 +6692,21 @@ function renderStatusSummary(r) {
     const errors = r.hosts.flatMap((h) => h.findings.filter((f) => f.level === 'error'));
     const warnings = r.hosts.flatMap((h) => h.findings.filter((f) => f.level === 'warning'));
     const head = errors.length ? '❌' : warnings.length ? '⚠️' : '✅';
-    const out = [`## ${head} ${escapeHtml(r.app)} status — ${r.hosts.length} host(s)`, '', `${errors.length} error(s), ${warnings.length} warning(s) · read in ${formatMs(r.durationMs)} · nothing was changed`, ''];
+    const out = [
+        `## ${head} ${escapeHtml(r.app)} status — ${r.hosts.length} host(s)`,
+        '',
+        `${errors.length} error(s), ${warnings.length} warning(s) · read in ${formatMs(r.durationMs)} · nothing was changed`,
+        ''
+    ];
     for (const h of r.hosts)
         out.push(...hostSection(h));
     let text = out.join('\n') + '\n';
     if (Buffer.byteLength(text) > SUMMARY_LIMIT)
-        text = Buffer.from(text).subarray(0, SUMMARY_LIMIT - 200).toString('utf8').replace(/\uFFFD$/, '') + '\n\n… (truncated; see the status-json output)\n';
+        text =
+            Buffer.from(text)
+                .subarray(0, SUMMARY_LIMIT - 200)
+                .toString('utf8')
+                .replace(/\uFFFD$/, '') + '\n\n… (truncated; see the status-json output)\n';
     return text;
 }
 
@@ -6125,7 +6739,10 @@ async function statusCommand(cfg, ctx, secrets, deps, sink, env) {
     const unreachable = report.hosts.filter((h) => !h.reachable);
     setOutput('result', unreachable.length ? 'failed' : 'success');
     setOutput('failed-hosts', unreachable.map((h) => h.host).join(','));
-    setOutput('succeeded-hosts', report.hosts.filter((h) => h.reachable).map((h) => h.host).join(','));
+    setOutput('succeeded-hosts', report.hosts
+        .filter((h) => h.reachable)
+        .map((h) => h.host)
+        .join(','));
     setOutput('status-json', json);
     setOutput('active-color', unique(report.hosts.map((h) => h.live)));
     setOutput('deploy-id', '');
@@ -6163,9 +6780,15 @@ async function deployCommand(cfg, ctx, secrets, deps, sink, env) {
     const logFile = (0,external_node_path_.join)(dir, 'deploy.log');
     const metricsFile = (0,external_node_path_.join)(dir, 'metrics.json');
     const log = new RunLog(logFile, secrets, sink, cfg.hosts.length);
-    const what = cfg.command === 'rollback' ? `rollback${cfg.rollbackTo ? ` to ${cfg.rollbackTo}` : ''}` : `${cfg.image.repository}${cfg.image.digest ? `@${cfg.image.digest}` : `:${cfg.image.tag}`}`;
+    const what = cfg.command === 'rollback'
+        ? `rollback${cfg.rollbackTo ? ` to ${cfg.rollbackTo}` : ''}`
+        : `${cfg.image.repository}${cfg.image.digest ? `@${cfg.image.digest}` : `:${cfg.image.tag}`}`;
     const fleet = cfg.hosts.length > 1 ? `, rollout: ${cfg.rollout.strategy}, on-host-failure: ${cfg.rollout.onHostFailure}` : '';
-    const via = cfg.transport === 'ssm' ? ', transport: ssm (AWS Systems Manager Run Command)' : cfg.ssh.jump ? `, via ${cfg.ssh.jump.target.label}` : '';
+    const via = cfg.transport === 'ssm'
+        ? ', transport: ssm (AWS Systems Manager Run Command)'
+        : cfg.ssh.jump
+            ? `, via ${cfg.ssh.jump.target.label}`
+            : '';
     log.log('info', `bluegreen-ec2-action: ${cfg.command} ${cfg.app} ← ${what} on ${cfg.hosts.map((h) => h.label).join(', ')} (traffic: ${cfg.traffic}${fleet}${via}, deploy ${deployId})`);
     if (cfg.ssh.hostKeys.insecureIgnore)
         log.log('warn', 'ssh-insecure-ignore-host-key is true: host keys are NOT verified, so a man-in-the-middle could impersonate the host');
@@ -6194,7 +6817,12 @@ async function deployCommand(cfg, ctx, secrets, deps, sink, env) {
     }
     setOutputs(result, logFile, metricsFile, artifact);
     if (cfg.summary)
-        await writeSummary(secrets.redact(renderSummary(result, { artifact, traffic: cfg.traffic, rollout: describeRollout(cfg), workflow: workflowFromRef(env.GITHUB_WORKFLOW_REF) })));
+        await writeSummary(secrets.redact(renderSummary(result, {
+            artifact,
+            traffic: cfg.traffic,
+            rollout: describeRollout(cfg),
+            workflow: workflowFromRef(env.GITHUB_WORKFLOW_REF)
+        })));
     if (cfg.notifyWebhook) {
         const warning = await sendNotification(cfg.notifyWebhook, { result, ctx, image: outputImage(result) }, secrets);
         if (warning)
@@ -6207,7 +6835,14 @@ async function deployCommand(cfg, ctx, secrets, deps, sink, env) {
         const message = e ? `${e.step} failed${e.host ? ` on ${e.host}` : ''}: ${e.message}` : `deploy ${result.result}`;
         const others = result.hosts.filter((h) => h.abortedBy);
         const back = others.filter((h) => h.result === 'rolled-back').map((h) => h.host);
-        const fleetNote = others.length ? ` — on-host-failure rollback-all: ${back.length ? `switched back ${back.join(', ')}` : 'no other host had switched'}${others.length > back.length ? `; left untouched ${others.filter((h) => h.result !== 'rolled-back').map((h) => h.host).join(', ')}` : ''}` : '';
+        const fleetNote = others.length
+            ? ` — on-host-failure rollback-all: ${back.length ? `switched back ${back.join(', ')}` : 'no other host had switched'}${others.length > back.length
+                ? `; left untouched ${others
+                    .filter((h) => h.result !== 'rolled-back')
+                    .map((h) => h.host)
+                    .join(', ')}`
+                : ''}`
+            : '';
         const suffix = (result.result === 'rolled-back' ? ' — traffic was switched back to the previous version' : '') + fleetNote;
         error(secrets.redact(message + suffix), { title: `bluegreen-ec2-action: ${result.result}` });
         setFailed(secrets.redact(`${message}${suffix}`));
@@ -6215,19 +6850,29 @@ async function deployCommand(cfg, ctx, secrets, deps, sink, env) {
 }
 function describeRollout(cfg) {
     const r = cfg.rollout;
-    const mp = r.maxParallel ? `, max-parallel ${'count' in r.maxParallel ? r.maxParallel.count : `${r.maxParallel.percent}%`}` : '';
+    const mp = r.maxParallel
+        ? `, max-parallel ${'count' in r.maxParallel ? r.maxParallel.count : `${r.maxParallel.percent}%`}`
+        : '';
     return `${r.strategy}${mp}, on-host-failure ${r.onHostFailure}`;
 }
 /** The `image` output: the deployed image with its digest when every host pulled the same one. */
 function outputImage(r) {
     const digest = unique(r.hosts.map((h) => h.digest));
     const image = r.image || unique(r.hosts.filter((h) => h.result === 'success').map((h) => h.image));
-    return digest && !digest.includes(',') && !image.includes(',') && image ? `${image.replace(/@sha256:[a-f0-9]+$/, '')}@${digest}` : image;
+    return digest && !digest.includes(',') && !image.includes(',') && image
+        ? `${image.replace(/@sha256:[a-f0-9]+$/, '')}@${digest}`
+        : image;
 }
 function setOutputs(r, logFile, metricsFile, artifact) {
     setOutput('result', r.result);
-    setOutput('failed-hosts', r.hosts.filter((h) => h.error && !h.abortedBy).map((h) => h.host).join(','));
-    setOutput('succeeded-hosts', r.hosts.filter((h) => h.result === 'success').map((h) => h.host).join(','));
+    setOutput('failed-hosts', r.hosts
+        .filter((h) => h.error && !h.abortedBy)
+        .map((h) => h.host)
+        .join(','));
+    setOutput('succeeded-hosts', r.hosts
+        .filter((h) => h.result === 'success')
+        .map((h) => h.host)
+        .join(','));
     setOutput('active-color', unique(r.hosts.map((h) => h.activeColor)));
     setOutput('previous-color', unique(r.hosts.map((h) => h.previousColor)));
     setOutput('image', outputImage(r));
@@ -6277,7 +6922,15 @@ const EXAMPLES = {
     blue: 'backend-blue',
     green: 'backend-green'
 };
-const ALB_INPUTS = ['alb-target-group', 'alb-listener', 'alb-rule', 'alb-blue-target-group', 'alb-green-target-group', 'alb-canary-percent', 'publish-address'];
+const ALB_INPUTS = [
+    'alb-target-group',
+    'alb-listener',
+    'alb-rule',
+    'alb-blue-target-group',
+    'alb-green-target-group',
+    'alb-canary-percent',
+    'publish-address'
+];
 /** The region an ALB ARN names (for the check against aws-region). */
 function arnRegion(arn) {
     return /^arn:[^:]+:elasticloadbalancing:([^:]+):/.exec(arn)?.[1];
@@ -6299,7 +6952,9 @@ function readAlb(c, traffic) {
     if (traffic !== 'alb') {
         for (const name of ALB_INPUTS)
             if (c.raw(name))
-                c.fail(name, `only applies to traffic: alb (traffic is ${traffic})`, name === 'publish-address' ? '0.0.0.0 with traffic: alb' : `${EXAMPLES.targetGroup.split(' ')[0]} with traffic: alb`);
+                c.fail(name, `only applies to traffic: alb (traffic is ${traffic})`, name === 'publish-address'
+                    ? '0.0.0.0 with traffic: alb'
+                    : `${EXAMPLES.targetGroup.split(' ')[0]} with traffic: alb`);
         return { alb: undefined, publishAddress: '127.0.0.1' };
     }
     const publishAddress = c.raw('publish-address') || '0.0.0.0';
@@ -6340,7 +6995,10 @@ function readAlb(c, traffic) {
         else if (l && rule.replace(':listener-rule/', ':listener/').replace(/\/[0-9a-f]+$/, '') !== listener)
             ok = Boolean(c.fail('alb-rule', `belongs to another listener than alb-listener (${(0,collector/* printable */.g$)(listener)})`, EXAMPLES.rule));
     }
-    for (const [name, v] of [['alb-blue-target-group', blue], ['alb-green-target-group', green]]) {
+    for (const [name, v] of [
+        ['alb-blue-target-group', blue],
+        ['alb-green-target-group', green]
+    ]) {
         if (!c.raw(name))
             ok = Boolean(c.fail(name, 'is required with alb-listener (one target group per colour)', name.includes('blue') ? EXAMPLES.blue : EXAMPLES.green));
         else if (!v)
@@ -6358,7 +7016,10 @@ function readAlb(c, traffic) {
     if (!ok)
         return { alb: undefined, publishAddress };
     const groups = { blue: blue, green: green };
-    return { alb: { mode: 'listener', listenerArn: listener, ruleArn: rule || undefined, groups, canaryPercent }, publishAddress };
+    return {
+        alb: { mode: 'listener', listenerArn: listener, ruleArn: rule || undefined, groups, canaryPercent },
+        publishAddress
+    };
 }
 /** Cross-section checks: the ALB's region, and a fleet switch needs every host in the run at once. */
 function checkAlbFits(c, alb, awsRegion, rollout, hostCount) {
@@ -6366,7 +7027,14 @@ function checkAlbFits(c, alb, awsRegion, rollout, hostCount) {
         return;
     if (!awsRegion)
         c.fail('aws-region', 'is required for traffic: alb (the region of the load balancer; it could not be read from AWS_REGION or the image host)', 'us-east-1');
-    const arns = alb.mode === 'target-group' ? [['alb-target-group', alb.targetGroup]] : [['alb-listener', alb.listenerArn], ['alb-rule', alb.ruleArn ?? ''], ['alb-blue-target-group', alb.groups.blue], ['alb-green-target-group', alb.groups.green]];
+    const arns = alb.mode === 'target-group'
+        ? [['alb-target-group', alb.targetGroup]]
+        : [
+            ['alb-listener', alb.listenerArn],
+            ['alb-rule', alb.ruleArn ?? ''],
+            ['alb-blue-target-group', alb.groups.blue],
+            ['alb-green-target-group', alb.groups.green]
+        ];
     for (const [name, v] of arns) {
         const r = arnRegion(v);
         if (r && awsRegion && r !== awsRegion)
@@ -6410,7 +7078,12 @@ function readContainer(c, read) {
         c.fail('docker-run-args', `cannot be split into arguments (${e.message})`, `--memory 512m --log-opt "max-size=10m"`);
     }
     const dockerCommand = c.get('docker-command').split(/ +/).filter(Boolean);
-    if (dockerCommand.length === 0 || /[^\x20-\x7e]/.test(c.get('docker-command')) || c.get('docker-command').length > 200 || dockerCommand.some((w) => w.includes('..')) || dockerCommand.some((w) => !collector/* COMMAND_WORD */.J1.test(w)) || dockerCommand[0].startsWith('-')) {
+    if (dockerCommand.length === 0 ||
+        /[^\x20-\x7e]/.test(c.get('docker-command')) ||
+        c.get('docker-command').length > 200 ||
+        dockerCommand.some((w) => w.includes('..')) ||
+        dockerCommand.some((w) => !collector/* COMMAND_WORD */.J1.test(w)) ||
+        dockerCommand[0].startsWith('-')) {
         c.fail('docker-command', `must be plain words such as "docker" or "sudo -n docker" (got "${(0,collector/* printable */.g$)(c.get('docker-command'))}")`, 'sudo -n docker');
     }
     const healthPath = c.get('health-path');
@@ -6421,7 +7094,16 @@ function readContainer(c, read) {
         c.fail('health-host', `must be a host name, optionally with :port (got "${(0,collector/* printable */.g$)(healthHost)}")`, 'api.example.com');
     const healthIntervalMs = c.number('health-interval-seconds', 0.1, 300) * 1000;
     const healthTimeoutMs = c.number('health-timeout-seconds', 1, 3600) * 1000;
-    return { containerPort, env: env0.vars, dockerRunArgs, dockerCommand, healthPath, healthHost, healthIntervalMs, healthTimeoutMs };
+    return {
+        containerPort,
+        env: env0.vars,
+        dockerRunArgs,
+        dockerCommand,
+        healthPath,
+        healthHost,
+        healthIntervalMs,
+        healthTimeoutMs
+    };
 }
 function parseEnv(value) {
     const vars = [];
@@ -6452,7 +7134,9 @@ function parseEnv(value) {
 function readApp(c) {
     const app = c.raw('app-name');
     if (!collector/* APP */.uq.test(app))
-        c.fail('app-name', app ? `"${(0,collector/* printable */.g$)(app)}" may only hold letters, digits, "_", "." and "-", start with a letter or digit, and be at most 63 characters` : 'is required', 'backend');
+        c.fail('app-name', app
+            ? `"${(0,collector/* printable */.g$)(app)}" may only hold letters, digits, "_", "." and "-", start with a letter or digit, and be at most 63 characters`
+            : 'is required', 'backend');
     return app;
 }
 function readImage(c, command, ctx, env) {
@@ -6570,7 +7254,22 @@ function readRunSettings(c, ctx, app, traffic) {
     // A secret (Slack's URL carries its token): the error never repeats the value.
     if (notifyWebhook && !isHttpUrl(notifyWebhook))
         c.fail('notify-webhook', 'must be an http:// or https:// URL (the value is not shown: it is a secret)', '${{ secrets.SLACK_WEBHOOK_URL }}');
-    return { drainMs, waitForDrain, stopTimeoutSeconds, lockTimeoutSeconds, uploadArtifacts, artifactName, artifactRetentionDays, summary, verifyMs, keepImages, statusHistory, statusLogLines, smokeTest, notifyWebhook };
+    return {
+        drainMs,
+        waitForDrain,
+        stopTimeoutSeconds,
+        lockTimeoutSeconds,
+        uploadArtifacts,
+        artifactName,
+        artifactRetentionDays,
+        summary,
+        verifyMs,
+        keepImages,
+        statusHistory,
+        statusLogLines,
+        smokeTest,
+        notifyWebhook
+    };
 }
 function isHttpUrl(v) {
     try {
@@ -6638,7 +7337,10 @@ function knownHostsName(host, port) {
     return port === 22 ? host : `[${host}]:${port}`;
 }
 function globMatch(pattern, name) {
-    const re = new RegExp(`^${pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')}$`, 'i');
+    const re = new RegExp(`^${pattern
+        .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+        .replace(/\*/g, '.*')
+        .replace(/\?/g, '.')}$`, 'i');
     return re.test(name);
 }
 function entryMatchesHost(entry, host, port) {
@@ -6727,12 +7429,34 @@ var inputs_hosts = __webpack_require__(56793);
 
 
 /** Inputs only the ssh transport reads: with transport: ssm a value other than the default is warned about. */
-const SSH_ONLY_INPUTS = ['ssh-user', 'ssh-port', 'ssh-private-key', 'ssh-passphrase', 'ssh-known-hosts', 'ssh-host-fingerprint', 'ssh-insecure-ignore-host-key', 'ssh-connect-timeout-seconds', 'ssh-connect-retries', 'ssh-address', 'jump-host', 'jump-private-key', 'jump-passphrase', 'jump-known-hosts'];
+const SSH_ONLY_INPUTS = [
+    'ssh-user',
+    'ssh-port',
+    'ssh-private-key',
+    'ssh-passphrase',
+    'ssh-known-hosts',
+    'ssh-host-fingerprint',
+    'ssh-insecure-ignore-host-key',
+    'ssh-connect-timeout-seconds',
+    'ssh-connect-retries',
+    'ssh-address',
+    'jump-host',
+    'jump-private-key',
+    'jump-passphrase',
+    'jump-known-hosts'
+];
 /** transport: ssm has no SSH: these settings are never used. */
-const NO_SSH = { privateKey: '', hostKeys: { knownHosts: '', fingerprints: [], insecureIgnore: false }, connectTimeoutMs: 20000, connectRetries: 0 };
+const NO_SSH = {
+    privateKey: '',
+    hostKeys: { knownHosts: '', fingerprints: [], insecureIgnore: false },
+    connectTimeoutMs: 20000,
+    connectRetries: 0
+};
 function readSsh(c, transport = 'ssh') {
     const inputWarnings = [];
-    const example = transport === 'ssm' ? 'tag:Role=backend (or i-0abc12345def67890, i-0def…)' : '10.0.1.5, ec2-user@10.0.1.6:2222 (or tag:Role=backend, i-0abc12345def67890)';
+    const example = transport === 'ssm'
+        ? 'tag:Role=backend (or i-0abc12345def67890, i-0def…)'
+        : '10.0.1.5, ec2-user@10.0.1.6:2222 (or tag:Role=backend, i-0abc12345def67890)';
     if (transport === 'ssm') {
         // SSM runs commands as root; ssm-run-as runs them as that user (in its home: the ssh transport's state and permissions).
         const runAs = c.get('ssm-run-as');
@@ -6777,8 +7501,25 @@ function readSsh(c, transport = 'ssh') {
     }
     const connectTimeoutMs = c.number('ssh-connect-timeout-seconds', 1, 600) * 1000;
     const connectRetries = c.number('ssh-connect-retries', 0, 10, { integer: true });
-    const jump = readJumpHost(c, sshUser, { privateKey: normalizedKey, passphrase, hostKeys: { knownHosts, fingerprints, insecureIgnore } });
-    return { hosts, hostQuery: query, sshAddress, ssh: { privateKey: normalizedKey, passphrase, hostKeys: { knownHosts, fingerprints, insecureIgnore }, connectTimeoutMs, connectRetries, jump }, inputWarnings };
+    const jump = readJumpHost(c, sshUser, {
+        privateKey: normalizedKey,
+        passphrase,
+        hostKeys: { knownHosts, fingerprints, insecureIgnore }
+    });
+    return {
+        hosts,
+        hostQuery: query,
+        sshAddress,
+        ssh: {
+            privateKey: normalizedKey,
+            passphrase,
+            hostKeys: { knownHosts, fingerprints, insecureIgnore },
+            connectTimeoutMs,
+            connectRetries,
+            jump
+        },
+        inputWarnings
+    };
 }
 /** Reads and checks a private key input (and its passphrase input); undefined when missing or unusable. */
 function readPrivateKey(c, keyInput, passInput, required) {
@@ -6867,7 +7608,10 @@ function readTraffic(c, app) {
     if ((appOk || c.raw('nginx-upstream-name')) && !/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/.test(nginxUpstreamName))
         c.fail('nginx-upstream-name', `"${(0,collector/* printable */.g$)(nginxUpstreamName)}" may only hold letters, digits, "_", "." and "-"`, 'backend');
     const nginxUpstreamFile = c.raw('nginx-upstream-file') || `/etc/nginx/bluegreen/${app}.conf`;
-    if ((appOk || c.raw('nginx-upstream-file')) && (!collector/* PATH_SAFE */.A0.test(nginxUpstreamFile) || nginxUpstreamFile.split('/').some((s) => s === '..' || s === '.') || nginxUpstreamFile.endsWith('/'))) {
+    if ((appOk || c.raw('nginx-upstream-file')) &&
+        (!collector/* PATH_SAFE */.A0.test(nginxUpstreamFile) ||
+            nginxUpstreamFile.split('/').some((s) => s === '..' || s === '.') ||
+            nginxUpstreamFile.endsWith('/'))) {
         c.fail('nginx-upstream-file', `must be an absolute file path without "..", spaces or special characters (got "${(0,collector/* printable */.g$)(nginxUpstreamFile)}")`, '/etc/nginx/bluegreen/backend.conf');
     }
     const nginxReloadCommand = c.get('nginx-reload-command');
@@ -6881,12 +7625,26 @@ function readTraffic(c, app) {
     if (!collector/* PATH_SAFE */.A0.test(haproxySocket) || haproxySocket.split('/').some((p) => p === '..') || haproxySocket.endsWith('/'))
         c.fail('haproxy-socket', `must be the absolute path of HAProxy's admin socket without "..", spaces or special characters (got "${(0,collector/* printable */.g$)(haproxySocket)}")`, collector/* DEFAULTS */.zY['haproxy-socket']);
     const haproxyStateFile = c.get('haproxy-state-file');
-    if (!collector/* PATH_SAFE */.A0.test(haproxyStateFile) || haproxyStateFile.split('/').some((p) => p === '..' || p === '.') || haproxyStateFile.endsWith('/'))
+    if (!collector/* PATH_SAFE */.A0.test(haproxyStateFile) ||
+        haproxyStateFile.split('/').some((p) => p === '..' || p === '.') ||
+        haproxyStateFile.endsWith('/'))
         c.fail('haproxy-state-file', `must be an absolute file path without "..", spaces or special characters (got "${(0,collector/* printable */.g$)(haproxyStateFile)}")`, collector/* DEFAULTS */.zY['haproxy-state-file']);
     const haproxyBackend = c.raw('haproxy-backend') || app;
     if ((appOk || c.raw('haproxy-backend')) && !/^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$/.test(haproxyBackend))
         c.fail('haproxy-backend', `"${(0,collector/* printable */.g$)(haproxyBackend)}" may only hold letters, digits, "_", ".", ":" and "-" (the name of the backend in haproxy.cfg)`, 'web');
-    return { traffic, ports, publicPort, nginxUpstreamFile, nginxUpstreamName, nginxReloadCommand, nginxSwitch, nginxHealthUrl, haproxySocket, haproxyBackend, haproxyStateFile };
+    return {
+        traffic,
+        ports,
+        publicPort,
+        nginxUpstreamFile,
+        nginxUpstreamName,
+        nginxReloadCommand,
+        nginxSwitch,
+        nginxHealthUrl,
+        haproxySocket,
+        haproxyBackend,
+        haproxyStateFile
+    };
 }
 /**
  * nginx-health-url: an http:// URL probed through the user's nginx. The request goes to the URL's port on the host's
@@ -6969,7 +7727,10 @@ class Secrets {
         const parts = [value, ...value.split(/\r?\n/).map((l) => l.trim())];
         for (const v of parts) {
             // Too short or too ordinary to be a secret: masking "true" or "8080" would only garble reports.
-            if (v.length < 3 || /^(true|false|yes|no|on|off|null)$/i.test(v) || /^\d{1,5}$/.test(v) || this.values.includes(v))
+            if (v.length < 3 ||
+                /^(true|false|yes|no|on|off|null)$/i.test(v) ||
+                /^\d{1,5}$/.test(v) ||
+                this.values.includes(v))
                 continue;
             setSecret(v);
             this.values.push(v);
@@ -6998,7 +7759,10 @@ class HostResolveError extends Error {
 }
 /** The EC2 filters of the tag selectors, as DescribeInstances gets them. */
 function tagFilters(query, states = ['running']) {
-    return [...query.tags.map((t) => ({ Name: `tag:${t.key}`, Values: [t.value] })), ...(states.length ? [{ Name: 'instance-state-name', Values: states }] : [])];
+    return [
+        ...query.tags.map((t) => ({ Name: `tag:${t.key}`, Values: [t.value] })),
+        ...(states.length ? [{ Name: 'instance-state-name', Values: states }] : [])
+    ];
 }
 const describeFilters = (f) => f.map((x) => `${x.Name}=${x.Values.join('|')}`).join(', ');
 async function describeAll(describe, input) {
@@ -7046,7 +7810,9 @@ async function resolveQuery(query, cfg, describe) {
         if (!matched.length) {
             // Say why: instances with these tags that are not running, if any.
             const any = await describeAll(describe, { Filters: tagFilters(query, []) }).catch(() => []);
-            const others = any.length ? `; ${any.length} instance(s) with these tags are not running: ${any.map((i) => `${instanceLabel(i.InstanceId ?? '?', nameOf(i))} ${i.State?.Name ?? '?'}`).join(', ')}` : '';
+            const others = any.length
+                ? `; ${any.length} instance(s) with these tags are not running: ${any.map((i) => `${instanceLabel(i.InstanceId ?? '?', nameOf(i))} ${i.State?.Name ?? '?'}`).join(', ')}`
+                : '';
             throw new HostResolveError(`hosts: no running instance matches ${query.tags.map((t) => `tag:${t.key}=${t.value}`).join(' AND ')} in ${region} (DescribeInstances filters: ${describeFilters(filters)})${others}; nothing was touched`);
         }
         matched.sort((a, b) => (a.InstanceId ?? '').localeCompare(b.InstanceId ?? ''));
@@ -7071,7 +7837,8 @@ function explainEc2Error(e, region, what) {
     const raw = `${e.name ?? 'Error'}: ${e.message}`;
     let why = 'EC2 DescribeInstances failed';
     if (/CredentialsProviderError|Could not load credentials|AuthFailure|InvalidClientTokenId|ExpiredToken/i.test(raw))
-        why = 'no usable AWS credentials on the runner to look the hosts up: add aws-actions/configure-aws-credentials before this step';
+        why =
+            'no usable AWS credentials on the runner to look the hosts up: add aws-actions/configure-aws-credentials before this step';
     else if (/UnauthorizedOperation|AccessDenied/i.test(raw))
         why = "the job's role may not look the hosts up: it needs ec2:DescribeInstances";
     else if (/InvalidInstanceID/i.test(raw))
@@ -7373,7 +8140,9 @@ class Link {
         const target = this.target;
         let hostKeyProblem;
         const { entries } = parseKnownHosts(auth.hostKeys.knownHosts);
-        const serverHostKey = auth.hostKeys.insecureIgnore ? undefined : preferredHostKeyAlgorithms(entries, target.host, target.port);
+        const serverHostKey = auth.hostKeys.insecureIgnore
+            ? undefined
+            : preferredHostKeyAlgorithms(entries, target.host, target.port);
         const config = {
             sock: sock,
             host: target.host,
@@ -7560,7 +8329,8 @@ class Link {
     spares = [];
     poolSize = POOL_SIZE;
     fillPool(authenticating = false) {
-        while ((this.state === 'ready' || (authenticating && this.state === 'connecting')) && this.spares.length < this.poolSize) {
+        while ((this.state === 'ready' || (authenticating && this.state === 'connecting')) &&
+            this.spares.length < this.poolSize) {
             const p = openSession(this.client);
             p.catch(() => {
                 const i = this.spares.indexOf(p);
@@ -7634,7 +8404,9 @@ class Bastion {
             return cur.ready; // connected, or connecting: share it
         const t = this.jump.target;
         const link = new Link(t, false);
-        const ready = link.connect((stop) => openSocket(t, this.timeoutMs, stop), this.jump, this.timeoutMs).then(() => link, (e) => {
+        const ready = link
+            .connect((stop) => openSocket(t, this.timeoutMs, stop), this.jump, this.timeoutMs)
+            .then(() => link, (e) => {
             if (this.current?.link === link)
                 this.current = undefined;
             throw new ConnectError(`jump-host ${link.where}: ${e.message}${e.kind === 'host-key' ? " (set jump-known-hosts to the bastion's key)" : ''}`, e.kind);
@@ -7713,7 +8485,9 @@ const POOL_SIZE = 3;
 function openSession(client) {
     return new Promise((resolve, reject) => {
         const c = client;
-        const wrapper = Object.assign((err, ch) => (err ? reject(err) : resolve(ch)), { type: 'session' });
+        const wrapper = Object.assign((err, ch) => (err ? reject(err) : resolve(ch)), {
+            type: 'session'
+        });
         const local = c._chanMgr.add(wrapper);
         if (local === -1)
             return reject(new Error('No free channels available'));
@@ -7745,7 +8519,13 @@ function signFirst(client, onSent) {
         const k = key;
         if (sign || typeof k?.sign !== 'function')
             return authPK.call(proto, user, key, keyAlgo, sign);
-        const hash = keyAlgo === 'rsa-sha2-256' ? 'sha256' : keyAlgo === 'rsa-sha2-512' ? 'sha512' : keyAlgo === 'ssh-rsa' ? 'sha1' : undefined;
+        const hash = keyAlgo === 'rsa-sha2-256'
+            ? 'sha256'
+            : keyAlgo === 'rsa-sha2-512'
+                ? 'sha512'
+                : keyAlgo === 'ssh-rsa'
+                    ? 'sha1'
+                    : undefined;
         authPK.call(proto, user, key, keyAlgo, (data, cb) => {
             const sig = k.sign(data, hash);
             // cannot sign here: the query round trip it is then
@@ -7946,7 +8726,10 @@ const defaultDeps = { connect: connect, fetchEcrToken };
 function depsFor(cfg, deps) {
     if (cfg.transport !== 'ssm' || deps !== defaultDeps)
         return deps;
-    return { ...deps, connect: async (target, _ssh, opts) => (await __webpack_require__.e(/* import() */ 9).then(__webpack_require__.bind(__webpack_require__, 58009))).connectSsm(target, cfg, opts?.signal) };
+    return {
+        ...deps,
+        connect: async (target, _ssh, opts) => (await __webpack_require__.e(/* import() */ 9).then(__webpack_require__.bind(__webpack_require__, 58009))).connectSsm(target, cfg, opts?.signal)
+    };
 }
 /** Instance ids and tag selectors become hosts (DescribeInstances) before anything is touched; undefined when that failed (reported). */
 async function withHosts(cfg, deps, env, secrets) {
@@ -7992,7 +8775,19 @@ async function notifyInvalidInput(env, e, secrets, step = 'inputs') {
         return;
     const now = new Date().toISOString();
     const ctx = readRunContext(env);
-    const result = { deployId: '', command: read('command') || 'deploy', app: read('app-name'), image: '', result: 'failed', startedAt: now, endedAt: now, durationMs: 0, steps: [], hosts: [], error: { step, message: e.message } };
+    const result = {
+        deployId: '',
+        command: read('command') || 'deploy',
+        app: read('app-name'),
+        image: '',
+        result: 'failed',
+        startedAt: now,
+        endedAt: now,
+        durationMs: 0,
+        steps: [],
+        hosts: [],
+        error: { step, message: e.message }
+    };
     const warning = await sendNotification(url, { result, ctx, image: '' }, secrets);
     if (warning)
         workflow_warning(secrets.redact(warning));

@@ -17,27 +17,40 @@ import { HostResolveError, resolveHosts } from './hosts/resolve.js';
 import { connect } from './ssh/connection.js';
 
 // The AWS SDK is most of the bundle: loaded when needed, it stays out of the cold start.
-const fetchEcrToken: RunDeps['fetchEcrToken'] = async (region) => (await import('./registry/ecr.js')).fetchEcrToken(region);
+const fetchEcrToken: RunDeps['fetchEcrToken'] = async (region) =>
+  (await import('./registry/ecr.js')).fetchEcrToken(region);
 const defaultDeps: RunDeps = { connect, fetchEcrToken };
 
 /** transport: ssm reaches hosts through AWS Systems Manager Run Command; its SDK is loaded only then. */
 function depsFor(cfg: DeployConfig, deps: RunDeps): RunDeps {
   if (cfg.transport !== 'ssm' || deps !== defaultDeps) return deps;
-  return { ...deps, connect: async (target, _ssh, opts) => (await import('./transport/ssm/connect.js')).connectSsm(target, cfg, opts?.signal) };
+  return {
+    ...deps,
+    connect: async (target, _ssh, opts) =>
+      (await import('./transport/ssm/connect.js')).connectSsm(target, cfg, opts?.signal)
+  };
 }
 
 /** Instance ids and tag selectors become hosts (DescribeInstances) before anything is touched; undefined when that failed (reported). */
-async function withHosts(cfg: DeployConfig, deps: RunDeps, env: NodeJS.ProcessEnv, secrets: Secrets): Promise<DeployConfig | undefined> {
+async function withHosts(
+  cfg: DeployConfig,
+  deps: RunDeps,
+  env: NodeJS.ProcessEnv,
+  secrets: Secrets
+): Promise<DeployConfig | undefined> {
   if (!cfg.hostQuery) return cfg;
   try {
     const resolved = await (deps.resolveHosts ?? resolveHosts)(cfg);
-    core.info(`hosts: ${resolved.hosts.map((h) => `${h.label}${cfg.transport === 'ssh' && h.instanceId ? ` at ${h.host}` : ''}`).join(', ')} (found with EC2 DescribeInstances in ${cfg.awsRegion})`);
+    core.info(
+      `hosts: ${resolved.hosts.map((h) => `${h.label}${cfg.transport === 'ssh' && h.instanceId ? ` at ${h.host}` : ''}`).join(', ')} (found with EC2 DescribeInstances in ${cfg.awsRegion})`
+    );
     return resolved;
   } catch (e) {
     if (!(e instanceof HostResolveError)) throw e;
     core.setOutput('result', 'failed');
     core.error(e.message, { title: 'bluegreen-ec2-action: no hosts' });
-    if (cfg.summary) await writeSummary(`## ❌ ${cfg.command} not started: hosts not found\n\n${e.message.replace(/</g, '&lt;')}\n`);
+    if (cfg.summary)
+      await writeSummary(`## ❌ ${cfg.command} not started: hosts not found\n\n${e.message.replace(/</g, '&lt;')}\n`);
     await notifyInvalidInput(env, e, secrets, 'hosts');
     core.setFailed(e.message);
     return undefined;
@@ -66,12 +79,28 @@ async function notifyInvalidInput(env: NodeJS.ProcessEnv, e: Error, secrets: Sec
   if (!/^https?:\/\/\S+$/.test(url) || read('command') === 'status') return;
   const now = new Date().toISOString();
   const ctx = readRunContext(env);
-  const result: RunResult = { deployId: '', command: read('command') || 'deploy', app: read('app-name'), image: '', result: 'failed', startedAt: now, endedAt: now, durationMs: 0, steps: [], hosts: [], error: { step, message: e.message } };
+  const result: RunResult = {
+    deployId: '',
+    command: read('command') || 'deploy',
+    app: read('app-name'),
+    image: '',
+    result: 'failed',
+    startedAt: now,
+    endedAt: now,
+    durationMs: 0,
+    steps: [],
+    hosts: [],
+    error: { step, message: e.message }
+  };
   const warning = await sendNotification(url, { result, ctx, image: '' }, secrets);
   if (warning) core.warning(secrets.redact(warning));
 }
 
-export async function run(env: NodeJS.ProcessEnv = process.env, deps: RunDeps = defaultDeps, sink: ConsoleSink = actionsConsole): Promise<void> {
+export async function run(
+  env: NodeJS.ProcessEnv = process.env,
+  deps: RunDeps = defaultDeps,
+  sink: ConsoleSink = actionsConsole
+): Promise<void> {
   const secrets = new Secrets();
   try {
     maskSecretInputs(secrets, env);
@@ -83,7 +112,10 @@ export async function run(env: NodeJS.ProcessEnv = process.env, deps: RunDeps = 
       if (!(e instanceof InputError)) throw e;
       core.setOutput('result', 'failed');
       for (const p of e.problems) core.error(p, { title: 'bluegreen-ec2-action: invalid input' });
-      if (envInputReader(env)('summary') !== 'false') await writeSummary(`## ❌ deploy not started: invalid input\n\n${e.problems.map((p) => `- ${p.replace(/</g, '&lt;')}`).join('\n')}\n`);
+      if (envInputReader(env)('summary') !== 'false')
+        await writeSummary(
+          `## ❌ deploy not started: invalid input\n\n${e.problems.map((p) => `- ${p.replace(/</g, '&lt;')}`).join('\n')}\n`
+        );
       await notifyInvalidInput(env, e, secrets);
       core.setFailed(e.message);
       return;

@@ -12,25 +12,48 @@ import type { Secrets } from '../report/secrets.js';
 import { runStatus } from '../status/run.js';
 import { renderStatusSummary } from '../status/summary.js';
 
-export async function statusCommand(cfg: DeployConfig, ctx: RunContext, secrets: Secrets, deps: RunDeps, sink: ConsoleSink, env: NodeJS.ProcessEnv): Promise<void> {
+export async function statusCommand(
+  cfg: DeployConfig,
+  ctx: RunContext,
+  secrets: Secrets,
+  deps: RunDeps,
+  sink: ConsoleSink,
+  env: NodeJS.ProcessEnv
+): Promise<void> {
   const runId = newDeployId();
   const dir = join(ctx.runnerTemp, `bluegreen-${cfg.app}-status-${runId}`);
   const logFile = join(dir, 'status.log');
   const jsonFile = join(dir, 'status.json');
   const log = new RunLog(logFile, secrets, sink, cfg.hosts.length);
-  log.log('info', `bluegreen-ec2-action: status of ${cfg.app} on ${cfg.hosts.map((h) => h.label).join(', ')} (read-only)`);
+  log.log(
+    'info',
+    `bluegreen-ec2-action: status of ${cfg.app} on ${cfg.hosts.map((h) => h.label).join(', ')} (read-only)`
+  );
   const report = secrets.redactDeep(await runStatus(cfg, log, deps));
   const json = JSON.stringify(report);
   writeFileSync(jsonFile, JSON.stringify(report, null, 2) + '\n');
   let artifact: ArtifactOutcome | undefined;
   if (cfg.uploadArtifacts) {
-    artifact = await uploadReports(cfg.artifactName, [logFile, jsonFile], cfg.artifactRetentionDays, runId.split('-').pop(), env);
-    if (artifact.skipped) core.warning(`bluegreen-ec2-action: the status log was not uploaded as an artifact: ${artifact.skipped}`);
+    artifact = await uploadReports(
+      cfg.artifactName,
+      [logFile, jsonFile],
+      cfg.artifactRetentionDays,
+      runId.split('-').pop(),
+      env
+    );
+    if (artifact.skipped)
+      core.warning(`bluegreen-ec2-action: the status log was not uploaded as an artifact: ${artifact.skipped}`);
   }
   const unreachable = report.hosts.filter((h) => !h.reachable);
   core.setOutput('result', unreachable.length ? 'failed' : 'success');
   core.setOutput('failed-hosts', unreachable.map((h) => h.host).join(','));
-  core.setOutput('succeeded-hosts', report.hosts.filter((h) => h.reachable).map((h) => h.host).join(','));
+  core.setOutput(
+    'succeeded-hosts',
+    report.hosts
+      .filter((h) => h.reachable)
+      .map((h) => h.host)
+      .join(',')
+  );
   core.setOutput('status-json', json);
   core.setOutput('active-color', unique(report.hosts.map((h) => h.live)));
   core.setOutput('deploy-id', '');

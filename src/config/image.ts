@@ -10,7 +10,8 @@ export interface ImageRef {
 }
 
 const COMPONENT = '[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*';
-const DOMAIN = '(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:]+\\])(?::[0-9]{1,5})?';
+const DOMAIN =
+  '(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:]+\\])(?::[0-9]{1,5})?';
 const NAME_RE = new RegExp(`^(?:(${DOMAIN})/)?(${COMPONENT}(?:/${COMPONENT})*)$`);
 export const TAG_RE = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
 export const DIGEST_RE = /^sha256:[a-f0-9]{64}$/;
@@ -35,7 +36,8 @@ export function parseImage(value: string): ImageRef | string {
     if (!TAG_RE.test(tag)) return `has an invalid tag "${tag}"`;
   }
   const m = NAME_RE.exec(rest);
-  if (!m) return 'is not a valid repository name (lowercase letters, digits, and . _ - separators, optionally behind a registry host)';
+  if (!m)
+    return 'is not a valid repository name (lowercase letters, digits, and . _ - separators, optionally behind a registry host)';
   let registry = m[1] ?? '';
   // A first component without '.' or ':' that is not localhost is a Docker Hub namespace, not a host.
   if (registry && !/[.:]/.test(registry) && registry !== 'localhost' && !registry.startsWith('[')) {

@@ -33,9 +33,18 @@ export function readConfig(read: InputReader, ctx: RunContext, env: NodeJS.Proce
   const run = readRunSettings(c, ctx, app, traffic.traffic);
   // Instance ids and tags are looked up with EC2, and SSM is regional: both need the region.
   if (!image.awsRegion && (transport === 'ssm' || hostsSection.hostQuery)) {
-    c.fail('aws-region', `is required ${transport === 'ssm' ? 'for transport: ssm' : 'to find hosts by instance id or tag'} (it could not be read from the image host or AWS_REGION)`, 'us-east-1');
+    c.fail(
+      'aws-region',
+      `is required ${transport === 'ssm' ? 'for transport: ssm' : 'to find hosts by instance id or tag'} (it could not be read from the image host or AWS_REGION)`,
+      'us-east-1'
+    );
   }
-  if (transport === 'ssm' && run.smokeTest) c.fail('smoke-test', 'needs transport: ssh (it reaches the candidate through a forwarded port, which SSM Run Command cannot give)', '(leave empty with transport: ssm)');
+  if (transport === 'ssm' && run.smokeTest)
+    c.fail(
+      'smoke-test',
+      'needs transport: ssh (it reaches the candidate through a forwarded port, which SSM Run Command cannot give)',
+      '(leave empty with transport: ssm)'
+    );
   if (c.problems.length) throw new InputError(c.problems);
   return { command, transport, ...hostsSection, rollout, app, ...image, ...container, ...traffic, ...alb, ...run };
 }

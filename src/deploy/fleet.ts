@@ -14,7 +14,13 @@ export function planBatches<T>(hosts: T[], rollout: Rollout): T[][] {
   const mp = rollout.maxParallel;
   const canary = rollout.strategy === 'canary' && n > 1;
   const rest = canary ? hosts.slice(1) : hosts;
-  const limit = mp ? ('count' in mp ? mp.count : Math.ceil((rest.length * mp.percent) / 100)) : rollout.strategy === 'rolling' ? 1 : rest.length;
+  const limit = mp
+    ? 'count' in mp
+      ? mp.count
+      : Math.ceil((rest.length * mp.percent) / 100)
+    : rollout.strategy === 'rolling'
+      ? 1
+      : rest.length;
   const size = Math.max(1, Math.min(limit, rest.length));
   const batches: T[][] = canary ? [[hosts[0]]] : [];
   for (let i = 0; i < rest.length; i += size) batches.push(rest.slice(i, i + size));
@@ -38,13 +44,24 @@ function deferred<T>(): Deferred<T> {
   return { promise, resolve };
 }
 
-export type DeployOne = (target: HostTarget, batch: number, signal: AbortSignal | undefined, fleet: FleetHooks | undefined) => Promise<HostResult>;
+export type DeployOne = (
+  target: HostTarget,
+  batch: number,
+  signal: AbortSignal | undefined,
+  fleet: FleetHooks | undefined
+) => Promise<HostResult>;
 
 /**
  * Runs the batches. A batch is done when each of its hosts is verified (all-or-nothing: waiting at the
  * gate) or finished. With continue, a failure only stops the rollout when it is the canary's.
  */
-export async function runRollout(hosts: HostTarget[], rollout: Rollout, deployOne: DeployOne, log: (msg: string) => void, parentSignal?: AbortSignal): Promise<HostResult[]> {
+export async function runRollout(
+  hosts: HostTarget[],
+  rollout: Rollout,
+  deployOne: DeployOne,
+  log: (msg: string) => void,
+  parentSignal?: AbortSignal
+): Promise<HostResult[]> {
   const batches = planBatches(hosts, rollout);
   const allOrNothing = rollout.onHostFailure === 'rollback-all' && hosts.length > 1;
   const decision = deferred<'commit' | 'abort'>();
@@ -56,7 +73,10 @@ export async function runRollout(hosts: HostTarget[], rollout: Rollout, deployOn
     decision.resolve('abort');
     for (const c of controllers.values()) if (!c.signal.aborted) c.abort(reason);
   };
-  const onCancel = () => abortAll(typeof parentSignal?.reason === 'string' ? parentSignal.reason : 'the workflow run was cancelled (SIGINT/SIGTERM)');
+  const onCancel = () =>
+    abortAll(
+      typeof parentSignal?.reason === 'string' ? parentSignal.reason : 'the workflow run was cancelled (SIGINT/SIGTERM)'
+    );
   parentSignal?.addEventListener('abort', onCancel, { once: true });
 
   const tasks: Array<Promise<HostResult>> = [];
@@ -71,7 +91,14 @@ export async function runRollout(hosts: HostTarget[], rollout: Rollout, deployOn
     warnings: [],
     batch,
     abortedBy: failure?.host,
-    error: failure ? { step: 'connect', message: parentSignal?.aborted ? 'not started: the workflow run was cancelled' : `not started: ${failure.host} failed at ${failure.step}` } : undefined
+    error: failure
+      ? {
+          step: 'connect',
+          message: parentSignal?.aborted
+            ? 'not started: the workflow run was cancelled'
+            : `not started: ${failure.host} failed at ${failure.step}`
+        }
+      : undefined
   });
 
   try {
@@ -81,14 +108,19 @@ export async function runRollout(hosts: HostTarget[], rollout: Rollout, deployOn
         continue;
       }
       if (index > 0 && rollout.batchWaitMs > 0) {
-        log(`batch ${index} verified; waiting batch-wait-seconds (${rollout.batchWaitMs / 1000} s) before batch ${index + 1}`);
+        log(
+          `batch ${index} verified; waiting batch-wait-seconds (${rollout.batchWaitMs / 1000} s) before batch ${index + 1}`
+        );
         await sleep(rollout.batchWaitMs, parentSignal);
         if (parentSignal?.aborted) {
           for (const t of batch) tasks.push(Promise.resolve(skipped(t, index)));
           continue;
         }
       }
-      if (batches.length > 1) log(`batch ${index + 1}/${batches.length}${rollout.strategy === 'canary' && index === 0 ? ' (canary)' : ''}: ${batch.map((t) => t.label).join(', ')}`);
+      if (batches.length > 1)
+        log(
+          `batch ${index + 1}/${batches.length}${rollout.strategy === 'canary' && index === 0 ? ' (canary)' : ''}: ${batch.map((t) => t.label).join(', ')}`
+        );
       const arrivals = batch.map((target) => {
         const arrived = deferred<void>();
         const controller = new AbortController();
@@ -98,7 +130,11 @@ export async function runRollout(hosts: HostTarget[], rollout: Rollout, deployOn
           ready: async () => {
             arrived.resolve();
             if ((await decision.promise) === 'abort') {
-              throw new Error(failure ? `${failure.host} failed at ${failure.step}, so every host goes back (on-host-failure: rollback-all)` : 'the workflow run was cancelled (SIGINT/SIGTERM)');
+              throw new Error(
+                failure
+                  ? `${failure.host} failed at ${failure.step}, so every host goes back (on-host-failure: rollback-all)`
+                  : 'the workflow run was cancelled (SIGINT/SIGTERM)'
+              );
             }
           },
           failed: (error: StepError) => {
@@ -115,7 +151,8 @@ export async function runRollout(hosts: HostTarget[], rollout: Rollout, deployOn
         };
         const task = deployOne(target, index, controller.signal, allOrNothing ? hooks : undefined).then((r) => {
           // continue mode has no gate: learn of failures from the result.
-          if (!allOrNothing && r.result !== 'success' && !failure) failure = { host: r.host, step: r.error?.step ?? 'deploy', message: r.error?.message ?? r.result };
+          if (!allOrNothing && r.result !== 'success' && !failure)
+            failure = { host: r.host, step: r.error?.step ?? 'deploy', message: r.error?.message ?? r.result };
           return r;
         });
         task.finally(() => arrived.resolve()).catch(() => undefined);

@@ -18,7 +18,14 @@ export interface ProbeResult {
 const LOG_TAIL = 40;
 
 /** One HTTP GET over a forwarded channel; resolves with the status code or an error text. */
-export async function probeViaForward(remote: RemoteHost, port: number, path: string, timeoutMs: number, host?: string, opened?: RemoteStream): Promise<ProbeResult> {
+export async function probeViaForward(
+  remote: RemoteHost,
+  port: number,
+  path: string,
+  timeoutMs: number,
+  host?: string,
+  opened?: RemoteStream
+): Promise<ProbeResult> {
   if (!remote.forward) throw Object.assign(new Error('this transport does not forward ports'), { reason: 1 });
   const stream = opened ?? (await remote.forward(port));
   return new Promise((resolve) => {
@@ -39,12 +46,26 @@ export async function probeViaForward(remote: RemoteHost, port: number, path: st
       else if (data.length > 64 && !data.startsWith('HTTP/')) finish({ error: 'the answer is not HTTP' });
     });
     stream.on('error', (e: Error) => finish({ error: e.message }));
-    stream.on('close', () => finish({ error: data ? 'the connection closed before an HTTP status line' : 'connection closed without an answer (app not listening yet?)' }));
-    stream.write(`GET ${path} HTTP/1.1\r\nHost: ${host ?? `127.0.0.1:${port}`}\r\nUser-Agent: bluegreen-ec2-action\r\nConnection: close\r\n\r\n`);
+    stream.on('close', () =>
+      finish({
+        error: data
+          ? 'the connection closed before an HTTP status line'
+          : 'connection closed without an answer (app not listening yet?)'
+      })
+    );
+    stream.write(
+      `GET ${path} HTTP/1.1\r\nHost: ${host ?? `127.0.0.1:${port}`}\r\nUser-Agent: bluegreen-ec2-action\r\nConnection: close\r\n\r\n`
+    );
   });
 }
 
-export async function probeViaShell(remote: RemoteHost, port: number, path: string, timeoutMs: number, host?: string): Promise<ProbeResult> {
+export async function probeViaShell(
+  remote: RemoteHost,
+  port: number,
+  path: string,
+  timeoutMs: number,
+  host?: string
+): Promise<ProbeResult> {
   const s = httpProbeScript(port, path, Math.max(1, Math.ceil(timeoutMs / 1000)), host);
   const res = await remote.run(s.body, s.args);
   const m = /^HTTP\/\d(?:\.\d)? (\d{3})/.exec(res.stdout);
@@ -106,14 +127,16 @@ export class Prober {
       try {
         const r = await probeViaForward(this.remote, port, path, timeoutMs, this.host, opened);
         // A connection opened ahead may have been closed by the app meanwhile (an idle timeout): ask once more on a new one.
-        if (opened && r.status === undefined) return await probeViaForward(this.remote, port, path, timeoutMs, this.host);
+        if (opened && r.status === undefined)
+          return await probeViaForward(this.remote, port, path, timeoutMs, this.host);
         return r;
       } catch (e) {
         const msg = (e as Error).message;
         // SSH_OPEN_ADMINISTRATIVELY_PROHIBITED (1): sshd forbids forwarding (OpenSSH says just "open failed"); or a
         // transport without forwarding at all.
         if ((e as { reason?: unknown }).reason !== 1 && !/prohibited/i.test(msg)) return { error: msg };
-        if (this.remote.forward) this.log.warn(`sshd does not allow TCP forwarding (${msg}); probing with bash /dev/tcp on the host instead`);
+        if (this.remote.forward)
+          this.log.warn(`sshd does not allow TCP forwarding (${msg}); probing with bash /dev/tcp on the host instead`);
         this.useShell = true;
       }
     }
@@ -141,7 +164,13 @@ export const WATCH_EVERY_MS = 150;
  * Waits for a 2xx: on the host itself when it can (healthWatchScript: probes every 150 ms there and reports the first
  * 2xx at once, so the runner learns of it half a round trip later), else from the runner through the connection.
  */
-export async function waitHealthy(remote: RemoteHost, prober: Prober, opts: HealthOptions, log: HostLog, signal?: AbortSignal): Promise<{ attempts: number }> {
+export async function waitHealthy(
+  remote: RemoteHost,
+  prober: Prober,
+  opts: HealthOptions,
+  log: HostLog,
+  signal?: AbortSignal
+): Promise<{ attempts: number }> {
   if (!prober.noWatcher) {
     const watched = await watchOnHost(remote, opts, log, signal);
     if (watched) return watched;
@@ -151,11 +180,26 @@ export async function waitHealthy(remote: RemoteHost, prober: Prober, opts: Heal
 }
 
 /** The host-side watcher; undefined when the host cannot run it (then the runner probes). */
-async function watchOnHost(remote: RemoteHost, opts: HealthOptions, log: HostLog, signal?: AbortSignal): Promise<{ attempts: number } | undefined> {
-  const cancelled = () => new StepError('health', `${cancelReason(signal!)} while waiting for ${opts.container} to become healthy`);
+async function watchOnHost(
+  remote: RemoteHost,
+  opts: HealthOptions,
+  log: HostLog,
+  signal?: AbortSignal
+): Promise<{ attempts: number } | undefined> {
+  const cancelled = () =>
+    new StepError('health', `${cancelReason(signal!)} while waiting for ${opts.container} to become healthy`);
   if (signal?.aborted) throw cancelled();
   const every = Math.min(WATCH_EVERY_MS, opts.intervalMs) / 1000;
-  const s = healthWatchScript(opts.dockerCommand, opts.container, opts.port, opts.path, opts.host ?? `127.0.0.1:${opts.port}`, every, opts.timeoutMs, LOG_TAIL);
+  const s = healthWatchScript(
+    opts.dockerCommand,
+    opts.container,
+    opts.port,
+    opts.path,
+    opts.host ?? `127.0.0.1:${opts.port}`,
+    every,
+    opts.timeoutMs,
+    LOG_TAIL
+  );
   let healthy: { status: number; attempts: number; ms: number } | undefined;
   let onAbort: (() => void) | undefined;
   // A cancel does not wait for the watcher: it ends by itself once the undo removed the container (or at the timeout).
@@ -183,7 +227,9 @@ async function watchOnHost(remote: RemoteHost, opts: HealthOptions, log: HostLog
   const done = /^@@healthy (\d{3}) (\d+) (\d+)$/m.exec(res.stdout);
   if (!healthy && done) healthy = { status: Number(done[1]), attempts: Number(done[2]), ms: Number(done[3]) };
   if (healthy) {
-    log.info(`GET ${opts.path} on 127.0.0.1:${opts.port} → HTTP ${healthy.status} after ${healthy.attempts} probe(s), ${healthy.ms} ms (probed on the host every ${every * 1000} ms)`);
+    log.info(
+      `GET ${opts.path} on 127.0.0.1:${opts.port} → HTTP ${healthy.status} after ${healthy.attempts} probe(s), ${healthy.ms} ms (probed on the host every ${every * 1000} ms)`
+    );
     return { attempts: healthy.attempts };
   }
   const out = res.stdout;
@@ -191,14 +237,27 @@ async function watchOnHost(remote: RemoteHost, opts: HealthOptions, log: HostLog
   const container = /^@@container (\S+) (\S+) (\S+)$/m.exec(out);
   if (container) {
     const [, state, restarts, exitCode] = container;
-    const what = state === 'missing' ? 'disappeared' : Number(restarts) > 0 ? `restarted ${restarts} time(s) (state ${state}, last exit code ${exitCode})` : `is ${state} (exit code ${exitCode})`;
+    const what =
+      state === 'missing'
+        ? 'disappeared'
+        : Number(restarts) > 0
+          ? `restarted ${restarts} time(s) (state ${state}, last exit code ${exitCode})`
+          : `is ${state} (exit code ${exitCode})`;
     throw new StepError('health', `container ${opts.container} ${what} before it became healthy`, logs);
   }
   const timeout = /^@@timeout (\d+) ?(.*)$/m.exec(out);
   if (timeout) {
-    throw new StepError('health', `GET ${opts.path} on port ${opts.port} did not answer 2xx within ${opts.timeoutMs / 1000} s (${timeout[1]} probes, last: ${timeout[2].trim() || 'no answer'})`, logs);
+    throw new StepError(
+      'health',
+      `GET ${opts.path} on port ${opts.port} did not answer 2xx within ${opts.timeoutMs / 1000} s (${timeout[1]} probes, last: ${timeout[2].trim() || 'no answer'})`,
+      logs
+    );
   }
-  log.debug(out.includes('@@watch-unavailable') ? 'neither curl nor bash on the host: health is probed from the runner' : `the health watcher on the host ended without a verdict (exit ${res.code}): ${(res.stderr || out).trim().slice(-300)}; probing from the runner`);
+  log.debug(
+    out.includes('@@watch-unavailable')
+      ? 'neither curl nor bash on the host: health is probed from the runner'
+      : `the health watcher on the host ended without a verdict (exit ${res.code}): ${(res.stderr || out).trim().slice(-300)}; probing from the runner`
+  );
   return undefined;
 }
 
@@ -206,13 +265,20 @@ async function watchOnHost(remote: RemoteHost, opts: HealthOptions, log: HostLog
  * From the runner. The first probes come quickly (50 ms doubling up to the interval) so a fast
  * app is not held back by a fixed sleep.
  */
-async function probeFromRunner(remote: RemoteHost, prober: Prober, opts: HealthOptions, log: HostLog, signal?: AbortSignal): Promise<{ attempts: number }> {
+async function probeFromRunner(
+  remote: RemoteHost,
+  prober: Prober,
+  opts: HealthOptions,
+  log: HostLog,
+  signal?: AbortSignal
+): Promise<{ attempts: number }> {
   const start = Date.now();
   let delay = 50;
   let attempts = 0;
   let last: ProbeResult = {};
   for (;;) {
-    if (signal?.aborted) throw new StepError('health', `${cancelReason(signal)} while waiting for ${opts.container} to become healthy`);
+    if (signal?.aborted)
+      throw new StepError('health', `${cancelReason(signal)} while waiting for ${opts.container} to become healthy`);
     attempts++;
     const remaining = opts.timeoutMs - (Date.now() - start);
     // Short timeouts first: right after start, docker-proxy can accept and then hang while the
@@ -220,7 +286,9 @@ async function probeFromRunner(remote: RemoteHost, prober: Prober, opts: HealthO
     const probeTimeout = Math.max(200, Math.min(5000, 100 * 2 ** attempts, remaining));
     last = await prober.probe(opts.port, opts.path, probeTimeout);
     if (last.status !== undefined && last.status >= 200 && last.status < 300) {
-      log.info(`GET ${opts.path} on 127.0.0.1:${opts.port} → HTTP ${last.status} after ${attempts} probe(s), ${Date.now() - start} ms`);
+      log.info(
+        `GET ${opts.path} on 127.0.0.1:${opts.port} → HTTP ${last.status} after ${attempts} probe(s), ${Date.now() - start} ms`
+      );
       return { attempts };
     }
     log.debug(`probe ${attempts}: ${describe(last)}`);
@@ -228,15 +296,27 @@ async function probeFromRunner(remote: RemoteHost, prober: Prober, opts: HealthO
     const res = await remote.run(st.body, st.args);
     const [statusLine, ...rest] = res.stdout.split('\n');
     const [state, restarts, exitCode] = statusLine.trim().split(' ');
-    const logs = rest.join('\n').replace(/^@@logs\n?/, '').trim();
+    const logs = rest
+      .join('\n')
+      .replace(/^@@logs\n?/, '')
+      .trim();
     if (state !== 'running' || Number(restarts) > 0) {
-      const what = state === 'missing' ? 'disappeared' : Number(restarts) > 0 ? `restarted ${restarts} time(s) (state ${state}, last exit code ${exitCode})` : `is ${state} (exit code ${exitCode})`;
+      const what =
+        state === 'missing'
+          ? 'disappeared'
+          : Number(restarts) > 0
+            ? `restarted ${restarts} time(s) (state ${state}, last exit code ${exitCode})`
+            : `is ${state} (exit code ${exitCode})`;
       throw new StepError('health', `container ${opts.container} ${what} before it became healthy`, logs);
     }
     if (Date.now() - start >= opts.timeoutMs) {
       const ls = logsScript(opts.dockerCommand, opts.container, LOG_TAIL);
       const tail = await remote.run(ls.body, ls.args);
-      throw new StepError('health', `GET ${opts.path} on port ${opts.port} did not answer 2xx within ${opts.timeoutMs / 1000} s (${attempts} probes, last: ${describe(last)})`, tail.stdout.trim());
+      throw new StepError(
+        'health',
+        `GET ${opts.path} on port ${opts.port} did not answer 2xx within ${opts.timeoutMs / 1000} s (${attempts} probes, last: ${describe(last)})`,
+        tail.stdout.trim()
+      );
     }
     const wait = Math.min(delay, opts.intervalMs, Math.max(0, opts.timeoutMs - (Date.now() - start)));
     delay *= 2;

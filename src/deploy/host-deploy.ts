@@ -63,7 +63,14 @@ export interface HostDeployInput {
    * Runs once the candidate is healthy and before it takes any traffic (e.g. the user's smoke test, as its own
    * timed step); a throw fails the host before the switch (the candidate is removed, the live colour untouched).
    */
-  beforeTraffic?: (c: { remote: RemoteHost; port: number; color: Color; image: string; log: HostLog; timer: StepTimer }) => Promise<void>;
+  beforeTraffic?: (c: {
+    remote: RemoteHost;
+    port: number;
+    color: Color;
+    image: string;
+    log: HostLog;
+    timer: StepTimer;
+  }) => Promise<void>;
 }
 
 export interface FleetHooks {
@@ -117,22 +124,34 @@ export class HostDeployment {
     this.timer = input.timer;
     this.lock = input.lock;
     this.prober = new Prober(this.remote, this.log, this.cfg.healthHost);
-    this.target = input.cfg.command === 'deploy' ? input.cfg.image : { registry: input.cfg.image.registry, repository: '' };
+    this.target =
+      input.cfg.command === 'deploy' ? input.cfg.image : { registry: input.cfg.image.registry, repository: '' };
   }
 
   /** Runs a remote script, logging the command's output; a non-zero exit becomes a StepError. */
-  private async exec(step: StepName, s: RemoteScript, what: string, onLine?: (line: string) => void, quiet = false): Promise<string> {
+  private async exec(
+    step: StepName,
+    s: RemoteScript,
+    what: string,
+    onLine?: (line: string) => void,
+    quiet = false
+  ): Promise<string> {
     this.log.debug(`$ ${what}`);
     const res = await this.remote.run(s.body, s.args, {
       stdin: s.stdin,
       onLine: (line, stream) => {
         if (line.startsWith('@@')) this.log.debug(line);
-        else if (line.trim()) (quiet ? this.log.debug : this.log.info).call(this.log, stream === 'stderr' ? `  ! ${line}` : `  ${line}`);
+        else if (line.trim())
+          (quiet ? this.log.debug : this.log.info).call(this.log, stream === 'stderr' ? `  ! ${line}` : `  ${line}`);
         onLine?.(line);
       }
     });
     if (res.code !== 0) {
-      const out = (res.stderr.trim() || res.stdout.trim()).split('\n').filter((l) => !l.startsWith('@@')).slice(-8).join('\n');
+      const out = (res.stderr.trim() || res.stdout.trim())
+        .split('\n')
+        .filter((l) => !l.startsWith('@@'))
+        .slice(-8)
+        .join('\n');
       throw new StepError(step, `${what} failed (exit ${res.code ?? res.signal ?? 'unknown'})${out ? `: ${out}` : ''}`);
     }
     return res.stdout;
@@ -199,17 +218,24 @@ export class HostDeployment {
       await this.waitForFleet();
       this.phase = 'committed';
       // The finishing job stops the old colour: only while this run still owns the host.
-      const owned = await this.ensureLock().then(() => true, (e: Error) => {
-        this.warnings.push(`the old colour was not stopped and nothing was cleaned up: ${e.message}`);
-        return false;
-      });
+      const owned = await this.ensureLock().then(
+        () => true,
+        (e: Error) => {
+          this.warnings.push(`the old colour was not stopped and nothing was cleaned up: ${e.message}`);
+          return false;
+        }
+      );
       if (owned) {
         // The verified new colour stays whatever the finishing job does (its problems are warnings): the success is
         // recorded in the same exchange that hands the job over (or, when the run drains itself, on a second channel
         // meanwhile); the finishing steps' times are not in the history.
         const rec = this.recordContent('success', Date.now() - started);
         if (this.cfg.waitForDrain) {
-          recorded = this.exec('record', recordScript(this.cfg.app, rec.stateJson, rec.historyLine), 'record state and history').then(() => undefined);
+          recorded = this.exec(
+            'record',
+            recordScript(this.cfg.app, rec.stateJson, rec.historyLine),
+            'record state and history'
+          ).then(() => undefined);
           recorded.catch(() => undefined);
         }
         await this.finish(this.cutover.workersBefore, rec);
@@ -230,7 +256,9 @@ export class HostDeployment {
       if (abortedBy && result === 'failed' && this.phase === 'prepare') result = 'skipped';
     }
     if (this.remote.isConnected()) {
-      const rec = await this.timer.soft('record', () => (result === 'success' && recorded ? recorded : this.record(result, Date.now() - started, error)));
+      const rec = await this.timer.soft('record', () =>
+        result === 'success' && recorded ? recorded : this.record(result, Date.now() - started, error)
+      );
       if (rec) this.warnings.push(rec);
     }
     await this.lock?.release().catch(() => undefined);
@@ -261,7 +289,14 @@ export class HostDeployment {
   }
 
   private async takeLock(timeoutSeconds = this.cfg.lockTimeoutSeconds): Promise<void> {
-    this.lock = await acquireLock(this.remote, { app: this.cfg.app, deployId: this.input.deployId, owner: lockOwner(this.input.deployId, this.input.ctx), timeoutSeconds, log: this.log, signal: this.timer.signal });
+    this.lock = await acquireLock(this.remote, {
+      app: this.cfg.app,
+      deployId: this.input.deployId,
+      owner: lockOwner(this.input.deployId, this.input.ctx),
+      timeoutSeconds,
+      log: this.log,
+      signal: this.timer.signal
+    });
   }
 
   /**
@@ -270,7 +305,12 @@ export class HostDeployment {
    */
   private startPull(): { out: Promise<string>; pullSeen: boolean } {
     const ref = imageReference(this.target);
-    const s = afterLease(this.cfg.app, this.input.deployId, this.leaseWaitSeconds, pullScript(this.docker, ref, this.input.login));
+    const s = afterLease(
+      this.cfg.app,
+      this.input.deployId,
+      this.leaseWaitSeconds,
+      pullScript(this.docker, ref, this.input.login)
+    );
     const first: StepName = this.input.login.kind === 'none' ? 'pull' : 'login';
     const st = { out: Promise.resolve(''), pullSeen: false };
     st.out = this.exec(first, s, `login and pull ${ref}`, (line) => {
@@ -286,19 +326,23 @@ export class HostDeployment {
     const ref = imageReference(this.target);
     const first: StepName = this.input.login.kind === 'none' ? 'pull' : 'login';
     let out = '';
-    await this.timer.run(first, async () => {
-      // the login may have finished before the lock step ended
-      if (started.pullSeen && this.timer.current === 'login') this.timer.begin('pull');
-      out = await started.out;
-      if (this.timer.current === 'login') throw new StepError('login', 'the registry login did not complete');
-    }).catch((e: StepError) => {
-      throw new StepError(e.step, explainPullError(e.message, ref));
-    });
+    await this.timer
+      .run(first, async () => {
+        // the login may have finished before the lock step ended
+        if (started.pullSeen && this.timer.current === 'login') this.timer.begin('pull');
+        out = await started.out;
+        if (this.timer.current === 'login') throw new StepError('login', 'the registry login did not complete');
+      })
+      .catch((e: StepError) => {
+        throw new StepError(e.step, explainPullError(e.message, ref));
+      });
     const digests = parsePullDigests(out);
     const repo = this.target.repository;
     const match = digests.find((d) => d.split('@')[0] === repo) ?? digests[0];
     this.digest = this.target.digest ?? match?.split('@')[1];
-    this.log.info(this.digest ? `image ${ref} is ${this.digest}` : `image ${ref} has no registry digest (local image?)`);
+    this.log.info(
+      this.digest ? `image ${ref} is ${this.digest}` : `image ${ref} has no registry digest (local image?)`
+    );
   }
 
   /** The host as it is now: containers (with their labels), the upstream file, the recorded state. */
@@ -338,13 +382,24 @@ export class HostDeployment {
     if (plan.leftovers.includes(replaced) && !repaired) {
       // A run was killed between replacing the standby and finishing, before its candidate took traffic (the
       // candidate's colour is not live, so it is not): put the real standby back, then look again.
-      this.log.warn(`an earlier run was interrupted (${replaced} exists): restoring the standby ${this.name(plan.candidate)}`);
-      await this.exec('detect', restoreReplacedScript(this.docker, this.name(plan.candidate)), `repair: remove the interrupted candidate and restore ${replaced}`);
+      this.log.warn(
+        `an earlier run was interrupted (${replaced} exists): restoring the standby ${this.name(plan.candidate)}`
+      );
+      await this.exec(
+        'detect',
+        restoreReplacedScript(this.docker, this.name(plan.candidate)),
+        `repair: remove the interrupted candidate and restore ${replaced}`
+      );
       return this.detect(true);
     }
     for (const n of plan.notes) this.log.warn(n);
     if (this.cfg.command === 'rollback') this.planRollback(plan);
-    else this.log.info(plan.live ? `live colour: ${plan.live}; deploying to ${plan.candidate}` : `no live colour (first deploy); deploying to ${plan.candidate}`);
+    else
+      this.log.info(
+        plan.live
+          ? `live colour: ${plan.live}; deploying to ${plan.candidate}`
+          : `no live colour (first deploy); deploying to ${plan.candidate}`
+      );
     return plan;
   }
 
@@ -355,10 +410,17 @@ export class HostDeployment {
     const wanted = this.cfg.rollbackTo;
     if (wanted && !(kept && matchesVersion(kept, wanted))) {
       if (!this.cfg.image.repository) {
-        throw new StepError('detect', `rollback-to ${wanted} is not the kept standby (${describeContainer(kept) ?? 'none is kept'}); deploying it needs the image input (the repository)`);
+        throw new StepError(
+          'detect',
+          `rollback-to ${wanted} is not the kept standby (${describeContainer(kept) ?? 'none is kept'}); deploying it needs the image input (the repository)`
+        );
       }
-      this.target = wanted.startsWith('sha256:') ? { ...this.cfg.image, digest: wanted } : { ...this.cfg.image, tag: wanted };
-      this.log.info(`rollback-to ${wanted}: not the kept standby (${describeContainer(kept) ?? 'none'}); deploying ${imageReference(this.target)} to ${plan.candidate}`);
+      this.target = wanted.startsWith('sha256:')
+        ? { ...this.cfg.image, digest: wanted }
+        : { ...this.cfg.image, tag: wanted };
+      this.log.info(
+        `rollback-to ${wanted}: not the kept standby (${describeContainer(kept) ?? 'none'}); deploying ${imageReference(this.target)} to ${plan.candidate}`
+      );
       return;
     }
     if (!kept) {
@@ -370,16 +432,20 @@ export class HostDeployment {
     if (kept.running && plan.live) this.log.warn(`the standby ${kept.name} is running although ${plan.live} is live`);
     this.rollbackKept = true;
     const parsed = parseImage(kept.labels['bluegreen.image'] ?? '');
-    this.target = typeof parsed === 'string' ? { registry: '', repository: kept.labels['bluegreen.image'] ?? 'unknown' } : parsed;
+    this.target =
+      typeof parsed === 'string' ? { registry: '', repository: kept.labels['bluegreen.image'] ?? 'unknown' } : parsed;
     this.digest = kept.labels['bluegreen.digest'] || undefined;
-    this.log.info(`rolling back ${plan.live ? `from ${plan.live} (${describeContainer(live)}) ` : ''}to the kept ${plan.candidate} (${describeContainer(kept)})`);
+    this.log.info(
+      `rolling back ${plan.live ? `from ${plan.live} (${describeContainer(live)}) ` : ''}to the kept ${plan.candidate} (${describeContainer(kept)})`
+    );
   }
 
   private runArgs(color: Color): string[] {
     const cfg = this.cfg;
     const ctx = this.input.ctx;
     const args: string[] = [];
-    if (!cfg.dockerRunArgs.some((a) => a === '--restart' || a.startsWith('--restart='))) args.push('--restart', 'unless-stopped');
+    if (!cfg.dockerRunArgs.some((a) => a === '--restart' || a.startsWith('--restart=')))
+      args.push('--restart', 'unless-stopped');
     const labels: Record<string, string> = {
       'bluegreen.app': cfg.app,
       'bluegreen.color': color,
@@ -407,7 +473,8 @@ export class HostDeployment {
    */
   private async ensureLock(): Promise<void> {
     if (this.lock && !this.lock.signal.aborted) return;
-    if (this.lock) this.log.warn(`the deploy lock may have been lost (${this.lock.lost}); taking it again before changing the host`);
+    if (this.lock)
+      this.log.warn(`the deploy lock may have been lost (${this.lock.lost}); taking it again before changing the host`);
     void this.lock?.release().catch(() => undefined);
     this.lock = undefined;
     // Our own lease is free to us at once; if another deploy holds it now, waiting would only delay the report.
@@ -423,7 +490,8 @@ export class HostDeployment {
     // Only now, after the step's cancel check: a cancel or fleet abort before this point changed nothing.
     this.phase = 'started';
     if (this.rollbackKept) {
-      if (verb === 'run') await this.exec('start', startExistingScript(this.docker, name), `docker start ${name} (the kept standby)`);
+      if (verb === 'run')
+        await this.exec('start', startExistingScript(this.docker, name), `docker start ${name} (the kept standby)`);
       return;
     }
     const s = startScript(this.docker, verb, name, plan.replaceExisting, this.envFile(), this.runArgs(plan.candidate));
@@ -431,13 +499,30 @@ export class HostDeployment {
   }
 
   private async waitHealthy(port: number, container: string): Promise<void> {
-    await waitHealthy(this.remote, this.prober, { port, path: this.cfg.healthPath, intervalMs: this.cfg.healthIntervalMs, timeoutMs: this.cfg.healthTimeoutMs, container, dockerCommand: this.docker, host: this.cfg.healthHost }, this.log, this.timer.signal);
+    await waitHealthy(
+      this.remote,
+      this.prober,
+      {
+        port,
+        path: this.cfg.healthPath,
+        intervalMs: this.cfg.healthIntervalMs,
+        timeoutMs: this.cfg.healthTimeoutMs,
+        container,
+        dockerCommand: this.docker,
+        host: this.cfg.healthHost
+      },
+      this.log,
+      this.timer.signal
+    );
   }
 
   private async probeOnce(step: StepName, port: number): Promise<void> {
     const p = await this.prober.probe(port, this.cfg.healthPath, 5000);
     if (p.status === undefined || p.status < 200 || p.status >= 300) {
-      throw new StepError(step, `GET ${this.cfg.healthPath} on port ${port} answered ${p.status !== undefined ? `HTTP ${p.status}` : p.error} after the switch`);
+      throw new StepError(
+        step,
+        `GET ${this.cfg.healthPath} on port ${port} answered ${p.status !== undefined ? `HTTP ${p.status}` : p.error} after the switch`
+      );
     }
   }
 
@@ -445,7 +530,14 @@ export class HostDeployment {
   private async beforeTraffic(port: number): Promise<void> {
     const hook = this.input.beforeTraffic;
     if (!hook) return;
-    await hook({ remote: this.remote, port, color: this.plan!.candidate, image: imageReference(this.target), log: this.log, timer: this.timer });
+    await hook({
+      remote: this.remote,
+      port,
+      color: this.plan!.candidate,
+      image: imageReference(this.target),
+      log: this.log,
+      timer: this.timer
+    });
   }
 
   /** The point of no return: all-or-nothing waits here, the old colour still ready to take traffic back. */
@@ -485,10 +577,15 @@ export class HostDeployment {
         const ls = logsScript(this.docker, name, 40);
         const logs = (await this.remote.run(ls.body, ls.args)).stdout.trim();
         const secs = ((this.cfg.verifyMs - (until - Date.now())) / 1000).toFixed(1);
-        throw new StepError('verify', `${name} turned unhealthy ${secs} s after the switch (GET ${this.cfg.healthPath}: ${p.status !== undefined ? `HTTP ${p.status}` : p.error}, twice in a row)`, logs);
+        throw new StepError(
+          'verify',
+          `${name} turned unhealthy ${secs} s after the switch (GET ${this.cfg.healthPath}: ${p.status !== undefined ? `HTTP ${p.status}` : p.error}, twice in a row)`,
+          logs
+        );
       }
     }
-    if (this.cfg.verifyMs > 0) this.log.info(`${name} stayed healthy for ${this.cfg.verifyMs / 1000} s after the switch (${probes} probes)`);
+    if (this.cfg.verifyMs > 0)
+      this.log.info(`${name} stayed healthy for ${this.cfg.verifyMs / 1000} s after the switch (${probes} probes)`);
   }
 
   /**
@@ -531,14 +628,21 @@ export class HostDeployment {
     this.timer.signal = undefined;
     if (!(await this.reconnectIfLost())) {
       this.switchBackFailed = this.phase === 'traffic';
-      this.warnings.push(`could not reconnect to clean up: ${this.phase === 'traffic' ? 'traffic may be on the new colour' : `the candidate ${this.name(plan.candidate)} may be left on the host (the next deploy replaces it)`}`);
+      this.warnings.push(
+        `could not reconnect to clean up: ${this.phase === 'traffic' ? 'traffic may be on the new colour' : `the candidate ${this.name(plan.candidate)} may be left on the host (the next deploy replaces it)`}`
+      );
       return 'failed';
     }
     // Only while this run owns the host: if another deploy took it over meanwhile, it decides what serves.
-    const lockProblem = await this.ensureLock().then(() => undefined, (e: Error) => e.message);
+    const lockProblem = await this.ensureLock().then(
+      () => undefined,
+      (e: Error) => e.message
+    );
     if (lockProblem) {
       this.switchBackFailed = this.phase === 'traffic';
-      this.warnings.push(`nothing was undone: this run no longer holds the deploy lock (${lockProblem}); another deploy owns the host now`);
+      this.warnings.push(
+        `nothing was undone: this run no longer holds the deploy lock (${lockProblem}); another deploy owns the host now`
+      );
       return 'failed';
     }
     if (this.phase === 'started') {
@@ -552,7 +656,10 @@ export class HostDeployment {
     });
     if (back) {
       this.switchBackFailed = true;
-      this.warnings.push(back, 'switching back did not complete: check which colour the host serves before the next deploy');
+      this.warnings.push(
+        back,
+        'switching back did not complete: check which colour the host serves before the next deploy'
+      );
       return 'failed';
     }
     return movedBack && plan.live ? 'rolled-back' : 'failed';
@@ -572,10 +679,18 @@ export class HostDeployment {
         this.log.warn(`${name} takes traffic now: left running`);
         return;
       }
-      await this.exec(step, stopScript(this.docker, name, this.cfg.stopTimeoutSeconds), `stop ${name} again (kept as standby)`);
+      await this.exec(
+        step,
+        stopScript(this.docker, name, this.cfg.stopTimeoutSeconds),
+        `stop ${name} again (kept as standby)`
+      );
       return;
     }
-    const out = await this.exec(step, discardCandidateScript(this.docker, name, this.input.deployId), `remove the failed candidate ${name}${plan.replaceExisting ? ' and put back the standby it replaced' : ''}`);
+    const out = await this.exec(
+      step,
+      discardCandidateScript(this.docker, name, this.input.deployId),
+      `remove the failed candidate ${name}${plan.replaceExisting ? ' and put back the standby it replaced' : ''}`
+    );
     const d = parseDiscardOutput(out);
     if (d.foreign) this.log.info(`${name} was not made by this deploy (it belongs to deploy ${d.foreign}): left alone`);
     if (d.restored) this.log.info(`put back the standby ${name}`);
@@ -589,16 +704,17 @@ export class HostDeployment {
     const repo = this.target.repository;
     if (this.cfg.keepImages <= 0 || !repo || this.rollbackKept) return;
     const list = listImagesScript(this.docker, repo, [this.name('blue'), this.name('green')]);
-    this.prunable = this.remote.run(list.body, list.args).then(
-      (res) => {
+    this.prunable = this.remote
+      .run(list.body, list.args)
+      .then((res) => {
         if (res.code !== 0) throw new Error(res.stderr.trim() || `exit ${res.code}`);
         const { images, inUse } = parseImageList(res.stdout);
         return imagesToPrune(images, inUse, this.cfg.keepImages);
-      }
-    ).catch((e: Error) => {
-      this.log.warn(`could not list the images of ${repo} (keep-images is skipped this time): ${e.message}`);
-      return [];
-    });
+      })
+      .catch((e: Error) => {
+        this.log.warn(`could not list the images of ${repo} (keep-images is skipped this time): ${e.message}`);
+        return [];
+      });
   }
 
   /**
@@ -648,7 +764,9 @@ export class HostDeployment {
       stopName ? `drain ${stopName} (up to ${secs} s), docker stop it (kept for rollback)` : '',
       names.length ? `remove ${names.join(', ')} (older than the kept standby, or leftovers)` : '',
       refs.length ? `prune ${refs.length} image reference(s) (keep-images ${cfg.keepImages})` : ''
-    ].filter(Boolean).join('; ');
+    ]
+      .filter(Boolean)
+      .join('; ');
     const first: StepName = stopName ? (this.router.drainOld ? 'stop' : 'drain') : 'cleanup';
     const w = await this.timer.soft(first, async () => {
       if (!cfg.waitForDrain) {
@@ -660,10 +778,14 @@ export class HostDeployment {
         const out = await this.exec(first, s, `hand over to a job on the host: ${what}`, said);
         out.split('\n').forEach(said);
         if (out.includes('@@no-setsid')) {
-          this.log.warn('setsid is not installed on the host (package util-linux): drained, stopped and cleaned up within the run instead');
+          this.log.warn(
+            'setsid is not installed on the host (package util-linux): drained, stopped and cleaned up within the run instead'
+          );
           return;
         }
-        this.log.info(`${stopName ? `${stopName} finishes its in-flight requests; ` : ''}a job on the host does the rest (log ~/.bluegreen/${cfg.app}/drain.log); the next deploy of ${cfg.app} on this host waits for it.`);
+        this.log.info(
+          `${stopName ? `${stopName} finishes its in-flight requests; ` : ''}a job on the host does the rest (log ~/.bluegreen/${cfg.app}/drain.log); the next deploy of ${cfg.app} on this host waits for it.`
+        );
         return;
       }
       const out = await this.exec(first, s, what, (line) => {
@@ -671,9 +793,16 @@ export class HostDeployment {
         if (line === '@@cleanup') this.timer.begin('cleanup');
       });
       const left = /@@drain-timeout (\d+)/.exec(out);
-      if (drainPort !== undefined && left) this.log.warn(`${stopName} still had ${left[1]} connection(s) from nginx after drain-seconds (${secs} s); stopped it anyway`);
-      else if (out.includes('@@drain-timeout')) this.log.warn(`old nginx workers were still finishing requests after drain-seconds (${secs} s); stopped ${stopName} anyway`);
-      if (out.includes('@@unobservable') && !drained) this.log.warn('no nginx worker processes are visible on the host; waited the full drain-seconds');
+      if (drainPort !== undefined && left)
+        this.log.warn(
+          `${stopName} still had ${left[1]} connection(s) from nginx after drain-seconds (${secs} s); stopped it anyway`
+        );
+      else if (out.includes('@@drain-timeout'))
+        this.log.warn(
+          `old nginx workers were still finishing requests after drain-seconds (${secs} s); stopped ${stopName} anyway`
+        );
+      if (out.includes('@@unobservable') && !drained)
+        this.log.warn('no nginx worker processes are visible on the host; waited the full drain-seconds');
     });
     if (w) this.warnings.push(w);
   }
@@ -684,7 +813,11 @@ export class HostDeployment {
   }
 
   /** What record writes: state.json (on success) and the history line. */
-  private recordContent(result: HostResult['result'], durationMs: number, error?: StepError): { stateJson?: string; historyLine: string } {
+  private recordContent(
+    result: HostResult['result'],
+    durationMs: number,
+    error?: StepError
+  ): { stateJson?: string; historyLine: string } {
     const plan = this.plan;
     const ctx = this.input.ctx;
     const at = new Date().toISOString();
@@ -705,19 +838,50 @@ export class HostDeployment {
       steps: Object.fromEntries(this.timer.steps.map((s) => [s.name, s.durationMs])),
       error: error ? `${error.step}: ${error.message}`.slice(0, 500) : undefined
     };
-    const state = result === 'success' && plan ? JSON.stringify({ app: this.cfg.app, live: plan.candidate, standby: plan.live, image, digest: this.digest, deployId: this.input.deployId, deployedAt: at, actor: ctx.actor, runUrl: ctx.runUrl }) : undefined;
+    const state =
+      result === 'success' && plan
+        ? JSON.stringify({
+            app: this.cfg.app,
+            live: plan.candidate,
+            standby: plan.live,
+            image,
+            digest: this.digest,
+            deployId: this.input.deployId,
+            deployedAt: at,
+            actor: ctx.actor,
+            runUrl: ctx.runUrl
+          })
+        : undefined;
     return { stateJson: state, historyLine: JSON.stringify(history) };
   }
 }
 
 /** Adds what to do about the usual pull failures. */
 export function explainPullError(message: string, ref: string): string {
-  if (/command not found|docker: not found|No such file or directory.*docker/i.test(message)) return `docker is not installed on the host or not on the SSH user's PATH (see docker-command): ${message}`;
-  if (/Cannot connect to the Docker daemon|docker\.sock/i.test(message)) return `docker is not reachable on the host (is dockerd running, and may the SSH user use it? add it to the docker group or set docker-command: sudo -n docker): ${message}`;
-  if (/manifest unknown|manifest for .* not found|not found: manifest|repository .* not found|pull access denied|no such image|does not exist/i.test(message)) return `image ${ref} was not found in the registry (was it pushed, and is the tag right?): ${message}`;
-  if (/connection refused|no such host|i\/o timeout|dial tcp|server gave HTTP response to HTTPS|TLS handshake timeout/i.test(message)) return `the registry for ${ref} is not reachable from the host (is it up, and does the host's network allow it?): ${message}`;
-  if (/unauthorized|authentication required|denied|no basic auth credentials|401|incorrect username or password/i.test(message)) return `the registry refused access to ${ref} (check registry-auth and the credentials or instance role): ${message}`;
-  if (/no space left on device/i.test(message)) return `the host ran out of disk space while pulling ${ref}: ${message}`;
+  if (/command not found|docker: not found|No such file or directory.*docker/i.test(message))
+    return `docker is not installed on the host or not on the SSH user's PATH (see docker-command): ${message}`;
+  if (/Cannot connect to the Docker daemon|docker\.sock/i.test(message))
+    return `docker is not reachable on the host (is dockerd running, and may the SSH user use it? add it to the docker group or set docker-command: sudo -n docker): ${message}`;
+  if (
+    /manifest unknown|manifest for .* not found|not found: manifest|repository .* not found|pull access denied|no such image|does not exist/i.test(
+      message
+    )
+  )
+    return `image ${ref} was not found in the registry (was it pushed, and is the tag right?): ${message}`;
+  if (
+    /connection refused|no such host|i\/o timeout|dial tcp|server gave HTTP response to HTTPS|TLS handshake timeout/i.test(
+      message
+    )
+  )
+    return `the registry for ${ref} is not reachable from the host (is it up, and does the host's network allow it?): ${message}`;
+  if (
+    /unauthorized|authentication required|denied|no basic auth credentials|401|incorrect username or password/i.test(
+      message
+    )
+  )
+    return `the registry refused access to ${ref} (check registry-auth and the credentials or instance role): ${message}`;
+  if (/no space left on device/i.test(message))
+    return `the host ran out of disk space while pulling ${ref}: ${message}`;
   return message;
 }
 
@@ -732,4 +896,3 @@ function describeContainer(c: ContainerInfo | undefined): string | undefined {
   if (!c) return undefined;
   return `${c.name}: ${c.labels['bluegreen.image'] ?? 'unknown image'}, ${c.state}`;
 }
-

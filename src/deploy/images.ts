@@ -12,7 +12,12 @@ export function parseImageList(out: string): { images: ImageEntry[]; inUse: Set<
     .map((l) => l.trim().split(' '))
     .filter((p) => p.length === 2 && p[0].startsWith('sha256:'))
     .map(([id, ref]) => ({ id, ref }));
-  const inUse = new Set(inUsePart.split('\n').map((l) => l.trim()).filter(Boolean));
+  const inUse = new Set(
+    inUsePart
+      .split('\n')
+      .map((l) => l.trim())
+      .filter(Boolean)
+  );
   return { images, inUse };
 }
 

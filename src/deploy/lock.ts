@@ -5,7 +5,13 @@
  * connection was closed) or when the heartbeats stop (the runner vanished without its connection ever closing).
  */
 import crypto from 'node:crypto';
-import { LEASE_HEARTBEAT_MS, LEASE_TTL_SECONDS, lockScript, releaseLeaseScript, renewLeaseScript } from '../remote/scripts.js';
+import {
+  LEASE_HEARTBEAT_MS,
+  LEASE_TTL_SECONDS,
+  lockScript,
+  releaseLeaseScript,
+  renewLeaseScript
+} from '../remote/scripts.js';
 import type { RemoteChannel, RemoteHost } from '../transport/remote-host.js';
 import { cancelReason } from './steps.js';
 import { StepError } from './types.js';
@@ -56,11 +62,14 @@ export interface HeldLock {
 const SAFETY_MS = 5000;
 
 export async function acquireLock(remote: RemoteHost, opts: AcquireOptions): Promise<HeldLock> {
-  if (!opts.deployId || /\s/.test(opts.deployId)) throw new Error(`deploy id ${JSON.stringify(opts.deployId)} must be a non-empty word`);
+  if (!opts.deployId || /\s/.test(opts.deployId))
+    throw new Error(`deploy id ${JSON.stringify(opts.deployId)} must be a non-empty word`);
   const ttlMs = (opts.ttlSeconds ?? LEASE_TTL_SECONDS) * 1000;
   const token = `${opts.deployId}.${crypto.randomBytes(6).toString('hex')}`;
   if (!remote.open) return acquireByCommands(remote, opts, token, ttlMs);
-  const s = lockScript(opts.app, token, JSON.stringify(opts.owner), opts.timeoutSeconds, { ttlSeconds: opts.ttlSeconds });
+  const s = lockScript(opts.app, token, JSON.stringify(opts.owner), opts.timeoutSeconds, {
+    ttlSeconds: opts.ttlSeconds
+  });
   const ch = await remote.open(s.body, s.args);
   const lock = new Lease(remote, ch, token, opts, ttlMs);
   await lock.acquired();
@@ -72,17 +81,27 @@ function waitingLine(line: string, opts: AcquireOptions): string | undefined {
   if (line.startsWith('@@')) opts.log.debug(line);
   if (line.startsWith('@@lock-wait')) {
     const holder = describeOwner(line.slice('@@lock-wait'.length).trim());
-    opts.log.info(`another deploy holds the lock (${holder || 'holder unknown'}); waiting up to ${opts.timeoutSeconds} s`);
+    opts.log.info(
+      `another deploy holds the lock (${holder || 'holder unknown'}); waiting up to ${opts.timeoutSeconds} s`
+    );
     return holder;
   }
-  if (line === '@@drain-wait') opts.log.info(`the previous deploy's old colour is still finishing its requests (drain job on the host); waiting up to ${opts.timeoutSeconds} s`);
+  if (line === '@@drain-wait')
+    opts.log.info(
+      `the previous deploy's old colour is still finishing its requests (drain job on the host); waiting up to ${opts.timeoutSeconds} s`
+    );
   if (line.startsWith('@@lock-timeout')) return describeOwner(line.slice('@@lock-timeout'.length).trim()) || undefined;
   return undefined;
 }
 
 function lockFailed(opts: AcquireOptions, code: number | null, holder: string, err: string): StepError {
-  if (code === 75) return new StepError('lock', `another deploy of ${opts.app} still holds the lock on this host after ${opts.timeoutSeconds} s (${holder || 'holder unknown'}); raise lock-timeout-seconds or use a workflow concurrency group`);
-  if (code !== null) return new StepError('lock', `could not take the deploy lock (exit ${code}): ${err.trim() || 'no output'}`);
+  if (code === 75)
+    return new StepError(
+      'lock',
+      `another deploy of ${opts.app} still holds the lock on this host after ${opts.timeoutSeconds} s (${holder || 'holder unknown'}); raise lock-timeout-seconds or use a workflow concurrency group`
+    );
+  if (code !== null)
+    return new StepError('lock', `could not take the deploy lock (exit ${code}): ${err.trim() || 'no output'}`);
   return new StepError('lock', `the lock command ended unexpectedly: ${err.trim() || 'no output'}`);
 }
 
@@ -90,11 +109,20 @@ function lockFailed(opts: AcquireOptions, code: number | null, holder: string, e
  * A transport that keeps no channel open (e.g. AWS Systems Manager Run Command): one command waits for and takes
  * the lease on the host, a command every heartbeat renews it, and it expires by itself if the run goes silent.
  */
-async function acquireByCommands(remote: RemoteHost, opts: AcquireOptions, token: string, ttlMs: number): Promise<HeldLock> {
-  const s = lockScript(opts.app, token, JSON.stringify(opts.owner), opts.timeoutSeconds, { keeper: false, ttlSeconds: opts.ttlSeconds });
+async function acquireByCommands(
+  remote: RemoteHost,
+  opts: AcquireOptions,
+  token: string,
+  ttlMs: number
+): Promise<HeldLock> {
+  const s = lockScript(opts.app, token, JSON.stringify(opts.owner), opts.timeoutSeconds, {
+    keeper: false,
+    ttlSeconds: opts.ttlSeconds
+  });
   let holder = '';
   const res = await remote.run(s.body, s.args, { onLine: (line) => (holder = waitingLine(line, opts) ?? holder) });
-  if (res.code !== 0 || !res.stdout.split('\n').includes(`@@locked ${token}`)) throw lockFailed(opts, res.code ?? null, holder, res.stderr);
+  if (res.code !== 0 || !res.stdout.split('\n').includes(`@@locked ${token}`))
+    throw lockFailed(opts, res.code ?? null, holder, res.stderr);
   return new CommandLease(remote, token, opts, ttlMs);
 }
 
@@ -136,17 +164,19 @@ class CommandLease extends LeaseState implements HeldLock {
     this.timer.unref();
   }
 
-
   private async renew(): Promise<void> {
     if (this.released || this.abort.signal.aborted) return;
     const sent = Date.now();
     const s = renewLeaseScript(this.opts.app, this.token, this.ttlMs / 1000);
-    const res = await this.remote.run(s.body, s.args).catch((e: Error) => ({ code: null, stdout: '', stderr: e.message }));
-    if (res.code === 0 && res.stdout.includes('@@renewed')) this.validUntil = Math.max(this.validUntil, sent + this.ttlMs);
+    const res = await this.remote
+      .run(s.body, s.args)
+      .catch((e: Error) => ({ code: null, stdout: '', stderr: e.message }));
+    if (res.code === 0 && res.stdout.includes('@@renewed'))
+      this.validUntil = Math.max(this.validUntil, sent + this.ttlMs);
     else if (res.code === 76) this.markLost(`the deploy lock was taken over on the host after our lease expired`);
-    if (Date.now() > this.validUntil - Math.min(SAFETY_MS, this.ttlMs / 4)) this.markLost('no lease renewal succeeded in time: the lease may have expired on the host');
+    if (Date.now() > this.validUntil - Math.min(SAFETY_MS, this.ttlMs / 4))
+      this.markLost('no lease renewal succeeded in time: the lease may have expired on the host');
   }
-
 
   releasedOnHost(): void {
     this.released = true;
@@ -159,7 +189,13 @@ class CommandLease extends LeaseState implements HeldLock {
     clearInterval(this.timer);
     if (!this.remote.isConnected()) return;
     const s = releaseLeaseScript(this.opts.app, this.token);
-    await this.remote.run(s.body, s.args).catch((e: Error) => this.opts.log.warn(`could not release the deploy lease (${e.message}); it expires by itself within ${this.ttlMs / 1000} s`));
+    await this.remote
+      .run(s.body, s.args)
+      .catch((e: Error) =>
+        this.opts.log.warn(
+          `could not release the deploy lease (${e.message}); it expires by itself within ${this.ttlMs / 1000} s`
+        )
+      );
   }
 }
 
@@ -200,7 +236,6 @@ class Lease extends LeaseState implements HeldLock {
     });
     ch.on('error', () => undefined);
   }
-
 
   /** Resolves at `@@locked`; fails with a StepError('lock') naming the holder on timeout, cancel or error. */
   acquired(): Promise<void> {
@@ -249,7 +284,10 @@ class Lease extends LeaseState implements HeldLock {
 
   private beat(): void {
     if (this.closed || this.released) return;
-    if (Date.now() > this.validUntil - Math.min(SAFETY_MS, this.ttlMs / 4)) this.markLost(`no lease renewal was confirmed by the host for ${Math.round((Date.now() - this.validUntil + this.ttlMs) / 1000)} s: the lease may have expired there`);
+    if (Date.now() > this.validUntil - Math.min(SAFETY_MS, this.ttlMs / 4))
+      this.markLost(
+        `no lease renewal was confirmed by the host for ${Math.round((Date.now() - this.validUntil + this.ttlMs) / 1000)} s: the lease may have expired there`
+      );
     this.pending.push(Date.now());
     // never a newline: the keeper reads one byte per heartbeat with a command substitution, which drops newlines
     this.ch.write('.');
@@ -261,7 +299,9 @@ class Lease extends LeaseState implements HeldLock {
       const sent = this.pending.shift();
       if (sent !== undefined) this.validUntil = Math.max(this.validUntil, sent + this.ttlMs);
     } else if (line.startsWith('@@lease-lost')) {
-      this.markLost(`the deploy lock was taken over on the host (${describeOwner(line.slice('@@lease-lost'.length).trim()) || 'holder unknown'}) after our lease expired`);
+      this.markLost(
+        `the deploy lock was taken over on the host (${describeOwner(line.slice('@@lease-lost'.length).trim()) || 'holder unknown'}) after our lease expired`
+      );
     } else if (line.startsWith('@@lease-expired')) {
       this.markLost('the host heard no heartbeat for the lease TTL and released our lease');
     }
@@ -269,9 +309,12 @@ class Lease extends LeaseState implements HeldLock {
 
   private keeperEnded(code: number | null): void {
     if (this.released) return;
-    this.markLost(code === null ? 'the channel holding the deploy lock closed (SSH connection lost?)' : `the lease keeper on the host ended (exit ${code})`);
+    this.markLost(
+      code === null
+        ? 'the channel holding the deploy lock closed (SSH connection lost?)'
+        : `the lease keeper on the host ended (exit ${code})`
+    );
   }
-
 
   private goneOnHost = false;
 
@@ -308,9 +351,15 @@ class Lease extends LeaseState implements HeldLock {
     const s = releaseLeaseScript(this.opts.app, this.token);
     await this.remote.run(s.body, s.args).then(
       (r) => {
-        if (r.code !== 0) this.opts.log.warn(`could not release the deploy lease (exit ${r.code}): ${r.stderr.trim()}; it expires by itself within ${this.ttlMs / 1000} s`);
+        if (r.code !== 0)
+          this.opts.log.warn(
+            `could not release the deploy lease (exit ${r.code}): ${r.stderr.trim()}; it expires by itself within ${this.ttlMs / 1000} s`
+          );
       },
-      (e: Error) => this.opts.log.warn(`could not release the deploy lease (${e.message}); it expires by itself within ${this.ttlMs / 1000} s`)
+      (e: Error) =>
+        this.opts.log.warn(
+          `could not release the deploy lease (${e.message}); it expires by itself within ${this.ttlMs / 1000} s`
+        )
     );
   }
 }

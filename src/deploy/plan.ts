@@ -36,8 +36,22 @@ export function parseInspect(text: string): ContainerInfo[] {
     .split('\n')
     .filter((l) => l.trim().startsWith('{'))
     .map((l) => {
-      const c = JSON.parse(l) as { id: string; name: string; state: string; running: boolean; restarts: number; labels: Record<string, string> | null };
-      return { id: c.id, name: c.name.replace(/^\//, ''), state: c.state, running: c.running, restartCount: c.restarts, labels: c.labels ?? {} };
+      const c = JSON.parse(l) as {
+        id: string;
+        name: string;
+        state: string;
+        running: boolean;
+        restarts: number;
+        labels: Record<string, string> | null;
+      };
+      return {
+        id: c.id,
+        name: c.name.replace(/^\//, ''),
+        state: c.state,
+        running: c.running,
+        restartCount: c.restarts,
+        labels: c.labels ?? {}
+      };
     });
 }
 
@@ -45,21 +59,33 @@ export function parseInspect(text: string): ContainerInfo[] {
  * The live colour, the one rule for deploy and status: the colour traffic is routed to if it runs; else the only
  * running colour; with both running and no routing to tell, the recorded one (blue without a record).
  */
-export function liveColor(running: Color[], routedColor: Color | undefined, recordedLive: Color | undefined): Color | undefined {
+export function liveColor(
+  running: Color[],
+  routedColor: Color | undefined,
+  recordedLive: Color | undefined
+): Color | undefined {
   if (routedColor && running.includes(routedColor)) return routedColor;
   if (running.length === 1) return running[0];
   if (running.length === 2) return recordedLive ?? 'blue';
   return undefined;
 }
 
-export function planDeploy(cfg: Pick<DeployConfig, 'app' | 'traffic' | 'ports'> & Partial<Pick<DeployConfig, 'haproxyBackend'>>, containers: ContainerInfo[], upstreamContent: string | undefined, recordedLive: Color | undefined): Plan {
+export function planDeploy(
+  cfg: Pick<DeployConfig, 'app' | 'traffic' | 'ports'> & Partial<Pick<DeployConfig, 'haproxyBackend'>>,
+  containers: ContainerInfo[],
+  upstreamContent: string | undefined,
+  recordedLive: Color | undefined
+): Plan {
   const notes: string[] = [];
   const byColor: Partial<Record<Color, ContainerInfo>> = {};
   for (const color of ['blue', 'green'] as const) {
     const c = containers.find((x) => x.name === containerName(cfg.app, color));
     if (!c) continue;
     if (c.labels['bluegreen.app'] !== cfg.app) {
-      throw new StepError('detect', `a container named ${c.name} exists on the host but was not created by this action (no bluegreen.app=${cfg.app} label); remove or rename it, or choose another app-name`);
+      throw new StepError(
+        'detect',
+        `a container named ${c.name} exists on the host but was not created by this action (no bluegreen.app=${cfg.app} label); remove or rename it, or choose another app-name`
+      );
     }
     byColor[color] = c;
   }
@@ -68,7 +94,10 @@ export function planDeploy(cfg: Pick<DeployConfig, 'app' | 'traffic' | 'ports'> 
   if (cfg.traffic === 'nginx') {
     const port = upstreamPort(upstreamContent);
     upstreamColor = port === cfg.ports.blue ? 'blue' : port === cfg.ports.green ? 'green' : undefined;
-    if (upstreamContent && port !== undefined && !upstreamColor) notes.push(`the upstream file points at port ${port}, which is neither blue-port (${cfg.ports.blue}) nor green-port (${cfg.ports.green})`);
+    if (upstreamContent && port !== undefined && !upstreamColor)
+      notes.push(
+        `the upstream file points at port ${port}, which is neither blue-port (${cfg.ports.blue}) nor green-port (${cfg.ports.green})`
+      );
   }
   // haproxy: upstreamContent is HAProxy's `show servers state <backend>`; the routed colour is the ready server.
   if (cfg.traffic === 'haproxy') upstreamColor = routedColorOf(cfg.haproxyBackend ?? cfg.app, upstreamContent);
@@ -78,16 +107,39 @@ export function planDeploy(cfg: Pick<DeployConfig, 'app' | 'traffic' | 'ports'> 
   if (alb) upstreamColor = alb.routed;
 
   let live = liveColor(running, upstreamColor, recordedLive);
-  if (live && live !== upstreamColor && running.length === 1 && cfg.traffic === 'nginx') notes.push(`the upstream ${upstreamColor ? `points at ${upstreamColor}, which is not running` : 'names no colour'}; taking the running ${live} container as live`);
-  if (running.length === 2 && live !== upstreamColor) notes.push(`both colours are running; taking ${live} as live (${recordedLive ? 'recorded state' : 'default'})`);
+  if (live && live !== upstreamColor && running.length === 1 && cfg.traffic === 'nginx')
+    notes.push(
+      `the upstream ${upstreamColor ? `points at ${upstreamColor}, which is not running` : 'names no colour'}; taking the running ${live} container as live`
+    );
+  if (running.length === 2 && live !== upstreamColor)
+    notes.push(`both colours are running; taking ${live} as live (${recordedLive ? 'recorded state' : 'default'})`);
 
   let candidate: Color = live ? other(live) : (upstreamColor ?? recordedLive ?? 'blue');
   if (alb?.fleet && upstreamColor) {
     // The listener decides for every host at once: the candidate goes to the idle colour's group, whatever runs here.
-    if (live !== upstreamColor && running.length) notes.push(`the listener sends traffic to ${upstreamColor}, but this host runs ${running.join(' and ')}${byColor[upstreamColor] ? '' : ` and no ${upstreamColor} container`}; deploying to ${other(upstreamColor)}, the idle colour`);
+    if (live !== upstreamColor && running.length)
+      notes.push(
+        `the listener sends traffic to ${upstreamColor}, but this host runs ${running.join(' and ')}${byColor[upstreamColor] ? '' : ` and no ${upstreamColor} container`}; deploying to ${other(upstreamColor)}, the idle colour`
+      );
     live = running.includes(upstreamColor) ? upstreamColor : undefined;
     candidate = other(upstreamColor);
   }
-  const leftovers = containers.filter((c) => c.labels['bluegreen.app'] === cfg.app && c.name !== containerName(cfg.app, 'blue') && c.name !== containerName(cfg.app, 'green')).map((c) => c.name);
-  return { live, candidate, replaceExisting: Boolean(byColor[candidate]), upstreamContent, upstreamColor, byColor, leftovers, notes };
+  const leftovers = containers
+    .filter(
+      (c) =>
+        c.labels['bluegreen.app'] === cfg.app &&
+        c.name !== containerName(cfg.app, 'blue') &&
+        c.name !== containerName(cfg.app, 'green')
+    )
+    .map((c) => c.name);
+  return {
+    live,
+    candidate,
+    replaceExisting: Boolean(byColor[candidate]),
+    upstreamContent,
+    upstreamColor,
+    byColor,
+    leftovers,
+    notes
+  };
 }

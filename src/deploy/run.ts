@@ -44,7 +44,10 @@ export interface RunResult {
 }
 
 export function newDeployId(now = new Date()): string {
-  const stamp = now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+  const stamp = now
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d+Z$/, 'Z');
   return `${stamp}-${Math.random().toString(16).slice(2, 8)}`;
 }
 
@@ -55,20 +58,44 @@ export function overallResult(hosts: HostResult[]): Result {
   return 'failed';
 }
 
-export async function runDeploy(cfg: DeployConfig, ctx: RunContext, log: RunLog, secrets: Secrets, deps: RunDeps, deployId = newDeployId()): Promise<RunResult> {
+export async function runDeploy(
+  cfg: DeployConfig,
+  ctx: RunContext,
+  log: RunLog,
+  secrets: Secrets,
+  deps: RunDeps,
+  deployId = newDeployId()
+): Promise<RunResult> {
   const started = Date.now();
   const runSteps: StepRecord[] = [];
-  const base = { deployId, command: cfg.command, app: cfg.app, image: cfg.command === 'deploy' ? imageReference(cfg.image) : '', startedAt: new Date(started).toISOString() };
+  const base = {
+    deployId,
+    command: cfg.command,
+    app: cfg.app,
+    image: cfg.command === 'deploy' ? imageReference(cfg.image) : '',
+    startedAt: new Date(started).toISOString()
+  };
   // traffic alb: one load balancer client and (alb-listener) one fleet switch for every host of the run.
   const alb = cfg.traffic === 'alb' ? new AlbTraffic(cfg, deps.elb, (m) => log.log('info', m)) : undefined;
   const finish = (hosts: HostResult[], error?: RunResult['error']): RunResult => {
     const albReport = alb?.report();
-    return { ...base, result: error && !hosts.length ? 'failed' : overallResult(hosts), endedAt: new Date().toISOString(), durationMs: Date.now() - started, steps: runSteps, hosts, error, ...(albReport ? { alb: albReport } : {}) };
+    return {
+      ...base,
+      result: error && !hosts.length ? 'failed' : overallResult(hosts),
+      endedAt: new Date().toISOString(),
+      durationMs: Date.now() - started,
+      steps: runSteps,
+      hosts,
+      error,
+      ...(albReport ? { alb: albReport } : {})
+    };
   };
 
   let login: LoginMode = { kind: 'none' };
   // Only a deploy (or a rollback-to of a version that is not kept) pulls; a plain rollback needs no registry.
-  const mayPull = cfg.command === 'deploy' || (cfg.command === 'rollback' && Boolean(cfg.rollbackTo) && Boolean(cfg.image.repository));
+  const mayPull =
+    cfg.command === 'deploy' ||
+    (cfg.command === 'rollback' && Boolean(cfg.rollbackTo) && Boolean(cfg.image.repository));
   if (!mayPull) {
     // no login
   } else if (cfg.registryAuth === 'ecr') {
@@ -102,10 +129,17 @@ export async function runDeploy(cfg: DeployConfig, ctx: RunContext, log: RunLog,
       timer: new StepTimer(log0, signal),
       startedAt: Date.now(),
       remotes: [],
-      connect: () => deps.connect(target, cfg.ssh, { signal: s.timer.signal, onRetry: (n, e, waitMs) => log0.warn(`connect attempt ${n} failed (${e.message}); retrying in ${waitMs / 1000} s`) }).then((r) => {
-        s.remotes.push(r);
-        return r;
-      })
+      connect: () =>
+        deps
+          .connect(target, cfg.ssh, {
+            signal: s.timer.signal,
+            onRetry: (n, e, waitMs) =>
+              log0.warn(`connect attempt ${n} failed (${e.message}); retrying in ${waitMs / 1000} s`)
+          })
+          .then((r) => {
+            s.remotes.push(r);
+            return r;
+          })
     };
     sessions.set(target.label, s);
     return s;
@@ -124,7 +158,8 @@ export async function runDeploy(cfg: DeployConfig, ctx: RunContext, log: RunLog,
   });
 
   let upFront: HostResult[] | undefined;
-  if (allOrNothing) upFront = await lockFleet([...cfg.hosts], openSession, failedAt, cfg, deployId, ctx, log, deps.signal);
+  if (allOrNothing)
+    upFront = await lockFleet([...cfg.hosts], openSession, failedAt, cfg, deployId, ctx, log, deps.signal);
 
   const deployOne: DeployOne = async (target, batch, signal, fleet) => {
     const pre = sessions.get(target.label);
@@ -154,7 +189,20 @@ export async function runDeploy(cfg: DeployConfig, ctx: RunContext, log: RunLog,
       let smokeTest: SmokeTestReport | undefined;
       const beforeTraffic = smokeTestHook(cfg, target, deployId, (r) => (smokeTest = r));
       const router = alb?.routerFor(target);
-      const result = await new HostDeployment({ cfg, ctx, deployId, remote, log: s.log, timer: s.timer, login, lock: s.lock, reconnect: s.connect, fleet, beforeTraffic, router }).run();
+      const result = await new HostDeployment({
+        cfg,
+        ctx,
+        deployId,
+        remote,
+        log: s.log,
+        timer: s.timer,
+        login,
+        lock: s.lock,
+        reconnect: s.connect,
+        fleet,
+        beforeTraffic,
+        router
+      }).run();
       hostDone(result.result === 'success', result.error?.step);
       const loadBalancer = router?.report?.();
       return { ...result, ...meta, ...(smokeTest ? { smokeTest } : {}), ...(loadBalancer ? { loadBalancer } : {}) };
@@ -165,7 +213,8 @@ export async function runDeploy(cfg: DeployConfig, ctx: RunContext, log: RunLog,
   };
   let hosts: HostResult[];
   try {
-    hosts = upFront ?? (await runRollout(cfg.hosts, cfg.rollout, deployOne, (msg) => log.log('info', msg), deps.signal));
+    hosts =
+      upFront ?? (await runRollout(cfg.hosts, cfg.rollout, deployOne, (msg) => log.log('info', msg), deps.signal));
   } finally {
     await alb?.close();
     // Hosts locked up front whose batch never started (the rollout stopped), or anything an error left open: let go.
@@ -179,8 +228,15 @@ export async function runDeploy(cfg: DeployConfig, ctx: RunContext, log: RunLog,
   if (deps.signal?.aborted) {
     // A cancel is nobody's failure: say so instead of naming the first host that stopped.
     const first = hosts.find((h) => h.error && !h.abortedBy);
-    const message = first?.error && /cancelled/.test(first.error.message) ? first.error.message : 'the workflow run was cancelled (SIGINT/SIGTERM)';
-    return finish(hosts, { step: first?.error?.step ?? 'connect', host: hosts.length === 1 ? first?.host : undefined, message });
+    const message =
+      first?.error && /cancelled/.test(first.error.message)
+        ? first.error.message
+        : 'the workflow run was cancelled (SIGINT/SIGTERM)';
+    return finish(hosts, {
+      step: first?.error?.step ?? 'connect',
+      host: hosts.length === 1 ? first?.host : undefined,
+      message
+    });
   }
   // The run's error is the host that failed on its own, not one stopped because of it.
   const failed = hosts.find((h) => h.error && !h.abortedBy) ?? hosts.find((h) => h.error);
@@ -231,12 +287,25 @@ async function lockFleet(
   );
   if (!failures.size) {
     const take = (s: HostSession, timeoutSeconds: number, lockLog: LockLog) =>
-      acquireLock(s.remotes[0], { app: cfg.app, deployId, owner: lockOwner(deployId, ctx), timeoutSeconds, log: lockLog, signal });
+      acquireLock(s.remotes[0], {
+        app: cfg.app,
+        deployId,
+        owner: lockOwner(deployId, ctx),
+        timeoutSeconds,
+        log: lockLog,
+        signal
+      });
     for (const s of all) s.timer.begin('lock');
     // First every host at once, none waiting (timeout 0): a free fleet is locked in one round trip. Waiting while
     // holding some is what deadlocks, so if any host is busy every lock taken is let go first, then the hosts are
     // locked in order, each waiting its turn.
-    const quick = await Promise.all(all.map((s) => take(s, 0, { info: (m) => s.log.debug(m), warn: (m) => s.log.warn(m), debug: (m) => s.log.debug(m) }).catch(() => undefined)));
+    const quick = await Promise.all(
+      all.map((s) =>
+        take(s, 0, { info: (m) => s.log.debug(m), warn: (m) => s.log.warn(m), debug: (m) => s.log.debug(m) }).catch(
+          () => undefined
+        )
+      )
+    );
     if (quick.every((l) => l !== undefined)) {
       all.forEach((s, i) => {
         s.lock = quick[i];
@@ -244,7 +313,10 @@ async function lockFleet(
       });
     } else {
       const busy = all.filter((_, i) => !quick[i]).map((s) => s.target.label);
-      log.log('info', `the deploy lock is busy on ${busy.join(', ')}: letting go of the others, then locking the hosts one after another in a fixed order`);
+      log.log(
+        'info',
+        `the deploy lock is busy on ${busy.join(', ')}: letting go of the others, then locking the hosts one after another in a fixed order`
+      );
       await Promise.all(quick.map((l) => l?.release().catch(() => undefined)));
       const ordered = [...all].sort((a, b) => lockOrder(a.target).localeCompare(lockOrder(b.target)));
       for (const s of ordered) {
@@ -273,7 +345,18 @@ async function lockFleet(
       for (const r of s.remotes) r.close();
       const own = failures.get(s.target.label);
       if (own) return own;
-      return { host: s.target.label, result: 'skipped', image: '', durationMs: Date.now() - s.startedAt, switched: false, steps: s.timer.steps, warnings: [], batch: 0, abortedBy: first.host, error: { step: first.error!.step, message: `not started: ${first.host} failed at ${first.error!.step}` } } satisfies HostResult;
+      return {
+        host: s.target.label,
+        result: 'skipped',
+        image: '',
+        durationMs: Date.now() - s.startedAt,
+        switched: false,
+        steps: s.timer.steps,
+        warnings: [],
+        batch: 0,
+        abortedBy: first.host,
+        error: { step: first.error!.step, message: `not started: ${first.host} failed at ${first.error!.step}` }
+      } satisfies HostResult;
     })
   );
 }
@@ -283,7 +366,19 @@ function lockOrder(t: HostTarget): string {
   return `${t.host}:${String(t.port).padStart(5, '0')}`;
 }
 
-function stepRecord(name: StepRecord['name'], start: number, status: StepRecord['status'], detail?: string): StepRecord {
+function stepRecord(
+  name: StepRecord['name'],
+  start: number,
+  status: StepRecord['status'],
+  detail?: string
+): StepRecord {
   const end = Date.now();
-  return { name, startedAt: new Date(start).toISOString(), endedAt: new Date(end).toISOString(), durationMs: end - start, status, detail };
+  return {
+    name,
+    startedAt: new Date(start).toISOString(),
+    endedAt: new Date(end).toISOString(),
+    durationMs: end - start,
+    status,
+    detail
+  };
 }

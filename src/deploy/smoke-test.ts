@@ -44,8 +44,13 @@ export interface SmokeTestOutcome {
 }
 
 /** A runner-local TCP port whose connections are each piped through remote.forward(port) to the candidate. */
-export async function openTunnel(remote: RemoteHost, port: number, log: HostLog): Promise<{ url: string; port: number; close(): Promise<void> }> {
-  if (!remote.forward) throw new StepError('smoke-test', 'smoke-test needs a transport that forwards ports to the candidate (SSH does)');
+export async function openTunnel(
+  remote: RemoteHost,
+  port: number,
+  log: HostLog
+): Promise<{ url: string; port: number; close(): Promise<void> }> {
+  if (!remote.forward)
+    throw new StepError('smoke-test', 'smoke-test needs a transport that forwards ports to the candidate (SSH does)');
   const sockets = new Set<net.Socket>();
   const streams = new Set<{ destroy(): void }>();
   let errors = 0;
@@ -78,7 +83,8 @@ export async function openTunnel(remote: RemoteHost, port: number, log: HostLog)
       },
       (e: Error) => {
         // Said once: a test hammering a dead port would fill the log.
-        if (errors++ === 0) log.warn(`smoke-test tunnel: could not open a stream to 127.0.0.1:${port} on the host: ${e.message}`);
+        if (errors++ === 0)
+          log.warn(`smoke-test tunnel: could not open a stream to 127.0.0.1:${port} on the host: ${e.message}`);
         sock.destroy();
       }
     );
@@ -105,7 +111,8 @@ export async function openTunnel(remote: RemoteHost, port: number, log: HostLog)
  * them), the runtime tokens the runner gives actions but not `run:` steps, and this step's file commands (the
  * command must not set the action's outputs, environment or job summary by writing to them).
  */
-const WITHHELD = /^(INPUT_|STATE_|ACTIONS_RUNTIME_|ACTIONS_RESULTS_URL$|ACTIONS_CACHE_URL$|GITHUB_(OUTPUT|STATE|ENV|PATH|STEP_SUMMARY)$)/;
+const WITHHELD =
+  /^(INPUT_|STATE_|ACTIONS_RUNTIME_|ACTIONS_RESULTS_URL$|ACTIONS_CACHE_URL$|GITHUB_(OUTPUT|STATE|ENV|PATH|STEP_SUMMARY)$)/;
 
 /** The environment of the command: the job's, less WITHHELD, plus BLUEGREEN_*. */
 export function smokeTestEnv(base: NodeJS.ProcessEnv, vars: Record<string, string>): Record<string, string> {
@@ -121,7 +128,13 @@ export function smokeTestEnv(base: NodeJS.ProcessEnv, vars: Record<string, strin
  * Runs the command with `bash --noprofile --norc -eo pipefail -c` (what a workflow's `run:` uses), in its own
  * process group (setsid) so a timeout or cancel stops everything it started. Never throws: the outcome says.
  */
-export async function runSmokeCommand(test: SmokeTest, vars: Record<string, string>, log: HostLog, signal?: AbortSignal, baseEnv: NodeJS.ProcessEnv = process.env): Promise<SmokeTestOutcome> {
+export async function runSmokeCommand(
+  test: SmokeTest,
+  vars: Record<string, string>,
+  log: HostLog,
+  signal?: AbortSignal,
+  baseEnv: NodeJS.ProcessEnv = process.env
+): Promise<SmokeTestOutcome> {
   const started = Date.now();
   const tail: string[] = [];
   const keep = (line: string) => {
@@ -137,7 +150,10 @@ export async function runSmokeCommand(test: SmokeTest, vars: Record<string, stri
     signalGroup(pid, 'SIGTERM');
     setTimeout(() => signalGroup(pid!, 'SIGKILL'), KILL_GRACE_MS).unref();
   };
-  const timer = setTimeout(() => kill(`timed out after ${test.timeoutMs / 1000} s (smoke-test-timeout-seconds)`), test.timeoutMs);
+  const timer = setTimeout(
+    () => kill(`timed out after ${test.timeoutMs / 1000} s (smoke-test-timeout-seconds)`),
+    test.timeoutMs
+  );
   const onAbort = () => kill(`stopped: ${cancelReason(signal!)}`);
   if (signal?.aborted) onAbort();
   else signal?.addEventListener('abort', onAbort, { once: true });
@@ -145,7 +161,16 @@ export async function runSmokeCommand(test: SmokeTest, vars: Record<string, stri
   const setsid = whichOrEmpty('setsid');
   // The wrapper prints its pid, then becomes the user's command (exec keeps the pid, so it leads the group).
   const wrapper = `printf '${PID_MARKER}%s\\n' "$$"; exec bash --noprofile --norc -eo pipefail -c "$1"`;
-  const argv = [...(setsid ? [setsid] : []), 'bash', '--noprofile', '--norc', '-c', wrapper, 'bluegreen-smoke-test', test.command];
+  const argv = [
+    ...(setsid ? [setsid] : []),
+    'bash',
+    '--noprofile',
+    '--norc',
+    '-c',
+    wrapper,
+    'bluegreen-smoke-test',
+    test.command
+  ];
   let exitCode: number | undefined;
   let spawnError: string | undefined;
   try {
@@ -222,9 +247,15 @@ function whichOrEmpty(tool: string): string {
 }
 
 /** The hook HostDeployment calls before the switch: tunnel, command, and a StepError that fails the host. */
-export async function smokeTestCandidate(test: SmokeTest, c: SmokeTestContext, record: (o: SmokeTestReport) => void): Promise<void> {
+export async function smokeTestCandidate(
+  test: SmokeTest,
+  c: SmokeTestContext,
+  record: (o: SmokeTestReport) => void
+): Promise<void> {
   const tunnel = await openTunnel(c.remote, c.port, c.log);
-  c.log.info(`running the smoke test on the runner against ${c.color} (${c.image}) at ${tunnel.url} → 127.0.0.1:${c.port} on ${c.remote.target.label} (timeout ${test.timeoutMs / 1000} s)`);
+  c.log.info(
+    `running the smoke test on the runner against ${c.color} (${c.image}) at ${tunnel.url} → 127.0.0.1:${c.port} on ${c.remote.target.label} (timeout ${test.timeoutMs / 1000} s)`
+  );
   let outcome: SmokeTestOutcome;
   try {
     outcome = await runSmokeCommand(
@@ -245,8 +276,15 @@ export async function smokeTestCandidate(test: SmokeTest, c: SmokeTestContext, r
   }
   record({ ...outcome, command: test.command });
   if (outcome.failure) {
-    const last = outcome.tail.split('\n').filter((l) => l.trim()).slice(-3).join('\n');
-    throw new StepError('smoke-test', `the smoke test ${outcome.failure}${last ? ` (last output: ${last.replace(/\n/g, ' | ')})` : ''}; the candidate got no traffic`);
+    const last = outcome.tail
+      .split('\n')
+      .filter((l) => l.trim())
+      .slice(-3)
+      .join('\n');
+    throw new StepError(
+      'smoke-test',
+      `the smoke test ${outcome.failure}${last ? ` (last output: ${last.replace(/\n/g, ' | ')})` : ''}; the candidate got no traffic`
+    );
   }
   c.log.info(`smoke test passed in ${outcome.durationMs} ms`);
 }
@@ -256,10 +294,21 @@ export async function smokeTestCandidate(test: SmokeTest, c: SmokeTestContext, r
  * command is not a deploy (a rollback returns to a version that already ran and must be fast), or
  * smoke-test-on: first and this is not the first host of the hosts input.
  */
-export function smokeTestHook(cfg: DeployConfig, target: HostTarget, deployId: string, onReport: (r: SmokeTestReport) => void): HostDeployInput['beforeTraffic'] {
+export function smokeTestHook(
+  cfg: DeployConfig,
+  target: HostTarget,
+  deployId: string,
+  onReport: (r: SmokeTestReport) => void
+): HostDeployInput['beforeTraffic'] {
   const test = cfg.smokeTest;
   if (!test || cfg.command !== 'deploy') return undefined;
   if (test.on === 'first' && cfg.hosts[0]?.label !== target.label) return undefined;
   return ({ remote, port, color, image, log, timer }) =>
-    timer.run('smoke-test', () => smokeTestCandidate(test, { remote, port, color, image, log, signal: timer.signal, app: cfg.app, deployId }, onReport));
+    timer.run('smoke-test', () =>
+      smokeTestCandidate(
+        test,
+        { remote, port, color, image, log, signal: timer.signal, app: cfg.app, deployId },
+        onReport
+      )
+    );
 }

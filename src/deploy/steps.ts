@@ -17,7 +17,8 @@ export class StepTimer {
 
   /** Throws inside a step when the run was cancelled, so the usual recovery runs. */
   checkCancelled(): void {
-    if (this.signal?.aborted) throw new StepError(this.open?.name ?? 'connect', `${cancelReason(this.signal)}; stopping here and cleaning up`);
+    if (this.signal?.aborted)
+      throw new StepError(this.open?.name ?? 'connect', `${cancelReason(this.signal)}; stopping here and cleaning up`);
   }
 
   begin(name: StepName): void {
@@ -30,7 +31,14 @@ export class StepTimer {
     if (!this.open) return undefined;
     const { name, start } = this.open;
     const endMs = Date.now();
-    const rec: StepRecord = { name, startedAt: new Date(start).toISOString(), endedAt: new Date(endMs).toISOString(), durationMs: endMs - start, status, detail };
+    const rec: StepRecord = {
+      name,
+      startedAt: new Date(start).toISOString(),
+      endedAt: new Date(endMs).toISOString(),
+      durationMs: endMs - start,
+      status,
+      detail
+    };
     this.steps.push(rec);
     this.open = undefined;
     this.log.end(name, status, rec.durationMs);

@@ -1,7 +1,24 @@
 import type { Color } from '../config/types.js';
 import type { AlbHostReport } from '../traffic/alb/targets.js';
 
-export type StepName = 'ecr-token' | 'connect' | 'lock' | 'login' | 'pull' | 'detect' | 'start' | 'health' | 'switch' | 'verify' | 'smoke-test' | 'wait-fleet' | 'drain' | 'stop' | 'cleanup' | 'record' | 'switch-back';
+export type StepName =
+  | 'ecr-token'
+  | 'connect'
+  | 'lock'
+  | 'login'
+  | 'pull'
+  | 'detect'
+  | 'start'
+  | 'health'
+  | 'switch'
+  | 'verify'
+  | 'smoke-test'
+  | 'wait-fleet'
+  | 'drain'
+  | 'stop'
+  | 'cleanup'
+  | 'record'
+  | 'switch-back';
 export type StepStatus = 'ok' | 'failed' | 'warning';
 /** skipped: not deployed because another host failed; the host kept serving what it served before. */
 export type Result = 'success' | 'rolled-back' | 'failed' | 'skipped';

@@ -22,7 +22,9 @@ export interface DescribeInput {
 }
 
 /** DescribeInstances, one page (tests supply fakes). */
-export type DescribeInstances = (input: DescribeInput) => Promise<{ Reservations?: Array<{ Instances?: Ec2Instance[] }>; NextToken?: string }>;
+export type DescribeInstances = (
+  input: DescribeInput
+) => Promise<{ Reservations?: Array<{ Instances?: Ec2Instance[] }>; NextToken?: string }>;
 
 export class HostResolveError extends Error {
   constructor(message: string) {
@@ -33,10 +35,14 @@ export class HostResolveError extends Error {
 
 /** The EC2 filters of the tag selectors, as DescribeInstances gets them. */
 export function tagFilters(query: HostQuery, states: string[] = ['running']): NonNullable<DescribeInput['Filters']> {
-  return [...query.tags.map((t) => ({ Name: `tag:${t.key}`, Values: [t.value] })), ...(states.length ? [{ Name: 'instance-state-name', Values: states }] : [])];
+  return [
+    ...query.tags.map((t) => ({ Name: `tag:${t.key}`, Values: [t.value] })),
+    ...(states.length ? [{ Name: 'instance-state-name', Values: states }] : [])
+  ];
 }
 
-const describeFilters = (f: NonNullable<DescribeInput['Filters']>) => f.map((x) => `${x.Name}=${x.Values.join('|')}`).join(', ');
+const describeFilters = (f: NonNullable<DescribeInput['Filters']>) =>
+  f.map((x) => `${x.Name}=${x.Values.join('|')}`).join(', ');
 
 async function describeAll(describe: DescribeInstances, input: DescribeInput): Promise<Ec2Instance[]> {
   const out: Ec2Instance[] = [];
@@ -57,7 +63,11 @@ export function instanceLabel(id: string, name?: string): string {
 }
 
 /** The instances of the query as targets; throws HostResolveError saying what was looked for when something is missing. */
-export async function resolveQuery(query: HostQuery, cfg: Pick<DeployConfig, 'transport' | 'sshAddress' | 'awsRegion'>, describe: DescribeInstances): Promise<HostTarget[]> {
+export async function resolveQuery(
+  query: HostQuery,
+  cfg: Pick<DeployConfig, 'transport' | 'sshAddress' | 'awsRegion'>,
+  describe: DescribeInstances
+): Promise<HostTarget[]> {
   const region = cfg.awsRegion ?? '?';
   const found: Ec2Instance[] = [];
   if (query.instanceIds.length) {
@@ -68,10 +78,12 @@ export async function resolveQuery(query: HostQuery, cfg: Pick<DeployConfig, 'tr
     for (const id of query.instanceIds) {
       const i = byId.find((x) => x.InstanceId === id);
       if (!i) problems.push(`${id} was not found in ${region}`);
-      else if (i.State?.Name !== 'running') problems.push(`${instanceLabel(id, nameOf(i))} is ${i.State?.Name ?? 'not running'}`);
+      else if (i.State?.Name !== 'running')
+        problems.push(`${instanceLabel(id, nameOf(i))} is ${i.State?.Name ?? 'not running'}`);
       else found.push(i);
     }
-    if (problems.length) throw new HostResolveError(`hosts: ${problems.join('; ')} (DescribeInstances in ${region}); nothing was touched`);
+    if (problems.length)
+      throw new HostResolveError(`hosts: ${problems.join('; ')} (DescribeInstances in ${region}); nothing was touched`);
   }
   if (query.tags.length) {
     const filters = tagFilters(query);
@@ -81,8 +93,12 @@ export async function resolveQuery(query: HostQuery, cfg: Pick<DeployConfig, 'tr
     if (!matched.length) {
       // Say why: instances with these tags that are not running, if any.
       const any = await describeAll(describe, { Filters: tagFilters(query, []) }).catch(() => []);
-      const others = any.length ? `; ${any.length} instance(s) with these tags are not running: ${any.map((i) => `${instanceLabel(i.InstanceId ?? '?', nameOf(i))} ${i.State?.Name ?? '?'}`).join(', ')}` : '';
-      throw new HostResolveError(`hosts: no running instance matches ${query.tags.map((t) => `tag:${t.key}=${t.value}`).join(' AND ')} in ${region} (DescribeInstances filters: ${describeFilters(filters)})${others}; nothing was touched`);
+      const others = any.length
+        ? `; ${any.length} instance(s) with these tags are not running: ${any.map((i) => `${instanceLabel(i.InstanceId ?? '?', nameOf(i))} ${i.State?.Name ?? '?'}`).join(', ')}`
+        : '';
+      throw new HostResolveError(
+        `hosts: no running instance matches ${query.tags.map((t) => `tag:${t.key}=${t.value}`).join(' AND ')} in ${region} (DescribeInstances filters: ${describeFilters(filters)})${others}; nothing was touched`
+      );
     }
     matched.sort((a, b) => (a.InstanceId ?? '').localeCompare(b.InstanceId ?? ''));
     for (const i of matched) if (!found.some((f) => f.InstanceId === i.InstanceId)) found.push(i);
@@ -96,15 +112,21 @@ function toTarget(i: Ec2Instance, query: HostQuery, cfg: Pick<DeployConfig, 'tra
   const label = instanceLabel(id, name);
   if (cfg.transport === 'ssm') return { label, host: id, port: 0, user: query.user, instanceId: id, name };
   const address = cfg.sshAddress === 'public' ? i.PublicIpAddress : i.PrivateIpAddress;
-  if (!address) throw new HostResolveError(`hosts: ${label} has no ${cfg.sshAddress} IPv4 address (ssh-address: ${cfg.sshAddress}${cfg.sshAddress === 'public' ? '; use ssh-address: private with a runner in the VPC' : ''}); nothing was touched`);
+  if (!address)
+    throw new HostResolveError(
+      `hosts: ${label} has no ${cfg.sshAddress} IPv4 address (ssh-address: ${cfg.sshAddress}${cfg.sshAddress === 'public' ? '; use ssh-address: private with a runner in the VPC' : ''}); nothing was touched`
+    );
   return { label, host: address, port: query.port, user: query.user, instanceId: id, name };
 }
 
 export function explainEc2Error(e: Error & { name?: string }, region: string, what: string): HostResolveError {
   const raw = `${e.name ?? 'Error'}: ${e.message}`;
   let why = 'EC2 DescribeInstances failed';
-  if (/CredentialsProviderError|Could not load credentials|AuthFailure|InvalidClientTokenId|ExpiredToken/i.test(raw)) why = 'no usable AWS credentials on the runner to look the hosts up: add aws-actions/configure-aws-credentials before this step';
-  else if (/UnauthorizedOperation|AccessDenied/i.test(raw)) why = "the job's role may not look the hosts up: it needs ec2:DescribeInstances";
+  if (/CredentialsProviderError|Could not load credentials|AuthFailure|InvalidClientTokenId|ExpiredToken/i.test(raw))
+    why =
+      'no usable AWS credentials on the runner to look the hosts up: add aws-actions/configure-aws-credentials before this step';
+  else if (/UnauthorizedOperation|AccessDenied/i.test(raw))
+    why = "the job's role may not look the hosts up: it needs ec2:DescribeInstances";
   else if (/InvalidInstanceID/i.test(raw)) why = `an instance id is not known in ${region}`;
   return new HostResolveError(`hosts: ${why} (looked for ${what} in ${region}; ${raw}); nothing was touched`);
 }

@@ -20,7 +20,9 @@ export async function fetchEcrToken(region: string): Promise<RegistryCredentials
   } catch (e) {
     const err = e as Error & { name: string };
     if (/CredentialsProviderError|Could not load credentials/i.test(`${err.name} ${err.message}`)) {
-      throw new Error(`no AWS credentials on the runner for registry-auth ecr: add aws-actions/configure-aws-credentials before this step (or use registry-auth: ecr-on-host to log in with the instance role, or none) (${err.message})`);
+      throw new Error(
+        `no AWS credentials on the runner for registry-auth ecr: add aws-actions/configure-aws-credentials before this step (or use registry-auth: ecr-on-host to log in with the instance role, or none) (${err.message})`
+      );
     }
     throw new Error(`ECR GetAuthorizationToken in ${region} failed: ${err.name}: ${err.message}`);
   } finally {

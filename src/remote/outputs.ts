@@ -30,7 +30,12 @@ export function parseDetectOutput(out: string): HostState {
   } catch {
     stateUnreadable = true;
   }
-  return { containers: parseInspect(section('containers') ?? ''), upstreamContent: section('upstream'), recordedLive, stateUnreadable };
+  return {
+    containers: parseInspect(section('containers') ?? ''),
+    upstreamContent: section('upstream'),
+    recordedLive,
+    stateUnreadable
+  };
 }
 
 /** pullScript: the image's repo digests (`repo@sha256:…` lines after `@@digests`). */
@@ -54,5 +59,9 @@ export interface DiscardOutcome {
 
 export function parseDiscardOutput(out: string): DiscardOutcome {
   const foreign = /^@@foreign (.*)$/m.exec(out)?.[1];
-  return { removed: /^@@removed$/m.test(out), restored: /^@@restored$/m.test(out), foreign: foreign === undefined ? undefined : foreign.trim() || '(no deploy id)' };
+  return {
+    removed: /^@@removed$/m.test(out),
+    restored: /^@@restored$/m.test(out),
+    foreign: foreign === undefined ? undefined : foreign.trim() || '(no deploy id)'
+  };
 }

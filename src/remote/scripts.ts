@@ -65,7 +65,13 @@ const LEASE_PREAMBLE = [
  * Without `keeper` (a transport that keeps no channel open) the script exits after `@@locked`: renew with
  * renewLeaseScript, release with releaseLeaseScript.
  */
-export function lockScript(app: string, token: string, owner: string, timeoutSeconds: number, opts: { keeper?: boolean; ttlSeconds?: number } = {}): RemoteScript {
+export function lockScript(
+  app: string,
+  token: string,
+  owner: string,
+  timeoutSeconds: number,
+  opts: { keeper?: boolean; ttlSeconds?: number } = {}
+): RemoteScript {
   return {
     body: [
       LEASE_PREAMBLE,
@@ -116,7 +122,14 @@ export function lockScript(app: string, token: string, owner: string, timeoutSec
       '  case "$r" in renewed*) echo "@@renewed ${r#renewed }" ;; *) echo "@@lease-lost ${r#lost }"; exit 76 ;; esac',
       'done'
     ].join('\n'),
-    args: [app, token, owner, String(timeoutSeconds), String(opts.ttlSeconds ?? LEASE_TTL_SECONDS), opts.keeper === false ? 'once' : 'keeper']
+    args: [
+      app,
+      token,
+      owner,
+      String(timeoutSeconds),
+      String(opts.ttlSeconds ?? LEASE_TTL_SECONDS),
+      opts.keeper === false ? 'once' : 'keeper'
+    ]
   };
 }
 
@@ -208,11 +221,16 @@ export function secretTempLines(prefix: 'bluegreen-login' | 'bluegreen-env', kin
   ];
 }
 
-export type LoginMode = { kind: 'none' } | { kind: 'password'; registry: string; username: string; password: string } | { kind: 'ecr-on-host'; registry: string; region: string };
+export type LoginMode =
+  | { kind: 'none' }
+  | { kind: 'password'; registry: string; username: string; password: string }
+  | { kind: 'ecr-on-host'; registry: string; region: string };
 
 /** The key docker's config.json files a registry's credentials under (Docker Hub's is its v1 index URL, as `docker login` writes it). */
 export function dockerAuthKey(registry: string): string {
-  return ['', 'docker.io', 'index.docker.io', 'registry-1.docker.io'].includes(registry) ? 'https://index.docker.io/v1/' : registry;
+  return ['', 'docker.io', 'index.docker.io', 'registry-1.docker.io'].includes(registry)
+    ? 'https://index.docker.io/v1/'
+    : registry;
 }
 
 /**
@@ -245,13 +263,26 @@ export function pullScript(dockerCommand: string[], image: string, login: LoginM
       'echo "@@step login"'
     );
     if (login.kind === 'password') lines.push('cat > "$cfg/config.json"');
-    else lines.push('command -v aws >/dev/null 2>&1 || { echo "the AWS CLI (aws) is not installed on the host, which registry-auth ecr-on-host needs" >&2; exit 127; }', 'aws ecr get-login-password --region "$3" | D --config "$cfg" login --username AWS --password-stdin "$2"');
+    else
+      lines.push(
+        'command -v aws >/dev/null 2>&1 || { echo "the AWS CLI (aws) is not installed on the host, which registry-auth ecr-on-host needs" >&2; exit 127; }',
+        'aws ecr get-login-password --region "$3" | D --config "$cfg" login --username AWS --password-stdin "$2"'
+      );
     cfg = '--config "$cfg" ';
   }
-  lines.push('echo "@@step pull"', `D ${cfg}pull "$img"`, 'echo "@@digests"', `D image inspect --format '{{range .RepoDigests}}{{println .}}{{end}}' "$img"`);
+  lines.push(
+    'echo "@@step pull"',
+    `D ${cfg}pull "$img"`,
+    'echo "@@digests"',
+    `D image inspect --format '{{range .RepoDigests}}{{println .}}{{end}}' "$img"`
+  );
   const args = [image];
   if (login.kind === 'ecr-on-host') args.push(login.registry, login.region);
-  return { body: lines.join('\n'), args, stdin: login.kind === 'password' ? dockerConfigJson(login.registry, login.username, login.password) : undefined };
+  return {
+    body: lines.join('\n'),
+    args,
+    stdin: login.kind === 'password' ? dockerConfigJson(login.registry, login.username, login.password) : undefined
+  };
 }
 
 /** One JSON object per container with only what the deploy needs (never the env, which holds secrets). */
@@ -288,7 +319,14 @@ export function detectScript(dockerCommand: string[], app: string, upstreamFile:
  * Creates (and with `run`, starts) the candidate. Env values arrive on stdin into a 0600 file
  * that is removed on any exit; `docker run --env-file` reads it on the host.
  */
-export function startScript(dockerCommand: string[], verb: 'run' | 'create', name: string, removeExisting: boolean, envFile: string, dockerArgs: string[]): RemoteScript {
+export function startScript(
+  dockerCommand: string[],
+  verb: 'run' | 'create',
+  name: string,
+  removeExisting: boolean,
+  envFile: string,
+  dockerArgs: string[]
+): RemoteScript {
   return {
     body: [
       'set -e',
@@ -325,11 +363,15 @@ export function containerStatusScript(dockerCommand: string[], name: string, tai
 
 /** Last log lines of a container (stdout and stderr). */
 export function logsScript(dockerCommand: string[], name: string, tailLines: number): RemoteScript {
-  return { body: [dockerFn(dockerCommand), 'D logs --tail "$2" "$1" 2>&1'].join('\n'), args: [name, String(tailLines)] };
+  return {
+    body: [dockerFn(dockerCommand), 'D logs --tail "$2" "$1" 2>&1'].join('\n'),
+    args: [name, String(tailLines)]
+  };
 }
 
 /** The one-line HTTP GET of httpProbeScript, for `bash -c` (args: port path timeout-seconds host). */
-const DEV_TCP_PROBE = 'exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 7; printf "GET %s HTTP/1.0\\r\\nHost: %s\\r\\nUser-Agent: bluegreen-ec2-action\\r\\n\\r\\n" "$2" "$4" >&3; IFS= read -t "$3" -r line <&3 || { echo "no answer within $3 s" >&2; exit 8; }; printf "%s\\n" "$line"';
+const DEV_TCP_PROBE =
+  'exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 7; printf "GET %s HTTP/1.0\\r\\nHost: %s\\r\\nUser-Agent: bluegreen-ec2-action\\r\\n\\r\\n" "$2" "$4" >&3; IFS= read -t "$3" -r line <&3 || { echo "no answer within $3 s" >&2; exit 8; }; printf "%s\\n" "$line"';
 
 /**
  * The health step on the host itself, in one exchange: probes GET <path> on 127.0.0.1:<port> (curl, else bash's
@@ -340,7 +382,16 @@ const DEV_TCP_PROBE = 'exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 7; printf "GET %s
  * followed by `@@logs` and the container's last log lines. `@@probe <n> <answer>` when a failed probe's answer changes.
  * `@@watch-unavailable` (exit 127): neither curl nor bash on the host (the runner probes itself then).
  */
-export function healthWatchScript(dockerCommand: string[], name: string, port: number, path: string, host: string, everySeconds: number, timeoutMs: number, tailLines: number): RemoteScript {
+export function healthWatchScript(
+  dockerCommand: string[],
+  name: string,
+  port: number,
+  path: string,
+  host: string,
+  everySeconds: number,
+  timeoutMs: number,
+  tailLines: number
+): RemoteScript {
   return {
     body: [
       dockerFn(dockerCommand),
@@ -377,7 +428,10 @@ export function healthWatchScript(dockerCommand: string[], name: string, port: n
 /** HTTP GET on the host itself with bash's /dev/tcp (used when sshd forbids TCP forwarding). */
 export function httpProbeScript(port: number, path: string, timeoutSeconds: number, host?: string): RemoteScript {
   return {
-    body: ['command -v bash >/dev/null 2>&1 || { echo "bash is needed on the host for health checks when TCP forwarding is disabled" >&2; exit 127; }', `exec ${cmd('bash', '-c', DEV_TCP_PROBE, 'bash')} "$1" "$2" "$3" "$4"`].join('\n'),
+    body: [
+      'command -v bash >/dev/null 2>&1 || { echo "bash is needed on the host for health checks when TCP forwarding is disabled" >&2; exit 127; }',
+      `exec ${cmd('bash', '-c', DEV_TCP_PROBE, 'bash')} "$1" "$2" "$3" "$4"`
+    ].join('\n'),
     args: [String(port), path, String(timeoutSeconds), host ?? `127.0.0.1:${port}`]
   };
 }
@@ -448,7 +502,11 @@ const NGINX_PROCS = [
  * <ms until then> <ms until the first new worker> <masters>`, timed on the host from the start of the script
  * (`-` where `date` has no %N); `@@no-takeover` when none did in time (after `@@foreign-masters`: the masters in other PID namespaces, not watched); `@@no-workers` when no master is visible.
  */
-export function writeUpstreamScript(file: string, reloadCommand: string, opts: { remove?: boolean; takeoverMs?: number; lease?: { app: string; deployId: string }; content?: string } = {}): RemoteScript {
+export function writeUpstreamScript(
+  file: string,
+  reloadCommand: string,
+  opts: { remove?: boolean; takeoverMs?: number; lease?: { app: string; deployId: string }; content?: string } = {}
+): RemoteScript {
   return {
     body: [
       't0=$(date +%s%N 2>/dev/null)',
@@ -506,7 +564,16 @@ export function writeUpstreamScript(file: string, reloadCommand: string, opts: {
       '  sleep 0.01',
       'done'
     ].join('\n'),
-    args: [file, reloadCommand, opts.remove ? 'remove' : 'write', String(opts.takeoverMs ?? 0), opts.lease?.app ?? '', opts.lease?.deployId ?? '', 'arg', opts.content ?? '']
+    args: [
+      file,
+      reloadCommand,
+      opts.remove ? 'remove' : 'write',
+      String(opts.takeoverMs ?? 0),
+      opts.lease?.app ?? '',
+      opts.lease?.deployId ?? '',
+      'arg',
+      opts.content ?? ''
+    ]
   };
 }
 
@@ -537,7 +604,10 @@ const DRAIN_LOOP: readonly string[] = [
  * needed. Prints `@@drained <ms>` or `@@drain-timeout <connections left>`.
  */
 export function connectionDrainScript(port: number, maxMs: number): RemoteScript {
-  return { body: [CLOCK, ...connectionDrainLoop('$1', '$2')].join('\n'), args: [String(port), String(Math.round(maxMs))] };
+  return {
+    body: [CLOCK, ...connectionDrainLoop('$1', '$2')].join('\n'),
+    args: [String(port), String(Math.round(maxMs))]
+  };
 }
 
 /** connectionDrainScript's loop, for the port and the ms in the shell words `port` and `maxMs` (CLOCK defined). */
@@ -609,7 +679,14 @@ export function finishScript(
     'for r in $8; do D rmi "$r" >/dev/null 2>&1 && echo "removed $r"; done',
     'exit $rc'
   ];
-  const logged = ['date -u +"%Y-%m-%dT%H:%M:%SZ finishing: drain and stop ${3:-nothing}, remove ${7:-nothing}"', '(', ...job, ')', 'echo "exit $?"', 'date -u +"%Y-%m-%dT%H:%M:%SZ done"'].join('\n');
+  const logged = [
+    'date -u +"%Y-%m-%dT%H:%M:%SZ finishing: drain and stop ${3:-nothing}, remove ${7:-nothing}"',
+    '(',
+    ...job,
+    ')',
+    'echo "exit $?"',
+    'date -u +"%Y-%m-%dT%H:%M:%SZ done"'
+  ].join('\n');
   return {
     body: [
       // the record (as recordScript, from arguments 9-11)
@@ -632,7 +709,9 @@ export function finishScript(
       // the job holds drain.lock now: the lease may go
       'if [ -n "${12}" ]; then',
       '  tok=${12}',
-      LEASE_FNS.split('\n').map((l) => `  ${l}`).join('\n'),
+      LEASE_FNS.split('\n')
+        .map((l) => `  ${l}`)
+        .join('\n'),
       '  release() { lease_read; if [ "$lt" = "$tok" ]; then rm -f "$dir/lease"; echo "@@released"; fi; }',
       '  under_lock 10 release',
       'fi'
@@ -658,13 +737,25 @@ export function finishScript(
 
 /** `docker stop` (kept for rollback). */
 export function stopScript(dockerCommand: string[], name: string, timeoutSeconds: number): RemoteScript {
-  return { body: [dockerFn(dockerCommand), 'D stop -t "$2" "$1" >/dev/null'].join('\n'), args: [name, String(timeoutSeconds)] };
+  return {
+    body: [dockerFn(dockerCommand), 'D stop -t "$2" "$1" >/dev/null'].join('\n'),
+    args: [name, String(timeoutSeconds)]
+  };
 }
 
 /** Port-swap cut-over: stop the live container (if any), then start the candidate on the freed port. */
-export function portSwapScript(dockerCommand: string[], stopName: string | undefined, startName: string, timeoutSeconds: number): RemoteScript {
+export function portSwapScript(
+  dockerCommand: string[],
+  stopName: string | undefined,
+  startName: string,
+  timeoutSeconds: number
+): RemoteScript {
   return {
-    body: [dockerFn(dockerCommand), 'if [ -n "$1" ]; then D stop -t "$3" "$1" >/dev/null || exit 3; fi', 'D start "$2" >/dev/null'].join('\n'),
+    body: [
+      dockerFn(dockerCommand),
+      'if [ -n "$1" ]; then D stop -t "$3" "$1" >/dev/null || exit 3; fi',
+      'D start "$2" >/dev/null'
+    ].join('\n'),
     args: [stopName ?? '', startName, String(timeoutSeconds)]
   };
 }
@@ -695,7 +786,11 @@ export function discardCandidateScript(dockerCommand: string[], name: string, de
 /** Removes a failed candidate and puts back the standby it had replaced (renamed `<name>-replaced`). */
 export function restoreReplacedScript(dockerCommand: string[], name: string): RemoteScript {
   return {
-    body: [dockerFn(dockerCommand), 'D rm -f "$1" >/dev/null || exit 3', 'if D inspect --format "{{.Id}}" "$1-replaced" >/dev/null 2>&1; then D rename "$1-replaced" "$1" || exit 3; echo "@@restored"; fi'].join('\n'),
+    body: [
+      dockerFn(dockerCommand),
+      'D rm -f "$1" >/dev/null || exit 3',
+      'if D inspect --format "{{.Id}}" "$1-replaced" >/dev/null 2>&1; then D rename "$1-replaced" "$1" || exit 3; echo "@@restored"; fi'
+    ].join('\n'),
     args: [name]
   };
 }
@@ -704,7 +799,12 @@ export function restoreReplacedScript(dockerCommand: string[], name: string): Re
 /** History lines kept on the host. */
 export const HISTORY_KEEP = 200;
 
-export function recordScript(app: string, stateJson: string | undefined, historyLine: string, keep = HISTORY_KEEP): RemoteScript {
+export function recordScript(
+  app: string,
+  stateJson: string | undefined,
+  historyLine: string,
+  keep = HISTORY_KEEP
+): RemoteScript {
   return {
     body: [
       'dir=".bluegreen/$1"; mkdir -p "$dir" || exit 3',
@@ -715,7 +815,6 @@ export function recordScript(app: string, stateJson: string | undefined, history
     args: [app, stateJson ?? '', historyLine, String(keep)]
   };
 }
-
 
 /** Starts an existing (stopped) container: the kept standby on rollback. */
 export function startExistingScript(dockerCommand: string[], name: string): RemoteScript {
@@ -744,7 +843,13 @@ const STATUS_FORMAT = `'{"id":{{json .Id}},"name":{{json .Name}},"state":{{json 
  * Everything `command: status` reports, read in one round trip and changing nothing: containers,
  * resource use, upstream, history, recorded state, lock, disk and (optionally) recent logs.
  */
-export function statusScript(dockerCommand: string[], app: string, upstreamFile: string, historyLines: number, logLines: number): RemoteScript {
+export function statusScript(
+  dockerCommand: string[],
+  app: string,
+  upstreamFile: string,
+  historyLines: number,
+  logLines: number
+): RemoteScript {
   return {
     body: [
       dockerFn(dockerCommand),

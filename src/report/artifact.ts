@@ -9,9 +9,18 @@ export interface ArtifactOutcome {
   skipped?: string;
 }
 
-export async function uploadReports(name: string, files: string[], retentionDays: number, uniqueSuffix?: string, env: NodeJS.ProcessEnv = process.env): Promise<ArtifactOutcome> {
+export async function uploadReports(
+  name: string,
+  files: string[],
+  retentionDays: number,
+  uniqueSuffix?: string,
+  env: NodeJS.ProcessEnv = process.env
+): Promise<ArtifactOutcome> {
   if (!env.ACTIONS_RUNTIME_TOKEN || !env.ACTIONS_RESULTS_URL) {
-    return { name, skipped: `not running on a GitHub runner (no ACTIONS_RUNTIME_TOKEN / ACTIONS_RESULTS_URL); the files stay at ${files.map((f) => basename(f)).join(', ')} in ${dirname(files[0])}` };
+    return {
+      name,
+      skipped: `not running on a GitHub runner (no ACTIONS_RUNTIME_TOKEN / ACTIONS_RESULTS_URL); the files stay at ${files.map((f) => basename(f)).join(', ')} in ${dirname(files[0])}`
+    };
   }
   try {
     const client = new DefaultArtifactClient();
@@ -24,7 +33,10 @@ export async function uploadReports(name: string, files: string[], retentionDays
       name = `${name}-${uniqueSuffix}`;
       res = await client.uploadArtifact(name, files, dirname(files[0]), { retentionDays });
     }
-    const url = res.id && env.GITHUB_SERVER_URL && env.GITHUB_REPOSITORY && env.GITHUB_RUN_ID ? `${env.GITHUB_SERVER_URL}/${env.GITHUB_REPOSITORY}/actions/runs/${env.GITHUB_RUN_ID}/artifacts/${res.id}` : undefined;
+    const url =
+      res.id && env.GITHUB_SERVER_URL && env.GITHUB_REPOSITORY && env.GITHUB_RUN_ID
+        ? `${env.GITHUB_SERVER_URL}/${env.GITHUB_REPOSITORY}/actions/runs/${env.GITHUB_RUN_ID}/artifacts/${res.id}`
+        : undefined;
     return { name, id: res.id, url };
   } catch (e) {
     return { name, skipped: `upload failed: ${(e as Error).message}` };

@@ -49,7 +49,13 @@ export class RunLog {
     for (const line of text.split('\n')) {
       appendFileSync(this.file, `${ts} ${level.toUpperCase().padEnd(5)} ${tag ? `[${tag}] ` : ''}${line}\n`);
     }
-    const consoleText = this.prefixHosts && where.host ? text.split('\n').map((l) => `[${where.host}] ${l}`).join('\n') : text;
+    const consoleText =
+      this.prefixHosts && where.host
+        ? text
+            .split('\n')
+            .map((l) => `[${where.host}] ${l}`)
+            .join('\n')
+        : text;
     // Inside a group the Actions UI shows each line; annotations (warnings) are still raised.
     this.sink.write(level, consoleText);
   }
@@ -67,7 +73,11 @@ export class RunLog {
   }
 
   endStep(host: string, step: string, status: string, durationMs: number): void {
-    this.log(status === 'failed' ? 'error' : 'info', `${status === 'failed' ? '✗' : '✓'} ${step} ${status} in ${durationMs} ms`, { host, step });
+    this.log(
+      status === 'failed' ? 'error' : 'info',
+      `${status === 'failed' ? '✗' : '✓'} ${step} ${status} in ${durationMs} ms`,
+      { host, step }
+    );
     if (!this.prefixHosts && this.groupOpen) {
       this.sink.endGroup();
       this.groupOpen = false;

@@ -5,7 +5,11 @@ import type { Rollout } from '../config/types.js';
 
 export const METRICS_SCHEMA_VERSION = 1;
 
-export function buildMetrics(result: RunResult, ctx: RunContext, cfg: { traffic: string; hosts: number; rollout?: Rollout }) {
+export function buildMetrics(
+  result: RunResult,
+  ctx: RunContext,
+  cfg: { traffic: string; hosts: number; rollout?: Rollout }
+) {
   return {
     schemaVersion: METRICS_SCHEMA_VERSION,
     deployId: result.deployId,
@@ -13,12 +17,28 @@ export function buildMetrics(result: RunResult, ctx: RunContext, cfg: { traffic:
     app: result.app,
     image: result.image,
     traffic: cfg.traffic,
-    rollout: cfg.rollout ? { strategy: cfg.rollout.strategy, maxParallel: cfg.rollout.maxParallel ?? null, batchWaitMs: cfg.rollout.batchWaitMs, onHostFailure: cfg.rollout.onHostFailure } : null,
+    rollout: cfg.rollout
+      ? {
+          strategy: cfg.rollout.strategy,
+          maxParallel: cfg.rollout.maxParallel ?? null,
+          batchWaitMs: cfg.rollout.batchWaitMs,
+          onHostFailure: cfg.rollout.onHostFailure
+        }
+      : null,
     result: result.result,
     startedAt: result.startedAt,
     endedAt: result.endedAt,
     durationMs: result.durationMs,
-    run: { repository: ctx.repository, runId: ctx.runId, attempt: ctx.runAttempt, job: ctx.job, actor: ctx.actor, sha: ctx.sha, url: ctx.runUrl, event: ctx.eventName },
+    run: {
+      repository: ctx.repository,
+      runId: ctx.runId,
+      attempt: ctx.runAttempt,
+      job: ctx.job,
+      actor: ctx.actor,
+      sha: ctx.sha,
+      url: ctx.runUrl,
+      event: ctx.eventName
+    },
     steps: result.steps,
     hosts: result.hosts.map((h) => ({
       host: h.host,
@@ -35,9 +55,18 @@ export function buildMetrics(result: RunResult, ctx: RunContext, cfg: { traffic:
       switchMs: h.switchMs ?? null,
       downtimeMs: h.downtimeMs ?? null,
       durationMs: h.durationMs,
-      stepDurationsMs: Object.fromEntries([...h.steps.map((s) => [s.name, s.durationMs] as const), ['total', h.durationMs] as const]),
+      stepDurationsMs: Object.fromEntries([
+        ...h.steps.map((s) => [s.name, s.durationMs] as const),
+        ['total', h.durationMs] as const
+      ]),
       steps: h.steps,
-      smokeTest: h.smokeTest ? { exitCode: h.smokeTest.exitCode ?? null, durationMs: h.smokeTest.durationMs, failure: h.smokeTest.failure ?? null } : null,
+      smokeTest: h.smokeTest
+        ? {
+            exitCode: h.smokeTest.exitCode ?? null,
+            durationMs: h.smokeTest.durationMs,
+            failure: h.smokeTest.failure ?? null
+          }
+        : null,
       warnings: h.warnings,
       error: h.error ?? null,
       loadBalancer: h.loadBalancer ?? null

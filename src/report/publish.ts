@@ -2,7 +2,8 @@
 import * as core from './workflow.js';
 
 // The artifact client is a large part of the bundle: loaded when needed, it stays out of the cold start.
-export const uploadReports = async (...args: Parameters<typeof import('./artifact.js').uploadReports>) => (await import('./artifact.js')).uploadReports(...args);
+export const uploadReports = async (...args: Parameters<typeof import('./artifact.js').uploadReports>) =>
+  (await import('./artifact.js')).uploadReports(...args);
 
 export async function writeSummary(markdown: string): Promise<void> {
   if (!process.env.GITHUB_STEP_SUMMARY) return;

@@ -9,7 +9,13 @@ export class Secrets {
     const parts = [value, ...value.split(/\r?\n/).map((l) => l.trim())];
     for (const v of parts) {
       // Too short or too ordinary to be a secret: masking "true" or "8080" would only garble reports.
-      if (v.length < 3 || /^(true|false|yes|no|on|off|null)$/i.test(v) || /^\d{1,5}$/.test(v) || this.values.includes(v)) continue;
+      if (
+        v.length < 3 ||
+        /^(true|false|yes|no|on|off|null)$/i.test(v) ||
+        /^\d{1,5}$/.test(v) ||
+        this.values.includes(v)
+      )
+        continue;
       core.setSecret(v);
       this.values.push(v);
     }

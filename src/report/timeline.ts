@@ -30,7 +30,12 @@ interface Bar {
  * break, and the labels become SVG text: only plain characters are kept, anything else becomes a space.
  */
 export function ganttText(s: string): string {
-  return s.replace(/[^A-Za-z0-9 ._()[\]/@+-]/g, ' ').replace(/\s+/g, ' ').trim() || '-';
+  return (
+    s
+      .replace(/[^A-Za-z0-9 ._()[\]/@+-]/g, ' ')
+      .replace(/\s+/g, ' ')
+      .trim() || '-'
+  );
 }
 
 function tag(status: Bar['status']): string {
@@ -39,7 +44,14 @@ function tag(status: Bar['status']): string {
 }
 
 function bars(h: HostResult, runStart: number, detail: boolean): Bar[] {
-  const steps = h.steps.map((s) => ({ name: s.name as string, status: s.status as Bar['status'], start: Date.parse(s.startedAt), end: Date.parse(s.endedAt) })).filter((s) => Number.isFinite(s.start) && Number.isFinite(s.end));
+  const steps = h.steps
+    .map((s) => ({
+      name: s.name as string,
+      status: s.status as Bar['status'],
+      start: Date.parse(s.startedAt),
+      end: Date.parse(s.endedAt)
+    }))
+    .filter((s) => Number.isFinite(s.start) && Number.isFinite(s.end));
   const out: Bar[] = [];
   // A host of a later batch waits for the batches before it (after its lock, when all-or-nothing took it up front).
   const began = h.startedAt ? Date.parse(h.startedAt) : NaN;
@@ -51,8 +63,17 @@ function bars(h: HostResult, runStart: number, detail: boolean): Bar[] {
   for (const p of PHASES) {
     const of = h.steps.filter((s) => (p.steps as string[]).includes(s.name));
     if (!of.length) continue;
-    const status: Bar['status'] = of.some((s) => s.status === 'failed') ? 'failed' : of.some((s) => s.status === 'warning') ? 'warning' : 'ok';
-    out.push({ name: p.name, status, start: Math.min(...of.map((s) => Date.parse(s.startedAt))), end: Math.max(...of.map((s) => Date.parse(s.endedAt))) });
+    const status: Bar['status'] = of.some((s) => s.status === 'failed')
+      ? 'failed'
+      : of.some((s) => s.status === 'warning')
+        ? 'warning'
+        : 'ok';
+    out.push({
+      name: p.name,
+      status,
+      start: Math.min(...of.map((s) => Date.parse(s.startedAt))),
+      end: Math.max(...of.map((s) => Date.parse(s.endedAt)))
+    });
   }
   // cleanup also undoes a failed start: show it where it happened
   return out.filter((b) => Number.isFinite(b.start) && Number.isFinite(b.end));
@@ -63,19 +84,32 @@ export function renderTimeline(r: RunResult): string | undefined {
   const runStart = Date.parse(r.startedAt);
   const detail = r.hosts.length <= TIMELINE_DETAIL_HOSTS;
   const sections: Array<{ title: string; bars: Bar[] }> = [];
-  const runner = r.steps.map((s) => ({ name: s.name as string, status: s.status as Bar['status'], start: Date.parse(s.startedAt), end: Date.parse(s.endedAt) }));
+  const runner = r.steps.map((s) => ({
+    name: s.name as string,
+    status: s.status as Bar['status'],
+    start: Date.parse(s.startedAt),
+    end: Date.parse(s.endedAt)
+  }));
   if (runner.length) sections.push({ title: 'runner', bars: runner });
   const batched = new Set(r.hosts.map((h) => h.batch ?? 0)).size > 1;
   for (const h of r.hosts) {
     const b = bars(h, runStart, detail);
-    if (b.length) sections.push({ title: `${h.host}${batched ? ` (batch ${(h.batch ?? 0) + 1})` : ''} ${h.result}`, bars: b });
+    if (b.length)
+      sections.push({ title: `${h.host}${batched ? ` (batch ${(h.batch ?? 0) + 1})` : ''} ${h.result}`, bars: b });
   }
   if (!sections.length) return undefined;
-  const lines = ['gantt', `  title ${ganttText(`${r.app} ${r.command} ${r.deployId}${detail ? '' : ' (phases per host)'}`)}`, '  dateFormat x', '  axisFormat %H:%M:%S', '  todayMarker off'];
+  const lines = [
+    'gantt',
+    `  title ${ganttText(`${r.app} ${r.command} ${r.deployId}${detail ? '' : ' (phases per host)'}`)}`,
+    '  dateFormat x',
+    '  axisFormat %H:%M:%S',
+    '  todayMarker off'
+  ];
   for (const s of sections) {
     lines.push(`  section ${ganttText(s.title)}`);
     // A step under a millisecond still gets a visible sliver.
-    for (const b of s.bars) lines.push(`  ${ganttText(b.name)} :${tag(b.status)}${b.start}, ${Math.max(b.end, b.start + 1)}`);
+    for (const b of s.bars)
+      lines.push(`  ${ganttText(b.name)} :${tag(b.status)}${b.start}, ${Math.max(b.end, b.start + 1)}`);
   }
   return lines.join('\n');
 }

@@ -70,7 +70,8 @@ export function setOutput(name: string, value: unknown): void {
   }
   if (!existsSync(file)) throw new Error(`Missing file at path: ${file}`);
   const delimiter = `ghadelimiter_${randomUUID()}`;
-  if (name.includes(delimiter) || v.includes(delimiter)) throw new Error(`Unexpected input: the output ${name} holds its delimiter`);
+  if (name.includes(delimiter) || v.includes(delimiter))
+    throw new Error(`Unexpected input: the output ${name} holds its delimiter`);
   appendFileSync(file, `${name}<<${delimiter}${EOL}${v}${EOL}${delimiter}${EOL}`, { encoding: 'utf8' });
 }
 
@@ -80,7 +81,10 @@ export const summary = {
     return {
       async write(): Promise<void> {
         const file = process.env.GITHUB_STEP_SUMMARY;
-        if (!file) throw new Error('Unable to find environment variable for $GITHUB_STEP_SUMMARY. Check if your runtime environment supports job summaries.');
+        if (!file)
+          throw new Error(
+            'Unable to find environment variable for $GITHUB_STEP_SUMMARY. Check if your runtime environment supports job summaries.'
+          );
         await fsp.appendFile(file, markdown, { encoding: 'utf8' });
       }
     };

@@ -70,17 +70,36 @@ type SshError = Error & { code?: string; level?: string };
 function classify(err: SshError, target: HostTarget, timeoutMs: number): ConnectError {
   const where = whereOf(target);
   if (err instanceof ConnectError) return err;
-  if (err.code === 'ECONNREFUSED') return new ConnectError(`connection to ${where} was refused: is sshd running and the port (${target.port}) right, and does the security group allow it?`, 'refused');
-  if (err.code === 'ENETUNREACH' || err.code === 'EHOSTUNREACH') return new ConnectError(`${where} is unreachable from the runner (${err.code}): check the address, the VPC routing, or use a bastion`, 'network');
-  if (err.code === 'ENOTFOUND' || err.code === 'EAI_AGAIN') return new ConnectError(`host name ${target.host} could not be resolved (${err.code})`, 'dns');
+  if (err.code === 'ECONNREFUSED')
+    return new ConnectError(
+      `connection to ${where} was refused: is sshd running and the port (${target.port}) right, and does the security group allow it?`,
+      'refused'
+    );
+  if (err.code === 'ENETUNREACH' || err.code === 'EHOSTUNREACH')
+    return new ConnectError(
+      `${where} is unreachable from the runner (${err.code}): check the address, the VPC routing, or use a bastion`,
+      'network'
+    );
+  if (err.code === 'ENOTFOUND' || err.code === 'EAI_AGAIN')
+    return new ConnectError(`host name ${target.host} could not be resolved (${err.code})`, 'dns');
   if (err.code === 'ETIMEDOUT' || /Timed out while waiting for handshake/i.test(err.message)) {
-    return new ConnectError(`no SSH handshake with ${where} within ${timeoutMs / 1000} s: the host is down or a firewall/security group drops the traffic`, 'timeout');
+    return new ConnectError(
+      `no SSH handshake with ${where} within ${timeoutMs / 1000} s: the host is down or a firewall/security group drops the traffic`,
+      'timeout'
+    );
   }
   if (err.level === 'client-authentication' || /authentication methods failed/i.test(err.message)) {
-    return new ConnectError(`${where} refused the key for user "${target.user}": check ssh-user and that the public key of ssh-private-key is in ~${target.user}/.ssh/authorized_keys`, 'auth');
+    return new ConnectError(
+      `${where} refused the key for user "${target.user}": check ssh-user and that the public key of ssh-private-key is in ~${target.user}/.ssh/authorized_keys`,
+      'auth'
+    );
   }
   // Thrown by ssh2 before any byte is sent: retrying cannot help.
-  if (/Cannot parse privateKey/i.test(err.message)) return new ConnectError(`the private key for ${where} cannot be used: ${err.message} (check the key text and its passphrase)`, 'auth');
+  if (/Cannot parse privateKey/i.test(err.message))
+    return new ConnectError(
+      `the private key for ${where} cannot be used: ${err.message} (check the key text and its passphrase)`,
+      'auth'
+    );
   return new ConnectError(`SSH connection to ${where} failed: ${err.message}`, 'network');
 }
 
@@ -88,7 +107,8 @@ function classify(err: SshError, target: HostTarget, timeoutMs: number): Connect
 function reasonOf(err?: SshError | string): string {
   if (typeof err === 'string') return err;
   if (!err) return 'closed by the remote side';
-  if (err.level === 'client-timeout' && /keepalive/i.test(err.message)) return `no answer to SSH keepalives for ${SILENT_AFTER_S} s`;
+  if (err.level === 'client-timeout' && /keepalive/i.test(err.message))
+    return `no answer to SSH keepalives for ${SILENT_AFTER_S} s`;
   return err.code ?? err.message;
 }
 
@@ -110,7 +130,11 @@ const RETRYABLE: ReadonlySet<ConnectError['kind']> = new Set(['refused', 'timeou
  * Opens the host's SSH connection (through the jump host when one is set). Only connecting is retried,
  * with backoff: a host that is still booting or a flaky network recovers; a wrong key or host key does not.
  */
-export async function connect(target: HostTarget, settings: SshSettings, opts: ConnectOptions = {}): Promise<SshRemoteHost> {
+export async function connect(
+  target: HostTarget,
+  settings: SshSettings,
+  opts: ConnectOptions = {}
+): Promise<SshRemoteHost> {
   const { signal } = opts;
   // The entry point's early socket (preconnect.ts) may be one sshd has closed meanwhile: its failure is no attempt.
   let early = !settings.jump && hasEarlySocket(target.host, target.port);
@@ -182,7 +206,9 @@ async function connectOnce(target: HostTarget, settings: SshSettings, signal?: A
     );
     const bastionLink = via!;
     // The host's connection runs inside a channel of the bastion's: when that one goes, so does the host's.
-    const off = bastionLink.onEnded((e) => link.lose(`the connection to jump-host ${e.where} was lost: ${e.reason}`, e));
+    const off = bastionLink.onEnded((e) =>
+      link.lose(`the connection to jump-host ${e.where} was lost: ${e.reason}`, e)
+    );
     // Released as soon as the host's connection is gone (lost or closed), so the last one closes the bastion.
     link.onEnded(() => {
       off();
@@ -234,7 +260,8 @@ class Link {
       else this.lose(e);
     });
     const onEnd = () => {
-      if (this.state === 'connecting') this.connectFailed?.(new Error('the server closed the connection before the SSH handshake completed'));
+      if (this.state === 'connecting')
+        this.connectFailed?.(new Error('the server closed the connection before the SSH handshake completed'));
       else this.lose();
     };
     this.client.on('end', onEnd);
@@ -264,7 +291,12 @@ class Link {
     return () => this.endedListeners.delete(fn);
   }
 
-  async connect(openStream: (stop: AbortSignal) => Promise<Duplex>, auth: AuthSettings, timeoutMs: number, signal?: AbortSignal): Promise<void> {
+  async connect(
+    openStream: (stop: AbortSignal) => Promise<Duplex>,
+    auth: AuthSettings,
+    timeoutMs: number,
+    signal?: AbortSignal
+  ): Promise<void> {
     const abort = () => this.stop.abort();
     if (signal?.aborted) abort();
     else signal?.addEventListener('abort', abort, { once: true });
@@ -289,7 +321,9 @@ class Link {
     const target = this.target;
     let hostKeyProblem: string | undefined;
     const { entries } = parseKnownHosts(auth.hostKeys.knownHosts);
-    const serverHostKey = auth.hostKeys.insecureIgnore ? undefined : preferredHostKeyAlgorithms(entries, target.host, target.port);
+    const serverHostKey = auth.hostKeys.insecureIgnore
+      ? undefined
+      : preferredHostKeyAlgorithms(entries, target.host, target.port);
     const config: ConnectConfig = {
       sock: sock as never,
       host: target.host,
@@ -441,7 +475,11 @@ class Link {
    * messages in order, so the data reaches the command). The session channel comes from the pool (opened ahead), so
    * a command costs one round trip instead of two (channel open, then exec).
    */
-  exec(command: string, setup?: (ch: ClientChannel) => void, onReply?: (ch: ClientChannel) => void): Promise<ClientChannel> {
+  exec(
+    command: string,
+    setup?: (ch: ClientChannel) => void,
+    onReply?: (ch: ClientChannel) => void
+  ): Promise<ClientChannel> {
     return this.guard<ClientChannel>(
       (ok, fail) => {
         this.takeSession().then((ch) => {
@@ -474,7 +512,10 @@ class Link {
   private poolSize = POOL_SIZE;
 
   fillPool(authenticating = false): void {
-    while ((this.state === 'ready' || (authenticating && this.state === 'connecting')) && this.spares.length < this.poolSize) {
+    while (
+      (this.state === 'ready' || (authenticating && this.state === 'connecting')) &&
+      this.spares.length < this.poolSize
+    ) {
       const p = openSession(this.client);
       p.catch(() => {
         const i = this.spares.indexOf(p);
@@ -506,14 +547,16 @@ class Link {
 
   forwardOut(host: string, port: number): Promise<ClientChannel> {
     return this.guard<ClientChannel>(
-      (ok, fail) => this.client.forwardOut('127.0.0.1', 0, host, port, (err, ch) => (err ? fail(err) : ok(this.track(ch)))),
+      (ok, fail) =>
+        this.client.forwardOut('127.0.0.1', 0, host, port, (err, ch) => (err ? fail(err) : ok(this.track(ch)))),
       (ch) => ch.close()
     );
   }
 
   forwardStreamLocal(socketPath: string): Promise<ClientChannel> {
     return this.guard<ClientChannel>(
-      (ok, fail) => this.client.openssh_forwardOutStreamLocal(socketPath, (err, ch) => (err ? fail(err) : ok(this.track(ch)))),
+      (ok, fail) =>
+        this.client.openssh_forwardOutStreamLocal(socketPath, (err, ch) => (err ? fail(err) : ok(this.track(ch)))),
       (ch) => ch.close()
     );
   }
@@ -553,13 +596,18 @@ class Bastion {
     if (cur && !cur.link.isGone()) return cur.ready; // connected, or connecting: share it
     const t = this.jump.target;
     const link = new Link(t, false);
-    const ready = link.connect((stop) => openSocket(t, this.timeoutMs, stop), this.jump, this.timeoutMs).then(
-      () => link,
-      (e: ConnectError) => {
-        if (this.current?.link === link) this.current = undefined;
-        throw new ConnectError(`jump-host ${link.where}: ${e.message}${e.kind === 'host-key' ? " (set jump-known-hosts to the bastion's key)" : ''}`, e.kind);
-      }
-    );
+    const ready = link
+      .connect((stop) => openSocket(t, this.timeoutMs, stop), this.jump, this.timeoutMs)
+      .then(
+        () => link,
+        (e: ConnectError) => {
+          if (this.current?.link === link) this.current = undefined;
+          throw new ConnectError(
+            `jump-host ${link.where}: ${e.message}${e.kind === 'host-key' ? " (set jump-known-hosts to the bastion's key)" : ''}`,
+            e.kind
+          );
+        }
+      );
     ready.catch(() => undefined); // nobody may be waiting any more (released while connecting)
     link.onEnded(() => {
       if (this.current?.link === link) this.current = undefined;
@@ -586,7 +634,12 @@ class Bastion {
       const onAbort = () => finish(cancelledError(target));
       stop.addEventListener('abort', onAbort, { once: true });
       const timer = setTimeout(() => {
-        finish(new ConnectError(`${name} could not reach ${where} within ${this.timeoutMs / 1000} s: the host is down or a security group between the bastion and the host drops the traffic`, 'timeout'));
+        finish(
+          new ConnectError(
+            `${name} could not reach ${where} within ${this.timeoutMs / 1000} s: the host is down or a security group between the bastion and the host drops the traffic`,
+            'timeout'
+          )
+        );
       }, this.timeoutMs);
       via.forwardOut(target.host, target.port).then(
         (ch) => {
@@ -596,11 +649,31 @@ class Bastion {
         (err: Error) => {
           if (err instanceof ConnectionLostError) return finish(new ConnectError(`${name}: ${err.message}`, 'network'));
           const reason = err.message.replace(/^\(SSH\) Channel open failure: ?/i, '');
-          if (/refused/i.test(reason)) finish(new ConnectError(`${name} reached ${where} but the connection was refused: is sshd running there, and is the port (${target.port}) right?`, 'refused'));
-          else if (/prohibited/i.test(reason)) finish(new ConnectError(`${name} does not allow TCP forwarding to ${where} (AllowTcpForwarding/PermitOpen in its sshd_config): ${reason}`, 'auth'));
-          else if (/timed out/i.test(reason)) finish(new ConnectError(`${name} could not reach ${where} (timed out): the host is down or a security group drops the traffic`, 'timeout'));
-          else if (/resolve|not known|name/i.test(reason)) finish(new ConnectError(`${name} could not resolve ${target.host}: ${reason}`, 'dns'));
-          else finish(new ConnectError(`${name} could not reach ${where}: ${reason || 'channel open failed'}`, 'network'));
+          if (/refused/i.test(reason))
+            finish(
+              new ConnectError(
+                `${name} reached ${where} but the connection was refused: is sshd running there, and is the port (${target.port}) right?`,
+                'refused'
+              )
+            );
+          else if (/prohibited/i.test(reason))
+            finish(
+              new ConnectError(
+                `${name} does not allow TCP forwarding to ${where} (AllowTcpForwarding/PermitOpen in its sshd_config): ${reason}`,
+                'auth'
+              )
+            );
+          else if (/timed out/i.test(reason))
+            finish(
+              new ConnectError(
+                `${name} could not reach ${where} (timed out): the host is down or a security group drops the traffic`,
+                'timeout'
+              )
+            );
+          else if (/resolve|not known|name/i.test(reason))
+            finish(new ConnectError(`${name} could not resolve ${target.host}: ${reason}`, 'dns'));
+          else
+            finish(new ConnectError(`${name} could not reach ${where}: ${reason || 'channel open failed'}`, 'network'));
         }
       );
     });
@@ -636,13 +709,20 @@ interface Ssh2Internals {
     authPK?: (user: string, key: unknown, keyAlgo: string | undefined, sign?: unknown) => void;
   };
 }
-type RawChannel = ClientChannel & { outgoing: { id: number; state: string }; _callbacks: ((failed: boolean) => void)[]; subtype?: string; allowHalfOpen?: boolean };
+type RawChannel = ClientChannel & {
+  outgoing: { id: number; state: string };
+  _callbacks: ((failed: boolean) => void)[];
+  subtype?: string;
+  allowHalfOpen?: boolean;
+};
 
 /** Opens a session channel (one round trip): ssh2's openChannel(…, 'session'), which it does not export. */
 function openSession(client: Client): Promise<ClientChannel> {
   return new Promise((resolve, reject) => {
     const c = client as unknown as Ssh2Internals;
-    const wrapper = Object.assign((err: Error | undefined, ch: ClientChannel) => (err ? reject(err) : resolve(ch)), { type: 'session' });
+    const wrapper = Object.assign((err: Error | undefined, ch: ClientChannel) => (err ? reject(err) : resolve(ch)), {
+      type: 'session'
+    });
     const local = c._chanMgr.add(wrapper);
     if (local === -1) return reject(new Error('No free channels available'));
     // ssh2's own window and packet size for channels it opens (MAX_WINDOW, PACKET_SIZE)
@@ -672,7 +752,14 @@ function signFirst(client: Client, onSent?: () => void): void {
   proto.authPK = (user, key, keyAlgo, sign) => {
     const k = key as { sign?: (data: Buffer, hash?: string) => Buffer | Error; type?: string };
     if (sign || typeof k?.sign !== 'function') return authPK.call(proto, user, key, keyAlgo, sign);
-    const hash = keyAlgo === 'rsa-sha2-256' ? 'sha256' : keyAlgo === 'rsa-sha2-512' ? 'sha512' : keyAlgo === 'ssh-rsa' ? 'sha1' : undefined;
+    const hash =
+      keyAlgo === 'rsa-sha2-256'
+        ? 'sha256'
+        : keyAlgo === 'rsa-sha2-512'
+          ? 'sha512'
+          : keyAlgo === 'ssh-rsa'
+            ? 'sha1'
+            : undefined;
     authPK.call(proto, user, key, keyAlgo, (data: Buffer, cb: (sig: Buffer) => void) => {
       const sig = k.sign!(data, hash);
       // cannot sign here: the query round trip it is then

@@ -10,7 +10,8 @@ export interface KnownHostEntry {
   line: number;
 }
 
-const KEY_TYPES = /^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com|sk-ecdsa-sha2-nistp256@openssh\.com|ssh-dss)$/;
+const KEY_TYPES =
+  /^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com|sk-ecdsa-sha2-nistp256@openssh\.com|ssh-dss)$/;
 
 export function parseKnownHosts(text: string): { entries: KnownHostEntry[]; problems: string[] } {
   const entries: KnownHostEntry[] = [];
@@ -20,7 +21,8 @@ export function parseKnownHosts(text: string): { entries: KnownHostEntry[]; prob
     if (!line || line.startsWith('#')) return;
     const fields = line.split(/\s+/);
     let marker: KnownHostEntry['marker'];
-    if (fields[0] === '@revoked' || fields[0] === '@cert-authority') marker = fields.shift() as KnownHostEntry['marker'];
+    if (fields[0] === '@revoked' || fields[0] === '@cert-authority')
+      marker = fields.shift() as KnownHostEntry['marker'];
     const [hosts, keyType, keyB64] = fields;
     if (!hosts || !keyType || !keyB64 || !KEY_TYPES.test(keyType)) {
       problems.push(`line ${i + 1} is not "<host> <key-type> <base64-key>"`);
@@ -46,7 +48,13 @@ export function knownHostsName(host: string, port: number): string {
 }
 
 function globMatch(pattern: string, name: string): boolean {
-  const re = new RegExp(`^${pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')}$`, 'i');
+  const re = new RegExp(
+    `^${pattern
+      .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+      .replace(/\*/g, '.*')
+      .replace(/\?/g, '.')}$`,
+    'i'
+  );
   return re.test(name);
 }
 
@@ -84,7 +92,11 @@ export function knownHostsLine(host: string, port: number, key: Buffer): string 
  * Host-key algorithms to offer, so the server presents a key type we have a known_hosts entry for
  * (OpenSSH does the same); undefined means "no preference".
  */
-export function preferredHostKeyAlgorithms(entries: KnownHostEntry[], host: string, port: number): string[] | undefined {
+export function preferredHostKeyAlgorithms(
+  entries: KnownHostEntry[],
+  host: string,
+  port: number
+): string[] | undefined {
   const types = entries.filter((e) => !e.marker && entryMatchesHost(e, host, port)).map((e) => e.keyType);
   if (types.length === 0) return undefined;
   const algos: string[] = [];

@@ -60,7 +60,10 @@ export async function readAlbStatus(cfg: DeployConfig, remote: RemoteHost, alb: 
   try {
     const s = identityScript();
     const res = await remote.run(s.body, s.args);
-    if (res.code !== 0) throw new Error(`reading the instance identity (IMDSv2) failed (exit ${res.code}): ${res.stderr.trim().split('\n').slice(-2).join(' ')}`);
+    if (res.code !== 0)
+      throw new Error(
+        `reading the instance identity (IMDSv2) failed (exit ${res.code}): ${res.stderr.trim().split('\n').slice(-2).join(' ')}`
+      );
     const id = parseIdentity(res.stdout);
     st.instanceId = id.instanceId;
     st.privateIp = id.privateIp;
@@ -95,29 +98,61 @@ export function albFindings(s: HostStatus, a: AlbStatus): Finding[] {
   const mine = (g: AlbGroupStatus | undefined, c: Color) => g?.targets.find((t) => t.color === c);
   const live = a.routed;
   if (!live) {
-    f.push({ level: 'error', message: a.mode === 'target-group' ? `neither of this host's targets (blue-port, green-port) is registered in ${a.groups.group?.name ?? 'the target group'} alone` : 'the listener routes to no single colour' });
+    f.push({
+      level: 'error',
+      message:
+        a.mode === 'target-group'
+          ? `neither of this host's targets (blue-port, green-port) is registered in ${a.groups.group?.name ?? 'the target group'} alone`
+          : 'the listener routes to no single colour'
+    });
     return f;
   }
-  if (s.colors[live].state !== 'running') f.push({ level: 'error', message: `the load balancer routes to ${live}, whose container on this host is ${s.colors[live].state ?? 'missing'}` });
+  if (s.colors[live].state !== 'running')
+    f.push({
+      level: 'error',
+      message: `the load balancer routes to ${live}, whose container on this host is ${s.colors[live].state ?? 'missing'}`
+    });
   const g = a.mode === 'target-group' ? a.groups.group : a.groups[live];
   const t = mine(g, live);
-  if (!t || !registered(t)) f.push({ level: 'error', message: `this host's ${live} target is not registered in ${g?.name ?? 'its group'}${t ? ` (${t.state})` : ''}: the load balancer sends it nothing` });
-  else if (t.state !== 'healthy') f.push({ level: 'error', message: `the load balancer reports this host's live ${live} target ${t.target} ${t.state}${t.reason ? ` (${t.reason})` : ''}` });
+  if (!t || !registered(t))
+    f.push({
+      level: 'error',
+      message: `this host's ${live} target is not registered in ${g?.name ?? 'its group'}${t ? ` (${t.state})` : ''}: the load balancer sends it nothing`
+    });
+  else if (t.state !== 'healthy')
+    f.push({
+      level: 'error',
+      message: `the load balancer reports this host's live ${live} target ${t.target} ${t.state}${t.reason ? ` (${t.reason})` : ''}`
+    });
   const idle: Color = live === 'blue' ? 'green' : 'blue';
   const o = mine(a.mode === 'target-group' ? a.groups.group : a.groups[idle], idle);
-  if (o && registered(o) && !s.lock.held) f.push({ level: 'warning', message: `this host's ${idle} target ${o.target} is still registered (${o.state})${a.mode === 'target-group' ? ': the load balancer may send it requests' : ''}` });
+  if (o && registered(o) && !s.lock.held)
+    f.push({
+      level: 'warning',
+      message: `this host's ${idle} target ${o.target} is still registered (${o.state})${a.mode === 'target-group' ? ': the load balancer may send it requests' : ''}`
+    });
   return f;
 }
 
 /** Adds the ALB's view to a host's status (the one call from run.ts). */
-export async function addAlbStatus(cfg: DeployConfig, remote: RemoteHost, st: HostStatus, log: HostLog, alb: AlbTraffic): Promise<void> {
+export async function addAlbStatus(
+  cfg: DeployConfig,
+  remote: RemoteHost,
+  st: HostStatus,
+  log: HostLog,
+  alb: AlbTraffic
+): Promise<void> {
   const a = await readAlbStatus(cfg, remote, alb);
   if (a.listener) log.info(`alb listener: ${describeWeights(a.listener.weights)} (live: ${a.listener.live})`);
-  for (const [k, g] of Object.entries(a.groups)) log.info(`alb ${k === 'group' ? 'target group' : `${k} group`} ${g.name}: ${g.targets.map((t) => `${t.target} ${t.state}${t.color ? ` (this host's ${t.color})` : ''}`).join(', ') || 'no targets'}`);
+  for (const [k, g] of Object.entries(a.groups))
+    log.info(
+      `alb ${k === 'group' ? 'target group' : `${k} group`} ${g.name}: ${g.targets.map((t) => `${t.target} ${t.state}${t.color ? ` (this host's ${t.color})` : ''}`).join(', ') || 'no targets'}`
+    );
   st.alb = a;
   const running = (['blue', 'green'] as const).filter((c) => st.colors[c].state === 'running');
   st.live = liveColor(running, a.routed, st.live);
-  for (const c of ['blue', 'green'] as const) if (st.colors[c].exists) st.colors[c].role = c === st.live ? 'live' : 'standby';
+  for (const c of ['blue', 'green'] as const)
+    if (st.colors[c].exists) st.colors[c].role = c === st.live ? 'live' : 'standby';
   st.findings = [...findingsFor(st), ...albFindings(st, a)];
 }
 
@@ -127,7 +162,9 @@ export function albStatusLine(a: AlbStatus, cell: (s: string | undefined) => str
   const parts: string[] = [];
   if (a.listener) parts.push(`listener weights ${describeWeights(a.listener.weights)}`);
   for (const [k, g] of Object.entries(a.groups)) {
-    parts.push(`${k === 'group' ? '' : `${k} `}group \`${cell(g.name)}\`: ${g.targets.map((t) => `${cell(t.target)} ${t.state}${t.color ? ` (this host's ${t.color})` : ''}`).join(', ') || 'no targets'}`);
+    parts.push(
+      `${k === 'group' ? '' : `${k} `}group \`${cell(g.name)}\`: ${g.targets.map((t) => `${cell(t.target)} ${t.state}${t.color ? ` (this host's ${t.color})` : ''}`).join(', ') || 'no targets'}`
+    );
   }
   return `Load balancer (${a.instanceId ?? '?'}, ${a.privateIp ?? '?'}): ${parts.join(' · ')}`;
 }

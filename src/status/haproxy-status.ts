@@ -17,13 +17,24 @@ export interface HaproxyStatus {
   backend: string;
   /** The colour HAProxy sends new requests to. */
   routed?: Color;
-  servers: Partial<Record<Color, Pick<ServerView, 'admin' | 'op' | 'sessions' | 'status' | 'checkStatus' | 'checkCode' | 'checkDesc' | 'address' | 'port'>>>;
+  servers: Partial<
+    Record<
+      Color,
+      Pick<
+        ServerView,
+        'admin' | 'op' | 'sessions' | 'status' | 'checkStatus' | 'checkCode' | 'checkDesc' | 'address' | 'port'
+      >
+    >
+  >;
   /** HAProxy could not be read (the rest of the status still is). */
   error?: string;
 }
 
 /** Reads HAProxy's view; never throws (an unreachable socket is a finding). */
-export async function readHaproxyStatus(cfg: DeployConfig, remote: RemoteHost): Promise<{ status: HaproxyStatus; lines: string[] }> {
+export async function readHaproxyStatus(
+  cfg: DeployConfig,
+  remote: RemoteHost
+): Promise<{ status: HaproxyStatus; lines: string[] }> {
   const base = { socket: cfg.haproxySocket, backend: cfg.haproxyBackend, servers: {} };
   try {
     const view = await readBackendView(new HaproxyRuntime(remote, cfg.haproxySocket), cfg.haproxyBackend);
@@ -31,9 +42,22 @@ export async function readHaproxyStatus(cfg: DeployConfig, remote: RemoteHost): 
     const servers: HaproxyStatus['servers'] = {};
     for (const c of ['blue', 'green'] as const) {
       const s = view.servers[c];
-      if (s) servers[c] = { admin: s.admin, op: s.op, sessions: s.sessions, status: s.status, checkStatus: s.checkStatus, checkCode: s.checkCode, checkDesc: s.checkDesc, address: s.address, port: s.port };
+      if (s)
+        servers[c] = {
+          admin: s.admin,
+          op: s.op,
+          sessions: s.sessions,
+          status: s.status,
+          checkStatus: s.checkStatus,
+          checkCode: s.checkCode,
+          checkDesc: s.checkDesc,
+          address: s.address,
+          port: s.port
+        };
     }
-    const lines = (['blue', 'green'] as const).map((c) => `haproxy ${cfg.haproxyBackend}/${describeServer(view.servers[c]).replace(/^missing$/, `${c}: missing`)}`);
+    const lines = (['blue', 'green'] as const).map(
+      (c) => `haproxy ${cfg.haproxyBackend}/${describeServer(view.servers[c]).replace(/^missing$/, `${c}: missing`)}`
+    );
     return { status: { ...base, servers, routed: routedColor(view), error: missing }, lines };
   } catch (e) {
     return { status: { ...base, error: (e as Error).message }, lines: [] };
@@ -45,18 +69,38 @@ export function haproxyFindings(s: HostStatus, hx: HaproxyStatus, cfg: Pick<Depl
   const f: Finding[] = [];
   if (hx.error) return [{ level: 'error', message: `HAProxy: ${hx.error}` }];
   const routed = hx.routed;
-  if (!routed) f.push({ level: 'error', message: `HAProxy routes to no single colour in backend ${hx.backend} (${(['blue', 'green'] as const).map((c) => `${c} ${hx.servers[c]?.admin ?? 'missing'}`).join(', ')})` });
+  if (!routed)
+    f.push({
+      level: 'error',
+      message: `HAProxy routes to no single colour in backend ${hx.backend} (${(['blue', 'green'] as const).map((c) => `${c} ${hx.servers[c]?.admin ?? 'missing'}`).join(', ')})`
+    });
   else {
     const srv = hx.servers[routed]!;
-    if (s.colors[routed].state !== 'running') f.push({ level: 'error', message: `HAProxy routes to ${routed}, whose container is ${s.colors[routed].state ?? 'missing'}` });
-    if (srv.op !== 'up') f.push({ level: 'error', message: `HAProxy's check finds the live ${routed} server ${srv.op} (${srv.checkStatus ?? 'no check'}${srv.checkDesc ? `: ${srv.checkDesc}` : ''})` });
+    if (s.colors[routed].state !== 'running')
+      f.push({
+        level: 'error',
+        message: `HAProxy routes to ${routed}, whose container is ${s.colors[routed].state ?? 'missing'}`
+      });
+    if (srv.op !== 'up')
+      f.push({
+        level: 'error',
+        message: `HAProxy's check finds the live ${routed} server ${srv.op} (${srv.checkStatus ?? 'no check'}${srv.checkDesc ? `: ${srv.checkDesc}` : ''})`
+      });
     const other: Color = routed === 'blue' ? 'green' : 'blue';
     const o = hx.servers[other];
-    if (o && o.admin !== 'maint' && !s.lock.held) f.push({ level: 'warning', message: `HAProxy's ${other} server is ${o.admin}, not maint: a restart of HAProxy without the server-state-file would send it requests` });
+    if (o && o.admin !== 'maint' && !s.lock.held)
+      f.push({
+        level: 'warning',
+        message: `HAProxy's ${other} server is ${o.admin}, not maint: a restart of HAProxy without the server-state-file would send it requests`
+      });
   }
   for (const c of ['blue', 'green'] as const) {
     const srv = hx.servers[c];
-    if (srv?.port !== undefined && srv.port !== cfg.ports[c]) f.push({ level: 'warning', message: `HAProxy's ${c} server points at port ${srv.port}, not ${c}-port ${cfg.ports[c]}` });
+    if (srv?.port !== undefined && srv.port !== cfg.ports[c])
+      f.push({
+        level: 'warning',
+        message: `HAProxy's ${c} server points at port ${srv.port}, not ${c}-port ${cfg.ports[c]}`
+      });
   }
   return f;
 }
@@ -65,13 +109,19 @@ export function haproxyFindings(s: HostStatus, hx: HaproxyStatus, cfg: Pick<Depl
  * Adds HAProxy's view to a host's status (the one call from run.ts): the live colour and roles follow HAProxy's
  * routing, and its findings join the others.
  */
-export async function addHaproxyStatus(cfg: DeployConfig, remote: RemoteHost, st: HostStatus, log: HostLog): Promise<void> {
+export async function addHaproxyStatus(
+  cfg: DeployConfig,
+  remote: RemoteHost,
+  st: HostStatus,
+  log: HostLog
+): Promise<void> {
   const { status: hx, lines } = await readHaproxyStatus(cfg, remote);
   for (const l of lines) log.info(l);
   st.haproxy = hx;
   const running = (['blue', 'green'] as const).filter((c) => st.colors[c].state === 'running');
   const recorded = st.live;
   st.live = liveColor(running, hx.routed, recorded);
-  for (const c of ['blue', 'green'] as const) if (st.colors[c].exists) st.colors[c].role = c === st.live ? 'live' : 'standby';
+  for (const c of ['blue', 'green'] as const)
+    if (st.colors[c].exists) st.colors[c].role = c === st.live ? 'live' : 'standby';
   st.findings = [...findingsFor(st), ...haproxyFindings(st, hx, cfg)];
 }

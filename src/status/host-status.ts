@@ -57,7 +57,14 @@ export interface HostStatus {
    * released (its runner vanished); the next deploy takes it over. draining: a deploy's background job is still
    * letting the old colour finish its requests before stopping it.
    */
-  lock: { held: boolean; owner?: Record<string, unknown>; draining?: boolean; expiresAt?: string; stale?: boolean; legacy?: boolean };
+  lock: {
+    held: boolean;
+    owner?: Record<string, unknown>;
+    draining?: boolean;
+    expiresAt?: string;
+    stale?: boolean;
+    legacy?: boolean;
+  };
   disk?: { path: string; usedPercent: number; availableKb: number };
   findings: Finding[];
 }
@@ -99,18 +106,33 @@ function jsonLines<T>(text: string | undefined): T[] {
     });
 }
 
-export async function readHostStatus(cfg: DeployConfig, remote: RemoteHost, log: HostLog, now = Date.now()): Promise<HostStatus> {
-  const s = statusScript(cfg.dockerCommand, cfg.app, cfg.traffic === 'nginx' ? cfg.nginxUpstreamFile : '', cfg.statusHistory, cfg.statusLogLines);
+export async function readHostStatus(
+  cfg: DeployConfig,
+  remote: RemoteHost,
+  log: HostLog,
+  now = Date.now()
+): Promise<HostStatus> {
+  const s = statusScript(
+    cfg.dockerCommand,
+    cfg.app,
+    cfg.traffic === 'nginx' ? cfg.nginxUpstreamFile : '',
+    cfg.statusHistory,
+    cfg.statusLogLines
+  );
   log.debug('$ read containers, stats, upstream, history, lock and disk');
   const res = await remote.run(s.body, s.args);
-  if (res.code !== 0) throw new Error(`reading the host's state failed (exit ${res.code}): ${(res.stderr || res.stdout).trim().split('\n').slice(-5).join('\n')}`);
+  if (res.code !== 0)
+    throw new Error(
+      `reading the host's state failed (exit ${res.code}): ${(res.stderr || res.stdout).trim().split('\n').slice(-5).join('\n')}`
+    );
   const sec = sections(res.stdout);
   const containers = jsonLines<RawContainer>(sec.containers);
   const stats = jsonLines<{ ID: string; Name: string; CPUPerc: string; MemUsage: string; MemPerc: string }>(sec.stats);
 
   const upstreamText = sec.upstream?.trim() === '@@none' ? undefined : sec.upstream;
   const port = upstreamPort(upstreamText);
-  const upstreamColor: Color | undefined = port === cfg.ports.blue ? 'blue' : port === cfg.ports.green ? 'green' : undefined;
+  const upstreamColor: Color | undefined =
+    port === cfg.ports.blue ? 'blue' : port === cfg.ports.green ? 'green' : undefined;
   let recordedLive: Color | undefined;
   try {
     const st = sec.state?.trim() === '@@none' ? {} : (JSON.parse(sec.state ?? '{}') as { live?: Color });
@@ -158,7 +180,11 @@ export async function readHostStatus(cfg: DeployConfig, remote: RemoteHost, log:
     const probePort = cfg.traffic === 'port-swap' ? cfg.publicPort : cfg.ports[c];
     if (cfg.traffic === 'port-swap' && c !== live) continue;
     const p = await prober.probe(probePort, cfg.healthPath, 5000);
-    colors[c].health = { ok: p.status !== undefined && p.status >= 200 && p.status < 300, status: p.status, error: p.error };
+    colors[c].health = {
+      ok: p.status !== undefined && p.status >= 200 && p.status < 300,
+      status: p.status,
+      error: p.error
+    };
   }
 
   if (cfg.statusLogLines > 0 && sec.logs) {
@@ -171,16 +197,24 @@ export async function readHostStatus(cfg: DeployConfig, remote: RemoteHost, log:
 
   const lock = parseLockSection(sec.lock ?? '', now);
   const df = (sec.disk ?? '').trim().split(/\s+/);
-  const disk = df.length >= 6 && /^\d+%$/.test(df[4]) ? { path: df[5], usedPercent: Number(df[4].replace('%', '')), availableKb: Number(df[3]) } : undefined;
+  const disk =
+    df.length >= 6 && /^\d+%$/.test(df[4])
+      ? { path: df[5], usedPercent: Number(df[4].replace('%', '')), availableKb: Number(df[3]) }
+      : undefined;
 
   const status: HostStatus = {
     host: remote.target.label,
     reachable: true,
     live,
     traffic: cfg.traffic,
-    upstream: cfg.traffic === 'nginx' ? { file: cfg.nginxUpstreamFile, port, color: upstreamColor, exists: upstreamText !== undefined } : undefined,
+    upstream:
+      cfg.traffic === 'nginx'
+        ? { file: cfg.nginxUpstreamFile, port, color: upstreamColor, exists: upstreamText !== undefined }
+        : undefined,
     colors,
-    leftovers: containers.map((c) => c.name.replace(/^\//, '')).filter((n) => n !== containerName(cfg.app, 'blue') && n !== containerName(cfg.app, 'green')),
+    leftovers: containers
+      .map((c) => c.name.replace(/^\//, ''))
+      .filter((n) => n !== containerName(cfg.app, 'blue') && n !== containerName(cfg.app, 'green')),
     history: jsonLines<Record<string, unknown>>(sec.history).reverse(),
     lock,
     disk,
@@ -193,28 +227,80 @@ export async function readHostStatus(cfg: DeployConfig, remote: RemoteHost, log:
 export function findingsFor(s: HostStatus, _now = Date.now()): Finding[] {
   const f: Finding[] = [];
   const live = s.live ? s.colors[s.live] : undefined;
-  if (!s.live) f.push({ level: 'error', message: 'no colour is live: nothing serves this app' + (s.upstream?.color ? ` (the upstream points at ${s.upstream.color}, which is ${s.colors[s.upstream.color].state ?? 'missing'})` : '') });
-  if (live?.health && !live.health.ok) f.push({ level: 'error', message: `the live ${s.live} container is unhealthy right now (${live.health.status !== undefined ? `HTTP ${live.health.status}` : live.health.error})` });
-  if (live && (live.restartCount ?? 0) > 0) f.push({ level: 'warning', message: `the live ${s.live} container has restarted ${live.restartCount} time(s)` });
-  if (s.upstream && s.upstream.exists && s.upstream.color && s.colors[s.upstream.color].state !== 'running') f.push({ level: 'error', message: `the nginx upstream points at ${s.upstream.color}, which is ${s.colors[s.upstream.color].state ?? 'missing'}` });
-  if (s.upstream && !s.upstream.exists) f.push({ level: 'warning', message: `the nginx upstream file ${s.upstream.file} does not exist` });
-  if (s.upstream?.exists && s.upstream.port !== undefined && !s.upstream.color) f.push({ level: 'warning', message: `the nginx upstream points at port ${s.upstream.port}, which is neither colour's port` });
+  if (!s.live)
+    f.push({
+      level: 'error',
+      message:
+        'no colour is live: nothing serves this app' +
+        (s.upstream?.color
+          ? ` (the upstream points at ${s.upstream.color}, which is ${s.colors[s.upstream.color].state ?? 'missing'})`
+          : '')
+    });
+  if (live?.health && !live.health.ok)
+    f.push({
+      level: 'error',
+      message: `the live ${s.live} container is unhealthy right now (${live.health.status !== undefined ? `HTTP ${live.health.status}` : live.health.error})`
+    });
+  if (live && (live.restartCount ?? 0) > 0)
+    f.push({ level: 'warning', message: `the live ${s.live} container has restarted ${live.restartCount} time(s)` });
+  if (s.upstream && s.upstream.exists && s.upstream.color && s.colors[s.upstream.color].state !== 'running')
+    f.push({
+      level: 'error',
+      message: `the nginx upstream points at ${s.upstream.color}, which is ${s.colors[s.upstream.color].state ?? 'missing'}`
+    });
+  if (s.upstream && !s.upstream.exists)
+    f.push({ level: 'warning', message: `the nginx upstream file ${s.upstream.file} does not exist` });
+  if (s.upstream?.exists && s.upstream.port !== undefined && !s.upstream.color)
+    f.push({
+      level: 'warning',
+      message: `the nginx upstream points at port ${s.upstream.port}, which is neither colour's port`
+    });
   const standby = s.live ? s.colors[s.live === 'blue' ? 'green' : 'blue'] : undefined;
-  if (s.live && !standby?.exists) f.push({ level: 'warning', message: 'no standby container is kept: a rollback is not possible (deploy once more, or use rollback-to with image)' });
-  if (standby?.state === 'running' && s.lock.draining) f.push({ level: 'info', message: `the standby ${standby.container} is finishing its in-flight requests; a job on the host stops it then (drain.log in the app's state directory)` });
-  else if (standby?.state === 'running') f.push({ level: 'warning', message: `the standby ${standby.container} is running although it takes no traffic` });
-  if (s.disk && s.disk.usedPercent >= 90) f.push({ level: s.disk.usedPercent >= 95 ? 'error' : 'warning', message: `the docker disk (${s.disk.path}) is ${s.disk.usedPercent}% full` });
+  if (s.live && !standby?.exists)
+    f.push({
+      level: 'warning',
+      message:
+        'no standby container is kept: a rollback is not possible (deploy once more, or use rollback-to with image)'
+    });
+  if (standby?.state === 'running' && s.lock.draining)
+    f.push({
+      level: 'info',
+      message: `the standby ${standby.container} is finishing its in-flight requests; a job on the host stops it then (drain.log in the app's state directory)`
+    });
+  else if (standby?.state === 'running')
+    f.push({ level: 'warning', message: `the standby ${standby.container} is running although it takes no traffic` });
+  if (s.disk && s.disk.usedPercent >= 90)
+    f.push({
+      level: s.disk.usedPercent >= 95 ? 'error' : 'warning',
+      message: `the docker disk (${s.disk.path}) is ${s.disk.usedPercent}% full`
+    });
   const who = `${s.lock.owner?.deployId ?? 'unknown deploy'}${s.lock.owner?.runUrl ? ` (${s.lock.owner.runUrl})` : ''}`;
-  if (s.lock.held) f.push({ level: 'info', message: `a deploy is in progress: the lock is held by ${who}${s.lock.legacy ? ' (an older version of the action)' : s.lock.expiresAt ? `, lease renewed until ${s.lock.expiresAt}` : ''}` });
-  else if (s.lock.stale) f.push({ level: 'warning', message: `the deploy lock of ${who} expired at ${s.lock.expiresAt} without being released (its runner vanished or lost its connection); the next deploy takes it over` });
-  if (s.leftovers.length) f.push({ level: 'warning', message: `leftover containers of this app: ${s.leftovers.join(', ')} (the next successful deploy removes them)` });
+  if (s.lock.held)
+    f.push({
+      level: 'info',
+      message: `a deploy is in progress: the lock is held by ${who}${s.lock.legacy ? ' (an older version of the action)' : s.lock.expiresAt ? `, lease renewed until ${s.lock.expiresAt}` : ''}`
+    });
+  else if (s.lock.stale)
+    f.push({
+      level: 'warning',
+      message: `the deploy lock of ${who} expired at ${s.lock.expiresAt} without being released (its runner vanished or lost its connection); the next deploy takes it over`
+    });
+  if (s.leftovers.length)
+    f.push({
+      level: 'warning',
+      message: `leftover containers of this app: ${s.leftovers.join(', ')} (the next successful deploy removes them)`
+    });
   return f;
 }
 
 /** The `@@lock` section of statusScript: `now <epoch>`, `lease <token> <expires> <owner-json>`, `legacy <owner-json>`, `draining`. */
 export function parseLockSection(text: string, nowMs = Date.now()): HostStatus['lock'] {
   const lines = text.split('\n').map((l) => l.trim());
-  const value = (key: string) => lines.find((l) => l === key || l.startsWith(`${key} `))?.slice(key.length).trim();
+  const value = (key: string) =>
+    lines
+      .find((l) => l === key || l.startsWith(`${key} `))
+      ?.slice(key.length)
+      .trim();
   const hostNow = Number(value('now'));
   const now = Number.isFinite(hostNow) && hostNow > 0 ? hostNow : Math.floor(nowMs / 1000);
   const draining = lines.includes('draining');
@@ -235,5 +321,11 @@ export function parseLockSection(text: string, nowMs = Date.now()): HostStatus['
   const expires = Number(m[2]);
   // host clock against host clock: the runner's clock does not matter
   const held = expires > now;
-  return { held, owner: json(m[3]), draining, expiresAt: new Date(expires * 1000).toISOString(), stale: held ? undefined : true };
+  return {
+    held,
+    owner: json(m[3]),
+    draining,
+    expiresAt: new Date(expires * 1000).toISOString(),
+    stale: held ? undefined : true
+  };
 }

@@ -32,8 +32,11 @@ export async function runStatus(cfg: DeployConfig, log: RunLog, deps: RunDeps): 
           const st = await readHostStatus(cfg, remote, hostLog);
           if (cfg.traffic === 'haproxy') await addHaproxyStatus(cfg, remote, st, hostLog);
           if (alb) await addAlbStatus(cfg, remote, st, hostLog, alb);
-          for (const f of st.findings) (f.level === 'info' ? hostLog.info : hostLog.warn).call(hostLog, `${f.level}: ${f.message}`);
-          hostLog.info(st.live ? `live: ${st.live} (${st.colors[st.live].image ?? 'unknown image'})` : 'no colour is live');
+          for (const f of st.findings)
+            (f.level === 'info' ? hostLog.info : hostLog.warn).call(hostLog, `${f.level}: ${f.message}`);
+          hostLog.info(
+            st.live ? `live: ${st.live} (${st.colors[st.live].image ?? 'unknown image'})` : 'no colour is live'
+          );
           hostLog.end('status', 'ok', Date.now() - t0);
           return st;
         } finally {
@@ -58,5 +61,11 @@ export async function runStatus(cfg: DeployConfig, log: RunLog, deps: RunDeps): 
     })
   );
   await alb?.close();
-  return { schemaVersion: STATUS_SCHEMA_VERSION, app: cfg.app, generatedAt: new Date().toISOString(), durationMs: Date.now() - started, hosts };
+  return {
+    schemaVersion: STATUS_SCHEMA_VERSION,
+    app: cfg.app,
+    generatedAt: new Date().toISOString(),
+    durationMs: Date.now() - started,
+    hosts
+  };
 }

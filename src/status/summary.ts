@@ -26,14 +26,39 @@ function hostSection(h: HostStatus): string[] {
       out.push(`| ${c} | — | missing | — | — | — | — | — | — | — | — |`);
       continue;
     }
-    const health = s.health ? (s.health.ok ? `✅ ${s.health.status}` : `❌ ${s.health.status ?? cell(s.health.error)}`) : '—';
-    const deployed = s.deployedAt ? `${cell(s.deployedAt.replace('T', ' ').replace(/\.\d+Z$/, 'Z'))}${s.actor ? ` by ${cell(s.actor)}` : ''}${s.runUrl ? ` ([run](${s.runUrl}))` : ''}` : '—';
-    out.push(`| ${c} | ${s.role} | ${cell(s.state)} | \`${cell(s.image)}\` | ${s.digest ? `\`${s.digest.slice(0, 19)}…\`` : '—'} | ${deployed} | ${uptime(s.uptimeSeconds)} | ${health} | ${s.restartCount ?? '—'} | ${cell(s.cpuPercent)} | ${cell(s.memUsage)} |`);
+    const health = s.health
+      ? s.health.ok
+        ? `✅ ${s.health.status}`
+        : `❌ ${s.health.status ?? cell(s.health.error)}`
+      : '—';
+    const deployed = s.deployedAt
+      ? `${cell(s.deployedAt.replace('T', ' ').replace(/\.\d+Z$/, 'Z'))}${s.actor ? ` by ${cell(s.actor)}` : ''}${s.runUrl ? ` ([run](${s.runUrl}))` : ''}`
+      : '—';
+    out.push(
+      `| ${c} | ${s.role} | ${cell(s.state)} | \`${cell(s.image)}\` | ${s.digest ? `\`${s.digest.slice(0, 19)}…\`` : '—'} | ${deployed} | ${uptime(s.uptimeSeconds)} | ${health} | ${s.restartCount ?? '—'} | ${cell(s.cpuPercent)} | ${cell(s.memUsage)} |`
+    );
   }
   out.push('');
-  if (h.haproxy) out.push(`HAProxy \`${cell(h.haproxy.backend)}\` (${cell(h.haproxy.socket)}): ${h.haproxy.error ? cell(h.haproxy.error) : (['blue', 'green'] as const).map((c) => { const s = h.haproxy!.servers[c]; return s ? `${c} ${s.admin}/${s.op}, ${s.sessions ?? '?'} sessions, check ${cell(s.checkStatus ?? '—')}` : `${c} missing`; }).join(' · ')}`);
+  if (h.haproxy)
+    out.push(
+      `HAProxy \`${cell(h.haproxy.backend)}\` (${cell(h.haproxy.socket)}): ${
+        h.haproxy.error
+          ? cell(h.haproxy.error)
+          : (['blue', 'green'] as const)
+              .map((c) => {
+                const s = h.haproxy!.servers[c];
+                return s
+                  ? `${c} ${s.admin}/${s.op}, ${s.sessions ?? '?'} sessions, check ${cell(s.checkStatus ?? '—')}`
+                  : `${c} missing`;
+              })
+              .join(' · ')
+      }`
+    );
   if (h.alb) out.push(albStatusLine(h.alb, cell));
-  if (h.upstream) out.push(`nginx upstream \`${cell(h.upstream.file)}\`: ${h.upstream.exists ? `127.0.0.1:${h.upstream.port ?? '?'} (${h.upstream.color ?? 'no colour'})` : 'missing'} · lock: ${h.lock.held ? 'held' : 'free'}${h.disk ? ` · disk ${h.disk.usedPercent}% used` : ''}`);
+  if (h.upstream)
+    out.push(
+      `nginx upstream \`${cell(h.upstream.file)}\`: ${h.upstream.exists ? `127.0.0.1:${h.upstream.port ?? '?'} (${h.upstream.color ?? 'no colour'})` : 'missing'} · lock: ${h.lock.held ? 'held' : 'free'}${h.disk ? ` · disk ${h.disk.usedPercent}% used` : ''}`
+    );
   else out.push(`lock: ${h.lock.held ? 'held' : 'free'}${h.disk ? ` · disk ${h.disk.usedPercent}% used` : ''}`);
   out.push('');
   if (h.findings.length) {
@@ -42,16 +67,35 @@ function hostSection(h: HostStatus): string[] {
     out.push('');
   }
   if (h.history.length) {
-    out.push('<details><summary>Recent deploys and rollbacks</summary>', '', '| When | Command | Result | Image | Colour | Took | By |', '| --- | --- | --- | --- | --- | --- | --- |');
+    out.push(
+      '<details><summary>Recent deploys and rollbacks</summary>',
+      '',
+      '| When | Command | Result | Image | Colour | Took | By |',
+      '| --- | --- | --- | --- | --- | --- | --- |'
+    );
     for (const e of h.history) {
-      const r = e as { at?: string; command?: string; result?: string; image?: string; color?: string; durationMs?: number; actor?: string; runUrl?: string };
-      out.push(`| ${cell(r.at)} | ${cell(r.command)} | ${cell(r.result)} | \`${cell(r.image)}\` | ${cell(r.color)} | ${formatMs(r.durationMs)} | ${cell(r.actor)}${r.runUrl ? ` ([run](${r.runUrl}))` : ''} |`);
+      const r = e as {
+        at?: string;
+        command?: string;
+        result?: string;
+        image?: string;
+        color?: string;
+        durationMs?: number;
+        actor?: string;
+        runUrl?: string;
+      };
+      out.push(
+        `| ${cell(r.at)} | ${cell(r.command)} | ${cell(r.result)} | \`${cell(r.image)}\` | ${cell(r.color)} | ${formatMs(r.durationMs)} | ${cell(r.actor)}${r.runUrl ? ` ([run](${r.runUrl}))` : ''} |`
+      );
     }
     out.push('', '</details>', '');
   }
   for (const c of ['blue', 'green'] as const) {
     const logs = h.colors[c].logs;
-    if (logs) out.push(`<details><summary>Recent log lines of ${c}</summary>\n\n<pre>${escapeHtml(logs.slice(-16_000))}</pre>\n</details>\n`);
+    if (logs)
+      out.push(
+        `<details><summary>Recent log lines of ${c}</summary>\n\n<pre>${escapeHtml(logs.slice(-16_000))}</pre>\n</details>\n`
+      );
   }
   return out;
 }
@@ -60,9 +104,19 @@ export function renderStatusSummary(r: StatusReport): string {
   const errors = r.hosts.flatMap((h) => h.findings.filter((f) => f.level === 'error'));
   const warnings = r.hosts.flatMap((h) => h.findings.filter((f) => f.level === 'warning'));
   const head = errors.length ? '❌' : warnings.length ? '⚠️' : '✅';
-  const out = [`## ${head} ${escapeHtml(r.app)} status — ${r.hosts.length} host(s)`, '', `${errors.length} error(s), ${warnings.length} warning(s) · read in ${formatMs(r.durationMs)} · nothing was changed`, ''];
+  const out = [
+    `## ${head} ${escapeHtml(r.app)} status — ${r.hosts.length} host(s)`,
+    '',
+    `${errors.length} error(s), ${warnings.length} warning(s) · read in ${formatMs(r.durationMs)} · nothing was changed`,
+    ''
+  ];
   for (const h of r.hosts) out.push(...hostSection(h));
   let text = out.join('\n') + '\n';
-  if (Buffer.byteLength(text) > SUMMARY_LIMIT) text = Buffer.from(text).subarray(0, SUMMARY_LIMIT - 200).toString('utf8').replace(/\uFFFD$/, '') + '\n\n… (truncated; see the status-json output)\n';
+  if (Buffer.byteLength(text) > SUMMARY_LIMIT)
+    text =
+      Buffer.from(text)
+        .subarray(0, SUMMARY_LIMIT - 200)
+        .toString('utf8')
+        .replace(/\uFFFD$/, '') + '\n\n… (truncated; see the status-json output)\n';
   return text;
 }

@@ -4,7 +4,11 @@
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { DescribeTargetHealthCommand, ElasticLoadBalancingV2Client, RegisterTargetsCommand } from '@aws-sdk/client-elastic-load-balancing-v2';
+import {
+  DescribeTargetHealthCommand,
+  ElasticLoadBalancingV2Client,
+  RegisterTargetsCommand
+} from '@aws-sdk/client-elastic-load-balancing-v2';
 import { startFakeAlb, type FakeAlb } from './fake-aws/alb.js';
 import { waitFor } from './harness.js';
 
@@ -23,7 +27,14 @@ test('a local ip target gets healthy and serves through the listener; close() en
   alb = await startFakeAlb({
     netns: null,
     apiPort: 19303,
-    targetGroups: [{ name: 'albs-local', targetType: 'ip', port: (target.address() as AddressInfo).port, healthCheck: { path: '/health' } }],
+    targetGroups: [
+      {
+        name: 'albs-local',
+        targetType: 'ip',
+        port: (target.address() as AddressInfo).port,
+        healthCheck: { path: '/health' }
+      }
+    ],
     listeners: [{ name: 'web', port: 19304, defaultAction: { forward: [{ targetGroup: 'albs-local' }] } }]
   });
   const elb = new ElasticLoadBalancingV2Client({
@@ -34,9 +45,14 @@ test('a local ip target gets healthy and serves through the listener; close() en
   try {
     const tg = alb.arns.targetGroups['albs-local'];
     await elb.send(new RegisterTargetsCommand({ TargetGroupArn: tg, Targets: [{ Id: '127.0.0.1' }] }));
-    await waitFor(async () => (await elb.send(new DescribeTargetHealthCommand({ TargetGroupArn: tg }))).TargetHealthDescriptions?.[0]?.TargetHealth?.State === 'healthy', {
-      what: '127.0.0.1 healthy'
-    });
+    await waitFor(
+      async () =>
+        (await elb.send(new DescribeTargetHealthCommand({ TargetGroupArn: tg }))).TargetHealthDescriptions?.[0]
+          ?.TargetHealth?.State === 'healthy',
+      {
+        what: '127.0.0.1 healthy'
+      }
+    );
     const body = await (await fetch(`${alb.listenerUrl}/`)).text();
     expect(body).toBe('local');
     expect(alb.served().at(-1)).toMatchObject({ status: 200, targetId: '127.0.0.1', targetPort: TARGET_PORT });

@@ -55,12 +55,23 @@ function startApp(host: string, name: string, port: number): Promise<void> {
 }
 
 /** GET over an agent (keep-alive when given); returns status, body, which target served it and the socket used. */
-function get(url: string, agent?: http.Agent): Promise<{ status: number; body: string; target: string; reused: boolean; socket: unknown }> {
+function get(
+  url: string,
+  agent?: http.Agent
+): Promise<{ status: number; body: string; target: string; reused: boolean; socket: unknown }> {
   return new Promise((resolve, reject) => {
     const req = http.get(url, { agent: agent ?? false }, (res) => {
       let body = '';
       res.on('data', (c: Buffer) => (body += c.toString()));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body, target: String(res.headers['x-albs-target'] ?? ''), reused: req.reusedSocket, socket: req.socket }));
+      res.on('end', () =>
+        resolve({
+          status: res.statusCode ?? 0,
+          body,
+          target: String(res.headers['x-albs-target'] ?? ''),
+          reused: req.reusedSocket,
+          socket: req.socket
+        })
+      );
     });
     req.on('error', reject);
   });
@@ -72,11 +83,16 @@ const savedEnv = { ...process.env };
 
 async function health(tgArn: string): Promise<Record<string, string>> {
   const r = await elb.send(new DescribeTargetHealthCommand({ TargetGroupArn: tgArn }));
-  return Object.fromEntries((r.TargetHealthDescriptions ?? []).map((d) => [`${d.Target!.Id}:${d.Target!.Port}`, d.TargetHealth!.State!]));
+  return Object.fromEntries(
+    (r.TargetHealthDescriptions ?? []).map((d) => [`${d.Target!.Id}:${d.Target!.Port}`, d.TargetHealth!.State!])
+  );
 }
 
 async function waitState(tgArn: string, key: string, state: string | undefined): Promise<void> {
-  await waitFor(async () => (await health(tgArn))[key] === state, { timeoutMs: 20000, what: `${key} to be ${state ?? 'gone'}` });
+  await waitFor(async () => (await health(tgArn))[key] === state, {
+    timeoutMs: 20000,
+    what: `${key} to be ${state ?? 'gone'}`
+  });
 }
 
 beforeAll(async () => {
@@ -99,8 +115,15 @@ beforeAll(async () => {
       {
         name: 'web',
         port: LISTENER_PORT,
-        defaultAction: { forward: [{ targetGroup: 'albs-blue', weight: 1 }, { targetGroup: 'albs-green', weight: 0 }] },
-        rules: [{ name: 'api', priority: 10, pathPatterns: ['/api/*'], action: { forward: [{ targetGroup: 'albs-ip' }] } }]
+        defaultAction: {
+          forward: [
+            { targetGroup: 'albs-blue', weight: 1 },
+            { targetGroup: 'albs-green', weight: 0 }
+          ]
+        },
+        rules: [
+          { name: 'api', priority: 10, pathPatterns: ['/api/*'], action: { forward: [{ targetGroup: 'albs-ip' }] } }
+        ]
       },
       { name: 'demo', port: DEMO_LISTENER_PORT, defaultAction: { forward: [{ targetGroup: 'albs-demo' }] } }
     ]
@@ -120,16 +143,22 @@ afterAll(async () => {
 
 test('DescribeTargetGroups / attributes / listeners / rules parse in the real SDK', async () => {
   const tgs = await elb.send(new DescribeTargetGroupsCommand({ Names: ['albs-blue', 'albs-idle'] }));
-  expect(tgs.TargetGroups!.map((g) => [g.TargetGroupName, g.TargetType, g.Port, g.HealthCheckPath, g.HealthyThresholdCount])).toEqual([
+  expect(
+    tgs.TargetGroups!.map((g) => [g.TargetGroupName, g.TargetType, g.Port, g.HealthCheckPath, g.HealthyThresholdCount])
+  ).toEqual([
     ['albs-blue', 'instance', BLUE_PORT, '/health', 2],
     ['albs-idle', 'instance', BLUE_PORT, '/health', 2]
   ]);
   expect(tgs.TargetGroups![0].LoadBalancerArns).toEqual([alb.arns.loadBalancer]);
   expect(tgs.TargetGroups![1].LoadBalancerArns).toEqual([]);
-  const byArn = await elb.send(new DescribeTargetGroupsCommand({ TargetGroupArns: [alb.arns.targetGroups['albs-ip']] }));
+  const byArn = await elb.send(
+    new DescribeTargetGroupsCommand({ TargetGroupArns: [alb.arns.targetGroups['albs-ip']] })
+  );
   expect(byArn.TargetGroups![0].TargetType).toBe('ip');
 
-  const attrs = await elb.send(new DescribeTargetGroupAttributesCommand({ TargetGroupArn: alb.arns.targetGroups['albs-blue'] }));
+  const attrs = await elb.send(
+    new DescribeTargetGroupAttributesCommand({ TargetGroupArn: alb.arns.targetGroups['albs-blue'] })
+  );
   expect(attrs.Attributes).toContainEqual({ Key: 'deregistration_delay.timeout_seconds', Value: '3' });
 
   const ls = await elb.send(new DescribeListenersCommand({ ListenerArns: [alb.arns.listeners.web] }));
@@ -146,29 +175,59 @@ test('DescribeTargetGroups / attributes / listeners / rules parse in the real SD
   ]);
   expect(rules.Rules![0].Conditions![0].Values).toEqual(['/api/*']);
   expect(alb.calls().map((c) => c.action)).toEqual(
-    expect.arrayContaining(['DescribeTargetGroups', 'DescribeTargetGroupAttributes', 'DescribeListeners', 'DescribeRules'])
+    expect.arrayContaining([
+      'DescribeTargetGroups',
+      'DescribeTargetGroupAttributes',
+      'DescribeListeners',
+      'DescribeRules'
+    ])
   );
-  expect(alb.calls('DescribeTargetGroups')[0]).toMatchObject({ region: 'us-east-1', accessKeyId: alb.env.AWS_ACCESS_KEY_ID });
+  expect(alb.calls('DescribeTargetGroups')[0]).toMatchObject({
+    region: 'us-east-1',
+    accessKeyId: alb.env.AWS_ACCESS_KEY_ID
+  });
 });
 
 test('errors parse into the SDK named exceptions', async () => {
   const missing = alb.arns.targetGroups['albs-blue'].replace(/[0-9a-f]{16}$/, '0000000000000000');
-  await expect(elb.send(new DescribeTargetHealthCommand({ TargetGroupArn: missing }))).rejects.toBeInstanceOf(TargetGroupNotFoundException);
-  await expect(elb.send(new DescribeTargetGroupsCommand({ Names: ['albs-nope'] }))).rejects.toBeInstanceOf(TargetGroupNotFoundException);
-  await expect(elb.send(new DescribeListenersCommand({ ListenerArns: [alb.arns.listeners.web.replace(/[0-9a-f]{16}$/, '0000000000000000')] }))).rejects.toBeInstanceOf(
-    ListenerNotFoundException
+  await expect(elb.send(new DescribeTargetHealthCommand({ TargetGroupArn: missing }))).rejects.toBeInstanceOf(
+    TargetGroupNotFoundException
   );
-  await expect(elb.send(new ModifyRuleCommand({ RuleArn: alb.arns.rules.api.replace(/[0-9a-f]{16}$/, '0000000000000000'), Actions: [] }))).rejects.toBeInstanceOf(
-    RuleNotFoundException
+  await expect(elb.send(new DescribeTargetGroupsCommand({ Names: ['albs-nope'] }))).rejects.toBeInstanceOf(
+    TargetGroupNotFoundException
   );
-  await expect(elb.send(new DescribeTargetHealthCommand({ TargetGroupArn: 'green-tg' }))).rejects.toMatchObject({ name: 'ValidationError' });
+  await expect(
+    elb.send(
+      new DescribeListenersCommand({
+        ListenerArns: [alb.arns.listeners.web.replace(/[0-9a-f]{16}$/, '0000000000000000')]
+      })
+    )
+  ).rejects.toBeInstanceOf(ListenerNotFoundException);
+  await expect(
+    elb.send(
+      new ModifyRuleCommand({ RuleArn: alb.arns.rules.api.replace(/[0-9a-f]{16}$/, '0000000000000000'), Actions: [] })
+    )
+  ).rejects.toBeInstanceOf(RuleNotFoundException);
+  await expect(elb.send(new DescribeTargetHealthCommand({ TargetGroupArn: 'green-tg' }))).rejects.toMatchObject({
+    name: 'ValidationError'
+  });
   // bgf-h9 is not up: its instance is not running
-  const notRunning = elb.send(new RegisterTargetsCommand({ TargetGroupArn: alb.arns.targetGroups['albs-blue'], Targets: [{ Id: fleetInstanceId(9) }] }));
+  const notRunning = elb.send(
+    new RegisterTargetsCommand({
+      TargetGroupArn: alb.arns.targetGroups['albs-blue'],
+      Targets: [{ Id: fleetInstanceId(9) }]
+    })
+  );
   await expect(notRunning).rejects.toBeInstanceOf(InvalidTargetException);
   await expect(notRunning).rejects.toThrow(/not in a running state/);
 
   await alb.deny(['ModifyListener']);
-  const denied = elb.send(new ModifyListenerCommand({ ListenerArn: alb.arns.listeners.web, DefaultActions: [{ Type: 'forward', TargetGroupArn: alb.arns.targetGroups['albs-green'] }] }));
+  const denied = elb.send(
+    new ModifyListenerCommand({
+      ListenerArn: alb.arns.listeners.web,
+      DefaultActions: [{ Type: 'forward', TargetGroupArn: alb.arns.targetGroups['albs-green'] }]
+    })
+  );
   await expect(denied).rejects.toMatchObject({ name: 'AccessDenied', $metadata: { httpStatusCode: 403 } });
   await alb.deny([]);
   expect(alb.calls('ModifyListener')).toEqual([expect.objectContaining({ error: 'AccessDenied' })]);
@@ -178,7 +237,12 @@ test('errors parse into the SDK named exceptions', async () => {
   await alb.faults([{ action: 'DescribeTargetGroupAttributes', code: 'TargetGroupNotFound', times: 1 }]);
   await expect(elb.send(attrs)).rejects.toBeInstanceOf(TargetGroupNotFoundException);
   expect((await elb.send(attrs)).Attributes!.length).toBeGreaterThan(0);
-  expect(alb.calls('DescribeTargetGroupAttributes').slice(-2).map((c) => c.error)).toEqual(['TargetGroupNotFound', undefined]);
+  expect(
+    alb
+      .calls('DescribeTargetGroupAttributes')
+      .slice(-2)
+      .map((c) => c.error)
+  ).toEqual(['TargetGroupNotFound', undefined]);
 });
 
 test('register -> initial -> healthy; traffic by weight, round-robin inside a group; unused when no listener uses the group', async () => {
@@ -186,7 +250,9 @@ test('register -> initial -> healthy; traffic by weight, round-robin inside a gr
   const green = alb.arns.targetGroups['albs-green'];
   await elb.send(new RegisterTargetsCommand({ TargetGroupArn: blue, Targets: [{ Id: H[0].id }, { Id: H[1].id }] }));
   await elb.send(new RegisterTargetsCommand({ TargetGroupArn: green, Targets: [{ Id: H[2].id }] }));
-  const first = await elb.send(new DescribeTargetHealthCommand({ TargetGroupArn: blue, Targets: [{ Id: H[0].id, Port: BLUE_PORT }] }));
+  const first = await elb.send(
+    new DescribeTargetHealthCommand({ TargetGroupArn: blue, Targets: [{ Id: H[0].id, Port: BLUE_PORT }] })
+  );
   expect(first.TargetHealthDescriptions![0].TargetHealth).toMatchObject({ State: 'initial' });
   await waitState(blue, `${H[0].id}:${BLUE_PORT}`, 'healthy');
   await waitState(blue, `${H[1].id}:${BLUE_PORT}`, 'healthy');
@@ -196,7 +262,9 @@ test('register -> initial -> healthy; traffic by weight, round-robin inside a gr
   expect(timeline.at(-1)).toMatchObject({ state: 'healthy' });
 
   // a group no listener forwards to: its targets are unused (no health checks), as in AWS
-  await elb.send(new RegisterTargetsCommand({ TargetGroupArn: alb.arns.targetGroups['albs-idle'], Targets: [{ Id: H[0].id }] }));
+  await elb.send(
+    new RegisterTargetsCommand({ TargetGroupArn: alb.arns.targetGroups['albs-idle'], Targets: [{ Id: H[0].id }] })
+  );
   const idle = await elb.send(new DescribeTargetHealthCommand({ TargetGroupArn: alb.arns.targetGroups['albs-idle'] }));
   expect(idle.TargetHealthDescriptions![0].TargetHealth).toMatchObject({ State: 'unused', Reason: 'Target.NotInUse' });
 
@@ -209,7 +277,17 @@ test('register -> initial -> healthy; traffic by weight, round-robin inside a gr
   await elb.send(
     new ModifyListenerCommand({
       ListenerArn: alb.arns.listeners.web,
-      DefaultActions: [{ Type: 'forward', ForwardConfig: { TargetGroups: [{ TargetGroupArn: blue, Weight: 3 }, { TargetGroupArn: green, Weight: 1 }] } }]
+      DefaultActions: [
+        {
+          Type: 'forward',
+          ForwardConfig: {
+            TargetGroups: [
+              { TargetGroupArn: blue, Weight: 3 },
+              { TargetGroupArn: green, Weight: 1 }
+            ]
+          }
+        }
+      ]
     })
   );
   const mid = alb.served().length;
@@ -217,7 +295,12 @@ test('register -> initial -> healthy; traffic by weight, round-robin inside a gr
   for (let i = 0; i < 40; i++) bodies.push((await get(`${alb.listenerUrl}/`)).body);
   expect(bodies.filter((b) => b === 'h3-green')).toHaveLength(10);
   expect(bodies.filter((b) => b.endsWith('-blue'))).toHaveLength(30);
-  expect(alb.served().slice(mid).every((e) => e.status === 200)).toBe(true);
+  expect(
+    alb
+      .served()
+      .slice(mid)
+      .every((e) => e.status === 200)
+  ).toBe(true);
 });
 
 test('a keep-alive client connection survives ModifyListener (and sees the new group at once)', async () => {
@@ -229,18 +312,38 @@ test('a keep-alive client connection survives ModifyListener (and sees the new g
     await elb.send(
       new ModifyListenerCommand({
         ListenerArn: alb.arns.listeners.web,
-        DefaultActions: [{ Type: 'forward', ForwardConfig: { TargetGroups: [{ TargetGroupArn: blue, Weight: 1 }, { TargetGroupArn: green, Weight: 0 }] } }]
+        DefaultActions: [
+          {
+            Type: 'forward',
+            ForwardConfig: {
+              TargetGroups: [
+                { TargetGroupArn: blue, Weight: 1 },
+                { TargetGroupArn: green, Weight: 0 }
+              ]
+            }
+          }
+        ]
       })
     );
     const a = await get(`${alb.listenerUrl}/`, agent);
     expect(a.body).toMatch(/-blue$/);
-    await elb.send(new ModifyListenerCommand({ ListenerArn: alb.arns.listeners.web, DefaultActions: [{ Type: 'forward', TargetGroupArn: green }] }));
+    await elb.send(
+      new ModifyListenerCommand({
+        ListenerArn: alb.arns.listeners.web,
+        DefaultActions: [{ Type: 'forward', TargetGroupArn: green }]
+      })
+    );
     const b = await get(`${alb.listenerUrl}/`, agent);
     expect(b).toMatchObject({ status: 200, body: 'h3-green', reused: true });
     expect(b.socket).toBe(a.socket);
     // blue is not used by the listener any more: its targets go unused
     await waitState(blue, `${H[0].id}:${BLUE_PORT}`, 'unused');
-    await elb.send(new ModifyListenerCommand({ ListenerArn: alb.arns.listeners.web, DefaultActions: [{ Type: 'forward', TargetGroupArn: blue }] }));
+    await elb.send(
+      new ModifyListenerCommand({
+        ListenerArn: alb.arns.listeners.web,
+        DefaultActions: [{ Type: 'forward', TargetGroupArn: blue }]
+      })
+    );
     // blue is back in use: its targets run the health checks again (until then the ALB has no target: 503)
     await waitState(blue, `${H[0].id}:${BLUE_PORT}`, 'healthy');
     const c = await get(`${alb.listenerUrl}/`, agent);
@@ -254,15 +357,26 @@ test('a keep-alive client connection survives ModifyListener (and sees the new g
 
 test('deregister -> draining (no new requests, an in-flight slow request finishes) -> gone', async () => {
   const blue = alb.arns.targetGroups['albs-blue'];
-  await elb.send(new ModifyListenerCommand({ ListenerArn: alb.arns.listeners.web, DefaultActions: [{ Type: 'forward', TargetGroupArn: blue }] }));
+  await elb.send(
+    new ModifyListenerCommand({
+      ListenerArn: alb.arns.listeners.web,
+      DefaultActions: [{ Type: 'forward', TargetGroupArn: blue }]
+    })
+  );
   await waitState(blue, `${H[0].id}:${BLUE_PORT}`, 'healthy');
   await waitState(blue, `${H[1].id}:${BLUE_PORT}`, 'healthy');
   // one slow request on each blue target, so one of them is in flight on h1 whichever comes first
   const slow = [get(`${alb.listenerUrl}/slow?ms=1500`), get(`${alb.listenerUrl}/slow?ms=1500`)];
-  await waitFor(async () => (await alb.targets()).filter((t) => t.targetGroup === 'albs-blue' && t.inflight > 0).length === 2, { what: 'two slow requests in flight' });
+  await waitFor(
+    async () => (await alb.targets()).filter((t) => t.targetGroup === 'albs-blue' && t.inflight > 0).length === 2,
+    { what: 'two slow requests in flight' }
+  );
   await elb.send(new DeregisterTargetsCommand({ TargetGroupArn: blue, Targets: [{ Id: H[0].id }] }));
   const h = await elb.send(new DescribeTargetHealthCommand({ TargetGroupArn: blue, Targets: [{ Id: H[0].id }] }));
-  expect(h.TargetHealthDescriptions![0].TargetHealth).toMatchObject({ State: 'draining', Reason: 'Target.DeregistrationInProgress' });
+  expect(h.TargetHealthDescriptions![0].TargetHealth).toMatchObject({
+    State: 'draining',
+    Reason: 'Target.DeregistrationInProgress'
+  });
   const mark = alb.served().length;
   const during: string[] = [];
   for (let i = 0; i < 6; i++) during.push((await get(`${alb.listenerUrl}/`)).body);
@@ -270,11 +384,21 @@ test('deregister -> draining (no new requests, an in-flight slow request finishe
   const done = await Promise.all(slow);
   expect(done.map((r) => r.status)).toEqual([200, 200]);
   expect(done.map((r) => r.body).sort()).toEqual(['h1-blue', 'h2-blue']);
-  expect(alb.served().slice(mark).filter((e) => e.targetId === H[0].id && e.path === '/')).toEqual([]);
+  expect(
+    alb
+      .served()
+      .slice(mark)
+      .filter((e) => e.targetId === H[0].id && e.path === '/')
+  ).toEqual([]);
   await waitState(blue, `${H[0].id}:${BLUE_PORT}`, undefined);
   const gone = await elb.send(new DescribeTargetHealthCommand({ TargetGroupArn: blue, Targets: [{ Id: H[0].id }] }));
-  expect(gone.TargetHealthDescriptions![0].TargetHealth).toMatchObject({ State: 'unused', Reason: 'Target.NotRegistered' });
-  await expect(elb.send(new DeregisterTargetsCommand({ TargetGroupArn: blue, Targets: [{ Id: H[0].id }] }))).rejects.toBeInstanceOf(InvalidTargetException);
+  expect(gone.TargetHealthDescriptions![0].TargetHealth).toMatchObject({
+    State: 'unused',
+    Reason: 'Target.NotRegistered'
+  });
+  await expect(
+    elb.send(new DeregisterTargetsCommand({ TargetGroupArn: blue, Targets: [{ Id: H[0].id }] }))
+  ).rejects.toBeInstanceOf(InvalidTargetException);
 });
 
 test('a failing health check makes a target unhealthy (no traffic) and healthy again', async () => {
@@ -287,14 +411,24 @@ test('a failing health check makes a target unhealthy (no traffic) and healthy a
   const well = sick === H[0].id ? H[1].id : H[0].id;
   await waitState(blue, `${sick}:${BLUE_PORT}`, 'unhealthy');
   const r = await elb.send(new DescribeTargetHealthCommand({ TargetGroupArn: blue, Targets: [{ Id: sick }] }));
-  expect(r.TargetHealthDescriptions![0].TargetHealth).toMatchObject({ Reason: 'Target.ResponseCodeMismatch', Description: 'Health checks failed with these codes: [500]' });
+  expect(r.TargetHealthDescriptions![0].TargetHealth).toMatchObject({
+    Reason: 'Target.ResponseCodeMismatch',
+    Description: 'Health checks failed with these codes: [500]'
+  });
   const mark = alb.served().length;
   for (let i = 0; i < 4; i++) await get(`${alb.listenerUrl}/`);
-  expect(alb.served().slice(mark).map((e) => e.targetId)).toEqual(Array(4).fill(well));
+  expect(
+    alb
+      .served()
+      .slice(mark)
+      .map((e) => e.targetId)
+  ).toEqual(Array(4).fill(well));
   // only the sick one can be told to heal: a rule-free way to reach it is the ip group on another port, so heal it
   // directly through the listener once fail-open sends requests to it (deregister the well one)
   await elb.send(new DeregisterTargetsCommand({ TargetGroupArn: blue, Targets: [{ Id: well }] }));
-  await waitFor(async () => (await get(`${alb.listenerUrl}/set-health?code=200`)).target.startsWith(sick), { what: 'fail-open to the unhealthy target' });
+  await waitFor(async () => (await get(`${alb.listenerUrl}/set-health?code=200`)).target.startsWith(sick), {
+    what: 'fail-open to the unhealthy target'
+  });
   await waitState(blue, `${sick}:${BLUE_PORT}`, 'healthy');
 });
 
@@ -304,7 +438,9 @@ test('rules: path-pattern routes to an ip group; ModifyRule changes its action',
   await waitState(ipGroup, `${H[0].ip}:${GREEN_PORT}`, 'healthy');
   expect((await get(`${alb.listenerUrl}/api/x`)).body).toBe('h1-green');
   const green = alb.arns.targetGroups['albs-green'];
-  await elb.send(new ModifyRuleCommand({ RuleArn: alb.arns.rules.api, Actions: [{ Type: 'forward', TargetGroupArn: green }] }));
+  await elb.send(
+    new ModifyRuleCommand({ RuleArn: alb.arns.rules.api, Actions: [{ Type: 'forward', TargetGroupArn: green }] })
+  );
   // green was not used by the listener before (its targets were unused): now it is health checked again
   await waitState(green, `${H[2].id}:${GREEN_PORT}`, 'healthy');
   expect((await get(`${alb.listenerUrl}/api/x`)).body).toBe('h3-green');
@@ -319,7 +455,17 @@ test('under continuous load (pooled keep-alive, fresh and slow requests) a blue-
     elb.send(
       new ModifyListenerCommand({
         ListenerArn: alb.arns.listeners.web,
-        DefaultActions: [{ Type: 'forward', ForwardConfig: { TargetGroups: [{ TargetGroupArn: blue, Weight: b }, { TargetGroupArn: green, Weight: g }] } }]
+        DefaultActions: [
+          {
+            Type: 'forward',
+            ForwardConfig: {
+              TargetGroups: [
+                { TargetGroupArn: blue, Weight: b },
+                { TargetGroupArn: green, Weight: g }
+              ]
+            }
+          }
+        ]
       })
     );
   await fwd(1, 0);
@@ -342,11 +488,19 @@ test('under continuous load (pooled keep-alive, fresh and slow requests) a blue-
     }
   };
   const mark = alb.served().length;
-  const load = [client('/', pooled), client('/', pooled), client('/'), client('/slow?ms=700'), client('/slow?ms=700', pooled)];
+  const load = [
+    client('/', pooled),
+    client('/', pooled),
+    client('/'),
+    client('/slow?ms=700'),
+    client('/slow?ms=700', pooled)
+  ];
   try {
     await waitFor(async () => results.length >= 20, { what: 'load before the switch' });
     await fwd(9, 1); // canary share
-    await waitFor(async () => results.filter((r) => r.body.endsWith('-green')).length >= 2, { what: 'canary requests on green' });
+    await waitFor(async () => results.filter((r) => r.body.endsWith('-green')).length >= 2, {
+      what: 'canary requests on green'
+    });
     await fwd(0, 1); // the rest
     await elb.send(new DeregisterTargetsCommand({ TargetGroupArn: blue, Targets: [{ Id: H[0].id }, { Id: H[1].id }] }));
     await waitState(blue, `${H[0].id}:${BLUE_PORT}`, undefined);
@@ -366,7 +520,10 @@ test('under continuous load (pooled keep-alive, fresh and slow requests) a blue-
   expect(new Set(log.map((e) => e.targetGroup))).toEqual(new Set([blue, green]));
   expect(log.slice(-5).every((e) => e.targetGroup === green)).toBe(true);
   // the timeline shows the drain: blue's targets went draining, then removed
-  const blueH1 = alb.healthLog().filter((e) => e.targetGroupArn === blue && e.id === H[0].id).map((e) => e.state);
+  const blueH1 = alb
+    .healthLog()
+    .filter((e) => e.targetGroupArn === blue && e.id === H[0].id)
+    .map((e) => e.state);
   expect(blueH1.slice(-2)).toEqual(['draining', 'removed']);
 });
 

@@ -16,7 +16,13 @@ import { cleanupFleetApp, dockerPsOn, fleetInputs, loadFleet, onHostOk, type Fle
 
 const NAMES = ['bgf-h1', 'bgf-h2', 'bgf-h3'];
 const ONE = { app: 'alb-one', blue: 19351, green: 19352, listener: 19353, group: 'alb-one' };
-const FLEET = { app: 'alb-fleet', blue: 19361, green: 19362, listener: 19363, groups: { blue: 'alb-fleet-blue', green: 'alb-fleet-green' } };
+const FLEET = {
+  app: 'alb-fleet',
+  blue: 19361,
+  green: 19362,
+  listener: 19363,
+  groups: { blue: 'alb-fleet-blue', green: 'alb-fleet-green' }
+};
 const IP = { app: 'alb-ip', blue: 19371, green: 19372, listener: 19373, group: 'alb-ip' };
 const API_PORT = 19350;
 const instanceId = (name: string) => `i-0f1ee7${Number(name.replace('bgf-h', '')).toString(16).padStart(11, '0')}`;
@@ -25,12 +31,30 @@ let fleet: Fleet;
 let alb: FakeAlb;
 
 interface Metrics {
-  hosts: Array<{ host: string; result: string; error: { step: string; message: string } | null; loadBalancer: { instanceId?: string; health: Array<{ at: string; group: string; color: string; target: string; state: string }> } | null }>;
-  loadBalancer: { before?: Record<string, number>; after?: Record<string, number>; allHealthyAt?: string; changes: Array<{ at: string; kind: string; weights: Record<string, number> }> } | null;
+  hosts: Array<{
+    host: string;
+    result: string;
+    error: { step: string; message: string } | null;
+    loadBalancer: {
+      instanceId?: string;
+      health: Array<{ at: string; group: string; color: string; target: string; state: string }>;
+    } | null;
+  }>;
+  loadBalancer: {
+    before?: Record<string, number>;
+    after?: Record<string, number>;
+    allHealthyAt?: string;
+    changes: Array<{ at: string; kind: string; weights: Record<string, number> }>;
+  } | null;
 }
-const metrics = (r: RunActionResult): Metrics => JSON.parse(fs.readFileSync(r.outputs['metrics-file'], 'utf8')) as Metrics;
+const metrics = (r: RunActionResult): Metrics =>
+  JSON.parse(fs.readFileSync(r.outputs['metrics-file'], 'utf8')) as Metrics;
 
-function run(app: string, ports: { blue: number; green: number }, inputs: Record<string, string>): Promise<RunActionResult> {
+function run(
+  app: string,
+  ports: { blue: number; green: number },
+  inputs: Record<string, string>
+): Promise<RunActionResult> {
   return runAction(
     {
       ...fleetInputs(fleet, NAMES),
@@ -55,7 +79,13 @@ function run(app: string, ports: { blue: number; green: number }, inputs: Record
 
 /** Load through a listener for the duration of fn: fresh and keep-alive clients, and slow requests beside them. */
 async function underLoad<T>(url: string, fn: () => Promise<T>): Promise<{ value: T; load: LoadResult }> {
-  const gen = new LoadGenerator(url, { concurrency: 4, keepAlive: 'mixed', retry: false, record: true, slow: { concurrency: 2, seconds: [1, 2, 3] } }).start();
+  const gen = new LoadGenerator(url, {
+    concurrency: 4,
+    keepAlive: 'mixed',
+    retry: false,
+    record: true,
+    slow: { concurrency: 2, seconds: [1, 2, 3] }
+  }).start();
   await new Promise((r) => setTimeout(r, 500));
   const value = await fn();
   await new Promise((r) => setTimeout(r, 500));
@@ -76,14 +106,22 @@ function expectSwitchedAtOnce(load: LoadResult, from: string, to: string): void 
 }
 
 function expectNoFailedRequests(load: LoadResult): void {
-  expect({ failed: load.failed, errors: load.errors.slice(0, 3), slowFailed: load.slow.failed, slowErrors: load.slow.errors.slice(0, 3) }).toEqual({ failed: 0, errors: [], slowFailed: 0, slowErrors: [] });
+  expect({
+    failed: load.failed,
+    errors: load.errors.slice(0, 3),
+    slowFailed: load.slow.failed,
+    slowErrors: load.slow.errors.slice(0, 3)
+  }).toEqual({ failed: 0, errors: [], slowFailed: 0, slowErrors: [] });
   expect(load.ok).toBeGreaterThan(0);
   expect(load.slow.ok).toBeGreaterThan(0);
 }
 
 /** `${id}:${port} ${state}` of a group's targets now, sorted. */
 async function targets(group: string): Promise<string[]> {
-  return (await alb.targets()).filter((t) => t.targetGroup === group).map((t) => `${t.id}:${t.port} ${t.state}`).sort();
+  return (await alb.targets())
+    .filter((t) => t.targetGroup === group)
+    .map((t) => `${t.id}:${t.port} ${t.state}`)
+    .sort();
 }
 const all = (port: number, state: string) => NAMES.map((n) => `${instanceId(n)}:${port} ${state}`).sort();
 
@@ -120,7 +158,8 @@ afterAll(async () => {
 }, 120_000);
 
 describe('one target group: each host swaps its own targets', () => {
-  const deploy = (tag: string, extra: Record<string, string> = {}) => run(ONE.app, ONE, { image: `${fleet.registry}/demo:${tag}`, 'alb-target-group': ONE.group, ...extra });
+  const deploy = (tag: string, extra: Record<string, string> = {}) =>
+    run(ONE.app, ONE, { image: `${fleet.registry}/demo:${tag}`, 'alb-target-group': ONE.group, ...extra });
   const url = () => alb.listenerUrls.one;
 
   test('first deploy: every host registered by its instance id, healthy at the ALB', async () => {
@@ -130,7 +169,8 @@ describe('one target group: each host swaps its own targets', () => {
     expect(await served(url())).toEqual(['v1']);
     // The ALB's view over time, per host, in the metrics and the summary.
     const m = metrics(r);
-    for (const h of m.hosts) expect(h.loadBalancer?.health.map((s) => s.state)).toEqual(expect.arrayContaining(['initial', 'healthy']));
+    for (const h of m.hosts)
+      expect(h.loadBalancer?.health.map((s) => s.state)).toEqual(expect.arrayContaining(['initial', 'healthy']));
     expect(r.summary).toContain('### Load balancer');
   }, 300_000);
 
@@ -153,10 +193,17 @@ describe('one target group: each host swaps its own targets', () => {
       const draining = s.find((x) => x.color === 'blue' && x.state === 'draining')!;
       expect(Date.parse(draining.at)).toBeGreaterThanOrEqual(Date.parse(healthy.at));
     }
-    await Promise.all(NAMES.map((n) => onHostOk(n, `f=/home/ec2-user/.bluegreen/${ONE.app}/drain.lock; [ ! -e "$f" ] || flock -w 60 "$f" true`)));
+    await Promise.all(
+      NAMES.map((n) =>
+        onHostOk(n, `f=/home/ec2-user/.bluegreen/${ONE.app}/drain.lock; [ ! -e "$f" ] || flock -w 60 "$f" true`)
+      )
+    );
     for (const n of NAMES) {
       const cs = await dockerPsOn(n, ONE.app);
-      expect(cs.map((c) => [c.name, c.state]).sort()).toEqual([[`${ONE.app}-blue`, 'exited'], [`${ONE.app}-green`, 'running']]);
+      expect(cs.map((c) => [c.name, c.state]).sort()).toEqual([
+        [`${ONE.app}-blue`, 'exited'],
+        [`${ONE.app}-green`, 'running']
+      ]);
     }
     // the job stopped them only after the deregistration delay: by then the ALB was done draining them
     expect(await targets(ONE.group)).toEqual(all(ONE.green, 'healthy'));
@@ -170,7 +217,10 @@ describe('one target group: each host swaps its own targets', () => {
     expect(Object.keys(load.bodies)).toEqual(['v2']);
     expect(alb.calls('RegisterTargets').length).toBe(calls);
     expect(await targets(ONE.group)).toEqual(all(ONE.green, 'healthy'));
-    for (const n of NAMES) expect((await dockerPsOn(n, ONE.app)).some((c) => c.labels['bluegreen.image']?.endsWith(':unhealthy'))).toBe(false);
+    for (const n of NAMES)
+      expect((await dockerPsOn(n, ONE.app)).some((c) => c.labels['bluegreen.image']?.endsWith(':unhealthy'))).toBe(
+        false
+      );
   }, 300_000);
 
   test('a missing permission: the error names the call and the IAM action; nothing changes for traffic', async () => {
@@ -179,10 +229,13 @@ describe('one target group: each host swaps its own targets', () => {
       const { value: r, load } = await underLoad(url(), () => deploy('v3'));
       expect(r.outputs.result).toBe('failed');
       expectNoFailedRequests(load);
-      expect(r.stdout).toMatch(/RegisterTargets failed: the job's AWS identity may not call elasticloadbalancing:RegisterTargets/);
+      expect(r.stdout).toMatch(
+        /RegisterTargets failed: the job's AWS identity may not call elasticloadbalancing:RegisterTargets/
+      );
       expect(Object.keys(load.bodies)).toEqual(['v2']);
       expect(await targets(ONE.group)).toEqual(all(ONE.green, 'healthy'));
-      for (const n of NAMES) expect((await dockerPsOn(n, ONE.app)).some((c) => c.labels['bluegreen.image']?.endsWith(':v3'))).toBe(false);
+      for (const n of NAMES)
+        expect((await dockerPsOn(n, ONE.app)).some((c) => c.labels['bluegreen.image']?.endsWith(':v3'))).toBe(false);
     } finally {
       await alb.deny([]);
     }
@@ -198,7 +251,8 @@ describe('one target group: each host swaps its own targets', () => {
       expect(load.transitions[load.transitions.length - 1]).toBe('v2');
       expect(await served(url())).toEqual(['v2']);
       expect((await targets(ONE.group)).filter((t) => !t.endsWith('draining'))).toEqual(all(ONE.green, 'healthy'));
-      for (const n of NAMES) expect((await dockerPsOn(n, ONE.app)).some((c) => c.labels['bluegreen.image']?.endsWith(':v3'))).toBe(false);
+      for (const n of NAMES)
+        expect((await dockerPsOn(n, ONE.app)).some((c) => c.labels['bluegreen.image']?.endsWith(':v3'))).toBe(false);
     } finally {
       await alb.faults([]);
     }
@@ -208,13 +262,23 @@ describe('one target group: each host swaps its own targets', () => {
 test('a target group of type ip: each host registered by its private IPv4 (read from IMDSv2)', async () => {
   const r = await run(IP.app, IP, { image: `${fleet.registry}/demo:v1`, 'alb-target-group': IP.group });
   expect([r.outputs.result, r.stdout.match(/::error::.*/)?.[0]]).toEqual(['success', undefined]);
-  expect(await targets(IP.group)).toEqual(fleet.hosts.filter((h) => NAMES.includes(h.name)).map((h) => `${h.host}:${IP.blue} healthy`).sort());
+  expect(await targets(IP.group)).toEqual(
+    fleet.hosts
+      .filter((h) => NAMES.includes(h.name))
+      .map((h) => `${h.host}:${IP.blue} healthy`)
+      .sort()
+  );
   expect(await served(alb.listenerUrls.ip)).toEqual(['v1']);
 }, 300_000);
 
 describe('a listener and a group per colour: the whole fleet switched in one call', () => {
-  const listenerInputs = () => ({ 'alb-listener': alb.arns.listeners.fleet, 'alb-blue-target-group': FLEET.groups.blue, 'alb-green-target-group': FLEET.groups.green });
-  const deploy = (tag: string, extra: Record<string, string> = {}) => run(FLEET.app, FLEET, { image: `${fleet.registry}/demo:${tag}`, ...listenerInputs(), ...extra });
+  const listenerInputs = () => ({
+    'alb-listener': alb.arns.listeners.fleet,
+    'alb-blue-target-group': FLEET.groups.blue,
+    'alb-green-target-group': FLEET.groups.green
+  });
+  const deploy = (tag: string, extra: Record<string, string> = {}) =>
+    run(FLEET.app, FLEET, { image: `${fleet.registry}/demo:${tag}`, ...listenerInputs(), ...extra });
   const url = () => alb.listenerUrls.fleet;
   /** The weights of the listener's forward action in a ModifyListener call (awsQuery params), by group name. */
   const weightsOf = (params: Record<string, string>): Record<string, number> => {
@@ -254,7 +318,11 @@ describe('a listener and a group per colour: the whole fleet switched in one cal
     // Every host's candidate was registered in the blue group, and reported healthy by the ALB, before the switch.
     const regs = alb.calls('RegisterTargets').filter((c) => c.time >= t0);
     expect(regs.map((c) => c.params['Targets.member.1.Id']).sort()).toEqual(NAMES.map(instanceId).sort());
-    for (const c of regs) expect([c.params.TargetGroupArn, c.time < mods[0].time]).toEqual([alb.arns.targetGroups[FLEET.groups.blue], true]);
+    for (const c of regs)
+      expect([c.params.TargetGroupArn, c.time < mods[0].time]).toEqual([
+        alb.arns.targetGroups[FLEET.groups.blue],
+        true
+      ]);
     const m = metrics(r);
     for (const h of m.hosts) {
       const healthy = h.loadBalancer!.health.find((s) => s.group === FLEET.groups.blue && s.state === 'healthy');
@@ -262,7 +330,16 @@ describe('a listener and a group per colour: the whole fleet switched in one cal
     }
     // The stand-in's own record of target states says the same.
     for (const n of NAMES) {
-      const ev = alb.healthLog().find((e) => e.time >= t0 && e.targetGroup === FLEET.groups.blue && e.id === instanceId(n) && e.port === FLEET.blue && e.state === 'healthy');
+      const ev = alb
+        .healthLog()
+        .find(
+          (e) =>
+            e.time >= t0 &&
+            e.targetGroup === FLEET.groups.blue &&
+            e.id === instanceId(n) &&
+            e.port === FLEET.blue &&
+            e.state === 'healthy'
+        );
       expect([n, ev !== undefined && ev.time <= mods[0].time]).toEqual([n, true]);
     }
     expect(m.loadBalancer).toMatchObject({ before: { blue: 0, green: 100 }, after: { blue: 100, green: 0 } });
@@ -270,13 +347,19 @@ describe('a listener and a group per colour: the whole fleet switched in one cal
     expectSwitchedAtOnce(load, 'v1', 'v2');
     expect(await targets(FLEET.groups.green)).toEqual([]);
     expect(await targets(FLEET.groups.blue)).toEqual(all(FLEET.blue, 'healthy'));
-    for (const n of NAMES) expect((await dockerPsOn(n, FLEET.app)).map((c) => [c.name, c.state]).sort()).toEqual([[`${FLEET.app}-blue`, 'running'], [`${FLEET.app}-green`, 'exited']]);
+    for (const n of NAMES)
+      expect((await dockerPsOn(n, FLEET.app)).map((c) => [c.name, c.state]).sort()).toEqual([
+        [`${FLEET.app}-blue`, 'running'],
+        [`${FLEET.app}-green`, 'exited']
+      ]);
     expect(r.summary).toContain('weights before **blue 0, green 100** → after **blue 100, green 0**');
   }, 300_000);
 
   test('canary by weight: alb-canary-percent of the requests first, the rest after verify', async () => {
     const t0 = Date.now();
-    const { value: r, load } = await underLoad(url(), () => deploy('v3', { 'alb-canary-percent': '30', 'verify-seconds': '4' }));
+    const { value: r, load } = await underLoad(url(), () =>
+      deploy('v3', { 'alb-canary-percent': '30', 'verify-seconds': '4' })
+    );
     expect([r.outputs.result, r.stdout.match(/::error::.*/)?.[0]]).toEqual(['success', undefined]);
     expectNoFailedRequests(load);
     const mods = alb.calls('ModifyListener').filter((c) => c.time >= t0);
@@ -285,7 +368,12 @@ describe('a listener and a group per colour: the whole fleet switched in one cal
       { [FLEET.groups.blue]: 0, [FLEET.groups.green]: 100 }
     ]);
     // While the canary share was on: requests went to both versions.
-    const window = alb.served().filter((s) => s.listener === alb.arns.listeners.fleet && s.start > mods[0].time && s.end < mods[1].time && s.status === 200);
+    const window = alb
+      .served()
+      .filter(
+        (s) =>
+          s.listener === alb.arns.listeners.fleet && s.start > mods[0].time && s.end < mods[1].time && s.status === 200
+      );
     const groupName = (arn?: string) => Object.entries(alb.arns.targetGroups).find(([, a]) => a === arn)?.[0];
     const groupsServed = new Set(window.map((s) => groupName(s.targetGroup)));
     expect([...groupsServed].sort()).toEqual([FLEET.groups.blue, FLEET.groups.green]);
@@ -299,7 +387,11 @@ describe('a listener and a group per colour: the whole fleet switched in one cal
     const { value: r, load } = await underLoad(url(), async () => {
       const run0 = deploy('v2', { 'alb-canary-percent': '30', 'verify-seconds': '4' });
       // once the canary share is on, the next listener change (the rest) fails
-      await waitFor(async () => alb.calls('ModifyListener').length > n0, { timeoutMs: 120_000, intervalMs: 100, what: 'the canary change' });
+      await waitFor(async () => alb.calls('ModifyListener').length > n0, {
+        timeoutMs: 120_000,
+        intervalMs: 100,
+        what: 'the canary change'
+      });
       await alb.faults([{ action: 'ModifyListener', code: 'ValidationError', message: 'injected', times: 1 }]);
       return run0;
     });
@@ -320,7 +412,9 @@ describe('a listener and a group per colour: the whole fleet switched in one cal
 
   test('rollback under load: the kept colour started and healthy on every host, then one call moves the listener back', async () => {
     const t0 = Date.now();
-    const { value: r, load } = await underLoad(url(), () => run(FLEET.app, FLEET, { command: 'rollback', ...listenerInputs() }));
+    const { value: r, load } = await underLoad(url(), () =>
+      run(FLEET.app, FLEET, { command: 'rollback', ...listenerInputs() })
+    );
     expect([r.outputs.result, r.stdout.match(/::error::.*/)?.[0]]).toEqual(['success', undefined]);
     expectNoFailedRequests(load);
     const mods = alb.calls('ModifyListener').filter((c) => c.time >= t0);
@@ -338,14 +432,26 @@ describe('a listener and a group per colour: the whole fleet switched in one cal
     expect(alb.calls('ModifyListener').filter((c) => c.time >= t0)).toHaveLength(0);
     expect((await targets(FLEET.groups.green)).filter((t) => !t.endsWith('draining'))).toEqual([]);
     expect(await targets(FLEET.groups.blue)).toEqual(all(FLEET.blue, 'healthy'));
-    for (const n of NAMES) expect((await dockerPsOn(n, FLEET.app)).some((c) => c.labels['bluegreen.image']?.endsWith(':unhealthy'))).toBe(false);
+    for (const n of NAMES)
+      expect((await dockerPsOn(n, FLEET.app)).some((c) => c.labels['bluegreen.image']?.endsWith(':unhealthy'))).toBe(
+        false
+      );
     expect(await served(url())).toEqual(['v2']);
   }, 300_000);
 
-  test('status: the listener weights and each group\'s targets with their health', async () => {
+  test("status: the listener weights and each group's targets with their health", async () => {
     const s = await run(FLEET.app, FLEET, { command: 'status', ...listenerInputs() });
     expect(s.code).toBe(0);
-    const json = JSON.parse(s.outputs['status-json']) as { hosts: Array<{ live?: string; alb?: { listener?: { weights: Record<string, number> }; groups: Record<string, { targets: Array<{ target: string; state: string; color?: string }> }> }; findings: Array<{ level: string; message: string }> }> };
+    const json = JSON.parse(s.outputs['status-json']) as {
+      hosts: Array<{
+        live?: string;
+        alb?: {
+          listener?: { weights: Record<string, number> };
+          groups: Record<string, { targets: Array<{ target: string; state: string; color?: string }> }>;
+        };
+        findings: Array<{ level: string; message: string }>;
+      }>;
+    };
     for (const h of json.hosts) {
       expect(h.live).toBe('blue');
       expect(h.alb?.listener?.weights).toEqual({ blue: 100, green: 0 });

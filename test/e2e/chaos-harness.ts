@@ -11,7 +11,12 @@ import { q, runAction, sh, type RunActionOptions, type RunActionResult } from '.
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Polls fn until it is true; throws naming `what` after ms. */
-export async function waitUntil(what: string, fn: () => Promise<boolean> | boolean, ms = 60_000, intervalMs = 50): Promise<void> {
+export async function waitUntil(
+  what: string,
+  fn: () => Promise<boolean> | boolean,
+  ms = 60_000,
+  intervalMs = 50
+): Promise<void> {
   const end = Date.now() + ms;
   while (!(await fn())) {
     if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
@@ -140,10 +145,24 @@ export function namesStepAndHost(error: string, hostLabel: string): boolean {
  * non-zero exit, no crash, an ::error naming the step and host, result failed/rolled-back, a summary; plus the
  * output's tail for context.
  */
-export function failureReport(r: RunActionResult, hostLabel: string): [Record<string, unknown>, Record<string, unknown>] {
+export function failureReport(
+  r: RunActionResult,
+  hostLabel: string
+): [Record<string, unknown>, Record<string, unknown>] {
   const rep = reportOf(r);
-  const seen = { ...rep, errorNamesStepAndHost: namesStepAndHost(rep.error, hostLabel), resultIsFailure: ['failed', 'rolled-back'].includes(rep.result) };
-  const want = { ...seen, exitedNonZero: true, crash: [], errorNamesStepAndHost: true, resultIsFailure: true, summaryWritten: true };
+  const seen = {
+    ...rep,
+    errorNamesStepAndHost: namesStepAndHost(rep.error, hostLabel),
+    resultIsFailure: ['failed', 'rolled-back'].includes(rep.result)
+  };
+  const want = {
+    ...seen,
+    exitedNonZero: true,
+    crash: [],
+    errorNamesStepAndHost: true,
+    resultIsFailure: true,
+    summaryWritten: true
+  };
   return [seen, want];
 }
 
@@ -154,7 +173,10 @@ export function outputTail(r: RunActionResult, lines = 30): string {
 
 /** /tmp entries the action creates for credentials on the sandbox host (shared by everyone's tests). */
 export async function credentialFiles(): Promise<string[]> {
-  return (await sh('ls -d /tmp/bluegreen-login.* /tmp/bluegreen-env.* 2>/dev/null || true')).stdout.split('\n').filter(Boolean).sort();
+  return (await sh('ls -d /tmp/bluegreen-login.* /tmp/bluegreen-env.* 2>/dev/null || true')).stdout
+    .split('\n')
+    .filter(Boolean)
+    .sort();
 }
 
 /**

@@ -16,8 +16,30 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { FaultProxy } from './fault-proxy.js';
-import { cleanupApp, drainJobDone, httpGet, LoadGenerator, prepareApp, runAction, SANDBOX, type LoadResult, type RunActionResult } from './harness.js';
-import { credentialFiles, credentialLeftovers, failureReport, outputTail, psLite, reportOf, sleep, startAction, upstreamPort, waitUntil, type RunningAction } from './chaos-harness.js';
+import {
+  cleanupApp,
+  drainJobDone,
+  httpGet,
+  LoadGenerator,
+  prepareApp,
+  runAction,
+  SANDBOX,
+  type LoadResult,
+  type RunActionResult
+} from './harness.js';
+import {
+  credentialFiles,
+  credentialLeftovers,
+  failureReport,
+  outputTail,
+  psLite,
+  reportOf,
+  sleep,
+  startAction,
+  upstreamPort,
+  waitUntil,
+  type RunningAction
+} from './chaos-harness.js';
 
 const PORT_BASE = 19230;
 /** One test case = one app with its own ports (listen, blue, green), so a case that leaves a mess breaks no other. */
@@ -41,7 +63,10 @@ function saveRun(c: Case, what: string, r: RunActionResult): void {
   const dir = path.join(LOG_DIR, c.app);
   fs.mkdirSync(dir, { recursive: true });
   const n = fs.readdirSync(dir).length + 1;
-  fs.writeFileSync(path.join(dir, `${n}-${what}.log`), `code=${r.code} signal=${r.signal} result=${r.outputs.result}\n${r.stdout.replace(/^::add-mask::.*\n/gm, "")}\n--- stderr ---\n${r.stderr}\n--- summary ---\n${r.summary}`);
+  fs.writeFileSync(
+    path.join(dir, `${n}-${what}.log`),
+    `code=${r.code} signal=${r.signal} result=${r.outputs.result}\n${r.stdout.replace(/^::add-mask::.*\n/gm, '')}\n--- stderr ---\n${r.stderr}\n--- summary ---\n${r.summary}`
+  );
 }
 const cases: Case[] = [];
 
@@ -111,7 +136,8 @@ function noteFailure(c: Case, key: string, r: RunActionResult, hostLabel: string
   const [seen, want] = failureReport(r, hostLabel);
   note(c, key, seen, want);
   // the output's end is shown in full only when the report is wrong (the whole output is in the case's log dir)
-  if (JSON.stringify(seen) !== JSON.stringify(want)) note(c, `${key} (output tail)`, outputTail(r), '(shown when the report is wrong)');
+  if (JSON.stringify(seen) !== JSON.stringify(want))
+    note(c, `${key} (output tail)`, outputTail(r), '(shown when the report is wrong)');
 }
 
 /** The host as a user would check it: what is served, which containers exist, where nginx points, lock, findings. */
@@ -140,7 +166,11 @@ async function observeHost(c: Case): Promise<Record<string, unknown>> {
   let lockHeld: unknown = `status failed: ${status.stdout.match(/::error.*/)?.[0] ?? status.code}`;
   let findings: unknown = lockHeld;
   try {
-    const host = (JSON.parse(status.outputs['status-json']) as { hosts: Array<{ lock: { held: boolean }; findings: Array<{ level: string; message: string }> }> }).hosts[0];
+    const host = (
+      JSON.parse(status.outputs['status-json']) as {
+        hosts: Array<{ lock: { held: boolean }; findings: Array<{ level: string; message: string }> }>;
+      }
+    ).hosts[0];
     lockHeld = host.lock.held;
     findings = host.findings.map((f) => `${f.level}: ${f.message}`);
   } catch {
@@ -158,7 +188,16 @@ async function observeHost(c: Case): Promise<Record<string, unknown>> {
   };
 }
 /** The steady state with `live` running and served. */
-const steady = (live: string) => ({ serving: live, running: [live], upstreamTo: live, stoppedKept: true, otherContainers: [], lockHeld: false, findings: [], credentialsLeft: [] });
+const steady = (live: string) => ({
+  serving: live,
+  running: [live],
+  upstreamTo: live,
+  stoppedKept: true,
+  otherContainers: [],
+  lockHeld: false,
+  findings: [],
+  credentialsLeft: []
+});
 
 async function noteHost(c: Case, key: string, live: string): Promise<void> {
   note(c, key, await observeHost(c), steady(live));
@@ -179,7 +218,12 @@ async function noteLoad(c: Case, versions: string[]): Promise<LoadResult> {
   note(
     c,
     'load',
-    { failed: l.failed, firstErrors: l.errors.slice(0, 5), servedOnly: Object.keys(l.bodies).filter((b) => !versions.includes(b)), anyOk: l.ok > 0 },
+    {
+      failed: l.failed,
+      firstErrors: l.errors.slice(0, 5),
+      servedOnly: Object.keys(l.bodies).filter((b) => !versions.includes(b)),
+      anyOk: l.ok > 0
+    },
     { failed: 0, firstErrors: [], servedOnly: [], anyOk: true }
   );
   return l;
@@ -191,8 +235,10 @@ async function finish(c: Case): Promise<void> {
   expect(c.seen).toEqual(c.want);
 }
 
-const colourOf = (c: Case, port: number | undefined) => (port === c.ports.blue ? 'blue' : port === c.ports.green ? 'green' : undefined);
-const candidateRunning = (c: Case, tag: string) => async () => (await psLite(c.app)).some((x) => x.version === tag && x.state === 'running');
+const colourOf = (c: Case, port: number | undefined) =>
+  port === c.ports.blue ? 'blue' : port === c.ports.green ? 'green' : undefined;
+const candidateRunning = (c: Case, tag: string) => async () =>
+  (await psLite(c.app)).some((x) => x.version === tag && x.state === 'running');
 /** The upstream file now points at the colour that is not live before the deploy. */
 function switched(c: Case): () => boolean {
   const before = upstreamPort(c.app);
@@ -270,7 +316,12 @@ describe('TCP reset of the SSH connection (RST to both sides)', () => {
       if (host.serving === 'v3') {
         saveRun(c, 'chaos-run', r);
         const rep = reportOf(r);
-        note(c, 'report (host serves v3)', { result: rep.result, code: r.code, activeColor: r.outputs['active-color'], crash: rep.crash }, { result: 'success', code: 0, activeColor: live, crash: [] });
+        note(
+          c,
+          'report (host serves v3)',
+          { result: rep.result, code: r.code, activeColor: r.outputs['active-color'], crash: rep.crash },
+          { result: 'success', code: 0, activeColor: live, crash: [] }
+        );
         note(c, 'host after the run', host, steady('v3'));
       } else {
         noteFailure(c, 'report (host does not serve v3)', r, c.proxied);
@@ -326,7 +377,12 @@ describe('the runner vanishes (its connection goes silent, never closed)', () =>
 });
 
 describe('SIGKILL of the action (nothing to report; the next run repairs)', () => {
-  async function killCase(name: string, tag: string, extra: Record<string, string>, strike: (c: Case) => Promise<void>): Promise<void> {
+  async function killCase(
+    name: string,
+    tag: string,
+    extra: Record<string, string>,
+    strike: (c: Case) => Promise<void>
+  ): Promise<void> {
     const c = await setupCase(name);
     const run = startAction(inputs(c, 'direct', { ...image(tag), ...extra }), { timeoutMs: 400_000 });
     await strike(c);
@@ -345,7 +401,12 @@ describe('SIGKILL of the action (nothing to report; the next run repairs)', () =
     () =>
       killCase('kill-start', 'v3', {}, async (c) => {
         // the start step: the kept standby steps aside (…-replaced) and the candidate is created
-        await waitUntil('the start step', async () => (await psLite(c.app)).some((x) => x.name.endsWith('-replaced') || x.version === 'v3'), 120_000, 10);
+        await waitUntil(
+          'the start step',
+          async () => (await psLite(c.app)).some((x) => x.name.endsWith('-replaced') || x.version === 'v3'),
+          120_000,
+          10
+        );
       }),
     CASE_TIMEOUT
   );

@@ -79,9 +79,22 @@ export interface StreamOutcome {
  * Opens one stream of `events` events on a fresh connection and reads it to its end (never rejects). `onEvent` sees
  * each event as it arrives.
  */
-export function openStream(url: string, events: number, opts: { timeoutMs?: number; headers?: http.OutgoingHttpHeaders; onEvent?: (version: string, i: number) => void } = {}): Promise<StreamOutcome> {
+export function openStream(
+  url: string,
+  events: number,
+  opts: { timeoutMs?: number; headers?: http.OutgoingHttpHeaders; onEvent?: (version: string, i: number) => void } = {}
+): Promise<StreamOutcome> {
   return new Promise((resolve) => {
-    const out: StreamOutcome = { versions: [], events: 0, ended: false, how: '', status: 0, firstAt: 0, lastAt: 0, closedAt: 0 };
+    const out: StreamOutcome = {
+      versions: [],
+      events: 0,
+      ended: false,
+      how: '',
+      status: 0,
+      firstAt: 0,
+      lastAt: 0,
+      closedAt: 0
+    };
     let buf = '';
     let done = false;
     const finish = (how: string) => {
@@ -91,36 +104,43 @@ export function openStream(url: string, events: number, opts: { timeoutMs?: numb
       out.closedAt = Date.now();
       resolve(out);
     };
-    const req = http.get(new URL(`/cgi-bin/stream?${events}`, url), { agent: false, timeout: opts.timeoutMs ?? events * 200 + 15_000, headers: opts.headers }, (res) => {
-      out.status = res.statusCode ?? 0;
-      res.setEncoding('utf8');
-      res.on('data', (d: string) => {
-        buf += d;
-        let k: number;
-        while ((k = buf.indexOf('\n\n')) >= 0) {
-          const ev = buf.slice(0, k).replace(/^data: /, '').trim();
-          buf = buf.slice(k + 2);
-          if (!ev) continue;
-          const now = Date.now();
-          const end = /^end (\S+)$/.exec(ev);
-          if (end) {
-            out.ended = true;
-            out.versions.push(end[1]);
-          } else {
-            const m = /^(\S+) (\d+)$/.exec(ev);
-            out.versions.push(m ? m[1] : `?${ev.slice(0, 40)}`);
-            out.events++;
-            opts.onEvent?.(m ? m[1] : '?', out.events - 1);
+    const req = http.get(
+      new URL(`/cgi-bin/stream?${events}`, url),
+      { agent: false, timeout: opts.timeoutMs ?? events * 200 + 15_000, headers: opts.headers },
+      (res) => {
+        out.status = res.statusCode ?? 0;
+        res.setEncoding('utf8');
+        res.on('data', (d: string) => {
+          buf += d;
+          let k: number;
+          while ((k = buf.indexOf('\n\n')) >= 0) {
+            const ev = buf
+              .slice(0, k)
+              .replace(/^data: /, '')
+              .trim();
+            buf = buf.slice(k + 2);
+            if (!ev) continue;
+            const now = Date.now();
+            const end = /^end (\S+)$/.exec(ev);
+            if (end) {
+              out.ended = true;
+              out.versions.push(end[1]);
+            } else {
+              const m = /^(\S+) (\d+)$/.exec(ev);
+              out.versions.push(m ? m[1] : `?${ev.slice(0, 40)}`);
+              out.events++;
+              opts.onEvent?.(m ? m[1] : '?', out.events - 1);
+            }
+            out.firstAt ||= now;
+            out.lastAt = now;
           }
-          out.firstAt ||= now;
-          out.lastAt = now;
-        }
-      });
-      res.on('end', () => finish(out.ended ? 'end' : 'closed before the end marker'));
-      res.on('aborted', () => finish('aborted'));
-      res.on('error', (e) => finish(describeError(e).code));
-      res.on('close', () => finish(out.ended ? 'end' : 'aborted'));
-    });
+        });
+        res.on('end', () => finish(out.ended ? 'end' : 'closed before the end marker'));
+        res.on('aborted', () => finish('aborted'));
+        res.on('error', (e) => finish(describeError(e).code));
+        res.on('close', () => finish(out.ended ? 'end' : 'aborted'));
+      }
+    );
     req.on('timeout', () => req.destroy(Object.assign(new Error('stream timeout'), { code: 'TIMEOUT' })));
     req.on('error', (e) => finish(describeError(e).code));
   });
@@ -160,10 +180,16 @@ export class StreamClients {
         r.versions[distinct[0]] = (r.versions[distinct[0]] ?? 0) + 1;
         continue;
       }
-      const code = s.status && s.status !== 200 ? `HTTP ${s.status}` : !s.ended ? `stream cut (${s.how})` : `mixed versions ${distinct.join('→')}`;
+      const code =
+        s.status && s.status !== 200
+          ? `HTTP ${s.status}`
+          : !s.ended
+            ? `stream cut (${s.how})`
+            : `mixed versions ${distinct.join('→')}`;
       r.failed++;
       r.codes[code] = (r.codes[code] ?? 0) + 1;
-      if (r.errors.length < 20) r.errors.push(`${code}: ${s.events}/${this.events} events of ${distinct.join('→') || 'nothing'}`);
+      if (r.errors.length < 20)
+        r.errors.push(`${code}: ${s.events}/${this.events} events of ${distinct.join('→') || 'nothing'}`);
       await new Promise((res) => setTimeout(res, 50));
     }
   }
@@ -195,7 +221,11 @@ export class ClientMix {
     url: string,
     private readonly opts: MixOptions = {}
   ) {
-    const common: LoadOptions = { requestTimeoutMs: opts.requestTimeoutMs ?? 10_000, record: opts.record ?? true, headers: opts.headers };
+    const common: LoadOptions = {
+      requestTimeoutMs: opts.requestTimeoutMs ?? 10_000,
+      record: opts.record ?? true,
+      headers: opts.headers
+    };
     this.fresh = new LoadGenerator(url, { ...common, concurrency: opts.fresh ?? 2, keepAlive: false });
     // pooled and slow share no agent (LoadGenerator keeps the slow loops on their own pool) and never retry
     this.pooled = new LoadGenerator(url, {
@@ -203,7 +233,9 @@ export class ClientMix {
       concurrency: opts.pooled ?? 2,
       keepAlive: true,
       retry: false,
-      ...((opts.slow ?? 2) > 0 ? { slow: { concurrency: opts.slow ?? 2, seconds: opts.slowSeconds ?? [2, 3, 4, 5], keepAlive: true } } : {})
+      ...((opts.slow ?? 2) > 0
+        ? { slow: { concurrency: opts.slow ?? 2, seconds: opts.slowSeconds ?? [2, 3, 4, 5], keepAlive: true } }
+        : {})
     });
     this.streams = new StreamClients(url, opts.streamEvents ?? 25, opts.headers);
   }
@@ -217,8 +249,21 @@ export class ClientMix {
 
   async stop(): Promise<MixResult> {
     const [fresh, pooled, stream] = await Promise.all([this.fresh.stop(), this.pooled.stop(), this.streams.stop()]);
-    const kind = (r: LoadResult | LoadResult['slow']): KindResult => ({ ok: r.ok, failed: r.failed, codes: { ...r.errorCodes }, errors: r.errors.slice(0, 20), versions: { ...r.bodies } });
-    return { fresh: kind(fresh), pooled: kind(pooled), slow: kind(pooled.slow), stream, fresh_: fresh, pooled_: pooled };
+    const kind = (r: LoadResult | LoadResult['slow']): KindResult => ({
+      ok: r.ok,
+      failed: r.failed,
+      codes: { ...r.errorCodes },
+      errors: r.errors.slice(0, 20),
+      versions: { ...r.bodies }
+    });
+    return {
+      fresh: kind(fresh),
+      pooled: kind(pooled),
+      slow: kind(pooled.slow),
+      stream,
+      fresh_: fresh,
+      pooled_: pooled
+    };
   }
 }
 
@@ -226,7 +271,9 @@ type Failures = Record<ClientKind, { failed: number; codes: Record<string, numbe
 
 /** Failures per kind, for an expect(...).toEqual(noFailures()) that shows the codes when it fails. */
 export function failuresByKind(r: MixResult): Failures {
-  return Object.fromEntries(CLIENT_KINDS.map((k) => [k, { failed: r[k].failed, codes: r[k].codes, first: r[k].errors.slice(0, 3) }])) as Failures;
+  return Object.fromEntries(
+    CLIENT_KINDS.map((k) => [k, { failed: r[k].failed, codes: r[k].codes, first: r[k].errors.slice(0, 3) }])
+  ) as Failures;
 }
 
 export function noFailures(): Failures {
@@ -238,7 +285,9 @@ export function noFailures(): Failures {
 export function formatKinds(r: MixResult): string {
   return CLIENT_KINDS.map((k) => {
     const x = r[k];
-    const codes = Object.entries(x.codes).map(([c, n]) => `${c} ×${n}`).join(', ');
+    const codes = Object.entries(x.codes)
+      .map(([c, n]) => `${c} ×${n}`)
+      .join(', ');
     return `${k} ${x.failed}/${x.ok + x.failed}${codes ? ` (${codes})` : ''}`;
   }).join(', ');
 }
@@ -276,7 +325,12 @@ export function expectCleanSwitch(r: MixResult, from: string, to: string): void 
  * Runs `fn` (a deploy, rollback, …) under the four client kinds: the load starts 1.5 s before (slow requests and
  * streams are in flight at the switch) and stops 1 s after. Logs the per-kind counts under `label`.
  */
-export async function underMix(url: string, opts: MixOptions, label: string, fn: () => Promise<RunActionResult>): Promise<{ res: RunActionResult; load: MixResult }> {
+export async function underMix(
+  url: string,
+  opts: MixOptions,
+  label: string,
+  fn: () => Promise<RunActionResult>
+): Promise<{ res: RunActionResult; load: MixResult }> {
   const load = new ClientMix(url, opts).start();
   await new Promise((r) => setTimeout(r, 1500));
   const res = await fn();

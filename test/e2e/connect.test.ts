@@ -12,7 +12,12 @@ import path from 'node:path';
 import { q, REPO_ROOT, SANDBOX, sh, waitFor } from './harness.js';
 import { loadFleet, type Fleet } from './fleet-harness.js';
 
-const sandboxTarget: HostTarget = { label: SANDBOX.host, host: SANDBOX.sshHost, port: SANDBOX.sshPort, user: SANDBOX.user };
+const sandboxTarget: HostTarget = {
+  label: SANDBOX.host,
+  host: SANDBOX.sshHost,
+  port: SANDBOX.sshPort,
+  user: SANDBOX.user
+};
 const settings = (over: Partial<SshSettings> = {}): SshSettings => ({
   privateKey: SANDBOX.privateKey,
   hostKeys: { knownHosts: SANDBOX.knownHosts, fingerprints: [], insecureIgnore: false },
@@ -33,14 +38,20 @@ async function failure(target: HostTarget, s: SshSettings): Promise<{ err: Conne
 }
 
 test('a refused connection is retried with backoff, then reported with the attempts', async () => {
-  const { err, retries } = await failure({ ...sandboxTarget, port: 1, label: '127.0.0.1:1' }, settings({ connectRetries: 2 }));
+  const { err, retries } = await failure(
+    { ...sandboxTarget, port: 1, label: '127.0.0.1:1' },
+    settings({ connectRetries: 2 })
+  );
   expect(err.kind).toBe('refused');
   expect(retries).toEqual([1000, 2000]);
-  expect(err.message).toMatch(/connection to ec2-user@127\.0\.0\.1:1 was refused: is sshd running .* \(gave up after 3 attempts\)/);
+  expect(err.message).toMatch(
+    /connection to ec2-user@127\.0\.0\.1:1 was refused: is sshd running .* \(gave up after 3 attempts\)/
+  );
 }, 20_000);
 
 test('a rejected key is not retried and names the user and what to check', async () => {
-  const key = (await sh('d=$(mktemp -d) && ssh-keygen -q -t ed25519 -N "" -f "$d/k" && cat "$d/k" && rm -rf "$d"')).stdout;
+  const key = (await sh('d=$(mktemp -d) && ssh-keygen -q -t ed25519 -N "" -f "$d/k" && cat "$d/k" && rm -rf "$d"'))
+    .stdout;
   const { err, retries } = await failure(sandboxTarget, settings({ privateKey: key, connectRetries: 3 }));
   expect(err.kind).toBe('auth');
   expect(retries).toEqual([]);
@@ -48,8 +59,14 @@ test('a rejected key is not retried and names the user and what to check', async
 });
 
 test('a host key mismatch is not retried and prints the key the host presented', async () => {
-  const wrong = SANDBOX.knownHosts.replace(/AAAA\S+/g, 'AAAAC3NzaC1lZDI1NTE5AAAAICqzdPktL85becTIoxZNZYiLdHd20uc320Cl7GjZmET+');
-  const { err, retries } = await failure(sandboxTarget, settings({ hostKeys: { knownHosts: wrong, fingerprints: [], insecureIgnore: false } }));
+  const wrong = SANDBOX.knownHosts.replace(
+    /AAAA\S+/g,
+    'AAAAC3NzaC1lZDI1NTE5AAAAICqzdPktL85becTIoxZNZYiLdHd20uc320Cl7GjZmET+'
+  );
+  const { err, retries } = await failure(
+    sandboxTarget,
+    settings({ hostKeys: { knownHosts: wrong, fingerprints: [], insecureIgnore: false } })
+  );
   expect(err.kind).toBe('host-key');
   expect(retries).toEqual([]);
   expect(err.message).toMatch(/SHA256:/);
@@ -65,12 +82,20 @@ describe('through the bastion', () => {
     const knownHosts = fleet.hosts.map((h) => h.knownHosts).join('\n');
     return settings({
       hostKeys: { knownHosts, fingerprints: [], insecureIgnore: false },
-      jump: { target: { label: 'jump-host', host: fleet.bastion.host, port: fleet.bastion.port, user: fleet.bastion.user }, privateKey: SANDBOX.privateKey, hostKeys: { knownHosts: fleet.bastion.knownHosts, fingerprints: [], insecureIgnore: false } },
+      jump: {
+        target: { label: 'jump-host', host: fleet.bastion.host, port: fleet.bastion.port, user: fleet.bastion.user },
+        privateKey: SANDBOX.privateKey,
+        hostKeys: { knownHosts: fleet.bastion.knownHosts, fingerprints: [], insecureIgnore: false }
+      },
       ...over
     });
   };
-  const targets = () => fleet.hosts.slice(0, 3).map((h): HostTarget => ({ label: h.name, host: h.host, port: h.port, user: h.user }));
-  const bastionConnections = async () => Number((await sh(`ss -Htn state established dst ${fleet.bastion.host}:${fleet.bastion.port} | wc -l`)).stdout.trim());
+  const targets = () =>
+    fleet.hosts.slice(0, 3).map((h): HostTarget => ({ label: h.name, host: h.host, port: h.port, user: h.user }));
+  const bastionConnections = async () =>
+    Number(
+      (await sh(`ss -Htn state established dst ${fleet.bastion.host}:${fleet.bastion.port} | wc -l`)).stdout.trim()
+    );
 
   test('every host through one shared connection to the bastion, closed with the last host', async () => {
     const before = await bastionConnections();
@@ -88,14 +113,23 @@ describe('through the bastion', () => {
   });
 
   test('a host the bastion cannot reach: a clear message naming the bastion and the host', async () => {
-    const { err } = await failure({ label: 'x', host: fleet.hosts[0].host, port: 2, user: 'ec2-user' }, jumpSettings({ connectRetries: 0 }));
+    const { err } = await failure(
+      { label: 'x', host: fleet.hosts[0].host, port: 2, user: 'ec2-user' },
+      jumpSettings({ connectRetries: 0 })
+    );
     expect(err.kind).toBe('refused');
     expect(err.message).toMatch(/jump-host 10\.203\.0\.2 reached 10\.204\.0\.11:2 but the connection was refused/);
   });
 
   test("a host's key is still checked end to end through the tunnel", async () => {
     const s = jumpSettings();
-    const swapped = { ...s, hostKeys: { ...s.hostKeys, knownHosts: fleet.hosts[1].knownHosts.replace(fleet.hosts[1].host, fleet.hosts[0].host) } };
+    const swapped = {
+      ...s,
+      hostKeys: {
+        ...s.hostKeys,
+        knownHosts: fleet.hosts[1].knownHosts.replace(fleet.hosts[1].host, fleet.hosts[0].host)
+      }
+    };
     const { err } = await failure(targets()[0], swapped);
     expect(err.kind).toBe('host-key');
   });
@@ -109,7 +143,11 @@ describe('through the bastion', () => {
 const viaProxy = (proxy: FaultProxy) => ({
   target: { label: 'sandbox-via-proxy', host: '127.0.0.1', port: proxy.port, user: SANDBOX.user } satisfies HostTarget,
   settings: settings({
-    hostKeys: { knownHosts: SANDBOX.knownHosts.replaceAll(`[127.0.0.1]:${SANDBOX.sshPort}`, `[127.0.0.1]:${proxy.port}`), fingerprints: [], insecureIgnore: false },
+    hostKeys: {
+      knownHosts: SANDBOX.knownHosts.replaceAll(`[127.0.0.1]:${SANDBOX.sshPort}`, `[127.0.0.1]:${proxy.port}`),
+      fingerprints: [],
+      insecureIgnore: false
+    },
     connectRetries: 0
   })
 });
@@ -144,7 +182,9 @@ describe('a connection lost mid-command', () => {
       const { ok, err } = await cmd.done;
       expect(ok).toBeUndefined();
       expect(err).toBeInstanceOf(ConnectionLostError);
-      expect((err as Error).message).toBe(`the SSH connection to ec2-user@127.0.0.1:${proxy.port} was lost (no answer to SSH keepalives for 20 s)`);
+      expect((err as Error).message).toBe(
+        `the SSH connection to ec2-user@127.0.0.1:${proxy.port} was lost (no answer to SSH keepalives for 20 s)`
+      );
       expect(r.isConnected()).toBe(false);
       expect(await lockClosed).toBe(true);
       await expect(r.run('true')).rejects.toBeInstanceOf(ConnectionLostError);
@@ -173,7 +213,9 @@ describe('a connection lost mid-command', () => {
       proxy.reset();
       const { err } = await cmd.done;
       expect(err).toBeInstanceOf(ConnectionLostError);
-      expect((err as ConnectionLostError).message).toBe(`the SSH connection to ec2-user@127.0.0.1:${proxy.port} was lost (ECONNRESET)`);
+      expect((err as ConnectionLostError).message).toBe(
+        `the SSH connection to ec2-user@127.0.0.1:${proxy.port} was lost (ECONNRESET)`
+      );
       expect(r.isConnected()).toBe(false);
       expect(await streamClosed).toBe(true);
       await expect(r.open('true')).rejects.toBeInstanceOf(ConnectionLostError);
@@ -202,15 +244,24 @@ describe('through the bastion, when the bastion connection is lost', () => {
   /** The fleet's settings with the jump host reached through `proxy` (in front of the bastion's sshd). */
   const viaBastionProxy = (p: FaultProxy): SshSettings =>
     settings({
-      hostKeys: { knownHosts: fleet.hosts.map((h) => h.knownHosts).join('\n'), fingerprints: [], insecureIgnore: false },
+      hostKeys: {
+        knownHosts: fleet.hosts.map((h) => h.knownHosts).join('\n'),
+        fingerprints: [],
+        insecureIgnore: false
+      },
       connectRetries: 0,
       jump: {
         target: { label: 'jump-host', host: '127.0.0.1', port: p.port, user: fleet.bastion.user },
         privateKey: SANDBOX.privateKey,
-        hostKeys: { knownHosts: fleet.bastion.knownHosts.replace(/^\S+/gm, `[127.0.0.1]:${p.port}`), fingerprints: [], insecureIgnore: false }
+        hostKeys: {
+          knownHosts: fleet.bastion.knownHosts.replace(/^\S+/gm, `[127.0.0.1]:${p.port}`),
+          fingerprints: [],
+          insecureIgnore: false
+        }
       }
     });
-  const hosts = () => fleet.hosts.slice(0, 2).map((h): HostTarget => ({ label: h.name, host: h.host, port: h.port, user: h.user }));
+  const hosts = () =>
+    fleet.hosts.slice(0, 2).map((h): HostTarget => ({ label: h.name, host: h.host, port: h.port, user: h.user }));
 
   for (const fault of ['reset', 'blackhole'] as const) {
     test(`${fault} of the bastion connection: every host's run() rejects with ConnectionLostError naming the bastion; one new bastion session serves the reconnects`, async () => {
@@ -243,7 +294,10 @@ describe('through the bastion, when the bastion connection is lost', () => {
       const again = await Promise.all(hosts().map((t) => connect(t, s)));
       try {
         expect(proxy.accepted).toBe(2);
-        expect(await Promise.all(again.map(async (r) => (await r.run('hostname')).stdout.trim()))).toEqual(['bgf-h1', 'bgf-h2']);
+        expect(await Promise.all(again.map(async (r) => (await r.run('hostname')).stdout.trim()))).toEqual([
+          'bgf-h1',
+          'bgf-h2'
+        ]);
       } finally {
         for (const r of again) r.close();
       }
@@ -277,17 +331,35 @@ describe('node exits by itself after the last close', () => {
   });
 
   /** Runs the child; resolves with its exit code, its output and what it reported, or fails if it does not exit. */
-  function runChild(scenario: string, timeoutMs: number): Promise<{ code: number | null; stderr: string; report: Record<string, unknown> }> {
-    const cfg = { scenario, sshHost: SANDBOX.sshHost, sshPort: SANDBOX.sshPort, user: SANDBOX.user, privateKey: SANDBOX.privateKey, knownHosts: SANDBOX.knownHosts, fleet };
+  function runChild(
+    scenario: string,
+    timeoutMs: number
+  ): Promise<{ code: number | null; stderr: string; report: Record<string, unknown> }> {
+    const cfg = {
+      scenario,
+      sshHost: SANDBOX.sshHost,
+      sshPort: SANDBOX.sshPort,
+      user: SANDBOX.user,
+      privateKey: SANDBOX.privateKey,
+      knownHosts: SANDBOX.knownHosts,
+      fleet
+    };
     return new Promise((resolve, reject) => {
-      const child = spawn(SANDBOX.node24, [path.join(dir, 'child.mjs')], { env: { ...process.env, NODE_OPTIONS: '', CHILD_CFG: JSON.stringify(cfg) }, stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawn(SANDBOX.node24, [path.join(dir, 'child.mjs')], {
+        env: { ...process.env, NODE_OPTIONS: '', CHILD_CFG: JSON.stringify(cfg) },
+        stdio: ['ignore', 'pipe', 'pipe']
+      });
       let stdout = '';
       let stderr = '';
       child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
       child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
       const timer = setTimeout(() => {
         child.kill('SIGKILL');
-        reject(new Error(`the child did not exit by itself within ${timeoutMs / 1000} s (something of ours is still open)\nstdout: ${stdout}\nstderr: ${stderr}`));
+        reject(
+          new Error(
+            `the child did not exit by itself within ${timeoutMs / 1000} s (something of ours is still open)\nstdout: ${stdout}\nstderr: ${stderr}`
+          )
+        );
       }, timeoutMs);
       child.on('exit', (code) => {
         clearTimeout(timer);
@@ -308,7 +380,10 @@ describe('node exits by itself after the last close', () => {
     expect(stderr).not.toMatch(/Unhandled|uncaught/i);
     expect(code).toBe(0);
     expect(report).toEqual({
-      run: { name: 'ConnectionLostError', message: expect.stringMatching(/^the SSH connection to ec2-user@127\.0\.0\.1:\d+ was lost \(ECONNRESET\)$/) },
+      run: {
+        name: 'ConnectionLostError',
+        message: expect.stringMatching(/^the SSH connection to ec2-user@127\.0\.0\.1:\d+ was lost \(ECONNRESET\)$/)
+      },
       connectedAfter: false,
       channelClosed: true,
       later: 'ConnectionLostError',

@@ -7,7 +7,19 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { startFakeEcr, type FakeEcr } from './fake-ecr.js';
 import { runtimeToken, startFakeResults, type FakeResults } from './fake-results.js';
-import { cleanupApp, dockerPs, drainJobDone, httpGet, LoadGenerator, prepareApp, outcome, runAction, SANDBOX, sh, type RunActionResult } from './harness.js';
+import {
+  cleanupApp,
+  dockerPs,
+  drainJobDone,
+  httpGet,
+  LoadGenerator,
+  prepareApp,
+  outcome,
+  runAction,
+  SANDBOX,
+  sh,
+  type RunActionResult
+} from './harness.js';
 
 const SECRET_ENV = 'DB_PASSWORD=s3cr3t-db-pa55word-xyz';
 const GREETING = `hello "world" $(touch /tmp/bluegreen-pwned) \`id\` ; rm -rf / 'q'`;
@@ -26,7 +38,12 @@ afterAll(async () => {
 });
 
 /** Inputs for a deploy of `tag` with registry-auth ecr (the token comes from the fake ECR endpoint). */
-function inputs(app: string, ports: { blue: number; green: number }, tag: string, extra: Record<string, string> = {}): Record<string, string> {
+function inputs(
+  app: string,
+  ports: { blue: number; green: number },
+  tag: string,
+  extra: Record<string, string> = {}
+): Record<string, string> {
   return {
     hosts: SANDBOX.host,
     'ssh-private-key': SANDBOX.privateKey,
@@ -57,13 +74,21 @@ function actionEnv(extra: Record<string, string> = {}): Record<string, string> {
   };
 }
 
-function deploy(app: string, ports: { blue: number; green: number }, tag: string, extra: Record<string, string> = {}, env: Record<string, string | undefined> = {}): Promise<RunActionResult> {
+function deploy(
+  app: string,
+  ports: { blue: number; green: number },
+  tag: string,
+  extra: Record<string, string> = {},
+  env: Record<string, string | undefined> = {}
+): Promise<RunActionResult> {
   return runAction(inputs(app, ports, tag, extra), { env: { ...actionEnv(), ...env } });
 }
 
 /** Everything a user or a log reader can see from a run. */
 function everythingVisible(r: RunActionResult): string {
-  const files = [r.outputs['log-file'], r.outputs['metrics-file']].filter((f) => f && fs.existsSync(f)).map((f) => fs.readFileSync(f, 'utf8'));
+  const files = [r.outputs['log-file'], r.outputs['metrics-file']]
+    .filter((f) => f && fs.existsSync(f))
+    .map((f) => fs.readFileSync(f, 'utf8'));
   const stdoutWithoutMaskCommands = r.stdout
     .split('\n')
     .filter((l) => !l.startsWith('::add-mask::'))
@@ -73,7 +98,12 @@ function everythingVisible(r: RunActionResult): string {
 
 function expectNoSecrets(r: RunActionResult): void {
   const seen = everythingVisible(r);
-  for (const secret of ['s3cr3t-db-pa55word-xyz', SANDBOX.ecrPassword, 'OPENSSH PRIVATE KEY', SANDBOX.privateKey.split('\n')[1]]) {
+  for (const secret of [
+    's3cr3t-db-pa55word-xyz',
+    SANDBOX.ecrPassword,
+    'OPENSSH PRIVATE KEY',
+    SANDBOX.privateKey.split('\n')[1]
+  ]) {
     expect(seen).not.toContain(secret);
   }
 }
@@ -85,7 +115,9 @@ async function hostTmpLeftovers(): Promise<string[]> {
 
 /** [name, state, tag] of the app's containers, sorted by name. */
 async function standbyAndLive(app: string): Promise<string[][]> {
-  return (await dockerPs(app)).map((c) => [c.name, c.state, c.labels['bluegreen.image'].split(':').pop()!]).sort((a, b) => a[0].localeCompare(b[0]));
+  return (await dockerPs(app))
+    .map((c) => [c.name, c.state, c.labels['bluegreen.image'].split(':').pop()!])
+    .sort((a, b) => a[0].localeCompare(b[0]));
 }
 
 function metrics(r: RunActionResult) {
@@ -122,20 +154,35 @@ describe('deploy (nginx mode)', () => {
     expect(c.name).toBe(`${app}-blue`);
     expect(c.state).toBe('running');
     expect(c.ports['8080/tcp']).toEqual([`127.0.0.1:${ports.blue}`]);
-    expect(c.labels).toMatchObject({ 'bluegreen.app': app, 'bluegreen.color': 'blue', 'bluegreen.image': `${SANDBOX.image}:v1`, 'bluegreen.deploy-id': r.outputs['deploy-id'] });
+    expect(c.labels).toMatchObject({
+      'bluegreen.app': app,
+      'bluegreen.color': 'blue',
+      'bluegreen.image': `${SANDBOX.image}:v1`,
+      'bluegreen.deploy-id': r.outputs['deploy-id']
+    });
     expect(c.labels['bluegreen.digest']).toMatch(/^sha256:/);
     expect(c.labels['bluegreen.run-url']).toMatch(/^https:\/\/github\.com\/org\/app\/actions\/runs\/\d+/);
 
     // ECR token fetched once by the real SDK from the job's credentials
-    expect(ecr.requests.at(-1)).toMatchObject({ target: 'AmazonEC2ContainerRegistry_V20150921.GetAuthorizationToken', region: 'us-east-1', accessKeyId: 'AKIAEXAMPLEEXAMPLE12' });
+    expect(ecr.requests.at(-1)).toMatchObject({
+      target: 'AmazonEC2ContainerRegistry_V20150921.GetAuthorizationToken',
+      region: 'us-east-1',
+      accessKeyId: 'AKIAEXAMPLEEXAMPLE12'
+    });
 
     // job summary: result first, then the step table
     expect(r.summary.split('\n')[0]).toMatch(/^## ✅ e2e-nginx deployed/);
-    for (const step of ['connect', 'lock', 'login', 'pull', 'detect', 'start', 'health', 'switch', 'verify', 'record']) expect(r.summary).toMatch(new RegExp(`\\| ${step} \\|`));
+    for (const step of ['connect', 'lock', 'login', 'pull', 'detect', 'start', 'health', 'switch', 'verify', 'record'])
+      expect(r.summary).toMatch(new RegExp(`\\| ${step} \\|`));
 
     const m = metrics(r);
     expect(m).toMatchObject({ schemaVersion: 1, result: 'success', app, traffic: 'nginx' });
-    expect(m.hosts[0]).toMatchObject({ host: SANDBOX.host, result: 'success', activeColor: 'blue', previousColor: null });
+    expect(m.hosts[0]).toMatchObject({
+      host: SANDBOX.host,
+      result: 'success',
+      activeColor: 'blue',
+      previousColor: null
+    });
     for (const s of m.hosts[0].steps) expect(s.durationMs).toBe(Date.parse(s.endedAt) - Date.parse(s.startedAt));
     expect(m.hosts[0].stepDurationsMs.total).toBeGreaterThan(0);
 
@@ -152,8 +199,17 @@ describe('deploy (nginx mode)', () => {
 
     expectNoSecrets(r);
     expect(await hostTmpLeftovers()).toEqual([]);
-    const history = fs.readFileSync(`/home/ec2-user/.bluegreen/${app}/history.jsonl`, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
-    expect(history.at(-1)).toMatchObject({ deployId: r.outputs['deploy-id'], result: 'success', color: 'blue', actor: 'tester' });
+    const history = fs
+      .readFileSync(`/home/ec2-user/.bluegreen/${app}/history.jsonl`, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
+    expect(history.at(-1)).toMatchObject({
+      deployId: r.outputs['deploy-id'],
+      result: 'success',
+      color: 'blue',
+      actor: 'tester'
+    });
   });
 
   test('second deploy under continuous load: zero failed requests (keep-alive requests on a connection nginx closed at the reload are retried once, counted apart), v1 then v2, old colour stopped and kept', async () => {
@@ -184,10 +240,26 @@ describe('deploy (nginx mode)', () => {
       [`${app}-blue`, 'exited'],
       [`${app}-green`, 'running']
     ]);
-    expect(fs.readFileSync(`/home/ec2-user/.bluegreen/${app}/drain.log`, 'utf8')).toMatch(/drain and stop .*-blue, remove nothing\n@@drained\n@@stop\n@@stopped\n@@cleanup\n(removed .*\n)*exit 0\n.*done/);
-    expect(fs.readFileSync(`/etc/nginx/bluegreen/${app}.conf`, 'utf8')).toMatch(new RegExp(`upstream ${app} \\{\\n\\s+server 127\\.0\\.0\\.1:${ports.green};`));
+    expect(fs.readFileSync(`/home/ec2-user/.bluegreen/${app}/drain.log`, 'utf8')).toMatch(
+      /drain and stop .*-blue, remove nothing\n@@drained\n@@stop\n@@stopped\n@@cleanup\n(removed .*\n)*exit 0\n.*done/
+    );
+    expect(fs.readFileSync(`/etc/nginx/bluegreen/${app}.conf`, 'utf8')).toMatch(
+      new RegExp(`upstream ${app} \\{\\n\\s+server 127\\.0\\.0\\.1:${ports.green};`)
+    );
     const m = metrics(r);
-    expect(m.hosts[0].steps.map((s: { name: string }) => s.name)).toEqual(['connect', 'lock', 'login', 'pull', 'detect', 'start', 'health', 'switch', 'verify', 'drain', 'record']);
+    expect(m.hosts[0].steps.map((s: { name: string }) => s.name)).toEqual([
+      'connect',
+      'lock',
+      'login',
+      'pull',
+      'detect',
+      'start',
+      'health',
+      'switch',
+      'verify',
+      'drain',
+      'record'
+    ]);
     expectNoSecrets(r);
   });
 
@@ -198,11 +270,16 @@ describe('deploy (nginx mode)', () => {
     expect(r.code).toBe(1);
     expect(r.outputs.result).toBe('failed');
     expect(r.outputs['active-color']).toBe('green');
-    expect(r.stdout).toMatch(/::error title=bluegreen-ec2-action%3A failed::health failed on 127\.0\.0\.1:2222: GET \/health on port 18201 did not answer 2xx within 3 s .*HTTP 404/);
+    expect(r.stdout).toMatch(
+      /::error title=bluegreen-ec2-action%3A failed::health failed on 127\.0\.0\.1:2222: GET \/health on port 18201 did not answer 2xx within 3 s .*HTTP 404/
+    );
     expect(stats.failed).toBe(0);
     expect(Object.keys(stats.bodies)).toEqual(['v2']);
     // the failed candidate is gone and the kept standby (v1 on blue) is back for rollback
-    expect(await standbyAndLive(app)).toEqual([[`${app}-blue`, 'exited', 'v1'], [`${app}-green`, 'running', 'v2']]);
+    expect(await standbyAndLive(app)).toEqual([
+      [`${app}-blue`, 'exited', 'v1'],
+      [`${app}-green`, 'running', 'v2']
+    ]);
     expect(r.summary).toContain('Failed at `health`');
     expect(r.summary).toContain('Last log lines of the candidate');
     expect(metrics(r).hosts[0].error.step).toBe('health');
@@ -218,27 +295,39 @@ describe('deploy (nginx mode)', () => {
     expect(r.stdout).toMatch(/health failed on 127\.0\.0\.1:2222: container e2e-nginx-blue (restarted|is exited)/);
     expect(r.summary).toContain('boom: cannot connect to database');
     expect((await httpGet(`${url}/`)).body).toBe('v2');
-    expect(await standbyAndLive(app)).toEqual([[`${app}-blue`, 'exited', 'v1'], [`${app}-green`, 'running', 'v2']]);
+    expect(await standbyAndLive(app)).toEqual([
+      [`${app}-blue`, 'exited', 'v1'],
+      [`${app}-green`, 'running', 'v2']
+    ]);
   });
 
   test('a missing image fails at pull, naming the image, and touches nothing', async () => {
     const r = await deploy(app, ports, 'no-such-tag');
     expect(r.code).toBe(1);
     expect(r.outputs.result).toBe('failed');
-    expect(r.stdout).toMatch(/pull failed on 127\.0\.0\.1:2222: image 127\.0\.0\.1:5000\/demo:no-such-tag was not found in the registry/);
+    expect(r.stdout).toMatch(
+      /pull failed on 127\.0\.0\.1:2222: image 127\.0\.0\.1:5000\/demo:no-such-tag was not found in the registry/
+    );
     expect((await httpGet(`${url}/`)).body).toBe('v2');
     expect(await hostTmpLeftovers()).toEqual([]);
   });
 
   test('a failing nginx reload restores the upstream file, removes the candidate and keeps v2 live', async () => {
     const before = fs.readFileSync(`/etc/nginx/bluegreen/${app}.conf`, 'utf8');
-    const r = await deploy(app, ports, 'v3', { 'nginx-reload-command': 'sudo -n nginx -t -q && echo "reload refused" >&2 && false' });
+    const r = await deploy(app, ports, 'v3', {
+      'nginx-reload-command': 'sudo -n nginx -t -q && echo "reload refused" >&2 && false'
+    });
     expect(r.code).toBe(1);
     expect(r.outputs.result).toBe('failed');
-    expect(r.stdout).toMatch(/switch failed on 127\.0\.0\.1:2222: .*reload refused.*previous upstream file was restored/);
+    expect(r.stdout).toMatch(
+      /switch failed on 127\.0\.0\.1:2222: .*reload refused.*previous upstream file was restored/
+    );
     expect(fs.readFileSync(`/etc/nginx/bluegreen/${app}.conf`, 'utf8')).toBe(before);
     expect((await httpGet(`${url}/`)).body).toBe('v2');
-    expect(await standbyAndLive(app)).toEqual([[`${app}-blue`, 'exited', 'v1'], [`${app}-green`, 'running', 'v2']]);
+    expect(await standbyAndLive(app)).toEqual([
+      [`${app}-blue`, 'exited', 'v1'],
+      [`${app}-green`, 'running', 'v2']
+    ]);
   });
 
   test('a reload command that does not reload nginx is caught by verify: traffic switched back, old colour kept serving', async () => {
@@ -254,7 +343,10 @@ describe('deploy (nginx mode)', () => {
   });
 
   test('two deploys at once: the second waits for the lock, both succeed, one colour ends live', async () => {
-    const [a, b] = await Promise.all([deploy(app, ports, 'v1'), new Promise((r) => setTimeout(r, 150)).then(() => deploy(app, ports, 'v3'))]);
+    const [a, b] = await Promise.all([
+      deploy(app, ports, 'v1'),
+      new Promise((r) => setTimeout(r, 150)).then(() => deploy(app, ports, 'v3'))
+    ]);
     expect([a.outputs.result, b.outputs.result]).toEqual(['success', 'success']);
     expect(a.stdout + b.stdout).toMatch(/another deploy holds the lock \(deploy \S+ by tester/);
     const running = (await dockerPs(app)).filter((c) => c.state === 'running');
@@ -275,7 +367,10 @@ describe('cancellation', () => {
   test('a cancelled run (SIGTERM) removes the candidate, releases the lock and leaves the old version serving', async () => {
     expect((await deploy(app, ports, 'v1')).outputs.result).toBe('success');
     const abort = new AbortController();
-    const running = runAction(inputs(app, ports, 'unhealthy', { 'health-timeout-seconds': '120' }), { env: actionEnv(), signal: abort.signal });
+    const running = runAction(inputs(app, ports, 'unhealthy', { 'health-timeout-seconds': '120' }), {
+      env: actionEnv(),
+      signal: abort.signal
+    });
     // cancel once the candidate exists (the run is then in its health step)
     for (let i = 0; i < 200 && (await dockerPs(app)).length < 2; i++) await new Promise((r) => setTimeout(r, 100));
     abort.abort();
@@ -284,7 +379,9 @@ describe('cancellation', () => {
     expect(r.code).toBe(1);
     expect(r.outputs.result).toBe('failed');
     expect(r.stdout).toContain('received SIGTERM');
-    expect(r.stdout).toMatch(/::error title=bluegreen-ec2-action%3A failed::health failed on 127\.0\.0\.1:2222: the workflow run was cancelled/);
+    expect(r.stdout).toMatch(
+      /::error title=bluegreen-ec2-action%3A failed::health failed on 127\.0\.0\.1:2222: the workflow run was cancelled/
+    );
     expect(r.summary).toContain('Failed at `health`');
     expect((await httpGet(`${url}/`)).body).toBe('v1');
     expect((await dockerPs(app)).map((c) => [c.name, c.state])).toEqual([[`${app}-blue`, 'running']]);
@@ -302,7 +399,8 @@ describe('deploy inputs and connection errors', () => {
   afterAll(() => cleanupApp(app));
 
   test('a wrong host key is refused, printing the presented fingerprint and the line to add', async () => {
-    const otherKey = '[127.0.0.1]:2222 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl';
+    const otherKey =
+      '[127.0.0.1]:2222 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl';
     const r = await deploy(app, ports, 'v1', { 'ssh-known-hosts': otherKey });
     expect(r.code).toBe(1);
     expect(r.outputs.result).toBe('failed');
@@ -312,20 +410,41 @@ describe('deploy inputs and connection errors', () => {
   });
 
   test('ssh-host-fingerprint and an encrypted key with its passphrase work', async () => {
-    const r = await runAction({ ...inputs(app, ports, 'v1'), 'ssh-known-hosts': '', 'ssh-host-fingerprint': SANDBOX.fingerprint, 'ssh-private-key': SANDBOX.passKey, 'ssh-passphrase': SANDBOX.passphrase }, { env: actionEnv() });
+    const r = await runAction(
+      {
+        ...inputs(app, ports, 'v1'),
+        'ssh-known-hosts': '',
+        'ssh-host-fingerprint': SANDBOX.fingerprint,
+        'ssh-private-key': SANDBOX.passKey,
+        'ssh-passphrase': SANDBOX.passphrase
+      },
+      { env: actionEnv() }
+    );
     expect(outcome(r)).toBe('success');
-    expect(r.stdout.split('\n').filter((l) => !l.startsWith('::add-mask::')).join('\n')).not.toContain(SANDBOX.passphrase);
+    expect(
+      r.stdout
+        .split('\n')
+        .filter((l) => !l.startsWith('::add-mask::'))
+        .join('\n')
+    ).not.toContain(SANDBOX.passphrase);
   });
 
   test('when sshd forbids TCP forwarding, health checks fall back to a bash probe on the host', async () => {
-    const cfg = fs.readFileSync(path.join(path.dirname(SANDBOX.privateKeyPath), 'sshd_config'), 'utf8')
+    const cfg = fs
+      .readFileSync(path.join(path.dirname(SANDBOX.privateKeyPath), 'sshd_config'), 'utf8')
       .replace(/^ListenAddress .*$/m, 'ListenAddress 127.0.0.1:2223')
       .replace(/^AllowTcpForwarding .*$/m, 'AllowTcpForwarding no')
       .replace(/^PidFile .*$/m, 'PidFile /tmp/bluegreen-e2e-nofwd-sshd.pid');
     fs.writeFileSync('/tmp/bluegreen-e2e-nofwd-sshd_config', cfg);
-    await sh('kill "$(cat /tmp/bluegreen-e2e-nofwd-sshd.pid 2>/dev/null)" 2>/dev/null; /usr/sbin/sshd -f /tmp/bluegreen-e2e-nofwd-sshd_config');
+    await sh(
+      'kill "$(cat /tmp/bluegreen-e2e-nofwd-sshd.pid 2>/dev/null)" 2>/dev/null; /usr/sbin/sshd -f /tmp/bluegreen-e2e-nofwd-sshd_config'
+    );
     try {
-      const r = await deploy(app, ports, 'v2', { hosts: '127.0.0.1:2223', 'ssh-known-hosts': '', 'ssh-host-fingerprint': SANDBOX.fingerprint });
+      const r = await deploy(app, ports, 'v2', {
+        hosts: '127.0.0.1:2223',
+        'ssh-known-hosts': '',
+        'ssh-host-fingerprint': SANDBOX.fingerprint
+      });
       expect(outcome(r)).toBe('success');
       expect(r.stdout).toMatch(/sshd does not allow TCP forwarding .*probing with bash \/dev\/tcp on the host instead/);
     } finally {
@@ -362,7 +481,9 @@ describe('deploy inputs and connection errors', () => {
   });
 
   test('hostile docker-run-args are passed to docker as data: nothing runs', async () => {
-    const r = await deploy(app, ports, 'v1', { 'docker-run-args': `--label "x=$(touch /tmp/bluegreen-pwned)" --label 'y=;touch /tmp/bluegreen-pwned'` });
+    const r = await deploy(app, ports, 'v1', {
+      'docker-run-args': `--label "x=$(touch /tmp/bluegreen-pwned)" --label 'y=;touch /tmp/bluegreen-pwned'`
+    });
     expect(outcome(r)).toBe('success');
     const live = (await dockerPs(app)).find((c) => c.state === 'running')!;
     expect(live.labels.x).toBe('$(touch /tmp/bluegreen-pwned)');
@@ -372,10 +493,28 @@ describe('deploy inputs and connection errors', () => {
 
   test('a second deploy of the same app in the same job uploads under a suffixed artifact name', async () => {
     const runId = '424242';
-    const first = await deploy(app, ports, 'v1', {}, { GITHUB_RUN_ID: runId, ACTIONS_RUNTIME_TOKEN: runtimeToken(runId, '99') });
-    const second = await deploy(app, ports, 'v2', {}, { GITHUB_RUN_ID: runId, ACTIONS_RUNTIME_TOKEN: runtimeToken(runId, '99') });
-    expect([first.outputs.result, second.outputs.result, first.stdout.match(/::error::.*/)?.[0]]).toEqual(['success', 'success', undefined]);
-    const names = results.artifacts.filter((a) => [first.outputs['artifact-id'], second.outputs['artifact-id']].includes(String(a.id))).map((a) => a.name);
+    const first = await deploy(
+      app,
+      ports,
+      'v1',
+      {},
+      { GITHUB_RUN_ID: runId, ACTIONS_RUNTIME_TOKEN: runtimeToken(runId, '99') }
+    );
+    const second = await deploy(
+      app,
+      ports,
+      'v2',
+      {},
+      { GITHUB_RUN_ID: runId, ACTIONS_RUNTIME_TOKEN: runtimeToken(runId, '99') }
+    );
+    expect([first.outputs.result, second.outputs.result, first.stdout.match(/::error::.*/)?.[0]]).toEqual([
+      'success',
+      'success',
+      undefined
+    ]);
+    const names = results.artifacts
+      .filter((a) => [first.outputs['artifact-id'], second.outputs['artifact-id']].includes(String(a.id)))
+      .map((a) => a.name);
     expect(names[0]).toBe(`bluegreen-${app}-deploy-1`);
     expect(names[1]).toBe(`bluegreen-${app}-deploy-1-${second.outputs['deploy-id'].split('-').pop()}`);
   });
@@ -417,7 +556,11 @@ describe('deploy (port-swap mode)', () => {
   });
 
   test('port-swap with an unhealthy image starts the old container again (rolled-back)', async () => {
-    const r = await deploy(app, { blue: 18221, green: 18222 }, 'unhealthy', { traffic: 'port-swap', 'public-port': String(publicPort), 'health-timeout-seconds': '3' });
+    const r = await deploy(app, { blue: 18221, green: 18222 }, 'unhealthy', {
+      traffic: 'port-swap',
+      'public-port': String(publicPort),
+      'health-timeout-seconds': '3'
+    });
     expect(r.code).toBe(1);
     expect(r.outputs.result).toBe('rolled-back');
     expect(r.outputs['active-color']).toBe('green');

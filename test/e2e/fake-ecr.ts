@@ -36,7 +36,8 @@ export interface FakeEcr {
 const TARGET_PREFIX = 'AmazonEC2ContainerRegistry_V20150921.';
 const JSON11 = 'application/x-amz-json-1.1';
 // Authorization: AWS4-HMAC-SHA256 Credential=AKID/20240101/us-east-1/ecr/aws4_request, SignedHeaders=..., Signature=...
-const SIGV4 = /^AWS4-HMAC-SHA256 Credential=([^/]+)\/(\d{8})\/([^/]+)\/([^/]+)\/aws4_request,\s*SignedHeaders=([^,]+),\s*Signature=([0-9a-f]+)$/;
+const SIGV4 =
+  /^AWS4-HMAC-SHA256 Credential=([^/]+)\/(\d{8})\/([^/]+)\/([^/]+)\/aws4_request,\s*SignedHeaders=([^,]+),\s*Signature=([0-9a-f]+)$/;
 
 export async function startFakeEcr(opts: FakeEcrOptions): Promise<FakeEcr> {
   const requests: FakeEcrRequest[] = [];
@@ -66,7 +67,11 @@ export async function startFakeEcr(opts: FakeEcrOptions): Promise<FakeEcr> {
         return error(404, 'UnknownOperationException', `unexpected ${req.method} ${req.url}`);
       }
       if (!m || m[4] !== 'ecr') {
-        return error(403, 'MissingAuthenticationTokenException', `missing or malformed SigV4 Authorization header: ${auth || '(none)'}`);
+        return error(
+          403,
+          'MissingAuthenticationTokenException',
+          `missing or malformed SigV4 Authorization header: ${auth || '(none)'}`
+        );
       }
       let body: unknown = undefined;
       try {
@@ -84,16 +89,21 @@ export async function startFakeEcr(opts: FakeEcrOptions): Promise<FakeEcr> {
         return error(400, 'UnknownOperationException', `fake ECR only implements GetAuthorizationToken, got ${target}`);
       }
       if (opts.fail) {
-        return error(400, 'AccessDeniedException',
-          `User: arn:aws:iam::123456789012:user/ci is not authorized to perform: ecr:GetAuthorizationToken on resource: * because no identity-based policy allows the ecr:GetAuthorizationToken action`);
+        return error(
+          400,
+          'AccessDeniedException',
+          `User: arn:aws:iam::123456789012:user/ci is not authorized to perform: ecr:GetAuthorizationToken on resource: * because no identity-based policy allows the ecr:GetAuthorizationToken action`
+        );
       }
       const token = Buffer.from(`${user}:${opts.password}`).toString('base64');
       reply(200, {
-        authorizationData: [{
-          authorizationToken: token,
-          expiresAt: Math.floor(Date.now() / 1000) + (opts.ttlSeconds ?? 12 * 3600),
-          proxyEndpoint: opts.proxyEndpoint ?? `https://123456789012.dkr.ecr.${region}.amazonaws.com`
-        }]
+        authorizationData: [
+          {
+            authorizationToken: token,
+            expiresAt: Math.floor(Date.now() / 1000) + (opts.ttlSeconds ?? 12 * 3600),
+            proxyEndpoint: opts.proxyEndpoint ?? `https://123456789012.dkr.ecr.${region}.amazonaws.com`
+          }
+        ]
       });
     });
   });
@@ -106,9 +116,10 @@ export async function startFakeEcr(opts: FakeEcrOptions): Promise<FakeEcr> {
   return {
     url: `http://127.0.0.1:${port}`,
     requests,
-    close: () => new Promise<void>((resolve) => {
-      server.closeAllConnections();
-      server.close(() => resolve());
-    })
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      })
   };
 }

@@ -66,13 +66,15 @@ function b64url(s: string): string {
 export function runtimeToken(runId = '1234', jobId = '5678'): string {
   const header = b64url(JSON.stringify({ typ: 'JWT', alg: 'RS256', x5t: 'fake' }));
   const now = Math.floor(Date.now() / 1000);
-  const payload = b64url(JSON.stringify({
-    scp: `Actions.ExampleScope Actions.Results:${runId}:${jobId}`,
-    iss: 'vstoken.actions.githubusercontent.com',
-    aud: 'vso:fake',
-    nbf: now - 60,
-    exp: now + 6 * 3600
-  }));
+  const payload = b64url(
+    JSON.stringify({
+      scp: `Actions.ExampleScope Actions.Results:${runId}:${jobId}`,
+      iss: 'vstoken.actions.githubusercontent.com',
+      aud: 'vso:fake',
+      nbf: now - 60,
+      exp: now + 6 * 3600
+    })
+  );
   return `${header}.${payload}.${b64url('not-a-real-signature')}`;
 }
 
@@ -81,7 +83,10 @@ export function unzip(buf: Buffer): Record<string, Buffer> {
   const files: Record<string, Buffer> = {};
   let eocd = -1;
   for (let i = buf.length - 22; i >= Math.max(0, buf.length - 22 - 0xffff); i--) {
-    if (buf.readUInt32LE(i) === 0x06054b50) { eocd = i; break; }
+    if (buf.readUInt32LE(i) === 0x06054b50) {
+      eocd = i;
+      break;
+    }
   }
   if (eocd < 0) throw new Error('not a zip: no end-of-central-directory record');
   const count = buf.readUInt16LE(eocd + 10);
@@ -175,13 +180,21 @@ export async function startFakeResults(): Promise<FakeResults> {
     const method = url.pathname.slice(SERVICE.length);
     switch (method) {
       case 'CreateArtifact': {
-        if (!name || !runId || !jobId) return json(res, 400, { code: 'invalid_argument', msg: 'name and backend ids are required' });
+        if (!name || !runId || !jobId)
+          return json(res, 400, { code: 'invalid_argument', msg: 'name and backend ids are required' });
         if (artifacts.some((a) => a.name === name && a.workflowRunBackendId === runId)) {
-          return json(res, 409, { code: 'already_exists', msg: `an artifact with this name already exists on the workflow run` });
+          return json(res, 409, {
+            code: 'already_exists',
+            msg: `an artifact with this name already exists on the workflow run`
+          });
         }
         const blobPath = `/devstoreaccount1/actions-results/${nextId++}/${encodeURIComponent(name)}.zip`;
         const p: Pending = {
-          name, workflowRunBackendId: runId, workflowJobRunBackendId: jobId, blobPath, blocks: new Map(),
+          name,
+          workflowRunBackendId: runId,
+          workflowJobRunBackendId: jobId,
+          blobPath,
+          blocks: new Map(),
           expiresAt: msg.expires_at === undefined ? undefined : String(msg.expires_at),
           mimeType: stringValue(msg.mime_type)
         };
@@ -196,15 +209,28 @@ export async function startFakeResults(): Promise<FakeResults> {
       case 'FinalizeArtifact': {
         const p = pending.get(key);
         if (!p) return json(res, 404, { code: 'not_found', msg: `no pending artifact ${key}` });
-        if (!p.blob) return json(res, 400, { code: 'failed_precondition', msg: `artifact ${name}: blob was never committed` });
+        if (!p.blob)
+          return json(res, 400, { code: 'failed_precondition', msg: `artifact ${name}: blob was never committed` });
         pending.delete(key);
         byBlobPath.delete(p.blobPath);
         let files: Record<string, Buffer> = {};
-        try { files = unzip(p.blob); } catch { /* skipArchive uploads are not zips */ }
+        try {
+          files = unzip(p.blob);
+        } catch {
+          /* skipArchive uploads are not zips */
+        }
         const id = artifacts.length + 1;
         artifacts.push({
-          id, name: p.name, expiresAt: p.expiresAt, size: Number(msg.size ?? 0), hash: stringValue(msg.hash),
-          mimeType: p.mimeType, workflowRunBackendId: runId, workflowJobRunBackendId: jobId, zip: p.blob, files
+          id,
+          name: p.name,
+          expiresAt: p.expiresAt,
+          size: Number(msg.size ?? 0),
+          hash: stringValue(msg.hash),
+          mimeType: p.mimeType,
+          workflowRunBackendId: runId,
+          workflowJobRunBackendId: jobId,
+          zip: p.blob,
+          files
         });
         return json(res, 200, { ok: true, artifact_id: String(id) });
       }
@@ -213,8 +239,12 @@ export async function startFakeResults(): Promise<FakeResults> {
           .filter((a) => !runId || a.workflowRunBackendId === runId)
           .filter((a) => !msg.name_filter || a.name === stringValue(msg.name_filter))
           .map((a) => ({
-            workflow_run_backend_id: a.workflowRunBackendId, workflow_job_run_backend_id: a.workflowJobRunBackendId,
-            database_id: String(a.id), name: a.name, size: String(a.zip.length), created_at: new Date().toISOString()
+            workflow_run_backend_id: a.workflowRunBackendId,
+            workflow_job_run_backend_id: a.workflowJobRunBackendId,
+            database_id: String(a.id),
+            name: a.name,
+            size: String(a.zip.length),
+            created_at: new Date().toISOString()
           }));
         return json(res, 200, { artifacts: list });
       }
@@ -228,7 +258,10 @@ export async function startFakeResults(): Promise<FakeResults> {
     const comp = url.searchParams.get('comp');
     if (comp === 'block') {
       const id = url.searchParams.get('blockid');
-      if (!id) { res.writeHead(400, azureHeaders({ 'x-ms-error-code': 'InvalidQueryParameterValue' })); return res.end(); }
+      if (!id) {
+        res.writeHead(400, azureHeaders({ 'x-ms-error-code': 'InvalidQueryParameterValue' }));
+        return res.end();
+      }
       p.blocks.set(id, body);
       res.writeHead(201, azureHeaders({ 'x-ms-content-crc64': 'AAAAAAAAAAA=' }));
       return res.end();
@@ -247,7 +280,8 @@ export async function startFakeResults(): Promise<FakeResults> {
       res.writeHead(201, azureHeaders(committed));
       return res.end();
     }
-    if (!comp) { // Put Blob (single shot)
+    if (!comp) {
+      // Put Blob (single shot)
       p.blob = body;
       res.writeHead(201, azureHeaders(committed));
       return res.end();
@@ -265,9 +299,10 @@ export async function startFakeResults(): Promise<FakeResults> {
     url: `http://127.0.0.1:${port}/`,
     artifacts,
     requests,
-    close: () => new Promise<void>((resolve) => {
-      server.closeAllConnections();
-      server.close(() => resolve());
-    })
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      })
   };
 }

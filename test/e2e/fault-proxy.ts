@@ -34,7 +34,10 @@ export class FaultProxy {
       server.once('error', reject);
       server.listen(0, listenHost, () => resolve());
     });
-    const proxy = new FaultProxy(server, (server.address() as net.AddressInfo).port, { host: targetHost, port: targetPort });
+    const proxy = new FaultProxy(server, (server.address() as net.AddressInfo).port, {
+      host: targetHost,
+      port: targetPort
+    });
     server.on('connection', (client: net.Socket) => proxy.accept(client));
     return proxy;
   }

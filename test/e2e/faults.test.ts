@@ -6,7 +6,17 @@
 import fs from 'node:fs';
 import net from 'node:net';
 import { spawn } from 'node:child_process';
-import { cleanupApp, dockerPs, httpGet, prepareApp, outcome, runAction, SANDBOX, sh, type RunActionResult } from './harness.js';
+import {
+  cleanupApp,
+  dockerPs,
+  httpGet,
+  prepareApp,
+  outcome,
+  runAction,
+  SANDBOX,
+  sh,
+  type RunActionResult
+} from './harness.js';
 
 const app = 'e2e-faults';
 const twin = 'e2e-faults-twin';
@@ -31,11 +41,14 @@ function inputs(extra: Record<string, string> = {}): Record<string, string> {
     ...extra
   };
 }
-const deploy = (tag: string, extra: Record<string, string> = {}) => runAction(inputs({ image: `${SANDBOX.image}:${tag}`, ...extra }));
+const deploy = (tag: string, extra: Record<string, string> = {}) =>
+  runAction(inputs({ image: `${SANDBOX.image}:${tag}`, ...extra }));
 
 /** [name, state, version] of the app's containers. */
 async function containers(): Promise<string[][]> {
-  return (await dockerPs(app)).map((c) => [c.name, c.state, c.labels['bluegreen.image'].split(':').pop()!]).sort((a, b) => a[0].localeCompare(b[0]));
+  return (await dockerPs(app))
+    .map((c) => [c.name, c.state, c.labels['bluegreen.image'].split(':').pop()!])
+    .sort((a, b) => a[0].localeCompare(b[0]));
 }
 const serving = async () => (await httpGet(`${url}/`)).body;
 
@@ -50,7 +63,9 @@ async function expectSteady(live: string, standby: string): Promise<void> {
   expect(await hostLeftovers()).toEqual([]);
 }
 async function hostLeftovers(): Promise<string[]> {
-  return (await sh('ls -d /tmp/bluegreen-login.* /tmp/bluegreen-env.* 2>/dev/null || true')).stdout.split('\n').filter(Boolean);
+  return (await sh('ls -d /tmp/bluegreen-login.* /tmp/bluegreen-env.* 2>/dev/null || true')).stdout
+    .split('\n')
+    .filter(Boolean);
 }
 /** A rerun takes the lock at once (none leaked) and succeeds. */
 async function expectRerunSucceeds(tag: string): Promise<void> {
@@ -86,7 +101,9 @@ afterAll(async () => {
 describe('SSH and host faults', () => {
   test('connection dropped before the switch: reconnects, removes the candidate, restores the standby', async () => {
     const running = deploy('unhealthy', { 'health-timeout-seconds': '60' });
-    await waitUntil('the candidate to start', async () => (await containers()).some((c) => c[2] === 'unhealthy' && c[1] === 'running'));
+    await waitUntil('the candidate to start', async () =>
+      (await containers()).some((c) => c[2] === 'unhealthy' && c[1] === 'running')
+    );
     await dropSshSessions();
     const r = await running;
     expect(r.outputs.result).toBe('failed');
@@ -101,7 +118,9 @@ describe('SSH and host faults', () => {
     // Serving v1 is not enough: the switch step goes on until the old workers stop accepting. Strike once the
     // action says its verify step began.
     let out = '';
-    const running = runAction(inputs({ image: `${SANDBOX.image}:v1`, 'verify-seconds': '30' }), { onSpawn: (c) => c.stdout?.on('data', (d: Buffer) => (out += d.toString())) });
+    const running = runAction(inputs({ image: `${SANDBOX.image}:v1`, 'verify-seconds': '30' }), {
+      onSpawn: (c) => c.stdout?.on('data', (d: Buffer) => (out += d.toString()))
+    });
     await waitUntil('the verify step', async () => out.includes('::group::verify') && (await serving()) === 'v1');
     await dropSshSessions();
     const r = await running;
@@ -116,22 +135,39 @@ describe('SSH and host faults', () => {
     const pidFile = `${SANDBOX.privateKeyPath.replace(/id_ed25519$/, '')}sshd.pid`;
     const cfg = pidFile.replace(/sshd\.pid$/, 'sshd_config');
     const running = deploy('v2', { 'verify-seconds': '3' });
-    await waitUntil('the candidate to start', async () => (await containers()).some((c) => c[2] === 'v2' && c[1] === 'running'));
-    await sh(`kill "$(cat ${pidFile})"; for i in $(seq 1 50); do /usr/sbin/sshd -f ${cfg} 2>/dev/null && break; sleep 0.1; done`);
+    await waitUntil('the candidate to start', async () =>
+      (await containers()).some((c) => c[2] === 'v2' && c[1] === 'running')
+    );
+    await sh(
+      `kill "$(cat ${pidFile})"; for i in $(seq 1 50); do /usr/sbin/sshd -f ${cfg} 2>/dev/null && break; sleep 0.1; done`
+    );
     const r = await running;
     expect(outcome(r)).toBe('success');
     await expectSteady('v2', 'v1');
   });
 
   test('host unreachable: refused and timed-out connections name the host and what to check', async () => {
-    const refused = await runAction(inputs({ hosts: '127.0.0.1:2299', 'ssh-known-hosts': '', 'ssh-host-fingerprint': SANDBOX.fingerprint }));
+    const refused = await runAction(
+      inputs({ hosts: '127.0.0.1:2299', 'ssh-known-hosts': '', 'ssh-host-fingerprint': SANDBOX.fingerprint })
+    );
     expect(refused.outputs.result).toBe('failed');
-    expect(errorLine(refused)).toMatch(/^connect failed on 127\.0\.0\.1:2299: connection to ec2-user@127\.0\.0\.1:2299 was refused: is sshd running/);
+    expect(errorLine(refused)).toMatch(
+      /^connect failed on 127\.0\.0\.1:2299: connection to ec2-user@127\.0\.0\.1:2299 was refused: is sshd running/
+    );
     // a listener that never speaks SSH: the handshake times out
     const server = net.createServer(() => undefined).listen(18298, '127.0.0.1');
     try {
-      const silent = await runAction(inputs({ hosts: '127.0.0.1:18298', 'ssh-known-hosts': '', 'ssh-host-fingerprint': SANDBOX.fingerprint, 'ssh-connect-timeout-seconds': '2' }));
-      expect(errorLine(silent)).toMatch(/^connect failed on 127\.0\.0\.1:18298: no SSH handshake with ec2-user@127\.0\.0\.1:18298 within 2 s/);
+      const silent = await runAction(
+        inputs({
+          hosts: '127.0.0.1:18298',
+          'ssh-known-hosts': '',
+          'ssh-host-fingerprint': SANDBOX.fingerprint,
+          'ssh-connect-timeout-seconds': '2'
+        })
+      );
+      expect(errorLine(silent)).toMatch(
+        /^connect failed on 127\.0\.0\.1:18298: no SSH handshake with ec2-user@127\.0\.0\.1:18298 within 2 s/
+      );
     } finally {
       server.close();
     }
@@ -180,14 +216,18 @@ describe('disk full', () => {
     await waitUntil('the small dockerd', async () => (await sh(`docker -H unix://${sock} info`)).code === 0, 30000);
   }, 60000);
   afterAll(async () => {
-    await sh(`kill "$(cat /run/bg-e2e-docker-small.pid)"; for i in $(seq 1 100); do [ -e /run/bg-e2e-docker-small.pid ] || break; sleep 0.1; done; umount /tmp/bg-e2e-small-disk; ip netns del bg-e2e-small`);
+    await sh(
+      `kill "$(cat /run/bg-e2e-docker-small.pid)"; for i in $(seq 1 100); do [ -e /run/bg-e2e-docker-small.pid ] || break; sleep 0.1; done; umount /tmp/bg-e2e-small-disk; ip netns del bg-e2e-small`
+    );
     forwarder.close();
   });
 
   test('the disk fills up while pulling: the cause is named and nothing else is touched', async () => {
     const r = await runAction(inputs({ image: `${registry}/demo:v3`, 'docker-command': `docker -H unix://${sock}` }));
     expect(r.outputs.result).toBe('failed');
-    expect(errorLine(r)).toMatch(/^pull failed on 127\.0\.0\.1:2222: the host ran out of disk space while pulling 10\.201\.0\.1:5001\/demo:v3/);
+    expect(errorLine(r)).toMatch(
+      /^pull failed on 127\.0\.0\.1:2222: the host ran out of disk space while pulling 10\.201\.0\.1:5001\/demo:v3/
+    );
     await expectSteady('v2', 'v1');
     expect(await hostLeftovers()).toEqual([]);
   });
@@ -197,15 +237,24 @@ describe('registry faults', () => {
   test('registry down', async () => {
     const r = await runAction(inputs({ image: '127.0.0.1:5999/demo:v3' }));
     expect(r.outputs.result).toBe('failed');
-    expect(errorLine(r)).toMatch(/^pull failed on 127\.0\.0\.1:2222: the registry for 127\.0\.0\.1:5999\/demo:v3 is not reachable from the host/);
+    expect(errorLine(r)).toMatch(
+      /^pull failed on 127\.0\.0\.1:2222: the registry for 127\.0\.0\.1:5999\/demo:v3 is not reachable from the host/
+    );
     await expectSteady('v2', 'v1');
   });
 
   test('wrong registry credentials', async () => {
     const r = await deploy('v3', { 'registry-password': 'wrong-password-123' });
     expect(r.outputs.result).toBe('failed');
-    expect(errorLine(r)).toMatch(/^pull failed on 127\.0\.0\.1:2222: the registry refused access to 127\.0\.0\.1:5000\/demo:v3/);
-    expect(r.stdout.split('\n').filter((l) => !l.startsWith('::add-mask::')).join('\n')).not.toContain('wrong-password-123');
+    expect(errorLine(r)).toMatch(
+      /^pull failed on 127\.0\.0\.1:2222: the registry refused access to 127\.0\.0\.1:5000\/demo:v3/
+    );
+    expect(
+      r.stdout
+        .split('\n')
+        .filter((l) => !l.startsWith('::add-mask::'))
+        .join('\n')
+    ).not.toContain('wrong-password-123');
     await expectSteady('v2', 'v1');
     expect(await hostLeftovers()).toEqual([]);
   });
@@ -217,7 +266,9 @@ describe('a host-side script killed hard (SIGKILL, the OOM killer)', () => {
     const dead = (await sh('sh -c "echo \\$\\$"')).stdout.trim();
     const login = `/tmp/bluegreen-login.${dead}.Zq1w2e`;
     const env = `/tmp/bluegreen-env.${dead}.Zq1w2e`;
-    await sh(`install -d -m 700 -o ec2-user ${login} && echo '{"auths":{"127.0.0.1:5000":{"auth":"c2VjcmV0"}}}' > ${login}/config.json && install -m 600 -o ec2-user /dev/null ${env}`);
+    await sh(
+      `install -d -m 700 -o ec2-user ${login} && echo '{"auths":{"127.0.0.1:5000":{"auth":"c2VjcmV0"}}}' > ${login}/config.json && install -m 600 -o ec2-user /dev/null ${env}`
+    );
     expect(await hostLeftovers()).toEqual([login, env].sort());
     const r = await deploy('unhealthy', { 'health-timeout-seconds': '2' });
     expect(r.outputs.result).toBe('failed');
@@ -228,9 +279,21 @@ describe('a host-side script killed hard (SIGKILL, the OOM killer)', () => {
 
 describe('nginx faults', () => {
   test.each([
-    ['the config test fails after the upstream is written', { 'nginx-upstream-name': twin }, /nginx switch failed .*(duplicate upstream|host not found in upstream).*previous upstream file was restored/],
-    ['the reload command is not permitted', { 'nginx-reload-command': 'sudo -n /usr/sbin/nginx -s stop' }, /nginx switch failed .*sudo.*previous upstream file was restored/],
-    ['the reload command is missing', { 'nginx-reload-command': 'nginx-reload-not-installed' }, /nginx switch failed .*not found.*previous upstream file was restored/]
+    [
+      'the config test fails after the upstream is written',
+      { 'nginx-upstream-name': twin },
+      /nginx switch failed .*(duplicate upstream|host not found in upstream).*previous upstream file was restored/
+    ],
+    [
+      'the reload command is not permitted',
+      { 'nginx-reload-command': 'sudo -n /usr/sbin/nginx -s stop' },
+      /nginx switch failed .*sudo.*previous upstream file was restored/
+    ],
+    [
+      'the reload command is missing',
+      { 'nginx-reload-command': 'nginx-reload-not-installed' },
+      /nginx switch failed .*not found.*previous upstream file was restored/
+    ]
   ])('%s: upstream restored, candidate removed, standby kept', async (_name, extra, message) => {
     const before = fs.readFileSync(`/etc/nginx/bluegreen/${app}.conf`, 'utf8');
     const r = await deploy('v3', extra as Record<string, string>);
@@ -252,7 +315,11 @@ describe('docker faults', () => {
     try {
       const r = await deploy('v3');
       expect(r.outputs.result).toBe('failed');
-      expect(errorLine(r)).toMatch(new RegExp(`^start failed on 127\\.0\\.0\\.1:2222: docker run e2e-faults-${standby} failed .*(address already in use|port is already allocated)`));
+      expect(errorLine(r)).toMatch(
+        new RegExp(
+          `^start failed on 127\\.0\\.0\\.1:2222: docker run e2e-faults-${standby} failed .*(address already in use|port is already allocated)`
+        )
+      );
       await expectSteady('v2', 'v1');
     } finally {
       blocker.close();
@@ -265,8 +332,12 @@ describe('docker faults', () => {
 describe('the action process killed', () => {
   test('SIGKILL mid-deploy: the lock dies with the connection and the next run repairs the half-done state', async () => {
     const abort = new AbortController();
-    const running = runAction(inputs({ image: `${SANDBOX.image}:unhealthy`, 'health-timeout-seconds': '60' }), { signal: abort.signal });
-    await waitUntil('the candidate to start', async () => (await containers()).some((c) => c[2] === 'unhealthy' && c[1] === 'running'));
+    const running = runAction(inputs({ image: `${SANDBOX.image}:unhealthy`, 'health-timeout-seconds': '60' }), {
+      signal: abort.signal
+    });
+    await waitUntil('the candidate to start', async () =>
+      (await containers()).some((c) => c[2] === 'unhealthy' && c[1] === 'running')
+    );
     // harness: abort sends SIGTERM; SIGKILL directly instead
     const pid = (await sh(`pgrep -f '${SANDBOX.node24} .*dist/index.js' | head -1`)).stdout.trim();
     expect(pid).not.toBe('');
@@ -279,18 +350,39 @@ describe('the action process killed', () => {
     expect(await serving()).toBe('v3');
     const r = await deploy('v1', { 'lock-timeout-seconds': '5' });
     expect(outcome(r)).toBe('success');
-    expect(r.stdout).toMatch(/an earlier run was interrupted \(e2e-faults-blue-replaced exists\): restoring the standby/);
+    expect(r.stdout).toMatch(
+      /an earlier run was interrupted \(e2e-faults-blue-replaced exists\): restoring the standby/
+    );
     await expectSteady('v1', 'v3');
   });
 
   test('a lock held by a live deploy makes the next one wait, then fail naming the holder', async () => {
     const owner = JSON.stringify({ deployId: 'manual-holder', actor: 'someone', since: new Date().toISOString() });
-    const holder = spawn('ssh', ['-i', SANDBOX.privateKeyPath, '-o', `UserKnownHostsFile=${SANDBOX.knownHostsPath}`, '-o', 'StrictHostKeyChecking=yes', '-p', String(SANDBOX.sshPort), `${SANDBOX.user}@${SANDBOX.sshHost}`, `exec 9>>.bluegreen/${app}/lock; flock 9; printf '%s\\n' '${owner}' > .bluegreen/${app}/lock.owner; echo held; cat >/dev/null`], { stdio: ['pipe', 'pipe', 'inherit'] });
-    await new Promise<void>((resolve) => holder.stdout!.on('data', (d: Buffer) => d.toString().includes('held') && resolve()));
+    const holder = spawn(
+      'ssh',
+      [
+        '-i',
+        SANDBOX.privateKeyPath,
+        '-o',
+        `UserKnownHostsFile=${SANDBOX.knownHostsPath}`,
+        '-o',
+        'StrictHostKeyChecking=yes',
+        '-p',
+        String(SANDBOX.sshPort),
+        `${SANDBOX.user}@${SANDBOX.sshHost}`,
+        `exec 9>>.bluegreen/${app}/lock; flock 9; printf '%s\\n' '${owner}' > .bluegreen/${app}/lock.owner; echo held; cat >/dev/null`
+      ],
+      { stdio: ['pipe', 'pipe', 'inherit'] }
+    );
+    await new Promise<void>((resolve) =>
+      holder.stdout!.on('data', (d: Buffer) => d.toString().includes('held') && resolve())
+    );
     try {
       const r = await deploy('v2', { 'lock-timeout-seconds': '2' });
       expect(r.outputs.result).toBe('failed');
-      expect(errorLine(r)).toMatch(/^lock failed on 127\.0\.0\.1:2222: another deploy of e2e-faults still holds the lock on this host after 2 s \(deploy manual-holder by someone since /);
+      expect(errorLine(r)).toMatch(
+        /^lock failed on 127\.0\.0\.1:2222: another deploy of e2e-faults still holds the lock on this host after 2 s \(deploy manual-holder by someone since /
+      );
       await expectSteady('v1', 'v3');
     } finally {
       holder.kill('SIGKILL'); // the holder "crashes": its connection closes and the lock is released

@@ -12,7 +12,17 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { LoadGenerator, runAction, SANDBOX, type LoadResult, type RunActionResult } from './harness.js';
-import { cleanupFleetApp, dockerPsOn, fleetInputs, getWithHost, loadFleet, onHost, onHostOk, prepareFleetApp, type Fleet } from './fleet-harness.js';
+import {
+  cleanupFleetApp,
+  dockerPsOn,
+  fleetInputs,
+  getWithHost,
+  loadFleet,
+  onHost,
+  onHostOk,
+  prepareFleetApp,
+  type Fleet
+} from './fleet-harness.js';
 import { failureReport, GateProxy, outputTail, reportOf, startAction, waitUntil } from './chaos-harness.js';
 
 const app = 'e2e-ch-fleet';
@@ -43,12 +53,19 @@ const image = (tag: string) => ({ image: `${fleet.registry}/demo:${tag}` });
 
 function saveRun(what: string, r: RunActionResult): void {
   fs.mkdirSync(LOG_DIR, { recursive: true });
-  fs.writeFileSync(path.join(LOG_DIR, `${what}.log`), `code=${r.code} signal=${r.signal} result=${r.outputs.result}\n${r.stdout.replace(/^::add-mask::.*\n/gm, "")}\n--- stderr ---\n${r.stderr}\n--- summary ---\n${r.summary}`);
+  fs.writeFileSync(
+    path.join(LOG_DIR, `${what}.log`),
+    `code=${r.code} signal=${r.signal} result=${r.outputs.result}\n${r.stdout.replace(/^::add-mask::.*\n/gm, '')}\n--- stderr ---\n${r.stderr}\n--- summary ---\n${r.summary}`
+  );
 }
 
 /** Waits until the background drain jobs (wait-for-drain: false) on every host have stopped the old colours. */
 async function drained(): Promise<void> {
-  await Promise.all(NAMES.map((n) => onHostOk(n, `f=/home/ec2-user/.bluegreen/${app}/drain.lock; [ ! -e "$f" ] || flock -w 60 "$f" true`)));
+  await Promise.all(
+    NAMES.map((n) =>
+      onHostOk(n, `f=/home/ec2-user/.bluegreen/${app}/drain.lock; [ ! -e "$f" ] || flock -w 60 "$f" true`)
+    )
+  );
 }
 
 /** One host as a user would check it: what it serves, its containers, where nginx points. */
@@ -68,19 +85,41 @@ async function observeHost(name: string): Promise<Record<string, unknown>> {
   return {
     serving,
     running: cs.filter((c) => c.state === 'running').map(version),
-    upstreamTo: version(cs.find((c) => c.name === `${app}-${colour}`) ?? ({ labels: { 'bluegreen.image': `${colour} (no such container)` } } as never)) ?? '',
+    upstreamTo:
+      version(
+        cs.find((c) => c.name === `${app}-${colour}`) ??
+          ({ labels: { 'bluegreen.image': `${colour} (no such container)` } } as never)
+      ) ?? '',
     stoppedKept: cs.filter((c) => c.state !== 'running').length <= 1,
     otherContainers: cs.map((c) => c.name).filter((n) => n !== `${app}-blue` && n !== `${app}-green`)
   };
 }
-const steady = (live: string) => ({ serving: live, running: [live], upstreamTo: live, stoppedKept: true, otherContainers: [] });
+const steady = (live: string) => ({
+  serving: live,
+  running: [live],
+  upstreamTo: live,
+  stoppedKept: true,
+  otherContainers: []
+});
 
 /** `command: status` over the fleet: per host, whether the lock is held and the findings. */
 async function fleetStatus(): Promise<Record<string, unknown>> {
   const s = await runAction(inputs(NAMES, { command: 'status' }));
   try {
-    const json = JSON.parse(s.outputs['status-json']) as { hosts: Array<{ host: string; lock?: { held: boolean }; findings?: Array<{ level: string; message: string }>; error?: string }> };
-    return Object.fromEntries(json.hosts.map((h) => [h.host, { lockHeld: h.lock?.held ?? h.error, findings: (h.findings ?? []).map((f) => `${f.level}: ${f.message}`) }]));
+    const json = JSON.parse(s.outputs['status-json']) as {
+      hosts: Array<{
+        host: string;
+        lock?: { held: boolean };
+        findings?: Array<{ level: string; message: string }>;
+        error?: string;
+      }>;
+    };
+    return Object.fromEntries(
+      json.hosts.map((h) => [
+        h.host,
+        { lockHeld: h.lock?.held ?? h.error, findings: (h.findings ?? []).map((f) => `${f.level}: ${f.message}`) }
+      ])
+    );
   } catch {
     return { error: `status failed: ${outputTail(s, 10)}` };
   }
@@ -116,7 +155,13 @@ test(`two fleet deploys at once with opposite host orders (${ROUNDS} rounds): on
     const [va, vb] = TAGS.filter((t) => t !== live);
 
     // the Host header reaches this app's server block whichever site is the default server of the host's port 80
-    const loads = NAMES.map((n) => [n, new LoadGenerator(`${urls[n]}/`, { concurrency: 1, keepAlive: false, headers: { host: app } }).start()] as const);
+    const loads = NAMES.map(
+      (n) =>
+        [
+          n,
+          new LoadGenerator(`${urls[n]}/`, { concurrency: 1, keepAlive: false, headers: { host: app } }).start()
+        ] as const
+    );
     const ended: Record<string, number> = {};
     // Both runs reach the bastion through a gate that lets their connections through at the same instant (not
     // whichever node process happened to start first), so they race for the hosts' locks for real. The hosts keep
@@ -132,9 +177,16 @@ test(`two fleet deploys at once with opposite host orders (${ROUNDS} rounds): on
     try {
       const a = startAction(inputs(NAMES, { ...image(va), ...viaGate }), { timeoutMs: 600_000 });
       const b = startAction(inputs([...NAMES].reverse(), { ...image(vb), ...viaGate }), { timeoutMs: 600_000 });
-      await waitUntil('both runs to connect to the bastion', () => gate.accepted >= 2 || !a.alive() || !b.alive(), 60_000);
+      await waitUntil(
+        'both runs to connect to the bastion',
+        () => gate.accepted >= 2 || !a.alive() || !b.alive(),
+        60_000
+      );
       gate.open();
-      [ra, rb] = await Promise.all([a.done.then((r) => ((ended.a = Date.now()), r)), b.done.then((r) => ((ended.b = Date.now()), r))]);
+      [ra, rb] = await Promise.all([
+        a.done.then((r) => ((ended.a = Date.now()), r)),
+        b.done.then((r) => ((ended.b = Date.now()), r))
+      ]);
     } finally {
       await gate.close();
     }
@@ -143,7 +195,13 @@ test(`two fleet deploys at once with opposite host orders (${ROUNDS} rounds): on
 
     const runs = { a: { r: ra, version: va }, b: { r: rb, version: vb } };
     const winners = (['a', 'b'] as const).filter((k) => runs[k].r.outputs.result === 'success');
-    note('at least one run succeeded', winners.length > 0 ? true : { a: reportOf(ra), b: reportOf(rb), aTail: outputTail(ra, 15), bTail: outputTail(rb, 15) }, true);
+    note(
+      'at least one run succeeded',
+      winners.length > 0
+        ? true
+        : { a: reportOf(ra), b: reportOf(rb), aTail: outputTail(ra, 15), bTail: outputTail(rb, 15) },
+      true
+    );
     for (const k of ['a', 'b'] as const) note(`run ${k}: no crash, no hang`, reportOf(runs[k].r).crash, []);
 
     // the last run to succeed decides what every host serves
@@ -158,28 +216,50 @@ test(`two fleet deploys at once with opposite host orders (${ROUNDS} rounds): on
       delete s.errorNamesStepAndHost; // a fleet run's ::error may name any host
       delete w.errorNamesStepAndHost;
       const result = runs[loser].r.outputs.result;
-      note(`run ${loser} (failed): reported`, { ...s, result }, { ...w, result: result === 'rolled-back' ? 'rolled-back' : 'failed' });
+      note(
+        `run ${loser} (failed): reported`,
+        { ...s, result },
+        { ...w, result: result === 'rolled-back' ? 'rolled-back' : 'failed' }
+      );
     }
 
     await drained();
     const hosts: Record<string, unknown> = {};
     for (const n of NAMES) hosts[n] = await observeHost(n);
     note('hosts', hosts, Object.fromEntries(NAMES.map((n) => [n, steady(final)])));
-    note('status', await fleetStatus(), Object.fromEntries(NAMES.map((n) => [`${fleet.hosts.find((h) => h.name === n)!.host}:22`, { lockHeld: false, findings: [] }])));
+    note(
+      'status',
+      await fleetStatus(),
+      Object.fromEntries(
+        NAMES.map((n) => [`${fleet.hosts.find((h) => h.name === n)!.host}:22`, { lockHeld: false, findings: [] }])
+      )
+    );
 
     const results: Record<string, LoadResult> = {};
     for (const [n, g] of loads) results[n] = await g.stop();
     const never = losers.filter((k) => runs[k].r.outputs.result !== 'rolled-back').map((k) => runs[k].version);
     note(
       'load',
-      Object.fromEntries(NAMES.map((n) => [n, { failed: results[n].failed, firstErrors: results[n].errors.slice(0, 3), servedALoser: Object.keys(results[n].bodies).filter((v) => never.includes(v)), anyOk: results[n].ok > 0 }])),
+      Object.fromEntries(
+        NAMES.map((n) => [
+          n,
+          {
+            failed: results[n].failed,
+            firstErrors: results[n].errors.slice(0, 3),
+            servedALoser: Object.keys(results[n].bodies).filter((v) => never.includes(v)),
+            anyOk: results[n].ok > 0
+          }
+        ])
+      ),
       Object.fromEntries(NAMES.map((n) => [n, { failed: 0, firstErrors: [], servedALoser: [], anyOk: true }]))
     );
     expect({ round, ...seen }).toEqual({ round, ...want });
     live = final;
   }
 
-  const rerun = await runAction(inputs(NAMES, { ...image(TAGS.find((t) => t !== live)!), 'lock-timeout-seconds': '120' }));
+  const rerun = await runAction(
+    inputs(NAMES, { ...image(TAGS.find((t) => t !== live)!), 'lock-timeout-seconds': '120' })
+  );
   saveRun('rerun', rerun);
   expect({ result: rerun.outputs.result, crash: reportOf(rerun).crash }).toEqual({ result: 'success', crash: [] });
 }, 2_400_000);

@@ -9,7 +9,18 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
-import { LoadGenerator, parseDockerInspect, REPO_ROOT, STATE_DIR, type ContainerInfo, type LoadResult, type ShResult, q, sh, waitFor } from './harness.js';
+import {
+  LoadGenerator,
+  parseDockerInspect,
+  REPO_ROOT,
+  STATE_DIR,
+  type ContainerInfo,
+  type LoadResult,
+  type ShResult,
+  q,
+  sh,
+  waitFor
+} from './harness.js';
 
 export const FLEET_JSON = path.join(STATE_DIR, 'fleet.json');
 const FLEET_UP = path.join(REPO_ROOT, 'test', 'sandbox', 'fleet-up.sh');
@@ -56,10 +67,17 @@ function readFleet(): Fleet | undefined {
 async function fleetAlive(fleet: Fleet, minHosts: number): Promise<boolean> {
   if (fleet.hosts.length < minHosts) return false;
   const probes = await Promise.all(
-    fleet.hosts.map((h) => getWithHost(`${h.httpUrl}/__fleet_host`, 'bgf-fleet-host', 2000).then((r) => r.status === 200 && r.body.trim() === h.name, () => false))
+    fleet.hosts.map((h) =>
+      getWithHost(`${h.httpUrl}/__fleet_host`, 'bgf-fleet-host', 2000).then(
+        (r) => r.status === 200 && r.body.trim() === h.name,
+        () => false
+      )
+    )
   );
   if (!probes.every(Boolean)) return false;
-  const ssh = await sh(`timeout 5 bash -c ${q(`exec 3<>/dev/tcp/${fleet.bastion.host}/${fleet.bastion.port} && head -c 4 <&3`)}`);
+  const ssh = await sh(
+    `timeout 5 bash -c ${q(`exec 3<>/dev/tcp/${fleet.bastion.host}/${fleet.bastion.port} && head -c 4 <&3`)}`
+  );
   return ssh.stdout === 'SSH-';
 }
 
@@ -95,19 +113,31 @@ function host(fleet: Fleet, name: string): FleetHost {
 }
 
 /** Runs `bash -c script` as root on a fleet host (its net + mount namespaces). Never rejects on a non-zero exit. */
-export function onHost(name: string, script: string, opts: { input?: string; timeoutMs?: number } = {}): Promise<ShResult> {
+export function onHost(
+  name: string,
+  script: string,
+  opts: { input?: string; timeoutMs?: number } = {}
+): Promise<ShResult> {
   return sh(`bash ${q(FLEET_EXEC)} ${q(name)} bash -c ${q(script)}`, opts);
 }
 
 /** Like onHost() but throws (with the output) unless the exit code is 0; returns stdout. */
-export async function onHostOk(name: string, script: string, opts: { input?: string; timeoutMs?: number } = {}): Promise<string> {
+export async function onHostOk(
+  name: string,
+  script: string,
+  opts: { input?: string; timeoutMs?: number } = {}
+): Promise<string> {
   const r = await onHost(name, script, opts);
   if (r.code !== 0) throw new Error(`on ${name} failed (${r.code}): ${script}\n${r.stdout}${r.stderr}`);
   return r.stdout;
 }
 
 /** GET with an explicit Host header on a fresh connection; resolves for any status. */
-export function getWithHost(url: string, hostHeader: string, timeoutMs = 5000): Promise<{ status: number; body: string }> {
+export function getWithHost(
+  url: string,
+  hostHeader: string,
+  timeoutMs = 5000
+): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
     const req = http.get(url, { agent: false, timeout: timeoutMs, headers: { host: hostHeader } }, (res) => {
       const chunks: Buffer[] = [];
@@ -160,7 +190,11 @@ export interface FleetApp {
  * other app site on the host loses default_server), plain requests to the host's httpUrl reach the app, so the
  * LoadGenerator can be pointed at it. bluePort defaults to 18101.
  */
-export async function prepareFleetApp(app: string, hostNames: string[], opts: { bluePort?: number } = {}): Promise<FleetApp> {
+export async function prepareFleetApp(
+  app: string,
+  hostNames: string[],
+  opts: { bluePort?: number } = {}
+): Promise<FleetApp> {
   checkAppName(app);
   const fleet = await loadFleet();
   const bluePort = opts.bluePort ?? 18101;
@@ -208,7 +242,11 @@ export async function prepareFleetApp(app: string, hostNames: string[], opts: { 
 export async function cleanupFleetApp(app: string): Promise<void> {
   checkAppName(app);
   const fleet = await loadFleet();
-  await Promise.all(fleet.hosts.map((h) => onHostOk(h.name, `${removeAppScript(app, true)}\nnginx -t -q && nginx -s reload 2>/dev/null`)));
+  await Promise.all(
+    fleet.hosts.map((h) =>
+      onHostOk(h.name, `${removeAppScript(app, true)}\nnginx -t -q && nginx -s reload 2>/dev/null`)
+    )
+  );
 }
 
 /**
@@ -234,8 +272,14 @@ export async function fleetVersions(urls: Record<string, string>, names: string[
 }
 
 /** Load on every host (keep-alive and fresh connections) for the duration of fn. */
-export async function underFleetLoad<T>(urls: Record<string, string>, names: string[], fn: () => Promise<T>): Promise<{ value: T; loads: Record<string, LoadResult> }> {
-  const gens = names.map((n) => [n, new LoadGenerator(urls[n], { concurrency: 2, keepAlive: 'mixed' }).start()] as const);
+export async function underFleetLoad<T>(
+  urls: Record<string, string>,
+  names: string[],
+  fn: () => Promise<T>
+): Promise<{ value: T; loads: Record<string, LoadResult> }> {
+  const gens = names.map(
+    (n) => [n, new LoadGenerator(urls[n], { concurrency: 2, keepAlive: 'mixed' }).start()] as const
+  );
   await new Promise((r) => setTimeout(r, 300));
   const value = await fn();
   await new Promise((r) => setTimeout(r, 300));

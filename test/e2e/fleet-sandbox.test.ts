@@ -10,7 +10,16 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { SANDBOX, q, sh, shOk, waitFor } from './harness.js';
-import { type Fleet, cleanupFleetApp, dockerPsOn, getWithHost, loadFleet, onHost, onHostOk, prepareFleetApp } from './fleet-harness.js';
+import {
+  type Fleet,
+  cleanupFleetApp,
+  dockerPsOn,
+  getWithHost,
+  loadFleet,
+  onHost,
+  onHostOk,
+  prepareFleetApp
+} from './fleet-harness.js';
 
 const APP = 'fleet-smoke';
 let fleet: Fleet;
@@ -27,7 +36,10 @@ function sshJ(target: string, cmd: string): Promise<{ code: number | null; stdou
 beforeAll(async () => {
   fleet = await loadFleet({ hosts: 3 });
   knownHostsFile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'bg-fleet-kh-')), 'known_hosts');
-  fs.writeFileSync(knownHostsFile, [fleet.bastion.knownHosts, ...fleet.hosts.map((h) => h.knownHosts)].join('\n') + '\n');
+  fs.writeFileSync(
+    knownHostsFile,
+    [fleet.bastion.knownHosts, ...fleet.hosts.map((h) => h.knownHosts)].join('\n') + '\n'
+  );
 }, 300000);
 
 afterAll(async () => {
@@ -41,7 +53,13 @@ describe('fleet sandbox', () => {
     expect(fleet.bastion.knownHosts).toMatch(/^10\.203\.0\.2 ssh-ed25519 AAAA\S+$/);
     expect(fleet.registry).toBe('10.204.0.1:5000');
     fleet.hosts.forEach((h, k) => {
-      expect(h).toMatchObject({ name: `bgf-h${k + 1}`, host: `10.204.0.${11 + k}`, port: 22, user: 'ec2-user', httpUrl: `http://10.203.0.2:${8001 + k}` });
+      expect(h).toMatchObject({
+        name: `bgf-h${k + 1}`,
+        host: `10.204.0.${11 + k}`,
+        port: 22,
+        user: 'ec2-user',
+        httpUrl: `http://10.203.0.2:${8001 + k}`
+      });
       expect(h.knownHosts).toMatch(new RegExp(`^10\\.204\\.0\\.${11 + k} ssh-ed25519 AAAA\\S+$`));
     });
     expect(new Set(fleet.hosts.map((h) => h.knownHosts.split(' ')[2])).size).toBe(fleet.hosts.length);
@@ -70,18 +88,35 @@ describe('fleet sandbox', () => {
 
   test('ssh -J through the bastion reaches every host with strict host key checking, as ec2-user with docker and sudo nginx', async () => {
     for (const h of fleet.hosts.slice(0, 3)) {
-      const r = await sshJ(`${h.user}@${h.host}`, 'hostname; id -un; ip -4 -o addr show eth0 | awk "{print \\$4}"; docker ps >/dev/null && echo docker-ok; sudo -n /usr/sbin/nginx -t -q && echo nginx-t-ok; test -w /etc/nginx/bluegreen && echo dir-writable');
+      const r = await sshJ(
+        `${h.user}@${h.host}`,
+        'hostname; id -un; ip -4 -o addr show eth0 | awk "{print \\$4}"; docker ps >/dev/null && echo docker-ok; sudo -n /usr/sbin/nginx -t -q && echo nginx-t-ok; test -w /etc/nginx/bluegreen && echo dir-writable'
+      );
       expect({ host: h.name, stderr: r.stderr, code: r.code }).toEqual({ host: h.name, stderr: '', code: 0 });
-      expect(r.stdout.split('\n')).toEqual([h.name, 'ec2-user', `${h.host}/24`, 'docker-ok', 'nginx-t-ok', 'dir-writable', '']);
+      expect(r.stdout.split('\n')).toEqual([
+        h.name,
+        'ec2-user',
+        `${h.host}/24`,
+        'docker-ok',
+        'nginx-t-ok',
+        'dir-writable',
+        ''
+      ]);
     }
     // a wrong host key is refused: h1's line does not verify h2
-    fs.writeFileSync(knownHostsFile, `${fleet.bastion.knownHosts}\n${fleet.hosts[0].knownHosts.replace(fleet.hosts[0].host, fleet.hosts[1].host)}\n`);
+    fs.writeFileSync(
+      knownHostsFile,
+      `${fleet.bastion.knownHosts}\n${fleet.hosts[0].knownHosts.replace(fleet.hosts[0].host, fleet.hosts[1].host)}\n`
+    );
     try {
       const bad = await sshJ(`ec2-user@${fleet.hosts[1].host}`, 'true');
       expect(bad.code).not.toBe(0);
       expect(bad.stderr).toMatch(/host key|Host key verification failed/i);
     } finally {
-      fs.writeFileSync(knownHostsFile, [fleet.bastion.knownHosts, ...fleet.hosts.map((h) => h.knownHosts)].join('\n') + '\n');
+      fs.writeFileSync(
+        knownHostsFile,
+        [fleet.bastion.knownHosts, ...fleet.hosts.map((h) => h.knownHosts)].join('\n') + '\n'
+      );
     }
   });
 
@@ -98,20 +133,35 @@ describe('fleet sandbox', () => {
       expect((await dockerPsOn(h1.name, 'fleet-smoke-own')).map((c) => c.name)).toEqual(['fleet-smoke-own']);
       // ... nor on the main sandbox's dockerd
       expect(await shOk('docker ps -a --format "{{.Names}}"')).not.toMatch(/^fleet-smoke-own$/m);
-      const ids = await Promise.all(fleet.hosts.slice(0, 3).map((h) => onHostOk(h.name, 'docker info --format "{{.Name}}"')));
+      const ids = await Promise.all(
+        fleet.hosts.slice(0, 3).map((h) => onHostOk(h.name, 'docker info --format "{{.Name}}"'))
+      );
       expect(ids.map((s) => s.trim())).toEqual(fleet.hosts.slice(0, 3).map((h) => h.name));
     } finally {
-      await onHost(h1.name, 'docker rm -f fleet-smoke-own >/dev/null 2>&1; docker rmi 10.204.0.1:5000/demo:v1 >/dev/null 2>&1; true');
+      await onHost(
+        h1.name,
+        'docker rm -f fleet-smoke-own >/dev/null 2>&1; docker rmi 10.204.0.1:5000/demo:v1 >/dev/null 2>&1; true'
+      );
     }
     // per-host files: /etc/nginx/bluegreen, ~ec2-user, /run
-    await onHostOk(h1.name, 'echo h1 >/home/ec2-user/.fleet-smoke && echo "# h1" >/etc/nginx/bluegreen/fleet-smoke-marker.txt');
+    await onHostOk(
+      h1.name,
+      'echo h1 >/home/ec2-user/.fleet-smoke && echo "# h1" >/etc/nginx/bluegreen/fleet-smoke-marker.txt'
+    );
     try {
-      expect((await onHost(h2.name, 'cat /home/ec2-user/.fleet-smoke /etc/nginx/bluegreen/fleet-smoke-marker.txt')).code).not.toBe(0);
+      expect(
+        (await onHost(h2.name, 'cat /home/ec2-user/.fleet-smoke /etc/nginx/bluegreen/fleet-smoke-marker.txt')).code
+      ).not.toBe(0);
       expect(fs.existsSync('/etc/nginx/bluegreen/fleet-smoke-marker.txt')).toBe(false);
       expect(fs.existsSync('/home/ec2-user/.fleet-smoke')).toBe(false);
       const nginxPids = await Promise.all(fleet.hosts.slice(0, 3).map((h) => onHostOk(h.name, 'cat /run/nginx.pid')));
-      expect(new Set([...nginxPids.map((p) => p.trim()), fs.readFileSync('/run/nginx.pid', 'utf8').trim()]).size).toBe(4);
-      const owner = await onHostOk(h2.name, 'stat -c %U /etc/nginx/bluegreen; stat -c "%U %a" /home/ec2-user/.ssh/authorized_keys');
+      expect(new Set([...nginxPids.map((p) => p.trim()), fs.readFileSync('/run/nginx.pid', 'utf8').trim()]).size).toBe(
+        4
+      );
+      const owner = await onHostOk(
+        h2.name,
+        'stat -c %U /etc/nginx/bluegreen; stat -c "%U %a" /home/ec2-user/.ssh/authorized_keys'
+      );
       expect(owner).toBe('ec2-user\nec2-user 600\n');
     } finally {
       await onHost(h1.name, 'rm -f /home/ec2-user/.fleet-smoke /etc/nginx/bluegreen/fleet-smoke-marker.txt');
@@ -135,7 +185,12 @@ describe('fleet sandbox', () => {
           `docker rm -f fleet-smoke-pub >/dev/null; docker rmi ${fleet.registry}/demo:v1 >/dev/null`
         ].join('\n')
       );
-      expect({ host: h.name, out: r.stdout, err: r.stderr, code: r.code }).toEqual({ host: h.name, out: 'body=v1\n', err: '', code: 0 });
+      expect({ host: h.name, out: r.stdout, err: r.stderr, code: r.code }).toEqual({
+        host: h.name,
+        out: 'body=v1\n',
+        err: '',
+        code: 0
+      });
     }
   });
 
@@ -145,7 +200,10 @@ describe('fleet sandbox', () => {
       const r = await getWithHost(`${h.httpUrl}/__fleet_host`, 'bgf-fleet-host');
       expect(r).toEqual({ status: 200, body: `${h.name}\n` });
     }
-    const app = await prepareFleetApp(APP, hosts.map((h) => h.name));
+    const app = await prepareFleetApp(
+      APP,
+      hosts.map((h) => h.name)
+    );
     expect(Object.keys(app.urls).sort()).toEqual(hosts.map((h) => h.name).sort());
     // the app's site is the default server: plain requests (no Host header) get its upstream; nothing runs yet -> 502
     for (const h of hosts) expect((await getWithHost(`${h.httpUrl}/`, '10.203.0.2')).status).toBe(502);
@@ -158,7 +216,11 @@ describe('fleet sandbox', () => {
         const req = http.get(url, { agent, headers: { host: APP } }, (res) => {
           sockets.add(req.socket);
           let body = '';
-          res.setEncoding('utf8').on('data', (d: string) => (body += d)).on('end', () => resolve(body)).on('error', reject);
+          res
+            .setEncoding('utf8')
+            .on('data', (d: string) => (body += d))
+            .on('end', () => resolve(body))
+            .on('error', reject);
         });
         req.on('error', reject);
       });
@@ -170,8 +232,15 @@ describe('fleet sandbox', () => {
       agent.destroy();
     }
     const workers = (name: string) => onHostOk(name, 'pgrep -P "$(cat /run/nginx.pid)" | sort');
-    const before = [await workers(hosts[0].name), await workers(hosts[1].name), await shOk('pgrep -P "$(cat /run/nginx.pid)" | sort')];
-    const reload = await sshJ(`ec2-user@${hosts[1].host}`, 'sudo -n /usr/sbin/nginx -t -q && sudo -n /usr/sbin/nginx -s reload && echo reloaded');
+    const before = [
+      await workers(hosts[0].name),
+      await workers(hosts[1].name),
+      await shOk('pgrep -P "$(cat /run/nginx.pid)" | sort')
+    ];
+    const reload = await sshJ(
+      `ec2-user@${hosts[1].host}`,
+      'sudo -n /usr/sbin/nginx -t -q && sudo -n /usr/sbin/nginx -s reload && echo reloaded'
+    );
     expect(reload.stdout).toBe('reloaded\n');
     expect(reload.stderr).toMatch(/^(.*\[notice\].*signal process started\n)?$/);
     // the reload reached h2's nginx (new workers) and neither h1's nor the main sandbox's
@@ -182,7 +251,9 @@ describe('fleet sandbox', () => {
     await cleanupFleetApp(APP);
     // the reload is asynchronous: wait until the fallback server (404 "no app on <host>") answers again
     for (const h of hosts) {
-      await waitFor(async () => (await getWithHost(`${h.httpUrl}/`, '10.203.0.2')).status === 404, { what: `404 from ${h.name} after the cleanup` });
+      await waitFor(async () => (await getWithHost(`${h.httpUrl}/`, '10.203.0.2')).status === 404, {
+        what: `404 from ${h.name} after the cleanup`
+      });
     }
   });
 });

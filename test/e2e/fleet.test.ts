@@ -4,7 +4,17 @@
  */
 import fs from 'node:fs';
 import { outcome, runAction, SANDBOX, type LoadResult, type RunActionResult } from './harness.js';
-import { cleanupFleetApp, dockerPsOn, fleetInputs, fleetVersions, loadFleet, onHostOk, prepareFleetApp, underFleetLoad, type Fleet } from './fleet-harness.js';
+import {
+  cleanupFleetApp,
+  dockerPsOn,
+  fleetInputs,
+  fleetVersions,
+  loadFleet,
+  onHostOk,
+  prepareFleetApp,
+  underFleetLoad,
+  type Fleet
+} from './fleet-harness.js';
 
 const app = 'e2e-fleet';
 const NAMES = ['bgf-h1', 'bgf-h2', 'bgf-h3'];
@@ -27,13 +37,22 @@ function run(inputs: Record<string, string>, names = NAMES): Promise<RunActionRe
     ...inputs
   });
 }
-const deploy = (tag: string, extra: Record<string, string> = {}, names = NAMES) => run({ image: `${fleet.registry}/demo:${tag}`, ...extra }, names);
+const deploy = (tag: string, extra: Record<string, string> = {}, names = NAMES) =>
+  run({ image: `${fleet.registry}/demo:${tag}`, ...extra }, names);
 
 interface Metrics {
   rollout: { strategy: string; onHostFailure: string } | null;
-  hosts: Array<{ host: string; result: string; batch: number; startedAt: string; abortedBy: string | null; steps: Array<{ name: string; startedAt: string; endedAt: string; status: string }> }>;
+  hosts: Array<{
+    host: string;
+    result: string;
+    batch: number;
+    startedAt: string;
+    abortedBy: string | null;
+    steps: Array<{ name: string; startedAt: string; endedAt: string; status: string }>;
+  }>;
 }
-const metrics = (r: RunActionResult): Metrics => JSON.parse(fs.readFileSync(r.outputs['metrics-file'], 'utf8')) as Metrics;
+const metrics = (r: RunActionResult): Metrics =>
+  JSON.parse(fs.readFileSync(r.outputs['metrics-file'], 'utf8')) as Metrics;
 const hostLabel = (name: string) => `${ip(name)}:22`;
 
 const versions = () => fleetVersions(urls, NAMES);
@@ -41,7 +60,11 @@ const underLoad = <T>(fn: () => Promise<T>) => underFleetLoad(urls, NAMES, fn);
 
 /** Waits until the background drain jobs (wait-for-drain: false) on every host have stopped the old colours. */
 async function drained(): Promise<void> {
-  await Promise.all(NAMES.map((n) => onHostOk(n, `f=/home/ec2-user/.bluegreen/${app}/drain.lock; [ ! -e "$f" ] || flock -w 60 "$f" true`)));
+  await Promise.all(
+    NAMES.map((n) =>
+      onHostOk(n, `f=/home/ec2-user/.bluegreen/${app}/drain.lock; [ ! -e "$f" ] || flock -w 60 "$f" true`)
+    )
+  );
 }
 
 function expectNoFailedRequests(loads: Record<string, LoadResult>): void {
@@ -60,7 +83,17 @@ beforeAll(async () => {
 afterAll(() => cleanupFleetApp(app));
 
 test('the runner cannot reach the hosts directly: only through the bastion', async () => {
-  const r = await runAction({ ...fleetInputs(fleet, NAMES), 'jump-host': '', 'jump-known-hosts': '', 'ssh-connect-timeout-seconds': '3', 'ssh-connect-retries': '0', 'ssh-private-key': SANDBOX.privateKey, 'app-name': app, command: 'status', 'upload-artifacts': 'false' });
+  const r = await runAction({
+    ...fleetInputs(fleet, NAMES),
+    'jump-host': '',
+    'jump-known-hosts': '',
+    'ssh-connect-timeout-seconds': '3',
+    'ssh-connect-retries': '0',
+    'ssh-private-key': SANDBOX.privateKey,
+    'app-name': app,
+    command: 'status',
+    'upload-artifacts': 'false'
+  });
   expect(r.code).not.toBe(0);
   expect(r.stdout).toMatch(/unreachable from the runner|no SSH handshake/);
 });
@@ -99,7 +132,9 @@ test('rollback and status work across all hosts through the bastion', async () =
   expect(await versions()).toEqual({ 'bgf-h1': 'v1', 'bgf-h2': 'v1', 'bgf-h3': 'v1' });
   const s = await run({ command: 'status' });
   expect(s.code).toBe(0);
-  const json = JSON.parse(s.outputs['status-json']) as { hosts: Array<{ host: string; reachable: boolean; live?: string }> };
+  const json = JSON.parse(s.outputs['status-json']) as {
+    hosts: Array<{ host: string; reachable: boolean; live?: string }>;
+  };
   expect(json.hosts.map((h) => [h.host, h.reachable])).toEqual(NAMES.map((n) => [hostLabel(n), true]));
   expect(s.outputs['succeeded-hosts'].split(',')).toHaveLength(3);
 }, 180_000);
@@ -122,14 +157,20 @@ test('rolling with max-parallel 1: one host at a time, in order, each started af
 test('canary failing on the first host: no other host is touched', async () => {
   await drained();
   const before = await Promise.all(NAMES.map((n) => dockerPsOn(n, app)));
-  const r = await deploy('unhealthy', { rollout: 'canary', 'health-timeout-seconds': '3', 'health-interval-seconds': '0.5' });
+  const r = await deploy('unhealthy', {
+    rollout: 'canary',
+    'health-timeout-seconds': '3',
+    'health-interval-seconds': '0.5'
+  });
   expect(r.code).not.toBe(0);
   expect(r.outputs.result).toBe('failed');
   expect(r.outputs['failed-hosts']).toBe(hostLabel('bgf-h1'));
   expect(r.outputs['succeeded-hosts']).toBe('');
   const m = metrics(r);
   // every host was locked before the canary started (one lock order for every run); the others did nothing else
-  expect(m.hosts.map((h) => [h.result, h.steps.map((s) => s.name).filter((n) => n !== 'connect' && n !== 'lock').length > 0])).toEqual([
+  expect(
+    m.hosts.map((h) => [h.result, h.steps.map((s) => s.name).filter((n) => n !== 'connect' && n !== 'lock').length > 0])
+  ).toEqual([
     ['failed', true],
     ['skipped', false],
     ['skipped', false]
@@ -143,7 +184,10 @@ test('canary failing on the first host: no other host is touched', async () => {
 
 test('one host failing after the others switched: every host back on the old version, no failed request anywhere (keep-alive retries counted apart)', async () => {
   // h3's nginx config test fails from now on (another site is broken), so its switch fails after h1 and h2 switched.
-  await onHostOk('bgf-h3', 'printf "server { listen 80; bogus_directive on; }\\n" > /etc/nginx/bluegreen-sites/zz-broken.conf');
+  await onHostOk(
+    'bgf-h3',
+    'printf "server { listen 80; bogus_directive on; }\\n" > /etc/nginx/bluegreen-sites/zz-broken.conf'
+  );
   try {
     const { value: r, loads } = await underLoad(() => deploy('v3', { rollout: 'rolling', 'max-parallel': '1' }));
     expect(r.code).not.toBe(0);
@@ -157,7 +201,8 @@ test('one host failing after the others switched: every host back on the old ver
     ]);
     expect(m.hosts[2].steps.find((s) => s.status === 'failed')?.name).toBe('switch');
     expect(await versions()).toEqual({ 'bgf-h1': 'v2', 'bgf-h2': 'v2', 'bgf-h3': 'v2' });
-    for (const n of NAMES) expect((await dockerPsOn(n, app)).some((c) => c.labels['bluegreen.image']?.endsWith(':v3'))).toBe(false);
+    for (const n of NAMES)
+      expect((await dockerPsOn(n, app)).some((c) => c.labels['bluegreen.image']?.endsWith(':v3'))).toBe(false);
     expect(r.summary).toMatch(/switched back `[^`]+`, `[^`]+`/);
     expect(r.stdout).toMatch(/switch failed on 10\.204\.0\.13:22/);
   } finally {
@@ -171,7 +216,12 @@ test('one host failing after the others switched: every host back on the old ver
 
 test('one host unreachable: with continue the others deploy and failed-hosts names it, after connect retries', async () => {
   const inputs = fleetInputs(fleet, NAMES);
-  const r = await deploy('v2', { hosts: `${inputs.hosts},10.204.0.99:22`, 'on-host-failure': 'continue', 'ssh-connect-retries': '1', 'ssh-connect-timeout-seconds': '8' });
+  const r = await deploy('v2', {
+    hosts: `${inputs.hosts},10.204.0.99:22`,
+    'on-host-failure': 'continue',
+    'ssh-connect-retries': '1',
+    'ssh-connect-timeout-seconds': '8'
+  });
   expect(r.code).not.toBe(0);
   expect(r.outputs['failed-hosts']).toBe('10.204.0.99:22');
   expect(r.outputs['succeeded-hosts'].split(',').sort()).toEqual(NAMES.map(hostLabel).sort());

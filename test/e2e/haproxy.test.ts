@@ -11,7 +11,19 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { expectCleanSwitch, expectNoFailures, underMix, writeStreamCgi, type MixOptions } from './clients.js';
-import { dockerPs, httpGet, LoadGenerator, REPO_ROOT, runAction, SANDBOX, sandboxInputs, sh, shOk, waitFor, type RunActionResult } from './harness.js';
+import {
+  dockerPs,
+  httpGet,
+  LoadGenerator,
+  REPO_ROOT,
+  runAction,
+  SANDBOX,
+  sandboxInputs,
+  sh,
+  shOk,
+  waitFor,
+  type RunActionResult
+} from './harness.js';
 
 const APP = 'e2e-hx-web';
 const FRONT = 'http://127.0.0.1:19610';
@@ -87,7 +99,14 @@ async function serverStates(): Promise<Record<string, { op: number; admin: numbe
 
 /** The four client kinds at once (test/e2e/clients.ts): fresh, pooled keep-alive never retrying, slow 2–5 s on
  * pooled keep-alive connections, and event streams of ~5 s (less than drain-seconds). */
-const MIX: MixOptions = { fresh: 2, pooled: 2, slow: 2, stream: 2, slowSeconds: [2, 3, 4, 5], streamEvents: STREAM_EVENTS };
+const MIX: MixOptions = {
+  fresh: 2,
+  pooled: 2,
+  slow: 2,
+  stream: 2,
+  slowSeconds: [2, 3, 4, 5],
+  streamEvents: STREAM_EVENTS
+};
 
 async function serving(): Promise<string> {
   return (await httpGet(FRONT, { timeoutMs: 3000 })).body.trim();
@@ -191,7 +210,11 @@ describe('traffic: haproxy', () => {
     const st = await serverStates();
     const [live, cand] = Object.keys(st).sort((x, y) => st[x].admin - st[y].admin);
     // admin bits: 1 forced maint, 8 forced drain
-    expect({ live: st[live].admin, candidateMaint: st[cand].admin & 1, candidateDrain: st[cand].admin & 8 }).toEqual({ live: 0, candidateMaint: 1, candidateDrain: 0 });
+    expect({ live: st[live].admin, candidateMaint: st[cand].admin & 1, candidateDrain: st[cand].admin & 8 }).toEqual({
+      live: 0,
+      candidateMaint: 1,
+      candidateDrain: 0
+    });
     // the failed candidate is gone and the standby it had replaced is back, stopped (this run's id is on neither)
     const deployId = r.outputs['deploy-id'];
     expect(deployId).toBeTruthy();
@@ -204,7 +227,9 @@ describe('traffic: haproxy', () => {
     const before = await serverStates();
     const r = await run('v3', { 'haproxy-socket': '/run/bluegreen-haproxy/missing.sock' });
     expect(r.code).not.toBe(0);
-    expect(r.stdout).toMatch(/detect failed.*the HAProxy admin socket \/run\/bluegreen-haproxy\/missing\.sock does not exist on the host/);
+    expect(r.stdout).toMatch(
+      /detect failed.*the HAProxy admin socket \/run\/bluegreen-haproxy\/missing\.sock does not exist on the host/
+    );
     expect(await serverStates()).toEqual(before);
     expect(await serving()).toBe('v2');
   }, 120_000);
@@ -221,7 +246,11 @@ describe('traffic: haproxy', () => {
     expect(res.code).not.toBe(0);
     expect(res.outputs.result).toBe('rolled-back');
     expect(res.stdout).toMatch(/verify failed/);
-    expect({ fresh: f.failed, pooledNoRetry: p.failed, errors: [...f.errors, ...p.errors].slice(0, 5) }).toEqual({ fresh: 0, pooledNoRetry: 0, errors: [] });
+    expect({ fresh: f.failed, pooledNoRetry: p.failed, errors: [...f.errors, ...p.errors].slice(0, 5) }).toEqual({
+      fresh: 0,
+      pooledNoRetry: 0,
+      errors: []
+    });
     expect(await serving()).toBe('v2');
     expect(await haproxyPid()).toBe(pid);
   }, 300_000);
@@ -232,7 +261,10 @@ describe('traffic: haproxy', () => {
     const after = await haproxyPid();
     expect(after).not.toBe(pid);
     const live = Object.entries(before).find(([, s]) => s.admin === 0)![0];
-    await waitFor(async () => (await serving().catch(() => '')) === 'v2', { timeoutMs: 10_000, what: 'v2 to serve after the restart' });
+    await waitFor(async () => (await serving().catch(() => '')) === 'v2', {
+      timeoutMs: 10_000,
+      what: 'v2 to serve after the restart'
+    });
     const st = await serverStates();
     expect(st[live].admin).toBe(0);
     expect(st[live === 'blue' ? 'green' : 'blue'].admin & 1).toBe(1);
@@ -243,7 +275,7 @@ describe('traffic: haproxy', () => {
     expect(await haproxyPid()).toBe(after);
   }, 300_000);
 
-  test('status reports HAProxy\'s view per colour', async () => {
+  test("status reports HAProxy's view per colour", async () => {
     const r = await run('', { command: 'status' });
     expectOk(r);
     expect(r.stdout).toMatch(/haproxy e2e-hx-web\/(blue|green): ready, up, \d+ session\(s\), check L7OK/);
@@ -260,9 +292,17 @@ describe('traffic: haproxy when sshd forbids stream-local forwarding', () => {
 
   beforeAll(async () => {
     const base = fs.readFileSync(path.join(REPO_ROOT, 'test/sandbox/.state/sshd_config'), 'utf8');
-    fs.writeFileSync(config, `${base.replace(/^ListenAddress .*$/m, `ListenAddress 127.0.0.1:${PORT}`).replace(/^PidFile .*$/m, `PidFile ${pidFile}`)}\nAllowStreamLocalForwarding no\n`);
-    await shOk(`/usr/sbin/sshd -t -f ${config} && /usr/sbin/sshd -f ${config} -E ${path.join(hx, 'sshd-no-streamlocal.log')}`);
-    await waitFor(async () => (await sh(`ss -Hltn 'sport = :${PORT}' | grep -q .`)).code === 0, { timeoutMs: 10_000, what: 'the second sshd to listen' });
+    fs.writeFileSync(
+      config,
+      `${base.replace(/^ListenAddress .*$/m, `ListenAddress 127.0.0.1:${PORT}`).replace(/^PidFile .*$/m, `PidFile ${pidFile}`)}\nAllowStreamLocalForwarding no\n`
+    );
+    await shOk(
+      `/usr/sbin/sshd -t -f ${config} && /usr/sbin/sshd -f ${config} -E ${path.join(hx, 'sshd-no-streamlocal.log')}`
+    );
+    await waitFor(async () => (await sh(`ss -Hltn 'sport = :${PORT}' | grep -q .`)).code === 0, {
+      timeoutMs: 10_000,
+      what: 'the second sshd to listen'
+    });
   }, 60_000);
 
   afterAll(() => {
@@ -271,7 +311,10 @@ describe('traffic: haproxy when sshd forbids stream-local forwarding', () => {
   });
 
   test('the deploy goes through socat on the host instead, and says so', async () => {
-    const r = await run('v2', { hosts: `127.0.0.1:${PORT}`, 'ssh-known-hosts': SANDBOX.knownHosts.replace(/\[127\.0\.0\.1\]:2222/g, `[127.0.0.1]:${PORT}`) });
+    const r = await run('v2', {
+      hosts: `127.0.0.1:${PORT}`,
+      'ssh-known-hosts': SANDBOX.knownHosts.replace(/\[127\.0\.0\.1\]:2222/g, `[127.0.0.1]:${PORT}`)
+    });
     expectOk(r);
     expect(r.stdout).toMatch(/sshd does not allow stream-local forwarding .*using socat or nc -U on the host/);
     expect(await serving()).toBe('v2');

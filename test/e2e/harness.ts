@@ -56,10 +56,12 @@ function readState(file: string): string {
 }
 
 const cache = new Map<string, string>();
-const lazy = (file: string, trim = false) => () => {
-  if (!cache.has(file)) cache.set(file, trim ? readState(file).trim() : readState(file));
-  return cache.get(file)!;
-};
+const lazy =
+  (file: string, trim = false) =>
+  () => {
+    if (!cache.has(file)) cache.set(file, trim ? readState(file).trim() : readState(file));
+    return cache.get(file)!;
+  };
 
 /** Sandbox constants; the key/known_hosts/fingerprint fields read .state/ on first access only. */
 export const SANDBOX: Sandbox = Object.defineProperties(
@@ -99,7 +101,10 @@ export interface ShResult {
 }
 
 /** Runs `bash -c cmd` locally (as the test user, i.e. root), stdin closed. Never rejects on a non-zero exit. */
-export function sh(cmd: string, opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number; input?: string } = {}): Promise<ShResult> {
+export function sh(
+  cmd: string,
+  opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number; input?: string } = {}
+): Promise<ShResult> {
   return new Promise((resolve, reject) => {
     const child = spawn('bash', ['-c', cmd], {
       stdio: [opts.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
@@ -131,7 +136,10 @@ export function q(s: string): string {
   return `'${s.replace(/'/g, `'\\''`)}'`;
 }
 
-export async function waitFor<T>(fn: () => Promise<T | undefined | null | false>, opts: { timeoutMs?: number; intervalMs?: number; what?: string } = {}): Promise<T> {
+export async function waitFor<T>(
+  fn: () => Promise<T | undefined | null | false>,
+  opts: { timeoutMs?: number; intervalMs?: number; what?: string } = {}
+): Promise<T> {
   const deadline = Date.now() + (opts.timeoutMs ?? 15000);
   let lastErr: unknown;
   for (;;) {
@@ -142,7 +150,9 @@ export async function waitFor<T>(fn: () => Promise<T | undefined | null | false>
       lastErr = e;
     }
     if (Date.now() > deadline) {
-      throw new Error(`timed out waiting for ${opts.what ?? 'condition'}${lastErr ? `: ${(lastErr as Error).message ?? lastErr}` : ''}`);
+      throw new Error(
+        `timed out waiting for ${opts.what ?? 'condition'}${lastErr ? `: ${(lastErr as Error).message ?? lastErr}` : ''}`
+      );
     }
     await new Promise((r) => setTimeout(r, opts.intervalMs ?? 100));
   }
@@ -159,17 +169,35 @@ export interface HttpResult {
 }
 
 /** GET on a fresh connection; rejects on network errors/timeouts, resolves for any status. */
-export function httpGet(url: string, opts: { timeoutMs?: number; agent?: http.Agent | false; headers?: http.OutgoingHttpHeaders } = {}): Promise<HttpResult> {
+export function httpGet(
+  url: string,
+  opts: { timeoutMs?: number; agent?: http.Agent | false; headers?: http.OutgoingHttpHeaders } = {}
+): Promise<HttpResult> {
   return new Promise((resolve, reject) => {
-    const req = http.get(url, { agent: opts.agent ?? false, timeout: opts.timeoutMs ?? 5000, ...(opts.headers ? { headers: opts.headers } : {}) }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8'), headers: res.headers, reusedSocket: req.reusedSocket }));
-      res.on('error', (e: Error & { reusedSocket?: boolean }) => {
-        e.reusedSocket = req.reusedSocket;
-        reject(e);
-      });
-    });
+    const req = http.get(
+      url,
+      {
+        agent: opts.agent ?? false,
+        timeout: opts.timeoutMs ?? 5000,
+        ...(opts.headers ? { headers: opts.headers } : {})
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () =>
+          resolve({
+            status: res.statusCode ?? 0,
+            body: Buffer.concat(chunks).toString('utf8'),
+            headers: res.headers,
+            reusedSocket: req.reusedSocket
+          })
+        );
+        res.on('error', (e: Error & { reusedSocket?: boolean }) => {
+          e.reusedSocket = req.reusedSocket;
+          reject(e);
+        });
+      }
+    );
     req.on('timeout', () => req.destroy(new Error(`timeout after ${opts.timeoutMs ?? 5000} ms: GET ${url}`)));
     req.on('error', (e: Error & { reusedSocket?: boolean }) => {
       e.reusedSocket = req.reusedSocket;
@@ -324,8 +352,17 @@ export async function runAction(inputs: Record<string, string>, opts: RunActionO
   const script = path.resolve(REPO_ROOT, opts.script ?? 'dist/index.js');
   const node = opts.node ?? SANDBOX.node24;
   const started = Date.now();
-  const { code, signal, stdout, stderr } = await new Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }>((resolve, reject) => {
-    const child = spawn(node, [script], { cwd: REPO_ROOT, env: env as NodeJS.ProcessEnv, stdio: ['ignore', 'pipe', 'pipe'] });
+  const { code, signal, stdout, stderr } = await new Promise<{
+    code: number | null;
+    signal: NodeJS.Signals | null;
+    stdout: string;
+    stderr: string;
+  }>((resolve, reject) => {
+    const child = spawn(node, [script], {
+      cwd: REPO_ROOT,
+      env: env as NodeJS.ProcessEnv,
+      stdio: ['ignore', 'pipe', 'pipe']
+    });
     opts.onSpawn?.(child);
     let stdout = '';
     let stderr = '';
@@ -377,7 +414,10 @@ export async function runAction(inputs: Record<string, string>, opts: RunActionO
  */
 export function outcome(r: RunActionResult): string {
   if (r.outputs.result === 'success') return 'success';
-  const errors = r.stdout.split('\n').filter((l) => l.startsWith('::error')).map((l) => l.replace(/^::error[^:]*::/, '').replace(/%0A/g, ' | '));
+  const errors = r.stdout
+    .split('\n')
+    .filter((l) => l.startsWith('::error'))
+    .map((l) => l.replace(/^::error[^:]*::/, '').replace(/%0A/g, ' | '));
   const tail = errors.length ? errors.join(' || ') : r.stdout.split('\n').slice(-8).join(' | ');
   return `${r.outputs.result ?? 'no result'} (exit ${r.code ?? r.signal}): ${tail}`.slice(0, 3000);
 }
@@ -402,7 +442,9 @@ export interface ContainerInfo {
 export async function dockerPs(app: string): Promise<ContainerInfo[]> {
   // The old colour is stopped by a job on the host after the run (wait-for-drain: false): look once it is done.
   await drainJobDone(app);
-  const ids = (await shOk(`docker ps -aq --no-trunc --filter ${q(`label=bluegreen.app=${app}`)}`)).split('\n').filter(Boolean);
+  const ids = (await shOk(`docker ps -aq --no-trunc --filter ${q(`label=bluegreen.app=${app}`)}`))
+    .split('\n')
+    .filter(Boolean);
   if (!ids.length) return [];
   // a container may vanish between ps and inspect: inspect then fails for it but still prints the others
   return parseDockerInspect((await sh(`docker inspect ${ids.join(' ')}`)).stdout);
@@ -421,8 +463,9 @@ export function parseDockerInspect(json: string): ContainerInfo[] {
       exitCode: c.State?.ExitCode as number,
       restartCount: c.RestartCount as number,
       ports: Object.fromEntries(
-        Object.entries((c.HostConfig?.PortBindings ?? {}) as Record<string, Array<{ HostIp: string; HostPort: string }> | null>)
-          .map(([k, v]) => [k, (v ?? []).map((b) => `${b.HostIp || '0.0.0.0'}:${b.HostPort}`)])
+        Object.entries(
+          (c.HostConfig?.PortBindings ?? {}) as Record<string, Array<{ HostIp: string; HostPort: string }> | null>
+        ).map(([k, v]) => [k, (v ?? []).map((b) => `${b.HostIp || '0.0.0.0'}:${b.HostPort}`)])
       ),
       created: c.Created as string
     }))
@@ -593,7 +636,16 @@ export class LoadGenerator {
     durationMs: 0,
     keepAliveRetries: 0,
     samples: [],
-    slow: { ok: 0, failed: 0, errors: [], errorCodes: {}, bodies: {}, keepAliveRetries: 0, maxLatencyMs: 0, samples: [] }
+    slow: {
+      ok: 0,
+      failed: 0,
+      errors: [],
+      errorCodes: {},
+      bodies: {},
+      keepAliveRetries: 0,
+      maxLatencyMs: 0,
+      samples: []
+    }
   };
 
   constructor(
@@ -637,7 +689,12 @@ export class LoadGenerator {
   }
 
   /** GET with one retry on a new connection when an idle keep-alive connection was closed as the request was sent. */
-  private async get(url: string, agent: http.Agent | false, timeoutMs: number, onRetry: () => void): Promise<HttpResult> {
+  private async get(
+    url: string,
+    agent: http.Agent | false,
+    timeoutMs: number,
+    onRetry: () => void
+  ): Promise<HttpResult> {
     try {
       return await httpGet(url, { agent, timeoutMs, headers: this.opts.headers });
     } catch (e) {
@@ -702,7 +759,13 @@ export class LoadGenerator {
           retried = true;
         });
         const body = r.body.trim();
-        sample = { start: t0, end: Date.now(), ok: r.status >= 200 && r.status < 300, body: (r.status >= 200 && r.status < 300 ? body : `HTTP ${r.status}: ${body}`).slice(0, 200), retried };
+        sample = {
+          start: t0,
+          end: Date.now(),
+          ok: r.status >= 200 && r.status < 300,
+          body: (r.status >= 200 && r.status < 300 ? body : `HTTP ${r.status}: ${body}`).slice(0, 200),
+          retried
+        };
         if (sample.ok) s.bodies[body] = (s.bodies[body] ?? 0) + 1;
         else code = `HTTP ${r.status}${r.reusedSocket ? REUSED : ''}`;
       } catch (e) {
@@ -735,7 +798,10 @@ const REUSED = ' on a reused socket';
 export function describeError(e: unknown): { msg: string; code: string } {
   const err = e as NodeJS.ErrnoException & { reusedSocket?: boolean };
   const code = err.code ?? (/^timeout after/.test(err.message) ? 'TIMEOUT' : 'ERROR');
-  return { msg: `${code}${err.reusedSocket ? ' [reused socket]' : ''} ${err.message}`, code: `${code}${err.reusedSocket ? REUSED : ''}` };
+  return {
+    msg: `${code}${err.reusedSocket ? ' [reused socket]' : ''} ${err.message}`,
+    code: `${code}${err.reusedSocket ? REUSED : ''}`
+  };
 }
 
 /** Waits until the background drain job of the app's last deploy (wait-for-drain: false) has finished on the sandbox host. */

@@ -10,7 +10,18 @@ import fs from 'node:fs';
 import { lockScript, releaseLeaseScript } from '../../src/remote/scripts.js';
 import { shInvocation } from '../../src/remote/shell.js';
 import { FaultProxy } from './fault-proxy.js';
-import { cleanupApp, dockerPs, httpGet, prepareApp, outcome, REPO_ROOT, runAction, SANDBOX, sh, type RunActionResult } from './harness.js';
+import {
+  cleanupApp,
+  dockerPs,
+  httpGet,
+  prepareApp,
+  outcome,
+  REPO_ROOT,
+  runAction,
+  SANDBOX,
+  sh,
+  type RunActionResult
+} from './harness.js';
 
 const APPS = {
   vanish: { app: 'f11-lk-vanish', listen: 19260, blue: 19261, green: 19262 },
@@ -38,7 +49,12 @@ function inputs(a: AppDef, tag: string, extra: Record<string, string> = {}): Rec
     ...extra
   };
 }
-const deploy = (a: AppDef, tag: string, extra: Record<string, string> = {}, opts: Parameters<typeof runAction>[1] = {}) => runAction(inputs(a, tag, extra), opts);
+const deploy = (
+  a: AppDef,
+  tag: string,
+  extra: Record<string, string> = {},
+  opts: Parameters<typeof runAction>[1] = {}
+) => runAction(inputs(a, tag, extra), opts);
 
 const errorLine = (r: RunActionResult) => r.stdout.match(/::error title=[^:]*::(.*)/)?.[1] ?? '';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -51,7 +67,9 @@ async function until(what: string, fn: () => Promise<boolean> | boolean, ms = 12
 }
 
 const leasePath = (a: AppDef) => `/home/${SANDBOX.user}/.bluegreen/${a.app}/lease`;
-function lease(a: AppDef): { token: string; deployId: string; expires: number; owner: Record<string, unknown> } | undefined {
+function lease(
+  a: AppDef
+): { token: string; deployId: string; expires: number; owner: Record<string, unknown> } | undefined {
   let text: string;
   try {
     text = fs.readFileSync(leasePath(a), 'utf8').trim();
@@ -60,14 +78,21 @@ function lease(a: AppDef): { token: string; deployId: string; expires: number; o
   }
   const [token, expires, ...owner] = text.split(' ');
   if (!token) return undefined;
-  return { token, deployId: token.slice(0, token.lastIndexOf('.')), expires: Number(expires), owner: JSON.parse(owner.join(' ')) as Record<string, unknown> };
+  return {
+    token,
+    deployId: token.slice(0, token.lastIndexOf('.')),
+    expires: Number(expires),
+    owner: JSON.parse(owner.join(' ')) as Record<string, unknown>
+  };
 }
 
 /** [state, version] of the app's containers plus the names that are neither colour. */
 async function hostState(a: AppDef): Promise<{ containers: string[][]; others: string[] }> {
   const cs = await dockerPs(a.app);
   return {
-    containers: cs.map((c) => [c.state, c.labels['bluegreen.image'].split(':').pop()!]).sort((x, y) => x.join().localeCompare(y.join())),
+    containers: cs
+      .map((c) => [c.state, c.labels['bluegreen.image'].split(':').pop()!])
+      .sort((x, y) => x.join().localeCompare(y.join())),
     others: cs.map((c) => c.name).filter((n) => n !== `${a.app}-blue` && n !== `${a.app}-green`)
   };
 }
@@ -90,13 +115,32 @@ async function statusLock(a: AppDef): Promise<StatusLock> {
 /** PIDs of this worktree's action processes for one app (other engineers run their own dist/ on this machine). */
 async function actionPids(a: AppDef): Promise<string[]> {
   const script = `${REPO_ROOT}/dist/index.js`;
-  const out = await sh(`for p in $(pgrep -f -- ${JSON.stringify(script)}); do tr '\\0' '\\n' < /proc/$p/environ 2>/dev/null | grep -qx 'INPUT_APP-NAME=${a.app}' && echo $p; done; true`);
+  const out = await sh(
+    `for p in $(pgrep -f -- ${JSON.stringify(script)}); do tr '\\0' '\\n' < /proc/$p/environ 2>/dev/null | grep -qx 'INPUT_APP-NAME=${a.app}' && echo $p; done; true`
+  );
   return out.stdout.split('\n').filter(Boolean);
 }
 
 /** Runs a lock script on the sandbox host over OpenSSH (the same `sh -c body sh args…` the action sends). */
 function sshScript(s: { body: string; args: string[] }): ChildProcess {
-  return spawn('ssh', ['-i', SANDBOX.privateKeyPath, '-o', `UserKnownHostsFile=${SANDBOX.knownHostsPath}`, '-o', 'StrictHostKeyChecking=yes', '-o', 'BatchMode=yes', '-p', String(SANDBOX.sshPort), `${SANDBOX.user}@${SANDBOX.sshHost}`, shInvocation(s.body, s.args)], { stdio: ['pipe', 'pipe', 'pipe'] });
+  return spawn(
+    'ssh',
+    [
+      '-i',
+      SANDBOX.privateKeyPath,
+      '-o',
+      `UserKnownHostsFile=${SANDBOX.knownHostsPath}`,
+      '-o',
+      'StrictHostKeyChecking=yes',
+      '-o',
+      'BatchMode=yes',
+      '-p',
+      String(SANDBOX.sshPort),
+      `${SANDBOX.user}@${SANDBOX.sshHost}`,
+      shInvocation(s.body, s.args)
+    ],
+    { stdio: ['pipe', 'pipe', 'pipe'] }
+  );
 }
 async function sshRun(s: { body: string; args: string[] }): Promise<{ code: number | null; stdout: string }> {
   const p = sshScript(s);
@@ -124,8 +168,22 @@ test('a runner that vanishes mid-deploy loses the lock when its lease expires; t
   const abort = new AbortController();
   let vanished: Promise<RunActionResult> | undefined;
   try {
-    vanished = deploy(a, 'unhealthy', { hosts: `127.0.0.1:${proxy.port}`, 'ssh-known-hosts': '', 'ssh-host-fingerprint': SANDBOX.fingerprint, 'health-timeout-seconds': '600' }, { signal: abort.signal, timeoutMs: 900_000 });
-    await until('the vanishing run to hold the lease and start its candidate', async () => Boolean(lease(a)) && (await hostState(a)).containers.some((c) => c[0] === 'running' && c[1] === 'unhealthy'));
+    vanished = deploy(
+      a,
+      'unhealthy',
+      {
+        hosts: `127.0.0.1:${proxy.port}`,
+        'ssh-known-hosts': '',
+        'ssh-host-fingerprint': SANDBOX.fingerprint,
+        'health-timeout-seconds': '600'
+      },
+      { signal: abort.signal, timeoutMs: 900_000 }
+    );
+    await until(
+      'the vanishing run to hold the lease and start its candidate',
+      async () =>
+        Boolean(lease(a)) && (await hostState(a)).containers.some((c) => c[0] === 'running' && c[1] === 'unhealthy')
+    );
     const holder = lease(a)!;
 
     // status while it holds the lock: held, by that deploy
@@ -136,8 +194,15 @@ test('a runner that vanishes mid-deploy loses the lock when its lease expires; t
     proxy.blackhole();
     const silentAt = Date.now();
     const next = await deploy(a, 'v3', { 'lock-timeout-seconds': '120' });
-    console.log(`[lock.test] the vanished run's lease was taken over ${((Date.now() - silentAt) / 1000).toFixed(1)} s after its connection went silent (deploy took ${(next.durationMs / 1000).toFixed(1)} s; lease TTL 30 s)`);
-    console.log(`[lock.test] what the next deploy did with the vanished run's candidate:\n${next.stdout.split('\n').filter((l) => /lock|interrupted|restor|live colour|leftover|deploying/i.test(l)).join('\n')}`);
+    console.log(
+      `[lock.test] the vanished run's lease was taken over ${((Date.now() - silentAt) / 1000).toFixed(1)} s after its connection went silent (deploy took ${(next.durationMs / 1000).toFixed(1)} s; lease TTL 30 s)`
+    );
+    console.log(
+      `[lock.test] what the next deploy did with the vanished run's candidate:\n${next.stdout
+        .split('\n')
+        .filter((l) => /lock|interrupted|restor|live colour|leftover|deploying/i.test(l))
+        .join('\n')}`
+    );
     expect([next.outputs.result, errorLine(next)]).toEqual(['success', '']);
     // it waited for the vanished holder, named it, and did not wait out its whole lock-timeout
     expect(next.stdout).toContain(`another deploy holds the lock (deploy ${holder.deployId} by tester`);
@@ -145,19 +210,34 @@ test('a runner that vanishes mid-deploy loses the lock when its lease expires; t
 
     // consistent: v3 serves, v2 is the one kept standby, the vanished run's candidate and set-aside standby are gone
     expect(await serving(a)).toBe('v3');
-    expect(await hostState(a)).toEqual({ containers: [['exited', 'v2'], ['running', 'v3']], others: [] });
+    expect(await hostState(a)).toEqual({
+      containers: [
+        ['exited', 'v2'],
+        ['running', 'v3']
+      ],
+      others: []
+    });
     expect(lease(a)).toBeUndefined();
     expect((await statusLock(a)).held).toBe(false);
   } finally {
     abort.abort(); // the blackholed action may still be running until its own SSH keepalive gives up
     const r = await vanished;
     await proxy.close();
-    if (r) console.log(`[lock.test] the vanished run ended: exit ${r.code ?? r.signal}, result ${r.outputs.result ?? '(none)'}`);
+    if (r)
+      console.log(
+        `[lock.test] the vanished run ended: exit ${r.code ?? r.signal}, result ${r.outputs.result ?? '(none)'}`
+      );
   }
   expect(await actionPids(a)).toEqual([]);
   // it touched nothing after it went silent
   expect(await serving(a)).toBe('v3');
-  expect(await hostState(a)).toEqual({ containers: [['exited', 'v2'], ['running', 'v3']], others: [] });
+  expect(await hostState(a)).toEqual({
+    containers: [
+      ['exited', 'v2'],
+      ['running', 'v3']
+    ],
+    others: []
+  });
 }, 900_000);
 
 test('SIGKILL of the action while it holds the lock: the next deploy gets the lock at once', async () => {
@@ -166,7 +246,11 @@ test('SIGKILL of the action while it holds the lock: the next deploy gets the lo
   const abort = new AbortController();
   const running = deploy(a, 'unhealthy', { 'health-timeout-seconds': '300' }, { signal: abort.signal });
   try {
-    await until('the run to hold the lease and start its candidate', async () => Boolean(lease(a)) && (await hostState(a)).containers.some((c) => c[0] === 'running' && c[1] === 'unhealthy'));
+    await until(
+      'the run to hold the lease and start its candidate',
+      async () =>
+        Boolean(lease(a)) && (await hostState(a)).containers.some((c) => c[0] === 'running' && c[1] === 'unhealthy')
+    );
     const pids = await actionPids(a);
     expect(pids).toHaveLength(1);
     await sh(`kill -KILL ${pids[0]}`);
@@ -179,7 +263,13 @@ test('SIGKILL of the action while it holds the lock: the next deploy gets the lo
   expect([next.outputs.result, errorLine(next)]).toEqual(['success', '']);
   expect(next.stdout).not.toContain('another deploy holds the lock');
   expect(await serving(a)).toBe('v2');
-  expect(await hostState(a)).toEqual({ containers: [['exited', 'v1'], ['running', 'v2']], others: [] });
+  expect(await hostState(a)).toEqual({
+    containers: [
+      ['exited', 'v1'],
+      ['running', 'v2']
+    ],
+    others: []
+  });
   expect(lease(a)).toBeUndefined();
 }, 600_000);
 
@@ -196,7 +286,9 @@ test('a lease held by another deploy makes a deploy wait, then fail naming the h
     await until('the holder to lock', () => out.includes('@@locked lk-holder.0001'), 30_000);
     const r = await deploy(a, 'v2', { 'lock-timeout-seconds': '3' });
     expect(r.outputs.result).toBe('failed');
-    expect(errorLine(r)).toMatch(/^lock failed on 127\.0\.0\.1:2222: another deploy of f11-lk-wait still holds the lock on this host after 3 s \(deploy lk-holder by someone since /);
+    expect(errorLine(r)).toMatch(
+      /^lock failed on 127\.0\.0\.1:2222: another deploy of f11-lk-wait still holds the lock on this host after 3 s \(deploy lk-holder by someone since /
+    );
     expect(r.stdout).toContain('another deploy holds the lock (deploy lk-holder by someone since');
     expect(await serving(a)).toBe('v1');
     const s = await statusLock(a);
@@ -218,12 +310,31 @@ test('a deploy by an older version of the action (holding the lock file for its 
   // what test/e2e/faults.test.ts does with a manual holder
   const a = APPS.wait;
   const owner = JSON.stringify({ deployId: 'old-version-holder', actor: 'someone', since: new Date().toISOString() });
-  const holder = spawn('ssh', ['-i', SANDBOX.privateKeyPath, '-o', `UserKnownHostsFile=${SANDBOX.knownHostsPath}`, '-o', 'StrictHostKeyChecking=yes', '-p', String(SANDBOX.sshPort), `${SANDBOX.user}@${SANDBOX.sshHost}`, `mkdir -p .bluegreen/${a.app}; exec 9>>.bluegreen/${a.app}/lock; flock 9; printf '%s\\n' '${owner}' > .bluegreen/${a.app}/lock.owner; echo held; cat >/dev/null; : > .bluegreen/${a.app}/lock.owner`], { stdio: ['pipe', 'pipe', 'inherit'] });
-  await new Promise<void>((resolve) => holder.stdout!.on('data', (d: Buffer) => d.toString().includes('held') && resolve()));
+  const holder = spawn(
+    'ssh',
+    [
+      '-i',
+      SANDBOX.privateKeyPath,
+      '-o',
+      `UserKnownHostsFile=${SANDBOX.knownHostsPath}`,
+      '-o',
+      'StrictHostKeyChecking=yes',
+      '-p',
+      String(SANDBOX.sshPort),
+      `${SANDBOX.user}@${SANDBOX.sshHost}`,
+      `mkdir -p .bluegreen/${a.app}; exec 9>>.bluegreen/${a.app}/lock; flock 9; printf '%s\\n' '${owner}' > .bluegreen/${a.app}/lock.owner; echo held; cat >/dev/null; : > .bluegreen/${a.app}/lock.owner`
+    ],
+    { stdio: ['pipe', 'pipe', 'inherit'] }
+  );
+  await new Promise<void>((resolve) =>
+    holder.stdout!.on('data', (d: Buffer) => d.toString().includes('held') && resolve())
+  );
   try {
     const r = await deploy(a, 'v3', { 'lock-timeout-seconds': '2' });
     expect(r.outputs.result).toBe('failed');
-    expect(errorLine(r)).toMatch(/^lock failed on 127\.0\.0\.1:2222: another deploy of f11-lk-wait still holds the lock on this host after 2 s \(deploy old-version-holder by someone since /);
+    expect(errorLine(r)).toMatch(
+      /^lock failed on 127\.0\.0\.1:2222: another deploy of f11-lk-wait still holds the lock on this host after 2 s \(deploy old-version-holder by someone since /
+    );
     const s = await statusLock(a);
     expect([s.held, s.owner?.deployId]).toEqual([true, 'old-version-holder']);
   } finally {
@@ -239,12 +350,24 @@ test('over ssh: a run re-takes its own lease (same deployId) at once, another de
   const a = APPS.script;
   const own = (id: string) => JSON.stringify({ deployId: id, actor: 'tester' });
   // lock-timeout 0: any wait at all would fail with exit 75
-  expect(await sshRun(lockScript(a.app, 'run1.aaaa', own('run1'), 0, { keeper: false }))).toEqual({ code: 0, stdout: '@@locked run1.aaaa\n' });
-  expect(await sshRun(lockScript(a.app, 'run1.bbbb', own('run1'), 0, { keeper: false }))).toEqual({ code: 0, stdout: '@@locked run1.bbbb\n' });
+  expect(await sshRun(lockScript(a.app, 'run1.aaaa', own('run1'), 0, { keeper: false }))).toEqual({
+    code: 0,
+    stdout: '@@locked run1.aaaa\n'
+  });
+  expect(await sshRun(lockScript(a.app, 'run1.bbbb', own('run1'), 0, { keeper: false }))).toEqual({
+    code: 0,
+    stdout: '@@locked run1.bbbb\n'
+  });
   expect(lease(a)?.token).toBe('run1.bbbb');
-  expect(await sshRun(lockScript(a.app, 'run2.cccc', own('run2'), 0, { keeper: false }))).toEqual({ code: 75, stdout: `@@lock-wait ${own('run1')}\n@@lock-timeout ${own('run1')}\n` });
+  expect(await sshRun(lockScript(a.app, 'run2.cccc', own('run2'), 0, { keeper: false }))).toEqual({
+    code: 75,
+    stdout: `@@lock-wait ${own('run1')}\n@@lock-timeout ${own('run1')}\n`
+  });
   expect(await sshRun(releaseLeaseScript(a.app, 'run1.aaaa'))).toEqual({ code: 0, stdout: '@@not-ours\n' });
   expect(await sshRun(releaseLeaseScript(a.app, 'run1.bbbb'))).toEqual({ code: 0, stdout: '@@released\n' });
-  expect(await sshRun(lockScript(a.app, 'run2.cccc', own('run2'), 0, { keeper: false }))).toEqual({ code: 0, stdout: '@@locked run2.cccc\n' });
+  expect(await sshRun(lockScript(a.app, 'run2.cccc', own('run2'), 0, { keeper: false }))).toEqual({
+    code: 0,
+    stdout: '@@locked run2.cccc\n'
+  });
   expect(await sshRun(releaseLeaseScript(a.app, 'run2.cccc'))).toEqual({ code: 0, stdout: '@@released\n' });
 }, 120_000);

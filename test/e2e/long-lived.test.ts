@@ -13,7 +13,18 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { openStream, writeStreamCgi, type StreamOutcome } from './clients.js';
-import { cleanupApp, httpGet, prepareApp, REPO_ROOT, runAction, SANDBOX, sandboxInputs, sh, shOk, type RunActionResult } from './harness.js';
+import {
+  cleanupApp,
+  httpGet,
+  prepareApp,
+  REPO_ROOT,
+  runAction,
+  SANDBOX,
+  sandboxInputs,
+  sh,
+  shOk,
+  type RunActionResult
+} from './harness.js';
 
 /** 150 events 0.2 s apart: ~30 s, far longer than drain-seconds. */
 const EVENTS = 150;
@@ -56,7 +67,10 @@ function expectOk(r: RunActionResult): void {
 }
 
 /** Opens a stream on `url`, waits until it delivers, deploys v2 (the live one is v1), reads the stream to its end. */
-async function streamAcrossDeploy(url: string, deploy: () => Promise<RunActionResult>): Promise<{ r: RunActionResult; s: StreamOutcome; after: StreamOutcome }> {
+async function streamAcrossDeploy(
+  url: string,
+  deploy: () => Promise<RunActionResult>
+): Promise<{ r: RunActionResult; s: StreamOutcome; after: StreamOutcome }> {
   let first!: () => void;
   const flowing = new Promise<void>((res) => (first = res));
   const stream = openStream(url, EVENTS, { onEvent: () => first() });
@@ -92,7 +106,11 @@ describe('nginx', () => {
     const { r, s, after } = await streamAcrossDeploy(url, () => runAction(base(APP, 'v2', ports)));
     expectOk(r);
     const ss = steps(r);
-    expect({ versions: [...new Set(s.versions)], ended: s.ended, status: s.status }).toEqual({ versions: ['v1'], ended: false, status: 200 });
+    expect({ versions: [...new Set(s.versions)], ended: s.ended, status: s.status }).toEqual({
+      versions: ['v1'],
+      ended: false,
+      status: 200
+    });
     // it kept flowing from the old colour after the switch and until the drain ended (its nginx worker is an old one)
     expect(s.lastAt).toBeGreaterThan(at(ss, 'switch').end);
     expect(s.closedAt).toBeGreaterThanOrEqual(at(ss, 'drain').end);
@@ -100,7 +118,9 @@ describe('nginx', () => {
     process.stdout.write(`[long-lived nginx] stream ended "${s.how}" after ${s.events} events\n`);
     // a clean end of the response (nginx ends it when the stopped container closes its side), without the last event
     expect(s.how).toBe('closed before the end marker');
-    expect(r.stdout).toMatch(/old nginx workers were still finishing requests after drain-seconds \(4 s\); stopped h9-ll-nginx-\w+ anyway/);
+    expect(r.stdout).toMatch(
+      /old nginx workers were still finishing requests after drain-seconds \(4 s\); stopped h9-ll-nginx-\w+ anyway/
+    );
     expect(after).toMatchObject({ ended: true, versions: ['v2', 'v2', 'v2', 'v2'] });
   }, 240_000);
 });
@@ -160,7 +180,11 @@ describe('haproxy', () => {
     const { r, s, after } = await streamAcrossDeploy(url, () => runAction(base(APP, 'v2', extra)));
     expectOk(r);
     const ss = steps(r);
-    expect({ versions: [...new Set(s.versions)], ended: s.ended, status: s.status }).toEqual({ versions: ['v1'], ended: false, status: 200 });
+    expect({ versions: [...new Set(s.versions)], ended: s.ended, status: s.status }).toEqual({
+      versions: ['v1'],
+      ended: false,
+      status: 200
+    });
     expect(s.lastAt).toBeGreaterThan(at(ss, 'switch').end);
     // HAProxy waited drain-seconds for the stream's session, then put the server into maint
     expect(r.stdout).toMatch(/still had 1 session\(s\) after drain-seconds \(4 s\): put into maint anyway/);

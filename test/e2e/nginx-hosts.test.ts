@@ -9,7 +9,20 @@
  */
 import crypto from 'node:crypto';
 import fs from 'node:fs';
-import { dockerPs, drainJobDone, httpGet, LoadGenerator, q, runAction, SANDBOX, sh, shOk, waitFor, type LoadResult, type RunActionResult } from './harness.js';
+import {
+  dockerPs,
+  drainJobDone,
+  httpGet,
+  LoadGenerator,
+  q,
+  runAction,
+  SANDBOX,
+  sh,
+  shOk,
+  waitFor,
+  type LoadResult,
+  type RunActionResult
+} from './harness.js';
 
 const APP = 'e2e-ng-site';
 const LISTEN = 19200;
@@ -52,32 +65,47 @@ const deploy = (tag: string, extra: Record<string, string> = {}) => runAction(in
  * `after`: what was served once the action had returned (while nginx reloads, old and new workers both accept
  * for a moment, so the versions may alternate during the switch, but not after it).
  */
-async function underLoad(run: () => Promise<RunActionResult>, slow?: { concurrency: number; seconds: number[] }): Promise<{ r: RunActionResult; stats: LoadResult; after: Record<string, number> }> {
+async function underLoad(
+  run: () => Promise<RunActionResult>,
+  slow?: { concurrency: number; seconds: number[] }
+): Promise<{ r: RunActionResult; stats: LoadResult; after: Record<string, number> }> {
   const load = new LoadGenerator(URL, { concurrency: 4, keepAlive: false, slow }).start();
   await new Promise((res) => setTimeout(res, 300));
   const r = await run();
   const atReturn = { ...load.current.bodies };
   await new Promise((res) => setTimeout(res, 500));
   const stats = await load.stop();
-  const after = Object.fromEntries(Object.entries(stats.bodies).map(([k, n]) => [k, n - (atReturn[k] ?? 0)]).filter(([, n]) => Number(n) > 0));
+  const after = Object.fromEntries(
+    Object.entries(stats.bodies)
+      .map(([k, n]) => [k, n - (atReturn[k] ?? 0)])
+      .filter(([, n]) => Number(n) > 0)
+  );
   return { r, stats, after };
 }
 
 /** The deploy log names the nginx master that took the new config: it must be the user's nginx, not another one. */
 function reloadedMasters(r: RunActionResult): string[] {
-  return (/nginx serves \w+: master ([\d, ]+) took the new config/.exec(r.stdout)?.[1] ?? '').split(/[, ]+/).filter(Boolean);
+  return (/nginx serves \w+: master ([\d, ]+) took the new config/.exec(r.stdout)?.[1] ?? '')
+    .split(/[, ]+/)
+    .filter(Boolean);
 }
 const userMaster = () => fs.readFileSync(PID_FILE, 'utf8').trim();
 
 const served = async () => (await httpGet(`${URL}/`)).body.trim();
 
 /** Why a run failed, from its ::error lines (for assertion messages). */
-const errors = (r: RunActionResult) => r.stdout.split('\n').filter((l) => l.startsWith('::error') || l.startsWith('::warning')).join('\n');
+const errors = (r: RunActionResult) =>
+  r.stdout
+    .split('\n')
+    .filter((l) => l.startsWith('::error') || l.startsWith('::warning'))
+    .join('\n');
 
 /** The worker pids of every nginx master on the host except the test's own (to tell whether another nginx reloaded meanwhile). */
 async function otherNginxWorkers(): Promise<string> {
   const own = fs.existsSync(PID_FILE) ? fs.readFileSync(PID_FILE, 'utf8').trim() : '';
-  const out = await shOk(`ps -eo pid=,ppid=,args= | awk '$3" "$4" "$5 == "nginx: worker process" && $2 != ${q(own || '0')} { print $1 }' | sort -n | tr '\\n' ' '`);
+  const out = await shOk(
+    `ps -eo pid=,ppid=,args= | awk '$3" "$4" "$5 == "nginx: worker process" && $2 != ${q(own || '0')} { print $1 }' | sort -n | tr '\\n' ' '`
+  );
   return out.trim();
 }
 
@@ -86,7 +114,10 @@ async function stopUserNginx(): Promise<void> {
   const pid = fs.readFileSync(PID_FILE, 'utf8').trim();
   if (!/^\d+$/.test(pid)) return;
   await sh(`kill -QUIT ${pid} 2>/dev/null`);
-  await waitFor(async () => (await sh(`kill -0 ${pid} 2>/dev/null`)).code !== 0, { timeoutMs: 15000, what: `the test's nginx (${pid}) to exit` }).catch(() => sh(`kill -KILL ${pid}`));
+  await waitFor(async () => (await sh(`kill -0 ${pid} 2>/dev/null`)).code !== 0, {
+    timeoutMs: 15000,
+    what: `the test's nginx (${pid}) to exit`
+  }).catch(() => sh(`kill -KILL ${pid}`));
 }
 
 async function removeAppContainers(): Promise<void> {
@@ -139,21 +170,34 @@ http {
   fs.writeFileSync(UPSTREAM, `upstream ${APP} { server 127.0.0.1:${PORTS.blue}; }\n`);
   await shOk(`chown -R ec2-user:ec2-user ${q(DIR)}`);
   await shOk(`runuser -u ec2-user -- nginx -c ${q(CONF)}`);
-  await waitFor(async () => (await httpGet(`${URL}/__probe`, { timeoutMs: 1000 })).body === nonce, { timeoutMs: 15000, intervalMs: 50, what: "the test's nginx to serve" });
+  await waitFor(async () => (await httpGet(`${URL}/__probe`, { timeoutMs: 1000 })).body === nonce, {
+    timeoutMs: 15000,
+    intervalMs: 50,
+    what: "the test's nginx to serve"
+  });
 
   // An nginx container: its processes show in the host's /proc. busybox picks the applet from argv[0]'s basename, so
   // "nginx: worker process/sleep" runs sleep under an nginx-like title. Its "master" replaces its "worker" every second.
   const cfg = fs.mkdtempSync('/tmp/e2e-ng-docker-');
   try {
-    await shOk(`docker --config ${q(cfg)} login -u ${SANDBOX.registryUser} --password-stdin ${SANDBOX.registry}`, { input: SANDBOX.registryPassword });
+    await shOk(`docker --config ${q(cfg)} login -u ${SANDBOX.registryUser} --password-stdin ${SANDBOX.registry}`, {
+      input: SANDBOX.registryPassword
+    });
     await shOk(`docker --config ${q(cfg)} pull -q ${SANDBOX.image}:v1`);
   } finally {
     fs.rmSync(cfg, { recursive: true, force: true });
   }
   const worker = `exec -a "nginx: worker process/sleep" sleep 600`;
   const loop = `old=""; while :; do ${worker} & new=$!; [ -n "$old" ] && kill $old; old=$new; sleep 1; done`;
-  await shOk(`docker run -d --name ${FAKE} --entrypoint sh ${SANDBOX.image}:v1 -c ${q(`exec -a "nginx: master process/sh" sh -c ${q(loop)}`)}`);
-  await waitFor(async () => (await sh(`grep -ls '^nginx: worker process' /proc/[0-9]*/cmdline | xargs -r grep -l 'sleep'`)).stdout.trim() !== '', { what: 'the fake container nginx worker to show in /proc' });
+  await shOk(
+    `docker run -d --name ${FAKE} --entrypoint sh ${SANDBOX.image}:v1 -c ${q(`exec -a "nginx: master process/sh" sh -c ${q(loop)}`)}`
+  );
+  await waitFor(
+    async () =>
+      (await sh(`grep -ls '^nginx: worker process' /proc/[0-9]*/cmdline | xargs -r grep -l 'sleep'`)).stdout.trim() !==
+      '',
+    { what: 'the fake container nginx worker to show in /proc' }
+  );
 }, 120_000);
 
 afterAll(cleanup, 60_000);
@@ -168,9 +212,13 @@ describe('nginx with its own config and pid file, beside another nginx and an ng
     expect(await shOk(`docker top ${FAKE}`)).toMatch(/nginx: worker process/);
   });
 
-  test('first deploy: v1 is served by the user\'s nginx', async () => {
+  test("first deploy: v1 is served by the user's nginx", async () => {
     const r = await deploy('v1');
-    expect({ code: r.code, result: r.outputs.result, errors: errors(r) }).toEqual({ code: 0, result: 'success', errors: '' });
+    expect({ code: r.code, result: r.outputs.result, errors: errors(r) }).toEqual({
+      code: 0,
+      result: 'success',
+      errors: ''
+    });
     expect(r.outputs['active-color']).toBe('blue');
     expect(reloadedMasters(r)).toContain(userMaster());
     expect(await served()).toBe('v1');
@@ -179,8 +227,15 @@ describe('nginx with its own config and pid file, beside another nginx and an ng
 
   test('second deploy under load: zero failed requests (slow ones too), v1 then v2, the old colour stopped and kept', async () => {
     // Slow requests on the old colour outlive the run: the drain on the host must wait for the user's nginx's old workers.
-    const { r, stats, after } = await underLoad(() => deploy('v2', { 'nginx-health-url': `http://127.0.0.1:${LISTEN}/nginx-health` }), { concurrency: 2, seconds: [3, 4] });
-    expect({ code: r.code, result: r.outputs.result, errors: errors(r) }).toEqual({ code: 0, result: 'success', errors: '' });
+    const { r, stats, after } = await underLoad(
+      () => deploy('v2', { 'nginx-health-url': `http://127.0.0.1:${LISTEN}/nginx-health` }),
+      { concurrency: 2, seconds: [3, 4] }
+    );
+    expect({ code: r.code, result: r.outputs.result, errors: errors(r) }).toEqual({
+      code: 0,
+      result: 'success',
+      errors: ''
+    });
     expect(r.outputs['active-color']).toBe('green');
     expect(reloadedMasters(r)).toContain(userMaster());
     expect(stats.errors).toEqual([]);
@@ -201,7 +256,11 @@ describe('nginx with its own config and pid file, beside another nginx and an ng
 
   test('rollback under load: back to v1 with zero failed requests', async () => {
     const { r, stats, after } = await underLoad(() => runAction(inputs({ command: 'rollback' })));
-    expect({ code: r.code, result: r.outputs.result, errors: errors(r) }).toEqual({ code: 0, result: 'success', errors: '' });
+    expect({ code: r.code, result: r.outputs.result, errors: errors(r) }).toEqual({
+      code: 0,
+      result: 'success',
+      errors: ''
+    });
     expect(r.outputs['active-color']).toBe('blue');
     expect(reloadedMasters(r)).toContain(userMaster());
     expect(stats.errors).toEqual([]);
@@ -215,7 +274,9 @@ describe('nginx with its own config and pid file, beside another nginx and an ng
     const { r, stats, after } = await underLoad(() => deploy('degrade', { 'verify-seconds': '8' }));
     expect(r.code).toBe(1);
     expect(r.outputs.result).toBe('rolled-back');
-    expect(r.stdout).toMatch(/verify failed on 127\.0\.0\.1:2222: (e2e-ng-site-green turned unhealthy|GET \/health on port 19202 answered HTTP 500)/);
+    expect(r.stdout).toMatch(
+      /verify failed on 127\.0\.0\.1:2222: (e2e-ng-site-green turned unhealthy|GET \/health on port 19202 answered HTTP 500)/
+    );
     expect(reloadedMasters(r)).toContain(userMaster());
     expect(stats.errors).toEqual([]);
     expect(stats.failed).toBe(0);
@@ -228,10 +289,16 @@ describe('nginx with its own config and pid file, beside another nginx and an ng
   });
 
   test('nginx-health-url answering 404 through nginx after the switch fails verify and switches back, without a failed request', async () => {
-    const { r, stats } = await underLoad(() => deploy('v3', { 'nginx-health-url': `http://127.0.0.1:${LISTEN}/no-such-location` }));
+    const { r, stats } = await underLoad(() =>
+      deploy('v3', { 'nginx-health-url': `http://127.0.0.1:${LISTEN}/no-such-location` })
+    );
     expect(r.code).toBe(1);
     expect(r.outputs.result).toBe('rolled-back');
-    expect(r.stdout).toMatch(new RegExp(`verify failed on 127\\.0\\.0\\.1:2222: nginx-health-url http://127\\.0\\.0\\.1:${LISTEN}/no-such-location answered HTTP (404|502) after the switch`));
+    expect(r.stdout).toMatch(
+      new RegExp(
+        `verify failed on 127\\.0\\.0\\.1:2222: nginx-health-url http://127\\.0\\.0\\.1:${LISTEN}/no-such-location answered HTTP (404|502) after the switch`
+      )
+    );
     expect(stats.errors).toEqual([]);
     expect(stats.failed).toBe(0);
     expect(await served()).toBe('v1');
@@ -248,14 +315,18 @@ describe('nginx with its own config and pid file, beside another nginx and an ng
       await drainJobDone(APP);
       const before = fs.readFileSync(UPSTREAM, 'utf8');
       const live = await served();
-      const { r, stats } = await underLoad(() => deploy(live === 'v3' ? 'v2' : 'v3', { 'nginx-reload-command': 'true' }));
+      const { r, stats } = await underLoad(() =>
+        deploy(live === 'v3' ? 'v2' : 'v3', { 'nginx-reload-command': 'true' })
+      );
       run = { r, stats, before, live };
       if ((await otherNginxWorkers()) === others) break;
     }
     const { r, stats, before, live } = run!;
     expect(r.code).toBe(1);
     expect(r.outputs.result).toBe('rolled-back');
-    expect(r.stdout).toMatch(/verify failed on 127\.0\.0\.1:2222: nginx did not reload within 10 s \(no nginx master on the host started new workers; masters .* are unchanged; \d+ nginx master\(s\) in other PID namespaces \(containers\) are not watched\)/);
+    expect(r.stdout).toMatch(
+      /verify failed on 127\.0\.0\.1:2222: nginx did not reload within 10 s \(no nginx master on the host started new workers; masters .* are unchanged; \d+ nginx master\(s\) in other PID namespaces \(containers\) are not watched\)/
+    );
     expect(fs.readFileSync(UPSTREAM, 'utf8')).toBe(before);
     expect(stats.errors).toEqual([]);
     expect(stats.failed).toBe(0);

@@ -11,8 +11,28 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { ClientMix, expectCleanSwitch, expectNoFailures, expectOneSwitch, failuresByKind, noFailures, openStream, underMix, writeStreamCgi } from './clients.js';
-import { drainJobDone, httpGet, runAction, SANDBOX, sandboxInputs, sh, shOk, waitFor, type RunActionResult } from './harness.js';
+import {
+  ClientMix,
+  expectCleanSwitch,
+  expectNoFailures,
+  expectOneSwitch,
+  failuresByKind,
+  noFailures,
+  openStream,
+  underMix,
+  writeStreamCgi
+} from './clients.js';
+import {
+  drainJobDone,
+  httpGet,
+  runAction,
+  SANDBOX,
+  sandboxInputs,
+  sh,
+  shOk,
+  waitFor,
+  type RunActionResult
+} from './harness.js';
 import { startNjsNginx, type NjsNginx } from './njs-nginx.js';
 
 const APP = 'h9-njs';
@@ -75,7 +95,13 @@ async function expectNotReloaded(): Promise<void> {
   expect({ master: nginx.master(), workers: await nginx.workers() }).toEqual(procs);
 }
 
-const underLoad = (fn: () => Promise<RunActionResult>) => underMix(nginx.url, { fresh: 2, pooled: 2, slow: 2, stream: 2, slowSeconds: [2, 3, 4, 5], streamEvents: STREAM_EVENTS }, 'njs e2e', fn);
+const underLoad = (fn: () => Promise<RunActionResult>) =>
+  underMix(
+    nginx.url,
+    { fresh: 2, pooled: 2, slow: 2, stream: 2, slowSeconds: [2, 3, 4, 5], streamEvents: STREAM_EVENTS },
+    'njs e2e',
+    fn
+  );
 
 beforeAll(async () => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'h9-njs-'));
@@ -103,7 +129,9 @@ describe('traffic: nginx, nginx-switch: njs', () => {
     const r = await run('v1');
     expectOk(r);
     expect(await serving()).toBe('v1');
-    expect(fs.readFileSync(UPSTREAM, 'utf8')).toMatch(new RegExp(`server 127\\.0\\.0\\.1:${PORTS[r.outputs['active-color'] as 'blue' | 'green']};`));
+    expect(fs.readFileSync(UPSTREAM, 'utf8')).toMatch(
+      new RegExp(`server 127\\.0\\.0\\.1:${PORTS[r.outputs['active-color'] as 'blue' | 'green']};`)
+    );
     await expectNotReloaded();
   }, 300_000);
 
@@ -159,7 +187,10 @@ describe('traffic: nginx, nginx-switch: njs', () => {
     expect(res.code).not.toBe(0);
     expect(res.outputs.result).toBe('rolled-back');
     expect(res.stdout).toMatch(/verify failed/);
-    expect({ fresh: failuresByKind(stats).fresh, pooled: failuresByKind(stats).pooled }).toEqual({ fresh: noFailures().fresh, pooled: noFailures().pooled });
+    expect({ fresh: failuresByKind(stats).fresh, pooled: failuresByKind(stats).pooled }).toEqual({
+      fresh: noFailures().fresh,
+      pooled: noFailures().pooled
+    });
     expect(await serving()).toBe('v2');
     await expectNotReloaded();
   }, 300_000);
@@ -174,8 +205,14 @@ describe('traffic: nginx, nginx-switch: njs', () => {
     expectOk(r);
     expect(await drainLog()).toMatch(/@@drain-timeout 1\n@@stop\n@@stopped/);
     const m = JSON.parse(fs.readFileSync(r.outputs['metrics-file'], 'utf8'));
-    const sw = (m.hosts[0].steps as Array<{ name: string; startedAt: string; durationMs: number }>).find((x) => x.name === 'switch')!;
-    expect({ versions: [...new Set(s.versions)], ended: s.ended, status: s.status }).toEqual({ versions: ['v2'], ended: false, status: 200 });
+    const sw = (m.hosts[0].steps as Array<{ name: string; startedAt: string; durationMs: number }>).find(
+      (x) => x.name === 'switch'
+    )!;
+    expect({ versions: [...new Set(s.versions)], ended: s.ended, status: s.status }).toEqual({
+      versions: ['v2'],
+      ended: false,
+      status: 200
+    });
     expect(s.lastAt).toBeGreaterThan(Date.parse(sw.startedAt) + sw.durationMs);
     process.stdout.write(`[njs e2e] long stream ended "${s.how}" after ${s.events} events\n`);
     expect(s.how).toBe('closed before the end marker');

@@ -42,8 +42,14 @@ export interface NjsNginx {
  * Starts it on 127.0.0.1:<listenPort>; the upstream file must exist (the caller writes the first one, pointing at the
  * blue port, as an operator would before the first deploy).
  */
-export async function startNjsNginx(dir: string, opts: { listenPort: number; upstreamFile: string }): Promise<NjsNginx> {
-  if (!fs.existsSync(NJS_MODULE)) throw new Error(`${NJS_MODULE} is missing: apt-get install -y libnginx-mod-http-js (test/sandbox/up.sh installs it)`);
+export async function startNjsNginx(
+  dir: string,
+  opts: { listenPort: number; upstreamFile: string }
+): Promise<NjsNginx> {
+  if (!fs.existsSync(NJS_MODULE))
+    throw new Error(
+      `${NJS_MODULE} is missing: apt-get install -y libnginx-mod-http-js (test/sandbox/up.sh installs it)`
+    );
   fs.mkdirSync(dir, { recursive: true });
   fs.chmodSync(dir, 0o755);
   const js = path.join(dir, 'bluegreen.js');
@@ -87,7 +93,10 @@ http {
     stop: async () => {
       const pid = master();
       await sh(`${nginx} -s quit`);
-      await waitFor(async () => !fs.existsSync(`/proc/${pid}`), { timeoutMs: 15_000, what: `nginx ${pid} to quit` }).catch(async () => {
+      await waitFor(async () => !fs.existsSync(`/proc/${pid}`), {
+        timeoutMs: 15_000,
+        what: `nginx ${pid} to quit`
+      }).catch(async () => {
         await sh(`kill ${pid}`);
       });
     }

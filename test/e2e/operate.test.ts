@@ -3,7 +3,19 @@
  * post-switch verification window, with the committed dist/ on the sandbox host.
  */
 import fs from 'node:fs';
-import { cleanupApp, dockerPs, drainJobDone, httpGet, LoadGenerator, prepareApp, outcome, runAction, SANDBOX, sh, type RunActionResult } from './harness.js';
+import {
+  cleanupApp,
+  dockerPs,
+  drainJobDone,
+  httpGet,
+  LoadGenerator,
+  prepareApp,
+  outcome,
+  runAction,
+  SANDBOX,
+  sh,
+  type RunActionResult
+} from './harness.js';
 
 const app = 'e2e-operate';
 const ports = { blue: 18241, green: 18242 };
@@ -35,7 +47,21 @@ interface StatusJson {
     reachable: boolean;
     live?: string;
     upstream?: { port?: number; color?: string; exists: boolean };
-    colors: Record<string, { exists: boolean; state?: string; role: string; image?: string; digest?: string; health?: { ok: boolean; status?: number }; restartCount?: number; uptimeSeconds?: number; memUsage?: string; logs?: string }>;
+    colors: Record<
+      string,
+      {
+        exists: boolean;
+        state?: string;
+        role: string;
+        image?: string;
+        digest?: string;
+        health?: { ok: boolean; status?: number };
+        restartCount?: number;
+        uptimeSeconds?: number;
+        memUsage?: string;
+        logs?: string;
+      }
+    >;
     history: Array<{ command: string; result: string; image: string }>;
     lock: { held: boolean };
     disk?: { usedPercent: number };
@@ -62,10 +88,15 @@ test('rollback with nothing kept is refused, saying what is there', async () => 
   const r = await rollback();
   expect(r.code).toBe(1);
   expect(r.outputs.result).toBe('failed');
-  expect(r.stdout).toMatch(/detect failed on 127\.0\.0\.1:2222: nothing to roll back to on this host: no green container is kept; only blue is there \(e2e-operate-blue: 127\.0\.0\.1:5000\/demo:v1, running\)/);
+  expect(r.stdout).toMatch(
+    /detect failed on 127\.0\.0\.1:2222: nothing to roll back to on this host: no green container is kept; only blue is there \(e2e-operate-blue: 127\.0\.0\.1:5000\/demo:v1, running\)/
+  );
   expect((await httpGet(`${url}/`)).body).toBe('v1');
   const { s } = await status();
-  expect(s.findings).toContainEqual({ level: 'warning', message: expect.stringContaining('no standby container is kept') });
+  expect(s.findings).toContainEqual({
+    level: 'warning',
+    message: expect.stringContaining('no standby container is kept')
+  });
 });
 
 test('status after two deploys reports live and standby from the real state, and changes nothing', async () => {
@@ -77,16 +108,25 @@ test('status after two deploys reports live and standby from the real state, and
   expect(r.outputs['active-color']).toBe('green');
   expect(s.live).toBe('green');
   expect(s.upstream).toMatchObject({ exists: true, port: ports.green, color: 'green' });
-  expect(s.colors.green).toMatchObject({ exists: true, state: 'running', role: 'live', image: `${SANDBOX.image}:v2`, health: { ok: true, status: 200 }, restartCount: 0 });
+  expect(s.colors.green).toMatchObject({
+    exists: true,
+    state: 'running',
+    role: 'live',
+    image: `${SANDBOX.image}:v2`,
+    health: { ok: true, status: 200 },
+    restartCount: 0
+  });
   expect(s.colors.green.digest).toMatch(/^sha256:/);
   expect(s.colors.green.memUsage).toMatch(/B/);
   expect(s.colors.green.logs).toContain('demo v2');
   expect(s.colors.blue).toMatchObject({ exists: true, state: 'exited', role: 'standby', image: `${SANDBOX.image}:v1` });
-  expect(s.history.slice(0, 3).map((h) => [h.command, h.result, h.image])).toEqual([
-    ['deploy', 'success', `${SANDBOX.image}:v2`],
-    ['rollback', 'failed', ''],
-    ['deploy', 'success', `${SANDBOX.image}:v1`]
-  ].map(([c, res, img]) => (img ? [c, res, img] : [c, res, expect.any(String)])));
+  expect(s.history.slice(0, 3).map((h) => [h.command, h.result, h.image])).toEqual(
+    [
+      ['deploy', 'success', `${SANDBOX.image}:v2`],
+      ['rollback', 'failed', ''],
+      ['deploy', 'success', `${SANDBOX.image}:v1`]
+    ].map(([c, res, img]) => (img ? [c, res, img] : [c, res, expect.any(String)]))
+  );
   expect(s.lock.held).toBe(false);
   expect(s.disk?.usedPercent).toBeGreaterThan(0);
   expect(s.findings.filter((f) => f.level !== 'info')).toEqual([]);
@@ -142,7 +182,10 @@ test('rollback-to the kept version is a plain rollback; rollback-to an older tag
   expect((await httpGet(`${url}/`)).body).toBe('v3');
   const { s } = await status();
   expect(s.colors[s.live!].image).toBe(`${SANDBOX.image}:v3`);
-  expect(s.colors[s.live === 'blue' ? 'green' : 'blue']).toMatchObject({ state: 'exited', image: `${SANDBOX.image}:v2` });
+  expect(s.colors[s.live === 'blue' ? 'green' : 'blue']).toMatchObject({
+    state: 'exited',
+    image: `${SANDBOX.image}:v2`
+  });
 });
 
 test('an image that passes health and fails shortly after the switch is switched back during verify', async () => {
@@ -150,7 +193,9 @@ test('an image that passes health and fails shortly after the switch is switched
   const r = await deploy('degrade', { 'verify-seconds': '8' });
   expect(r.code).toBe(1);
   expect(r.outputs.result).toBe('rolled-back');
-  expect(r.stdout).toMatch(/verify failed on 127\.0\.0\.1:2222: e2e-operate-(blue|green) turned unhealthy [\d.]+ s after the switch \(GET \/health: HTTP 500, twice in a row\)/);
+  expect(r.stdout).toMatch(
+    /verify failed on 127\.0\.0\.1:2222: e2e-operate-(blue|green) turned unhealthy [\d.]+ s after the switch \(GET \/health: HTTP 500, twice in a row\)/
+  );
   expect((await httpGet(`${url}/`)).body).toBe(live);
   const m = JSON.parse(fs.readFileSync(r.outputs['metrics-file'], 'utf8'));
   const names = m.hosts[0].steps.map((s: { name: string; status: string }) => `${s.name}:${s.status}`);
@@ -170,10 +215,15 @@ test('keep-images prunes old images of the repository but keeps what blue and gr
   expect(r.stdout).toMatch(/prune \d+ image reference\(s\) \(keep-images 1\)/);
   // the pruning is part of the job on the host that drains and stops the old colour
   await drainJobDone(app);
-  const left = (await sh(`docker images --no-trunc --format '{{.ID}}' ${SANDBOX.image} | sort -u`)).stdout.trim().split('\n');
+  const left = (await sh(`docker images --no-trunc --format '{{.ID}}' ${SANDBOX.image} | sort -u`)).stdout
+    .trim()
+    .split('\n');
   // images still used by any container on the host (ours, or another app's) cannot be removed
-  const used = new Set((await sh(`docker ps -aq | xargs -r docker inspect --format '{{.Image}}'`)).stdout.trim().split('\n'));
-  for (const c of await dockerPs(app)) expect(left).toContain((await sh(`docker inspect --format '{{.Image}}' ${c.name}`)).stdout.trim());
+  const used = new Set(
+    (await sh(`docker ps -aq | xargs -r docker inspect --format '{{.Image}}'`)).stdout.trim().split('\n')
+  );
+  for (const c of await dockerPs(app))
+    expect(left).toContain((await sh(`docker inspect --format '{{.Image}}' ${c.name}`)).stdout.trim());
   expect(left.filter((id) => !used.has(id))).toEqual([]);
 });
 
@@ -191,10 +241,14 @@ test('background drain: a slow request outlives the run that switched away from 
   expect(slowDone).toBe(false);
   const again = await deploy(live);
   expect(outcome(again)).toBe('success');
-  expect(again.stdout).toContain("the previous deploy's old colour is still finishing its requests (drain job on the host); waiting");
+  expect(again.stdout).toContain(
+    "the previous deploy's old colour is still finishing its requests (drain job on the host); waiting"
+  );
   const s = await slow;
   expect(s.status).toBe(200);
   expect(s.body.trim()).toBe(live);
   await drainJobDone(app);
-  expect(fs.readFileSync(`/home/ec2-user/.bluegreen/${app}/drain.log`, 'utf8')).toMatch(/@@drained\n@@stop\n@@stopped\n@@cleanup\n(removed .*\n)*exit 0\n/);
+  expect(fs.readFileSync(`/home/ec2-user/.bluegreen/${app}/drain.log`, 'utf8')).toMatch(
+    /@@drained\n@@stop\n@@stopped\n@@cleanup\n(removed .*\n)*exit 0\n/
+  );
 }, 120_000);

@@ -9,7 +9,20 @@ import path from 'node:path';
 import { ECRClient, GetAuthorizationTokenCommand } from '@aws-sdk/client-ecr';
 import { startFakeEcr } from './fake-ecr.js';
 import { startFakeResults, runtimeToken } from './fake-results.js';
-import { SANDBOX, LoadGenerator, cleanupApp, dockerPs, httpGet, parseCommandFile, prepareApp, q, runAction, sh, shOk, waitFor } from './harness.js';
+import {
+  SANDBOX,
+  LoadGenerator,
+  cleanupApp,
+  dockerPs,
+  httpGet,
+  parseCommandFile,
+  prepareApp,
+  q,
+  runAction,
+  sh,
+  shOk,
+  waitFor
+} from './harness.js';
 
 const APP = 'sandbox-smoke';
 const LISTEN_PORT = 18180;
@@ -17,15 +30,22 @@ const BLUE_PORT = 18181;
 
 function sshArgs(key = SANDBOX.privateKeyPath): string {
   return [
-    '-i', q(key), '-o IdentitiesOnly=yes', `-o UserKnownHostsFile=${q(SANDBOX.knownHostsPath)}`,
-    '-o StrictHostKeyChecking=yes', '-o ConnectTimeout=10', `-p ${SANDBOX.sshPort}`
+    '-i',
+    q(key),
+    '-o IdentitiesOnly=yes',
+    `-o UserKnownHostsFile=${q(SANDBOX.knownHostsPath)}`,
+    '-o StrictHostKeyChecking=yes',
+    '-o ConnectTimeout=10',
+    `-p ${SANDBOX.sshPort}`
   ].join(' ');
 }
 
 /** docker login into a throwaway config dir; returns `docker --config <dir>` prefix. */
 async function dockerWithLogin(): Promise<{ docker: string; dir: string }> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bg-docker-cfg-'));
-  await shOk(`docker --config ${q(dir)} login ${SANDBOX.registry} -u ${SANDBOX.registryUser} --password-stdin`, { input: SANDBOX.registryPassword });
+  await shOk(`docker --config ${q(dir)} login ${SANDBOX.registry} -u ${SANDBOX.registryUser} --password-stdin`, {
+    input: SANDBOX.registryPassword
+  });
   return { docker: `docker --config ${q(dir)}`, dir };
 }
 
@@ -45,7 +65,9 @@ function withEnv<T>(vars: Record<string, string | undefined>, fn: () => Promise<
 async function quietWorkflowCommands<T>(fn: () => Promise<T>): Promise<T> {
   const write = process.stdout.write;
   process.stdout.write = ((chunk: unknown, ...rest: unknown[]) =>
-    typeof chunk === 'string' && chunk.startsWith('::') ? true : (write as Function).call(process.stdout, chunk, ...rest)) as typeof write;
+    typeof chunk === 'string' && chunk.startsWith('::')
+      ? true
+      : (write as Function).call(process.stdout, chunk, ...rest)) as typeof write;
   try {
     return await fn();
   } finally {
@@ -55,13 +77,24 @@ async function quietWorkflowCommands<T>(fn: () => Promise<T>): Promise<T> {
 
 describe('e2e sandbox', () => {
   test('ec2-user can ssh in with the key (host key pinned) and run docker and the allowed sudo nginx commands', async () => {
-    const r = await sh(`ssh ${sshArgs()} -o BatchMode=yes ${SANDBOX.user}@${SANDBOX.sshHost} 'id -un; docker ps --format "{{.ID}}" >/dev/null && echo docker-ok; sudo -n /usr/sbin/nginx -t -q && echo nginx-t-ok; test -w /etc/nginx/bluegreen && echo dir-writable; sudo -n /usr/sbin/nginx -T >/dev/null 2>&1 || echo other-sudo-denied'`);
+    const r = await sh(
+      `ssh ${sshArgs()} -o BatchMode=yes ${SANDBOX.user}@${SANDBOX.sshHost} 'id -un; docker ps --format "{{.ID}}" >/dev/null && echo docker-ok; sudo -n /usr/sbin/nginx -t -q && echo nginx-t-ok; test -w /etc/nginx/bluegreen && echo dir-writable; sudo -n /usr/sbin/nginx -T >/dev/null 2>&1 || echo other-sudo-denied'`
+    );
     expect(r.stderr).toBe('');
-    expect(r.stdout.split('\n')).toEqual(['ec2-user', 'docker-ok', 'nginx-t-ok', 'dir-writable', 'other-sudo-denied', '']);
+    expect(r.stdout.split('\n')).toEqual([
+      'ec2-user',
+      'docker-ok',
+      'nginx-t-ok',
+      'dir-writable',
+      'other-sudo-denied',
+      ''
+    ]);
     expect(r.code).toBe(0);
 
     // the known_hosts entry and the fingerprint file describe the host key sshd really presents
-    const scan = await shOk(`ssh-keyscan -p ${SANDBOX.sshPort} -t ed25519 ${SANDBOX.sshHost} 2>/dev/null | ssh-keygen -lf - | awk '{print $2}'`);
+    const scan = await shOk(
+      `ssh-keyscan -p ${SANDBOX.sshPort} -t ed25519 ${SANDBOX.sshHost} 2>/dev/null | ssh-keygen -lf - | awk '{print $2}'`
+    );
     expect(scan.trim()).toBe(SANDBOX.fingerprint);
     expect(SANDBOX.fingerprint).toMatch(/^SHA256:[A-Za-z0-9+/]{43}$/);
     expect(SANDBOX.knownHosts).toContain('[127.0.0.1]:2222 ssh-ed25519 ');
@@ -91,10 +124,13 @@ describe('e2e sandbox', () => {
     // the AWS account (what a fake-ECR token decodes to) works for ec2-user on the host, as the action would use it
     const ecr = await startFakeEcr({ password: SANDBOX.ecrPassword });
     try {
-      const res = await withEnv({ AWS_ACCESS_KEY_ID: 'AKIASANDBOX0000', AWS_SECRET_ACCESS_KEY: 's', AWS_ENDPOINT_URL_ECR: ecr.url }, () =>
-        new ECRClient({ region: 'us-east-1' }).send(new GetAuthorizationTokenCommand({}))
+      const res = await withEnv(
+        { AWS_ACCESS_KEY_ID: 'AKIASANDBOX0000', AWS_SECRET_ACCESS_KEY: 's', AWS_ENDPOINT_URL_ECR: ecr.url },
+        () => new ECRClient({ region: 'us-east-1' }).send(new GetAuthorizationTokenCommand({}))
       );
-      const [user, password] = Buffer.from(res.authorizationData![0].authorizationToken!, 'base64').toString().split(':');
+      const [user, password] = Buffer.from(res.authorizationData![0].authorizationToken!, 'base64')
+        .toString()
+        .split(':');
       expect(user).toBe(SANDBOX.ecrUser);
       const login = await sh(
         `ssh ${sshArgs()} -o BatchMode=yes ${SANDBOX.user}@${SANDBOX.sshHost} 'd=$(mktemp -d) && docker --config $d login ${SANDBOX.registry} -u ${user} --password-stdin >/dev/null 2>&1 && docker --config $d pull -q ${SANDBOX.image}:v3; rc=$?; rm -rf $d; exit $rc'`,
@@ -106,7 +142,9 @@ describe('e2e sandbox', () => {
       await sh(`docker rmi ${SANDBOX.image}:v3`);
     }
 
-    const anonPull = await sh(`docker --config ${q(fs.mkdtempSync(path.join(os.tmpdir(), 'bg-anon-')))} pull -q ${SANDBOX.image}:v1`);
+    const anonPull = await sh(
+      `docker --config ${q(fs.mkdtempSync(path.join(os.tmpdir(), 'bg-anon-')))} pull -q ${SANDBOX.image}:v1`
+    );
     expect(anonPull.code).not.toBe(0);
     expect(anonPull.stderr).toMatch(/no basic auth credentials|unauthorized|authentication required/i);
   });
@@ -116,7 +154,9 @@ describe('e2e sandbox', () => {
     const name = `${APP}-img`;
     try {
       await sh(`docker rm -f ${name}-a ${name}-b ${name}-c`);
-      await shOk(`${docker} run -d --name ${name}-a -e GREETING='hi there' -p 127.0.0.1:18191:8080 ${SANDBOX.image}:v2`);
+      await shOk(
+        `${docker} run -d --name ${name}-a -e GREETING='hi there' -p 127.0.0.1:18191:8080 ${SANDBOX.image}:v2`
+      );
       await shOk(`${docker} run -d --name ${name}-b -p 127.0.0.1:18192:8080 ${SANDBOX.image}:unhealthy`);
       const a = 'http://127.0.0.1:18191';
       await waitFor(async () => (await httpGet(`${a}/health`)).status === 200, { what: 'v2 to serve /health' });
@@ -137,7 +177,9 @@ describe('e2e sandbox', () => {
       // the entry script handles SIGTERM: it exits 0 instead of being killed (137) after the stop timeout
       expect((await shOk(`docker inspect --format '{{.State.ExitCode}}' ${name}-a`)).trim()).toBe('0');
     } finally {
-      await sh(`docker rm -f ${name}-a ${name}-b ${name}-c; docker rmi ${SANDBOX.image}:v2 ${SANDBOX.image}:unhealthy ${SANDBOX.image}:crash`);
+      await sh(
+        `docker rm -f ${name}-a ${name}-b ${name}-c; docker rmi ${SANDBOX.image}:v2 ${SANDBOX.image}:unhealthy ${SANDBOX.image}:crash`
+      );
       fs.rmSync(dir, { recursive: true, force: true });
     }
   });
@@ -150,7 +192,9 @@ describe('e2e sandbox', () => {
       await sh(`docker rm -f ${name}`);
       await shOk(`${docker} pull -q ${SANDBOX.image}:degrade`); // so the 3 s below are not spent pulling
       await shOk(`${docker} run -d --name ${name} -e GREETING=hi -p 127.0.0.1:18193:8080 ${SANDBOX.image}:degrade`);
-      await waitFor(async () => (await httpGet(`${d}/health`).catch(() => ({ status: 0 }))).status === 200, { what: 'degrade to be healthy' });
+      await waitFor(async () => (await httpGet(`${d}/health`).catch(() => ({ status: 0 }))).status === 200, {
+        what: 'degrade to be healthy'
+      });
       expect((await sh(`docker logs ${name} 2>&1`)).stdout).not.toContain('degraded');
       expect(await httpGet(`${d}/health`)).toMatchObject({ status: 200, body: 'ok' });
       expect(await httpGet(`${d}/`)).toMatchObject({ status: 200, body: 'degrade' });
@@ -172,7 +216,12 @@ describe('e2e sandbox', () => {
     const ecr = await startFakeEcr({ password: 'ecr-secret' });
     const bad = await startFakeEcr({ password: 'x', fail: true });
     try {
-      const creds = { AWS_ACCESS_KEY_ID: 'AKIASANDBOX0000', AWS_SECRET_ACCESS_KEY: 'sandbox-secret', AWS_SESSION_TOKEN: undefined, AWS_PROFILE: undefined };
+      const creds = {
+        AWS_ACCESS_KEY_ID: 'AKIASANDBOX0000',
+        AWS_SECRET_ACCESS_KEY: 'sandbox-secret',
+        AWS_SESSION_TOKEN: undefined,
+        AWS_PROFILE: undefined
+      };
       const res = await withEnv({ ...creds, AWS_ENDPOINT_URL_ECR: ecr.url }, () =>
         new ECRClient({ region: 'us-east-1' }).send(new GetAuthorizationTokenCommand({}))
       );
@@ -181,11 +230,18 @@ describe('e2e sandbox', () => {
       expect(data.expiresAt).toBeInstanceOf(Date);
       expect(data.expiresAt!.getTime()).toBeGreaterThan(Date.now());
       expect(ecr.requests).toEqual([
-        expect.objectContaining({ target: 'AmazonEC2ContainerRegistry_V20150921.GetAuthorizationToken', region: 'us-east-1', accessKeyId: 'AKIASANDBOX0000' })
+        expect.objectContaining({
+          target: 'AmazonEC2ContainerRegistry_V20150921.GetAuthorizationToken',
+          region: 'us-east-1',
+          accessKeyId: 'AKIASANDBOX0000'
+        })
       ]);
 
       const err = await withEnv({ ...creds, AWS_ENDPOINT_URL_ECR: bad.url }, () =>
-        new ECRClient({ region: 'eu-west-1' }).send(new GetAuthorizationTokenCommand({})).then(() => undefined, (e: Error) => e)
+        new ECRClient({ region: 'eu-west-1' }).send(new GetAuthorizationTokenCommand({})).then(
+          () => undefined,
+          (e: Error) => e
+        )
       );
       expect(err?.name).toBe('AccessDeniedException');
       expect(bad.requests[0]).toMatchObject({ region: 'eu-west-1' });
@@ -202,15 +258,25 @@ describe('e2e sandbox', () => {
     fs.writeFileSync(path.join(root, 'logs', 'deploy.log'), 'line 1\nline 2\n');
     fs.writeFileSync(path.join(root, 'metrics.json'), '{"swapMs":12}');
     try {
-      const res = await quietWorkflowCommands(() => withEnv(
-        { ACTIONS_RUNTIME_TOKEN: runtimeToken('run-1', 'job-2'), ACTIONS_RESULTS_URL: results.url, GITHUB_SERVER_URL: 'https://github.com', GITHUB_RETENTION_DAYS: undefined },
-        async () => {
-          const { DefaultArtifactClient } = await import('@actions/artifact');
-          return new DefaultArtifactClient().uploadArtifact(
-            'bluegreen-logs', [path.join(root, 'logs', 'deploy.log'), path.join(root, 'metrics.json')], root, { retentionDays: 30 }
-          );
-        }
-      ));
+      const res = await quietWorkflowCommands(() =>
+        withEnv(
+          {
+            ACTIONS_RUNTIME_TOKEN: runtimeToken('run-1', 'job-2'),
+            ACTIONS_RESULTS_URL: results.url,
+            GITHUB_SERVER_URL: 'https://github.com',
+            GITHUB_RETENTION_DAYS: undefined
+          },
+          async () => {
+            const { DefaultArtifactClient } = await import('@actions/artifact');
+            return new DefaultArtifactClient().uploadArtifact(
+              'bluegreen-logs',
+              [path.join(root, 'logs', 'deploy.log'), path.join(root, 'metrics.json')],
+              root,
+              { retentionDays: 30 }
+            );
+          }
+        )
+      );
       expect(res.id).toBe(1);
       expect(results.artifacts).toHaveLength(1);
       const a = results.artifacts[0];
@@ -239,7 +305,9 @@ describe('e2e sandbox', () => {
       expect(fs.readFileSync(`/etc/nginx/bluegreen/${APP}.conf`, 'utf8')).toContain(`server 127.0.0.1:${BLUE_PORT};`);
       expect((await httpGet(url)).status).toBe(502); // nothing on the blue port yet
 
-      await shOk(`${docker} run -d --name ${APP}-blue --label bluegreen.app=${APP} -p 127.0.0.1:${BLUE_PORT}:8080 ${SANDBOX.image}:v1`);
+      await shOk(
+        `${docker} run -d --name ${APP}-blue --label bluegreen.app=${APP} -p 127.0.0.1:${BLUE_PORT}:8080 ${SANDBOX.image}:v1`
+      );
       await waitFor(async () => (await httpGet(url)).status === 200, { what: 'v1 through nginx' });
       expect(await httpGet(url)).toMatchObject({ status: 200, body: 'v1' });
 
@@ -293,15 +361,28 @@ process.exitCode = 3;
 `
     );
     const r = await withEnv({ INPUT_LEAK: 'x' }, () =>
-      runAction({ app: 'demo', 'ssh-private-key': SANDBOX.privateKey, 'with space': 'y' }, { script, env: { EXTRA: 'e' } })
+      runAction(
+        { app: 'demo', 'ssh-private-key': SANDBOX.privateKey, 'with space': 'y' },
+        { script, env: { EXTRA: 'e' } }
+      )
     );
     expect(r.code).toBe(3);
-    expect(r.outputs).toEqual({ simple: String(SANDBOX.privateKey.length), multi: 'line a\nline=b', version: expect.stringMatching(/^v24\./) });
+    expect(r.outputs).toEqual({
+      simple: String(SANDBOX.privateKey.length),
+      multi: 'line a\nline=b',
+      version: expect.stringMatching(/^v24\./)
+    });
     expect(r.summary).toBe('## summary\n');
     expect(fs.readFileSync(path.join(r.runnerTemp, 'log.txt'), 'utf8')).toBe('x');
     const seen = JSON.parse(r.stdout);
     expect(seen).toMatchObject({
-      env: ['INPUT_APP', 'INPUT_SSH-PRIVATE-KEY', 'INPUT_WITH_SPACE'], app: 'demo', sp: 'y', repo: 'org/app', ci: 'true', nodeOptions: null, extra: 'e'
+      env: ['INPUT_APP', 'INPUT_SSH-PRIVATE-KEY', 'INPUT_WITH_SPACE'],
+      app: 'demo',
+      sp: 'y',
+      repo: 'org/app',
+      ci: 'true',
+      nodeOptions: null,
+      extra: 'e'
     });
     expect(r.stderr).toContain('stdin=""');
     expect(parseCommandFile('a=1\nb<<EOF\nx\n\ny\nEOF\nc=d=e\n')).toEqual({ a: '1', b: 'x\n\ny', c: 'd=e' });

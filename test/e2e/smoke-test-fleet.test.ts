@@ -43,14 +43,24 @@ const removeApp = `ids="$(docker ps -aq --filter label=bluegreen.app=${app})"; [
 async function live(): Promise<Record<string, string>> {
   const out: Record<string, string> = {};
   for (const n of NAMES) {
-    out[n] = (await onHostOk(n, `p=$(sed -n 's/.*server 127\\.0\\.0\\.1:\\([0-9]*\\).*/\\1/p' /etc/nginx/bluegreen/${app}.conf); curl -fsS "http://127.0.0.1:$p/"`)).trim();
+    out[n] = (
+      await onHostOk(
+        n,
+        `p=$(sed -n 's/.*server 127\\.0\\.0\\.1:\\([0-9]*\\).*/\\1/p' /etc/nginx/bluegreen/${app}.conf); curl -fsS "http://127.0.0.1:$p/"`
+      )
+    ).trim();
   }
   return out;
 }
 
 beforeAll(async () => {
   await Promise.all(
-    NAMES.map((n) => onHostOk(n, `${removeApp}\nprintf 'upstream ${app} { server 127.0.0.1:${ports.blue}; }\\n' >/etc/nginx/bluegreen/${app}.conf && chown ec2-user:ec2-user /etc/nginx/bluegreen/${app}.conf`))
+    NAMES.map((n) =>
+      onHostOk(
+        n,
+        `${removeApp}\nprintf 'upstream ${app} { server 127.0.0.1:${ports.blue}; }\\n' >/etc/nginx/bluegreen/${app}.conf && chown ec2-user:ec2-user /etc/nginx/bluegreen/${app}.conf`
+      )
+    )
   );
 });
 afterAll(async () => {
@@ -59,11 +69,17 @@ afterAll(async () => {
 });
 
 test('canary + smoke-test-on first: only the canary is tested, through the tunnel, though the runner has no route to it', async () => {
-  const r = await deploy('v1', { rollout: 'canary', 'smoke-test': `echo "$BLUEGREEN_HOST $(curl -fsS "$BLUEGREEN_CANDIDATE_URL/")" >> ${record}`, 'smoke-test-on': 'first' });
+  const r = await deploy('v1', {
+    rollout: 'canary',
+    'smoke-test': `echo "$BLUEGREEN_HOST $(curl -fsS "$BLUEGREEN_CANDIDATE_URL/")" >> ${record}`,
+    'smoke-test-on': 'first'
+  });
   expect(outcome(r)).toBe('success');
   expect(fs.readFileSync(record, 'utf8')).toBe(`${label('bgf-h1')} v1\n`);
   const m = JSON.parse(fs.readFileSync(r.outputs['metrics-file'], 'utf8'));
-  const tested = m.hosts.filter((h: { steps: Array<{ name: string }> }) => h.steps.some((s) => s.name === 'smoke-test')).map((h: { host: string }) => h.host);
+  const tested = m.hosts
+    .filter((h: { steps: Array<{ name: string }> }) => h.steps.some((s) => s.name === 'smoke-test'))
+    .map((h: { host: string }) => h.host);
   expect(tested).toEqual([label('bgf-h1')]);
   expect(await live()).toEqual({ 'bgf-h1': 'v1', 'bgf-h2': 'v1', 'bgf-h3': 'v1' });
 }, 300_000);

@@ -7,7 +7,17 @@
  */
 import crypto from 'node:crypto';
 import { runAction, SANDBOX, type LoadResult, type RunActionResult } from './harness.js';
-import { cleanupFleetApp, dockerPsOn, fleetInputs, fleetVersions, loadFleet, onHostOk, prepareFleetApp, underFleetLoad, type Fleet } from './fleet-harness.js';
+import {
+  cleanupFleetApp,
+  dockerPsOn,
+  fleetInputs,
+  fleetVersions,
+  loadFleet,
+  onHostOk,
+  prepareFleetApp,
+  underFleetLoad,
+  type Fleet
+} from './fleet-harness.js';
 import { fleetInstanceId, startFakeAws, STOPPED_INSTANCE_ID, type FakeAws } from './fake-aws/index.js';
 
 const app = 'ssm-e2e';
@@ -41,7 +51,8 @@ function run(inputs: Record<string, string>, signal?: AbortSignal): Promise<RunA
     { env: aws.env, timeoutMs: 400_000, signal }
   );
 }
-const deploy = (tag: string, extra: Record<string, string> = {}, signal?: AbortSignal) => run({ image: `${fleet.registry}/demo:${tag}`, ...extra }, signal);
+const deploy = (tag: string, extra: Record<string, string> = {}, signal?: AbortSignal) =>
+  run({ image: `${fleet.registry}/demo:${tag}`, ...extra }, signal);
 
 const versions = () => fleetVersions(urls, NAMES);
 const underLoad = <T>(fn: () => Promise<T>) => underFleetLoad(urls, NAMES, fn);
@@ -55,10 +66,20 @@ function expectNoFailedRequests(loads: Record<string, LoadResult>): void {
 
 /** The background drain jobs (wait-for-drain: false) have stopped the old colours. */
 async function drained(): Promise<void> {
-  await Promise.all(NAMES.map((n) => onHostOk(n, `f=/home/ec2-user/.bluegreen/${app}/drain.lock; [ ! -e "$f" ] || flock -w 60 "$f" true`)));
+  await Promise.all(
+    NAMES.map((n) =>
+      onHostOk(n, `f=/home/ec2-user/.bluegreen/${app}/drain.lock; [ ! -e "$f" ] || flock -w 60 "$f" true`)
+    )
+  );
 }
 
-const explain = (r: RunActionResult) => ({ result: r.outputs.result, errors: r.stdout.split('\n').filter((l) => l.startsWith('::error')).slice(0, 3) });
+const explain = (r: RunActionResult) => ({
+  result: r.outputs.result,
+  errors: r.stdout
+    .split('\n')
+    .filter((l) => l.startsWith('::error'))
+    .slice(0, 3)
+});
 
 beforeAll(async () => {
   fleet = await loadFleet({ hosts: 3 });
@@ -81,7 +102,10 @@ test('hosts found by tag (the stopped one left out), deployed with no SSH: env a
   for (const l of LABELS) expect(r.summary).toContain(l);
   expect(await versions()).toEqual({ 'bgf-h1': 'v1', 'bgf-h2': 'v1', 'bgf-h3': 'v1' });
   for (const n of NAMES) {
-    const env = await onHostOk(n, `docker inspect --format '{{range .Config.Env}}{{println .}}{{end}}' ${app}-blue ${app}-green 2>/dev/null || true`);
+    const env = await onHostOk(
+      n,
+      `docker inspect --format '{{range .Config.Env}}{{println .}}{{end}}' ${app}-blue ${app}-green 2>/dev/null || true`
+    );
     expect(env).toContain(`SECRET_TOKEN=${ENV_SECRET}`);
   }
   // the per-host SSM sessions (one-time keys) are gone once the run closed them
@@ -106,17 +130,22 @@ test('a failing deploy (unhealthy image) is rolled back: v2 keeps serving everyw
   const { value: r, loads } = await underLoad(() => deploy('unhealthy', { 'health-timeout-seconds': '5' }));
   expect(r.code).not.toBe(0);
   expect(r.outputs.result).toBe('failed');
-  expect(r.stdout).toMatch(/::error title=bluegreen-ec2-action%3A failed::health failed on i-0f1ee70000000000[123] \(bgf-h[123]\): GET \/health on port 1945[12] did not answer 2xx within 5 s .*HTTP 404/);
+  expect(r.stdout).toMatch(
+    /::error title=bluegreen-ec2-action%3A failed::health failed on i-0f1ee70000000000[123] \(bgf-h[123]\): GET \/health on port 1945[12] did not answer 2xx within 5 s .*HTTP 404/
+  );
   expect(r.summary).toContain('Last log lines of the candidate');
   expectNoFailedRequests(loads);
   expect(await versions()).toEqual({ 'bgf-h1': 'v2', 'bgf-h2': 'v2', 'bgf-h3': 'v2' });
-  for (const n of NAMES) expect((await dockerPsOn(n, app)).some((c) => c.labels['bluegreen.image']?.endsWith(':unhealthy'))).toBe(false);
+  for (const n of NAMES)
+    expect((await dockerPsOn(n, app)).some((c) => c.labels['bluegreen.image']?.endsWith(':unhealthy'))).toBe(false);
 }, 400_000);
 
 test('status reads every host through SSM', async () => {
   const s = await run({ command: 'status' });
   expect(explain(s)).toEqual({ result: 'success', errors: [] });
-  const json = JSON.parse(s.outputs['status-json']) as { hosts: Array<{ host: string; reachable: boolean; live?: string; colors: Record<string, { image?: string }> }> };
+  const json = JSON.parse(s.outputs['status-json']) as {
+    hosts: Array<{ host: string; reachable: boolean; live?: string; colors: Record<string, { image?: string }> }>;
+  };
   expect(json.hosts.map((h) => [h.host, h.reachable])).toEqual(LABELS.map((l) => [l, true]));
   for (const h of json.hosts) expect(h.colors[h.live!].image).toMatch(/demo:v2$/);
 }, 400_000);
@@ -132,7 +161,10 @@ test('rollback under load returns every host to v1', async () => {
 test('a cancelled run cancels its command in flight (CancelCommand) and changes nothing', async () => {
   // Another deploy holds bgf-h1's lease: the run waits for it inside one SSM command.
   const lease = `/home/ec2-user/.bluegreen/${app}/lease`;
-  await onHostOk('bgf-h1', `mkdir -p "$(dirname ${lease})" && printf '%s %s %s\\n' other-deploy.0001 $(( $(date +%s) + 600 )) '{"deployId":"other-deploy"}' > ${lease} && chown -R ec2-user: /home/ec2-user/.bluegreen`);
+  await onHostOk(
+    'bgf-h1',
+    `mkdir -p "$(dirname ${lease})" && printf '%s %s %s\\n' other-deploy.0001 $(( $(date +%s) + 600 )) '{"deployId":"other-deploy"}' > ${lease} && chown -R ec2-user: /home/ec2-user/.bluegreen`
+  );
   try {
     const ac = new AbortController();
     const t0 = Date.now();
@@ -141,14 +173,26 @@ test('a cancelled run cancels its command in flight (CancelCommand) and changes 
     let waiting: string | undefined;
     while (!waiting && Date.now() - t0 < 60_000) {
       await new Promise((r) => setTimeout(r, 250));
-      waiting = aws.ssm.invocations().find((i) => i.instanceId === fleetInstanceId(1) && i.status === 'InProgress' && i.startedAt && Date.now() - i.startedAt.getTime() > 1500 && i.requestedAt.getTime() > t0)?.commandId;
+      waiting = aws.ssm
+        .invocations()
+        .find(
+          (i) =>
+            i.instanceId === fleetInstanceId(1) &&
+            i.status === 'InProgress' &&
+            i.startedAt &&
+            Date.now() - i.startedAt.getTime() > 1500 &&
+            i.requestedAt.getTime() > t0
+        )?.commandId;
     }
     expect(waiting).toBeDefined();
     ac.abort();
     const r = await running;
     expect(r.outputs.result).toBe('failed');
     expect(r.stdout).toMatch(/cancelled/);
-    const cancels = aws.ssm.requests().filter((q) => q.operation === 'CancelCommand').map((q) => (q.body as { CommandId?: string }).CommandId);
+    const cancels = aws.ssm
+      .requests()
+      .filter((q) => q.operation === 'CancelCommand')
+      .map((q) => (q.body as { CommandId?: string }).CommandId);
     expect(cancels).toContain(waiting);
     expect(aws.ssm.invocations().find((i) => i.commandId === waiting)?.status).toBe('Cancelled');
     expect(await versions()).toEqual({ 'bgf-h1': 'v1', 'bgf-h2': 'v1', 'bgf-h3': 'v1' });
@@ -166,7 +210,9 @@ test('a host whose SSM agent is offline is reported by status, with what to chec
     expect(s.outputs['failed-hosts']).toBe(LABELS[1]);
     expect(s.outputs['succeeded-hosts'].split(',')).toEqual([LABELS[0], LABELS[2]]);
     // SSM refuses commands for a node whose agent is not connected (InvalidInstanceId)
-    expect(s.stdout).toContain(`SSM SendCommand for ${LABELS[1]} failed: ${LABELS[1]} is not a managed node SSM can reach in us-east-1: is the instance running, in this region and account, with the SSM agent running`);
+    expect(s.stdout).toContain(
+      `SSM SendCommand for ${LABELS[1]} failed: ${LABELS[1]} is not a managed node SSM can reach in us-east-1: is the instance running, in this region and account, with the SSM agent running`
+    );
   } finally {
     aws.instances.setOnline(fleetInstanceId(2), true);
   }
@@ -176,7 +222,9 @@ test('a selector that matches nothing fails before anything is touched and says 
   const before = aws.ssm.sentParameters().length;
   const r = await run({ hosts: 'tag:Role=nothing-here', image: `${fleet.registry}/demo:v2` });
   expect(r.code).not.toBe(0);
-  expect(r.stdout).toContain('no running instance matches tag:Role=nothing-here in us-east-1 (DescribeInstances filters: tag:Role=nothing-here, instance-state-name=running)');
+  expect(r.stdout).toContain(
+    'no running instance matches tag:Role=nothing-here in us-east-1 (DescribeInstances filters: tag:Role=nothing-here, instance-state-name=running)'
+  );
   expect(aws.ssm.sentParameters().length).toBe(before);
 }, 120_000);
 
@@ -187,20 +235,36 @@ test('the record of every command sent holds no secret', () => {
   for (const secret of [SANDBOX.registryPassword, ENV_SECRET]) {
     expect(all).not.toContain(secret);
     // nor as base64, at any alignment
-    for (let i = 0; i < 3; i++) expect(all).not.toContain(Buffer.from(`${'x'.repeat(i)}${secret}`).toString('base64').slice(4, -4));
+    for (let i = 0; i < 3; i++)
+      expect(all).not.toContain(
+        Buffer.from(`${'x'.repeat(i)}${secret}`)
+          .toString('base64')
+          .slice(4, -4)
+      );
   }
   for (const p of sent) expect(Object.keys(p).sort()).toEqual(['commands', 'executionTimeout']);
   const requests = aws.ssm.requests().filter((q) => q.operation === 'SendCommand');
-  expect(new Set(requests.map((q) => (q.body as { DocumentName?: string }).DocumentName))).toEqual(new Set(['AWS-RunShellScript']));
+  expect(new Set(requests.map((q) => (q.body as { DocumentName?: string }).DocumentName))).toEqual(
+    new Set(['AWS-RunShellScript'])
+  );
 });
 
 test('transport: ssh finds hosts by tag too: the private addresses, through the bastion', async () => {
   const ssh = fleetInputs(fleet, NAMES);
   const r = await runAction(
-    { ...ssh, hosts: 'tag:Role=backend', 'ssh-private-key': SANDBOX.privateKey, 'app-name': app, command: 'status', 'upload-artifacts': 'false' },
+    {
+      ...ssh,
+      hosts: 'tag:Role=backend',
+      'ssh-private-key': SANDBOX.privateKey,
+      'app-name': app,
+      command: 'status',
+      'upload-artifacts': 'false'
+    },
     { env: aws.env, timeoutMs: 120_000 }
   );
   expect(explain(r)).toEqual({ result: 'success', errors: [] });
-  expect(r.stdout).toContain(`hosts: ${LABELS.map((l, i) => `${l} at ${fleet.hosts.find((h) => h.name === NAMES[i])!.host}`).join(', ')}`);
+  expect(r.stdout).toContain(
+    `hosts: ${LABELS.map((l, i) => `${l} at ${fleet.hosts.find((h) => h.name === NAMES[i])!.host}`).join(', ')}`
+  );
   expect(r.outputs['succeeded-hosts'].split(',')).toEqual(LABELS);
 }, 120_000);

@@ -36,7 +36,12 @@ function metaFor(ip) {
 const tokens = new Map(); // token -> { exp (ms), ip }
 
 function reply(res, code, body, headers = {}) {
-  res.writeHead(code, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(body), server: 'EC2ws', ...headers });
+  res.writeHead(code, {
+    'content-type': 'text/plain',
+    'content-length': Buffer.byteLength(body),
+    server: 'EC2ws',
+    ...headers
+  });
   res.end(body);
 }
 
@@ -66,7 +71,9 @@ const server = http.createServer((req, res) => {
     return reply(res, 200, top.join('\n'));
   }
   if (meta[key] !== undefined) return reply(res, 200, meta[key]);
-  const children = Object.keys(meta).filter((k) => k.startsWith(`${key}/`)).map((k) => k.slice(key.length + 1).split('/')[0]);
+  const children = Object.keys(meta)
+    .filter((k) => k.startsWith(`${key}/`))
+    .map((k) => k.slice(key.length + 1).split('/')[0]);
   if (children.length) return reply(res, 200, [...new Set(children)].join('\n'));
   reply(res, 404, 'Not Found\n');
 });

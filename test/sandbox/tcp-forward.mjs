@@ -10,7 +10,9 @@ const [listen, target, pidfile] = process.argv.slice(2);
 const split = (s) => {
   const m = /^(.+):(\d+)$/.exec(s ?? '');
   if (!m) {
-    console.error(`usage: node tcp-forward.mjs <listenHost:port> <targetHost:port> [pidfile] (got ${JSON.stringify(s)})`);
+    console.error(
+      `usage: node tcp-forward.mjs <listenHost:port> <targetHost:port> [pidfile] (got ${JSON.stringify(s)})`
+    );
     process.exit(2);
   }
   return { host: m[1], port: Number(m[2]) };
@@ -30,7 +32,8 @@ const server = net.createServer({ allowHalfOpen: true, noDelay: true }, (client)
   // a reset on one side is passed on as a reset (as a TCP load balancer does), not as a clean close
   client.on('error', () => (upstream.destroyed ? undefined : upstream.resetAndDestroy()));
   upstream.on('error', (e) => {
-    if (e.code !== 'ECONNRESET') console.error(`${new Date().toISOString()} upstream ${target}: ${e.code ?? e.message}`);
+    if (e.code !== 'ECONNRESET')
+      console.error(`${new Date().toISOString()} upstream ${target}: ${e.code ?? e.message}`);
     if (!client.destroyed) client.resetAndDestroy();
   });
 });

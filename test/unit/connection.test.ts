@@ -6,7 +6,12 @@
 import { afterEach, describe, expect, jest, test } from '@jest/globals';
 import net from 'node:net';
 import ssh2, { type ServerChannel } from 'ssh2';
-import { connect, ConnectError, ConnectionLostError, type SshRemoteHost as RemoteHost } from '../../src/ssh/connection.js';
+import {
+  connect,
+  ConnectError,
+  ConnectionLostError,
+  type SshRemoteHost as RemoteHost
+} from '../../src/ssh/connection.js';
 import { preconnect } from '../../src/ssh/preconnect.js';
 import type { HostTarget, SshSettings } from '../../src/config/types.js';
 
@@ -46,7 +51,10 @@ const settings = (over: Partial<SshSettings> = {}): SshSettings => ({
   ...over
 });
 
-async function withHost<T>(onExec: ExecHandler, fn: (r: RemoteHost, connections: ssh2.Connection[]) => Promise<T>): Promise<T> {
+async function withHost<T>(
+  onExec: ExecHandler,
+  fn: (r: RemoteHost, connections: ssh2.Connection[]) => Promise<T>
+): Promise<T> {
   const { target, connections } = await server(onExec);
   const r = await connect(target, settings());
   try {
@@ -91,7 +99,9 @@ describe('run()', () => {
       async (r) => {
         const err = await r.run('anything').catch((e: unknown) => e);
         expect(err).toBeInstanceOf(ConnectionLostError);
-        expect((err as Error).message).toMatch(/^the SSH connection to ec2-user@127\.0\.0\.1:\d+ was lost \(the remote command ended without an exit status\)$/);
+        expect((err as Error).message).toMatch(
+          /^the SSH connection to ec2-user@127\.0\.0\.1:\d+ was lost \(the remote command ended without an exit status\)$/
+        );
         expect(r.isConnected()).toBe(false);
         await expect(r.run('again')).rejects.toBeInstanceOf(ConnectionLostError);
       }
@@ -172,9 +182,16 @@ describe('connect() and cancellation', () => {
     servers.push({ close: () => (mute.close(), peers.forEach((p) => p.destroy())) });
     const port = (mute.address() as net.AddressInfo).port;
     // Without the abort, this attempt alone would wait 10 minutes for a handshake, then retry: the test would time out.
-    const err = await connect({ label: 'mute', host: '127.0.0.1', port, user: 'ec2-user' }, settings({ connectTimeoutMs: 600_000, connectRetries: 3 }), { signal: ac.signal }).catch((e: unknown) => e);
+    const err = await connect(
+      { label: 'mute', host: '127.0.0.1', port, user: 'ec2-user' },
+      settings({ connectTimeoutMs: 600_000, connectRetries: 3 }),
+      { signal: ac.signal }
+    ).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ConnectError);
-    expect(err).toMatchObject({ kind: 'cancelled', message: `cancelled while connecting to ec2-user@127.0.0.1:${port}` });
+    expect(err).toMatchObject({
+      kind: 'cancelled',
+      message: `cancelled while connecting to ec2-user@127.0.0.1:${port}`
+    });
     expect(peers).toHaveLength(1);
     await closed[0];
   }, 30_000);
@@ -206,7 +223,10 @@ describe('connect() and cancellation', () => {
     await preconnect({ INPUT_HOSTS: `127.0.0.1:${port}` });
     while (!closedFirst.length) await new Promise((res) => setTimeout(res, 5));
     await closedFirst[0];
-    const r = await connect({ label: 'front', host: '127.0.0.1', port, user: 'ec2-user' }, settings({ connectRetries: 0 }));
+    const r = await connect(
+      { label: 'front', host: '127.0.0.1', port, user: 'ec2-user' },
+      settings({ connectRetries: 0 })
+    );
     try {
       expect(await r.run('true')).toMatchObject({ code: 0 });
       expect(accepted).toBe(2);
@@ -224,15 +244,22 @@ describe('connect() and cancellation', () => {
     await new Promise<void>((resolve) => refused.close(() => resolve()));
     const ac = new AbortController();
     const retries: number[] = [];
-    const err = await connect({ label: 'x', host: '127.0.0.1', port, user: 'ec2-user' }, settings({ connectRetries: 5 }), {
-      signal: ac.signal,
-      onRetry: (n, _e, waitMs) => {
-        retries.push(waitMs);
-        setImmediate(() => ac.abort('another host failed'));
+    const err = await connect(
+      { label: 'x', host: '127.0.0.1', port, user: 'ec2-user' },
+      settings({ connectRetries: 5 }),
+      {
+        signal: ac.signal,
+        onRetry: (n, _e, waitMs) => {
+          retries.push(waitMs);
+          setImmediate(() => ac.abort('another host failed'));
+        }
       }
-    }).catch((e: unknown) => e);
+    ).catch((e: unknown) => e);
     expect(retries).toEqual([1000]);
-    expect(err).toMatchObject({ kind: 'cancelled', message: `cancelled while connecting to ec2-user@127.0.0.1:${port}: another host failed` });
+    expect(err).toMatchObject({
+      kind: 'cancelled',
+      message: `cancelled while connecting to ec2-user@127.0.0.1:${port}: another host failed`
+    });
   }, 30_000);
 
   test('an already aborted signal makes no attempt', async () => {

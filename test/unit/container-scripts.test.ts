@@ -42,7 +42,12 @@ test('by the app label or by the name <app>-blue / <app>-green, nothing else', (
   const r = run();
   expect(r.status).toBe(0);
   const out = r.stdout.toString();
-  const ids = out.split('@@containers\n')[1].split('@@upstream')[0].trim().split('\n').map((l) => JSON.parse(l).id);
+  const ids = out
+    .split('@@containers\n')[1]
+    .split('@@upstream')[0]
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l).id);
   // id3 has no label (made by hand or by an old version) but the name; id6's label says shop; id4/id5/id7 are others'
   expect(ids).toEqual(['id1', 'id2', 'id3', 'id6']);
 });
@@ -62,13 +67,19 @@ describe('discarding a failed candidate', () => {
   };
 
   test('a candidate that is not there (any docker spelling of it) is nothing to do', () => {
-    for (const err of ['Error: No such object: shop-green', 'Error response from daemon: No such container: shop-green', 'Error: no such object: "shop-green"']) {
+    for (const err of [
+      'Error: No such object: shop-green',
+      'Error response from daemon: No such container: shop-green',
+      'Error: no such object: "shop-green"'
+    ]) {
       expect(discard({ INSPECT_ERR: err })).toMatchObject({ code: 0, stdout: '', removed: false });
     }
   });
 
   test('docker not answering fails the undo with its words instead of passing for a clean host', () => {
-    const r = discard({ INSPECT_ERR: 'Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?' });
+    const r = discard({
+      INSPECT_ERR: 'Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?'
+    });
     expect(r).toMatchObject({ code: 3, removed: false });
     expect(r.stderr).toContain('Cannot connect to the Docker daemon');
   });
@@ -78,14 +89,32 @@ describe('the finishing job, run in the run (wait-for-drain), nginx-switch njs',
   const finish = async (port: number, drainMs: number) => {
     const home = fs.mkdtempSync(path.join(dir, 'home-'));
     fs.mkdirSync(path.join(home, '.bluegreen', 'shop'), { recursive: true });
-    fs.writeFileSync(path.join(home, '.bluegreen', 'shop', 'history.jsonl'), ['{"n":1}', '{"n":2}', '{"n":3}'].join('\n') + '\n');
+    fs.writeFileSync(
+      path.join(home, '.bluegreen', 'shop', 'history.jsonl'),
+      ['{"n":1}', '{"n":2}', '{"n":3}'].join('\n') + '\n'
+    );
     const log = path.join(home, 'docker.log');
-    const s = finishScript([path.join(dir, 'docker')], 'shop', { workersBefore: [], drainMs, drainPort: port, stopName: 'shop-blue', stopTimeoutSeconds: 5, removeNames: [], removeImages: [], background: false, record: { historyLine: '{"n":4}', keep: 2 } });
+    const s = finishScript([path.join(dir, 'docker')], 'shop', {
+      workersBefore: [],
+      drainMs,
+      drainPort: port,
+      stopName: 'shop-blue',
+      stopTimeoutSeconds: 5,
+      removeNames: [],
+      removeImages: [],
+      background: false,
+      record: { historyLine: '{"n":4}', keep: 2 }
+    });
     const child = spawn('sh', ['-c', s.body, 'sh', ...s.args], { cwd: home, env: { ...process.env, LOG: log } });
     let stdout = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
     const code = await new Promise<number | null>((r) => child.on('close', r));
-    return { code, stdout, docker: fs.readFileSync(log, 'utf8'), history: fs.readFileSync(path.join(home, '.bluegreen', 'shop', 'history.jsonl'), 'utf8') };
+    return {
+      code,
+      stdout,
+      docker: fs.readFileSync(log, 'utf8'),
+      history: fs.readFileSync(path.join(home, '.bluegreen', 'shop', 'history.jsonl'), 'utf8')
+    };
   };
 
   test('no connection to the old colour left: it is stopped at once; the history gets the line and keeps the last `keep`', async () => {

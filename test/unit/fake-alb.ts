@@ -30,7 +30,8 @@ export interface FakeCall {
 }
 
 export const REGION = 'us-east-1';
-export const arnOf = (name: string) => `arn:aws:elasticloadbalancing:${REGION}:123456789012:targetgroup/${name}/${'0123456789abcdef'}`;
+export const arnOf = (name: string) =>
+  `arn:aws:elasticloadbalancing:${REGION}:123456789012:targetgroup/${name}/${'0123456789abcdef'}`;
 export const LISTENER = `arn:aws:elasticloadbalancing:${REGION}:123456789012:listener/app/web/50dc6c495c0c9188/f2f7dc8efc522ab2`;
 export const RULE = `arn:aws:elasticloadbalancing:${REGION}:123456789012:listener-rule/app/web/50dc6c495c0c9188/f2f7dc8efc522ab2/9683b2d02a6cabee`;
 
@@ -72,14 +73,28 @@ export class FakeAlb {
   }
 
   forwardTo(weights: Record<string, number>): this {
-    this.listenerActions = [{ Type: 'forward', Order: 1, ForwardConfig: { TargetGroups: Object.entries(weights).map(([name, w]) => ({ TargetGroupArn: arnOf(name), Weight: w })), TargetGroupStickinessConfig: { Enabled: false } } }];
+    this.listenerActions = [
+      {
+        Type: 'forward',
+        Order: 1,
+        ForwardConfig: {
+          TargetGroups: Object.entries(weights).map(([name, w]) => ({ TargetGroupArn: arnOf(name), Weight: w })),
+          TargetGroupStickinessConfig: { Enabled: false }
+        }
+      }
+    ];
     return this;
   }
 
   /** name → weight of the listener's forward action now. */
   weights(): Record<string, number> {
     const fwd = this.listenerActions.find((a) => a.Type === 'forward');
-    return Object.fromEntries((fwd?.ForwardConfig?.TargetGroups ?? []).map((g) => [[...this.groups.values()].find((x) => x.arn === g.TargetGroupArn)?.name ?? g.TargetGroupArn, g.Weight ?? 1]));
+    return Object.fromEntries(
+      (fwd?.ForwardConfig?.TargetGroups ?? []).map((g) => [
+        [...this.groups.values()].find((x) => x.arn === g.TargetGroupArn)?.name ?? g.TargetGroupArn,
+        g.Weight ?? 1
+      ])
+    );
   }
 
   group(name: string): FakeGroup {
@@ -111,7 +126,11 @@ export class FakeAlb {
     await new Promise((r) => setImmediate(r));
     const name = (cmd as object).constructor.name.replace(/Command$/, '');
     const input = (cmd as { input: Record<string, unknown> }).input;
-    this.calls.push({ name, input: JSON.parse(JSON.stringify(input)) as Record<string, unknown>, seq: this.calls.length });
+    this.calls.push({
+      name,
+      input: JSON.parse(JSON.stringify(input)) as Record<string, unknown>,
+      seq: this.calls.length
+    });
     const err = this.failOn?.(name, input);
     if (err) throw err;
     switch (name) {
@@ -119,8 +138,18 @@ export class FakeAlb {
         const names = (input.Names as string[] | undefined) ?? [];
         const arns = (input.TargetGroupArns as string[] | undefined) ?? [];
         const found = [...this.groups.values()].filter((g) => names.includes(g.name) || arns.includes(g.arn));
-        if (!found.length) throw new FakeAwsError('TargetGroupNotFoundException', `One or more target groups not found`);
-        return { TargetGroups: found.map((g) => ({ TargetGroupArn: g.arn, TargetGroupName: g.name, TargetType: g.type, Protocol: 'HTTP', HealthCheckPath: '/health', LoadBalancerArns: [] })) };
+        if (!found.length)
+          throw new FakeAwsError('TargetGroupNotFoundException', `One or more target groups not found`);
+        return {
+          TargetGroups: found.map((g) => ({
+            TargetGroupArn: g.arn,
+            TargetGroupName: g.name,
+            TargetType: g.type,
+            Protocol: 'HTTP',
+            HealthCheckPath: '/health',
+            LoadBalancerArns: []
+          }))
+        };
       }
       case 'DescribeTargetGroupAttributes': {
         const g = this.findGroup(input);
@@ -131,7 +160,8 @@ export class FakeAlb {
         for (const t of input.Targets as Array<{ Id: string; Port: number }>) {
           const key = `${t.Id}:${t.Port}`;
           const cur = g.targets.get(key);
-          if (!cur || cur.state === 'draining') g.targets.set(key, { id: t.Id, port: t.Port, state: 'initial', polls: 0 });
+          if (!cur || cur.state === 'draining')
+            g.targets.set(key, { id: t.Id, port: t.Port, state: 'initial', polls: 0 });
         }
         return {};
       }
@@ -148,31 +178,63 @@ export class FakeAlb {
       }
       case 'DescribeTargetHealth': {
         const g = this.findGroup(input);
-        const asked = (input.Targets as Array<{ Id: string; Port: number }> | undefined) ?? [...g.targets.values()].map((t) => ({ Id: t.id, Port: t.port }));
+        const asked =
+          (input.Targets as Array<{ Id: string; Port: number }> | undefined) ??
+          [...g.targets.values()].map((t) => ({ Id: t.id, Port: t.port }));
         const out = asked.map((a) => {
           const t = g.targets.get(`${a.Id}:${a.Port}`);
-          if (!t) return { Target: { Id: a.Id, Port: a.Port }, TargetHealth: { State: 'unused', Reason: 'Target.NotRegistered', Description: 'Target is not registered to the target group' } };
+          if (!t)
+            return {
+              Target: { Id: a.Id, Port: a.Port },
+              TargetHealth: {
+                State: 'unused',
+                Reason: 'Target.NotRegistered',
+                Description: 'Target is not registered to the target group'
+              }
+            };
           t.polls++;
           if (t.state === 'draining' && t.polls > this.drainPolls) {
             g.targets.delete(`${a.Id}:${a.Port}`);
-            return { Target: { Id: a.Id, Port: a.Port }, TargetHealth: { State: 'unused', Reason: 'Target.NotRegistered' } };
+            return {
+              Target: { Id: a.Id, Port: a.Port },
+              TargetHealth: { State: 'unused', Reason: 'Target.NotRegistered' }
+            };
           }
-          if (t.state !== 'draining' && t.polls >= this.pollsToHealthy) t.state = this.healthy({ id: t.id, port: t.port, group: g.name }) ? 'healthy' : 'unhealthy';
+          if (t.state !== 'draining' && t.polls >= this.pollsToHealthy)
+            t.state = this.healthy({ id: t.id, port: t.port, group: g.name }) ? 'healthy' : 'unhealthy';
           const key = `${g.name} ${t.id}:${t.port}`;
           if (t.state === 'healthy' && !this.healthySince.has(key)) this.healthySince.set(key, this.calls.length - 1);
-          return { Target: { Id: t.id, Port: t.port }, TargetHealth: { State: t.state, ...(t.state === 'unhealthy' ? { Reason: 'Target.ResponseCodeMismatch', Description: 'Health checks failed with these codes: [500]' } : {}) } };
+          return {
+            Target: { Id: t.id, Port: t.port },
+            TargetHealth: {
+              State: t.state,
+              ...(t.state === 'unhealthy'
+                ? { Reason: 'Target.ResponseCodeMismatch', Description: 'Health checks failed with these codes: [500]' }
+                : {})
+            }
+          };
         });
         return { TargetHealthDescriptions: out };
       }
       case 'DescribeListeners':
-        if ((input.ListenerArns as string[])[0] !== LISTENER) throw new FakeAwsError('ListenerNotFoundException', 'One or more listeners not found');
-        return { Listeners: [{ ListenerArn: LISTENER, DefaultActions: JSON.parse(JSON.stringify(this.listenerActions)) as sdk.Action[] }] };
+        if ((input.ListenerArns as string[])[0] !== LISTENER)
+          throw new FakeAwsError('ListenerNotFoundException', 'One or more listeners not found');
+        return {
+          Listeners: [
+            { ListenerArn: LISTENER, DefaultActions: JSON.parse(JSON.stringify(this.listenerActions)) as sdk.Action[] }
+          ]
+        };
       case 'ModifyListener':
         this.listenerActions = JSON.parse(JSON.stringify(input.DefaultActions)) as sdk.Action[];
         return {};
       case 'DescribeRules':
-        if (!this.ruleActions || (input.RuleArns as string[])[0] !== RULE) throw new FakeAwsError('RuleNotFoundException', 'One or more rules not found');
-        return { Rules: [{ RuleArn: RULE, Priority: '10', Actions: JSON.parse(JSON.stringify(this.ruleActions)) as sdk.Action[] }] };
+        if (!this.ruleActions || (input.RuleArns as string[])[0] !== RULE)
+          throw new FakeAwsError('RuleNotFoundException', 'One or more rules not found');
+        return {
+          Rules: [
+            { RuleArn: RULE, Priority: '10', Actions: JSON.parse(JSON.stringify(this.ruleActions)) as sdk.Action[] }
+          ]
+        };
       case 'ModifyRule':
         this.ruleActions = JSON.parse(JSON.stringify(input.Actions)) as sdk.Action[];
         return {};

@@ -12,7 +12,29 @@ import type { ExecOptions, ExecResult, RemoteHost } from '../../src/ssh/connecti
 import { upstreamPort } from '../../src/traffic/nginx/upstream.js';
 import { AFTER_LEASE } from '../../src/remote/scripts.js';
 
-export type Kind = 'watch' | 'lock' | 'renew' | 'release' | 'pull' | 'detect' | 'status' | 'logs' | 'start' | 'start-existing' | 'upstream' | 'images' | 'drain' | 'conn-drain' | 'finish' | 'swap' | 'stop' | 'discard' | 'repair' | 'record' | 'probe-shell' | 'imds';
+export type Kind =
+  | 'watch'
+  | 'lock'
+  | 'renew'
+  | 'release'
+  | 'pull'
+  | 'detect'
+  | 'status'
+  | 'logs'
+  | 'start'
+  | 'start-existing'
+  | 'upstream'
+  | 'images'
+  | 'drain'
+  | 'conn-drain'
+  | 'finish'
+  | 'swap'
+  | 'stop'
+  | 'discard'
+  | 'repair'
+  | 'record'
+  | 'probe-shell'
+  | 'imds';
 
 export interface Call {
   kind: Kind;
@@ -106,10 +128,36 @@ export class FakeHost implements RemoteHost {
   }
 
   /** Adds a container as an earlier deploy left it. */
-  add(color: 'blue' | 'green' | string, opts: { running: boolean; port?: number; deployId?: string; image?: string; labels?: Record<string, string> | null; restarts?: number }): this {
+  add(
+    color: 'blue' | 'green' | string,
+    opts: {
+      running: boolean;
+      port?: number;
+      deployId?: string;
+      image?: string;
+      labels?: Record<string, string> | null;
+      restarts?: number;
+    }
+  ): this {
     const name = color === 'blue' || color === 'green' ? `${this.app}-${color}` : color;
-    const labels = opts.labels === null ? {} : { 'bluegreen.app': this.app, 'bluegreen.color': color, 'bluegreen.deploy-id': opts.deployId ?? `old-${name}`, 'bluegreen.image': opts.image ?? 'registry.example.com/shop:v1', ...opts.labels };
-    this.store.set(name, { id: `id-${this.nextId++}`, name, running: opts.running, restarts: opts.restarts ?? 0, labels, port: opts.port });
+    const labels =
+      opts.labels === null
+        ? {}
+        : {
+            'bluegreen.app': this.app,
+            'bluegreen.color': color,
+            'bluegreen.deploy-id': opts.deployId ?? `old-${name}`,
+            'bluegreen.image': opts.image ?? 'registry.example.com/shop:v1',
+            ...opts.labels
+          };
+    this.store.set(name, {
+      id: `id-${this.nextId++}`,
+      name,
+      running: opts.running,
+      restarts: opts.restarts ?? 0,
+      labels,
+      port: opts.port
+    });
     return this;
   }
 
@@ -134,7 +182,9 @@ export class FakeHost implements RemoteHost {
 
   /** [name, running|exited] of every container, sorted. */
   containers(): string[][] {
-    return [...this.store.values()].map((c) => [c.name, c.running ? 'running' : 'exited']).sort((a, b) => a[0].localeCompare(b[0]));
+    return [...this.store.values()]
+      .map((c) => [c.name, c.running ? 'running' : 'exited'])
+      .sort((a, b) => a[0].localeCompare(b[0]));
   }
 
   /** The container a user's request reaches now (nginx: the routed port; port-swap: the running one on the port). */
@@ -163,9 +213,15 @@ export class FakeHost implements RemoteHost {
     this.calls.push(call);
     this.events.push(call.kind);
     const r = (this.handlers[call.kind] ?? ((c: Call) => this.model(c)))(call, this);
-    const res: ExecResult = { code: r.code ?? 0, signal: r.signal ?? null, stdout: r.stdout ?? '', stderr: r.stderr ?? '' };
+    const res: ExecResult = {
+      code: r.code ?? 0,
+      signal: r.signal ?? null,
+      stdout: r.stdout ?? '',
+      stderr: r.stderr ?? ''
+    };
     if (opts.onLine) {
-      for (const line of res.stdout.split('\n').filter((l, i, a) => l !== '' || i < a.length - 1)) opts.onLine(line, 'stdout');
+      for (const line of res.stdout.split('\n').filter((l, i, a) => l !== '' || i < a.length - 1))
+        opts.onLine(line, 'stdout');
       for (const line of res.stderr.split('\n').filter(Boolean)) opts.onLine(line, 'stderr');
     }
     await new Promise((r2) => setImmediate(r2));
@@ -177,10 +233,31 @@ export class FakeHost implements RemoteHost {
     const a = call.args;
     switch (call.kind) {
       case 'pull':
-        return { stdout: `@@step pull\nv2: Pulling from shop\n@@digests\nregistry.example.com/shop@sha256:${'a'.repeat(64)}\n` };
+        return {
+          stdout: `@@step pull\nv2: Pulling from shop\n@@digests\nregistry.example.com/shop@sha256:${'a'.repeat(64)}\n`
+        };
       case 'detect': {
-        const lines = [...this.store.values()].map((c) => JSON.stringify({ id: c.id, name: `/${c.name}`, state: c.running ? 'running' : 'exited', running: c.running, restarts: c.restarts, labels: c.labels }));
-        return { stdout: ['@@containers', ...lines, '@@upstream', this.upstream ?? '@@none', '@@state', this.stateJson ?? '@@none', ''].join('\n') };
+        const lines = [...this.store.values()].map((c) =>
+          JSON.stringify({
+            id: c.id,
+            name: `/${c.name}`,
+            state: c.running ? 'running' : 'exited',
+            running: c.running,
+            restarts: c.restarts,
+            labels: c.labels
+          })
+        );
+        return {
+          stdout: [
+            '@@containers',
+            ...lines,
+            '@@upstream',
+            this.upstream ?? '@@none',
+            '@@state',
+            this.stateJson ?? '@@none',
+            ''
+          ].join('\n')
+        };
       }
       case 'status': {
         const c = this.store.get(a[0]);
@@ -195,7 +272,8 @@ export class FakeHost implements RemoteHost {
           this.store.delete(name);
           this.store.set(`${name}-replaced`, { ...old, name: `${name}-replaced`, running: false });
         }
-        if (this.store.has(name)) return { code: 125, stderr: `Conflict. The container name "/${name}" is already in use` };
+        if (this.store.has(name))
+          return { code: 125, stderr: `Conflict. The container name "/${name}" is already in use` };
         const labels: Record<string, string> = {};
         let port: number | undefined;
         for (let i = 0; i < rest.length; i++) {
@@ -220,7 +298,9 @@ export class FakeHost implements RemoteHost {
         this.upstream = mode === 'remove' ? undefined : a[7];
         this.nginxPort = upstreamPort(this.upstream);
         this.workers = this.workers.map((w) => String(Number(w) + 100));
-        return { stdout: `@@workers-before ${before}\n@@reloaded\n${takeover === '0' ? '' : `@@taken-over ${this.workers[0]} 23 12\n`}` };
+        return {
+          stdout: `@@workers-before ${before}\n@@reloaded\n${takeover === '0' ? '' : `@@taken-over ${this.workers[0]} 23 12\n`}`
+        };
       }
       case 'drain':
         return { stdout: '@@drained\n' };
@@ -302,11 +382,19 @@ export class FakeHost implements RemoteHost {
         const [name, port] = [a[0], Number(a[1])];
         for (let n = 1; n <= 20; n++) {
           const c = this.store.get(name);
-          if (!c || !c.running || c.restarts > 0) return { code: 3, stdout: `@@container ${c ? `${c.running ? 'running' : 'exited'} ${c.restarts} 1` : 'missing 0 0'}\n@@logs\napp log line\n` };
+          if (!c || !c.running || c.restarts > 0)
+            return {
+              code: 3,
+              stdout: `@@container ${c ? `${c.running ? 'running' : 'exited'} ${c.restarts} 1` : 'missing 0 0'}\n@@logs\napp log line\n`
+            };
           this.events.push(`watch:${port}`);
           const status = this.httpStatus ? this.httpStatus(port, this) : this.serving(port) ? 200 : 0;
           if (status >= 200 && status < 300) return { stdout: `@@healthy ${status} ${n} ${n * 150}\n` };
-          if (n === 20) return { code: 4, stdout: `@@timeout 20 ${status ? `HTTP ${status}` : 'curl: (7) Failed to connect'}\n@@logs\napp log line\n` };
+          if (n === 20)
+            return {
+              code: 4,
+              stdout: `@@timeout 20 ${status ? `HTTP ${status}` : 'curl: (7) Failed to connect'}\n@@logs\napp log line\n`
+            };
         }
         return {};
       }
@@ -337,7 +425,12 @@ export class FakeHost implements RemoteHost {
     if (!this.connected) throw new Error('not connected');
     if (!body.includes('flock') || !body.includes('lease')) throw new Error(`unexpected open(): ${body.slice(0, 40)}`);
     this.events.push('lock-open');
-    const ch = new EventEmitter() as EventEmitter & { stderr: EventEmitter; end(): void; close(): void; write(): boolean };
+    const ch = new EventEmitter() as EventEmitter & {
+      stderr: EventEmitter;
+      end(): void;
+      close(): void;
+      write(): boolean;
+    };
     ch.stderr = new EventEmitter();
     ch.end = () => {
       this.lockEnded = true;
@@ -373,7 +466,16 @@ export class FakeHost implements RemoteHost {
     this.events.push(`probe:${port}`);
     // The user's nginx listens on nginxListen and answers from the colour it routes to (502 when that is down). The
     // answer is what the host holds when the request arrives (a connection may be opened ahead of it).
-    const answer = () => (this.httpStatus ? this.httpStatus(port, this) : port === this.nginxListen ? (this.serving() ? 200 : 502) : this.serving(port) ? 200 : 0);
+    const answer = () =>
+      this.httpStatus
+        ? this.httpStatus(port, this)
+        : port === this.nginxListen
+          ? this.serving()
+            ? 200
+            : 502
+          : this.serving(port)
+            ? 200
+            : 0;
     const stream = new Duplex({
       read() {},
       write(_chunk, _enc, cb) {

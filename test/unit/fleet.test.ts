@@ -3,24 +3,47 @@ import type { HostTarget, Rollout } from '../../src/config/types.js';
 import { planBatches, runRollout, type DeployOne } from '../../src/deploy/fleet.js';
 import { StepError, type HostResult } from '../../src/deploy/types.js';
 
-const hosts = (n: number): HostTarget[] => Array.from({ length: n }, (_, i) => ({ label: `h${i + 1}`, host: `10.0.0.${i + 1}`, port: 22, user: 'ec2-user' }));
-const rollout = (over: Partial<Rollout> = {}): Rollout => ({ strategy: 'parallel', batchWaitMs: 0, onHostFailure: 'rollback-all', ...over });
+const hosts = (n: number): HostTarget[] =>
+  Array.from({ length: n }, (_, i) => ({ label: `h${i + 1}`, host: `10.0.0.${i + 1}`, port: 22, user: 'ec2-user' }));
+const rollout = (over: Partial<Rollout> = {}): Rollout => ({
+  strategy: 'parallel',
+  batchWaitMs: 0,
+  onHostFailure: 'rollback-all',
+  ...over
+});
 const labels = (b: HostTarget[][]) => b.map((x) => x.map((h) => h.label));
 
 describe('planBatches', () => {
   it('parallel: one batch of every host unless max-parallel limits it', () => {
     expect(labels(planBatches(hosts(4), rollout()))).toEqual([['h1', 'h2', 'h3', 'h4']]);
-    expect(labels(planBatches(hosts(5), rollout({ maxParallel: { count: 2 } })))).toEqual([['h1', 'h2'], ['h3', 'h4'], ['h5']]);
+    expect(labels(planBatches(hosts(5), rollout({ maxParallel: { count: 2 } })))).toEqual([
+      ['h1', 'h2'],
+      ['h3', 'h4'],
+      ['h5']
+    ]);
   });
   it('rolling: one host at a time by default, a count or a percentage rounded up', () => {
     expect(labels(planBatches(hosts(3), rollout({ strategy: 'rolling' })))).toEqual([['h1'], ['h2'], ['h3']]);
-    expect(labels(planBatches(hosts(5), rollout({ strategy: 'rolling', maxParallel: { percent: 50 } })))).toEqual([['h1', 'h2', 'h3'], ['h4', 'h5']]);
-    expect(labels(planBatches(hosts(3), rollout({ strategy: 'rolling', maxParallel: { percent: 1 } })))).toEqual([['h1'], ['h2'], ['h3']]);
-    expect(labels(planBatches(hosts(2), rollout({ strategy: 'rolling', maxParallel: { count: 10 } })))).toEqual([['h1', 'h2']]);
+    expect(labels(planBatches(hosts(5), rollout({ strategy: 'rolling', maxParallel: { percent: 50 } })))).toEqual([
+      ['h1', 'h2', 'h3'],
+      ['h4', 'h5']
+    ]);
+    expect(labels(planBatches(hosts(3), rollout({ strategy: 'rolling', maxParallel: { percent: 1 } })))).toEqual([
+      ['h1'],
+      ['h2'],
+      ['h3']
+    ]);
+    expect(labels(planBatches(hosts(2), rollout({ strategy: 'rolling', maxParallel: { count: 10 } })))).toEqual([
+      ['h1', 'h2']
+    ]);
   });
   it('canary: the first host alone, then the rest (in max-parallel batches)', () => {
     expect(labels(planBatches(hosts(4), rollout({ strategy: 'canary' })))).toEqual([['h1'], ['h2', 'h3', 'h4']]);
-    expect(labels(planBatches(hosts(4), rollout({ strategy: 'canary', maxParallel: { count: 2 } })))).toEqual([['h1'], ['h2', 'h3'], ['h4']]);
+    expect(labels(planBatches(hosts(4), rollout({ strategy: 'canary', maxParallel: { count: 2 } })))).toEqual([
+      ['h1'],
+      ['h2', 'h3'],
+      ['h4']
+    ]);
     expect(labels(planBatches(hosts(1), rollout({ strategy: 'canary' })))).toEqual([['h1']]);
   });
 });
@@ -29,22 +52,45 @@ describe('planBatches', () => {
  * A fake host deploy: "switches" (unless it fails before), calls ready() like HostDeployment, and
  * switches back when ready() throws. Records the order of events.
  */
-function fakeDeploy(events: string[], behaviour: Record<string, 'fail-before-switch' | 'fail-after-switch' | { delayMs: number }> = {}): DeployOne {
+function fakeDeploy(
+  events: string[],
+  behaviour: Record<string, 'fail-before-switch' | 'fail-after-switch' | { delayMs: number }> = {}
+): DeployOne {
   return async (target, batch, signal, fleet) => {
     const h = target.label;
     events.push(`start ${h}`);
     const b = behaviour[h];
     await new Promise((r) => setTimeout(r, typeof b === 'object' ? b.delayMs : 5));
-    const base: HostResult = { host: h, result: 'success', image: 'img', durationMs: 1, switched: false, steps: [], warnings: [], batch };
+    const base: HostResult = {
+      host: h,
+      result: 'success',
+      image: 'img',
+      durationMs: 1,
+      switched: false,
+      steps: [],
+      warnings: [],
+      batch
+    };
     const fail = (step: 'health' | 'verify', switched: boolean): HostResult => {
       const err = new StepError(step, `${h} broke`);
       if (!fleet?.abortedBy()) fleet?.failed(err);
       events.push(`fail ${h}`);
-      return { ...base, result: switched ? 'rolled-back' : 'failed', switched, error: { step, message: err.message }, abortedBy: fleet?.abortedBy() };
+      return {
+        ...base,
+        result: switched ? 'rolled-back' : 'failed',
+        switched,
+        error: { step, message: err.message },
+        abortedBy: fleet?.abortedBy()
+      };
     };
     if (signal?.aborted) {
       events.push(`stopped ${h}`);
-      return { ...base, result: 'skipped', error: { step: 'health', message: String(signal.reason) }, abortedBy: fleet?.abortedBy() };
+      return {
+        ...base,
+        result: 'skipped',
+        error: { step: 'health', message: String(signal.reason) },
+        abortedBy: fleet?.abortedBy()
+      };
     }
     if (b === 'fail-before-switch') return fail('health', false);
     events.push(`switch ${h}`);
@@ -53,7 +99,13 @@ function fakeDeploy(events: string[], behaviour: Record<string, 'fail-before-swi
       await fleet?.ready();
     } catch {
       events.push(`back ${h}`);
-      return { ...base, result: 'rolled-back', switched: true, error: { step: 'wait-fleet', message: 'aborted' }, abortedBy: fleet?.abortedBy() };
+      return {
+        ...base,
+        result: 'rolled-back',
+        switched: true,
+        error: { step: 'wait-fleet', message: 'aborted' },
+        abortedBy: fleet?.abortedBy()
+      };
     }
     events.push(`commit ${h}`);
     return { ...base, switched: true };
@@ -79,7 +131,12 @@ describe('runRollout', () => {
 
   it('rollback-all: a failure after others switched sends them back and leaves later batches untouched', async () => {
     const events: string[] = [];
-    const r = await runRollout(hosts(4), rollout({ strategy: 'rolling', maxParallel: { count: 2 } }), fakeDeploy(events, { h2: 'fail-after-switch' }), () => undefined);
+    const r = await runRollout(
+      hosts(4),
+      rollout({ strategy: 'rolling', maxParallel: { count: 2 } }),
+      fakeDeploy(events, { h2: 'fail-after-switch' }),
+      () => undefined
+    );
     expect(r.map((x) => [x.host, x.result, x.abortedBy])).toEqual([
       ['h1', 'rolled-back', 'h2'],
       ['h2', 'rolled-back', undefined],
@@ -94,7 +151,12 @@ describe('runRollout', () => {
   it('canary failing: no other host is touched, in either failure mode', async () => {
     for (const onHostFailure of ['rollback-all', 'continue'] as const) {
       const events: string[] = [];
-      const r = await runRollout(hosts(3), rollout({ strategy: 'canary', onHostFailure }), fakeDeploy(events, { h1: 'fail-before-switch' }), () => undefined);
+      const r = await runRollout(
+        hosts(3),
+        rollout({ strategy: 'canary', onHostFailure }),
+        fakeDeploy(events, { h1: 'fail-before-switch' }),
+        () => undefined
+      );
       expect(r.map((x) => x.result)).toEqual(['failed', 'skipped', 'skipped']);
       expect(events.filter((e) => e.startsWith('start'))).toEqual(['start h1']);
     }
@@ -102,7 +164,12 @@ describe('runRollout', () => {
 
   it('continue: the other hosts finish and only the failed one is reported failed', async () => {
     const events: string[] = [];
-    const r = await runRollout(hosts(3), rollout({ onHostFailure: 'continue' }), fakeDeploy(events, { h2: 'fail-before-switch' }), () => undefined);
+    const r = await runRollout(
+      hosts(3),
+      rollout({ onHostFailure: 'continue' }),
+      fakeDeploy(events, { h2: 'fail-before-switch' }),
+      () => undefined
+    );
     expect(r.map((x) => x.result)).toEqual(['success', 'failed', 'success']);
     expect(r.every((x) => !x.abortedBy)).toBe(true);
   });
@@ -110,7 +177,13 @@ describe('runRollout', () => {
   it('a cancelled workflow releases hosts waiting at the gate so they switch back', async () => {
     const events: string[] = [];
     const cancel = new AbortController();
-    const p = runRollout(hosts(2), rollout(), fakeDeploy(events, { h2: { delayMs: 200 } }), () => undefined, cancel.signal);
+    const p = runRollout(
+      hosts(2),
+      rollout(),
+      fakeDeploy(events, { h2: { delayMs: 200 } }),
+      () => undefined,
+      cancel.signal
+    );
     setTimeout(() => cancel.abort(), 50);
     const r = await p;
     expect(r[0].result).toBe('rolled-back');

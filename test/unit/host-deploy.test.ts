@@ -19,7 +19,9 @@ const ORIGINAL_UPSTREAM = renderUpstream(APP, PORTS.blue, 'Live: blue (old), dep
 
 /** The usual host before a deploy: blue live (running, routed to), no standby kept. */
 function liveBlue(label = 'h1'): FakeHost {
-  const h = new FakeHost(label, APP).add('blue', { running: true, port: PORTS.blue, image: 'registry.example.com/shop:v1' }).setUpstream(ORIGINAL_UPSTREAM);
+  const h = new FakeHost(label, APP)
+    .add('blue', { running: true, port: PORTS.blue, image: 'registry.example.com/shop:v1' })
+    .setUpstream(ORIGINAL_UPSTREAM);
   h.stateJson = '{"live":"blue"}';
   return h;
 }
@@ -35,7 +37,12 @@ function makeConfig(over: Partial<DeployConfig> = {}): DeployConfig {
     sshAddress: 'private',
     inputWarnings: [],
     hosts: [{ label: 'h1', host: 'h1', port: 22, user: 'ec2-user' }],
-    ssh: { privateKey: 'KEY', hostKeys: { knownHosts: '', fingerprints: [], insecureIgnore: true }, connectTimeoutMs: 1000, connectRetries: 0 },
+    ssh: {
+      privateKey: 'KEY',
+      hostKeys: { knownHosts: '', fingerprints: [], insecureIgnore: true },
+      connectTimeoutMs: 1000,
+      connectRetries: 0
+    },
     rollout: { strategy: 'parallel', batchWaitMs: 0, onHostFailure: 'rollback-all' },
     app: APP,
     image: { registry: 'registry.example.com', repository: 'registry.example.com/shop', tag: 'v2' },
@@ -96,17 +103,33 @@ afterAll(() => {
 
 function makeLog(secrets = new Secrets(), hostCount = 1) {
   const lines: string[] = [];
-  const sink: ConsoleSink = { write: (level, text) => lines.push(`${level} ${text}`), startGroup: () => {}, endGroup: () => {} };
+  const sink: ConsoleSink = {
+    write: (level, text) => lines.push(`${level} ${text}`),
+    startGroup: () => {},
+    endGroup: () => {}
+  };
   const file = path.join(tmpDir, `run-${Math.random().toString(16).slice(2)}.log`);
   const log = new RunLog(file, secrets, sink, hostCount);
   return { log, lines, file };
 }
 
-async function deploy(host: FakeHost, cfg = makeConfig(), login: LoginMode = { kind: 'none' }): Promise<{ result: HostResult; lines: string[] }> {
+async function deploy(
+  host: FakeHost,
+  cfg = makeConfig(),
+  login: LoginMode = { kind: 'none' }
+): Promise<{ result: HostResult; lines: string[] }> {
   const { log, lines } = makeLog();
   const hostLog = log.forHost(host.target.label);
   const timer = new StepTimer(hostLog);
-  const result = await new HostDeployment({ cfg, ctx, deployId: 'dep-1', remote: host, log: hostLog, timer, login }).run();
+  const result = await new HostDeployment({
+    cfg,
+    ctx,
+    deployId: 'dep-1',
+    remote: host,
+    log: hostLog,
+    timer,
+    login
+  }).run();
   return { result, lines };
 }
 
@@ -124,17 +147,44 @@ describe('HostDeployment (nginx)', () => {
     // detect reads the host alongside the pull (both under the lock); the success is recorded while the finishing
     // job is handed over; the host has no curl/bash here, so health is probed from the runner (after the watcher's 127)
     // (the second probe's connection, for the check after the switch, is opened as the switch is sent)
-    expect(host.events).toEqual(['lock-open', 'detect', 'pull', 'start', 'watch', 'probe:8082', 'probe:8082', 'upstream', 'record', 'finish', 'lock-end']);
+    expect(host.events).toEqual([
+      'lock-open',
+      'detect',
+      'pull',
+      'start',
+      'watch',
+      'probe:8082',
+      'probe:8082',
+      'upstream',
+      'record',
+      'finish',
+      'lock-end'
+    ]);
     // what a user sees: green serves, blue is kept stopped for rollback
     expect(host.serving()).toBe('shop-green');
-    expect(host.containers()).toEqual([['shop-blue', 'exited'], ['shop-green', 'running']]);
+    expect(host.containers()).toEqual([
+      ['shop-blue', 'exited'],
+      ['shop-green', 'running']
+    ]);
     expect(result.result).toBe('success');
     expect(result.activeColor).toBe('green');
     expect(result.previousColor).toBe('blue');
     expect(result.candidateColor).toBe('green');
     expect(result.digest).toBe(`sha256:${'a'.repeat(64)}`);
     expect(result.error).toBeUndefined();
-    expect(stepNames(result)).toEqual(['lock', 'pull', 'detect', 'start', 'health', 'switch', 'verify', 'drain', 'stop', 'cleanup', 'record']);
+    expect(stepNames(result)).toEqual([
+      'lock',
+      'pull',
+      'detect',
+      'start',
+      'health',
+      'switch',
+      'verify',
+      'drain',
+      'stop',
+      'cleanup',
+      'record'
+    ]);
     expect(result.steps.every((s) => s.status === 'ok')).toBe(true);
     expect(typeof result.cutoverMs).toBe('number');
     expect(result.downtimeMs).toBeUndefined();
@@ -170,7 +220,10 @@ describe('HostDeployment (nginx)', () => {
     // removed after the switch by the finishing script (with the drain and stop), not as a round trip of its own
     expect(host.callsOf('finish').map((c) => c.args[6])).toEqual(['shop-crashed']);
     expect(host.count('discard')).toBe(0);
-    expect(host.containers()).toEqual([['shop-blue', 'exited'], ['shop-green', 'running']]);
+    expect(host.containers()).toEqual([
+      ['shop-blue', 'exited'],
+      ['shop-green', 'running']
+    ]);
   });
 
   test('keep-images: the images are listed while the candidate boots, and pruned by the finishing script', async () => {
@@ -188,7 +241,17 @@ describe('HostDeployment (nginx)', () => {
     const { result } = await deploy(host, makeConfig({ waitForDrain: false }));
     expect(result.result).toBe('success');
     expect(host.callsOf('finish').map((c) => c.args.slice(2, 6))).toEqual([['shop-blue', '10', 'background', 'shop']]);
-    expect(stepNames(result)).toEqual(['lock', 'pull', 'detect', 'start', 'health', 'switch', 'verify', 'drain', 'record']);
+    expect(stepNames(result)).toEqual([
+      'lock',
+      'pull',
+      'detect',
+      'start',
+      'health',
+      'switch',
+      'verify',
+      'drain',
+      'record'
+    ]);
     expect(host.events.indexOf('finish')).toBeLessThan(host.events.indexOf('lock-end'));
     // the same exchange records the run (no record command of its own) and then removes this run's lease
     expect(host.count('record')).toBe(0);
@@ -237,7 +300,9 @@ describe('HostDeployment (nginx)', () => {
   });
 
   test('container exits during health: fails at once with its log lines', async () => {
-    const host = liveBlue().on('status', () => ({ stdout: 'exited 0 1\n@@logs\nError: cannot connect to db\n  at main.js:1\n' }));
+    const host = liveBlue().on('status', () => ({
+      stdout: 'exited 0 1\n@@logs\nError: cannot connect to db\n  at main.js:1\n'
+    }));
     host.httpStatus = () => 502;
     const { result } = await deploy(host, makeConfig({ healthTimeoutMs: 60_000 }));
 
@@ -254,8 +319,17 @@ describe('HostDeployment (nginx)', () => {
   });
 
   test('pull fails after login: step is pull, manifest unknown explained, nothing started', async () => {
-    const host = liveBlue().on('pull', () => ({ code: 1, stdout: '@@step login\nLogin Succeeded\n@@step pull\n', stderr: 'Error response from daemon: manifest unknown: manifest unknown\n' }));
-    const login: LoginMode = { kind: 'password', registry: 'registry.example.com', username: 'u', password: 'pw-123456' };
+    const host = liveBlue().on('pull', () => ({
+      code: 1,
+      stdout: '@@step login\nLogin Succeeded\n@@step pull\n',
+      stderr: 'Error response from daemon: manifest unknown: manifest unknown\n'
+    }));
+    const login: LoginMode = {
+      kind: 'password',
+      registry: 'registry.example.com',
+      username: 'u',
+      password: 'pw-123456'
+    };
     const { result } = await deploy(host, makeConfig(), login);
 
     expect(result.result).toBe('failed');
@@ -269,20 +343,34 @@ describe('HostDeployment (nginx)', () => {
     expect(host.count('start')).toBe(0);
     expect(host.count('discard')).toBe(0);
     // the credentials go to the host as the throwaway DOCKER_CONFIG's config.json, on stdin only
-    expect(JSON.parse(host.callsOf('pull')[0].stdin!)).toEqual({ auths: { 'registry.example.com': { auth: Buffer.from('u:pw-123456').toString('base64') } } });
+    expect(JSON.parse(host.callsOf('pull')[0].stdin!)).toEqual({
+      auths: { 'registry.example.com': { auth: Buffer.from('u:pw-123456').toString('base64') } }
+    });
     expect(host.lockEnded).toBe(true);
   });
 
   test('login fails: the step is login', async () => {
-    const host = liveBlue().on('pull', () => ({ code: 1, stdout: '@@step login\n', stderr: 'Error response from daemon: unauthorized: authentication required\n' }));
-    const login: LoginMode = { kind: 'password', registry: 'registry.example.com', username: 'u', password: 'pw-123456' };
+    const host = liveBlue().on('pull', () => ({
+      code: 1,
+      stdout: '@@step login\n',
+      stderr: 'Error response from daemon: unauthorized: authentication required\n'
+    }));
+    const login: LoginMode = {
+      kind: 'password',
+      registry: 'registry.example.com',
+      username: 'u',
+      password: 'pw-123456'
+    };
     const { result } = await deploy(host, makeConfig(), login);
     expect(result.error?.step).toBe('login');
     expect(result.error?.message).toMatch(/refused access/);
   });
 
   test('reload fails: step switch, candidate removed, no second upstream write', async () => {
-    const host = liveBlue().on('upstream', () => ({ code: 4, stdout: '@@workers-before 101\nnginx: [emerg] unexpected "}"\n@@reload-failed 1\n' }));
+    const host = liveBlue().on('upstream', () => ({
+      code: 4,
+      stdout: '@@workers-before 101\nnginx: [emerg] unexpected "}"\n@@reload-failed 1\n'
+    }));
     const { result } = await deploy(host);
 
     expect(result.result).toBe('failed');
@@ -335,7 +423,9 @@ describe('HostDeployment (nginx)', () => {
     const { result } = await deploy(host);
     expect(result.result).toBe('rolled-back');
     expect(result.error?.step).toBe('verify');
-    expect(result.error?.message).toMatch(/nginx did not reload within 10 s \(no nginx master on the host started new workers; masters 100 with workers 101 are unchanged\)/);
+    expect(result.error?.message).toMatch(
+      /nginx did not reload within 10 s \(no nginx master on the host started new workers; masters 100 with workers 101 are unchanged\)/
+    );
     expect(result.activeColor).toBe('blue');
     expect(host.callsOf('upstream')[1].args[7]).toBe(`${ORIGINAL_UPSTREAM}\n`);
     expect(host.upstream).toBe(`${ORIGINAL_UPSTREAM}\n`);
@@ -354,7 +444,9 @@ describe('HostDeployment (nginx)', () => {
   });
 
   test('switch-back that itself fails leaves result failed with a warning', async () => {
-    const host = liveBlue().on('upstream', (c, h) => (h.count('upstream') > 1 ? { code: 4, stdout: '@@reload-failed 1\n' } : h.model(c)));
+    const host = liveBlue().on('upstream', (c, h) =>
+      h.count('upstream') > 1 ? { code: 4, stdout: '@@reload-failed 1\n' } : h.model(c)
+    );
     host.httpStatus = (_port, h) => (h.count('upstream') > 0 ? 500 : 200);
     const { result } = await deploy(host);
     expect(result.result).toBe('failed');
@@ -367,7 +459,9 @@ describe('HostDeployment (nginx)', () => {
 
   // Regression test.
   test('when the switch-back fails the old colour is not reported as active', async () => {
-    const host = liveBlue().on('upstream', (c, h) => (h.count('upstream') > 1 ? { code: 4, stdout: '@@reload-failed 1\n' } : h.model(c)));
+    const host = liveBlue().on('upstream', (c, h) =>
+      h.count('upstream') > 1 ? { code: 4, stdout: '@@reload-failed 1\n' } : h.model(c)
+    );
     host.httpStatus = (_port, h) => (h.count('upstream') > 0 ? 500 : 200);
     const { result } = await deploy(host);
     expect(result.result).toBe('failed');
@@ -376,7 +470,12 @@ describe('HostDeployment (nginx)', () => {
 
   // Regression test.
   test('no access to the docker socket is not reported as a registry auth problem', async () => {
-    const host = liveBlue().on('pull', () => ({ code: 1, stdout: '@@step pull\n', stderr: 'permission denied while trying to connect to the Docker daemon socket at unix:///var/run/docker.sock: Post "http://%2Fvar%2Frun%2Fdocker.sock/v1.24/images/create": dial unix /var/run/docker.sock: connect: permission denied\n' }));
+    const host = liveBlue().on('pull', () => ({
+      code: 1,
+      stdout: '@@step pull\n',
+      stderr:
+        'permission denied while trying to connect to the Docker daemon socket at unix:///var/run/docker.sock: Post "http://%2Fvar%2Frun%2Fdocker.sock/v1.24/images/create": dial unix /var/run/docker.sock: connect: permission denied\n'
+    }));
     const { result } = await deploy(host);
     expect(result.error?.step).toBe('pull');
     expect(result.error?.message).toMatch(/docker is not reachable/);
@@ -384,7 +483,11 @@ describe('HostDeployment (nginx)', () => {
 
   // Regression test.
   test('docker missing on the host is not reported as a missing image', async () => {
-    const host = liveBlue().on('pull', () => ({ code: 127, stdout: '@@step pull\n', stderr: 'sh: 1: docker: not found\n' }));
+    const host = liveBlue().on('pull', () => ({
+      code: 127,
+      stdout: '@@step pull\n',
+      stderr: 'sh: 1: docker: not found\n'
+    }));
     const { result } = await deploy(host);
     expect(result.error?.step).toBe('pull');
     expect(result.error?.message).not.toMatch(/was not found in the registry/);
@@ -397,7 +500,10 @@ describe('HostDeployment (nginx)', () => {
     expect(result.error?.step).toBe('detect');
     expect(host.count('start')).toBe(0);
     expect(host.count('discard')).toBe(0);
-    expect(host.containers()).toEqual([['shop-blue', 'running'], ['shop-green', 'exited']]);
+    expect(host.containers()).toEqual([
+      ['shop-blue', 'running'],
+      ['shop-green', 'exited']
+    ]);
   });
 });
 
@@ -413,7 +519,10 @@ describe('HostDeployment (nginx-switch: njs)', () => {
     const { result, lines } = await deploy(host, njs());
     expect(result.result).toBe('success');
     expect(host.serving()).toBe('shop-green');
-    expect(host.containers()).toEqual([['shop-blue', 'exited'], ['shop-green', 'running']]);
+    expect(host.containers()).toEqual([
+      ['shop-blue', 'exited'],
+      ['shop-green', 'running']
+    ]);
     const [up] = host.callsOf('upstream');
     expect(up.args[7]).toContain('server 127.0.0.1:8082;');
     // the reload command is never run, and nothing waits for new workers
@@ -431,8 +540,13 @@ describe('HostDeployment (nginx-switch: njs)', () => {
     host.finishDrain = '@@drain-timeout 2';
     const { result, lines } = await deploy(host, njs());
     expect(result.result).toBe('success');
-    expect(lines.join('\n')).toMatch(/shop-blue still had 2 connection\(s\) from nginx after drain-seconds \(1 s\); stopped it anyway/);
-    expect(host.containers()).toEqual([['shop-blue', 'exited'], ['shop-green', 'running']]);
+    expect(lines.join('\n')).toMatch(
+      /shop-blue still had 2 connection\(s\) from nginx after drain-seconds \(1 s\); stopped it anyway/
+    );
+    expect(host.containers()).toEqual([
+      ['shop-blue', 'exited'],
+      ['shop-green', 'running']
+    ]);
   });
 
   test('verify fails: the previous file is put back without a reload, the candidate drained by its connections, then removed', async () => {
@@ -442,7 +556,10 @@ describe('HostDeployment (nginx-switch: njs)', () => {
     expect(result.result).toBe('rolled-back');
     expect(result.error?.step).toBe('verify');
     const ups = host.callsOf('upstream');
-    expect(ups.map((u) => [u.args[1], u.args[3]])).toEqual([[':', '0'], [':', '0']]);
+    expect(ups.map((u) => [u.args[1], u.args[3]])).toEqual([
+      [':', '0'],
+      [':', '0']
+    ]);
     expect(ups[1].args[7]).toBe(`${ORIGINAL_UPSTREAM}\n`);
     // the candidate is drained by its connections before it goes; the old colour was never drained
     expect(host.callsOf('conn-drain').map((c) => c.args)).toEqual([['8082', '1000']]);
@@ -462,7 +579,18 @@ describe('HostDeployment (port-swap)', () => {
     const host = liveBlueOnPort();
     const { result } = await deploy(host, cfg());
 
-    expect(host.events).toEqual(['lock-open', 'detect', 'pull', 'start', 'swap', 'watch', 'probe:8080', 'probe:8080', 'record', 'lock-end']);
+    expect(host.events).toEqual([
+      'lock-open',
+      'detect',
+      'pull',
+      'start',
+      'swap',
+      'watch',
+      'probe:8080',
+      'probe:8080',
+      'record',
+      'lock-end'
+    ]);
     const [start] = host.callsOf('start');
     expect(start.args.slice(0, 3)).toEqual(['shop-green', '0', 'create']);
     expect(start.args).toContain('8080:8080');
@@ -475,7 +603,10 @@ describe('HostDeployment (port-swap)', () => {
     expect(typeof result.downtimeMs).toBe('number');
     expect(result.downtimeMs).toBe(result.cutoverMs);
     expect(host.serving(8080)).toBe('shop-green');
-    expect(host.containers()).toEqual([['shop-blue', 'exited'], ['shop-green', 'running']]);
+    expect(host.containers()).toEqual([
+      ['shop-blue', 'exited'],
+      ['shop-green', 'running']
+    ]);
   });
 
   test('unhealthy after the swap: candidate removed, old container started again → rolled-back', async () => {
@@ -524,7 +655,14 @@ describe('runDeploy', () => {
       }
     };
     const { log } = makeLog(new Secrets(), 2);
-    const r = await runDeploy(makeConfig({ hosts: twoHosts, rollout: { strategy: 'parallel', batchWaitMs: 0, onHostFailure: 'continue' } }), ctx, log, new Secrets(), deps, 'dep-2');
+    const r = await runDeploy(
+      makeConfig({ hosts: twoHosts, rollout: { strategy: 'parallel', batchWaitMs: 0, onHostFailure: 'continue' } }),
+      ctx,
+      log,
+      new Secrets(),
+      deps,
+      'dep-2'
+    );
 
     expect(connected.sort()).toEqual(['bad', 'good']);
     const bad = r.hosts.find((h) => h.host === 'bad')!;
@@ -566,20 +704,48 @@ describe('runDeploy', () => {
 
   test('rollback-all, a free fleet: every host is locked at once, without waiting (one round trip, not one per host)', async () => {
     const hosts = { h1: liveBlue('h1'), h2: liveBlue('h2') };
-    const deps: RunDeps = { connect: async (t) => hosts[t.label as 'h1' | 'h2'], fetchEcrToken: async () => { throw new Error('not used'); } };
+    const deps: RunDeps = {
+      connect: async (t) => hosts[t.label as 'h1' | 'h2'],
+      fetchEcrToken: async () => {
+        throw new Error('not used');
+      }
+    };
     const { log } = makeLog(new Secrets(), 2);
-    const r = await runDeploy(makeConfig({ hosts: [{ label: 'h1', host: 'h1', port: 22, user: 'ec2-user' }, { label: 'h2', host: 'h2', port: 22, user: 'ec2-user' }] }), ctx, log, new Secrets(), deps, 'dep-q');
+    const r = await runDeploy(
+      makeConfig({
+        hosts: [
+          { label: 'h1', host: 'h1', port: 22, user: 'ec2-user' },
+          { label: 'h2', host: 'h2', port: 22, user: 'ec2-user' }
+        ]
+      }),
+      ctx,
+      log,
+      new Secrets(),
+      deps,
+      'dep-q'
+    );
     expect(r.result).toBe('success');
     for (const h of Object.values(hosts)) expect(h.lockTimeouts).toEqual(['0']);
-    for (const res of r.hosts) expect(res.steps.filter((st) => st.name === 'lock').map((st) => st.status)).toEqual(['ok']);
+    for (const res of r.hosts)
+      expect(res.steps.filter((st) => st.name === 'lock').map((st) => st.status)).toEqual(['ok']);
   });
 
   test('rollback-all, one host busy: the locks taken are let go, then every host is locked in order, waiting its turn', async () => {
     const hosts = { h1: liveBlue('h1'), h2: liveBlue('h2') };
     hosts.h2.lockBusyFor = 1; // busy when tried at once, free by its turn
-    const deps: RunDeps = { connect: async (t) => hosts[t.label as 'h1' | 'h2'], fetchEcrToken: async () => { throw new Error('not used'); } };
+    const deps: RunDeps = {
+      connect: async (t) => hosts[t.label as 'h1' | 'h2'],
+      fetchEcrToken: async () => {
+        throw new Error('not used');
+      }
+    };
     const { log, lines } = makeLog(new Secrets(), 2);
-    const cfg = makeConfig({ hosts: [{ label: 'h2', host: 'h2', port: 22, user: 'ec2-user' }, { label: 'h1', host: 'h1', port: 22, user: 'ec2-user' }] });
+    const cfg = makeConfig({
+      hosts: [
+        { label: 'h2', host: 'h2', port: 22, user: 'ec2-user' },
+        { label: 'h1', host: 'h1', port: 22, user: 'ec2-user' }
+      ]
+    });
     const r = await runDeploy(cfg, ctx, log, new Secrets(), deps, 'dep-b');
     expect(r.result).toBe('success');
     const wait = String(cfg.lockTimeoutSeconds);
@@ -588,15 +754,28 @@ describe('runDeploy', () => {
     // h1's quick lock was let go before anything waited
     expect(hosts.h1.events.slice(0, 3)).toEqual(['lock-open', 'lock-end', 'lock-open']);
     expect(lines.join('\n')).toMatch(/the deploy lock is busy on h2: letting go of the others/);
-    for (const res of r.hosts) expect(res.steps.filter((st) => st.name === 'lock').map((st) => st.status)).toEqual(['ok']);
+    for (const res of r.hosts)
+      expect(res.steps.filter((st) => st.name === 'lock').map((st) => st.status)).toEqual(['ok']);
   });
 
   test('rollback-all, a host still busy at its turn: it fails at lock, the hosts after it are never tried, none is touched', async () => {
     const hosts = { h1: liveBlue('h1'), h2: liveBlue('h2'), h3: liveBlue('h3') };
     hosts.h2.lockBusyFor = 2;
-    const deps: RunDeps = { connect: async (t) => hosts[t.label as 'h1' | 'h2' | 'h3'], fetchEcrToken: async () => { throw new Error('not used'); } };
+    const deps: RunDeps = {
+      connect: async (t) => hosts[t.label as 'h1' | 'h2' | 'h3'],
+      fetchEcrToken: async () => {
+        throw new Error('not used');
+      }
+    };
     const { log } = makeLog(new Secrets(), 3);
-    const r = await runDeploy(makeConfig({ hosts: ['h3', 'h2', 'h1'].map((label) => ({ label, host: label, port: 22, user: 'ec2-user' })) }), ctx, log, new Secrets(), deps, 'dep-f');
+    const r = await runDeploy(
+      makeConfig({ hosts: ['h3', 'h2', 'h1'].map((label) => ({ label, host: label, port: 22, user: 'ec2-user' })) }),
+      ctx,
+      log,
+      new Secrets(),
+      deps,
+      'dep-f'
+    );
     expect(r.result).toBe('failed');
     expect(r.error).toMatchObject({ step: 'lock', host: 'h2' });
     expect(r.error?.message).toMatch(/another deploy of shop still holds the lock on this host/);
@@ -622,7 +801,13 @@ describe('runDeploy', () => {
       }
     };
     const { log } = makeLog();
-    const r = await runDeploy(makeConfig({ registryAuth: 'ecr', awsRegion: 'us-east-1' }), ctx, log, new Secrets(), deps);
+    const r = await runDeploy(
+      makeConfig({ registryAuth: 'ecr', awsRegion: 'us-east-1' }),
+      ctx,
+      log,
+      new Secrets(),
+      deps
+    );
     expect(r.result).toBe('failed');
     expect(r.error).toEqual({ step: 'ecr-token', message: 'no AWS credentials on the runner' });
     expect(r.hosts).toEqual([]);
@@ -657,11 +842,23 @@ describe('runDeploy', () => {
 // ---------------------------------------------------------------------------------------------
 
 describe('undo by phase', () => {
-  async function deployWith(host: FakeHost, opts: { cfg?: DeployConfig; signal?: AbortSignal; reconnect?: () => Promise<FakeHost> } = {}) {
+  async function deployWith(
+    host: FakeHost,
+    opts: { cfg?: DeployConfig; signal?: AbortSignal; reconnect?: () => Promise<FakeHost> } = {}
+  ) {
     const { log } = makeLog();
     const hostLog = log.forHost(host.target.label);
     const timer = new StepTimer(hostLog, opts.signal);
-    return new HostDeployment({ cfg: opts.cfg ?? makeConfig(), ctx, deployId: 'dep-1', remote: host, log: hostLog, timer, login: { kind: 'none' }, reconnect: opts.reconnect }).run();
+    return new HostDeployment({
+      cfg: opts.cfg ?? makeConfig(),
+      ctx,
+      deployId: 'dep-1',
+      remote: host,
+      log: hostLog,
+      timer,
+      login: { kind: 'none' },
+      reconnect: opts.reconnect
+    }).run();
   }
   const reconnectTo = (host: FakeHost) => async () => {
     host.connected = true;
@@ -740,16 +937,22 @@ describe('undo by phase', () => {
     expect(result.result).toBe('failed');
     expect(host.count('start')).toBe(0);
     expect(host.count('discard')).toBe(0);
-    expect(host.containers()).toEqual([['shop-blue', 'running'], ['shop-green', 'exited']]);
+    expect(host.containers()).toEqual([
+      ['shop-blue', 'running'],
+      ['shop-green', 'exited']
+    ]);
     expect(host.store.get('shop-green')?.labels['bluegreen.deploy-id']).toBe('older');
   });
 
-  test('started: a failure after start removes only this run\'s candidate and puts the replaced standby back', async () => {
+  test("started: a failure after start removes only this run's candidate and puts the replaced standby back", async () => {
     const host = liveBlue().add('green', { running: false, deployId: 'older' });
     host.httpStatus = (port, h) => (port === PORTS.green ? 503 : h.serving(port) ? 200 : 0);
     const result = await deployWith(host, { cfg: makeConfig({ healthTimeoutMs: 100 }) });
     expect(result.result).toBe('failed');
-    expect(host.containers()).toEqual([['shop-blue', 'running'], ['shop-green', 'exited']]);
+    expect(host.containers()).toEqual([
+      ['shop-blue', 'running'],
+      ['shop-green', 'exited']
+    ]);
     expect(host.store.get('shop-green')?.labels['bluegreen.deploy-id']).toBe('older');
   });
 
@@ -758,7 +961,10 @@ describe('undo by phase', () => {
     host.httpStatus = (port, h) => (port === PORTS.green ? 503 : h.serving(port) ? 200 : 0);
     const result = await deployWith(host, { cfg: makeConfig({ command: 'rollback', healthTimeoutMs: 100 }) });
     expect(result.result).toBe('failed');
-    expect(host.containers()).toEqual([['shop-blue', 'running'], ['shop-green', 'exited']]);
+    expect(host.containers()).toEqual([
+      ['shop-blue', 'running'],
+      ['shop-green', 'exited']
+    ]);
     expect(host.count('discard')).toBe(0);
   });
 });
@@ -778,7 +984,10 @@ describe('HostDeployment (nginx takeover and nginx-health-url)', () => {
   test('the master that reloaded is logged; the drain gets every previous worker (it waits only for those shutting down)', async () => {
     const host = liveBlue().on('upstream', (c, h) => {
       h.model(c);
-      return { stdout: '@@masters 100 300\n@@workers-before 101 102 301\n@@reloaded\n@@old-workers 101 102\n@@taken-over 201 23 5 100\n' };
+      return {
+        stdout:
+          '@@masters 100 300\n@@workers-before 101 102 301\n@@reloaded\n@@old-workers 101 102\n@@taken-over 201 23 5 100\n'
+      };
     });
     const { result, lines } = await deploy(host);
     expect(result.result).toBe('success');
@@ -793,13 +1002,18 @@ describe('HostDeployment (nginx takeover and nginx-health-url)', () => {
     host.httpStatus = (port, h) => (port === 80 && h.count('upstream') === 1 ? 502 : 200);
     const { result } = await deploy(host, makeConfig({ nginxHealthUrl: NGINX_HEALTH }));
     expect(result.result).toBe('rolled-back');
-    expect(result.error).toEqual({ step: 'verify', message: 'nginx-health-url http://127.0.0.1:80/health answered HTTP 502 after the switch (twice)' });
+    expect(result.error).toEqual({
+      step: 'verify',
+      message: 'nginx-health-url http://127.0.0.1:80/health answered HTTP 502 after the switch (twice)'
+    });
     expect(result.activeColor).toBe('blue');
     expect(host.callsOf('upstream')).toHaveLength(2);
     expect(host.callsOf('upstream')[1].args[7]).toBe(`${ORIGINAL_UPSTREAM}\n`);
     // probed after the switch (twice) and after the switch-back (once, healthy again)
     expect(host.events.filter((e) => e === 'probe:80')).toHaveLength(3);
-    expect(result.warnings.join('\n')).toMatch(/no nginx master process is visible on the host, so the reload cannot be confirmed; nginx-health-url is checked instead/);
+    expect(result.warnings.join('\n')).toMatch(
+      /no nginx master process is visible on the host, so the reload cannot be confirmed; nginx-health-url is checked instead/
+    );
   });
 
   test('no nginx master visible and nginx-health-url healthy: the deploy succeeds with the warning', async () => {
@@ -837,11 +1051,18 @@ describe('a transport without streams', () => {
     Object.assign(host, { open: undefined, forward: undefined });
     const { result } = await deploy(host);
     expect(result.result).toBe('success');
-    expect(host.events.filter((e) => e.startsWith('lock') || e === 'release')).toEqual(['lock', 'lock-taken', 'release']);
+    expect(host.events.filter((e) => e.startsWith('lock') || e === 'release')).toEqual([
+      'lock',
+      'lock-taken',
+      'release'
+    ]);
     expect(host.count('probe-shell')).toBeGreaterThan(0);
     expect(host.events.some((e) => e.startsWith('probe:'))).toBe(false);
     expect(host.serving()).toBe('shop-green');
-    expect(host.containers()).toEqual([['shop-blue', 'exited'], ['shop-green', 'running']]);
+    expect(host.containers()).toEqual([
+      ['shop-blue', 'exited'],
+      ['shop-green', 'running']
+    ]);
   });
 
   test('a failing candidate is removed the same way', async () => {
@@ -937,7 +1158,9 @@ class DistantHost extends FakeHost {
 
 describe('round trips', () => {
   const distantLiveBlue = () => {
-    const h = new DistantHost('h1', APP).add('blue', { running: true, port: PORTS.blue, image: 'registry.example.com/shop:v1' }).setUpstream(ORIGINAL_UPSTREAM);
+    const h = new DistantHost('h1', APP)
+      .add('blue', { running: true, port: PORTS.blue, image: 'registry.example.com/shop:v1' })
+      .setUpstream(ORIGINAL_UPSTREAM);
     h.stateJson = '{"live":"blue"}';
     h.watcher = true;
     return h;
@@ -955,7 +1178,11 @@ describe('round trips', () => {
   });
 
   test('a rollback to the kept standby pays at most 6 sequential exchanges after connecting, the health wait included', async () => {
-    const host = distantLiveBlue().add('green', { running: false, port: PORTS.green, image: 'registry.example.com/shop:v0' });
+    const host = distantLiveBlue().add('green', {
+      running: false,
+      port: PORTS.green,
+      image: 'registry.example.com/shop:v0'
+    });
     const { result } = await deploy(host, makeConfig({ command: 'rollback', waitForDrain: false }));
     expect(result.result).toBe('success');
     expect(host.serving()).toBe('shop-green');
@@ -976,7 +1203,12 @@ describe('health watched on the host (curl or bash there)', () => {
     expect(result.result).toBe('success');
     expect(host.count('watch')).toBe(1);
     expect(host.count('status')).toBe(0);
-    expect(host.events.slice(host.events.indexOf('start'), host.events.indexOf('upstream'))).toEqual(['start', 'watch', 'watch:8082', 'probe:8082']);
+    expect(host.events.slice(host.events.indexOf('start'), host.events.indexOf('upstream'))).toEqual([
+      'start',
+      'watch',
+      'watch:8082',
+      'probe:8082'
+    ]);
   });
 
   test('never 2xx: fails at health with the last answer and the logs, the candidate removed', async () => {
@@ -985,7 +1217,9 @@ describe('health watched on the host (curl or bash there)', () => {
     const { result } = await deploy(host, makeConfig({ healthTimeoutMs: 3000 }));
     expect(result.result).toBe('failed');
     expect(result.error?.step).toBe('health');
-    expect(result.error?.message).toBe('GET /health on port 8082 did not answer 2xx within 3 s (20 probes, last: HTTP 503)');
+    expect(result.error?.message).toBe(
+      'GET /health on port 8082 did not answer 2xx within 3 s (20 probes, last: HTTP 503)'
+    );
     expect(result.candidateLogs).toBe('app log line');
     expect(host.serving()).toBe('shop-blue');
     expect(host.containers()).toEqual([['shop-blue', 'running']]);
@@ -998,7 +1232,9 @@ describe('health watched on the host (curl or bash there)', () => {
     });
     const { result } = await deploy(host);
     expect(result.error?.step).toBe('health');
-    expect(result.error?.message).toBe('container shop-green restarted 2 time(s) (state running, last exit code 1) before it became healthy');
+    expect(result.error?.message).toBe(
+      'container shop-green restarted 2 time(s) (state running, last exit code 1) before it became healthy'
+    );
     expect(host.containers()).toEqual([['shop-blue', 'running']]);
   });
 });
@@ -1014,7 +1250,9 @@ test('the probe after the switch: a connection opened ahead that the app closed 
       return stream;
     }
   }
-  const host = new ClosingHost('h1', APP).add('blue', { running: true, port: PORTS.blue, image: 'registry.example.com/shop:v1' }).setUpstream(ORIGINAL_UPSTREAM);
+  const host = new ClosingHost('h1', APP)
+    .add('blue', { running: true, port: PORTS.blue, image: 'registry.example.com/shop:v1' })
+    .setUpstream(ORIGINAL_UPSTREAM);
   const { result } = await deploy(host);
   expect(result.result).toBe('success');
   expect(host.serving()).toBe('shop-green');

@@ -4,7 +4,17 @@ import { findingsFor, parseLockSection, type HostStatus } from '../../src/status
 const id = (n: number) => `sha256:${String(n).repeat(64).slice(0, 64)}`;
 
 describe('keep-images', () => {
-  const out = ['@@images', `${id(1)} r/app:v5`, `${id(2)} r/app:v4`, `${id(2)} r/app:latest`, `${id(3)} r/app:v3`, `${id(4)} r/app:<none>`, '@@in-use', id(3), ''].join('\n');
+  const out = [
+    '@@images',
+    `${id(1)} r/app:v5`,
+    `${id(2)} r/app:v4`,
+    `${id(2)} r/app:latest`,
+    `${id(3)} r/app:v3`,
+    `${id(4)} r/app:<none>`,
+    '@@in-use',
+    id(3),
+    ''
+  ].join('\n');
 
   test('parses the listing', () => {
     const { images, inUse } = parseImageList(out);
@@ -50,7 +60,12 @@ describe('status findings', () => {
     s.colors.blue = { exists: false, role: 'none' };
     s.disk!.usedPercent = 96;
     // a lease left by a runner that vanished: expired, never released
-    s.lock = { held: false, stale: true, expiresAt: '2026-01-01T10:00:30.000Z', owner: { deployId: 'd1', since: '2026-01-01T10:00:00.000Z' } };
+    s.lock = {
+      held: false,
+      stale: true,
+      expiresAt: '2026-01-01T10:00:30.000Z',
+      owner: { deployId: 'd1', since: '2026-01-01T10:00:00.000Z' }
+    };
     s.leftovers = ['app-old'];
     const msgs = findingsFor(s).map((f) => `${f.level}: ${f.message}`);
     expect(msgs).toEqual([
@@ -65,16 +80,39 @@ describe('status findings', () => {
 
   test('a held lock is reported with its holder, however long it has been held (it is a renewed lease)', () => {
     const s = base();
-    s.lock = { held: true, expiresAt: '2026-01-01T12:00:30.000Z', owner: { deployId: 'd2', runUrl: 'https://github.com/o/r/actions/runs/1', since: '2026-01-01T10:00:00.000Z' } };
-    expect(findingsFor(s).map((f) => `${f.level}: ${f.message}`)).toEqual(['info: a deploy is in progress: the lock is held by d2 (https://github.com/o/r/actions/runs/1), lease renewed until 2026-01-01T12:00:30.000Z']);
+    s.lock = {
+      held: true,
+      expiresAt: '2026-01-01T12:00:30.000Z',
+      owner: { deployId: 'd2', runUrl: 'https://github.com/o/r/actions/runs/1', since: '2026-01-01T10:00:00.000Z' }
+    };
+    expect(findingsFor(s).map((f) => `${f.level}: ${f.message}`)).toEqual([
+      'info: a deploy is in progress: the lock is held by d2 (https://github.com/o/r/actions/runs/1), lease renewed until 2026-01-01T12:00:30.000Z'
+    ]);
   });
 
   test('the lock section: a live lease is held, an expired one is stale, an older version holding the lock file is held', () => {
     const owner = '{"deployId":"d1","actor":"a b","since":"2026-01-01T10:00:00.000Z"}';
     expect(parseLockSection('now 1000')).toEqual({ held: false, draining: false });
-    expect(parseLockSection(`now 1000\nlease d1.ab12 1030 ${owner}`)).toEqual({ held: true, owner: JSON.parse(owner), draining: false, expiresAt: new Date(1_030_000).toISOString(), stale: undefined });
-    expect(parseLockSection(`now 1030\nlease d1.ab12 1030 ${owner}\ndraining`)).toEqual({ held: false, owner: JSON.parse(owner), draining: true, expiresAt: new Date(1_030_000).toISOString(), stale: true });
-    expect(parseLockSection(`now 1000\nlegacy ${owner}`)).toEqual({ held: true, owner: JSON.parse(owner), draining: false, legacy: true });
+    expect(parseLockSection(`now 1000\nlease d1.ab12 1030 ${owner}`)).toEqual({
+      held: true,
+      owner: JSON.parse(owner),
+      draining: false,
+      expiresAt: new Date(1_030_000).toISOString(),
+      stale: undefined
+    });
+    expect(parseLockSection(`now 1030\nlease d1.ab12 1030 ${owner}\ndraining`)).toEqual({
+      held: false,
+      owner: JSON.parse(owner),
+      draining: true,
+      expiresAt: new Date(1_030_000).toISOString(),
+      stale: true
+    });
+    expect(parseLockSection(`now 1000\nlegacy ${owner}`)).toEqual({
+      held: true,
+      owner: JSON.parse(owner),
+      draining: false,
+      legacy: true
+    });
     expect(parseLockSection('now 1000\nlease garbage')).toEqual({ held: false, draining: false });
   });
 
@@ -83,7 +121,9 @@ describe('status findings', () => {
     s.live = undefined;
     s.colors.green.state = 'exited';
     const levels = findingsFor(s).map((f) => f.message);
-    expect(levels).toContain('no colour is live: nothing serves this app (the upstream points at green, which is exited)');
+    expect(levels).toContain(
+      'no colour is live: nothing serves this app (the upstream points at green, which is exited)'
+    );
     expect(levels).toContain('the nginx upstream points at green, which is exited');
   });
 });

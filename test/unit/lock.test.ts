@@ -11,10 +11,18 @@ import path from 'node:path';
 import type { ClientChannel } from 'ssh2';
 import { acquireLock, type LockLog } from '../../src/deploy/lock.js';
 import { StepError } from '../../src/deploy/types.js';
-import { finishScript, LEASE_GUARD, lockScript, releaseLeaseScript, renewLeaseScript } from '../../src/remote/scripts.js';
+import {
+  finishScript,
+  LEASE_GUARD,
+  lockScript,
+  releaseLeaseScript,
+  renewLeaseScript
+} from '../../src/remote/scripts.js';
 import type { ExecOptions, ExecResult, RemoteHost } from '../../src/ssh/connection.js';
 
-const hasTools = ['dash', 'flock', 'timeout', 'setsid'].every((t) => spawnSync('sh', ['-c', `command -v ${t}`]).status === 0);
+const hasTools = ['dash', 'flock', 'timeout', 'setsid'].every(
+  (t) => spawnSync('sh', ['-c', `command -v ${t}`]).status === 0
+);
 const d = hasTools ? describe : describe.skip;
 
 let home: string;
@@ -43,7 +51,10 @@ async function until(what: string, fn: () => boolean, ms = 15000): Promise<void>
 }
 
 /** Runs a script body with dash in the temp home, as the SSH transport would (`sh -c body sh args…`). */
-function runScript(s: { body: string; args: string[] }, stdin = ''): { code: number | null; stdout: string; stderr: string } {
+function runScript(
+  s: { body: string; args: string[] },
+  stdin = ''
+): { code: number | null; stdout: string; stderr: string } {
   const r = spawnSync('dash', ['-c', s.body, 'sh', ...s.args], { cwd: home, input: stdin, encoding: 'utf8' });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
@@ -62,7 +73,12 @@ class LocalHost implements RemoteHost {
   async open(body: string, args: string[] = []): Promise<ClientChannel> {
     const child = spawn('dash', ['-c', body, 'sh', ...args], { cwd: home, stdio: ['pipe', 'pipe', 'pipe'] });
     this.children.push(child);
-    const ch = new EventEmitter() as EventEmitter & { stderr: EventEmitter; write(d: string): boolean; end(): void; close(): void };
+    const ch = new EventEmitter() as EventEmitter & {
+      stderr: EventEmitter;
+      write(d: string): boolean;
+      end(): void;
+      close(): void;
+    };
     ch.stderr = child.stderr!;
     child.stdout!.on('data', (b: Buffer) => ch.emit('data', b));
     child.stdin!.on('error', () => undefined);
@@ -94,7 +110,11 @@ class LocalHost implements RemoteHost {
 }
 
 const logged: string[] = [];
-const log: LockLog = { info: (m) => logged.push(`info ${m}`), warn: (m) => logged.push(`warn ${m}`), debug: () => undefined };
+const log: LockLog = {
+  info: (m) => logged.push(`info ${m}`),
+  warn: (m) => logged.push(`warn ${m}`),
+  debug: () => undefined
+};
 let host: LocalHost;
 
 beforeEach(() => {
@@ -118,11 +138,13 @@ d('host scripts', () => {
     expect(l.expires).toBeGreaterThan(hostNow());
   });
 
-  test('another deploy\'s live lease: waits, names the holder, then times out with exit 75', () => {
+  test("another deploy's live lease: waits, names the holder, then times out with exit 75", () => {
     writeLease('d2.bb', hostNow() + 600, owner('d2'));
     const r = runScript(lockScript(APP, 'd1.aa', JSON.stringify(owner('d1')), 1, { keeper: false }));
     expect(r.code).toBe(75);
-    expect(r.stdout).toBe(`@@lock-wait ${JSON.stringify(owner('d2'))}\n@@lock-timeout ${JSON.stringify(owner('d2'))}\n`);
+    expect(r.stdout).toBe(
+      `@@lock-wait ${JSON.stringify(owner('d2'))}\n@@lock-timeout ${JSON.stringify(owner('d2'))}\n`
+    );
     expect(readLease()!.token).toBe('d2.bb');
   });
 
@@ -142,12 +164,18 @@ d('host scripts', () => {
   test('a deploy by an older version of the action (holding the lock file for its whole run) still excludes us', async () => {
     fs.mkdirSync(path.join(home, '.bluegreen', APP), { recursive: true });
     fs.writeFileSync(path.join(home, '.bluegreen', APP, 'lock.owner'), `${JSON.stringify(owner('old'))}\n`);
-    const holder = spawn('dash', ['-c', 'exec 9>>".bluegreen/$1/lock"; flock 9; echo held; cat >/dev/null', 'sh', APP], { cwd: home, stdio: ['pipe', 'pipe', 'inherit'] });
+    const holder = spawn(
+      'dash',
+      ['-c', 'exec 9>>".bluegreen/$1/lock"; flock 9; echo held; cat >/dev/null', 'sh', APP],
+      { cwd: home, stdio: ['pipe', 'pipe', 'inherit'] }
+    );
     await new Promise<void>((resolve) => holder.stdout!.on('data', () => resolve()));
     try {
       const r = runScript(lockScript(APP, 'd1.aa', JSON.stringify(owner('d1')), 1, { keeper: false }));
       expect(r.code).toBe(75);
-      expect(r.stdout).toBe(`@@lock-wait ${JSON.stringify(owner('old'))}\n@@lock-timeout ${JSON.stringify(owner('old'))}\n`);
+      expect(r.stdout).toBe(
+        `@@lock-wait ${JSON.stringify(owner('old'))}\n@@lock-timeout ${JSON.stringify(owner('old'))}\n`
+      );
     } finally {
       holder.kill('SIGKILL');
     }
@@ -155,9 +183,13 @@ d('host scripts', () => {
     expect(runScript(lockScript(APP, 'd1.aa', JSON.stringify(owner('d1')), 0, { keeper: false })).code).toBe(0);
   });
 
-  test('the previous deploy\'s drain job (drain.lock) is waited for', async () => {
+  test("the previous deploy's drain job (drain.lock) is waited for", async () => {
     fs.mkdirSync(path.join(home, '.bluegreen', APP), { recursive: true });
-    const job = spawn('dash', ['-c', 'exec 8>>".bluegreen/$1/drain.lock"; flock 8; echo held; cat >/dev/null', 'sh', APP], { cwd: home, stdio: ['pipe', 'pipe', 'inherit'] });
+    const job = spawn(
+      'dash',
+      ['-c', 'exec 8>>".bluegreen/$1/drain.lock"; flock 8; echo held; cat >/dev/null', 'sh', APP],
+      { cwd: home, stdio: ['pipe', 'pipe', 'inherit'] }
+    );
     await new Promise<void>((resolve) => job.stdout!.on('data', () => resolve()));
     try {
       const r = runScript(lockScript(APP, 'd1.aa', JSON.stringify(owner('d1')), 1, { keeper: false }));
@@ -179,7 +211,11 @@ d('host scripts', () => {
   test('keeper: without heartbeats it releases the lease after the TTL', () => {
     const s = lockScript(APP, 'd1.aa', JSON.stringify(owner('d1')), 0, { ttlSeconds: 1 });
     // stdin stays open and silent (a runner that vanished without its connection closing)
-    const r = spawnSync('dash', ['-c', 'sleep 3 | dash -c "$0" sh "$@"', s.body, ...s.args], { cwd: home, encoding: 'utf8', timeout: 20000 });
+    const r = spawnSync('dash', ['-c', 'sleep 3 | dash -c "$0" sh "$@"', s.body, ...s.args], {
+      cwd: home,
+      encoding: 'utf8',
+      timeout: 20000
+    });
     expect(r.stdout).toBe('@@locked d1.aa\n@@lease-expired no heartbeat for 1 s\n');
     expect(readLease()).toBeUndefined();
   });
@@ -199,7 +235,7 @@ d('host scripts', () => {
     expect(readLease()!.token).toBe('d2.bb');
   });
 
-  test('renew and release without a keeper; release leaves another deploy\'s lease alone', () => {
+  test("renew and release without a keeper; release leaves another deploy's lease alone", () => {
     runScript(lockScript(APP, 'd1.aa', JSON.stringify(owner('d1')), 0, { keeper: false, ttlSeconds: 5 }));
     const r = runScript(renewLeaseScript(APP, 'd1.aa', 600));
     expect(r.stdout).toMatch(/^@@renewed \d+\n$/);
@@ -215,9 +251,19 @@ d('host scripts', () => {
   test('the finishing job waits for drain.lock held for an instant (a concurrent status probe) instead of failing', async () => {
     fs.mkdirSync(path.join(home, '.bluegreen', APP), { recursive: true });
     // holds drain.lock for ~1 s, as a slow `flock -n drain.lock true` of statusScript would for a moment
-    const probe = spawn('dash', ['-c', 'exec 8>>".bluegreen/$1/drain.lock"; flock 8; echo held; sleep 1', 'sh', APP], { cwd: home, stdio: ['ignore', 'pipe', 'inherit'] });
+    const probe = spawn('dash', ['-c', 'exec 8>>".bluegreen/$1/drain.lock"; flock 8; echo held; sleep 1', 'sh', APP], {
+      cwd: home,
+      stdio: ['ignore', 'pipe', 'inherit']
+    });
     await new Promise<void>((resolve) => probe.stdout!.on('data', () => resolve()));
-    const s = finishScript(['false'], APP, { workersBefore: [], drainMs: 0, stopTimeoutSeconds: 1, removeNames: [], removeImages: [], background: true });
+    const s = finishScript(['false'], APP, {
+      workersBefore: [],
+      drainMs: 0,
+      stopTimeoutSeconds: 1,
+      removeNames: [],
+      removeImages: [],
+      background: true
+    });
     const r = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
       const c = spawn('dash', ['-c', s.body, 'sh', ...s.args], { cwd: home, stdio: ['ignore', 'pipe', 'pipe'] });
       let stdout = '';
@@ -245,7 +291,15 @@ d('host scripts', () => {
 
 d('runner side (acquireLock)', () => {
   const acquire = (deployId: string, extra: Partial<Parameters<typeof acquireLock>[1]> = {}) =>
-    acquireLock(host, { app: APP, deployId, owner: owner(deployId), timeoutSeconds: 0, log, heartbeatMs: 100, ...extra });
+    acquireLock(host, {
+      app: APP,
+      deployId,
+      owner: owner(deployId),
+      timeoutSeconds: 0,
+      log,
+      heartbeatMs: 100,
+      ...extra
+    });
 
   test('heartbeats keep the lease alive past its TTL; release removes it at once', async () => {
     const lock = await acquire('d1', { ttlSeconds: 1 });
@@ -287,8 +341,12 @@ d('runner side (acquireLock)', () => {
     writeLease('d2.bb', hostNow() + 600, owner('d2'));
     const e = await acquire('d1', { timeoutSeconds: 1 }).catch((x: unknown) => x);
     expect(e).toBeInstanceOf(StepError);
-    expect((e as StepError).message).toBe(`another deploy of ${APP} still holds the lock on this host after 1 s (deploy d2 by tester since 2026-01-01T10:00:00.000Z); raise lock-timeout-seconds or use a workflow concurrency group`);
-    expect(logged).toEqual([`info another deploy holds the lock (deploy d2 by tester since 2026-01-01T10:00:00.000Z); waiting up to 1 s`]);
+    expect((e as StepError).message).toBe(
+      `another deploy of ${APP} still holds the lock on this host after 1 s (deploy d2 by tester since 2026-01-01T10:00:00.000Z); raise lock-timeout-seconds or use a workflow concurrency group`
+    );
+    expect(logged).toEqual([
+      `info another deploy holds the lock (deploy d2 by tester since 2026-01-01T10:00:00.000Z); waiting up to 1 s`
+    ]);
   });
 
   test('a cancel while waiting ends the wait', async () => {

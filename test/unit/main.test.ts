@@ -37,7 +37,16 @@ let tmp: string;
 
 function env(inputs: Record<string, string>): NodeJS.ProcessEnv {
   const e: NodeJS.ProcessEnv = { RUNNER_TEMP: tmp, GITHUB_SHA: 'abc123' };
-  for (const [k, v] of Object.entries({ hosts: '10.0.1.5', 'ssh-private-key': key, 'ssh-insecure-ignore-host-key': 'true', 'app-name': 'shop', image: 'registry.example.com/shop:v2', 'registry-auth': 'none', 'upload-artifacts': 'false', ...inputs })) {
+  for (const [k, v] of Object.entries({
+    hosts: '10.0.1.5',
+    'ssh-private-key': key,
+    'ssh-insecure-ignore-host-key': 'true',
+    'app-name': 'shop',
+    image: 'registry.example.com/shop:v2',
+    'registry-auth': 'none',
+    'upload-artifacts': 'false',
+    ...inputs
+  })) {
     e[`INPUT_${k.toUpperCase()}`] = v;
   }
   return e;
@@ -65,7 +74,10 @@ test('invalid inputs: every problem is an annotation, the step fails, nothing is
   const connect = jest.fn(refused.connect);
   await run(env({ 'app-name': 'bad name', 'blue-port': '99999' }), { ...refused, connect }, quiet);
   expect(outputs.result).toBe('failed');
-  expect(errors.map((e) => e.title)).toEqual(['bluegreen-ec2-action: invalid input', 'bluegreen-ec2-action: invalid input']);
+  expect(errors.map((e) => e.title)).toEqual([
+    'bluegreen-ec2-action: invalid input',
+    'bluegreen-ec2-action: invalid input'
+  ]);
   expect(errors.map((e) => e.message).join('\n')).toMatch(/Input "app-name" .*Example: app-name: backend/);
   expect(errors.map((e) => e.message).join('\n')).toMatch(/Input "blue-port" .*Example: blue-port: 8081/);
   expect(failed).toHaveLength(1);
@@ -83,7 +95,9 @@ test('deploy: a host that cannot be reached fails the step naming the step, the 
   expect(outputs.result).toBe('failed');
   expect(outputs['failed-hosts']).toBe('10.0.1.5');
   expect(failed).toEqual(['connect failed on 10.0.1.5: connection to 10.0.1.5 was refused']);
-  expect(errors).toEqual([{ message: 'connect failed on 10.0.1.5: connection to 10.0.1.5 was refused', title: 'bluegreen-ec2-action: failed' }]);
+  expect(errors).toEqual([
+    { message: 'connect failed on 10.0.1.5: connection to 10.0.1.5 was refused', title: 'bluegreen-ec2-action: failed' }
+  ]);
   expect(fs.existsSync(outputs['metrics-file'])).toBe(true);
 });
 
@@ -114,10 +128,22 @@ test('hosts by tag that match nothing: the run fails before any host is connecte
     ...refused,
     connect,
     resolveHosts: async () => {
-      throw new HostResolveError('hosts: no running instance matches tag:Role=web in us-east-1 (DescribeInstances filters: tag:Role=web, instance-state-name=running); nothing was touched');
+      throw new HostResolveError(
+        'hosts: no running instance matches tag:Role=web in us-east-1 (DescribeInstances filters: tag:Role=web, instance-state-name=running); nothing was touched'
+      );
     }
   };
-  await run(env({ transport: 'ssm', hosts: 'tag:Role=web', 'aws-region': 'us-east-1', 'ssh-private-key': '', 'ssh-insecure-ignore-host-key': '' }), deps, quiet);
+  await run(
+    env({
+      transport: 'ssm',
+      hosts: 'tag:Role=web',
+      'aws-region': 'us-east-1',
+      'ssh-private-key': '',
+      'ssh-insecure-ignore-host-key': ''
+    }),
+    deps,
+    quiet
+  );
   expect(outputs.result).toBe('failed');
   expect(failed).toEqual([expect.stringContaining('no running instance matches tag:Role=web in us-east-1')]);
   expect(errors.map((e) => e.title)).toEqual(['bluegreen-ec2-action: no hosts']);

@@ -10,7 +10,12 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import net from 'node:net';
-import { connectionDrainScript, nginxDrainScript, writeUpstreamScript, type RemoteScript } from '../../src/remote/scripts.js';
+import {
+  connectionDrainScript,
+  nginxDrainScript,
+  writeUpstreamScript,
+  type RemoteScript
+} from '../../src/remote/scripts.js';
 import { parseSwitchOutput } from '../../src/traffic/nginx/switch-output.js';
 
 const BUSYBOX = ['/bin/busybox', '/usr/bin/busybox'].find((p) => fs.existsSync(p));
@@ -30,7 +35,12 @@ const procs: ChildProcess[] = [];
 let dir: string;
 
 function master(script: string, ns = false): ChildProcess {
-  const inner = [BUSYBOX!, 'sh', '-c', `exec -a "nginx: master process/sh" ${BUSYBOX} -c '${script.replace(/'/g, `'\\''`)}'`];
+  const inner = [
+    BUSYBOX!,
+    'sh',
+    '-c',
+    `exec -a "nginx: master process/sh" ${BUSYBOX} -c '${script.replace(/'/g, `'\\''`)}'`
+  ];
   const argv = ns ? ['unshare', '--pid', '--fork', ...inner] : inner;
   const p = spawn(argv[0], argv.slice(1), { stdio: 'ignore', detached: true });
   procs.push(p);
@@ -40,10 +50,22 @@ function master(script: string, ns = false): ChildProcess {
 /** The pid of the process titled "nginx: master process" in the tree started as `p`. */
 async function masterPid(p: ChildProcess): Promise<number> {
   for (let i = 0; i < 200; i++) {
-    const ids = [p.pid!, ...(fs.existsSync(`/proc/${p.pid}/task/${p.pid}/children`) ? fs.readFileSync(`/proc/${p.pid}/task/${p.pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number) : [])];
+    const ids = [
+      p.pid!,
+      ...(fs.existsSync(`/proc/${p.pid}/task/${p.pid}/children`)
+        ? fs
+            .readFileSync(`/proc/${p.pid}/task/${p.pid}/children`, 'utf8')
+            .trim()
+            .split(/\s+/)
+            .filter(Boolean)
+            .map(Number)
+        : [])
+    ];
     for (const id of ids) {
       const title = fs.readFileSync(`/proc/${id}/cmdline`, 'utf8').split('\0')[0];
-      const kids = fs.existsSync(`/proc/${id}/task/${id}/children`) ? fs.readFileSync(`/proc/${id}/task/${id}/children`, 'utf8').trim() : '';
+      const kids = fs.existsSync(`/proc/${id}/task/${id}/children`)
+        ? fs.readFileSync(`/proc/${id}/task/${id}/children`, 'utf8').trim()
+        : '';
       if (title.startsWith('nginx: master process') && kids) return id;
     }
     await new Promise((r) => setTimeout(r, 25));
@@ -63,7 +85,8 @@ function run(s: RemoteScript): Promise<{ code: number | null; stdout: string; st
   });
 }
 
-const kidsOf = (pid: number) => fs.readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean);
+const kidsOf = (pid: number) =>
+  fs.readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean);
 
 maybe('nginx switch script against stand-in nginx processes', () => {
   let reloading: number;
@@ -107,9 +130,16 @@ maybe('nginx switch script against stand-in nginx processes', () => {
   test('another nginx caught halfway through its own reload when the script looks (one new worker listed as before, still accepting) does not hold up the one that reloads', async () => {
     // Seen on hosts sharing a PID namespace, two reloading at once: the other master's first new worker is in
     // `before`, keeps accepting for good, and its reload would never look finished.
-    const halfway = await masterPid(master(`${WORKER} a=$!; ${WORKER} b=$!; ${WORKER} sleep 0.4; ${WORKER} kill $a $b; trap 'exit 0' TERM; while :; do wait; done`));
+    const halfway = await masterPid(
+      master(
+        `${WORKER} a=$!; ${WORKER} b=$!; ${WORKER} sleep 0.4; ${WORKER} kill $a $b; trap 'exit 0' TERM; while :; do wait; done`
+      )
+    );
     const old = kidsOf(reloading);
-    const s = writeUpstreamScript(path.join(dir, 'up-halfway.conf'), `sleep 0.8; kill -HUP ${reloading}`, { takeoverMs: 5000, content: 'x\n' });
+    const s = writeUpstreamScript(path.join(dir, 'up-halfway.conf'), `sleep 0.8; kill -HUP ${reloading}`, {
+      takeoverMs: 5000,
+      content: 'x\n'
+    });
     const r = await run(s);
     const out = parseSwitchOutput(r.stdout);
     expect(out.outcome).toBe('taken-over');
@@ -133,9 +163,13 @@ maybe('nginx switch script against stand-in nginx processes', () => {
   test('a master that starts a new worker while its old one keeps accepting is no takeover: the switch gives up at takeoverMs', async () => {
     // (a round counter of the wait loop once shared its name with the new worker's pid: the deadline was then checked
     // only when that pid happened to end in 0, and the switch never gave up)
-    const stuck = await masterPid(master(`${WORKER} a=$!; sleep 0.3; ${WORKER} b=$!; trap 'exit 0' TERM; while :; do wait; done`));
+    const stuck = await masterPid(
+      master(`${WORKER} a=$!; sleep 0.3; ${WORKER} b=$!; trap 'exit 0' TERM; while :; do wait; done`)
+    );
     const t0 = Date.now();
-    const r = await run(writeUpstreamScript(path.join(dir, 'up-stuck.conf'), 'true', { takeoverMs: 1500, content: 'x\n' }));
+    const r = await run(
+      writeUpstreamScript(path.join(dir, 'up-stuck.conf'), 'true', { takeoverMs: 1500, content: 'x\n' })
+    );
     const out = parseSwitchOutput(r.stdout);
     expect(out).toMatchObject({ reloaded: true, outcome: 'no-takeover' });
     expect(out.masters).toContain(String(stuck));
@@ -146,7 +180,10 @@ maybe('nginx switch script against stand-in nginx processes', () => {
   test('a failed reload restores the previous file and says so', async () => {
     const file = path.join(dir, 'up3.conf');
     fs.writeFileSync(file, 'previous\n');
-    const s = writeUpstreamScript(file, 'echo "nginx: [emerg] bad" >&2; exit 1', { takeoverMs: 1000, content: 'next\n' });
+    const s = writeUpstreamScript(file, 'echo "nginx: [emerg] bad" >&2; exit 1', {
+      takeoverMs: 1000,
+      content: 'next\n'
+    });
     const r = await run(s);
     expect(r.code).toBe(4);
     expect(parseSwitchOutput(r.stdout)).toMatchObject({ reloaded: false, reloadExitCode: 1, outcome: undefined });
@@ -157,7 +194,10 @@ maybe('nginx switch script against stand-in nginx processes', () => {
   test('the drain waits for listed workers shutting down, not for ones that still accept, and gives up at its deadline', async () => {
     const r1 = await run(nginxDrainScript(['999999999', ...kidsOf(steady)], 5000));
     expect(r1.stdout.trim()).toBe('@@drained');
-    const quitting = spawn(BUSYBOX!, ['sh', '-c', 'exec -a "nginx: worker process is shutting down/sleep" sleep 600'], { stdio: 'ignore', detached: true });
+    const quitting = spawn(BUSYBOX!, ['sh', '-c', 'exec -a "nginx: worker process is shutting down/sleep" sleep 600'], {
+      stdio: 'ignore',
+      detached: true
+    });
     procs.push(quitting);
     await new Promise((r) => setTimeout(r, 200));
     const r2 = await run(nginxDrainScript([...kidsOf(steady), String(quitting.pid)], 300));

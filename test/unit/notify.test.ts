@@ -57,8 +57,25 @@ beforeAll(async () => {
 afterAll(() => new Promise((r) => server.close(r)));
 
 function env(inputs: Record<string, string>): NodeJS.ProcessEnv {
-  const e: NodeJS.ProcessEnv = { RUNNER_TEMP: tmp, GITHUB_SHA: 'abc123', GITHUB_RUN_ID: '42', GITHUB_REPOSITORY: 'org/app', GITHUB_SERVER_URL: 'https://github.com', GITHUB_ACTOR: 'octo' };
-  const all = { hosts: '10.0.1.5', 'ssh-private-key': key, 'ssh-insecure-ignore-host-key': 'true', 'app-name': 'shop', image: 'registry.example.com/shop:v2', 'registry-auth': 'none', 'upload-artifacts': 'false', env: 'DB_PASSWORD=hunter2-secret', ...inputs };
+  const e: NodeJS.ProcessEnv = {
+    RUNNER_TEMP: tmp,
+    GITHUB_SHA: 'abc123',
+    GITHUB_RUN_ID: '42',
+    GITHUB_REPOSITORY: 'org/app',
+    GITHUB_SERVER_URL: 'https://github.com',
+    GITHUB_ACTOR: 'octo'
+  };
+  const all = {
+    hosts: '10.0.1.5',
+    'ssh-private-key': key,
+    'ssh-insecure-ignore-host-key': 'true',
+    'app-name': 'shop',
+    image: 'registry.example.com/shop:v2',
+    'registry-auth': 'none',
+    'upload-artifacts': 'false',
+    env: 'DB_PASSWORD=hunter2-secret',
+    ...inputs
+  };
   for (const [k, v] of Object.entries(all)) e[`INPUT_${k.toUpperCase()}`] = v;
   return e;
 }
@@ -90,8 +107,18 @@ test('a failed deploy POSTs one Slack-compatible JSON message with the fields an
   const [req] = received;
   expect(req).toMatchObject({ method: 'POST', url: `/services/${TOKEN}`, type: 'application/json' });
   const msg = JSON.parse(req.body);
-  expect(msg.text).toMatch(/^❌ shop deploy failed: registry\.example\.com\/shop:v2 on 10\.0\.1\.5 in \d+ ms \(<https:\/\/github\.com\/org\/app\/actions\/runs\/42\/attempts\/1\|run 42>\)\nconnect failed on 10\.0\.1\.5: connection to 10\.0\.1\.5 was refused$/);
-  expect(msg.attachments[0].fields.map((f: { title: string }) => f.title)).toEqual(['Result', 'App', 'Image', 'Hosts', 'Duration', 'Run', 'Cause']);
+  expect(msg.text).toMatch(
+    /^❌ shop deploy failed: registry\.example\.com\/shop:v2 on 10\.0\.1\.5 in \d+ ms \(<https:\/\/github\.com\/org\/app\/actions\/runs\/42\/attempts\/1\|run 42>\)\nconnect failed on 10\.0\.1\.5: connection to 10\.0\.1\.5 was refused$/
+  );
+  expect(msg.attachments[0].fields.map((f: { title: string }) => f.title)).toEqual([
+    'Result',
+    'App',
+    'Image',
+    'Hosts',
+    'Duration',
+    'Run',
+    'Cause'
+  ]);
   expect(msg.attachments[0].fields[0]).toEqual({ title: 'Result', value: 'failed', short: true });
   expect(msg.bluegreen).toMatchObject({
     schemaVersion: 1,
@@ -120,7 +147,9 @@ test('a webhook answering 500, or not reachable, only warns: the result and fail
   expect(received).toHaveLength(1);
   expect(outputs.result).toBe('failed');
   expect(failed).toEqual(['connect failed on 10.0.1.5: connection to 10.0.1.5 was refused']);
-  expect(warnings).toEqual(['notify-webhook answered HTTP 500; the message was not delivered (the deploy result is unchanged)']);
+  expect(warnings).toEqual([
+    'notify-webhook answered HTTP 500; the message was not delivered (the deploy result is unchanged)'
+  ]);
 
   warnings.length = 0;
   failed.length = 0;
@@ -138,7 +167,10 @@ test('a webhook answering 500, or not reachable, only warns: the result and fail
 test('a run refused for its inputs is notified too; an invalid webhook URL is an input error that does not show it', async () => {
   await run(env({ 'notify-webhook': `${base}/hook`, 'blue-port': '99999' }), refused, quiet);
   expect(received).toHaveLength(1);
-  expect(JSON.parse(received[0].body).bluegreen.cause).toMatchObject({ step: 'inputs', message: expect.stringContaining('Input "blue-port"') });
+  expect(JSON.parse(received[0].body).bluegreen.cause).toMatchObject({
+    step: 'inputs',
+    message: expect.stringContaining('Input "blue-port"')
+  });
 
   received.length = 0;
   await run(env({ 'notify-webhook': `ftp://example.com/${TOKEN}` }), refused, quiet);
@@ -156,10 +188,61 @@ test('the payload of a success names the image with its digest and every host', 
   const digest = `sha256:${'a'.repeat(64)}`;
   const p = notificationPayload({
     image: `reg/shop:v2@${digest}`,
-    ctx: { repository: 'org/app', runId: '7', runAttempt: '1', job: 'deploy', actor: 'octo', sha: 'abc', serverUrl: 'https://github.com', runUrl: 'https://github.com/org/app/actions/runs/7/attempts/1', eventName: 'push', runnerTemp: '/tmp' },
-    result: { deployId: 'd1', command: 'deploy', app: 'shop', image: 'reg/shop:v2', result: 'success', startedAt: '', endedAt: '', durationMs: 4200, steps: [], hosts: [{ host: 'h1', result: 'success', activeColor: 'green', image: 'reg/shop:v2', durationMs: 1, switched: true, steps: [], warnings: [] }, { host: 'h2', result: 'success', activeColor: 'blue', image: 'reg/shop:v2', durationMs: 1, switched: true, steps: [], warnings: [] }] }
+    ctx: {
+      repository: 'org/app',
+      runId: '7',
+      runAttempt: '1',
+      job: 'deploy',
+      actor: 'octo',
+      sha: 'abc',
+      serverUrl: 'https://github.com',
+      runUrl: 'https://github.com/org/app/actions/runs/7/attempts/1',
+      eventName: 'push',
+      runnerTemp: '/tmp'
+    },
+    result: {
+      deployId: 'd1',
+      command: 'deploy',
+      app: 'shop',
+      image: 'reg/shop:v2',
+      result: 'success',
+      startedAt: '',
+      endedAt: '',
+      durationMs: 4200,
+      steps: [],
+      hosts: [
+        {
+          host: 'h1',
+          result: 'success',
+          activeColor: 'green',
+          image: 'reg/shop:v2',
+          durationMs: 1,
+          switched: true,
+          steps: [],
+          warnings: []
+        },
+        {
+          host: 'h2',
+          result: 'success',
+          activeColor: 'blue',
+          image: 'reg/shop:v2',
+          durationMs: 1,
+          switched: true,
+          steps: [],
+          warnings: []
+        }
+      ]
+    }
   });
-  expect(p.text).toBe(`✅ shop deployed: reg/shop:v2@${digest} on 2 hosts in 4.2 s (<https://github.com/org/app/actions/runs/7/attempts/1|run 7>)`);
-  expect(p.bluegreen).toMatchObject({ result: 'success', digest, succeededHosts: ['h1', 'h2'], failedHosts: [], cause: null });
+  expect(p.text).toBe(
+    `✅ shop deployed: reg/shop:v2@${digest} on 2 hosts in 4.2 s (<https://github.com/org/app/actions/runs/7/attempts/1|run 7>)`
+  );
+  expect(p.bluegreen).toMatchObject({
+    result: 'success',
+    digest,
+    succeededHosts: ['h1', 'h2'],
+    failedHosts: [],
+    cause: null
+  });
   expect(p.attachments[0].fields.map((f) => f.title)).not.toContain('Cause');
 });

@@ -15,12 +15,26 @@ describe('parseInspect', () => {
   test('parses one JSON object per line, strips the leading slash, ignores other lines, defaults null labels', () => {
     const text = [
       'noise before',
-      JSON.stringify({ id: 'abc', name: '/shop-blue', state: 'running', running: true, restarts: 2, labels: { 'bluegreen.app': 'shop' } }),
+      JSON.stringify({
+        id: 'abc',
+        name: '/shop-blue',
+        state: 'running',
+        running: true,
+        restarts: 2,
+        labels: { 'bluegreen.app': 'shop' }
+      }),
       '',
       '  ' + JSON.stringify({ id: 'def', name: '/other', state: 'exited', running: false, restarts: 0, labels: null })
     ].join('\n');
     expect(parseInspect(text)).toEqual([
-      { id: 'abc', name: 'shop-blue', state: 'running', running: true, restartCount: 2, labels: { 'bluegreen.app': 'shop' } },
+      {
+        id: 'abc',
+        name: 'shop-blue',
+        state: 'running',
+        running: true,
+        restartCount: 2,
+        labels: { 'bluegreen.app': 'shop' }
+      },
       { id: 'def', name: 'other', state: 'exited', running: false, restartCount: 0, labels: {} }
     ]);
   });
@@ -107,11 +121,18 @@ describe('planDeploy', () => {
   });
 
   test('a container labelled for another app under our name is also foreign', () => {
-    expect(() => planDeploy(nginx, [ctr('shop-green', false, { 'bluegreen.app': 'other' })], undefined, undefined)).toThrow(StepError);
+    expect(() =>
+      planDeploy(nginx, [ctr('shop-green', false, { 'bluegreen.app': 'other' })], undefined, undefined)
+    ).toThrow(StepError);
   });
 
   test('leftovers are labelled containers with other names; unlabelled ones are not ours', () => {
-    const containers = [ctr('shop-blue', true), ctr('shop-blue-old', false), ctr('random', false, {}), ctr('shop-tmp', false)];
+    const containers = [
+      ctr('shop-blue', true),
+      ctr('shop-blue-old', false),
+      ctr('random', false, {}),
+      ctr('shop-tmp', false)
+    ];
     const plan = planDeploy(nginx, containers, upstreamAt(8081), undefined);
     expect(plan.leftovers).toEqual(['shop-blue-old', 'shop-tmp']);
   });
@@ -130,7 +151,12 @@ describe('planDeploy', () => {
   });
 
   test('replaceExisting is set when the candidate container exists (stopped standby), not otherwise', () => {
-    const withStandby = planDeploy(nginx, [ctr('shop-blue', true), ctr('shop-green', false)], upstreamAt(8081), undefined);
+    const withStandby = planDeploy(
+      nginx,
+      [ctr('shop-blue', true), ctr('shop-green', false)],
+      upstreamAt(8081),
+      undefined
+    );
     expect(withStandby.candidate).toBe('green');
     expect(withStandby.replaceExisting).toBe(true);
     const without = planDeploy(nginx, [ctr('shop-blue', true)], upstreamAt(8081), undefined);

@@ -5,13 +5,17 @@
 import net from 'node:net';
 import { dropEarlySocket, preconnect, preconnectTarget, takeEarlySocket } from '../../src/ssh/preconnect.js';
 
-const env = (inputs: Record<string, string>): NodeJS.ProcessEnv => Object.fromEntries(Object.entries(inputs).map(([k, v]) => [`INPUT_${k.toUpperCase()}`, v]));
+const env = (inputs: Record<string, string>): NodeJS.ProcessEnv =>
+  Object.fromEntries(Object.entries(inputs).map(([k, v]) => [`INPUT_${k.toUpperCase()}`, v]));
 
 describe('preconnectTarget', () => {
   test('one address: host and port (ssh-port or the one in the entry)', () => {
     expect(preconnectTarget(env({ hosts: '10.0.1.5' }))).toEqual({ host: '10.0.1.5', port: 22 });
     expect(preconnectTarget(env({ hosts: ' ec2-user@10.0.1.5:2222 ' }))).toEqual({ host: '10.0.1.5', port: 2222 });
-    expect(preconnectTarget(env({ hosts: 'app.example.com', 'ssh-port': '2200', transport: 'ssh' }))).toEqual({ host: 'app.example.com', port: 2200 });
+    expect(preconnectTarget(env({ hosts: 'app.example.com', 'ssh-port': '2200', transport: 'ssh' }))).toEqual({
+      host: 'app.example.com',
+      port: 2200
+    });
   });
 
   test('none where the connect step would not go straight to one address', () => {

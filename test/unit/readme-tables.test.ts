@@ -29,7 +29,13 @@ test("the README's tables are what action.yml gives (run `npm run readme` after 
 
 test('a new input in action.yml, or a hand-edited row, is drift; regenerating fixes it', () => {
   const yml = readFileSync(join(dir, 'action.yml'), 'utf8');
-  writeFileSync(join(dir, 'action.yml'), yml.replace('\noutputs:\n', '\n  brand-new:\n    description: "Something new. Default: the `hosts` count."\n    default: ""\noutputs:\n'));
+  writeFileSync(
+    join(dir, 'action.yml'),
+    yml.replace(
+      '\noutputs:\n',
+      '\n  brand-new:\n    description: "Something new. Default: the `hosts` count."\n    default: ""\noutputs:\n'
+    )
+  );
   const r = check();
   expect(r.status).toBe(1);
   expect(r.stderr).toContain('run: npm run readme');
@@ -43,9 +49,14 @@ test('a new input in action.yml, or a hand-edited row, is drift; regenerating fi
 });
 
 test('required inputs, literal defaults, and "|" in a description are rendered for a table', () => {
-  writeFileSync(join(dir, 'action.yml'), 'name: x\ndescription: y\ninputs:\n  a:\n    description: "must | be"\n    required: true\n  b:\n    description: B\n    default: "8080"\noutputs:\n  o:\n    description: "multi\n\n      line"\nruns:\n  using: node24\n  main: i.js\n');
+  writeFileSync(
+    join(dir, 'action.yml'),
+    'name: x\ndescription: y\ninputs:\n  a:\n    description: "must | be"\n    required: true\n  b:\n    description: B\n    default: "8080"\noutputs:\n  o:\n    description: "multi\n\n      line"\nruns:\n  using: node24\n  main: i.js\n'
+  );
   tool('--action', join(dir, 'action.yml'), '--readme', join(dir, 'README.md'));
   const readme = readFileSync(join(dir, 'README.md'), 'utf8');
-  expect(readme).toContain('| Input | Default | Description |\n| --- | --- | --- |\n| `a` | (required) | must \\| be |\n| `b` | `8080` | B |\n<!-- end of inputs -->');
+  expect(readme).toContain(
+    '| Input | Default | Description |\n| --- | --- | --- |\n| `a` | (required) | must \\| be |\n| `b` | `8080` | B |\n<!-- end of inputs -->'
+  );
   expect(readme).toContain('| `o` | multi line |');
 });

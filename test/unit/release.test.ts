@@ -24,7 +24,9 @@ test('release.yml: on a vX.Y.Z tag, checks dist/, creates the release, moves the
 test('dependabot.yml: npm and github-actions', () => {
   const d = load('.github/dependabot.yml');
   expect(d.version).toBe(2);
-  expect(d.updates.map((u: { 'package-ecosystem': string; directory: string }) => [u['package-ecosystem'], u.directory])).toEqual([
+  expect(
+    d.updates.map((u: { 'package-ecosystem': string; directory: string }) => [u['package-ecosystem'], u.directory])
+  ).toEqual([
     ['npm', '/'],
     ['github-actions', '/']
   ]);

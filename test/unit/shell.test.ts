@@ -10,16 +10,22 @@ function echoThroughSh(value: string): string {
 describe('quote', () => {
   test('any string (no NUL) reaches the program unchanged through a real shell', () => {
     fc.assert(
-      fc.property(fc.string({ unit: 'binary' }).filter((s) => !s.includes('\0')), (s) => {
-        expect(echoThroughSh(s)).toBe(s);
-      }),
+      fc.property(
+        fc.string({ unit: 'binary' }).filter((s) => !s.includes('\0')),
+        (s) => {
+          expect(echoThroughSh(s)).toBe(s);
+        }
+      ),
       { numRuns: 300 }
     );
   });
 
-  test.each(["$(touch /tmp/x)", '`id`', "a'b", '; rm -rf /', '-rf', '\n', '*', '~', '$HOME', '"', '\\'])('%j stays one literal word', (s) => {
-    expect(echoThroughSh(s)).toBe(s);
-  });
+  test.each(['$(touch /tmp/x)', '`id`', "a'b", '; rm -rf /', '-rf', '\n', '*', '~', '$HOME', '"', '\\'])(
+    '%j stays one literal word',
+    (s) => {
+      expect(echoThroughSh(s)).toBe(s);
+    }
+  );
 
   test('plain words are left readable, everything else single-quoted', () => {
     expect(quote('docker')).toBe('docker');
@@ -37,7 +43,9 @@ describe('quote', () => {
   });
 
   test('shInvocation passes values as positional parameters, never as code', () => {
-    const out = execFileSync('sh', ['-c', shInvocation('printf "%s|" "$@"', ['$(id)', "a'b", '-n'])], { encoding: 'utf8' });
+    const out = execFileSync('sh', ['-c', shInvocation('printf "%s|" "$@"', ['$(id)', "a'b", '-n'])], {
+      encoding: 'utf8'
+    });
     expect(out).toBe("$(id)|a'b|-n|");
   });
 });
@@ -61,9 +69,15 @@ describe('splitWords (docker-run-args)', () => {
 
   test('round trip: quoted words split back into the same words', () => {
     fc.assert(
-      fc.property(fc.array(fc.string().filter((s) => !s.includes('\0')), { maxLength: 6 }), (words) => {
-        expect(splitWords(words.map(quote).join(' '))).toEqual(words);
-      })
+      fc.property(
+        fc.array(
+          fc.string().filter((s) => !s.includes('\0')),
+          { maxLength: 6 }
+        ),
+        (words) => {
+          expect(splitWords(words.map(quote).join(' '))).toEqual(words);
+        }
+      )
     );
   });
 });

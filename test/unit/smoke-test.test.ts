@@ -15,7 +15,12 @@ import type { RemoteHost } from '../../src/ssh/connection.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'bg-smoke-'));
 const lines: string[] = [];
-const runLog = new RunLog(join(dir, 'deploy.log'), new Secrets(), { write: (_l, t) => lines.push(t), startGroup: () => undefined, endGroup: () => undefined }, 1);
+const runLog = new RunLog(
+  join(dir, 'deploy.log'),
+  new Secrets(),
+  { write: (_l, t) => lines.push(t), startGroup: () => undefined, endGroup: () => undefined },
+  1
+);
 const log = runLog.forHost('h1');
 let candidate: http.Server;
 let candidatePort: number;
@@ -55,7 +60,17 @@ test('the tunnel URL reaches the port on the host through forward(), one stream 
 });
 
 test('the command sees BLUEGREEN_* and not the action inputs; exit code and last lines are reported', async () => {
-  const o = await runSmokeCommand({ command: 'echo "url=$BLUEGREEN_CANDIDATE_URL inputs=${INPUT_SSH_PRIVATE_KEY:-none}"\necho oops >&2\nexit 4', on: 'all', timeoutMs: 20_000 }, { BLUEGREEN_CANDIDATE_URL: 'http://127.0.0.1:1' }, log, undefined, { ...process.env, INPUT_SSH_PRIVATE_KEY: 'secret-key' });
+  const o = await runSmokeCommand(
+    {
+      command: 'echo "url=$BLUEGREEN_CANDIDATE_URL inputs=${INPUT_SSH_PRIVATE_KEY:-none}"\necho oops >&2\nexit 4',
+      on: 'all',
+      timeoutMs: 20_000
+    },
+    { BLUEGREEN_CANDIDATE_URL: 'http://127.0.0.1:1' },
+    log,
+    undefined,
+    { ...process.env, INPUT_SSH_PRIVATE_KEY: 'secret-key' }
+  );
   expect(o.exitCode).toBe(4);
   expect(o.failure).toBe('exited with code 4');
   expect(o.tail).toBe('url=http://127.0.0.1:1 inputs=none\noops');
@@ -77,7 +92,18 @@ test('a cancel stops the command at once', async () => {
 });
 
 test('smokeTestEnv: the job environment without the inputs, runtime tokens and file commands, plus the variables', () => {
-  const base = { PATH: '/bin', GITHUB_SHA: 'abc', 'INPUT_SSH-PRIVATE-KEY': 'k', INPUT_ENV: 'A=b', ACTIONS_RUNTIME_TOKEN: 't', ACTIONS_RESULTS_URL: 'u', GITHUB_OUTPUT: '/o', GITHUB_STEP_SUMMARY: '/s', GITHUB_ENV: '/e', STATE_x: '1' };
+  const base = {
+    PATH: '/bin',
+    GITHUB_SHA: 'abc',
+    'INPUT_SSH-PRIVATE-KEY': 'k',
+    INPUT_ENV: 'A=b',
+    ACTIONS_RUNTIME_TOKEN: 't',
+    ACTIONS_RESULTS_URL: 'u',
+    GITHUB_OUTPUT: '/o',
+    GITHUB_STEP_SUMMARY: '/s',
+    GITHUB_ENV: '/e',
+    STATE_x: '1'
+  };
   expect(smokeTestEnv(base, { BLUEGREEN_HOST: 'h' })).toEqual({ PATH: '/bin', GITHUB_SHA: 'abc', BLUEGREEN_HOST: 'h' });
 });
 
@@ -85,7 +111,10 @@ test('a large answer through the tunnel arrives whole', async () => {
   const big = http.createServer((_req, res) => res.end('x'.repeat(5_000_000)));
   await new Promise<void>((r) => big.listen(0, '127.0.0.1', () => r()));
   const port = (big.address() as net.AddressInfo).port;
-  const remote = { target: { label: 'h1' }, forward: async () => net.connect({ host: '127.0.0.1', port }) } as unknown as RemoteHost;
+  const remote = {
+    target: { label: 'h1' },
+    forward: async () => net.connect({ host: '127.0.0.1', port })
+  } as unknown as RemoteHost;
   const t = await openTunnel(remote, 8082, log);
   try {
     const body = await fetch(`${t.url}/`, { headers: { connection: 'close' } }).then((r) => r.text());
@@ -97,12 +126,20 @@ test('a large answer through the tunnel arrives whole', async () => {
 });
 
 test('smoke-test-on first runs on the first host only; rollback never; no input, no hook', () => {
-  const hosts = [{ label: 'a', host: 'a', port: 22, user: 'u' }, { label: 'b', host: 'b', port: 22, user: 'u' }];
-  const cfg = (over: Partial<DeployConfig>) => ({ command: 'deploy', hosts, smokeTest: { command: 'true', on: 'all', timeoutMs: 1000 }, ...over }) as DeployConfig;
+  const hosts = [
+    { label: 'a', host: 'a', port: 22, user: 'u' },
+    { label: 'b', host: 'b', port: 22, user: 'u' }
+  ];
+  const cfg = (over: Partial<DeployConfig>) =>
+    ({ command: 'deploy', hosts, smokeTest: { command: 'true', on: 'all', timeoutMs: 1000 }, ...over }) as DeployConfig;
   const none = () => undefined;
   expect(smokeTestHook(cfg({}), hosts[1], 'd', none)).toBeDefined();
-  expect(smokeTestHook(cfg({ smokeTest: { command: 'true', on: 'first', timeoutMs: 1000 } }), hosts[0], 'd', none)).toBeDefined();
-  expect(smokeTestHook(cfg({ smokeTest: { command: 'true', on: 'first', timeoutMs: 1000 } }), hosts[1], 'd', none)).toBeUndefined();
+  expect(
+    smokeTestHook(cfg({ smokeTest: { command: 'true', on: 'first', timeoutMs: 1000 } }), hosts[0], 'd', none)
+  ).toBeDefined();
+  expect(
+    smokeTestHook(cfg({ smokeTest: { command: 'true', on: 'first', timeoutMs: 1000 } }), hosts[1], 'd', none)
+  ).toBeUndefined();
   expect(smokeTestHook(cfg({ command: 'rollback' }), hosts[0], 'd', none)).toBeUndefined();
   expect(smokeTestHook(cfg({ smokeTest: undefined }), hosts[0], 'd', none)).toBeUndefined();
 });

@@ -38,7 +38,12 @@ export class FakeSsm {
   private n = 0;
 
   sdk(): SsmSdk {
-    return { client: { send: (c) => this.send(c) }, SendCommandCommand, GetCommandInvocationCommand, CancelCommandCommand };
+    return {
+      client: { send: (c) => this.send(c) },
+      SendCommandCommand,
+      GetCommandInvocationCommand,
+      CancelCommandCommand
+    };
   }
 
   async send(c: unknown): Promise<unknown> {
@@ -66,7 +71,10 @@ export class FakeSsm {
     const id = `cmd-${++this.n}`;
     const cmd: Cmd = { id, input, polls: 0 };
     this.commands.set(id, cmd);
-    const child = spawn('sh', ['-c', input.Parameters.commands.join('\n')], { env: { ...process.env, ...this.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn('sh', ['-c', input.Parameters.commands.join('\n')], {
+      env: { ...process.env, ...this.env },
+      stdio: ['ignore', 'pipe', 'pipe']
+    });
     cmd.child = child;
     let out = '';
     let err = '';
@@ -74,16 +82,27 @@ export class FakeSsm {
     child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
     child.on('close', (code) => {
       if (cmd.done) return;
-      cmd.done = { code: code ?? -1, stdout: out.slice(0, 24000), stderr: err.slice(0, 8000), status: code === 0 ? 'Success' : 'Failed' };
+      cmd.done = {
+        code: code ?? -1,
+        stdout: out.slice(0, 24000),
+        stderr: err.slice(0, 8000),
+        status: code === 0 ? 'Success' : 'Failed'
+      };
     });
     return { Command: { CommandId: id } };
   }
 
   private get(id: string): unknown {
     const cmd = this.commands.get(id);
-    if (!cmd || cmd.polls++ < this.notYet) throw Object.assign(new Error('Invocation does not exist'), { name: 'InvocationDoesNotExist' });
+    if (!cmd || cmd.polls++ < this.notYet)
+      throw Object.assign(new Error('Invocation does not exist'), { name: 'InvocationDoesNotExist' });
     if (!cmd.done) return { Status: 'InProgress' };
-    return { Status: cmd.done.status, ResponseCode: cmd.done.code, StandardOutputContent: cmd.done.stdout, StandardErrorContent: cmd.done.stderr };
+    return {
+      Status: cmd.done.status,
+      ResponseCode: cmd.done.code,
+      StandardOutputContent: cmd.done.stdout,
+      StandardErrorContent: cmd.done.stderr
+    };
   }
 
   /** Every parameter text ever sent (what SSM's history and CloudTrail keep). */

@@ -12,17 +12,38 @@ import { FakeSsm } from './ssm-fake.js';
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bgssm-unit-'));
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
-const target = { label: 'i-0f1ee700000000001 (unit)', host: 'i-0f1ee700000000001', port: 0, user: 'root', instanceId: 'i-0f1ee700000000001' };
+const target = {
+  label: 'i-0f1ee700000000001 (unit)',
+  host: 'i-0f1ee700000000001',
+  port: 0,
+  user: 'root',
+  instanceId: 'i-0f1ee700000000001'
+};
 
 function host(fake: FakeSsm, opts: Partial<ConstructorParameters<typeof SsmHost>[2]> = {}): SsmHost {
   fake.env = { BLUEGREEN_SSM_DIR: path.join(dir, 'run') };
-  return new SsmHost(target, fake.sdk(), { region: 'us-east-1', executionTimeoutSeconds: 3600, pollMs: { first: 5, max: 20 }, ...opts });
+  return new SsmHost(target, fake.sdk(), {
+    region: 'us-east-1',
+    executionTimeoutSeconds: 3600,
+    pollMs: { first: 5, max: 20 },
+    ...opts
+  });
 }
 
 /** The wrapper run by the local sh, as the agent would: the positional arguments as the script saw them. */
 function argsThroughWrapper(args: string[]): string[] {
-  const lines = commandLines(runPayload('0123456789abcdef', `for a in "$@"; do printf '%s' "$a" | od -An -tx1 | tr -d ' \\n'; echo; done`, args, { wantKey: 'no' }));
-  const out = execFileSync('sh', ['-c', lines.join('\n')], { encoding: 'utf8', env: { ...process.env, BLUEGREEN_SSM_DIR: path.join(dir, 'prop') } });
+  const lines = commandLines(
+    runPayload(
+      '0123456789abcdef',
+      `for a in "$@"; do printf '%s' "$a" | od -An -tx1 | tr -d ' \\n'; echo; done`,
+      args,
+      { wantKey: 'no' }
+    )
+  );
+  const out = execFileSync('sh', ['-c', lines.join('\n')], {
+    encoding: 'utf8',
+    env: { ...process.env, BLUEGREEN_SSM_DIR: path.join(dir, 'prop') }
+  });
   const frame = parseFrame(out)!;
   expect(frame.code).toBe(0);
   return frame.out
@@ -35,14 +56,26 @@ function argsThroughWrapper(args: string[]): string[] {
 describe('ssm wrapper: values are data', () => {
   test('any arguments (no NUL) reach the script unchanged, the command text stays the fixed wrapper', () => {
     fc.assert(
-      fc.property(fc.array(fc.string({ unit: 'grapheme' }).filter((s) => !s.includes('\0')), { maxLength: 5 }), (args) => {
-        expect(argsThroughWrapper(args)).toEqual(args);
-      }),
+      fc.property(
+        fc.array(
+          fc.string({ unit: 'grapheme' }).filter((s) => !s.includes('\0')),
+          { maxLength: 5 }
+        ),
+        (args) => {
+          expect(argsThroughWrapper(args)).toEqual(args);
+        }
+      ),
       { numRuns: 40 }
     );
   });
 
-  test.each([["$(touch /tmp/bgssm-pwned)"], ['`id`', "a'b"], ['BLUEGREEN_SSM_PAYLOAD_END'], ['\n\n', ''], ['-rf', '*']])('hostile %j', (...args) => {
+  test.each([
+    ['$(touch /tmp/bgssm-pwned)'],
+    ['`id`', "a'b"],
+    ['BLUEGREEN_SSM_PAYLOAD_END'],
+    ['\n\n', ''],
+    ['-rf', '*']
+  ])('hostile %j', (...args) => {
     expect(argsThroughWrapper(args)).toEqual(args);
     expect(fs.existsSync('/tmp/bgssm-pwned')).toBe(false);
   });
@@ -61,14 +94,33 @@ describe('ssm wrapper: values are data', () => {
 describe('sealing', () => {
   test('sealed in node, opened by the same openssl commands the host runs', () => {
     const key = path.join(dir, 'key.pem');
-    execFileSync('openssl', ['genpkey', '-algorithm', 'RSA', '-pkeyopt', 'rsa_keygen_bits:3072', '-out', key], { stdio: 'ignore' });
+    execFileSync('openssl', ['genpkey', '-algorithm', 'RSA', '-pkeyopt', 'rsa_keygen_bits:3072', '-out', key], {
+      stdio: 'ignore'
+    });
     const pub = execFileSync('openssl', ['pkey', '-in', key, '-pubout'], { encoding: 'utf8' });
     const secret = 'DB_PASSWORD=s3cr3t-ü\nTOKEN=a b $c `d`\n';
     const s = seal(pub, secret);
     expect(s.key + s.data).not.toContain('s3cr3t');
     fs.writeFileSync(path.join(dir, 'k.bin'), Buffer.from(s.key, 'base64'));
-    execFileSync('openssl', ['pkeyutl', '-decrypt', '-inkey', key, '-pkeyopt', 'rsa_padding_mode:oaep', '-pkeyopt', 'rsa_oaep_md:sha256', '-in', path.join(dir, 'k.bin'), '-out', path.join(dir, 'pass')]);
-    const plain = execFileSync('openssl', ['enc', '-d', '-aes-256-cbc', '-md', 'sha256', '-pass', `file:${path.join(dir, 'pass')}`], { input: Buffer.from(s.data, 'base64'), stdio: ['pipe', 'pipe', 'ignore'] });
+    execFileSync('openssl', [
+      'pkeyutl',
+      '-decrypt',
+      '-inkey',
+      key,
+      '-pkeyopt',
+      'rsa_padding_mode:oaep',
+      '-pkeyopt',
+      'rsa_oaep_md:sha256',
+      '-in',
+      path.join(dir, 'k.bin'),
+      '-out',
+      path.join(dir, 'pass')
+    ]);
+    const plain = execFileSync(
+      'openssl',
+      ['enc', '-d', '-aes-256-cbc', '-md', 'sha256', '-pass', `file:${path.join(dir, 'pass')}`],
+      { input: Buffer.from(s.data, 'base64'), stdio: ['pipe', 'pipe', 'ignore'] }
+    );
     expect(plain.toString('utf8')).toBe(secret);
   });
 });
@@ -80,7 +132,10 @@ describe('SsmHost', () => {
     const r1 = await h.run('echo "first $1"', ['a b']);
     expect(r1).toMatchObject({ code: 0, stdout: 'first a b\n' });
     const lines: string[] = [];
-    const r2 = await h.run('cat; echo "args: $#" >&2; exit 3', ['x'], { stdin: 'PASSWORD=hunter2-top-secret\n', onLine: (l, s) => lines.push(`${s}:${l}`) });
+    const r2 = await h.run('cat; echo "args: $#" >&2; exit 3', ['x'], {
+      stdin: 'PASSWORD=hunter2-top-secret\n',
+      onLine: (l, s) => lines.push(`${s}:${l}`)
+    });
     expect(r2.code).toBe(3);
     expect(r2.stdout).toBe('PASSWORD=hunter2-top-secret\n');
     expect(r2.stderr).toBe('args: 1\n');
@@ -100,7 +155,11 @@ describe('SsmHost', () => {
 
   test('ssm-run-as: the script runs as that user in its home, with its stdin still sealed', async () => {
     const fake = new FakeSsm();
-    const h = new SsmHost({ ...target, user: 'ec2-user' }, fake.sdk(), { region: 'us-east-1', executionTimeoutSeconds: 3600, pollMs: { first: 5, max: 20 } });
+    const h = new SsmHost({ ...target, user: 'ec2-user' }, fake.sdk(), {
+      region: 'us-east-1',
+      executionTimeoutSeconds: 3600,
+      pollMs: { first: 5, max: 20 }
+    });
     fake.env = { BLUEGREEN_SSM_DIR: path.join(dir, 'run') };
     const r = await h.run('echo "$(id -un) $HOME $(pwd)"; cat', [], { stdin: 'top-secret-for-ec2-user\n' });
     expect(r).toMatchObject({ code: 0, stdout: 'ec2-user /home/ec2-user /home/ec2-user\ntop-secret-for-ec2-user\n' });
@@ -112,7 +171,9 @@ describe('SsmHost', () => {
   test('long output arrives complete in pieces under the 24,000-character cut', async () => {
     const fake = new FakeSsm();
     const h = host(fake);
-    const r = await h.run('i=0; while [ $i -lt 3000 ]; do echo "line $i of the long output ---------------"; i=$((i+1)); done');
+    const r = await h.run(
+      'i=0; while [ $i -lt 3000 ]; do echo "line $i of the long output ---------------"; i=$((i+1)); done'
+    );
     expect(r.stdout.split('\n')).toHaveLength(3001);
     expect(r.stdout).toContain('line 2999 of');
     expect(fake.sent.length).toBeGreaterThan(2);
@@ -135,7 +196,9 @@ describe('SsmHost', () => {
     const fake = new FakeSsm();
     fake.notYet = 1e9;
     const h = host(fake, { invocationGraceMs: 50 });
-    await expect(h.run('echo ok')).rejects.toThrow(/GetCommandInvocation for i-0f1ee700000000001 .*InvocationDoesNotExist/);
+    await expect(h.run('echo ok')).rejects.toThrow(
+      /GetCommandInvocation for i-0f1ee700000000001 .*InvocationDoesNotExist/
+    );
   });
 
   test('a cancel (the run is cancelled) cancels the command in flight; a command after it runs', async () => {
@@ -163,9 +226,15 @@ describe('SsmHost', () => {
 
 describe('SSM errors name the call, the instance and what to check', () => {
   test.each([
-    [{ name: 'AccessDeniedException', message: 'User is not authorized to perform ssm:SendCommand' }, /ssm:SendCommand on arn:aws:ssm:us-east-1::document\/AWS-RunShellScript/],
+    [
+      { name: 'AccessDeniedException', message: 'User is not authorized to perform ssm:SendCommand' },
+      /ssm:SendCommand on arn:aws:ssm:us-east-1::document\/AWS-RunShellScript/
+    ],
     [{ name: 'InvalidInstanceId', message: '' }, /SSM agent running .*AmazonSSMManagedInstanceCore/],
-    [{ name: 'CredentialsProviderError', message: 'Could not load credentials from any providers' }, /configure-aws-credentials/]
+    [
+      { name: 'CredentialsProviderError', message: 'Could not load credentials from any providers' },
+      /configure-aws-credentials/
+    ]
   ])('%j', (err, re) => {
     const e = explainSsmError('SendCommand', 'i-0f1ee700000000001', 'us-east-1', err);
     expect(e.message).toMatch(/^SSM SendCommand for i-0f1ee700000000001 failed/);
@@ -174,7 +243,9 @@ describe('SSM errors name the call, the instance and what to check', () => {
 });
 
 test('a command the agent never picked up says so (TimedOut / DeliveryTimedOut is not an execution timeout)', () => {
-  expect(explainStatus('TimedOut', 'DeliveryTimedOut', 'i-0f1ee700000000002 (bgf-h2)')).toMatch(/never reached i-0f1ee700000000002 \(bgf-h2\) .*agent is offline/);
+  expect(explainStatus('TimedOut', 'DeliveryTimedOut', 'i-0f1ee700000000002 (bgf-h2)')).toMatch(
+    /never reached i-0f1ee700000000002 \(bgf-h2\) .*agent is offline/
+  );
   expect(explainStatus('TimedOut', 'ExecutionTimedOut', 'i-1')).toMatch(/ran past its executionTimeout/);
 });
 

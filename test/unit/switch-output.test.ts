@@ -35,12 +35,24 @@ describe('parseSwitchOutput (the nginx switch script)', () => {
 
   test('an older script (no @@masters, no @@old-workers): the drain watches every previous worker', () => {
     const r = parseSwitchOutput('@@workers-before 101 102\n@@reloaded\n@@taken-over 201 23\n');
-    expect(r).toMatchObject({ masters: [], workersBefore: ['101', '102'], outcome: 'taken-over', cutoverMs: 23, drainWorkers: ['101', '102'], oldWorkers: [], reloadedMasters: [] });
+    expect(r).toMatchObject({
+      masters: [],
+      workersBefore: ['101', '102'],
+      outcome: 'taken-over',
+      cutoverMs: 23,
+      drainWorkers: ['101', '102'],
+      oldWorkers: [],
+      reloadedMasters: []
+    });
     expect(r.switchMs).toBeUndefined();
   });
 
   test('no takeover: masters are visible but none took the new config', () => {
-    expect(parseSwitchOutput('@@masters 3234\n@@workers-before 3235 3236\n@@reloaded\n@@foreign-masters 4001\n@@no-takeover\n')).toMatchObject({
+    expect(
+      parseSwitchOutput(
+        '@@masters 3234\n@@workers-before 3235 3236\n@@reloaded\n@@foreign-masters 4001\n@@no-takeover\n'
+      )
+    ).toMatchObject({
       reloaded: true,
       outcome: 'no-takeover',
       masters: ['3234'],
@@ -51,16 +63,37 @@ describe('parseSwitchOutput (the nginx switch script)', () => {
   });
 
   test('no master visible at all', () => {
-    expect(parseSwitchOutput('@@masters\n@@workers-before\n@@reloaded\n@@no-workers\n')).toMatchObject({ reloaded: true, outcome: 'no-workers', masters: [], workersBefore: [], drainWorkers: [] });
+    expect(parseSwitchOutput('@@masters\n@@workers-before\n@@reloaded\n@@no-workers\n')).toMatchObject({
+      reloaded: true,
+      outcome: 'no-workers',
+      masters: [],
+      workersBefore: [],
+      drainWorkers: []
+    });
   });
 
   test('reload failed: its exit code, no outcome', () => {
-    expect(parseSwitchOutput('@@masters 1\n@@workers-before 2\nnginx: [emerg] unexpected "}"\n@@reload-failed 1\n')).toMatchObject({ reloaded: false, reloadExitCode: 1, outcome: undefined });
+    expect(
+      parseSwitchOutput('@@masters 1\n@@workers-before 2\nnginx: [emerg] unexpected "}"\n@@reload-failed 1\n')
+    ).toMatchObject({ reloaded: false, reloadExitCode: 1, outcome: undefined });
   });
 
   test('without takeover wait (takeoverMs 0) or with nothing printed: no outcome', () => {
-    expect(parseSwitchOutput('@@masters 1\n@@workers-before 2\n@@reloaded\n')).toMatchObject({ reloaded: true, outcome: undefined, drainWorkers: ['2'] });
-    expect(parseSwitchOutput('')).toEqual({ masters: [], foreignMasters: [], workersBefore: [], reloaded: false, outcome: undefined, reloadedMasters: [], oldWorkers: [], drainWorkers: [] });
+    expect(parseSwitchOutput('@@masters 1\n@@workers-before 2\n@@reloaded\n')).toMatchObject({
+      reloaded: true,
+      outcome: undefined,
+      drainWorkers: ['2']
+    });
+    expect(parseSwitchOutput('')).toEqual({
+      masters: [],
+      foreignMasters: [],
+      workersBefore: [],
+      reloaded: false,
+      outcome: undefined,
+      reloadedMasters: [],
+      oldWorkers: [],
+      drainWorkers: []
+    });
   });
 
   test('the reload command printing marker-like text mid-line is ignored', () => {

@@ -36,7 +36,10 @@ function capture(fn: () => void): { stdout: string; output: string } {
 const sameDelimiters = (s: string) => s.replace(/ghadelimiter_[0-9a-f-]+/g, 'ghadelimiter_X');
 
 test.each(HARD)('annotations, masks, groups and logs are escaped as @actions/core escapes them: %j', (v) => {
-  const both = (f: (c: typeof ours) => void) => [capture(() => f(core as unknown as typeof ours)).stdout, capture(() => f(ours)).stdout];
+  const both = (f: (c: typeof ours) => void) => [
+    capture(() => f(core as unknown as typeof ours)).stdout,
+    capture(() => f(ours)).stdout
+  ];
   for (const f of [
     (c: typeof ours) => c.error(v, { title: `bluegreen: ${v}` }),
     (c: typeof ours) => c.warning(v),

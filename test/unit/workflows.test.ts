@@ -81,7 +81,9 @@ describe('action.yml is a valid action (SchemaStore github-action schema)', () =
 
 describe('the validator really rejects invalid files', () => {
   test('a minimal valid workflow passes (sanity)', () => {
-    expect(report(validateWorkflow('on: push\njobs: { build: { runs-on: ubuntu-latest, steps: [ { run: echo } ] } }\n'))).toBe('');
+    expect(
+      report(validateWorkflow('on: push\njobs: { build: { runs-on: ubuntu-latest, steps: [ { run: echo } ] } }\n'))
+    ).toBe('');
   });
 
   test('a step with both uses and run', () => {
@@ -93,7 +95,9 @@ describe('the validator really rejects invalid files', () => {
   });
 
   test('an unknown top-level key', () => {
-    const state = validateWorkflow('on: push\ndeploy-to: prod\njobs: { build: { runs-on: ubuntu-latest, steps: [ { run: echo } ] } }\n');
+    const state = validateWorkflow(
+      'on: push\ndeploy-to: prod\njobs: { build: { runs-on: ubuntu-latest, steps: [ { run: echo } ] } }\n'
+    );
     expect(report(state)).toMatch(/Additional property 'deploy-to' is not allowed/);
   });
 
@@ -105,13 +109,17 @@ describe('the validator really rejects invalid files', () => {
   });
 
   test('broken YAML (an unquoted ": " inside a plain scalar)', () => {
-    const state = validateAction('name: x\ndescription: y\ninputs:\n  a:\n    description: mode: fast\nruns:\n  using: node20\n  main: i.js\n');
+    const state = validateAction(
+      'name: x\ndescription: y\ninputs:\n  a:\n    description: mode: fast\nruns:\n  using: node20\n  main: i.js\n'
+    );
     expect(state.errors.map((e) => e.code)).toContain('parse_error');
   });
 
   test('an action without runs, and one with an unknown runtime', () => {
     expect(validateAction('name: x\ndescription: y\n').errors.length).toBeGreaterThan(0);
-    expect(validateAction('name: x\ndescription: y\nruns:\n  using: node99\n  main: i.js\n').errors.length).toBeGreaterThan(0);
+    expect(
+      validateAction('name: x\ndescription: y\nruns:\n  using: node99\n  main: i.js\n').errors.length
+    ).toBeGreaterThan(0);
   });
 });
 
@@ -136,7 +144,12 @@ describe('README.md documents every input and output of action.yml', () => {
   test('the section parser finds the declarations', () => {
     expect(declared(actionYml, 'inputs')).toEqual(expect.arrayContaining(['hosts', 'image', 'ssh-private-key']));
     expect(declared(actionYml, 'outputs')).toEqual(expect.arrayContaining(['result', 'active-color']));
-    expect(declared('inputs:\n  a:\n    description: x\n  b-2: {}\noutputs:\n  c:\n    description: y\nruns:\n  using: x\n', 'inputs')).toEqual(['a', 'b-2']);
+    expect(
+      declared(
+        'inputs:\n  a:\n    description: x\n  b-2: {}\noutputs:\n  c:\n    description: y\nruns:\n  using: x\n',
+        'inputs'
+      )
+    ).toEqual(['a', 'b-2']);
   });
 
   test.each(['inputs', 'outputs'] as const)('%s', (section) => {

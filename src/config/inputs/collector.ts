@@ -67,7 +67,8 @@ export const envInputReader =
   (name) =>
     (env[`INPUT_${name.replace(/ /g, '_').toUpperCase()}`] ?? '').trim();
 
-export const HOSTNAME = /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+export const HOSTNAME =
+  /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
 export const IPV6 = /^[0-9A-Fa-f:.]+$/;
 export const USER = /^[A-Za-z_][A-Za-z0-9_.-]{0,31}$/;
 export const APP = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
@@ -77,7 +78,22 @@ export const PATH_SAFE = /^\/[A-Za-z0-9_./@+-]+$/;
 export const COMMAND_WORD = /^[A-Za-z0-9_./:=@+%-]+$/;
 export const ARTIFACT_FORBIDDEN = /["':<>|*?\r\n\\/]/;
 /** Options docker-run-args may not carry: the action manages them itself. */
-export const MANAGED_RUN_OPTIONS = ['--name', '-p', '--publish', '-P', '--publish-all', '--rm', '-d', '--detach', '-i', '--interactive', '-t', '--tty', '--label-file', '--cidfile'];
+export const MANAGED_RUN_OPTIONS = [
+  '--name',
+  '-p',
+  '--publish',
+  '-P',
+  '--publish-all',
+  '--rm',
+  '-d',
+  '--detach',
+  '-i',
+  '--interactive',
+  '-t',
+  '--tty',
+  '--label-file',
+  '--cidfile'
+];
 
 export class Collector {
   problems: string[] = [];
@@ -118,7 +134,11 @@ export class Collector {
     const n = Number(v);
     const ok = v !== '' && /^\d+(\.\d+)?$/.test(v) && n >= min && n <= max && (!opts.integer || Number.isInteger(n));
     if (ok) return n;
-    this.fail(name, `must be ${opts.integer ? 'a whole number' : 'a number'} from ${min} to ${max} (got "${printable(v)}")`, String(Number((DEFAULTS as Record<string, string>)[name] ?? min)));
+    this.fail(
+      name,
+      `must be ${opts.integer ? 'a whole number' : 'a number'} from ${min} to ${max} (got "${printable(v)}")`,
+      String(Number((DEFAULTS as Record<string, string>)[name] ?? min))
+    );
     return Number((DEFAULTS as Record<string, string>)[name] ?? min);
   }
 

@@ -14,27 +14,46 @@ const INSTANCE_ENTRY = /^(i-[0-9a-f]+)(?:\s*\([^()]*\))?$/;
  * as `i-… (Name)`, the way outputs name them) and tag selectors `tag:KEY=VALUE` (several are ANDed). Ids and tags
  * go to `query`, resolved in the run.
  */
-export function parseHosts(value: string, defaultUser: string, defaultPort: number): { hosts: HostTarget[]; problems: string[]; query?: HostQuery } {
+export function parseHosts(
+  value: string,
+  defaultUser: string,
+  defaultPort: number
+): { hosts: HostTarget[]; problems: string[]; query?: HostQuery } {
   const hosts: HostTarget[] = [];
   const problems: string[] = [];
   const query: HostQuery = { instanceIds: [], tags: [], user: defaultUser, port: defaultPort };
-  const entries = value.split(/[,\n]/).map((s) => s.trim()).filter((s) => s !== '' && !s.startsWith('#'));
+  const entries = value
+    .split(/[,\n]/)
+    .map((s) => s.trim())
+    .filter((s) => s !== '' && !s.startsWith('#'));
   for (const entry of entries) {
     if (entry.startsWith('tag:')) {
       const eq = entry.indexOf('=');
       const key = eq > 0 ? entry.slice(4, eq).trim() : '';
       const val = eq > 0 ? entry.slice(eq + 1).trim() : '';
       // EC2 tag keys: up to 128 characters, values up to 256; no wildcards (DescribeInstances would expand them).
-      if (!key || !val || key.length > 128 || val.length > 256 || /[*?]/.test(key + val) || printable(key + val) !== key + val) {
-        problems.push(`"${printable(entry)}" is not a tag selector tag:KEY=VALUE (non-empty key and value, printable ASCII, no * or ?)`);
+      if (
+        !key ||
+        !val ||
+        key.length > 128 ||
+        val.length > 256 ||
+        /[*?]/.test(key + val) ||
+        printable(key + val) !== key + val
+      ) {
+        problems.push(
+          `"${printable(entry)}" is not a tag selector tag:KEY=VALUE (non-empty key and value, printable ASCII, no * or ?)`
+        );
       } else if (query.tags.some((t) => t.key === key)) {
-        problems.push(`"${printable(entry)}": tag ${printable(key)} is given twice (selectors are ANDed, so an instance would need both values)`);
+        problems.push(
+          `"${printable(entry)}": tag ${printable(key)} is given twice (selectors are ANDed, so an instance would need both values)`
+        );
       } else query.tags.push({ key, value: val });
       continue;
     }
     const id = INSTANCE_ENTRY.exec(entry);
     if (id) {
-      if (!INSTANCE_ID.test(id[1])) problems.push(`"${printable(entry)}" is not an EC2 instance id (i- and 8 or 17 hex digits)`);
+      if (!INSTANCE_ID.test(id[1]))
+        problems.push(`"${printable(entry)}" is not an EC2 instance id (i- and 8 or 17 hex digits)`);
       else if (query.instanceIds.includes(id[1])) problems.push(`"${printable(entry)}" is listed twice`);
       else query.instanceIds.push(id[1]);
       continue;

@@ -8,10 +8,30 @@ import { parseHosts } from './hosts.js';
 export { parseHosts };
 
 /** Inputs only the ssh transport reads: with transport: ssm a value other than the default is warned about. */
-export const SSH_ONLY_INPUTS = ['ssh-user', 'ssh-port', 'ssh-private-key', 'ssh-passphrase', 'ssh-known-hosts', 'ssh-host-fingerprint', 'ssh-insecure-ignore-host-key', 'ssh-connect-timeout-seconds', 'ssh-connect-retries', 'ssh-address', 'jump-host', 'jump-private-key', 'jump-passphrase', 'jump-known-hosts'] as const;
+export const SSH_ONLY_INPUTS = [
+  'ssh-user',
+  'ssh-port',
+  'ssh-private-key',
+  'ssh-passphrase',
+  'ssh-known-hosts',
+  'ssh-host-fingerprint',
+  'ssh-insecure-ignore-host-key',
+  'ssh-connect-timeout-seconds',
+  'ssh-connect-retries',
+  'ssh-address',
+  'jump-host',
+  'jump-private-key',
+  'jump-passphrase',
+  'jump-known-hosts'
+] as const;
 
 /** transport: ssm has no SSH: these settings are never used. */
-const NO_SSH: SshSettings = { privateKey: '', hostKeys: { knownHosts: '', fingerprints: [], insecureIgnore: false }, connectTimeoutMs: 20000, connectRetries: 0 };
+const NO_SSH: SshSettings = {
+  privateKey: '',
+  hostKeys: { knownHosts: '', fingerprints: [], insecureIgnore: false },
+  connectTimeoutMs: 20000,
+  connectRetries: 0
+};
 
 export interface HostsSection {
   hosts: HostTarget[];
@@ -23,21 +43,32 @@ export interface HostsSection {
 
 export function readSsh(c: Collector, transport: Transport = 'ssh'): HostsSection {
   const inputWarnings: string[] = [];
-  const example = transport === 'ssm' ? 'tag:Role=backend (or i-0abc12345def67890, i-0def…)' : '10.0.1.5, ec2-user@10.0.1.6:2222 (or tag:Role=backend, i-0abc12345def67890)';
+  const example =
+    transport === 'ssm'
+      ? 'tag:Role=backend (or i-0abc12345def67890, i-0def…)'
+      : '10.0.1.5, ec2-user@10.0.1.6:2222 (or tag:Role=backend, i-0abc12345def67890)';
   if (transport === 'ssm') {
     // SSM runs commands as root; ssm-run-as runs them as that user (in its home: the ssh transport's state and permissions).
     const runAs = c.get('ssm-run-as');
     if (!USER.test(runAs)) c.fail('ssm-run-as', `is not a valid user name (got "${printable(runAs)}")`, 'ec2-user');
     const { hosts, query, problems } = parseHosts(c.raw('hosts'), runAs, 22);
     for (const p of problems) c.fail('hosts', p, example);
-    for (const h of hosts) c.fail('hosts', `"${printable(h.label)}" is an address: with transport: ssm name hosts by instance id or tag:KEY=VALUE`, example);
+    for (const h of hosts)
+      c.fail(
+        'hosts',
+        `"${printable(h.label)}" is an address: with transport: ssm name hosts by instance id or tag:KEY=VALUE`,
+        example
+      );
     const inputWarnings = SSH_ONLY_INPUTS.filter((n) => {
       const v = c.raw(n);
       return v !== '' && v !== (DEFAULTS as Record<string, string>)[n];
-    }).map((n) => `input ${n} does not apply with transport: ssm (commands go through AWS Systems Manager, not SSH): ignored`);
+    }).map(
+      (n) => `input ${n} does not apply with transport: ssm (commands go through AWS Systems Manager, not SSH): ignored`
+    );
     return { hosts: [], hostQuery: query, sshAddress: 'private', ssh: NO_SSH, inputWarnings };
   }
-  if (c.get('ssm-run-as') !== DEFAULTS['ssm-run-as']) inputWarnings.push('input ssm-run-as only applies with transport: ssm: ignored');
+  if (c.get('ssm-run-as') !== DEFAULTS['ssm-run-as'])
+    inputWarnings.push('input ssm-run-as only applies with transport: ssm: ignored');
   const sshUser = c.get('ssh-user');
   if (!USER.test(sshUser)) c.fail('ssh-user', `is not a valid user name (got "${printable(sshUser)}")`, 'ec2-user');
   const sshPort = c.port('ssh-port');
@@ -54,16 +85,42 @@ export function readSsh(c: Collector, transport: Transport = 'ssh'): HostsSectio
     .split(/[,\s]+/)
     .filter(Boolean);
   for (const fp of fingerprints) {
-    if (!FINGERPRINT.test(fp)) c.fail('ssh-host-fingerprint', `"${printable(fp)}" is not a SHA256 fingerprint`, 'SHA256:uNiVztksCsDhcc0u9e8BujQXVUpKZIDTMczCvj3tD2s');
+    if (!FINGERPRINT.test(fp))
+      c.fail(
+        'ssh-host-fingerprint',
+        `"${printable(fp)}" is not a SHA256 fingerprint`,
+        'SHA256:uNiVztksCsDhcc0u9e8BujQXVUpKZIDTMczCvj3tD2s'
+      );
   }
   const insecureIgnore = c.bool('ssh-insecure-ignore-host-key');
   if (!knownHosts && fingerprints.length === 0 && !insecureIgnore) {
-    c.fail('ssh-known-hosts', 'is required to verify the host key (or set ssh-host-fingerprint); run `ssh-keyscan -p 22 <host>` from a trusted machine and store its output in a variable', '${{ vars.EC2_KNOWN_HOSTS }}');
+    c.fail(
+      'ssh-known-hosts',
+      'is required to verify the host key (or set ssh-host-fingerprint); run `ssh-keyscan -p 22 <host>` from a trusted machine and store its output in a variable',
+      '${{ vars.EC2_KNOWN_HOSTS }}'
+    );
   }
   const connectTimeoutMs = c.number('ssh-connect-timeout-seconds', 1, 600) * 1000;
   const connectRetries = c.number('ssh-connect-retries', 0, 10, { integer: true });
-  const jump = readJumpHost(c, sshUser, { privateKey: normalizedKey, passphrase, hostKeys: { knownHosts, fingerprints, insecureIgnore } });
-  return { hosts, hostQuery: query, sshAddress, ssh: { privateKey: normalizedKey, passphrase, hostKeys: { knownHosts, fingerprints, insecureIgnore }, connectTimeoutMs, connectRetries, jump }, inputWarnings };
+  const jump = readJumpHost(c, sshUser, {
+    privateKey: normalizedKey,
+    passphrase,
+    hostKeys: { knownHosts, fingerprints, insecureIgnore }
+  });
+  return {
+    hosts,
+    hostQuery: query,
+    sshAddress,
+    ssh: {
+      privateKey: normalizedKey,
+      passphrase,
+      hostKeys: { knownHosts, fingerprints, insecureIgnore },
+      connectTimeoutMs,
+      connectRetries,
+      jump
+    },
+    inputWarnings
+  };
 }
 
 /** Reads and checks a private key input (and its passphrase input); undefined when missing or unusable. */
@@ -97,7 +154,8 @@ function readKnownHosts(c: Collector, name: string): string {
   const knownHosts = c.raw(name);
   if (knownHosts) {
     const { problems } = parseKnownHosts(knownHosts);
-    for (const p of problems) c.fail(name, p, '10.0.1.5 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAA… (the output of ssh-keyscan -t ed25519 10.0.1.5)');
+    for (const p of problems)
+      c.fail(name, p, '10.0.1.5 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAA… (the output of ssh-keyscan -t ed25519 10.0.1.5)');
   }
   return knownHosts;
 }

@@ -147,13 +147,33 @@ export class Elb {
   async targetGroup(nameOrArn: string, input: string): Promise<TargetGroupInfo> {
     const label = `${input} "${nameOrArn}"`;
     const byArn = nameOrArn.startsWith('arn:');
-    const out = await this.call<Sdk.DescribeTargetGroupsCommandOutput>('DescribeTargetGroups', label, new this.sdk.DescribeTargetGroupsCommand(byArn ? { TargetGroupArns: [nameOrArn] } : { Names: [nameOrArn] }));
+    const out = await this.call<Sdk.DescribeTargetGroupsCommandOutput>(
+      'DescribeTargetGroups',
+      label,
+      new this.sdk.DescribeTargetGroupsCommand(byArn ? { TargetGroupArns: [nameOrArn] } : { Names: [nameOrArn] })
+    );
     const tg = out.TargetGroups?.[0];
-    if (!tg?.TargetGroupArn) throw new ElbError(`DescribeTargetGroups failed: ${label} does not exist in ${this.region}: check the name or ARN and aws-region`, 'TargetGroupNotFound');
+    if (!tg?.TargetGroupArn)
+      throw new ElbError(
+        `DescribeTargetGroups failed: ${label} does not exist in ${this.region}: check the name or ARN and aws-region`,
+        'TargetGroupNotFound'
+      );
     const type = tg.TargetType ?? 'instance';
-    if (type !== 'instance' && type !== 'ip') throw new ElbError(`${label} has target type ${type}: traffic: alb registers EC2 hosts, so the group's target type must be instance or ip`, 'UnsupportedTargetType');
-    if (tg.Protocol && !/^HTTPS?$/.test(tg.Protocol)) throw new ElbError(`${label} uses protocol ${tg.Protocol}: traffic: alb needs a target group of an Application Load Balancer (HTTP or HTTPS)`, 'UnsupportedProtocol');
-    const attrs = await this.call<Sdk.DescribeTargetGroupAttributesCommandOutput>('DescribeTargetGroupAttributes', label, new this.sdk.DescribeTargetGroupAttributesCommand({ TargetGroupArn: tg.TargetGroupArn }));
+    if (type !== 'instance' && type !== 'ip')
+      throw new ElbError(
+        `${label} has target type ${type}: traffic: alb registers EC2 hosts, so the group's target type must be instance or ip`,
+        'UnsupportedTargetType'
+      );
+    if (tg.Protocol && !/^HTTPS?$/.test(tg.Protocol))
+      throw new ElbError(
+        `${label} uses protocol ${tg.Protocol}: traffic: alb needs a target group of an Application Load Balancer (HTTP or HTTPS)`,
+        'UnsupportedProtocol'
+      );
+    const attrs = await this.call<Sdk.DescribeTargetGroupAttributesCommandOutput>(
+      'DescribeTargetGroupAttributes',
+      label,
+      new this.sdk.DescribeTargetGroupAttributesCommand({ TargetGroupArn: tg.TargetGroupArn })
+    );
     const delay = attrs.Attributes?.find((a) => a.Key === 'deregistration_delay.timeout_seconds')?.Value;
     return {
       arn: tg.TargetGroupArn,
@@ -173,7 +193,10 @@ export class Elb {
     const out = await this.call<Sdk.DescribeTargetHealthCommandOutput>(
       'DescribeTargetHealth',
       tg.label,
-      new this.sdk.DescribeTargetHealthCommand({ TargetGroupArn: tg.arn, ...(targets ? { Targets: targets.map((t) => ({ Id: t.id, Port: t.port })) } : {}) })
+      new this.sdk.DescribeTargetHealthCommand({
+        TargetGroupArn: tg.arn,
+        ...(targets ? { Targets: targets.map((t) => ({ Id: t.id, Port: t.port })) } : {})
+      })
     );
     const views: TargetHealthView[] = (out.TargetHealthDescriptions ?? []).map((d) => ({
       id: d.Target?.Id ?? '',
@@ -183,35 +206,77 @@ export class Elb {
       description: d.TargetHealth?.Description
     }));
     // Asked for by id, the ALB answers "unused" (Target.NotRegistered) for one it does not have.
-    return views.map((v) => (v.state === 'unused' && v.reason === 'Target.NotRegistered' ? { ...v, state: 'unregistered' } : v));
+    return views.map((v) =>
+      v.state === 'unused' && v.reason === 'Target.NotRegistered' ? { ...v, state: 'unregistered' } : v
+    );
   }
 
   async register(tg: TargetGroupInfo, targets: Target[]): Promise<void> {
-    await this.call('RegisterTargets', `${tg.label} (${targets.map(describeTarget).join(', ')})`, new this.sdk.RegisterTargetsCommand({ TargetGroupArn: tg.arn, Targets: targets.map((t) => ({ Id: t.id, Port: t.port })) }));
+    await this.call(
+      'RegisterTargets',
+      `${tg.label} (${targets.map(describeTarget).join(', ')})`,
+      new this.sdk.RegisterTargetsCommand({
+        TargetGroupArn: tg.arn,
+        Targets: targets.map((t) => ({ Id: t.id, Port: t.port }))
+      })
+    );
   }
 
   async deregister(tg: TargetGroupInfo, targets: Target[]): Promise<void> {
-    await this.call('DeregisterTargets', `${tg.label} (${targets.map(describeTarget).join(', ')})`, new this.sdk.DeregisterTargetsCommand({ TargetGroupArn: tg.arn, Targets: targets.map((t) => ({ Id: t.id, Port: t.port })) }));
+    await this.call(
+      'DeregisterTargets',
+      `${tg.label} (${targets.map(describeTarget).join(', ')})`,
+      new this.sdk.DeregisterTargetsCommand({
+        TargetGroupArn: tg.arn,
+        Targets: targets.map((t) => ({ Id: t.id, Port: t.port }))
+      })
+    );
   }
 
   /** The actions that forward: the listener's default actions, or a rule's actions. */
   async readActions(listenerArn: string, ruleArn?: string): Promise<Action[]> {
     if (ruleArn) {
-      const out = await this.call<Sdk.DescribeRulesCommandOutput>('DescribeRules', `alb-rule "${ruleArn}"`, new this.sdk.DescribeRulesCommand({ RuleArns: [ruleArn] }));
+      const out = await this.call<Sdk.DescribeRulesCommandOutput>(
+        'DescribeRules',
+        `alb-rule "${ruleArn}"`,
+        new this.sdk.DescribeRulesCommand({ RuleArns: [ruleArn] })
+      );
       const rule = out.Rules?.[0];
-      if (!rule) throw new ElbError(`DescribeRules failed: alb-rule "${ruleArn}" does not exist in ${this.region}`, 'RuleNotFound');
+      if (!rule)
+        throw new ElbError(
+          `DescribeRules failed: alb-rule "${ruleArn}" does not exist in ${this.region}`,
+          'RuleNotFound'
+        );
       return rule.Actions ?? [];
     }
-    const out = await this.call<Sdk.DescribeListenersCommandOutput>('DescribeListeners', `alb-listener "${listenerArn}"`, new this.sdk.DescribeListenersCommand({ ListenerArns: [listenerArn] }));
+    const out = await this.call<Sdk.DescribeListenersCommandOutput>(
+      'DescribeListeners',
+      `alb-listener "${listenerArn}"`,
+      new this.sdk.DescribeListenersCommand({ ListenerArns: [listenerArn] })
+    );
     const l = out.Listeners?.[0];
-    if (!l) throw new ElbError(`DescribeListeners failed: alb-listener "${listenerArn}" does not exist in ${this.region}`, 'ListenerNotFound');
+    if (!l)
+      throw new ElbError(
+        `DescribeListeners failed: alb-listener "${listenerArn}" does not exist in ${this.region}`,
+        'ListenerNotFound'
+      );
     return l.DefaultActions ?? [];
   }
 
   /** One call that replaces the forward action (ModifyListener, or ModifyRule with alb-rule). */
   async writeActions(listenerArn: string, ruleArn: string | undefined, actions: Action[]): Promise<void> {
-    if (ruleArn) await this.call('ModifyRule', `alb-rule "${ruleArn}"`, new this.sdk.ModifyRuleCommand({ RuleArn: ruleArn, Actions: actions }));
-    else await this.call('ModifyListener', `alb-listener "${listenerArn}"`, new this.sdk.ModifyListenerCommand({ ListenerArn: listenerArn, DefaultActions: actions }));
+    if (ruleArn)
+      await this.call(
+        'ModifyRule',
+        `alb-rule "${ruleArn}"`,
+        new this.sdk.ModifyRuleCommand({ RuleArn: ruleArn, Actions: actions })
+      );
+    else
+      await this.call(
+        'ModifyListener',
+        `alb-listener "${listenerArn}"`,
+        new this.sdk.ModifyListenerCommand({ ListenerArn: listenerArn, DefaultActions: actions })
+      );
   }
 }
 
@@ -224,7 +289,8 @@ export function forwardWeights(actions: Action[]): Record<string, number> | unde
   const fwd = actions.find((a) => a.Type === 'forward');
   if (!fwd) return undefined;
   const groups = fwd.ForwardConfig?.TargetGroups;
-  if (groups?.length) return Object.fromEntries(groups.filter((g) => g.TargetGroupArn).map((g) => [g.TargetGroupArn!, g.Weight ?? 1]));
+  if (groups?.length)
+    return Object.fromEntries(groups.filter((g) => g.TargetGroupArn).map((g) => [g.TargetGroupArn!, g.Weight ?? 1]));
   if (fwd.TargetGroupArn) return { [fwd.TargetGroupArn]: 1 };
   return {};
 }

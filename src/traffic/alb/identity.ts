@@ -66,7 +66,9 @@ export function parseIdentity(stdout: string): HostIdentity {
   const get = (k: string) => new RegExp(`^${k}=(.*)$`, 'm').exec(stdout)?.[1]?.trim() ?? '';
   const instanceId = get('instance-id');
   const privateIp = get('local-ipv4');
-  if (!/^i-[0-9a-f]{8,17}$/.test(instanceId)) throw new Error(`the instance metadata service answered no instance ID (got "${instanceId.slice(0, 40)}")`);
-  if (!/^\d{1,3}(\.\d{1,3}){3}$/.test(privateIp)) throw new Error(`the instance metadata service answered no private IPv4 (got "${privateIp.slice(0, 40)}")`);
+  if (!/^i-[0-9a-f]{8,17}$/.test(instanceId))
+    throw new Error(`the instance metadata service answered no instance ID (got "${instanceId.slice(0, 40)}")`);
+  if (!/^\d{1,3}(\.\d{1,3}){3}$/.test(privateIp))
+    throw new Error(`the instance metadata service answered no private IPv4 (got "${privateIp.slice(0, 40)}")`);
   return { instanceId, privateIp };
 }

@@ -61,7 +61,9 @@ export class AlbListenerRouter extends AlbRouterBase implements TrafficRouter {
         // The idle colour's group gets no requests from the listener: registering changes no traffic yet.
         await t.register(tg, to, cand, 'health');
         registeredHere = true;
-        h.log.info(`registered ${describeTarget(cand)} (${to}) in ${tg.name}, the idle colour's group; waiting until the load balancer calls it healthy`);
+        h.log.info(
+          `registered ${describeTarget(cand)} (${to}) in ${tg.name}, the idle colour's group; waiting until the load balancer calls it healthy`
+        );
         await t.waitHealthy(h, tg, to, cand, 'health');
       });
       await h.beforeTraffic(port);
@@ -73,7 +75,8 @@ export class AlbListenerRouter extends AlbRouterBase implements TrafficRouter {
         const cand = await t.target(h, 'health', tg, to);
         await t.deregister(tg, to, cand, 'health').then(
           () => h.log.info(`deregistered ${describeTarget(cand)} (${to}) from ${tg.name} again`),
-          (err: Error) => h.warn(`could not deregister ${describeTarget(cand)} from ${tg.name} after the failure: ${err.message}`)
+          (err: Error) =>
+            h.warn(`could not deregister ${describeTarget(cand)} from ${tg.name} after the failure: ${err.message}`)
         );
       }
       throw e;
@@ -89,7 +92,9 @@ export class AlbListenerRouter extends AlbRouterBase implements TrafficRouter {
       await h.probeOnce('verify', port);
       await t.watchWithAlb(h, tg, to, cand, port);
       if (this.sw.canaryPercent) {
-        h.log.info(`the canary share (${this.sw.canaryPercent}%) was served without a failure; waiting for the other hosts before the rest follows`);
+        h.log.info(
+          `the canary share (${this.sw.canaryPercent}%) was served without a failure; waiting for the other hosts before the rest follows`
+        );
         await this.sw.verified(this.host, timer.signal, h.log);
         await h.probeOnce('verify', port);
       }
@@ -124,8 +129,12 @@ export class AlbListenerRouter extends AlbRouterBase implements TrafficRouter {
     const v = await t.health(tg, to, cand, 'switch-back');
     if (registered(v)) await t.deregister(tg, to, cand, 'switch-back');
     // Requests the listener sent the candidate before the restore finish before its container goes.
-    if (moved && (registered(v) || v.state === 'draining')) await t.waitDrained(h, tg, to, cand, 'switch-back', this.cfg.drainMs);
-    if (!moved) h.log.info(`the listener was not changed (${describeWeights((await this.sw.before()).weights)}): ${describeTarget(cand)} left ${tg.name}`);
+    if (moved && (registered(v) || v.state === 'draining'))
+      await t.waitDrained(h, tg, to, cand, 'switch-back', this.cfg.drainMs);
+    if (!moved)
+      h.log.info(
+        `the listener was not changed (${describeWeights((await this.sw.before()).weights)}): ${describeTarget(cand)} left ${tg.name}`
+      );
     await h.discardCandidate();
     return moved;
   }

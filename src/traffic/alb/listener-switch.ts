@@ -79,17 +79,33 @@ export function describeWeights(w: Record<Color, number>): string {
  * (before a deploy): one that sends requests to both colours is refused too; otherwise (the undo, status: the listener
  * as it is, e.g. mid-canary) the colour with the larger weight counts as live.
  */
-export function readListenerState(actions: Action[], groups: Record<Color, TargetGroupInfo>, what: string, strict = true): ListenerState {
+export function readListenerState(
+  actions: Action[],
+  groups: Record<Color, TargetGroupInfo>,
+  what: string,
+  strict = true
+): ListenerState {
   const fw = forwardWeights(actions);
-  if (!fw) throw new Error(`${what} has no forward action: it must forward to alb-blue-target-group (${groups.blue.name}) and alb-green-target-group (${groups.green.name})`);
+  if (!fw)
+    throw new Error(
+      `${what} has no forward action: it must forward to alb-blue-target-group (${groups.blue.name}) and alb-green-target-group (${groups.green.name})`
+    );
   const foreign = Object.keys(fw).filter((arn) => arn !== groups.blue.arn && arn !== groups.green.arn && fw[arn] > 0);
-  if (foreign.length) throw new Error(`${what} forwards to ${foreign.join(', ')}, which is neither alb-blue-target-group (${groups.blue.name}) nor alb-green-target-group (${groups.green.name}): point it at those two groups (the action never changes other groups' traffic)`);
+  if (foreign.length)
+    throw new Error(
+      `${what} forwards to ${foreign.join(', ')}, which is neither alb-blue-target-group (${groups.blue.name}) nor alb-green-target-group (${groups.green.name}): point it at those two groups (the action never changes other groups' traffic)`
+    );
   const weights = { blue: fw[groups.blue.arn] ?? 0, green: fw[groups.green.arn] ?? 0 };
   const on = (['blue', 'green'] as const).filter((c) => weights[c] > 0);
-  if (on.length === 0) throw new Error(`${what} sends no requests to alb-blue-target-group (${groups.blue.name}) or alb-green-target-group (${groups.green.name}) (weights ${describeWeights(weights)}): make its forward action send everything to the group that serves now`);
+  if (on.length === 0)
+    throw new Error(
+      `${what} sends no requests to alb-blue-target-group (${groups.blue.name}) or alb-green-target-group (${groups.green.name}) (weights ${describeWeights(weights)}): make its forward action send everything to the group that serves now`
+    );
   if (on.length === 2 && !strict) return { actions, weights, live: weights.green > weights.blue ? 'green' : 'blue' };
   if (on.length === 2) {
-    throw new Error(`${what} sends requests to both colours (weights ${describeWeights(weights)}), e.g. after an interrupted canary: the action cannot tell which one is live. Send everything to the one that should serve (aws elbv2 modify-listener/modify-rule with weight 100 on it and 0 on the other), then deploy again`);
+    throw new Error(
+      `${what} sends requests to both colours (weights ${describeWeights(weights)}), e.g. after an interrupted canary: the action cannot tell which one is live. Send everything to the one that should serve (aws elbv2 modify-listener/modify-rule with weight 100 on it and 0 on the other), then deploy again`
+    );
   }
   return { actions, weights, live: on[0] };
 }
@@ -122,12 +138,20 @@ export class ListenerSwitch {
   }
 
   private get what(): string {
-    return this.alb.ruleArn ? `alb-rule ${this.alb.ruleArn}` : `the default action of alb-listener ${this.alb.listenerArn}`;
+    return this.alb.ruleArn
+      ? `alb-rule ${this.alb.ruleArn}`
+      : `the default action of alb-listener ${this.alb.listenerArn}`;
   }
 
   groups(): Promise<Record<Color, TargetGroupInfo>> {
-    this.groupsP ??= Promise.all([this.shared.group(this.alb.groups.blue, 'alb-blue-target-group'), this.shared.group(this.alb.groups.green, 'alb-green-target-group')]).then(([blue, green]) => {
-      if (blue.arn === green.arn) throw new Error(`alb-blue-target-group and alb-green-target-group are the same group (${blue.name}): each colour needs its own`);
+    this.groupsP ??= Promise.all([
+      this.shared.group(this.alb.groups.blue, 'alb-blue-target-group'),
+      this.shared.group(this.alb.groups.green, 'alb-green-target-group')
+    ]).then(([blue, green]) => {
+      if (blue.arn === green.arn)
+        throw new Error(
+          `alb-blue-target-group and alb-green-target-group are the same group (${blue.name}): each colour needs its own`
+        );
       return { blue, green };
     });
     this.groupsP.catch(() => (this.groupsP = undefined));
@@ -154,7 +178,9 @@ export class ListenerSwitch {
         const actions = withWeights(s.actions, { [groups[s.live].arn]: s.weights[s.live], [idle.arn]: 0 });
         await elb.writeActions(this.alb.listenerArn, this.alb.ruleArn, actions);
         this.report0.changes.push({ at: new Date().toISOString(), kind: 'attach', weights: s.weights });
-        this.note(`${this.what} forwarded only to ${groups[s.live].name}: added ${idle.name} with weight 0 (no traffic moves), so that the load balancer health-checks its targets`);
+        this.note(
+          `${this.what} forwarded only to ${groups[s.live].name}: added ${idle.name} with weight 0 (no traffic moves), so that the load balancer health-checks its targets`
+        );
         s = { ...s, actions };
       }
       this.report0.before = s.weights;
@@ -188,14 +214,25 @@ export class ListenerSwitch {
     this.abortReason ??= reason;
   }
 
-  private async write(elb: Elb, weights: Record<Color, number>, kind: ListenerChange['kind'], log: HostLog): Promise<void> {
+  private async write(
+    elb: Elb,
+    weights: Record<Color, number>,
+    kind: ListenerChange['kind'],
+    log: HostLog
+  ): Promise<void> {
     const s = await this.before();
     const groups = await this.groups();
     this.changed = true;
-    await elb.writeActions(this.alb.listenerArn, this.alb.ruleArn, withWeights(s.actions, { [groups.blue.arn]: weights.blue, [groups.green.arn]: weights.green }));
+    await elb.writeActions(
+      this.alb.listenerArn,
+      this.alb.ruleArn,
+      withWeights(s.actions, { [groups.blue.arn]: weights.blue, [groups.green.arn]: weights.green })
+    );
     this.report0.changes.push({ at: new Date().toISOString(), kind, weights });
     this.report0.after = weights;
-    log.info(`${this.alb.ruleArn ? 'ModifyRule' : 'ModifyListener'}: ${this.what} now sends ${describeWeights(weights)}${kind === 'canary' ? ` (canary: ${this.canaryPercent}% to the new colour)` : ''}`);
+    log.info(
+      `${this.alb.ruleArn ? 'ModifyRule' : 'ModifyListener'}: ${this.what} now sends ${describeWeights(weights)}${kind === 'canary' ? ` (canary: ${this.canaryPercent}% to the new colour)` : ''}`
+    );
   }
 
   private wait(g: Gate, signal: AbortSignal | undefined, what: string): Promise<void> {
@@ -226,7 +263,9 @@ export class ListenerSwitch {
    */
   arrive(host: string, signal: AbortSignal | undefined, log: HostLog): Promise<void> {
     this.arrived.add(host);
-    log.info(`candidate healthy in the idle group; ${this.arrived.size} of ${this.hostCount} host(s) ready for the listener switch`);
+    log.info(
+      `candidate healthy in the idle group; ${this.arrived.size} of ${this.hostCount} host(s) ready for the listener switch`
+    );
     if (this.arrived.size >= this.hostCount && !this.first.started && !this.abortReason) {
       this.first.started = true;
       this.report0.allHealthyAt = new Date().toISOString();
@@ -278,7 +317,9 @@ export class ListenerSwitch {
       await elb.writeActions(this.alb.listenerArn, this.alb.ruleArn, before.actions);
       this.report0.changes.push({ at: new Date().toISOString(), kind: 'restore', weights: before.weights });
       this.report0.after = before.weights;
-      log.info(`${this.alb.ruleArn ? 'ModifyRule' : 'ModifyListener'}: ${this.what} is back to ${describeWeights(before.weights)}`);
+      log.info(
+        `${this.alb.ruleArn ? 'ModifyRule' : 'ModifyListener'}: ${this.what} is back to ${describeWeights(before.weights)}`
+      );
       return true;
     })();
     // A failed restore may be tried again by the next host that switches back.

@@ -7,7 +7,9 @@ const clock = (iso: string) => iso.slice(11, 23);
 
 /** One target's states in order: "16:30:01.120 initial → 16:30:03.410 healthy". */
 function timeline(samples: HealthSample[]): string {
-  return samples.map((s) => `${clock(s.at)} ${s.state}${s.reason && s.state !== 'healthy' ? ` (${s.reason})` : ''}`).join(' → ');
+  return samples
+    .map((s) => `${clock(s.at)} ${s.state}${s.reason && s.state !== 'healthy' ? ` (${s.reason})` : ''}`)
+    .join(' → ');
 }
 
 /** `cell` escapes text for a markdown table cell (the summary's own). */
@@ -22,9 +24,15 @@ export function renderAlbSection(r: RunResult, cell: (s: string) => string): str
     const what = a.rule ? `Rule \`${cell(a.rule)}\`` : `Listener \`${cell(a.listener)}\``;
     const before = a.before ? describeWeights(a.before) : 'not read';
     const after = a.after ? describeWeights(a.after) : before;
-    out.push(`${what} (blue: \`${cell(a.groups.blue)}\`, green: \`${cell(a.groups.green)}\`): weights before **${before}** → after **${after}**.`);
+    out.push(
+      `${what} (blue: \`${cell(a.groups.blue)}\`, green: \`${cell(a.groups.green)}\`): weights before **${before}** → after **${after}**.`
+    );
     if (a.allHealthyAt) out.push(`Every candidate was healthy in its group at ${clock(a.allHealthyAt)}.`);
-    out.push(a.changes.length ? `Changes: ${a.changes.map((c) => `${clock(c.at)} ${c.kind} (${describeWeights(c.weights)})`).join(' · ')}.` : 'The listener was not changed.');
+    out.push(
+      a.changes.length
+        ? `Changes: ${a.changes.map((c) => `${clock(c.at)} ${c.kind} (${describeWeights(c.weights)})`).join(' · ')}.`
+        : 'The listener was not changed.'
+    );
     out.push('');
   }
   if (hosts.length) {
@@ -35,7 +43,8 @@ export function renderAlbSection(r: RunResult, cell: (s: string) => string): str
         const key = `${s.target} (${s.color}, ${s.group})`;
         byTarget.set(key, [...(byTarget.get(key) ?? []), s]);
       }
-      for (const [target, samples] of byTarget) out.push(`| ${cell(h.host)} | ${cell(target)} | ${cell(timeline(samples))} |`);
+      for (const [target, samples] of byTarget)
+        out.push(`| ${cell(h.host)} | ${cell(target)} | ${cell(timeline(samples))} |`);
     }
     out.push('');
   }

@@ -44,7 +44,10 @@ export class AlbTargetGroupRouter extends AlbRouterBase implements TrafficRouter
     const t = await this.hostTargets();
     const exec = async (_step: StepName, s: { body: string; args: string[] }, what: string) => {
       const res = await remote.run(s.body, s.args);
-      if (res.code !== 0) throw new Error(`${what} failed (exit ${res.code ?? res.signal ?? 'unknown'}): ${(res.stderr || res.stdout).trim().split('\n').slice(-3).join(' ')}`);
+      if (res.code !== 0)
+        throw new Error(
+          `${what} failed (exit ${res.code ?? res.signal ?? 'unknown'}): ${(res.stderr || res.stdout).trim().split('\n').slice(-3).join(' ')}`
+        );
       return res.stdout;
     };
     const routing: TargetGroupRouting = { group: tg.name, targets: {} };
@@ -72,7 +75,9 @@ export class AlbTargetGroupRouter extends AlbRouterBase implements TrafficRouter
       // From the RegisterTargets call on, the ALB may send the candidate requests: the undo reads the ALB.
       h.trafficMayHaveMoved();
       await t.register(tg, to, cand, 'switch');
-      h.log.info(`registered ${describeTarget(cand)} (${to}) in ${tg.name}; waiting until the load balancer calls it healthy`);
+      h.log.info(
+        `registered ${describeTarget(cand)} (${to}) in ${tg.name}; waiting until the load balancer calls it healthy`
+      );
       await t.waitHealthy(h, tg, to, cand, 'switch');
       await h.probeOnce('switch', port);
       if (!from) return;
@@ -80,7 +85,9 @@ export class AlbTargetGroupRouter extends AlbRouterBase implements TrafficRouter
       const v = await t.health(tg, from, old, 'switch');
       if (registered(v)) {
         await t.deregister(tg, from, old, 'switch');
-        h.log.info(`deregistered ${describeTarget(old)} (${from}) from ${tg.name}: the load balancer sends it no new requests and drains it (deregistration delay ${tg.deregistrationDelaySeconds ?? '?'} s, waited for at most drain-seconds)`);
+        h.log.info(
+          `deregistered ${describeTarget(old)} (${from}) from ${tg.name}: the load balancer sends it no new requests and drains it (deregistration delay ${tg.deregistrationDelaySeconds ?? '?'} s, waited for at most drain-seconds)`
+        );
       } else {
         h.log.info(`${describeTarget(old)} (${from}) is ${describeHealth(v)} in ${tg.name}: nothing to deregister`);
       }
@@ -117,14 +124,18 @@ export class AlbTargetGroupRouter extends AlbRouterBase implements TrafficRouter
     const prev = back ? await t.target(h, step, tg, back) : undefined;
     const pv = back && prev ? await t.health(tg, back, prev, step) : undefined;
     if (!registered(cv) && cv.state !== 'draining' && (!back || registered(pv))) {
-      h.log.info(`${describeTarget(cand)} (${to}) is ${describeHealth(cv)} in ${tg.name}${back ? ` and ${back} is still registered` : ''}: traffic was not moved, nothing to switch back`);
+      h.log.info(
+        `${describeTarget(cand)} (${to}) is ${describeHealth(cv)} in ${tg.name}${back ? ` and ${back} is still registered` : ''}: traffic was not moved, nothing to switch back`
+      );
       await h.discardCandidate(state);
       return false;
     }
     if (back && prev && !registered(pv)) {
       // The old colour was deregistered by the switch: it takes requests again once the ALB calls it healthy.
       await t.register(tg, back, prev, step);
-      h.log.info(`registered ${describeTarget(prev)} (${back}) in ${tg.name} again; waiting until the load balancer calls it healthy`);
+      h.log.info(
+        `registered ${describeTarget(prev)} (${back}) in ${tg.name} again; waiting until the load balancer calls it healthy`
+      );
       await t.waitHealthy(h, tg, back, prev, step, true);
     }
     if (registered(cv)) await t.deregister(tg, to, cand, step);
@@ -134,6 +145,9 @@ export class AlbTargetGroupRouter extends AlbRouterBase implements TrafficRouter
     }
     await h.discardCandidate();
     // Traffic was moved if the old colour had left the group, or the ALB sent the candidate requests (it was healthy).
-    return Boolean(back && !registered(pv)) || t.recorder.samples.some((x) => x.color === to && x.group === tg.name && x.state === 'healthy');
+    return (
+      Boolean(back && !registered(pv)) ||
+      t.recorder.samples.some((x) => x.color === to && x.group === tg.name && x.state === 'healthy')
+    );
   }
 }

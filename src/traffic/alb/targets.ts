@@ -43,13 +43,26 @@ export class HealthRecorder {
     const state = `${v.state}${v.reason ? ` ${v.reason}` : ''}`;
     if (this.last.get(key) === state) return;
     this.last.set(key, state);
-    this.samples.push({ at: new Date().toISOString(), group: group.name, color, target: describeTarget(v), state: v.state, reason: v.reason });
+    this.samples.push({
+      at: new Date().toISOString(),
+      group: group.name,
+      color,
+      target: describeTarget(v),
+      state: v.state,
+      reason: v.reason
+    });
   }
 }
 
 /** How long the ALB may take to call a new target healthy: its checks' interval × threshold, plus a margin. */
-export function healthyWithinMs(cfg: Pick<DeployConfig, 'healthTimeoutMs'>, tg: Pick<TargetGroupInfo, 'healthCheckIntervalSeconds' | 'healthyThresholdCount'>): number {
-  const alb = tg.healthCheckIntervalSeconds && tg.healthyThresholdCount ? (tg.healthCheckIntervalSeconds * (tg.healthyThresholdCount + 1) + 10) * 1000 : 0;
+export function healthyWithinMs(
+  cfg: Pick<DeployConfig, 'healthTimeoutMs'>,
+  tg: Pick<TargetGroupInfo, 'healthCheckIntervalSeconds' | 'healthyThresholdCount'>
+): number {
+  const alb =
+    tg.healthCheckIntervalSeconds && tg.healthyThresholdCount
+      ? (tg.healthCheckIntervalSeconds * (tg.healthyThresholdCount + 1) + 10) * 1000
+      : 0;
   return Math.max(cfg.healthTimeoutMs, alb);
 }
 
@@ -74,17 +87,27 @@ export class HostTargets {
 
   /** The host's instance ID and private IPv4, read once per host session (reused after a reconnect: it is the same host). */
   async readIdentity(h: Pick<RouterHost, 'exec'>, step: StepName): Promise<HostIdentity> {
-    this.identity ??= h.exec(step, identityScript(), 'read the instance ID and private IPv4 from the instance metadata service (IMDSv2)').then((out) => (this.known = parseIdentity(out)));
+    this.identity ??= h
+      .exec(step, identityScript(), 'read the instance ID and private IPv4 from the instance metadata service (IMDSv2)')
+      .then((out) => (this.known = parseIdentity(out)));
     this.identity.catch(() => (this.identity = undefined));
     try {
       return await this.identity;
     } catch (e) {
-      throw new StepError(step, `${(e as Error).message}: traffic: alb names the host to the load balancer by its instance ID or private IPv4 (is this an EC2 instance with the metadata service enabled, and is its hop limit at least 1?)`);
+      throw new StepError(
+        step,
+        `${(e as Error).message}: traffic: alb names the host to the load balancer by its instance ID or private IPv4 (is this an EC2 instance with the metadata service enabled, and is its hop limit at least 1?)`
+      );
     }
   }
 
   report(): AlbHostReport {
-    return { targetType: this.targetType, instanceId: this.known?.instanceId, privateIp: this.known?.privateIp, health: this.recorder.samples };
+    return {
+      targetType: this.targetType,
+      instanceId: this.known?.instanceId,
+      privateIp: this.known?.privateIp,
+      health: this.recorder.samples
+    };
   }
 
   async target(h: Pick<RouterHost, 'exec'>, step: StepName, tg: TargetGroupInfo, color: Color): Promise<Target> {
@@ -120,26 +143,48 @@ export class HostTargets {
   }
 
   /** Polls DescribeTargetHealth until the target is healthy; unhealthy past the limit, or gone, fails the step. */
-  async waitHealthy(h: Pick<RouterHost, 'log' | 'timer'>, tg: TargetGroupInfo, color: Color, t: Target, step: StepName, undoing = false): Promise<void> {
+  async waitHealthy(
+    h: Pick<RouterHost, 'log' | 'timer'>,
+    tg: TargetGroupInfo,
+    color: Color,
+    t: Target,
+    step: StepName,
+    undoing = false
+  ): Promise<void> {
     const t0 = Date.now();
     const limit = healthyWithinMs(this.cfg, tg);
     let v: TargetHealthView;
     for (;;) {
       const signal = h.timer.signal;
-      if (!undoing && signal?.aborted) throw new StepError(step, `${cancelReason(signal)} while waiting for the load balancer to call ${describeTarget(t)} healthy`);
+      if (!undoing && signal?.aborted)
+        throw new StepError(
+          step,
+          `${cancelReason(signal)} while waiting for the load balancer to call ${describeTarget(t)} healthy`
+        );
       v = await this.health(tg, color, t, step);
       if (v.state === 'healthy') {
-        h.log.info(`the load balancer reports ${describeTarget(t)} (${color}) healthy in ${tg.name} after ${Date.now() - t0} ms`);
+        h.log.info(
+          `the load balancer reports ${describeTarget(t)} (${color}) healthy in ${tg.name} after ${Date.now() - t0} ms`
+        );
         return;
       }
       if (v.reason === 'Target.NotInUse') {
-        throw new StepError(step, `the load balancer does not health-check ${tg.label}: no listener or rule forwards to it (Target.NotInUse). Make a listener rule of the load balancer forward to it${tg.loadBalancerArns.length ? '' : ' (it is attached to no load balancer)'}`);
+        throw new StepError(
+          step,
+          `the load balancer does not health-check ${tg.label}: no listener or rule forwards to it (Target.NotInUse). Make a listener rule of the load balancer forward to it${tg.loadBalancerArns.length ? '' : ' (it is attached to no load balancer)'}`
+        );
       }
       if (v.state === 'unregistered' || v.state === 'draining' || v.state === 'unused') {
-        throw new StepError(step, `${describeTarget(t)} (${color}) is ${describeHealth(v)} in ${tg.label}, not registered any more: did something else deregister it?`);
+        throw new StepError(
+          step,
+          `${describeTarget(t)} (${color}) is ${describeHealth(v)} in ${tg.label}, not registered any more: did something else deregister it?`
+        );
       }
       if (Date.now() - t0 >= limit) {
-        throw new StepError(step, `the load balancer did not report ${describeTarget(t)} (${color}) healthy in ${tg.label} within ${Math.round(limit / 1000)} s (last: ${describeHealth(v)}): does the security group of the host allow the load balancer on port ${t.port}, is publish-address reachable, and does the group's health check path answer 2xx${tg.healthCheckPath ? ` (${tg.healthCheckPath})` : ''}?`);
+        throw new StepError(
+          step,
+          `the load balancer did not report ${describeTarget(t)} (${color}) healthy in ${tg.label} within ${Math.round(limit / 1000)} s (last: ${describeHealth(v)}): does the security group of the host allow the load balancer on port ${t.port}, is publish-address reachable, and does the group's health check path answer 2xx${tg.healthCheckPath ? ` (${tg.healthCheckPath})` : ''}?`
+        );
       }
       await sleep(albTiming.pollMs);
     }
@@ -150,24 +195,45 @@ export class HostTargets {
    * clock before the container stops (the host cannot ask the ALB): the group's deregistration delay, at most
    * drain-seconds, less the time since this run deregistered it; 0 when one look says it is out of the group already.
    */
-  async drainLeftMs(h: Pick<RouterHost, 'log' | 'warn'>, tg: TargetGroupInfo, color: Color, t: Target, step: StepName): Promise<number> {
+  async drainLeftMs(
+    h: Pick<RouterHost, 'log' | 'warn'>,
+    tg: TargetGroupInfo,
+    color: Color,
+    t: Target,
+    step: StepName
+  ): Promise<number> {
     if (this.drained(h, tg, color, t, step, await this.health(tg, color, t, step), Date.now())) return 0;
     const delayMs = tg.deregistrationDelaySeconds !== undefined ? tg.deregistrationDelaySeconds * 1000 : Infinity;
     const since = this.deregisteredAt.get(`${tg.name} ${t.id}:${t.port}`);
     const ms = Math.max(0, Math.min(this.cfg.drainMs, delayMs) - (since === undefined ? 0 : Date.now() - since));
     const why = `the group's deregistration delay ${tg.deregistrationDelaySeconds ?? '?'} s, at most drain-seconds, from the deregistration`;
-    if (delayMs > this.cfg.drainMs) h.warn(`${describeTarget(t)} (${color}) may drain in ${tg.name} for up to ${tg.deregistrationDelaySeconds ?? '?'} s (its deregistration delay), longer than drain-seconds (${this.cfg.drainMs / 1000} s): the job on the host stops it after ${Math.round(ms / 100) / 10} s anyway`);
-    else h.log.info(`${describeTarget(t)} (${color}) is draining in ${tg.name}; the job on the host stops it after ${Math.round(ms / 100) / 10} s (${why}): the run does not wait for it`);
+    if (delayMs > this.cfg.drainMs)
+      h.warn(
+        `${describeTarget(t)} (${color}) may drain in ${tg.name} for up to ${tg.deregistrationDelaySeconds ?? '?'} s (its deregistration delay), longer than drain-seconds (${this.cfg.drainMs / 1000} s): the job on the host stops it after ${Math.round(ms / 100) / 10} s anyway`
+      );
+    else
+      h.log.info(
+        `${describeTarget(t)} (${color}) is draining in ${tg.name}; the job on the host stops it after ${Math.round(ms / 100) / 10} s (${why}): the run does not wait for it`
+      );
     return ms;
   }
 
   /** Polls DescribeTargetHealth until the target is out of draining, at most maxMs; false when it still drains then. */
-  async waitDrained(h: Pick<RouterHost, 'log' | 'warn'>, tg: TargetGroupInfo, color: Color, t: Target, step: StepName, maxMs: number): Promise<boolean> {
+  async waitDrained(
+    h: Pick<RouterHost, 'log' | 'warn'>,
+    tg: TargetGroupInfo,
+    color: Color,
+    t: Target,
+    step: StepName,
+    maxMs: number
+  ): Promise<boolean> {
     const t0 = Date.now();
     for (;;) {
       if (this.drained(h, tg, color, t, step, await this.health(tg, color, t, step), t0)) return true;
       if (Date.now() - t0 >= maxMs) {
-        h.warn(`${describeTarget(t)} (${color}) was still draining in ${tg.name} after drain-seconds (${maxMs / 1000} s; the group's deregistration delay is ${tg.deregistrationDelaySeconds ?? '?'} s): stopping it anyway`);
+        h.warn(
+          `${describeTarget(t)} (${color}) was still draining in ${tg.name} after drain-seconds (${maxMs / 1000} s; the group's deregistration delay is ${tg.deregistrationDelaySeconds ?? '?'} s): stopping it anyway`
+        );
         return false;
       }
       await sleep(albTiming.pollMs);
@@ -175,12 +241,24 @@ export class HostTargets {
   }
 
   /** True once a deregistered target has left the group; it must be draining otherwise. */
-  private drained(h: Pick<RouterHost, 'log'>, tg: TargetGroupInfo, color: Color, t: Target, step: StepName, v: TargetHealthView, since: number): boolean {
+  private drained(
+    h: Pick<RouterHost, 'log'>,
+    tg: TargetGroupInfo,
+    color: Color,
+    t: Target,
+    step: StepName,
+    v: TargetHealthView,
+    since: number
+  ): boolean {
     if (v.state === 'unregistered' || v.state === 'unused') {
       h.log.info(`${describeTarget(t)} (${color}) left ${tg.name}: draining took ${Date.now() - since} ms`);
       return true;
     }
-    if (v.state !== 'draining') throw new StepError(step, `${describeTarget(t)} (${color}) is ${describeHealth(v)} in ${tg.label} instead of draining: was it registered again by someone else?`);
+    if (v.state !== 'draining')
+      throw new StepError(
+        step,
+        `${describeTarget(t)} (${color}) is ${describeHealth(v)} in ${tg.label} instead of draining: was it registered again by someone else?`
+      );
     return false;
   }
 
@@ -188,9 +266,17 @@ export class HostTargets {
    * verify-seconds: our probes (h.watch) and beside them the ALB's view of the candidate: unhealthy there fails verify.
    */
   async watchWithAlb(h: RouterHost, tg: TargetGroupInfo, color: Color, t: Target, port: number): Promise<void> {
-    await watchBeside(h.watch(port), async () => {
-      const v = await this.health(tg, color, t, 'verify');
-      if (v.state !== 'healthy') throw new StepError('verify', `the load balancer reports ${describeTarget(t)} (${color}) ${describeHealth(v)} in ${tg.name} after the switch`);
-    }, albTiming.pollMs * 2);
+    await watchBeside(
+      h.watch(port),
+      async () => {
+        const v = await this.health(tg, color, t, 'verify');
+        if (v.state !== 'healthy')
+          throw new StepError(
+            'verify',
+            `the load balancer reports ${describeTarget(t)} (${color}) ${describeHealth(v)} in ${tg.name} after the switch`
+          );
+      },
+      albTiming.pollMs * 2
+    );
   }
 }

@@ -66,6 +66,9 @@ export class AlbTraffic implements AlbShared {
 
   async close(): Promise<void> {
     if (!this.elbP) return;
-    await this.elbP.then((e) => e.close(), () => undefined);
+    await this.elbP.then(
+      (e) => e.close(),
+      () => undefined
+    );
   }
 }

@@ -46,7 +46,12 @@ export function commandLine(commands: string[]): string {
  * finds neither (and none finds the old one once the line ran), with HAProxy's clock read before and after.
  */
 export function switchCommands(backend: string, to: Color, from: Color | undefined): string[] {
-  return [SHOW_ACTIVITY, setStateCommand(backend, to, 'ready'), ...(from ? [setStateCommand(backend, from, 'drain')] : []), SHOW_ACTIVITY];
+  return [
+    SHOW_ACTIVITY,
+    setStateCommand(backend, to, 'ready'),
+    ...(from ? [setStateCommand(backend, from, 'drain')] : []),
+    SHOW_ACTIVITY
+  ];
 }
 
 /**

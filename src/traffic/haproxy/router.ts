@@ -19,9 +19,25 @@ import { StepError, type StepName } from '../../deploy/types.js';
 import type { HostState } from '../../remote/outputs.js';
 import type { RemoteHost } from '../../ssh/connection.js';
 import { watchBeside, type Cutover, type RouterHost, type TrafficRouter } from '../router.js';
-import { commandLine, setStateCommand, showServersStateCommand, showStatCommand, switchCommands, writeStateFileScript } from './commands.js';
+import {
+  commandLine,
+  setStateCommand,
+  showServersStateCommand,
+  showStatCommand,
+  switchCommands,
+  writeStateFileScript
+} from './commands.js';
 import { HaproxyRuntime } from './runtime.js';
-import { checkedHealthy, describeServer, parseActivityDates, parseBackendView, routedColorOf, unchecked, type BackendView, type ServerView } from './view.js';
+import {
+  checkedHealthy,
+  describeServer,
+  parseActivityDates,
+  parseBackendView,
+  routedColorOf,
+  unchecked,
+  type BackendView,
+  type ServerView
+} from './view.js';
 
 const POLL_MS = 100;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -82,8 +98,15 @@ export class HaproxyRouter implements TrafficRouter {
       throw new StepError(step, e.message);
     });
     // `set server` answers nothing when it worked; show activity answers its counters.
-    const refused = text.split('\n').map((l) => l.trim()).filter((l) => l && !/^[A-Za-z0-9_]+: /.test(l));
-    if (refused.length) throw new StepError(step, `HAProxy refused "${commands.filter((c) => c.startsWith('set ')).join('; ')}": ${refused.slice(0, 3).join(' ')}`);
+    const refused = text
+      .split('\n')
+      .map((l) => l.trim())
+      .filter((l) => l && !/^[A-Za-z0-9_]+: /.test(l));
+    if (refused.length)
+      throw new StepError(
+        step,
+        `HAProxy refused "${commands.filter((c) => c.startsWith('set ')).join('; ')}": ${refused.slice(0, 3).join(' ')}`
+      );
     return text;
   }
 
@@ -103,7 +126,8 @@ export class HaproxyRouter implements TrafficRouter {
     const { text } = await rt.send(commandLine([showServersStateCommand()])).catch((e: Error) => {
       throw new StepError(step, e.message);
     });
-    if (!/^1\s*\n#/.test(text.trimStart())) throw new StepError(step, `unexpected answer to "show servers state": ${text.trim().slice(0, 200)}`);
+    if (!/^1\s*\n#/.test(text.trimStart()))
+      throw new StepError(step, `unexpected answer to "show servers state": ${text.trim().slice(0, 200)}`);
     const s = writeStateFileScript(this.cfg.haproxyStateFile);
     s.stdin = text.replace(/\n+$/, '\n');
     await h.exec(step, s, `write HAProxy's server states to ${this.cfg.haproxyStateFile}`);
@@ -121,17 +145,29 @@ export class HaproxyRouter implements TrafficRouter {
   }
 
   /** Waits until HAProxy's own check of `color` passed since it left maint, at most `timeoutMs`. */
-  private async waitChecked(h: RouterHost, rt: HaproxyRuntime, step: StepName, color: Color, timeoutMs: number): Promise<ServerView> {
+  private async waitChecked(
+    h: RouterHost,
+    rt: HaproxyRuntime,
+    step: StepName,
+    color: Color,
+    timeoutMs: number
+  ): Promise<ServerView> {
     const b = this.cfg.haproxyBackend;
     const until = Date.now() + timeoutMs;
     for (;;) {
       const s = (await this.view(rt, step)).servers[color]!;
       if (checkedHealthy(s)) {
-        if (unchecked(s)) h.warn(`HAProxy has no health check for ${b}/${color} (add "check" to its server line): it would send requests to it whatever the app answers`);
+        if (unchecked(s))
+          h.warn(
+            `HAProxy has no health check for ${b}/${color} (add "check" to its server line): it would send requests to it whatever the app answers`
+          );
         return s;
       }
       if (Date.now() >= until) {
-        throw new StepError(step, `HAProxy's check of ${b}/${color} did not pass within ${timeoutMs / 1000} s (${describeServer(s)}), although the container answers on 127.0.0.1:${this.cfg.ports[color]}: does the server line of ${color} in backend ${b} point at 127.0.0.1:${this.cfg.ports[color]}, and does its check match health-path?`);
+        throw new StepError(
+          step,
+          `HAProxy's check of ${b}/${color} did not pass within ${timeoutMs / 1000} s (${describeServer(s)}), although the container answers on 127.0.0.1:${this.cfg.ports[color]}: does the server line of ${color} in backend ${b} point at 127.0.0.1:${this.cfg.ports[color]}, and does its check match health-path?`
+        );
       }
       await sleep(POLL_MS);
     }
@@ -151,7 +187,9 @@ export class HaproxyRouter implements TrafficRouter {
         break;
       }
       if (Date.now() >= until) {
-        h.warn(`${b}/${color} still had ${left} session(s) after drain-seconds (${this.cfg.drainMs / 1000} s): put into maint anyway (they go on until its container stops)`);
+        h.warn(
+          `${b}/${color} still had ${left} session(s) after drain-seconds (${this.cfg.drainMs / 1000} s): put into maint anyway (they go on until its container stops)`
+        );
         break;
       }
       await sleep(POLL_MS);
@@ -164,7 +202,13 @@ export class HaproxyRouter implements TrafficRouter {
    * Makes `to` the only server HAProxy sends new requests to: `to` ready and `from` drain in one command line (HAProxy's
    * clock read around it). Returns the cut-over on HAProxy's clock.
    */
-  private async move(h: RouterHost, rt: HaproxyRuntime, step: StepName, to: Color, from: Color): Promise<number | undefined> {
+  private async move(
+    h: RouterHost,
+    rt: HaproxyRuntime,
+    step: StepName,
+    to: Color,
+    from: Color
+  ): Promise<number | undefined> {
     const b = this.cfg.haproxyBackend;
     const text = await this.change(h, rt, step, switchCommands(b, to, from));
     const dates = parseActivityDates(text);
@@ -172,9 +216,14 @@ export class HaproxyRouter implements TrafficRouter {
     await this.saveState(h, rt, step);
     const v = await this.view(rt, step);
     if (v.servers[to]!.admin !== 'ready' || v.servers[from]!.admin === 'ready') {
-      throw new StepError(step, `HAProxy did not take the new states (${describeServer(v.servers[to])}; ${describeServer(v.servers[from])})`);
+      throw new StepError(
+        step,
+        `HAProxy did not take the new states (${describeServer(v.servers[to])}; ${describeServer(v.servers[from])})`
+      );
     }
-    h.log.info(`HAProxy sends new requests to ${b}/${to} only: ready and drain applied in one pass (${cutoverMs ?? '?'} ms on HAProxy's clock); ${describeServer(v.servers[from])}`);
+    h.log.info(
+      `HAProxy sends new requests to ${b}/${to} only: ready and drain applied in one pass (${cutoverMs ?? '?'} ms on HAProxy's clock); ${describeServer(v.servers[from])}`
+    );
     return cutoverMs;
   }
 
@@ -185,10 +234,18 @@ export class HaproxyRouter implements TrafficRouter {
    */
   private async watchWithHaproxy(h: RouterHost, rt: HaproxyRuntime, color: Color, port: number): Promise<void> {
     const b = this.cfg.haproxyBackend;
-    await watchBeside(h.watch(port), async () => {
-      const s = (await this.view(rt, 'verify')).servers[color]!;
-      if (s.admin !== 'ready' || !checkedHealthy(s)) throw new StepError('verify', `HAProxy's check of ${b}/${color} failed after the switch (${describeServer(s)})`);
-    }, POLL_MS);
+    await watchBeside(
+      h.watch(port),
+      async () => {
+        const s = (await this.view(rt, 'verify')).servers[color]!;
+        if (s.admin !== 'ready' || !checkedHealthy(s))
+          throw new StepError(
+            'verify',
+            `HAProxy's check of ${b}/${color} failed after the switch (${describeServer(s)})`
+          );
+      },
+      POLL_MS
+    );
   }
 
   async cutOver(h: RouterHost): Promise<Cutover> {
@@ -201,7 +258,9 @@ export class HaproxyRouter implements TrafficRouter {
     // Until the switch nothing took traffic: whatever fails (health, the smoke test, a cancel), the candidate's server
     // goes back into maint, as it was before, not left in drain with HAProxy checking a container that is removed.
     const backToMaint = async (step: StepName, e: unknown): Promise<never> => {
-      await this.change(h, rt, step, [setStateCommand(b, to, 'maint')]).then(() => this.saveState(h, rt, step)).catch(() => undefined);
+      await this.change(h, rt, step, [setStateCommand(b, to, 'maint')])
+        .then(() => this.saveState(h, rt, step))
+        .catch(() => undefined);
       throw e;
     };
     await timer.run('health', async () => {
@@ -237,11 +296,19 @@ export class HaproxyRouter implements TrafficRouter {
     });
     await timer.run('verify', async () => {
       const s = (await this.view(rt, 'verify')).servers[to]!;
-      if (!checkedHealthy(s) || s.admin !== 'ready') throw new StepError('verify', `HAProxy does not see ${b}/${to} healthy after the switch (${describeServer(s)})`);
+      if (!checkedHealthy(s) || s.admin !== 'ready')
+        throw new StepError(
+          'verify',
+          `HAProxy does not see ${b}/${to} healthy after the switch (${describeServer(s)})`
+        );
       await h.probeOnce('verify', port);
       await this.watchWithHaproxy(h, rt, to, port);
       const after = (await this.view(rt, 'verify')).servers[to]!;
-      if (after.op !== 'up' || after.admin !== 'ready') throw new StepError('verify', `HAProxy stopped sending requests to ${b}/${to} during verify (${describeServer(after)})`);
+      if (after.op !== 'up' || after.admin !== 'ready')
+        throw new StepError(
+          'verify',
+          `HAProxy stopped sending requests to ${b}/${to} during verify (${describeServer(after)})`
+        );
       // The old colour stayed in drain (checked by HAProxy) through verify, so a switch back needed no new check;
       // now it finishes its sessions (at most drain-seconds) and goes into maint.
       if (from) await this.drainThenMaint(h, rt, 'verify', from);
@@ -261,7 +328,9 @@ export class HaproxyRouter implements TrafficRouter {
     const prev = back ? v.servers[back] : undefined;
     const candTakes = cand?.admin === 'ready';
     if ((!cand || cand.admin === 'maint') && (!back || prev?.admin === 'ready')) {
-      h.log.info(`HAProxy sends nothing to ${b}/${to}${back ? ` and ${back} is ready` : ''}: traffic was not moved, nothing to switch back`);
+      h.log.info(
+        `HAProxy sends nothing to ${b}/${to}${back ? ` and ${back} is ready` : ''}: traffic was not moved, nothing to switch back`
+      );
       await h.discardCandidate(state);
       return false;
     }

@@ -36,9 +36,12 @@ export class HaproxyRuntime {
         // "open failed" as a connect failure: the host tells which. A socket the SSH user can use means sshd refused.
         const msg = (e as Error).message.replace(/^\(SSH\) /, '');
         const d = await this.diagnose();
-        if (!d.usable) throw new Error(d.reason ?? `cannot open the HAProxy socket ${this.socketPath} on the host: ${msg}`);
+        if (!d.usable)
+          throw new Error(d.reason ?? `cannot open the HAProxy socket ${this.socketPath} on the host: ${msg}`);
         this.viaHost = true;
-        this.onNote(`sshd does not allow stream-local forwarding to ${this.socketPath} (${msg}): using socat or nc -U on the host`);
+        this.onNote(
+          `sshd does not allow stream-local forwarding to ${this.socketPath} (${msg}): using socat or nc -U on the host`
+        );
         return this.sendViaHost(line);
       }
       return readAnswer(stream, line, this.socketPath);
@@ -51,7 +54,9 @@ export class HaproxyRuntime {
     const t0 = Date.now();
     const res = await this.remote.run(s.body, s.args, { stdin: line });
     if (res.code === 127) {
-      throw new Error(`cannot reach the HAProxy socket ${this.socketPath}: sshd does not allow stream-local forwarding (set AllowStreamLocalForwarding yes in sshd_config) and neither socat nor nc -U is installed on the host (install socat)`);
+      throw new Error(
+        `cannot reach the HAProxy socket ${this.socketPath}: sshd does not allow stream-local forwarding (set AllowStreamLocalForwarding yes in sshd_config) and neither socat nor nc -U is installed on the host (install socat)`
+      );
     }
     if (res.code !== 0) throw new Error(await this.explain(res.stderr.trim() || `exit ${res.code}`));
     return { text: res.stdout, roundTripMs: Date.now() - t0 };
@@ -60,16 +65,26 @@ export class HaproxyRuntime {
   /** Whether the SSH user can use the socket, read on the host; if not, why (missing socket, permissions, group). */
   private async diagnose(): Promise<{ usable: boolean; reason?: string }> {
     const d = socketDiagnosisScript(this.socketPath);
-    const out = await this.remote.run(d.body, d.args).then((r) => r.stdout).catch(() => '');
+    const out = await this.remote
+      .run(d.body, d.args)
+      .then((r) => r.stdout)
+      .catch(() => '');
     return { usable: /^@@socket ok$/m.test(out), reason: parseSocketDiagnosis(out, this.socketPath) };
   }
 
   private async explain(detail: string): Promise<string> {
-    return (await this.diagnose()).reason ?? `cannot open the HAProxy socket ${this.socketPath} on the host: ${detail.replace(/^\(SSH\) /, '')}`;
+    return (
+      (await this.diagnose()).reason ??
+      `cannot open the HAProxy socket ${this.socketPath} on the host: ${detail.replace(/^\(SSH\) /, '')}`
+    );
   }
 }
 
-function readAnswer(stream: NodeJS.ReadWriteStream & { destroy(): void }, line: string, socketPath: string): Promise<Answer> {
+function readAnswer(
+  stream: NodeJS.ReadWriteStream & { destroy(): void },
+  line: string,
+  socketPath: string
+): Promise<Answer> {
   return new Promise((resolve, reject) => {
     let text = '';
     let done = false;
@@ -83,7 +98,10 @@ function readAnswer(stream: NodeJS.ReadWriteStream & { destroy(): void }, line: 
         reject(err);
       } else resolve({ text, roundTripMs: Date.now() - t0 });
     };
-    const timer = setTimeout(() => finish(new Error(`HAProxy did not answer on ${socketPath} within ${ANSWER_TIMEOUT_MS / 1000} s`)), ANSWER_TIMEOUT_MS);
+    const timer = setTimeout(
+      () => finish(new Error(`HAProxy did not answer on ${socketPath} within ${ANSWER_TIMEOUT_MS / 1000} s`)),
+      ANSWER_TIMEOUT_MS
+    );
     stream.on('data', (d: Buffer) => (text += d.toString('utf8')));
     // HAProxy closes after answering a non-interactive line.
     stream.on('end', () => finish());

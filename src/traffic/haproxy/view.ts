@@ -48,7 +48,12 @@ export class HaproxyAnswerError extends Error {}
 
 function cliError(text: string): string | undefined {
   const t = text.trim();
-  if (/^(Can't find backend|No such (backend|server)|Unknown command|Permission denied|Require '|'set server' |'show stat' |Failed|Invalid)/im.test(t)) return t.split('\n')[0];
+  if (
+    /^(Can't find backend|No such (backend|server)|Unknown command|Permission denied|Require '|'set server' |'show stat' |Failed|Invalid)/im.test(
+      t
+    )
+  )
+    return t.split('\n')[0];
   return undefined;
 }
 
@@ -60,9 +65,15 @@ function cliError(text: string): string | undefined {
 export function parseBackendView(backend: string, serversState: string, stat?: string): BackendView {
   const err = cliError(serversState) ?? (stat !== undefined ? cliError(stat) : undefined);
   if (err) throw new HaproxyAnswerError(err);
-  const lines = serversState.split('\n').map((l) => l.trim()).filter(Boolean);
+  const lines = serversState
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean);
   const header = lines.find((l) => l.startsWith('#') && /\bbe_name\b/.test(l) && /\bsrv_name\b/.test(l));
-  if (!header) throw new HaproxyAnswerError(`unexpected answer to "show servers state" (no header line): ${serversState.trim().slice(0, 200) || '(empty)'}`);
+  if (!header)
+    throw new HaproxyAnswerError(
+      `unexpected answer to "show servers state" (no header line): ${serversState.trim().slice(0, 200) || '(empty)'}`
+    );
   const cols = header.replace(/^#\s*/, '').split(/\s+/);
   const at = (name: string) => cols.indexOf(name);
   const servers: Partial<Record<Color, ServerView>> = {};
@@ -87,7 +98,10 @@ export function parseBackendView(backend: string, serversState: string, stat?: s
   if (stat !== undefined) {
     const rows = stat.split('\n').filter((l) => l.trim());
     const h = rows.find((l) => l.startsWith('# pxname'));
-    if (!h) throw new HaproxyAnswerError(`unexpected answer to "show stat" (no header line): ${stat.trim().slice(0, 200) || '(empty)'}`);
+    if (!h)
+      throw new HaproxyAnswerError(
+        `unexpected answer to "show stat" (no header line): ${stat.trim().slice(0, 200) || '(empty)'}`
+      );
     const sc = h.replace(/^#\s*/, '').split(',');
     const col = (row: string[], name: string) => {
       const i = sc.indexOf(name);
@@ -153,11 +167,17 @@ export function checkedHealthy(s: ServerView): boolean {
 /** One line for logs and errors: "green: ready, up, 0 sessions, check L7OK (200)". */
 export function describeServer(s: ServerView | undefined): string {
   if (!s) return 'missing';
-  const check = s.checkStatus ? `check ${s.checkStatus}${s.checkCode ? ` (${s.checkCode})` : ''}${s.checkDesc && !/^OK$/i.test(s.checkDesc) ? ` ${s.checkDesc}` : ''}` : unchecked(s) ? 'no health check' : 'not checked yet';
+  const check = s.checkStatus
+    ? `check ${s.checkStatus}${s.checkCode ? ` (${s.checkCode})` : ''}${s.checkDesc && !/^OK$/i.test(s.checkDesc) ? ` ${s.checkDesc}` : ''}`
+    : unchecked(s)
+      ? 'no health check'
+      : 'not checked yet';
   return `${s.name}: ${s.admin}, ${s.op}${s.sessions !== undefined ? `, ${s.sessions} session(s)` : ''}, ${check}`;
 }
 
 /** `show activity`'s `date_now: <seconds>.<microseconds>`: HAProxy's clock, in ms. */
 export function parseActivityDates(text: string): number[] {
-  return [...text.matchAll(/^date_now:\s*(\d+)\.(\d{1,6})/gm)].map((m) => Number(m[1]) * 1000 + Number(m[2].padEnd(6, '0')) / 1000);
+  return [...text.matchAll(/^date_now:\s*(\d+)\.(\d{1,6})/gm)].map(
+    (m) => Number(m[1]) * 1000 + Number(m[2].padEnd(6, '0')) / 1000
+  );
 }

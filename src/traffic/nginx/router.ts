@@ -52,17 +52,31 @@ export class NginxRouter implements TrafficRouter {
     const switchStart = Date.now();
     await timer.run('switch', async () => {
       const note = `Live: ${plan.candidate} (${h.imageLabel}), ${cfg.command} ${h.deployId}.`;
-      const s = writeUpstreamScript(cfg.nginxUpstreamFile, cfg.nginxReloadCommand, { takeoverMs: TAKEOVER_MS, lease: { app: cfg.app, deployId: h.deployId }, content: renderUpstream(cfg.nginxUpstreamName, port, note) });
+      const s = writeUpstreamScript(cfg.nginxUpstreamFile, cfg.nginxReloadCommand, {
+        takeoverMs: TAKEOVER_MS,
+        lease: { app: cfg.app, deployId: h.deployId },
+        content: renderUpstream(cfg.nginxUpstreamName, port, note)
+      });
       await h.ensureLock();
       // The script may write and reload even if its answer never arrives: from here the undo reads the host.
       h.trafficMayHaveMoved();
       try {
-        sw = parseSwitchOutput(await h.exec('switch', s, `point ${cfg.nginxUpstreamFile} at ${plan.candidate} (127.0.0.1:${port}), reload nginx and wait for its new workers`));
+        sw = parseSwitchOutput(
+          await h.exec(
+            'switch',
+            s,
+            `point ${cfg.nginxUpstreamFile} at ${plan.candidate} (127.0.0.1:${port}), reload nginx and wait for its new workers`
+          )
+        );
       } catch (e) {
         const expired = leaseExpired(e);
         if (expired) throw expired;
         // A non-zero exit: the script could not write the file, or put the previous one back after a failed reload.
-        if (e instanceof StepError) throw new StepError('switch', `${e.message.replace(/^.*?failed/, 'nginx switch failed')}; the previous upstream file was restored`);
+        if (e instanceof StepError)
+          throw new StepError(
+            'switch',
+            `${e.message.replace(/^.*?failed/, 'nginx switch failed')}; the previous upstream file was restored`
+          );
         throw e;
       }
     });
@@ -72,15 +86,28 @@ export class NginxRouter implements TrafficRouter {
       if (sw.outcome === 'no-takeover' || (sw.outcome === undefined && sw.workersBefore.length > 0)) {
         // No nginx master took the new config: the reload did not happen (wrong reload command, a bind-mounted
         // file in a containerized nginx, …). Stopping the old colour now would cause an outage.
-        throw new StepError('verify', `nginx did not reload within ${TAKEOVER_MS / 1000} s (no nginx master on the host started new workers; masters ${sw.masters.join(', ') || '?'} with workers ${sw.workersBefore.join(', ')} are unchanged${sw.foreignMasters.length ? `; ${sw.foreignMasters.length} nginx master(s) in other PID namespaces (containers) are not watched` : ''}): check nginx-reload-command and that nginx reads ${cfg.nginxUpstreamFile}`);
+        throw new StepError(
+          'verify',
+          `nginx did not reload within ${TAKEOVER_MS / 1000} s (no nginx master on the host started new workers; masters ${sw.masters.join(', ') || '?'} with workers ${sw.workersBefore.join(', ')} are unchanged${sw.foreignMasters.length ? `; ${sw.foreignMasters.length} nginx master(s) in other PID namespaces (containers) are not watched` : ''}): check nginx-reload-command and that nginx reads ${cfg.nginxUpstreamFile}`
+        );
       }
-      if (sw.outcome !== 'taken-over') h.warn(`verify: no nginx master process is visible on the host, so the reload cannot be confirmed${cfg.nginxHealthUrl ? '; nginx-health-url is checked instead' : ' (set nginx-health-url to check nginx itself)'}`);
-      else h.log.info(`nginx serves ${plan.candidate}: master ${sw.reloadedMasters.join(', ') || '?'} took the new config; first new worker ${sw.switchMs ?? '?'} ms, old workers no longer accepting ${cutoverMs} ms after the upstream was written`);
+      if (sw.outcome !== 'taken-over')
+        h.warn(
+          `verify: no nginx master process is visible on the host, so the reload cannot be confirmed${cfg.nginxHealthUrl ? '; nginx-health-url is checked instead' : ' (set nginx-health-url to check nginx itself)'}`
+        );
+      else
+        h.log.info(
+          `nginx serves ${plan.candidate}: master ${sw.reloadedMasters.join(', ') || '?'} took the new config; first new worker ${sw.switchMs ?? '?'} ms, old workers no longer accepting ${cutoverMs} ms after the upstream was written`
+        );
       await this.probeNginxHealth(h, 'verify');
       await h.probeOnce('verify', port);
       await h.watch(port);
     });
-    return { cutoverMs, switchMs: sw.outcome === 'taken-over' ? sw.switchMs : undefined, workersBefore: sw.drainWorkers };
+    return {
+      cutoverMs,
+      switchMs: sw.outcome === 'taken-over' ? sw.switchMs : undefined,
+      workersBefore: sw.drainWorkers
+    };
   }
 
   /**
@@ -92,11 +119,19 @@ export class NginxRouter implements TrafficRouter {
     const switchStart = Date.now();
     await timer.run('switch', async () => {
       const note = `Live: ${plan.candidate} (${h.imageLabel}), ${cfg.command} ${h.deployId}.`;
-      const s = writeUpstreamScript(cfg.nginxUpstreamFile, ':', { takeoverMs: 0, lease: { app: cfg.app, deployId: h.deployId }, content: renderUpstream(cfg.nginxUpstreamName, port, note) });
+      const s = writeUpstreamScript(cfg.nginxUpstreamFile, ':', {
+        takeoverMs: 0,
+        lease: { app: cfg.app, deployId: h.deployId },
+        content: renderUpstream(cfg.nginxUpstreamName, port, note)
+      });
       await h.ensureLock();
       h.trafficMayHaveMoved();
       try {
-        await h.exec('switch', s, `point ${cfg.nginxUpstreamFile} at ${plan.candidate} (127.0.0.1:${port}); no reload: nginx reads the file at every request (njs)`);
+        await h.exec(
+          'switch',
+          s,
+          `point ${cfg.nginxUpstreamFile} at ${plan.candidate} (127.0.0.1:${port}); no reload: nginx reads the file at every request (njs)`
+        );
       } catch (e) {
         const expired = leaseExpired(e);
         if (expired) throw expired;
@@ -105,7 +140,9 @@ export class NginxRouter implements TrafficRouter {
     });
     const cutoverMs = Date.now() - switchStart;
     await timer.run('verify', async () => {
-      h.log.info(`nginx sends new requests to ${plan.candidate} from the next one on (nginx-switch: njs, not reloaded)`);
+      h.log.info(
+        `nginx sends new requests to ${plan.candidate} from the next one on (nginx-switch: njs, not reloaded)`
+      );
       await this.probeNginxHealth(h, 'verify');
       await h.probeOnce('verify', port);
       await h.watch(port);
@@ -118,11 +155,18 @@ export class NginxRouter implements TrafficRouter {
   /** Waits until nginx has no connection to `color`'s port left (in-flight requests, streams), at most drain-seconds. */
   private async drainConnections(h: RouterHost, step: 'switch-back', color: Color): Promise<void> {
     const port = this.cfg.ports[color];
-    const out = await h.exec(step, connectionDrainScript(port, this.cfg.drainMs), `let the connections to ${this.cfg.app}-${color} (127.0.0.1:${port}) finish (up to ${this.cfg.drainMs / 1000} s)`);
+    const out = await h.exec(
+      step,
+      connectionDrainScript(port, this.cfg.drainMs),
+      `let the connections to ${this.cfg.app}-${color} (127.0.0.1:${port}) finish (up to ${this.cfg.drainMs / 1000} s)`
+    );
     const done = /@@drained (\d+)/.exec(out);
     const left = /@@drain-timeout (\d+)/.exec(out);
     if (done) h.log.info(`${this.cfg.app}-${color} has no connections left (${done[1]} ms)`);
-    else if (left) h.warn(`${this.cfg.app}-${color} still had ${left[1]} connection(s) after drain-seconds (${this.cfg.drainMs / 1000} s): they end when its container stops`);
+    else if (left)
+      h.warn(
+        `${this.cfg.app}-${color} still had ${left[1]} connection(s) after drain-seconds (${this.cfg.drainMs / 1000} s): they end when its container stops`
+      );
   }
 
   /**
@@ -139,7 +183,10 @@ export class NginxRouter implements TrafficRouter {
       p = await prober.probe(u.port, u.path, 5000);
     }
     if (p.status === undefined || p.status < 200 || p.status >= 300) {
-      throw new StepError(step, `nginx-health-url ${u.url} answered ${p.status !== undefined ? `HTTP ${p.status}` : p.error} after the ${step === 'switch-back' ? 'switch-back' : 'switch'} (twice)`);
+      throw new StepError(
+        step,
+        `nginx-health-url ${u.url} answered ${p.status !== undefined ? `HTTP ${p.status}` : p.error} after the ${step === 'switch-back' ? 'switch-back' : 'switch'} (twice)`
+      );
     }
     h.log.info(`nginx-health-url ${u.url} → HTTP ${p.status}`);
   }
@@ -148,7 +195,9 @@ export class NginxRouter implements TrafficRouter {
     const { cfg, plan } = h;
     if (!writtenBy(state.upstreamContent, h.deployId)) {
       // The file is not this run's: the switch never wrote it, put it back itself, or another deploy owns it now.
-      h.log.info(`${cfg.nginxUpstreamFile} does not carry this deploy's id: traffic was not moved by this run, nothing to switch back`);
+      h.log.info(
+        `${cfg.nginxUpstreamFile} does not carry this deploy's id: traffic was not moved by this run, nothing to switch back`
+      );
       await h.discardCandidate(state);
       return false;
     }
@@ -167,11 +216,17 @@ export class NginxRouter implements TrafficRouter {
       await h.discardCandidate();
       return true;
     }
-    const back = parseSwitchOutput(await h.exec('switch-back', s, `restore ${cfg.nginxUpstreamFile}, reload nginx and wait for its new workers`));
+    const back = parseSwitchOutput(
+      await h.exec('switch-back', s, `restore ${cfg.nginxUpstreamFile}, reload nginx and wait for its new workers`)
+    );
     // nginx reloads asynchronously, and its previous workers keep proxying their requests to the candidate:
     // remove it only once they are done, or those requests fail with 502.
     if (back.outcome === 'taken-over' && back.drainWorkers.length) {
-      await h.exec('switch-back', nginxDrainScript(back.drainWorkers, cfg.drainMs), `let in-flight requests to ${cfg.app}-${plan.candidate} finish (up to ${cfg.drainMs / 1000} s)`);
+      await h.exec(
+        'switch-back',
+        nginxDrainScript(back.drainWorkers, cfg.drainMs),
+        `let in-flight requests to ${cfg.app}-${plan.candidate} finish (up to ${cfg.drainMs / 1000} s)`
+      );
     }
     await this.probeNginxHealth(h, 'switch-back').catch((e: Error) => h.warn(`after switching back: ${e.message}`));
     await h.discardCandidate();
@@ -182,5 +237,8 @@ export class NginxRouter implements TrafficRouter {
 /** The switch script's exit 77: the lease had expired on the host, so it changed nothing (both switch modes). */
 function leaseExpired(e: unknown): StepError | undefined {
   if (!(e instanceof StepError) || !/\(exit 77\)/.test(e.message)) return undefined;
-  return new StepError('switch', 'the deploy lock (lease) of this run expired on the host before the switch, so another deploy may own the host now: traffic was not changed');
+  return new StepError(
+    'switch',
+    'the deploy lock (lease) of this run expired on the host before the switch, so another deploy may own the host now: traffic was not changed'
+  );
 }

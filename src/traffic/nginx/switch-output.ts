@@ -44,7 +44,16 @@ const words = (s: string) => s.trim().split(/\s+/).filter(Boolean);
 const ms = (s: string | undefined) => (s !== undefined && /^\d+$/.test(s) ? Number(s) : undefined);
 
 export function parseSwitchOutput(stdout: string): SwitchOutput {
-  const out: SwitchOutput = { masters: [], foreignMasters: [], workersBefore: [], reloaded: false, outcome: undefined, reloadedMasters: [], oldWorkers: [], drainWorkers: [] };
+  const out: SwitchOutput = {
+    masters: [],
+    foreignMasters: [],
+    workersBefore: [],
+    reloaded: false,
+    outcome: undefined,
+    reloadedMasters: [],
+    oldWorkers: [],
+    drainWorkers: []
+  };
   for (const line of stdout.split('\n')) {
     const [marker, ...rest] = words(line);
     switch (marker) {

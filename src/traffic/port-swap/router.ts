@@ -40,11 +40,19 @@ export class PortSwapRouter implements TrafficRouter {
     await timer.run('switch', async () => {
       await h.ensureLock();
       h.trafficMayHaveMoved();
-      await h.exec('switch', portSwapScript(cfg.dockerCommand, stopName, candidate, cfg.stopTimeoutSeconds), `stop ${stopName ?? '(nothing live)'} and start ${candidate} on port ${cfg.publicPort}`);
+      await h.exec(
+        'switch',
+        portSwapScript(cfg.dockerCommand, stopName, candidate, cfg.stopTimeoutSeconds),
+        `stop ${stopName ?? '(nothing live)'} and start ${candidate} on port ${cfg.publicPort}`
+      );
     });
     await timer.run('health', () => h.waitHealthy(cfg.publicPort, candidate));
     const cutoverMs = Date.now() - swapStart;
-    h.log.info(plan.live ? `port-swap downtime: ${cutoverMs} ms (old stopped until new healthy)` : `first start took ${cutoverMs} ms`);
+    h.log.info(
+      plan.live
+        ? `port-swap downtime: ${cutoverMs} ms (old stopped until new healthy)`
+        : `first start took ${cutoverMs} ms`
+    );
     await timer.run('verify', async () => {
       await h.probeOnce('verify', cfg.publicPort);
       await h.watch(cfg.publicPort);
@@ -60,7 +68,11 @@ export class PortSwapRouter implements TrafficRouter {
     await h.discardCandidate(state);
     if (!live || !old) return false;
     if (old.running) return false;
-    await h.exec('switch-back', portSwapScript(cfg.dockerCommand, undefined, live, cfg.stopTimeoutSeconds), `start ${live} again`);
+    await h.exec(
+      'switch-back',
+      portSwapScript(cfg.dockerCommand, undefined, live, cfg.stopTimeoutSeconds),
+      `start ${live} again`
+    );
     await h.waitHealthy(cfg.publicPort, live);
     return true;
   }

@@ -26,12 +26,23 @@ async function loadSdk(region: string): Promise<SsmSdk> {
  * executionTimeout of a command: the longest one can legitimately run is the lock wait (lock-timeout-seconds) or a
  * drain in the run (wait-for-drain) or a health wait; ten minutes more, at least an hour (SSM's default).
  */
-export function executionTimeoutFor(cfg: Pick<DeployConfig, 'lockTimeoutSeconds' | 'drainMs' | 'stopTimeoutSeconds' | 'healthTimeoutMs'>): number {
-  const longest = Math.max(cfg.lockTimeoutSeconds, Math.ceil(cfg.drainMs / 1000) + cfg.stopTimeoutSeconds, Math.ceil(cfg.healthTimeoutMs / 1000));
+export function executionTimeoutFor(
+  cfg: Pick<DeployConfig, 'lockTimeoutSeconds' | 'drainMs' | 'stopTimeoutSeconds' | 'healthTimeoutMs'>
+): number {
+  const longest = Math.max(
+    cfg.lockTimeoutSeconds,
+    Math.ceil(cfg.drainMs / 1000) + cfg.stopTimeoutSeconds,
+    Math.ceil(cfg.healthTimeoutMs / 1000)
+  );
   return Math.min(172800, Math.max(3600, longest + 600));
 }
 
 export async function connectSsm(target: HostTarget, cfg: DeployConfig, signal?: AbortSignal): Promise<SsmHost> {
   const region = cfg.awsRegion!;
-  return new SsmHost(target, await loadSdk(region), { region, executionTimeoutSeconds: executionTimeoutFor(cfg), signal, comment: `bluegreen-ec2-action ${cfg.command} ${cfg.app}` });
+  return new SsmHost(target, await loadSdk(region), {
+    region,
+    executionTimeoutSeconds: executionTimeoutFor(cfg),
+    signal,
+    comment: `bluegreen-ec2-action ${cfg.command} ${cfg.app}`
+  });
 }

@@ -7,10 +7,16 @@ export interface AwsError {
   $metadata?: { httpStatusCode?: number };
 }
 
-const CREDENTIALS = /CredentialsProviderError|Could not load credentials|UnrecognizedClientException|InvalidClientTokenId|ExpiredToken|security token/i;
+const CREDENTIALS =
+  /CredentialsProviderError|Could not load credentials|UnrecognizedClientException|InvalidClientTokenId|ExpiredToken|security token/i;
 
 /** The error of an SSM call, explained (the original name and message are kept at the end). */
-export function explainSsmError(call: 'SendCommand' | 'GetCommandInvocation' | 'CancelCommand', instanceId: string, region: string, e: unknown): Error {
+export function explainSsmError(
+  call: 'SendCommand' | 'GetCommandInvocation' | 'CancelCommand',
+  instanceId: string,
+  region: string,
+  e: unknown
+): Error {
   const err = e as AwsError;
   const name = err.name ?? 'Error';
   const raw = `${name}: ${err.message ?? String(e)}`;
@@ -27,7 +33,7 @@ export function explainSsmError(call: 'SendCommand' | 'GetCommandInvocation' | '
   } else if (name === 'InvalidDocument' || name === 'InvalidParameters') {
     why = 'SSM refused the AWS-RunShellScript document or its parameters';
   } else if (name === 'ThrottlingException' || name === 'TooManyUpdates') {
-    why = 'SSM kept throttling the calls (the account\'s Run Command rate); fewer hosts at once (max-parallel) helps';
+    why = "SSM kept throttling the calls (the account's Run Command rate); fewer hosts at once (max-parallel) helps";
   } else if (/ECONNREFUSED|ENOTFOUND|ETIMEDOUT|EAI_AGAIN|socket hang up|getaddrinfo/i.test(raw)) {
     why = `the SSM endpoint for ${region} is not reachable from the runner (network, proxy, or AWS_ENDPOINT_URL_SSM)`;
   } else {

@@ -12,7 +12,18 @@ import type { HostTarget } from '../../config/types.js';
 import type { ExecOptions, ExecResult, RemoteHost } from '../remote-host.js';
 import { explainSsmError, explainStatus } from './errors.js';
 import { seal } from './seal.js';
-import { closePayload, commandLines, fetchPayload, MAX_OUT_BYTES, newSessionId, parseFrame, PIECE_BYTES, runPayload, type Frame, type KeyWish } from './wrapper.js';
+import {
+  closePayload,
+  commandLines,
+  fetchPayload,
+  MAX_OUT_BYTES,
+  newSessionId,
+  parseFrame,
+  PIECE_BYTES,
+  runPayload,
+  type Frame,
+  type KeyWish
+} from './wrapper.js';
 
 /** The few SSM calls used, as the SDK's client.send sees them (tests supply fakes). */
 export interface SsmSdk {
@@ -55,7 +66,19 @@ export interface SsmHostOptions {
   sleep?: (ms: number) => Promise<void>;
 }
 
-const TERMINAL = new Set(['Success', 'Failed', 'Cancelled', 'TimedOut', 'Cancelling', 'Undeliverable', 'Terminated', 'DeliveryTimedOut', 'ExecutionTimedOut', 'InvalidPlatform', 'AccessDenied']);
+const TERMINAL = new Set([
+  'Success',
+  'Failed',
+  'Cancelled',
+  'TimedOut',
+  'Cancelling',
+  'Undeliverable',
+  'Terminated',
+  'DeliveryTimedOut',
+  'ExecutionTimedOut',
+  'InvalidPlatform',
+  'AccessDenied'
+]);
 
 export class CommandCancelledError extends Error {}
 
@@ -117,14 +140,19 @@ export class SsmHost implements RemoteHost {
         wish = 'no';
       }
       const sealed = stdin ? seal(this.pub!, stdin) : undefined;
-      const f = await this.invoke(runPayload(this.sessionId, body, args, { wantKey: wish, sealed, runAs: this.target.user }));
+      const f = await this.invoke(
+        runPayload(this.sessionId, body, args, { wantKey: wish, sealed, runAs: this.target.user })
+      );
       if (f.noKey) {
         this.pub = undefined;
         continue;
       }
       frame = f;
     }
-    if (!frame) throw new Error(`SSM: ${this.target.label} could not open the sealed stdin with a fresh session key twice in a row (is openssl on the host OpenSSL 1.0.2 or newer, with RSA-OAEP SHA-256?)`);
+    if (!frame)
+      throw new Error(
+        `SSM: ${this.target.label} could not open the sealed stdin with a fresh session key twice in a row (is openssl on the host OpenSSL 1.0.2 or newer, with RSA-OAEP SHA-256?)`
+      );
     const stdout = (await this.fullStdout(frame)).toString('utf8');
     const stderr = (frame.stderrBytes > frame.err.length ? '…' : '') + frame.err.toString('utf8');
     if (opts.onLine) {
@@ -147,7 +175,8 @@ export class SsmHost implements RemoteHost {
       parts.push(f.out);
       have += f.out.length;
     }
-    if (frame.stdoutBytes > MAX_OUT_BYTES) parts.push(Buffer.from(`\n… (output cut at ${MAX_OUT_BYTES} bytes of ${frame.stdoutBytes})\n`));
+    if (frame.stdoutBytes > MAX_OUT_BYTES)
+      parts.push(Buffer.from(`\n… (output cut at ${MAX_OUT_BYTES} bytes of ${frame.stdoutBytes})\n`));
     return Buffer.concat(parts);
   }
 
@@ -173,10 +202,13 @@ export class SsmHost implements RemoteHost {
       if (frame) return frame;
       if (inv.Status === 'Success' || inv.Status === 'Failed') {
         const err = (inv.StandardErrorContent ?? '').trim().split('\n').slice(-5).join('\n');
-        throw new Error(`SSM: the command wrapper failed on ${this.target.label} (exit ${inv.ResponseCode ?? '?'})${err ? `: ${err}` : ''}`);
+        throw new Error(
+          `SSM: the command wrapper failed on ${this.target.label} (exit ${inv.ResponseCode ?? '?'})${err ? `: ${err}` : ''}`
+        );
       }
       const msg = explainStatus(inv.Status ?? 'unknown', inv.StatusDetails, this.target.label);
-      if (inv.Status === 'Cancelled' || inv.Status === 'Cancelling') throw new CommandCancelledError(`${msg}: the run was cancelled`);
+      if (inv.Status === 'Cancelled' || inv.Status === 'Cancelling')
+        throw new CommandCancelledError(`${msg}: the run was cancelled`);
       throw new Error(msg);
     } finally {
       this.inFlight.delete(commandId);
@@ -191,9 +223,11 @@ export class SsmHost implements RemoteHost {
       TimeoutSeconds: Math.max(30, this.opts.deliveryTimeoutSeconds ?? 60),
       Comment: (this.opts.comment ?? 'bluegreen-ec2-action').slice(0, 100)
     };
-    const out = (await this.retryThrottled(() => this.sdk.client.send(new this.sdk.SendCommandCommand(input))).catch((e) => {
-      throw explainSsmError('SendCommand', this.target.label, this.opts.region, e);
-    })) as { Command?: { CommandId?: string } };
+    const out = (await this.retryThrottled(() => this.sdk.client.send(new this.sdk.SendCommandCommand(input))).catch(
+      (e) => {
+        throw explainSsmError('SendCommand', this.target.label, this.opts.region, e);
+      }
+    )) as { Command?: { CommandId?: string } };
     const id = out.Command?.CommandId;
     if (!id) throw new Error(`SSM SendCommand for ${this.target.label} returned no command id`);
     return id;
@@ -209,7 +243,11 @@ export class SsmHost implements RemoteHost {
       delay = Math.min(poll.max, Math.round(delay * 1.5));
       let inv: Invocation;
       try {
-        inv = (await this.retryThrottled(() => this.sdk.client.send(new this.sdk.GetCommandInvocationCommand({ CommandId: commandId, InstanceId: this.instanceId })))) as Invocation;
+        inv = (await this.retryThrottled(() =>
+          this.sdk.client.send(
+            new this.sdk.GetCommandInvocationCommand({ CommandId: commandId, InstanceId: this.instanceId })
+          )
+        )) as Invocation;
       } catch (e) {
         // Right after SendCommand the invocation may not exist yet.
         if ((e as { name?: string }).name === 'InvocationDoesNotExist' && Date.now() < graceUntil) continue;
@@ -240,7 +278,9 @@ export class SsmHost implements RemoteHost {
   }
 
   private async cancel(commandId: string): Promise<void> {
-    await this.retryThrottled(() => this.sdk.client.send(new this.sdk.CancelCommandCommand({ CommandId: commandId, InstanceIds: [this.instanceId] }))).catch(() => undefined);
+    await this.retryThrottled(() =>
+      this.sdk.client.send(new this.sdk.CancelCommandCommand({ CommandId: commandId, InstanceIds: [this.instanceId] }))
+    ).catch(() => undefined);
   }
 }
 

@@ -23,7 +23,10 @@ export interface Sealed {
 
 export function seal(publicKeyPem: string, plaintext: string | Buffer): Sealed {
   const pass = Buffer.from(crypto.randomBytes(32).toString('hex'), 'utf8');
-  const key = crypto.publicEncrypt({ key: publicKeyPem, padding: crypto.constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256' }, pass);
+  const key = crypto.publicEncrypt(
+    { key: publicKeyPem, padding: crypto.constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256' },
+    pass
+  );
   const salt = crypto.randomBytes(8);
   const { key: aesKey, iv } = bytesToKey(pass, salt);
   const cipher = crypto.createCipheriv('aes-256-cbc', aesKey, iv);
@@ -36,7 +39,10 @@ export function bytesToKey(pass: Buffer, salt: Buffer): { key: Buffer; iv: Buffe
   let d = Buffer.alloc(0);
   let out = Buffer.alloc(0);
   while (out.length < 48) {
-    d = crypto.createHash('sha256').update(Buffer.concat([d, pass, salt])).digest();
+    d = crypto
+      .createHash('sha256')
+      .update(Buffer.concat([d, pass, salt]))
+      .digest();
     out = Buffer.concat([out, d]);
   }
   return { key: out.subarray(0, 32), iv: out.subarray(32, 48) };

@@ -144,7 +144,9 @@ const REAPER_LAUNCH = `REAPER='${REAPER}'`;
 
 /** The whole text of the `commands` parameter, one element per line (the agent joins them with newlines). */
 export function commandLines(payload: string[]): string[] {
-  const text = [REAPER_LAUNCH, `idle=${SESSION_IDLE_SECONDS}`, WRAPPER, `main <<'${DELIM}'`, ...payload, DELIM].join('\n');
+  const text = [REAPER_LAUNCH, `idle=${SESSION_IDLE_SECONDS}`, WRAPPER, `main <<'${DELIM}'`, ...payload, DELIM].join(
+    '\n'
+  );
   return text.split('\n');
 }
 
@@ -153,7 +155,12 @@ const b64 = (s: string | Buffer) => Buffer.from(s).toString('base64');
 export type KeyWish = 'key' | 'key-if-missing' | 'no';
 
 /** The payload of a command: script body and positional arguments as data, stdin sealed (or none). */
-export function runPayload(sessionId: string, body: string, args: string[], opts: { wantKey: KeyWish; sealed?: { key: string; data: string }; runAs?: string }): string[] {
+export function runPayload(
+  sessionId: string,
+  body: string,
+  args: string[],
+  opts: { wantKey: KeyWish; sealed?: { key: string; data: string }; runAs?: string }
+): string[] {
   for (const a of [body, ...args]) if (a.includes('\0')) throw new Error('a NUL byte cannot be passed to a shell');
   const user = opts.runAs ?? 'root';
   if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}$/.test(user)) throw new Error(`bad user ${JSON.stringify(user)}`);
@@ -205,7 +212,15 @@ export function parseFrame(stdout: string): Frame | undefined {
   const start = lines.findIndex((l) => l.startsWith(`${FRAME_MAGIC} `));
   if (start < 0) return undefined;
   const [, code, os, es, n] = lines[start].trim().split(' ');
-  const f: Frame = { code: Number(code), stdoutBytes: Number(os), stderrBytes: Number(es), n, noKey: false, out: Buffer.alloc(0), err: Buffer.alloc(0) };
+  const f: Frame = {
+    code: Number(code),
+    stdoutBytes: Number(os),
+    stderrBytes: Number(es),
+    n,
+    noKey: false,
+    out: Buffer.alloc(0),
+    err: Buffer.alloc(0)
+  };
   for (const l of lines.slice(start + 1)) {
     if (l.startsWith('@@pub ')) f.pub = Buffer.from(l.slice(6).trim(), 'base64').toString('utf8');
     else if (l.trim() === '@@nokey') f.noKey = true;

@@ -13,8 +13,10 @@ import type { AlbCall, AlbModel, ForwardAction, Listener, Rule, Target, TargetGr
 import type { HealthChecker } from './alb-health.js';
 
 const TG_ARN = /^arn:aws:elasticloadbalancing:[a-z0-9-]+:\d{12}:targetgroup\/[A-Za-z0-9-]{1,32}\/[0-9a-f]{16}$/;
-const LISTENER_ARN = /^arn:aws:elasticloadbalancing:[a-z0-9-]+:\d{12}:listener\/app\/[^/]+\/[0-9a-f]{16}\/[0-9a-f]{16}$/;
-const RULE_ARN = /^arn:aws:elasticloadbalancing:[a-z0-9-]+:\d{12}:listener-rule\/app\/[^/]+\/[0-9a-f]{16}\/[0-9a-f]{16}\/[0-9a-f]{16}$/;
+const LISTENER_ARN =
+  /^arn:aws:elasticloadbalancing:[a-z0-9-]+:\d{12}:listener\/app\/[^/]+\/[0-9a-f]{16}\/[0-9a-f]{16}$/;
+const RULE_ARN =
+  /^arn:aws:elasticloadbalancing:[a-z0-9-]+:\d{12}:listener-rule\/app\/[^/]+\/[0-9a-f]{16}\/[0-9a-f]{16}\/[0-9a-f]{16}$/;
 const IPV4 = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/;
 // Authorization: AWS4-HMAC-SHA256 Credential=AKID/20240101/us-east-1/elasticloadbalancing/aws4_request, ...
 const SIGV4 = /^AWS4-HMAC-SHA256 Credential=([^/]+)\/\d{8}\/([^/]+)\/([^/]+)\/aws4_request,/;
@@ -57,21 +59,35 @@ export class AlbApi {
       const auth = SIGV4.exec(String(req.headers.authorization ?? ''));
       const call: AlbCall = { time: Date.now(), action, params, region: auth?.[2] ?? '', accessKeyId: auth?.[1] ?? '' };
       const send = (status: number, xml: string) => {
-        res.writeHead(status, { 'content-type': 'text/xml', 'content-length': Buffer.byteLength(xml), 'x-amzn-requestid': requestId });
+        res.writeHead(status, {
+          'content-type': 'text/xml',
+          'content-length': Buffer.byteLength(xml),
+          'x-amzn-requestid': requestId
+        });
         res.end(xml);
       };
       try {
-        if (req.method !== 'POST') throw new AlbApiError('InvalidAction', `${req.method} is not supported, POST a form`, 400);
+        if (req.method !== 'POST')
+          throw new AlbApiError('InvalidAction', `${req.method} is not supported, POST a form`, 400);
         if (!auth || auth[3] !== 'elasticloadbalancing') {
           throw new AlbApiError('MissingAuthenticationToken', 'Request is missing Authentication Token', 403);
         }
-        if (params.Version !== ELB_VERSION) throw new AlbApiError('InvalidParameterValue', `unsupported Version ${params.Version}`);
+        if (params.Version !== ELB_VERSION)
+          throw new AlbApiError('InvalidParameterValue', `unsupported Version ${params.Version}`);
         const handler = this.handlers[action];
-        if (!handler) throw new AlbApiError('InvalidAction', `The action ${action} is not valid for this web service (or not in the stand-in).`);
+        if (!handler)
+          throw new AlbApiError(
+            'InvalidAction',
+            `The action ${action} is not valid for this web service (or not in the stand-in).`
+          );
         const fault = this.model.faults.find((f) => f.action === action && (f.times === undefined || f.times > 0));
         if (fault) {
           if (fault.times !== undefined) fault.times--;
-          throw new AlbApiError(fault.code, fault.message ?? `injected ${fault.code} for ${action}`, fault.status ?? 400);
+          throw new AlbApiError(
+            fault.code,
+            fault.message ?? `injected ${fault.code} for ${action}`,
+            fault.status ?? 400
+          );
         }
         if (this.model.deny.has(action)) {
           throw new AlbApiError(
@@ -84,9 +100,12 @@ export class AlbApi {
         const xml = resultXml(action, handler(params), requestId);
         void this.record(call).then(() => send(200, xml));
       } catch (e) {
-        const err = e instanceof AlbApiError ? e : new AlbApiError('InternalFailure', String((e as Error)?.stack ?? e), 500);
+        const err =
+          e instanceof AlbApiError ? e : new AlbApiError('InternalFailure', String((e as Error)?.stack ?? e), 500);
         call.error = err.code;
-        void this.record(call).then(() => send(err.status, errorXml(err.status >= 500 ? 'Receiver' : 'Sender', err.code, err.message, requestId)));
+        void this.record(call).then(() =>
+          send(err.status, errorXml(err.status >= 500 ? 'Receiver' : 'Sender', err.code, err.message, requestId))
+        );
       }
     });
   }
@@ -94,7 +113,11 @@ export class AlbApi {
   // ------------------------------------------------------------------ lookups
 
   private group(arn: string | undefined): TargetGroup {
-    if (!arn) throw new AlbApiError('ValidationError', "1 validation error detected: Value null at 'targetGroupArn' failed to satisfy constraint: Member must not be null");
+    if (!arn)
+      throw new AlbApiError(
+        'ValidationError',
+        "1 validation error detected: Value null at 'targetGroupArn' failed to satisfy constraint: Member must not be null"
+      );
     if (!TG_ARN.test(arn)) throw new AlbApiError('ValidationError', `'${arn}' is not a valid target group ARN`);
     const tg = this.model.groups.get(arn);
     if (!tg) throw new AlbApiError('TargetGroupNotFound', `Target groups '${arn}' not found`);
@@ -102,7 +125,11 @@ export class AlbApi {
   }
 
   private listener(arn: string | undefined): Listener {
-    if (!arn) throw new AlbApiError('ValidationError', "1 validation error detected: Value null at 'listenerArn' failed to satisfy constraint: Member must not be null");
+    if (!arn)
+      throw new AlbApiError(
+        'ValidationError',
+        "1 validation error detected: Value null at 'listenerArn' failed to satisfy constraint: Member must not be null"
+      );
     if (!LISTENER_ARN.test(arn)) throw new AlbApiError('ValidationError', `'${arn}' is not a valid listener ARN`);
     const l = this.model.listeners.get(arn);
     if (!l) throw new AlbApiError('ListenerNotFound', `One or more listeners not found`);
@@ -110,7 +137,11 @@ export class AlbApi {
   }
 
   private rule(arn: string | undefined): { listener: Listener; rule: Rule | undefined } {
-    if (!arn) throw new AlbApiError('ValidationError', "1 validation error detected: Value null at 'ruleArn' failed to satisfy constraint: Member must not be null");
+    if (!arn)
+      throw new AlbApiError(
+        'ValidationError',
+        "1 validation error detected: Value null at 'ruleArn' failed to satisfy constraint: Member must not be null"
+      );
     if (!RULE_ARN.test(arn)) throw new AlbApiError('ValidationError', `'${arn}' is not a valid rule ARN`);
     for (const l of this.model.listeners.values()) {
       const r = l.rules.find((x) => x.arn === arn);
@@ -128,14 +159,19 @@ export class AlbApi {
   /** Targets.member.N.Id / .Port of a request, with the instance's or IP's address resolved for the group. */
   private targets(p: QueryParams, tg: TargetGroup, mustExist: boolean): { id: string; port: number; ip: string }[] {
     const prefixes = listPrefixes(p, 'Targets');
-    if (prefixes.length === 0) throw new AlbApiError('ValidationError', "1 validation error detected: Value null at 'targets' failed to satisfy constraint: Member must not be null");
+    if (prefixes.length === 0)
+      throw new AlbApiError(
+        'ValidationError',
+        "1 validation error detected: Value null at 'targets' failed to satisfy constraint: Member must not be null"
+      );
     const notRunning: string[] = [];
     const out = prefixes.map((pre) => {
       const id = p[`${pre}.Id`];
       if (!id) throw new AlbApiError('ValidationError', `Target ID must be specified (${pre}.Id)`);
       const portText = p[`${pre}.Port`];
       const port = portText === undefined ? tg.port : Number(portText);
-      if (!Number.isInteger(port) || port < 1 || port > 65535) throw new AlbApiError('ValidationError', `Port '${portText}' is not a valid port (1-65535)`);
+      if (!Number.isInteger(port) || port < 1 || port > 65535)
+        throw new AlbApiError('ValidationError', `Port '${portText}' is not a valid port (1-65535)`);
       let ip = id;
       if (tg.targetType === 'ip') {
         const m = IPV4.exec(id);
@@ -143,7 +179,8 @@ export class AlbApi {
           throw new AlbApiError('ValidationError', `The IP address '${id}' is not a valid IPv4 address`);
         }
       } else {
-        if (!/^i-[0-9a-f]{8,17}$/.test(id)) throw new AlbApiError('ValidationError', `The instance ID '${id}' is not valid`);
+        if (!/^i-[0-9a-f]{8,17}$/.test(id))
+          throw new AlbApiError('ValidationError', `The instance ID '${id}' is not valid`);
         const inst = this.model.instance(id);
         if (!inst) throw new AlbApiError('InvalidTarget', `The following targets are not valid instances: '${id}'`);
         if (mustExist && inst.state !== 'running') notRunning.push(id);
@@ -152,7 +189,10 @@ export class AlbApi {
       return { id, port, ip };
     });
     if (notRunning.length) {
-      throw new AlbApiError('InvalidTarget', `The following targets are not in a running state and cannot be registered: '${notRunning.join("', '")}'`);
+      throw new AlbApiError(
+        'InvalidTarget',
+        `The following targets are not in a running state and cannot be registered: '${notRunning.join("', '")}'`
+      );
     }
     return out;
   }
@@ -197,43 +237,77 @@ export class AlbApi {
   }
 
   private listenerXml(l: Listener): Record<string, XmlValue> {
-    return { ListenerArn: l.arn, LoadBalancerArn: this.model.lbArn, Port: l.port, Protocol: 'HTTP', DefaultActions: this.actionsXml(l.defaultActions) };
+    return {
+      ListenerArn: l.arn,
+      LoadBalancerArn: this.model.lbArn,
+      Port: l.port,
+      Protocol: 'HTTP',
+      DefaultActions: this.actionsXml(l.defaultActions)
+    };
   }
 
   private ruleXml(r: Rule): Record<string, XmlValue> {
     const conditions: XmlValue[] = [];
-    if (r.pathPatterns.length) conditions.push({ Field: 'path-pattern', Values: r.pathPatterns, PathPatternConfig: { Values: r.pathPatterns } });
-    if (r.hostHeaders.length) conditions.push({ Field: 'host-header', Values: r.hostHeaders, HostHeaderConfig: { Values: r.hostHeaders } });
-    return { RuleArn: r.arn, Priority: String(r.priority), Conditions: conditions, Actions: this.actionsXml(r.actions), IsDefault: false };
+    if (r.pathPatterns.length)
+      conditions.push({ Field: 'path-pattern', Values: r.pathPatterns, PathPatternConfig: { Values: r.pathPatterns } });
+    if (r.hostHeaders.length)
+      conditions.push({ Field: 'host-header', Values: r.hostHeaders, HostHeaderConfig: { Values: r.hostHeaders } });
+    return {
+      RuleArn: r.arn,
+      Priority: String(r.priority),
+      Conditions: conditions,
+      Actions: this.actionsXml(r.actions),
+      IsDefault: false
+    };
   }
 
   private defaultRuleXml(l: Listener): Record<string, XmlValue> {
-    return { RuleArn: this.defaultRuleArn(l), Priority: 'default', Conditions: [], Actions: this.actionsXml(l.defaultActions), IsDefault: true };
+    return {
+      RuleArn: this.defaultRuleArn(l),
+      Priority: 'default',
+      Conditions: [],
+      Actions: this.actionsXml(l.defaultActions),
+      IsDefault: true
+    };
   }
 
   /** `Actions.member.N...` of ModifyListener / ModifyRule -> forward actions (the only type the stand-in serves). */
   private parseActions(p: QueryParams, name: string): ForwardAction[] {
     const prefixes = listPrefixes(p, name);
-    if (prefixes.length === 0) throw new AlbApiError('ValidationError', `At least one action must be specified (${name})`);
+    if (prefixes.length === 0)
+      throw new AlbApiError('ValidationError', `At least one action must be specified (${name})`);
     return prefixes.map((pre) => {
       const type = p[`${pre}.Type`];
-      if (type !== 'forward') throw new AlbApiError('ValidationError', `Action type '${type}' is not supported by the stand-in (only forward)`);
+      if (type !== 'forward')
+        throw new AlbApiError(
+          'ValidationError',
+          `Action type '${type}' is not supported by the stand-in (only forward)`
+        );
       const single = p[`${pre}.TargetGroupArn`];
       const tuples = listPrefixes(p, `${pre}.ForwardConfig.TargetGroups`).map((tp) => {
         const w = p[`${tp}.Weight`];
         const weight = w === undefined ? 1 : Number(w);
-        if (!Number.isInteger(weight) || weight < 0 || weight > 999) throw new AlbApiError('ValidationError', `Target group weight '${w}' must be between 0 and 999`);
+        if (!Number.isInteger(weight) || weight < 0 || weight > 999)
+          throw new AlbApiError('ValidationError', `Target group weight '${w}' must be between 0 and 999`);
         return { arn: this.group(p[`${tp}.TargetGroupArn`]).arn, weight };
       });
       if (single && tuples.length > 1) {
-        throw new AlbApiError('ValidationError', 'You cannot specify both a target group ARN and a forward config with multiple target groups');
+        throw new AlbApiError(
+          'ValidationError',
+          'You cannot specify both a target group ARN and a forward config with multiple target groups'
+        );
       }
       if (single && tuples.length === 1 && tuples[0].arn !== single) {
-        throw new AlbApiError('ValidationError', 'The target group ARN and the target group in the forward config must be the same');
+        throw new AlbApiError(
+          'ValidationError',
+          'The target group ARN and the target group in the forward config must be the same'
+        );
       }
-      if (!single && tuples.length === 0) throw new AlbApiError('ValidationError', 'A forward action must have a target group ARN or a forward config');
+      if (!single && tuples.length === 0)
+        throw new AlbApiError('ValidationError', 'A forward action must have a target group ARN or a forward config');
       const groups = tuples.length ? tuples : [{ arn: this.group(single).arn, weight: 1 }];
-      if (new Set(groups.map((g) => g.arn)).size !== groups.length) throw new AlbApiError('ValidationError', 'Target groups in a forward config must be unique');
+      if (new Set(groups.map((g) => g.arn)).size !== groups.length)
+        throw new AlbApiError('ValidationError', 'Target groups in a forward config must be unique');
       return { type: 'forward', groups, single: !!single && tuples.length === 0, wrr: new Map() };
     });
   }
@@ -243,7 +317,10 @@ export class AlbApi {
   private describeLoadBalancers(p: QueryParams): Record<string, XmlValue> {
     const arns = stringList(p, 'LoadBalancerArns');
     const names = stringList(p, 'Names');
-    if ((arns.length && !arns.every((a) => a === this.model.lbArn)) || (names.length && !names.every((n) => n === this.model.config.loadBalancerName))) {
+    if (
+      (arns.length && !arns.every((a) => a === this.model.lbArn)) ||
+      (names.length && !names.every((n) => n === this.model.config.loadBalancerName))
+    ) {
       throw new AlbApiError('LoadBalancerNotFound', 'One or more load balancers not found');
     }
     const name = this.model.config.loadBalancerName;
@@ -309,7 +386,10 @@ export class AlbApi {
     const wanted = this.targets(p, tg, false);
     const missing = wanted.filter((t) => !tg.targets.has(`${t.id}:${t.port}`));
     if (missing.length) {
-      throw new AlbApiError('InvalidTarget', `The following targets are not registered in target group '${tg.arn}': ${missing.map((t) => `'${t.id}:${t.port}'`).join(', ')}`);
+      throw new AlbApiError(
+        'InvalidTarget',
+        `The following targets are not registered in target group '${tg.arn}': ${missing.map((t) => `'${t.id}:${t.port}'`).join(', ')}`
+      );
     }
     for (const t of wanted) this.health.deregister(tg, tg.targets.get(`${t.id}:${t.port}`)!);
     return {};
@@ -324,12 +404,21 @@ export class AlbApi {
     });
     // the health a target has right now (instance state changes count before the next check)
     for (const t of tg.targets.values()) this.health.refresh(tg, t);
-    if (listPrefixes(p, 'Targets').length === 0) return { TargetHealthDescriptions: [...tg.targets.values()].map(healthXml) };
+    if (listPrefixes(p, 'Targets').length === 0)
+      return { TargetHealthDescriptions: [...tg.targets.values()].map(healthXml) };
     const asked = this.targets(p, tg, false);
     return {
       TargetHealthDescriptions: asked.map((a) => {
         const t = tg.targets.get(`${a.id}:${a.port}`);
-        return healthXml(t ?? { id: a.id, port: a.port, state: 'unused', reason: 'Target.NotRegistered', description: 'Target is not registered to the target group' });
+        return healthXml(
+          t ?? {
+            id: a.id,
+            port: a.port,
+            state: 'unused',
+            reason: 'Target.NotRegistered',
+            description: 'Target is not registered to the target group'
+          }
+        );
       })
     };
   }
@@ -339,7 +428,8 @@ export class AlbApi {
     let ls: Listener[];
     if (arns.length) ls = arns.map((a) => this.listener(a));
     else if (p.LoadBalancerArn) {
-      if (p.LoadBalancerArn !== this.model.lbArn) throw new AlbApiError('LoadBalancerNotFound', 'One or more load balancers not found');
+      if (p.LoadBalancerArn !== this.model.lbArn)
+        throw new AlbApiError('LoadBalancerNotFound', 'One or more load balancers not found');
       ls = [...this.model.listeners.values()];
     } else throw new AlbApiError('ValidationError', 'You must specify either listener ARNs or a load balancer ARN');
     return { Listeners: ls.map((l) => this.listenerXml(l)) };
@@ -369,12 +459,21 @@ export class AlbApi {
     }
     if (!p.ListenerArn) throw new AlbApiError('ValidationError', 'You must specify either listener ARN or rule ARNs');
     const l = this.listener(p.ListenerArn);
-    return { Rules: [...[...l.rules].sort((a, b) => a.priority - b.priority).map((r) => this.ruleXml(r)), this.defaultRuleXml(l)] };
+    return {
+      Rules: [
+        ...[...l.rules].sort((a, b) => a.priority - b.priority).map((r) => this.ruleXml(r)),
+        this.defaultRuleXml(l)
+      ]
+    };
   }
 
   private modifyRule(p: QueryParams): Record<string, XmlValue> {
     const { rule } = this.rule(p.RuleArn);
-    if (!rule) throw new AlbApiError('OperationNotPermitted', 'Default rule cannot be modified: use ModifyListener to change the default actions');
+    if (!rule)
+      throw new AlbApiError(
+        'OperationNotPermitted',
+        'Default rule cannot be modified: use ModifyListener to change the default actions'
+      );
     if (listPrefixes(p, 'Conditions').length) {
       throw new AlbApiError('ValidationError', 'the stand-in changes only the Actions of a rule');
     }

@@ -13,10 +13,26 @@ import http from 'node:http';
 import type { Server } from 'node:net';
 import type { AlbModel, AlbServed, ForwardAction, Listener, Target, TargetGroup } from './alb-model.js';
 
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'trailer', 'proxy-authorization', 'proxy-authenticate']);
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'transfer-encoding',
+  'upgrade',
+  'te',
+  'trailer',
+  'proxy-authorization',
+  'proxy-authenticate'
+]);
 
 function globToRegExp(glob: string): RegExp {
-  return new RegExp(`^${glob.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')}$`, 'i');
+  return new RegExp(
+    `^${glob
+      .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+      .replace(/\*/g, '.*')
+      .replace(/\?/g, '.')}$`,
+    'i'
+  );
 }
 
 /** Picks a group by smooth weighted round-robin (nginx's algorithm): deterministic, exact shares per cycle. */
@@ -46,7 +62,11 @@ function pickTarget(tg: TargetGroup): Target | undefined {
 
 function albPage(res: http.ServerResponse, status: number, text: string): void {
   const body = `<html>\r\n<head><title>${status} ${text}</title></head>\r\n<body>\r\n<center><h1>${status} ${text}</h1></center>\r\n</body>\r\n</html>\r\n`;
-  res.writeHead(status, { server: 'awselb/2.0', 'content-type': 'text/html', 'content-length': Buffer.byteLength(body) });
+  res.writeHead(status, {
+    server: 'awselb/2.0',
+    'content-type': 'text/html',
+    'content-length': Buffer.byteLength(body)
+  });
   res.end(body);
 }
 
@@ -93,7 +113,14 @@ export class DataPlane {
 
   private handle(listener: Listener, req: http.IncomingMessage, res: http.ServerResponse): void {
     const start = Date.now();
-    const entry: AlbServed = { start, end: start, listener: listener.arn, method: req.method ?? 'GET', path: req.url ?? '/', status: 0 };
+    const entry: AlbServed = {
+      start,
+      end: start,
+      listener: listener.arn,
+      method: req.method ?? 'GET',
+      path: req.url ?? '/',
+      status: 0
+    };
     const done = (status: number, error?: string): Promise<void> => {
       entry.end = Date.now();
       entry.status = status;
@@ -105,7 +132,9 @@ export class DataPlane {
     const t = tg ? pickTarget(tg) : undefined;
     if (!tg || !t) {
       req.resume();
-      void done(503, tg ? `no routable target in ${tg.name}` : 'no target group with weight > 0').then(() => albPage(res, 503, 'Service Temporarily Unavailable'));
+      void done(503, tg ? `no routable target in ${tg.name}` : 'no target group with weight > 0').then(() =>
+        albPage(res, 503, 'Service Temporarily Unavailable')
+      );
       return;
     }
     Object.assign(entry, { targetGroup: tg.arn, targetId: t.id, targetIp: t.ip, targetPort: t.port });
@@ -116,7 +145,8 @@ export class DataPlane {
     headers['x-forwarded-for'] = req.headers['x-forwarded-for'] ? `${req.headers['x-forwarded-for']}, ${peer}` : peer;
     headers['x-forwarded-proto'] = 'http';
     headers['x-forwarded-port'] = String(listener.port);
-    headers['x-amzn-trace-id'] = `Root=1-${Math.floor(start / 1000).toString(16)}-${Math.random().toString(16).slice(2, 14).padEnd(24, '0')}`;
+    headers['x-amzn-trace-id'] =
+      `Root=1-${Math.floor(start / 1000).toString(16)}-${Math.random().toString(16).slice(2, 14).padEnd(24, '0')}`;
 
     t.inflight++;
     let set = this.inflight.get(t);
@@ -134,7 +164,14 @@ export class DataPlane {
 
     const send = (fresh: boolean) => {
       // a fresh connection (agent: false) only for the one retry below
-      const up = http.request({ host: t.ip, port: t.port, method: req.method, path: req.url, headers, agent: fresh ? false : this.agent(t) });
+      const up = http.request({
+        host: t.ip,
+        port: t.port,
+        method: req.method,
+        path: req.url,
+        headers,
+        agent: fresh ? false : this.agent(t)
+      });
       current = up;
       inflight.add(up);
       up.on('response', (ures) => {

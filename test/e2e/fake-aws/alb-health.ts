@@ -33,22 +33,34 @@ function check(tg: TargetGroup, t: Target): Promise<CheckResult> {
     };
     // agent: false -> a fresh connection per check, as the ALB's health checker does
     const req = http.get(
-      { host: t.ip, port: t.port, path: tg.hc.path, agent: false, headers: { 'user-agent': 'ELB-HealthChecker/2.0', host: `${t.ip}:${t.port}` } },
+      {
+        host: t.ip,
+        port: t.port,
+        path: tg.hc.path,
+        agent: false,
+        headers: { 'user-agent': 'ELB-HealthChecker/2.0', host: `${t.ip}:${t.port}` }
+      },
       (res) => {
         res.resume();
         const code = res.statusCode ?? 0;
         if (codeMatches(tg.hc.matcher, code)) finish({ ok: true });
-        else finish({ ok: false, reason: 'Target.ResponseCodeMismatch', description: `Health checks failed with these codes: [${code}]` });
+        else
+          finish({
+            ok: false,
+            reason: 'Target.ResponseCodeMismatch',
+            description: `Health checks failed with these codes: [${code}]`
+          });
       }
     );
     req.setTimeout(tg.hc.timeoutMs, () => {
       finish({ ok: false, reason: 'Target.Timeout', description: 'Request timed out' });
       req.destroy();
     });
-    req.on('error', () => finish({ ok: false, reason: 'Target.FailedHealthChecks', description: 'Health checks failed' }));
+    req.on('error', () =>
+      finish({ ok: false, reason: 'Target.FailedHealthChecks', description: 'Health checks failed' })
+    );
   });
 }
-
 
 export class HealthChecker {
   private readonly model: AlbModel;
@@ -71,8 +83,17 @@ export class HealthChecker {
     if (old && old.state !== 'draining') return;
     if (old) this.forget(tg, old, false);
     const t: Target = {
-      id, port, ip, state: 'initial', reason: 'Elb.RegistrationInProgress', description: 'Target registration is in progress',
-      okStreak: 0, failStreak: 0, inflight: 0, registeredAt: Date.now(), generation: (old?.generation ?? 0) + 1
+      id,
+      port,
+      ip,
+      state: 'initial',
+      reason: 'Elb.RegistrationInProgress',
+      description: 'Target registration is in progress',
+      okStreak: 0,
+      failStreak: 0,
+      inflight: 0,
+      registeredAt: Date.now(),
+      generation: (old?.generation ?? 0) + 1
     };
     tg.targets.set(key, t);
     this.emit(tg, t, 'initial', t.reason);
@@ -119,11 +140,18 @@ export class HealthChecker {
       return;
     }
     if (!this.model.inUse(tg)) {
-      this.set(tg, t, 'unused', 'Target.NotInUse', 'Target group is not configured to receive traffic from the load balancer');
+      this.set(
+        tg,
+        t,
+        'unused',
+        'Target.NotInUse',
+        'Target group is not configured to receive traffic from the load balancer'
+      );
       t.okStreak = t.failStreak = 0;
       return;
     }
-    if (t.state === 'unused') this.set(tg, t, 'initial', 'Elb.RegistrationInProgress', 'Target registration is in progress');
+    if (t.state === 'unused')
+      this.set(tg, t, 'initial', 'Elb.RegistrationInProgress', 'Target registration is in progress');
   }
 
   private set(tg: TargetGroup, t: Target, state: Target['state'], reason?: string, description?: string): void {
@@ -135,24 +163,35 @@ export class HealthChecker {
   }
 
   private emit(tg: TargetGroup, t: Target, state: AlbHealthEvent['state'], reason: string | undefined): void {
-    this.onTransition({ time: Date.now(), targetGroup: tg.name, targetGroupArn: tg.arn, id: t.id, port: t.port, state, reason });
+    this.onTransition({
+      time: Date.now(),
+      targetGroup: tg.name,
+      targetGroupArn: tg.arn,
+      id: t.id,
+      port: t.port,
+      state,
+      reason
+    });
   }
 
   private loop(tg: TargetGroup, t: Target, gen: number): void {
     if (this.closed || t.generation !== gen) return;
-    t.checkTimer = setTimeout(async () => {
-      if (this.closed || t.generation !== gen) return;
-      // (a function, not a narrowed field: refresh() changes the state in between)
-      const parked = () => t.state === 'unused' || t.state === 'draining';
-      this.refresh(tg, t);
-      if (!parked()) {
-        const r = await check(tg, t);
+    t.checkTimer = setTimeout(
+      async () => {
         if (this.closed || t.generation !== gen) return;
+        // (a function, not a narrowed field: refresh() changes the state in between)
+        const parked = () => t.state === 'unused' || t.state === 'draining';
         this.refresh(tg, t);
-        if (!parked()) this.apply(tg, t, r);
-      }
-      this.loop(tg, t, gen);
-    }, t.state === 'initial' && t.okStreak + t.failStreak === 0 ? Math.min(100, tg.hc.intervalMs) : tg.hc.intervalMs);
+        if (!parked()) {
+          const r = await check(tg, t);
+          if (this.closed || t.generation !== gen) return;
+          this.refresh(tg, t);
+          if (!parked()) this.apply(tg, t, r);
+        }
+        this.loop(tg, t, gen);
+      },
+      t.state === 'initial' && t.okStreak + t.failStreak === 0 ? Math.min(100, tg.hc.intervalMs) : tg.hc.intervalMs
+    );
   }
 
   private apply(tg: TargetGroup, t: Target, r: CheckResult): void {
@@ -160,12 +199,14 @@ export class HealthChecker {
       t.okStreak++;
       t.failStreak = 0;
       if (t.state !== 'healthy' && t.okStreak >= tg.hc.healthyThreshold) this.set(tg, t, 'healthy');
-      else if (t.state === 'initial') this.set(tg, t, 'initial', 'Elb.InitialHealthChecking', 'Initial health checks in progress');
+      else if (t.state === 'initial')
+        this.set(tg, t, 'initial', 'Elb.InitialHealthChecking', 'Initial health checks in progress');
     } else {
       t.failStreak++;
       t.okStreak = 0;
       if (t.failStreak >= tg.hc.unhealthyThreshold) this.set(tg, t, 'unhealthy', r.reason, r.description);
-      else if (t.state === 'initial') this.set(tg, t, 'initial', 'Elb.InitialHealthChecking', 'Initial health checks in progress');
+      else if (t.state === 'initial')
+        this.set(tg, t, 'initial', 'Elb.InitialHealthChecking', 'Initial health checks in progress');
     }
   }
 

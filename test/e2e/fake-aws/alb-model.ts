@@ -270,7 +270,13 @@ export class AlbModel {
         hostHeaders: r.hostHeaders ?? [],
         actions: [this.forwardFromConfig(r.action)]
       }));
-      this.listeners.set(arn, { arn, name: l.name, port: l.port, defaultActions: [this.forwardFromConfig(l.defaultAction)], rules });
+      this.listeners.set(arn, {
+        arn,
+        name: l.name,
+        port: l.port,
+        defaultActions: [this.forwardFromConfig(l.defaultAction)],
+        rules
+      });
     }
   }
 
@@ -280,7 +286,12 @@ export class AlbModel {
       if (!tg) throw new Error(`fake ALB config: listener/rule forwards to unknown target group "${f.targetGroup}"`);
       return { arn: tg.arn, weight: f.weight ?? 1 };
     });
-    return { type: 'forward', groups, single: c.forward.length === 1 && c.forward[0].weight === undefined, wrr: new Map() };
+    return {
+      type: 'forward',
+      groups,
+      single: c.forward.length === 1 && c.forward[0].weight === undefined,
+      wrr: new Map()
+    };
   }
 
   groupByName(name: string): TargetGroup | undefined {

@@ -13,7 +13,15 @@
 import http from 'node:http';
 import type { Server } from 'node:net';
 import { AlbModel } from './alb-model.js';
-import type { AlbArns, AlbCall, AlbConfig, AlbFault, AlbHealthEvent, AlbInstanceConfig, AlbServed } from './alb-model.js';
+import type {
+  AlbArns,
+  AlbCall,
+  AlbConfig,
+  AlbFault,
+  AlbHealthEvent,
+  AlbInstanceConfig,
+  AlbServed
+} from './alb-model.js';
 import { HealthChecker } from './alb-health.js';
 import { DataPlane } from './alb-dataplane.js';
 import { AlbApi } from './alb-api.js';
@@ -90,7 +98,15 @@ function control(c: AlbControl): unknown {
       const out: AlbTargetSnapshot[] = [];
       for (const tg of model.groups.values()) {
         for (const t of tg.targets.values()) {
-          out.push({ targetGroup: tg.name, id: t.id, port: t.port, ip: t.ip, state: t.state, reason: t.reason, inflight: t.inflight });
+          out.push({
+            targetGroup: tg.name,
+            id: t.id,
+            port: t.port,
+            ip: t.ip,
+            state: t.state,
+            reason: t.reason,
+            inflight: t.inflight
+          });
         }
       }
       return out;

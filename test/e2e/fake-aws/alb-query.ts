@@ -33,7 +33,9 @@ export function listPrefixes(params: QueryParams, name: string): string[] {
 
 /** Values of a list of strings: `Names.member.1=a&Names.member.2=b` -> ['a', 'b']. */
 export function stringList(params: QueryParams, name: string): string[] {
-  return listPrefixes(params, name).map((p) => params[p]).filter((v): v is string => v !== undefined);
+  return listPrefixes(params, name)
+    .map((p) => params[p])
+    .filter((v): v is string => v !== undefined);
 }
 
 /** An XML value: objects become child elements, arrays `<member>` lists, undefined is left out. */
@@ -47,7 +49,9 @@ export function toXml(name: string, value: XmlValue): string {
   if (value === undefined || value === null) return '';
   if (Array.isArray(value)) return `<${name}>${value.map((v) => toXml('member', v)).join('')}</${name}>`;
   if (typeof value === 'object') {
-    return `<${name}>${Object.entries(value).map(([k, v]) => toXml(k, v)).join('')}</${name}>`;
+    return `<${name}>${Object.entries(value)
+      .map(([k, v]) => toXml(k, v))
+      .join('')}</${name}>`;
   }
   return `<${name}>${esc(String(value))}</${name}>`;
 }

@@ -19,7 +19,8 @@ http
       health = Number(url.searchParams.get('code') ?? 200);
       return reply(200, `${name} health now ${health}\n`);
     }
-    if (url.pathname === '/slow') return void setTimeout(() => reply(200, name), Number(url.searchParams.get('ms') ?? 1000));
+    if (url.pathname === '/slow')
+      return void setTimeout(() => reply(200, name), Number(url.searchParams.get('ms') ?? 1000));
     reply(200, name);
   })
   .listen(Number(port), '0.0.0.0', () => console.log(`${name} listening on ${port}`));

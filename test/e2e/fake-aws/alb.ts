@@ -18,10 +18,30 @@ import fs from 'node:fs';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import type { ChildProcess } from 'node:child_process';
-import type { AlbArns, AlbCall, AlbConfig, AlbFault, AlbHealthEvent, AlbInstanceConfig, AlbListenerConfig, AlbServed, AlbTargetGroupConfig } from './alb-model.js';
+import type {
+  AlbArns,
+  AlbCall,
+  AlbConfig,
+  AlbFault,
+  AlbHealthEvent,
+  AlbInstanceConfig,
+  AlbListenerConfig,
+  AlbServed,
+  AlbTargetGroupConfig
+} from './alb-model.js';
 import type { AlbControl, AlbTargetSnapshot, ChildMessage, ParentMessage } from './alb-process.js';
 
-export type { AlbArns, AlbCall, AlbFault, AlbHealthEvent, AlbServed, AlbTargetGroupConfig, AlbListenerConfig, AlbTargetSnapshot, AlbInstanceConfig };
+export type {
+  AlbArns,
+  AlbCall,
+  AlbFault,
+  AlbHealthEvent,
+  AlbServed,
+  AlbTargetGroupConfig,
+  AlbListenerConfig,
+  AlbTargetSnapshot,
+  AlbInstanceConfig
+};
 export { fleetInstanceId } from './alb-model.js';
 
 export interface FakeAlbOptions {
@@ -139,7 +159,9 @@ export async function startFakeAlb(opts: FakeAlbOptions): Promise<FakeAlb> {
     const argv = [node, '--disable-warning=ExperimentalWarning', BOOT];
     const netns = opts.netns === undefined ? 'bgf-bastion' : opts.netns;
     if (netns && !fs.existsSync(`/run/netns/${netns}`)) {
-      throw new Error(`fake ALB: network namespace ${netns} does not exist (is the fleet up? test/sandbox/fleet-up.sh)`);
+      throw new Error(
+        `fake ALB: network namespace ${netns} does not exist (is the fleet up? test/sandbox/fleet-up.sh)`
+      );
     }
     const cmd = netns ? ['nsenter', `--net=/run/netns/${netns}`, '--', ...argv] : argv;
     const env = { ...process.env };
@@ -162,8 +184,7 @@ export async function startFakeAlb(opts: FakeAlbOptions): Promise<FakeAlb> {
         if (m.type === 'call') calls.push(m.call);
         else served.push(m.entry);
         child.send({ type: 'ack', seq: m.seq } satisfies ParentMessage);
-      }
-      else if (m.type === 'health') healthEvents.push(m.event);
+      } else if (m.type === 'health') healthEvents.push(m.event);
       else if (m.type === 'ready') onReady?.(m.arns);
       else if (m.type === 'reply') {
         const p = pending.get(m.id);
@@ -185,7 +206,8 @@ export async function startFakeAlb(opts: FakeAlbOptions): Promise<FakeAlb> {
     try {
       await sendHandle(child, { type: 'init', config });
       await sendHandle(child, { type: 'api' }, apiSock);
-      for (let i = 0; i < opts.listeners.length; i++) await sendHandle(child, { type: 'listener', name: opts.listeners[i].name }, listenerSocks[i]);
+      for (let i = 0; i < opts.listeners.length; i++)
+        await sendHandle(child, { type: 'listener', name: opts.listeners[i].name }, listenerSocks[i]);
       await sendHandle(child, { type: 'start' });
       arns = await ready;
     } catch (e) {

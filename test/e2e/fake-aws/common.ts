@@ -70,7 +70,9 @@ export const STOPPED_INSTANCE_ID = 'i-0f1ee7000000000ff';
  * `stopped: false` one stopped instance carrying the same tags (Name=bgf-stopped), which tag selectors must leave out.
  * Public IPs are documentation addresses (198.51.100.(10+N)): reported by DescribeInstances, reachable nowhere.
  */
-export function fleetInstances(opts: { hosts?: number; tags?: Record<string, string>; stopped?: boolean } = {}): FakeInstanceSpec[] {
+export function fleetInstances(
+  opts: { hosts?: number; tags?: Record<string, string>; stopped?: boolean } = {}
+): FakeInstanceSpec[] {
   const tags = opts.tags ?? { Role: 'backend' };
   const specs: FakeInstanceSpec[] = [];
   for (let n = 1; n <= (opts.hosts ?? 3); n++) {
@@ -83,7 +85,12 @@ export function fleetInstances(opts: { hosts?: number; tags?: Record<string, str
     });
   }
   if (opts.stopped ?? true) {
-    specs.push({ instanceId: STOPPED_INSTANCE_ID, state: 'stopped', privateIp: '10.204.0.250', tags: { ...tags, Name: 'bgf-stopped' } });
+    specs.push({
+      instanceId: STOPPED_INSTANCE_ID,
+      state: 'stopped',
+      privateIp: '10.204.0.250',
+      tags: { ...tags, Name: 'bgf-stopped' }
+    });
   }
   return specs;
 }
@@ -100,7 +107,8 @@ export class InstanceStore {
   }
 
   add(spec: FakeInstanceSpec): FakeInstance {
-    if (!/^i-[0-9a-f]{8}([0-9a-f]{9})?$/.test(spec.instanceId)) throw new Error(`fake-aws: malformed instance id ${spec.instanceId}`);
+    if (!/^i-[0-9a-f]{8}([0-9a-f]{9})?$/.test(spec.instanceId))
+      throw new Error(`fake-aws: malformed instance id ${spec.instanceId}`);
     if (this.byId.has(spec.instanceId)) throw new Error(`fake-aws: duplicate instance id ${spec.instanceId}`);
     const inst: FakeInstance = {
       instanceId: spec.instanceId,
@@ -198,7 +206,8 @@ export interface Reply {
 }
 
 // Authorization: AWS4-HMAC-SHA256 Credential=AKID/20240101/us-east-1/ssm/aws4_request, SignedHeaders=..., Signature=...
-const SIGV4 = /^AWS4-HMAC-SHA256 Credential=([^/]+)\/(\d{8})\/([^/]+)\/([^/]+)\/aws4_request,\s*SignedHeaders=([^,]+),\s*Signature=([0-9a-f]+)$/;
+const SIGV4 =
+  /^AWS4-HMAC-SHA256 Credential=([^/]+)\/(\d{8})\/([^/]+)\/([^/]+)\/aws4_request,\s*SignedHeaders=([^,]+),\s*Signature=([0-9a-f]+)$/;
 
 export interface FakeServer {
   url: string;
@@ -206,7 +215,10 @@ export interface FakeServer {
 }
 
 /** An HTTP server on 127.0.0.1 (port 0 unless given) answering each fully read request with `handle`. */
-export async function startServer(handle: (req: ParsedRequest) => Reply | Promise<Reply>, port = 0): Promise<FakeServer> {
+export async function startServer(
+  handle: (req: ParsedRequest) => Reply | Promise<Reply>,
+  port = 0
+): Promise<FakeServer> {
   const server = http.createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));

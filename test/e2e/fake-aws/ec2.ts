@@ -7,7 +7,18 @@
  * page, never a nextToken.
  */
 import crypto from 'node:crypto';
-import { AwsError, Faults, STATE_CODES, startServer, type FakeAwsRequest, type FakeInstance, type FaultSpec, type InstanceStore, type ParsedRequest, type Reply } from './common.js';
+import {
+  AwsError,
+  Faults,
+  STATE_CODES,
+  startServer,
+  type FakeAwsRequest,
+  type FakeInstance,
+  type FaultSpec,
+  type InstanceStore,
+  type ParsedRequest,
+  type Reply
+} from './common.js';
 
 const NS = 'http://ec2.amazonaws.com/doc/2016-11-15/';
 const OWNER = '123456789012';
@@ -22,7 +33,12 @@ export interface FakeEc2 {
 }
 
 function xml(s: string): string {
-  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;').replace(/'/g, '&apos;');
+  return s
+    .replace(/&/g, '&amp;')
+    .replace(/</g, '&lt;')
+    .replace(/>/g, '&gt;')
+    .replace(/"/g, '&quot;')
+    .replace(/'/g, '&apos;');
 }
 
 function el(name: string, value: string | number | undefined): string {
@@ -31,7 +47,10 @@ function el(name: string, value: string | number | undefined): string {
 
 /** EC2 filter wildcards: * any run, ? one character; everything else literal (case-sensitive, as EC2). */
 function globMatch(pattern: string, value: string): boolean {
-  const re = pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.');
+  const re = pattern
+    .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+    .replace(/\*/g, '.*')
+    .replace(/\?/g, '.');
   return new RegExp(`^${re}$`, 's').test(value);
 }
 
@@ -68,7 +87,17 @@ function parseQuery(form: URLSearchParams): { filters: Filter[]; instanceIds: st
   };
 }
 
-const FILTERS = ['tag-key', 'tag-value', 'instance-state-name', 'instance-state-code', 'instance-id', 'private-ip-address', 'ip-address', 'instance-type', 'availability-zone'];
+const FILTERS = [
+  'tag-key',
+  'tag-value',
+  'instance-state-name',
+  'instance-state-code',
+  'instance-id',
+  'private-ip-address',
+  'ip-address',
+  'instance-type',
+  'availability-zone'
+];
 
 /** the instance's values for a filter name (tag:KEY or one of FILTERS) */
 function filterValues(inst: FakeInstance, name: string, region: string): string[] {
@@ -102,7 +131,9 @@ function filterValues(inst: FakeInstance, name: string, region: string): string[
 
 function instanceXml(inst: FakeInstance, region: string): string {
   const az = inst.availabilityZone ?? `${region}a`;
-  const privateDns = inst.privateIp ? `ip-${inst.privateIp.replace(/\./g, '-')}.${region === 'us-east-1' ? 'ec2.internal' : `${region}.compute.internal`}` : '';
+  const privateDns = inst.privateIp
+    ? `ip-${inst.privateIp.replace(/\./g, '-')}.${region === 'us-east-1' ? 'ec2.internal' : `${region}.compute.internal`}`
+    : '';
   const running = inst.state === 'running';
   const tags = Object.entries(inst.tags);
   return [
@@ -125,7 +156,9 @@ function instanceXml(inst: FakeInstance, region: string): string {
     el('rootDeviceType', 'ebs'),
     el('rootDeviceName', '/dev/xvda'),
     `<iamInstanceProfile>${el('arn', `arn:aws:iam::${OWNER}:instance-profile/bgf-ssm`)}${el('id', 'AIPA0F1EE7000000000001')}</iamInstanceProfile>`,
-    tags.length ? `<tagSet>${tags.map(([k, v]) => `<item>${el('key', k)}${el('value', v)}</item>`).join('')}</tagSet>` : '',
+    tags.length
+      ? `<tagSet>${tags.map(([k, v]) => `<item>${el('key', k)}${el('value', v)}</item>`).join('')}</tagSet>`
+      : '',
     el('platformDetails', 'Linux/UNIX'),
     '</item>'
   ].join('');
@@ -147,11 +180,14 @@ export async function startFakeEc2(store: InstanceStore): Promise<FakeEc2> {
   const describeInstances = (form: URLSearchParams, region: string): string => {
     const { filters, instanceIds } = parseQuery(form);
     for (const id of instanceIds) {
-      if (!/^i-[0-9a-f]{8}([0-9a-f]{9})?$/.test(id)) throw new AwsError('InvalidInstanceID.Malformed', `Invalid id: "${id}"`);
+      if (!/^i-[0-9a-f]{8}([0-9a-f]{9})?$/.test(id))
+        throw new AwsError('InvalidInstanceID.Malformed', `Invalid id: "${id}"`);
     }
     const missing = instanceIds.filter((id) => !store.get(id));
-    if (missing.length === 1) throw new AwsError('InvalidInstanceID.NotFound', `The instance ID '${missing[0]}' does not exist`);
-    if (missing.length > 1) throw new AwsError('InvalidInstanceID.NotFound', `The instance IDs '${missing.join(', ')}' do not exist`);
+    if (missing.length === 1)
+      throw new AwsError('InvalidInstanceID.NotFound', `The instance ID '${missing[0]}' does not exist`);
+    if (missing.length > 1)
+      throw new AwsError('InvalidInstanceID.NotFound', `The instance IDs '${missing.join(', ')}' do not exist`);
     for (const f of filters) {
       if (!f.name) throw new AwsError('InvalidParameterValue', 'The filter name must not be empty');
       if (!f.name.startsWith('tag:') && !FILTERS.includes(f.name)) {
@@ -177,19 +213,48 @@ export async function startFakeEc2(store: InstanceStore): Promise<FakeEc2> {
 
   const handle = (req: ParsedRequest): Reply => {
     try {
-      if (req.method !== 'POST' || req.path !== '/') throw new AwsError('InvalidAction', `unexpected ${req.method} ${req.path}`);
-      if (!req.sig || req.sig.service !== 'ec2') throw new AwsError('AuthFailure', 'AWS was not able to validate the provided access credentials (no SigV4 ec2 signature)', 401);
+      if (req.method !== 'POST' || req.path !== '/')
+        throw new AwsError('InvalidAction', `unexpected ${req.method} ${req.path}`);
+      if (!req.sig || req.sig.service !== 'ec2')
+        throw new AwsError(
+          'AuthFailure',
+          'AWS was not able to validate the provided access credentials (no SigV4 ec2 signature)',
+          401
+        );
       const form = new URLSearchParams(req.raw);
       const action = form.get('Action') ?? '';
       const body: Record<string, string> = {};
       for (const [k, v] of form) body[k] = v;
-      requests.push({ service: 'ec2', operation: action, target: action, at: Date.now(), region: req.sig.region, accessKeyId: req.sig.accessKeyId, body, raw: req.raw });
+      requests.push({
+        service: 'ec2',
+        operation: action,
+        target: action,
+        at: Date.now(),
+        region: req.sig.region,
+        accessKeyId: req.sig.accessKeyId,
+        body,
+        raw: req.raw
+      });
 
       const fault = faults.take(action);
-      if (fault) throw new AwsError(fault.code ?? 'RequestLimitExceeded', fault.message ?? 'Request limit exceeded.', fault.status ?? (fault.code ? 400 : 503));
-      if (form.get('Version') !== '2016-11-15') throw new AwsError('InvalidParameterValue', `unexpected API version ${form.get('Version')}`);
-      if (action !== 'DescribeInstances') throw new AwsError('InvalidAction', `The action ${action} is not valid for this web service (the stand-in implements DescribeInstances only).`);
-      return { status: 200, headers: { 'content-type': 'text/xml;charset=UTF-8' }, body: describeInstances(form, req.sig.region) };
+      if (fault)
+        throw new AwsError(
+          fault.code ?? 'RequestLimitExceeded',
+          fault.message ?? 'Request limit exceeded.',
+          fault.status ?? (fault.code ? 400 : 503)
+        );
+      if (form.get('Version') !== '2016-11-15')
+        throw new AwsError('InvalidParameterValue', `unexpected API version ${form.get('Version')}`);
+      if (action !== 'DescribeInstances')
+        throw new AwsError(
+          'InvalidAction',
+          `The action ${action} is not valid for this web service (the stand-in implements DescribeInstances only).`
+        );
+      return {
+        status: 200,
+        headers: { 'content-type': 'text/xml;charset=UTF-8' },
+        body: describeInstances(form, req.sig.region)
+      };
     } catch (e) {
       if (e instanceof AwsError) return errorReply(e);
       throw e;

@@ -21,7 +21,16 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import crypto from 'node:crypto';
 import path from 'node:path';
 import { REPO_ROOT, q, sh } from '../harness.js';
-import { AwsError, Faults, startServer, type FakeAwsRequest, type FaultSpec, type InstanceStore, type ParsedRequest, type Reply } from './common.js';
+import {
+  AwsError,
+  Faults,
+  startServer,
+  type FakeAwsRequest,
+  type FaultSpec,
+  type InstanceStore,
+  type ParsedRequest,
+  type Reply
+} from './common.js';
 
 const FLEET_EXEC = path.join(REPO_ROOT, 'test', 'sandbox', 'fleet-exec.sh');
 const JSON11 = 'application/x-amz-json-1.1';
@@ -43,9 +52,18 @@ const AGENT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 /** per-host /run is private to each fleet host: the scripts live there, like the agent's /var/lib/amazon/ssm */
 const AGENT_DIR = '/run/fake-ssm-agent';
 // Writes stdin to $1/_script.sh and runs it as the agent does. Fixed text: the paths come in as $1/$2, the script as stdin.
-const WRAPPER = 'mkdir -p "$1" && cat >"$1/_script.sh" && chmod 700 "$1/_script.sh" && cd "${2:-$1}" && exec sh -c "$1/_script.sh" </dev/null';
+const WRAPPER =
+  'mkdir -p "$1" && cat >"$1/_script.sh" && chmod 700 "$1/_script.sh" && cd "${2:-$1}" && exec sh -c "$1/_script.sh" </dev/null';
 
-export type InvocationStatus = 'Pending' | 'InProgress' | 'Delayed' | 'Success' | 'Cancelled' | 'TimedOut' | 'Failed' | 'Cancelling';
+export type InvocationStatus =
+  | 'Pending'
+  | 'InProgress'
+  | 'Delayed'
+  | 'Success'
+  | 'Cancelled'
+  | 'TimedOut'
+  | 'Failed'
+  | 'Cancelling';
 
 /** One command on one instance, as the stand-in sees it (full output, not cut). */
 export interface FakeInvocation {
@@ -156,13 +174,33 @@ function pluginOutput(stdout: string, stderr: string): string {
     const half = Math.floor((room - outMark.length - errMark.length) / 2);
     return stdout.slice(0, half) + outMark + title + stderr.slice(0, half) + errMark;
   }
-  if (stdout.length < room / 2) return stdout + title + stderr.slice(0, room - errMark.length - stdout.length) + errMark;
+  if (stdout.length < room / 2)
+    return stdout + title + stderr.slice(0, room - errMark.length - stdout.length) + errMark;
   return stdout.slice(0, room - outMark.length - stderr.length) + outMark + title + stderr;
 }
 
 function snapshot(inv: Invocation): FakeInvocation {
-  const { dir: _d, workingDirectory: _w, child: _c, cancelRequested: _cr, timedOut: _t, lost: _l, out: _o, outBytes: _ob, err: _e, errBytes: _eb, unreported: _u, timers: _ti, ...pub } = inv;
-  return { ...pub, parameters: { ...pub.parameters }, stdout: Buffer.concat(inv.out).toString('utf8'), stderr: Buffer.concat(inv.err).toString('utf8') };
+  const {
+    dir: _d,
+    workingDirectory: _w,
+    child: _c,
+    cancelRequested: _cr,
+    timedOut: _t,
+    lost: _l,
+    out: _o,
+    outBytes: _ob,
+    err: _e,
+    errBytes: _eb,
+    unreported: _u,
+    timers: _ti,
+    ...pub
+  } = inv;
+  return {
+    ...pub,
+    parameters: { ...pub.parameters },
+    stdout: Buffer.concat(inv.out).toString('utf8'),
+    stderr: Buffer.concat(inv.err).toString('utf8')
+  };
 }
 
 function stringList(v: unknown): v is string[] {
@@ -173,7 +211,10 @@ function intParam(params: Record<string, string[]>, name: string, dflt: number, 
   const v = params[name];
   if (v === undefined) return dflt;
   if (v.length !== 1 || !/^\d+$/.test(v[0]) || +v[0] < min || +v[0] > max) {
-    throw new AwsError('InvalidParameters', `Parameter "${name}" "${v.join(',')}" is invalid: an integer from ${min} to ${max} is expected.`);
+    throw new AwsError(
+      'InvalidParameters',
+      `Parameter "${name}" "${v.join(',')}" is invalid: an integer from ${min} to ${max} is expected.`
+    );
   }
   return +v[0];
 }
@@ -231,10 +272,27 @@ export async function startFakeSsm(store: InstanceStore, opts: FakeSsmOptions = 
     if (invocations.filter((i) => i.instanceId === inv.instanceId && running(i)).length >= workers) return; // startNext() takes it
     const host = inst.host;
     inv.dir = `${AGENT_DIR}/${inv.instanceId}/document/orchestration/${inv.commandId}/awsrunShellScript/0.awsrunShellScript`;
-    const env = { PATH: AGENT_PATH, AWS_SSM_INSTANCE_ID: inv.instanceId, AWS_SSM_REGION_NAME: inv.region, ...(opts.env ?? {}) };
+    const env = {
+      PATH: AGENT_PATH,
+      AWS_SSM_INSTANCE_ID: inv.instanceId,
+      AWS_SSM_REGION_NAME: inv.region,
+      ...(opts.env ?? {})
+    };
     const child = spawn(
       'bash',
-      [FLEET_EXEC, host, 'env', '-i', ...Object.entries(env).map(([k, v]) => `${k}=${v}`), 'sh', '-c', WRAPPER, 'sh', inv.dir, inv.workingDirectory ?? ''],
+      [
+        FLEET_EXEC,
+        host,
+        'env',
+        '-i',
+        ...Object.entries(env).map(([k, v]) => `${k}=${v}`),
+        'sh',
+        '-c',
+        WRAPPER,
+        'sh',
+        inv.dir,
+        inv.workingDirectory ?? ''
+      ],
       { detached: true, stdio: ['pipe', 'pipe', 'pipe'] }
     );
     inv.child = child;
@@ -272,11 +330,24 @@ export async function startFakeSsm(store: InstanceStore, opts: FakeSsmOptions = 
         child.on('close', (code, signal) => {
           const endedAt = new Date();
           if (inv.lost) finish(inv, { status: 'Failed', statusDetails: 'Failed', responseCode: -1, endedAt });
-          else if (inv.cancelRequested) finish(inv, { status: 'Cancelled', statusDetails: 'Cancelled', responseCode: STOPPED_EXIT, endedAt });
-          else if (inv.timedOut || code === STOPPED_EXIT) finish(inv, { status: 'TimedOut', statusDetails: 'ExecutionTimedOut', responseCode: STOPPED_EXIT, endedAt });
+          else if (inv.cancelRequested)
+            finish(inv, { status: 'Cancelled', statusDetails: 'Cancelled', responseCode: STOPPED_EXIT, endedAt });
+          else if (inv.timedOut || code === STOPPED_EXIT)
+            finish(inv, {
+              status: 'TimedOut',
+              statusDetails: 'ExecutionTimedOut',
+              responseCode: STOPPED_EXIT,
+              endedAt
+            });
           else if (code === 0) finish(inv, { status: 'Success', statusDetails: 'Success', responseCode: 0, endedAt });
           // killed by a signal we did not send: Go's exit code -1
-          else finish(inv, { status: 'Failed', statusDetails: 'Failed', responseCode: signal ? -1 : (code ?? -1), endedAt });
+          else
+            finish(inv, {
+              status: 'Failed',
+              statusDetails: 'Failed',
+              responseCode: signal ? -1 : (code ?? -1),
+              endedAt
+            });
           resolve();
           // a worker is free: the oldest command waiting for one starts
           const next = invocations.find((i) => i.instanceId === inv.instanceId && i.status === 'Pending' && i.ready);
@@ -308,38 +379,68 @@ export async function startFakeSsm(store: InstanceStore, opts: FakeSsmOptions = 
 
   const sendCommand = (body: Record<string, unknown>, region: string) => {
     if (typeof body.DocumentName !== 'string') {
-      throw new AwsError('ValidationException', "1 validation error detected: Value null at 'documentName' failed to satisfy constraint: Member must not be null");
+      throw new AwsError(
+        'ValidationException',
+        "1 validation error detected: Value null at 'documentName' failed to satisfy constraint: Member must not be null"
+      );
     }
     if (body.DocumentName !== DOCUMENT) {
-      throw new AwsError('InvalidDocument', `Document with name ${body.DocumentName} does not exist (the stand-in runs ${DOCUMENT} only).`);
+      throw new AwsError(
+        'InvalidDocument',
+        `Document with name ${body.DocumentName} does not exist (the stand-in runs ${DOCUMENT} only).`
+      );
     }
-    if (body.Targets !== undefined) throw new AwsError('InvalidParameters', 'the stand-in supports InstanceIds only, not Targets');
+    if (body.Targets !== undefined)
+      throw new AwsError('InvalidParameters', 'the stand-in supports InstanceIds only, not Targets');
     const ids = body.InstanceIds;
-    if (!stringList(ids) || ids.length === 0) throw new AwsError('ValidationException', 'InstanceIds or Targets is required');
-    if (ids.length > 50) throw new AwsError('ValidationException', `1 validation error detected: Value at 'instanceIds' failed to satisfy constraint: Member must have length less than or equal to 50`);
+    if (!stringList(ids) || ids.length === 0)
+      throw new AwsError('ValidationException', 'InstanceIds or Targets is required');
+    if (ids.length > 50)
+      throw new AwsError(
+        'ValidationException',
+        `1 validation error detected: Value at 'instanceIds' failed to satisfy constraint: Member must have length less than or equal to 50`
+      );
     const params = (body.Parameters ?? {}) as Record<string, unknown>;
     for (const [k, v] of Object.entries(params)) {
-      if (!['commands', 'workingDirectory', 'executionTimeout'].includes(k)) throw new AwsError('InvalidParameters', `Parameter "${k}" is not defined in document ${DOCUMENT}.`);
+      if (!['commands', 'workingDirectory', 'executionTimeout'].includes(k))
+        throw new AwsError('InvalidParameters', `Parameter "${k}" is not defined in document ${DOCUMENT}.`);
       if (!stringList(v)) throw new AwsError('SerializationException', `Parameters.${k} must be a list of strings`);
     }
     const parameters = params as Record<string, string[]>;
-    if (!parameters.commands?.length) throw new AwsError('InvalidParameters', 'Parameters required: "commands" (a non-empty list).');
+    if (!parameters.commands?.length)
+      throw new AwsError('InvalidParameters', 'Parameters required: "commands" (a non-empty list).');
     const executionTimeoutSeconds = intParam(parameters, 'executionTimeout', 3600, 1, 172800);
     let deliveryTimeoutSeconds = 3600;
     if (body.TimeoutSeconds !== undefined) {
       if (typeof body.TimeoutSeconds !== 'number' || body.TimeoutSeconds < 30 || body.TimeoutSeconds > 2592000) {
-        throw new AwsError('ValidationException', `1 validation error detected: Value '${body.TimeoutSeconds}' at 'timeoutSeconds' failed to satisfy constraint: Member must have value between 30 and 2592000`);
+        throw new AwsError(
+          'ValidationException',
+          `1 validation error detected: Value '${body.TimeoutSeconds}' at 'timeoutSeconds' failed to satisfy constraint: Member must have value between 30 and 2592000`
+        );
       }
       deliveryTimeoutSeconds = body.TimeoutSeconds;
     }
     if (typeof body.Comment === 'string' && body.Comment.length > 100) {
-      throw new AwsError('ValidationException', `1 validation error detected: Value '${body.Comment}' at 'comment' failed to satisfy constraint: Member must have length less than or equal to 100`);
+      throw new AwsError(
+        'ValidationException',
+        `1 validation error detected: Value '${body.Comment}' at 'comment' failed to satisfy constraint: Member must have length less than or equal to 100`
+      );
     }
-    if (opts.maxParametersBytes !== undefined && Buffer.byteLength(JSON.stringify(parameters)) > opts.maxParametersBytes) {
-      throw new AwsError('InvalidParameters', `the parameters are larger than the stand-in's maxParametersBytes (${opts.maxParametersBytes})`);
+    if (
+      opts.maxParametersBytes !== undefined &&
+      Buffer.byteLength(JSON.stringify(parameters)) > opts.maxParametersBytes
+    ) {
+      throw new AwsError(
+        'InvalidParameters',
+        `the parameters are larger than the stand-in's maxParametersBytes (${opts.maxParametersBytes})`
+      );
     }
     const bad = ids.filter((id) => !store.managed(store.get(id)));
-    if (bad.length) throw new AwsError('InvalidInstanceId', `Instances [[${bad.join(', ')}]] not in a valid state for account ${ACCOUNT}`);
+    if (bad.length)
+      throw new AwsError(
+        'InvalidInstanceId',
+        `Instances [[${bad.join(', ')}]] not in a valid state for account ${ACCOUNT}`
+      );
     const workingDirectory = parameters.workingDirectory?.[0] || undefined;
 
     const commandId = crypto.randomUUID();
@@ -373,7 +474,8 @@ export async function startFakeSsm(store: InstanceStore, opts: FakeSsmOptions = 
       byKey.set(key(commandId, instanceId), inv);
       schedule(inv, pickupDelay(instanceId), () => start(inv));
       schedule(inv, deliveryTimeoutSeconds * 1000, () => {
-        if (inv.status === 'Pending') finish(inv, { status: 'TimedOut', statusDetails: 'DeliveryTimedOut', responseCode: -1, endedAt: new Date() });
+        if (inv.status === 'Pending')
+          finish(inv, { status: 'TimedOut', statusDetails: 'DeliveryTimedOut', responseCode: -1, endedAt: new Date() });
       });
     }
     const epoch = requestedAt.getTime() / 1000;
@@ -417,9 +519,16 @@ export async function startFakeSsm(store: InstanceStore, opts: FakeSsmOptions = 
   const getCommandInvocation = (body: Record<string, unknown>) => {
     const { CommandId, InstanceId, PluginName } = body;
     if (typeof CommandId !== 'string' || CommandId.length !== 36) {
-      throw new AwsError('ValidationException', `1 validation error detected: Value '${String(CommandId)}' at 'commandId' failed to satisfy constraint: Member must have length equal to 36`);
+      throw new AwsError(
+        'ValidationException',
+        `1 validation error detected: Value '${String(CommandId)}' at 'commandId' failed to satisfy constraint: Member must have length equal to 36`
+      );
     }
-    if (typeof InstanceId !== 'string') throw new AwsError('ValidationException', "1 validation error detected: Value null at 'instanceId' failed to satisfy constraint: Member must not be null");
+    if (typeof InstanceId !== 'string')
+      throw new AwsError(
+        'ValidationException',
+        "1 validation error detected: Value null at 'instanceId' failed to satisfy constraint: Member must not be null"
+      );
     const inv = byKey.get(key(CommandId, InstanceId));
     if (!inv || !visible(inv)) throw new AwsError('InvocationDoesNotExist', '');
     if (PluginName !== undefined && PluginName !== PLUGIN) throw new AwsError('InvalidPluginName', '');
@@ -465,7 +574,12 @@ export async function startFakeSsm(store: InstanceStore, opts: FakeSsmOptions = 
 
   const listCommandInvocations = (body: Record<string, unknown>) => {
     const list = invocations
-      .filter((i) => visible(i) && (body.CommandId === undefined || i.commandId === body.CommandId) && (body.InstanceId === undefined || i.instanceId === body.InstanceId))
+      .filter(
+        (i) =>
+          visible(i) &&
+          (body.CommandId === undefined || i.commandId === body.CommandId) &&
+          (body.InstanceId === undefined || i.instanceId === body.InstanceId)
+      )
       .reverse();
     return {
       CommandInvocations: list.map((inv) => {
@@ -513,8 +627,10 @@ export async function startFakeSsm(store: InstanceStore, opts: FakeSsmOptions = 
   const describeInstanceInformation = (body: Record<string, unknown>) => {
     // InstanceInformationFilterList [{key: 'InstanceIds', valueSet}] or Filters [{Key: 'InstanceIds' | 'PingStatus', Values}]
     const wanted: Record<string, string[]> = {};
-    for (const f of (body.InstanceInformationFilterList ?? []) as { key?: string; valueSet?: string[] }[]) if (f.key) wanted[f.key] = f.valueSet ?? [];
-    for (const f of (body.Filters ?? []) as { Key?: string; Values?: string[] }[]) if (f.Key) wanted[f.Key] = f.Values ?? [];
+    for (const f of (body.InstanceInformationFilterList ?? []) as { key?: string; valueSet?: string[] }[])
+      if (f.key) wanted[f.key] = f.valueSet ?? [];
+    for (const f of (body.Filters ?? []) as { Key?: string; Values?: string[] }[])
+      if (f.Key) wanted[f.Key] = f.Values ?? [];
     const list = store
       .list()
       .filter((i) => i.host && i.state !== 'terminated')
@@ -532,7 +648,11 @@ export async function startFakeSsm(store: InstanceStore, opts: FakeSsmOptions = 
         ComputerName: i.privateIp ? `ip-${i.privateIp.replace(/\./g, '-')}.ec2.internal` : i.instanceId,
         AssociationStatus: 'Success'
       }))
-      .filter((x) => (!wanted.InstanceIds || wanted.InstanceIds.includes(x.InstanceId)) && (!wanted.PingStatus || wanted.PingStatus.includes(x.PingStatus)));
+      .filter(
+        (x) =>
+          (!wanted.InstanceIds || wanted.InstanceIds.includes(x.InstanceId)) &&
+          (!wanted.PingStatus || wanted.PingStatus.includes(x.PingStatus))
+      );
     return { InstanceInformationList: list };
   };
 
@@ -553,8 +673,14 @@ export async function startFakeSsm(store: InstanceStore, opts: FakeSsmOptions = 
   const handle = (req: ParsedRequest): Reply => {
     const target = String(req.headers['x-amz-target'] ?? '');
     try {
-      if (req.method !== 'POST' || req.path !== '/') throw new AwsError('UnknownOperationException', `unexpected ${req.method} ${req.path}`, 404);
-      if (!req.sig || req.sig.service !== 'ssm') throw new AwsError('MissingAuthenticationTokenException', 'missing or malformed SigV4 Authorization header for service ssm', 403);
+      if (req.method !== 'POST' || req.path !== '/')
+        throw new AwsError('UnknownOperationException', `unexpected ${req.method} ${req.path}`, 404);
+      if (!req.sig || req.sig.service !== 'ssm')
+        throw new AwsError(
+          'MissingAuthenticationTokenException',
+          'missing or malformed SigV4 Authorization header for service ssm',
+          403
+        );
       let body: Record<string, unknown>;
       try {
         body = req.raw ? (JSON.parse(req.raw) as Record<string, unknown>) : {};
@@ -562,15 +688,27 @@ export async function startFakeSsm(store: InstanceStore, opts: FakeSsmOptions = 
         throw new AwsError('SerializationException', 'request body is not JSON');
       }
       const operation = target.startsWith(TARGET_PREFIX) ? target.slice(TARGET_PREFIX.length) : target;
-      requests.push({ service: 'ssm', operation, target, at: Date.now(), region: req.sig.region, accessKeyId: req.sig.accessKeyId, body, raw: req.raw });
-      if (!String(req.headers['content-type'] ?? '').startsWith(JSON11)) throw new AwsError('SerializationException', `unexpected content-type ${req.headers['content-type']}`);
+      requests.push({
+        service: 'ssm',
+        operation,
+        target,
+        at: Date.now(),
+        region: req.sig.region,
+        accessKeyId: req.sig.accessKeyId,
+        body,
+        raw: req.raw
+      });
+      if (!String(req.headers['content-type'] ?? '').startsWith(JSON11))
+        throw new AwsError('SerializationException', `unexpected content-type ${req.headers['content-type']}`);
       const fault = faults.take(operation);
-      if (fault) throw new AwsError(fault.code ?? 'ThrottlingException', fault.message ?? 'Rate exceeded', fault.status ?? 400);
+      if (fault)
+        throw new AwsError(fault.code ?? 'ThrottlingException', fault.message ?? 'Rate exceeded', fault.status ?? 400);
       const op = operations[operation];
       if (!op) throw new AwsError('UnknownOperationException', `the stand-in does not implement ${target}`);
       return reply(200, op(body, req.sig.region));
     } catch (e) {
-      if (e instanceof AwsError) return reply(e.status, e.message ? { __type: e.code, message: e.message } : { __type: e.code }, e.code);
+      if (e instanceof AwsError)
+        return reply(e.status, e.message ? { __type: e.code, message: e.message } : { __type: e.code }, e.code);
       throw e;
     }
   };
@@ -588,7 +726,10 @@ export async function startFakeSsm(store: InstanceStore, opts: FakeSsmOptions = 
   return {
     url: server.url,
     requests: () => [...requests],
-    sentParameters: () => requests.filter((r) => r.operation === 'SendCommand').map((r) => ((r.body as { Parameters?: Record<string, string[]> }).Parameters ?? {})),
+    sentParameters: () =>
+      requests
+        .filter((r) => r.operation === 'SendCommand')
+        .map((r) => (r.body as { Parameters?: Record<string, string[]> }).Parameters ?? {}),
     invocations: () => invocations.map(snapshot),
     setPickupDelay: (ms, instanceId) => {
       if (instanceId) pickupDelayOf.set(instanceId, ms);
@@ -602,7 +743,8 @@ export async function startFakeSsm(store: InstanceStore, opts: FakeSsmOptions = 
       for (;;) {
         const hit = invocations.map(snapshot).find(pred);
         if (hit) return hit;
-        if (Date.now() > deadline) throw new Error(`fake-ssm: no invocation matched within ${timeoutMs} ms (have ${invocations.length})`);
+        if (Date.now() > deadline)
+          throw new Error(`fake-ssm: no invocation matched within ${timeoutMs} ms (have ${invocations.length})`);
         await new Promise((r) => setTimeout(r, 20));
       }
     },
@@ -626,9 +768,15 @@ export async function startFakeSsm(store: InstanceStore, opts: FakeSsmOptions = 
       }
       const dirsByHost = new Map<string, string[]>();
       for (const inv of invocations) {
-        if (inv.dir && inv.host) dirsByHost.set(inv.host, [...(dirsByHost.get(inv.host) ?? []), path.posix.dirname(path.posix.dirname(inv.dir))]);
+        if (inv.dir && inv.host)
+          dirsByHost.set(inv.host, [
+            ...(dirsByHost.get(inv.host) ?? []),
+            path.posix.dirname(path.posix.dirname(inv.dir))
+          ]);
       }
-      await Promise.all([...dirsByHost].map(([host, dirs]) => sh(`bash ${q(FLEET_EXEC)} ${q(host)} rm -rf -- ${dirs.map(q).join(' ')}`)));
+      await Promise.all(
+        [...dirsByHost].map(([host, dirs]) => sh(`bash ${q(FLEET_EXEC)} ${q(host)} rm -rf -- ${dirs.map(q).join(' ')}`))
+      );
       await server.close();
     }
   };
