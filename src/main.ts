@@ -2,19 +2,20 @@
  * The action's entry: mask secrets, read and check the inputs, then run the command. Everything else lives in
  * src/commands/ (what each command reports) and below.
  */
-import * as core from './report/workflow.js';
+import * as core from './log/workflow.js';
 import { deployCommand } from './commands/deploy.js';
 import { statusCommand } from './commands/status.js';
-import { readRunContext } from './config/context.js';
+import { readRunContext } from './model/context.js';
 import { envInputReader, InputError, readConfig } from './config/inputs.js';
-import type { DeployConfig } from './config/types.js';
-import type { RunDeps, RunResult } from './deploy/run.js';
-import { actionsConsole, type ConsoleSink } from './report/log.js';
+import type { DeployConfig } from './model/config.js';
+import type { RunDeps } from './deploy/run.js';
+import type { RunResult } from './model/results.js';
+import { actionsConsole, type ConsoleSink } from './log/log.js';
 import { sendNotification } from './report/notify.js';
 import { writeSummary } from './report/publish.js';
-import { Secrets } from './report/secrets.js';
+import { Secrets } from './log/secrets.js';
 import { HostResolveError, resolveHosts } from './hosts/resolve.js';
-import { connect } from './ssh/connection.js';
+import { connect } from './transport/ssh/connection.js';
 
 // The AWS SDK is most of the bundle: loaded when needed, it stays out of the cold start.
 const fetchEcrToken: RunDeps['fetchEcrToken'] = async (region) =>

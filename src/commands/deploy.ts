@@ -1,15 +1,16 @@
 /** `command: deploy` and `command: rollback`: every host, then the reports (metrics, artifact, outputs, summary, annotations). */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import * as core from '../report/workflow.js';
-import type { RunContext } from '../config/context.js';
-import type { DeployConfig } from '../config/types.js';
-import { newDeployId, runDeploy, type RunDeps, type RunResult } from '../deploy/run.js';
+import * as core from '../log/workflow.js';
+import type { RunContext } from '../model/context.js';
+import type { DeployConfig } from '../model/config.js';
+import { newDeployId, runDeploy, type RunDeps } from '../deploy/run.js';
+import { type RunResult } from '../model/results.js';
 import type { ArtifactOutcome } from '../report/artifact.js';
-import { RunLog, type ConsoleSink } from '../report/log.js';
+import { RunLog, type ConsoleSink } from '../log/log.js';
 import { buildMetrics } from '../report/metrics.js';
 import { uploadReports, writeSummary } from '../report/publish.js';
-import type { Secrets } from '../report/secrets.js';
+import type { Secrets } from '../log/secrets.js';
 import { sendNotification } from '../report/notify.js';
 import { renderSummary, workflowFromRef } from '../report/summary.js';
 import { unique } from './status.js';

@@ -1,14 +1,14 @@
 /** `command: status`: read every host, report (outputs, summary, artifact); fails only when a host cannot be read. */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import * as core from '../report/workflow.js';
-import type { RunContext } from '../config/context.js';
-import type { DeployConfig } from '../config/types.js';
+import * as core from '../log/workflow.js';
+import type { RunContext } from '../model/context.js';
+import type { DeployConfig } from '../model/config.js';
 import { newDeployId, type RunDeps } from '../deploy/run.js';
 import type { ArtifactOutcome } from '../report/artifact.js';
-import { RunLog, type ConsoleSink } from '../report/log.js';
+import { RunLog, type ConsoleSink } from '../log/log.js';
 import { uploadReports, writeSummary } from '../report/publish.js';
-import type { Secrets } from '../report/secrets.js';
+import type { Secrets } from '../log/secrets.js';
 import { runStatus } from '../status/run.js';
 import { renderStatusSummary } from '../status/summary.js';
 

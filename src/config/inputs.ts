@@ -2,8 +2,8 @@
  * Reads and validates every input before anything connects anywhere, one section at a time (inputs/). All problems
  * are collected and reported together; each names the input, what is wrong and a right example.
  */
-import type { RunContext } from './context.js';
-import type { Command, DeployConfig, Transport } from './types.js';
+import type { RunContext } from '../model/context.js';
+import type { Command, DeployConfig, Transport } from '../model/config.js';
 import { checkAlbFits, readAlb } from './inputs/alb.js';
 import { Collector, InputError, type InputReader } from './inputs/collector.js';
 import { readContainer } from './inputs/container.js';

@@ -3,9 +3,9 @@
  * stops at "verified, old colour still there" until all hosts got that far; one failure anywhere
  * switches every switched host back and leaves hosts not started yet untouched.
  */
-import type { HostTarget, Rollout } from '../config/types.js';
+import type { HostTarget, Rollout } from '../model/config.js';
 import type { FleetHooks } from './host-deploy.js';
-import type { HostResult, StepError } from './types.js';
+import type { HostResult, StepError } from '../model/results.js';
 
 /** Splits the hosts into the batches of the rollout, in the order given. */
 export function planBatches<T>(hosts: T[], rollout: Rollout): T[][] {

@@ -12,10 +12,11 @@
  * reconnecting and re-taking the lock if the connection was lost) and touches only containers and upstream
  * content that carry this run's deploy id.
  */
-import type { RunContext } from '../config/context.js';
-import { imageReference, parseImage, type ImageRef } from '../config/image.js';
-import type { Color, DeployConfig } from '../config/types.js';
-import { parseDetectOutput, parseDiscardOutput, parsePullDigests, type HostState } from '../remote/outputs.js';
+import type { RunContext } from '../model/context.js';
+import { imageReference, parseImage, type ImageRef } from '../model/image.js';
+import type { Color, DeployConfig } from '../model/config.js';
+import { parseDetectOutput, parseDiscardOutput, parsePullDigests } from '../remote/outputs.js';
+import { type HostState } from '../model/host.js';
 import {
   afterLease,
   detectScript,
@@ -32,16 +33,17 @@ import {
   type LoginMode,
   type RemoteScript
 } from '../remote/scripts.js';
-import type { HostLog } from '../report/log.js';
-import type { RemoteHost } from '../ssh/connection.js';
-import { routerFor } from '../traffic/index.js';
+import type { HostLog } from '../log/log.js';
+import type { RemoteHost } from '../transport/remote-host.js';
+import { routerFor } from '../traffic/registry/index.js';
 import type { Cutover, RouterHost, TrafficRouter } from '../traffic/router.js';
-import { Prober, waitHealthy } from './health.js';
+import { Prober, waitHealthy } from '../probe/health.js';
 import { imagesToPrune, parseImageList } from './images.js';
 import { acquireLock, type HeldLock } from './lock.js';
-import { containerName, planDeploy, type ContainerInfo, type Plan } from './plan.js';
-import { StepTimer } from './steps.js';
-import { StepError, type HostResult, type StepName } from './types.js';
+import { planDeploy } from './plan.js';
+import { containerName, type ContainerInfo, type Plan } from '../model/host.js';
+import { StepTimer } from '../log/steps.js';
+import { StepError, type HostResult, type StepName } from '../model/results.js';
 
 export interface HostDeployInput {
   cfg: DeployConfig;

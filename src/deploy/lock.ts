@@ -13,8 +13,8 @@ import {
   renewLeaseScript
 } from '../remote/scripts.js';
 import type { RemoteChannel, RemoteHost } from '../transport/remote-host.js';
-import { cancelReason } from './steps.js';
-import { StepError } from './types.js';
+import { cancelReason } from '../log/steps.js';
+import { StepError } from '../model/results.js';
 
 export interface LockLog {
   info(m: string): void;

@@ -1,74 +1,10 @@
 /** Decides which colour is live and which one the candidate takes, from the host's real state. */
-import type { Color, DeployConfig } from '../config/types.js';
+import type { Color, DeployConfig } from '../model/config.js';
 import { albRouting } from '../traffic/alb/routing.js';
 import { routedColorOf } from '../traffic/haproxy/view.js';
 import { upstreamPort } from '../traffic/nginx/upstream.js';
-import { other, StepError } from './types.js';
-
-export interface ContainerInfo {
-  id: string;
-  name: string;
-  state: string;
-  running: boolean;
-  restartCount: number;
-  labels: Record<string, string>;
-}
-
-export interface Plan {
-  live?: Color;
-  candidate: Color;
-  /** A container already named like the candidate (the old standby): replaced by the new one. */
-  replaceExisting: boolean;
-  upstreamContent?: string;
-  upstreamColor?: Color;
-  /** The app's containers named <app>-blue / <app>-green. */
-  byColor: Partial<Record<Color, ContainerInfo>>;
-  /** Our containers that are neither app-blue nor app-green (left by crashed runs). */
-  leftovers: string[];
-  notes: string[];
-}
-
-export const containerName = (app: string, color: Color) => `${app}-${color}`;
-
-/** Parses the one-object-per-line output of detectScript's `docker inspect --format`. */
-export function parseInspect(text: string): ContainerInfo[] {
-  return text
-    .split('\n')
-    .filter((l) => l.trim().startsWith('{'))
-    .map((l) => {
-      const c = JSON.parse(l) as {
-        id: string;
-        name: string;
-        state: string;
-        running: boolean;
-        restarts: number;
-        labels: Record<string, string> | null;
-      };
-      return {
-        id: c.id,
-        name: c.name.replace(/^\//, ''),
-        state: c.state,
-        running: c.running,
-        restartCount: c.restarts,
-        labels: c.labels ?? {}
-      };
-    });
-}
-
-/**
- * The live colour, the one rule for deploy and status: the colour traffic is routed to if it runs; else the only
- * running colour; with both running and no routing to tell, the recorded one (blue without a record).
- */
-export function liveColor(
-  running: Color[],
-  routedColor: Color | undefined,
-  recordedLive: Color | undefined
-): Color | undefined {
-  if (routedColor && running.includes(routedColor)) return routedColor;
-  if (running.length === 1) return running[0];
-  if (running.length === 2) return recordedLive ?? 'blue';
-  return undefined;
-}
+import { containerName, liveColor, type ContainerInfo, type Plan } from '../model/host.js';
+import { other, StepError } from '../model/results.js';
 
 export function planDeploy(
   cfg: Pick<DeployConfig, 'app' | 'traffic' | 'ports'> & Partial<Pick<DeployConfig, 'haproxyBackend'>>,

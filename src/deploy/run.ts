@@ -1,20 +1,26 @@
 /** A deploy across all hosts: the registry token once on the runner, then every host in parallel. */
-import type { RunContext } from '../config/context.js';
-import { imageReference } from '../config/image.js';
-import type { DeployConfig, HostTarget, SshSettings } from '../config/types.js';
+import type { RunContext } from '../model/context.js';
+import { imageReference } from '../model/image.js';
+import type { DeployConfig, HostTarget, SshSettings } from '../model/config.js';
 import type { RegistryCredentials } from '../registry/ecr.js';
 import { dockerAuthValue, type LoginMode } from '../remote/scripts.js';
-import type { HostLog, RunLog } from '../report/log.js';
-import type { Secrets } from '../report/secrets.js';
-import type { ConnectOptions, RemoteHost } from '../ssh/connection.js';
-import type { AlbListenerReport } from '../traffic/alb/listener-switch.js';
+import type { HostLog, RunLog } from '../log/log.js';
+import type { Secrets } from '../log/secrets.js';
+import type { ConnectOptions, RemoteHost } from '../transport/remote-host.js';
 import { AlbTraffic, type ElbLoader } from '../traffic/alb/traffic.js';
 import { runRollout, type DeployOne } from './fleet.js';
 import { HostDeployment, lockOwner } from './host-deploy.js';
 import { acquireLock, type HeldLock, type LockLog } from './lock.js';
 import { smokeTestHook } from './smoke-test.js';
-import { StepTimer } from './steps.js';
-import { StepError, type HostResult, type Result, type SmokeTestReport, type StepRecord } from './types.js';
+import { StepTimer } from '../log/steps.js';
+import {
+  StepError,
+  type HostResult,
+  type Result,
+  type RunResult,
+  type SmokeTestReport,
+  type StepRecord
+} from '../model/results.js';
 
 export interface RunDeps {
   connect(target: HostTarget, ssh: SshSettings, opts?: ConnectOptions): Promise<RemoteHost>;
@@ -25,22 +31,6 @@ export interface RunDeps {
   resolveHosts?: (cfg: DeployConfig) => Promise<DeployConfig>;
   /** traffic alb: the load balancer's API client (default: the AWS SDK's, loaded when first needed). */
   elb?: ElbLoader;
-}
-
-export interface RunResult {
-  deployId: string;
-  command: string;
-  app: string;
-  image: string;
-  result: Result;
-  startedAt: string;
-  endedAt: string;
-  durationMs: number;
-  steps: StepRecord[];
-  hosts: HostResult[];
-  error?: { step: string; host?: string; message: string };
-  /** traffic alb with alb-listener: the listener's weights before and after, and every change. */
-  alb?: AlbListenerReport;
 }
 
 export function newDeployId(now = new Date()): string {

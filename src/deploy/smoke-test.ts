@@ -8,12 +8,12 @@
 import { accessSync, constants } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
-import type { Color, DeployConfig, HostTarget, SmokeTest } from '../config/types.js';
-import type { HostLog } from '../report/log.js';
-import type { RemoteHost } from '../ssh/connection.js';
-import { cancelReason } from './steps.js';
+import type { Color, DeployConfig, HostTarget, SmokeTest } from '../model/config.js';
+import type { HostLog } from '../log/log.js';
+import type { RemoteHost } from '../transport/remote-host.js';
+import { cancelReason } from '../log/steps.js';
 import type { HostDeployInput } from './host-deploy.js';
-import { StepError, type SmokeTestReport } from './types.js';
+import { StepError, type SmokeTestReport } from '../model/results.js';
 
 /** Lines of the command's output kept for the summary (the whole output is in the host's log). */
 export const SMOKE_TAIL_LINES = 40;

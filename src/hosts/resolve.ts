@@ -5,7 +5,7 @@
  * id must be running. With transport: ssm a host is its instance id; with ssh, its private or public address
  * (ssh-address). Hosts are labelled `i-… (Name)` in logs, the summary and outputs (hosts accepts that form back).
  */
-import type { DeployConfig, HostQuery, HostTarget } from '../config/types.js';
+import type { DeployConfig, HostQuery, HostTarget } from '../model/config.js';
 
 export interface Ec2Instance {
   InstanceId?: string;

@@ -2,19 +2,8 @@
  * Typed parsers of the remote scripts' output (one per script, next to the builders in scripts.ts): the deploy
  * code reads facts, never raw text.
  */
-import type { Color } from '../config/types.js';
-import { parseInspect, type ContainerInfo } from '../deploy/plan.js';
-
-/** What detectScript reads: the app's containers, the upstream file and the recorded state. */
-export interface HostState {
-  containers: ContainerInfo[];
-  /** The upstream file's content; undefined when there is none (or not nginx mode). */
-  upstreamContent?: string;
-  /** state.json's live colour, if it names one. */
-  recordedLive?: Color;
-  /** state.json exists but is not valid JSON. */
-  stateUnreadable: boolean;
-}
+import type { Color } from '../model/config.js';
+import type { ContainerInfo, HostState } from '../model/host.js';
 
 export function parseDetectOutput(out: string): HostState {
   const section = (name: string) => {
@@ -64,4 +53,29 @@ export function parseDiscardOutput(out: string): DiscardOutcome {
     restored: /^@@restored$/m.test(out),
     foreign: foreign === undefined ? undefined : foreign.trim() || '(no deploy id)'
   };
+}
+
+/** Parses the one-object-per-line output of detectScript's `docker inspect --format`. */
+export function parseInspect(text: string): ContainerInfo[] {
+  return text
+    .split('\n')
+    .filter((l) => l.trim().startsWith('{'))
+    .map((l) => {
+      const c = JSON.parse(l) as {
+        id: string;
+        name: string;
+        state: string;
+        running: boolean;
+        restarts: number;
+        labels: Record<string, string> | null;
+      };
+      return {
+        id: c.id,
+        name: c.name.replace(/^\//, ''),
+        state: c.state,
+        running: c.running,
+        restartCount: c.restarts,
+        labels: c.labels ?? {}
+      };
+    });
 }

@@ -1,7 +1,7 @@
 /** The metrics JSON kept as an artifact: per host and per step start, end and duration. */
-import type { RunContext } from '../config/context.js';
-import type { RunResult } from '../deploy/run.js';
-import type { Rollout } from '../config/types.js';
+import type { RunContext } from '../model/context.js';
+import type { RunResult } from '../model/results.js';
+import type { Rollout } from '../model/config.js';
 
 export const METRICS_SCHEMA_VERSION = 1;
 

@@ -4,10 +4,10 @@
  * and the same facts machine-readable under `bluegreen`. A failing webhook only warns: the deploy's result
  * never depends on a chat service.
  */
-import type { RunContext } from '../config/context.js';
-import type { RunResult } from '../deploy/run.js';
+import type { RunContext } from '../model/context.js';
+import type { RunResult } from '../model/results.js';
 import { formatMs } from './summary.js';
-import type { Secrets } from './secrets.js';
+import type { Secrets } from '../log/secrets.js';
 
 export const NOTIFY_TIMEOUT_MS = 10_000;
 export const NOTIFY_SCHEMA_VERSION = 1;

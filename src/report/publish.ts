@@ -1,5 +1,5 @@
 /** Where reports leave the action: the job summary and the artifact (its client is loaded only when used). */
-import * as core from './workflow.js';
+import * as core from '../log/workflow.js';
 
 // The artifact client is a large part of the bundle: loaded when needed, it stays out of the cold start.
 export const uploadReports = async (...args: Parameters<typeof import('./artifact.js').uploadReports>) =>

@@ -2,8 +2,8 @@
  * The job summary: the result and a one-line outcome first (what is live, where, since when, what to do), then
  * hosts, step timings and their timeline (Mermaid gantt), and on failure the cause and the candidate's logs.
  */
-import type { RunResult } from '../deploy/run.js';
-import type { HostResult, StepName } from '../deploy/types.js';
+import type { RunResult } from '../model/results.js';
+import type { HostResult, StepName } from '../model/results.js';
 import { renderAlbSection } from '../traffic/alb/report.js';
 import { renderTimeline } from './timeline.js';
 

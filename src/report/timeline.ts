@@ -3,8 +3,8 @@
  * steps per host on the wall clock, so waits are visible: later rollout batches, the all-or-nothing gate
  * (wait-fleet), batch-wait-seconds. Many hosts get one bar per phase instead of one per step.
  */
-import type { RunResult } from '../deploy/run.js';
-import type { HostResult, StepName, StepRecord } from '../deploy/types.js';
+import type { RunResult } from '../model/results.js';
+import type { HostResult, StepName, StepRecord } from '../model/results.js';
 
 /** Above this many hosts a host's steps are merged into phases (the chart stays readable and small). */
 export const TIMELINE_DETAIL_HOSTS = 12;

@@ -3,9 +3,9 @@
  * and each group's targets with their health, this host's marked. The live colour is the one the ALB routes to;
  * findings say where the ALB and the containers disagree.
  */
-import type { Color, DeployConfig } from '../config/types.js';
-import { liveColor } from '../deploy/plan.js';
-import type { HostLog } from '../report/log.js';
+import type { Color, DeployConfig } from '../model/config.js';
+import { liveColor } from '../model/host.js';
+import type { HostLog } from '../log/log.js';
 import type { RemoteHost } from '../transport/remote-host.js';
 import { describeTarget, type TargetGroupInfo } from '../traffic/alb/elb.js';
 import { identityScript, parseIdentity } from '../traffic/alb/identity.js';

@@ -3,10 +3,10 @@
  * state, current sessions, check status), read through its runtime API, read-only. The live colour is the one HAProxy
  * routes to; findings say where HAProxy and the containers disagree.
  */
-import type { Color, DeployConfig } from '../config/types.js';
-import { liveColor } from '../deploy/plan.js';
-import type { HostLog } from '../report/log.js';
-import type { RemoteHost } from '../ssh/connection.js';
+import type { Color, DeployConfig } from '../model/config.js';
+import { liveColor } from '../model/host.js';
+import type { HostLog } from '../log/log.js';
+import type { RemoteHost } from '../transport/remote-host.js';
 import { missingServers, readBackendView } from '../traffic/haproxy/router.js';
 import { HaproxyRuntime } from '../traffic/haproxy/runtime.js';
 import { describeServer, routedColor, type ServerView } from '../traffic/haproxy/view.js';

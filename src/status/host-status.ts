@@ -1,10 +1,10 @@
 /** `command: status`: what runs where on one host, read-only, plus findings a person should act on. */
-import type { Color, DeployConfig } from '../config/types.js';
-import { Prober } from '../deploy/health.js';
-import { containerName, liveColor } from '../deploy/plan.js';
+import type { Color, DeployConfig } from '../model/config.js';
+import { Prober } from '../probe/health.js';
+import { containerName, liveColor } from '../model/host.js';
 import { statusScript } from '../remote/scripts.js';
-import type { HostLog } from '../report/log.js';
-import type { RemoteHost } from '../ssh/connection.js';
+import type { HostLog } from '../log/log.js';
+import type { RemoteHost } from '../transport/remote-host.js';
 import { upstreamPort } from '../traffic/nginx/upstream.js';
 import type { AlbStatus } from './alb-status.js';
 import type { HaproxyStatus } from './haproxy-status.js';

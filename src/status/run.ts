@@ -1,6 +1,6 @@
-import type { DeployConfig } from '../config/types.js';
+import type { DeployConfig } from '../model/config.js';
 import type { RunDeps } from '../deploy/run.js';
-import type { RunLog } from '../report/log.js';
+import type { RunLog } from '../log/log.js';
 import { AlbTraffic } from '../traffic/alb/traffic.js';
 import { addAlbStatus } from './alb-status.js';
 import { addHaproxyStatus } from './haproxy-status.js';

@@ -3,15 +3,15 @@
  * candidate, tell which colour takes traffic, move traffic to the candidate and verify it, and put the previous
  * colour back. The deploy's phases (src/deploy/host-deploy.ts) are the same for every router.
  */
-import type { Color, DeployConfig, Traffic } from '../config/types.js';
-import type { Plan } from '../deploy/plan.js';
-import type { StepTimer } from '../deploy/steps.js';
-import type { StepName } from '../deploy/types.js';
-import type { HostState } from '../remote/outputs.js';
+import type { Color, DeployConfig, Traffic } from '../model/config.js';
+import type { Plan } from '../model/host.js';
+import type { StepTimer } from '../log/steps.js';
+import type { StepName } from '../model/results.js';
+import type { HostState } from '../model/host.js';
 import type { RemoteScript } from '../remote/scripts.js';
-import type { HostLog } from '../report/log.js';
-import type { RemoteHost } from '../ssh/connection.js';
-import type { AlbHostReport } from './alb/targets.js';
+import type { HostLog } from '../log/log.js';
+import type { RemoteHost } from '../transport/remote-host.js';
+import type { AlbHostReport } from '../model/load-balancer.js';
 
 /** What a router may use of the host deployment it serves. */
 export interface RouterHost {

@@ -1,12 +1,20 @@
 /**
- * What the deploy needs from a connection to one host: the transport interface. SSH (src/ssh/connection.ts)
+ * What the deploy needs from a connection to one host: the transport interface. SSH (src/transport/ssh/)
  * implements all of it; a transport without streams (AWS Systems Manager Run Command: no stdin stream, no port
  * forwarding, no channel held open, output cut at 24,000 characters) implements only `run`, and the deploy falls
  * back where a capability is missing: health probes run on the host, the deploy lock is a lease renewed by
  * commands, and what needs a runner-local tunnel (the smoke test) says it needs a transport that forwards.
  * Tests supply fakes.
  */
-import type { HostTarget } from '../config/types.js';
+import type { HostTarget } from '../model/config.js';
+
+/** How a transport's connect is watched: every transport's connect takes these. */
+export interface ConnectOptions {
+  /** Called before each retry of a failed connect attempt. */
+  onRetry?: (attempt: number, error: Error, waitMs: number) => void;
+  /** Aborts the attempt in progress (socket connect, tunnel, handshake) and the backoff wait at once. */
+  signal?: AbortSignal;
+}
 
 export interface ExecResult {
   code: number | null;

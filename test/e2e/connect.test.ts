@@ -2,9 +2,9 @@
  * The SSH transport against real sshd: which failures are retried (only connecting: refused, timeout,
  * network), which are not (auth, host key), and the bastion: one shared connection for every host.
  */
-import { connect, ConnectError, ConnectionLostError, type RemoteHost } from '../../src/ssh/connection.js';
+import { connect, ConnectError, ConnectionLostError, type RemoteHost } from '../../src/transport/ssh/connection.js';
 import { FaultProxy } from './fault-proxy.js';
-import type { HostTarget, SshSettings } from '../../src/config/types.js';
+import type { HostTarget, SshSettings } from '../../src/model/config.js';
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -321,7 +321,7 @@ describe('node exits by itself after the last close', () => {
     fs.writeFileSync(path.join(dir, 'package.json'), '{"type":"module"}\n');
     const tsc = await sh(
       `cd ${q(REPO_ROOT)} && node_modules/.bin/tsc --outDir ${q(dir)} --rootDir . --strict --module nodenext --moduleResolution nodenext ` +
-        '--target es2022 --esModuleInterop --skipLibCheck --types node src/types/ssh2-parts.d.ts src/ssh/connection.ts test/e2e/fault-proxy.ts'
+        '--target es2022 --esModuleInterop --skipLibCheck --types node src/types/ssh2-parts.d.ts src/transport/ssh/connection.ts test/e2e/fault-proxy.ts'
     );
     if (tsc.code !== 0) throw new Error(`tsc failed: ${tsc.stdout}${tsc.stderr}`);
     fs.writeFileSync(path.join(dir, 'child.mjs'), CHILD);

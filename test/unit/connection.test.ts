@@ -11,9 +11,10 @@ import {
   ConnectError,
   ConnectionLostError,
   type SshRemoteHost as RemoteHost
-} from '../../src/ssh/connection.js';
-import { preconnect } from '../../src/ssh/preconnect.js';
-import type { HostTarget, SshSettings } from '../../src/config/types.js';
+} from '../../src/transport/ssh/connection.js';
+import { preconnect } from '../../src/transport/ssh/preconnect.js';
+import { preconnectTarget } from '../../src/config/inputs/preconnect-target.js';
+import type { HostTarget, SshSettings } from '../../src/model/config.js';
 
 const clientKey = ssh2.utils.generateKeyPairSync('ed25519');
 const hostKey = ssh2.utils.generateKeyPairSync('ed25519');
@@ -220,7 +221,7 @@ describe('connect() and cancellation', () => {
     await new Promise<void>((resolve) => front.listen(0, '127.0.0.1', () => resolve()));
     servers.push({ close: () => front.close() });
     const port = (front.address() as net.AddressInfo).port;
-    await preconnect({ INPUT_HOSTS: `127.0.0.1:${port}` });
+    await preconnect(preconnectTarget({ INPUT_HOSTS: `127.0.0.1:${port}` }));
     while (!closedFirst.length) await new Promise((res) => setTimeout(res, 5));
     await closedFirst[0];
     const r = await connect(

@@ -7,8 +7,8 @@
 import { EventEmitter } from 'node:events';
 import { Duplex } from 'node:stream';
 import type { ClientChannel } from 'ssh2';
-import type { HostTarget } from '../../src/config/types.js';
-import type { ExecOptions, ExecResult, RemoteHost } from '../../src/ssh/connection.js';
+import type { HostTarget } from '../../src/model/config.js';
+import type { ExecOptions, ExecResult, RemoteHost } from '../../src/transport/remote-host.js';
 import { upstreamPort } from '../../src/traffic/nginx/upstream.js';
 import { AFTER_LEASE } from '../../src/remote/scripts.js';
 

@@ -1,7 +1,7 @@
 import { describe, expect, it } from '@jest/globals';
-import type { HostTarget, Rollout } from '../../src/config/types.js';
+import type { HostTarget, Rollout } from '../../src/model/config.js';
 import { planBatches, runRollout, type DeployOne } from '../../src/deploy/fleet.js';
-import { StepError, type HostResult } from '../../src/deploy/types.js';
+import { StepError, type HostResult } from '../../src/model/results.js';
 
 const hosts = (n: number): HostTarget[] =>
   Array.from({ length: n }, (_, i) => ({ label: `h${i + 1}`, host: `10.0.0.${i + 1}`, port: 22, user: 'ec2-user' }));

@@ -9,13 +9,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Duplex } from 'node:stream';
 import { readConfig } from '../../src/config/inputs.js';
-import { readRunContext } from '../../src/config/context.js';
-import type { Color, DeployConfig } from '../../src/config/types.js';
-import type { Plan } from '../../src/deploy/plan.js';
-import { StepTimer } from '../../src/deploy/steps.js';
-import { StepError } from '../../src/deploy/types.js';
-import type { HostLog } from '../../src/report/log.js';
-import type { ExecResult, RemoteHost } from '../../src/ssh/connection.js';
+import { readRunContext } from '../../src/model/context.js';
+import type { Color, DeployConfig } from '../../src/model/config.js';
+import type { Plan } from '../../src/model/host.js';
+import { StepTimer } from '../../src/log/steps.js';
+import { StepError } from '../../src/model/results.js';
+import type { HostLog } from '../../src/log/log.js';
+import type { ExecResult, RemoteHost } from '../../src/transport/remote-host.js';
 import {
   commandLine,
   parseSocketDiagnosis,
@@ -36,7 +36,7 @@ import {
   routedColor,
   routedColorOf
 } from '../../src/traffic/haproxy/view.js';
-import { routerFor } from '../../src/traffic/index.js';
+import { routerFor } from '../../src/traffic/registry/index.js';
 import type { RouterHost } from '../../src/traffic/router.js';
 
 const B = 'e2e-hx-web';

@@ -1,15 +1,15 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import type { RunContext } from '../../src/config/context.js';
-import type { DeployConfig, HostTarget } from '../../src/config/types.js';
+import type { RunContext } from '../../src/model/context.js';
+import type { DeployConfig, HostTarget } from '../../src/model/config.js';
 import { HostDeployment } from '../../src/deploy/host-deploy.js';
 import { runDeploy, type RunDeps } from '../../src/deploy/run.js';
-import { StepTimer } from '../../src/deploy/steps.js';
-import type { HostResult } from '../../src/deploy/types.js';
+import { StepTimer } from '../../src/log/steps.js';
+import type { HostResult } from '../../src/model/results.js';
 import type { LoginMode } from '../../src/remote/scripts.js';
-import { RunLog, type ConsoleSink } from '../../src/report/log.js';
-import { Secrets } from '../../src/report/secrets.js';
+import { RunLog, type ConsoleSink } from '../../src/log/log.js';
+import { Secrets } from '../../src/log/secrets.js';
 import { renderUpstream } from '../../src/traffic/nginx/upstream.js';
 import { FakeHost } from './fake-host.js';
 

@@ -2,7 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { readRunContext } from '../../src/config/context.js';
+import { readRunContext } from '../../src/model/context.js';
 import { InputError, parseHosts, readConfig } from '../../src/config/inputs.js';
 import { resolveHosts, type DescribeInput, type Ec2Instance } from '../../src/hosts/resolve.js';
 

@@ -4,8 +4,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DEFAULTS, InputError, parseEnv, parseHosts, readConfig } from '../../src/config/inputs.js';
-import { parseImage } from '../../src/config/image.js';
-import { readRunContext } from '../../src/config/context.js';
+import { parseImage } from '../../src/model/image.js';
+import { readRunContext } from '../../src/model/context.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'bg-unit-'));
 execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(dir, 'k')]);

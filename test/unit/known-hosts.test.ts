@@ -6,7 +6,7 @@ import {
   parseKnownHosts,
   preferredHostKeyAlgorithms,
   verifyHostKey
-} from '../../src/ssh/known-hosts.js';
+} from '../../src/transport/ssh/known-hosts.js';
 
 const ED_KEY = Buffer.from('AAAAC3NzaC1lZDI1NTE5AAAAICqzdPktL85becTIoxZNZYiLdHd20uc320Cl7GjZmET+', 'base64');
 const OTHER_KEY = Buffer.from('AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl', 'base64');

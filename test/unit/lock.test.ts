@@ -10,7 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { ClientChannel } from 'ssh2';
 import { acquireLock, type LockLog } from '../../src/deploy/lock.js';
-import { StepError } from '../../src/deploy/types.js';
+import { StepError } from '../../src/model/results.js';
 import {
   finishScript,
   LEASE_GUARD,
@@ -18,7 +18,7 @@ import {
   releaseLeaseScript,
   renewLeaseScript
 } from '../../src/remote/scripts.js';
-import type { ExecOptions, ExecResult, RemoteHost } from '../../src/ssh/connection.js';
+import type { ExecOptions, ExecResult, RemoteHost } from '../../src/transport/remote-host.js';
 
 const hasTools = ['dash', 'flock', 'timeout', 'setsid'].every(
   (t) => spawnSync('sh', ['-c', `command -v ${t}`]).status === 0

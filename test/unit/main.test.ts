@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { utils } from 'ssh2';
 import type { RunDeps } from '../../src/deploy/run.js';
-import type { ConsoleSink } from '../../src/report/log.js';
+import type { ConsoleSink } from '../../src/log/log.js';
 
 const outputs: Record<string, string> = {};
 const failed: string[] = [];
@@ -28,7 +28,7 @@ const core = {
   endGroup: jest.fn(),
   summary: { addRaw: jest.fn(() => ({ write: jest.fn(async () => undefined) })) }
 };
-jest.unstable_mockModule('../../src/report/workflow.js', () => core);
+jest.unstable_mockModule('../../src/log/workflow.js', () => core);
 const { run } = await import('../../src/main.js');
 
 const key = utils.generateKeyPairSync('ed25519').private;

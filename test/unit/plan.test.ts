@@ -1,5 +1,7 @@
-import { containerName, parseInspect, planDeploy, type ContainerInfo } from '../../src/deploy/plan.js';
-import { StepError } from '../../src/deploy/types.js';
+import { planDeploy } from '../../src/deploy/plan.js';
+import { parseInspect } from '../../src/remote/outputs.js';
+import { containerName, type ContainerInfo } from '../../src/model/host.js';
+import { StepError } from '../../src/model/results.js';
 import { renderUpstream } from '../../src/traffic/nginx/upstream.js';
 
 const APP = 'shop';

@@ -3,7 +3,8 @@
  * takes it once, and only for the same address; real sockets to a local listener.
  */
 import net from 'node:net';
-import { dropEarlySocket, preconnect, preconnectTarget, takeEarlySocket } from '../../src/ssh/preconnect.js';
+import { preconnectTarget } from '../../src/config/inputs/preconnect-target.js';
+import { dropEarlySocket, preconnect, takeEarlySocket } from '../../src/transport/ssh/preconnect.js';
 
 const env = (inputs: Record<string, string>): NodeJS.ProcessEnv =>
   Object.fromEntries(Object.entries(inputs).map(([k, v]) => [`INPUT_${k.toUpperCase()}`, v]));
@@ -55,7 +56,7 @@ describe('the early socket', () => {
   });
 
   test('is connecting once preconnect resolves, and is taken once, for its address only, with what the server sent kept', async () => {
-    await preconnect(env({ hosts: `127.0.0.1:${port}` }));
+    await preconnect(preconnectTarget(env({ hosts: `127.0.0.1:${port}` })));
     expect(takeEarlySocket('127.0.0.2', port)).toBeUndefined();
     expect(takeEarlySocket('127.0.0.1', port + 1)).toBeUndefined();
     const sock = takeEarlySocket('127.0.0.1', port);
@@ -73,7 +74,7 @@ describe('the early socket', () => {
     await new Promise<void>((r) => closed.listen(0, '127.0.0.1', () => r()));
     const deadPort = (closed.address() as net.AddressInfo).port;
     await new Promise<void>((r) => closed.close(() => r()));
-    await preconnect(env({ hosts: `127.0.0.1:${deadPort}` }));
+    await preconnect(preconnectTarget(env({ hosts: `127.0.0.1:${deadPort}` })));
     // a second attempt, started after the early one, has failed too: the early one's ECONNREFUSED has arrived
     await new Promise<void>((r) => net.connect(deadPort, '127.0.0.1').on('error', () => r()));
     expect(takeEarlySocket('127.0.0.1', deadPort)).toBeUndefined();

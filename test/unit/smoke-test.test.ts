@@ -8,10 +8,10 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openTunnel, runSmokeCommand, smokeTestEnv, smokeTestHook } from '../../src/deploy/smoke-test.js';
-import type { DeployConfig } from '../../src/config/types.js';
-import { RunLog } from '../../src/report/log.js';
-import { Secrets } from '../../src/report/secrets.js';
-import type { RemoteHost } from '../../src/ssh/connection.js';
+import type { DeployConfig } from '../../src/model/config.js';
+import { RunLog } from '../../src/log/log.js';
+import { Secrets } from '../../src/log/secrets.js';
+import type { RemoteHost } from '../../src/transport/remote-host.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'bg-smoke-'));
 const lines: string[] = [];

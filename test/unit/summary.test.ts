@@ -1,5 +1,5 @@
-import type { RunResult } from '../../src/deploy/run.js';
-import type { HostResult, StepName, StepRecord } from '../../src/deploy/types.js';
+import type { RunResult } from '../../src/model/results.js';
+import type { HostResult, StepName, StepRecord } from '../../src/model/results.js';
 import { escapeHtml, formatMs, renderSummary, SUMMARY_LIMIT, workflowFromRef } from '../../src/report/summary.js';
 
 const step = (name: StepName, durationMs: number, status: StepRecord['status'] = 'ok'): StepRecord => ({

@@ -2,8 +2,8 @@
  * The summary's Mermaid gantt timeline, checked with mermaid's own parser (the npm package GitHub's renderer is
  * built on) in jsdom, for 1 and 8 hosts; and the whole summary for 50 hosts stays under GitHub's 1 MiB.
  */
-import type { RunResult } from '../../src/deploy/run.js';
-import type { HostResult, StepName, StepRecord } from '../../src/deploy/types.js';
+import type { RunResult } from '../../src/model/results.js';
+import type { HostResult, StepName, StepRecord } from '../../src/model/results.js';
 import { renderSummary } from '../../src/report/summary.js';
 import { ganttText, renderTimeline, TIMELINE_DETAIL_HOSTS } from '../../src/report/timeline.js';
 

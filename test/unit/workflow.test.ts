@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import * as core from '@actions/core';
-import * as ours from '../../src/report/workflow.js';
+import * as ours from '../../src/log/workflow.js';
 
 const HARD = ['plain', 'multi\nline\r\nvalue', '100% done: a, b', '::error::injected', '', '%0A literal', 'ünïcødé ✓'];
 

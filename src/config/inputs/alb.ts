@@ -3,7 +3,7 @@
  * resources by name or ARN, the canary share and publish-address. Checked against the rest of the config
  * (aws-region, rollout) in checkAlbFits.
  */
-import type { AlbSettings, Color, DeployConfig, Rollout, Traffic } from '../types.js';
+import type { AlbSettings, Color, DeployConfig, Rollout, Traffic } from '../../model/config.js';
 import { Collector, printable } from './collector.js';
 
 const PARTITION = 'arn:aws(?:-[a-z]+)*:elasticloadbalancing:([a-z]{2}(?:-[a-z]+)+-\\d{1,2}):(\\d{12})';

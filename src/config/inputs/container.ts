@@ -1,5 +1,5 @@
 /** The container section: port, env, docker run arguments, the docker command and the health checks. */
-import type { DeployConfig, EnvVar } from '../types.js';
+import type { DeployConfig, EnvVar } from '../../model/config.js';
 import { splitWords } from '../../remote/shell.js';
 import { Collector, COMMAND_WORD, ENV_KEY, MANAGED_RUN_OPTIONS, printable, type InputReader } from './collector.js';
 

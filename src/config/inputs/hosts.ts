@@ -2,7 +2,7 @@
  * The hosts input, parsed without anything else of the inputs: the entry point reads it before the bundle's bulk
  * (ssh2) is loaded, to open the TCP connection early (src/ssh/preconnect.ts).
  */
-import type { HostQuery, HostTarget } from '../types.js';
+import type { HostQuery, HostTarget } from '../../model/config.js';
 import { HOSTNAME, IPV6, printable, USER } from './collector.js';
 
 const INSTANCE_ID = /^i-(?:[0-9a-f]{8}|[0-9a-f]{17})$/;

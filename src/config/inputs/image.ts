@@ -1,7 +1,7 @@
 /** The image section: app name, image and tag, rollback-to, and how the host logs in to the registry. */
-import type { RunContext } from '../context.js';
-import { DIGEST_RE, ecrRegion, parseImage, TAG_RE, type ImageRef } from '../image.js';
-import type { Command, DeployConfig, RegistryAuth } from '../types.js';
+import type { RunContext } from '../../model/context.js';
+import { DIGEST_RE, ecrRegion, parseImage, TAG_RE, type ImageRef } from '../../model/image.js';
+import type { Command, DeployConfig, RegistryAuth } from '../../model/config.js';
 import { APP, Collector, printable } from './collector.js';
 
 export function readApp(c: Collector): string {

@@ -1,5 +1,5 @@
 /** The fleet section: rollout order, batches and what one host's failure does to the others. */
-import type { OnHostFailure, Rollout, RolloutStrategy } from '../types.js';
+import type { OnHostFailure, Rollout, RolloutStrategy } from '../../model/config.js';
 import { Collector, printable } from './collector.js';
 
 export function readRollout(c: Collector): Rollout {

@@ -1,6 +1,6 @@
 /** How the run behaves and reports: drain, stop, lock, verify, images, status, artifact, summary, smoke test, notify. */
-import type { RunContext } from '../context.js';
-import type { DeployConfig, Traffic } from '../types.js';
+import type { RunContext } from '../../model/context.js';
+import type { DeployConfig, Traffic } from '../../model/config.js';
 import { APP, ARTIFACT_FORBIDDEN, Collector, printable } from './collector.js';
 
 export function readRunSettings(

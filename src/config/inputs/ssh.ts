@@ -1,7 +1,7 @@
 /** The SSH section: hosts, key, host keys, connect behaviour and the bastion (and which of it transport: ssm ignores). */
 import { parseKey } from 'ssh2/lib/protocol/keyParser.js';
-import type { HostQuery, HostTarget, JumpHost, SshSettings, Transport } from '../types.js';
-import { parseKnownHosts } from '../../ssh/known-hosts.js';
+import type { HostQuery, HostTarget, JumpHost, SshSettings, Transport } from '../../model/config.js';
+import { parseKnownHosts } from '../../transport/ssh/known-hosts.js';
 import { Collector, DEFAULTS, FINGERPRINT, printable, USER } from './collector.js';
 import { parseHosts } from './hosts.js';
 

@@ -1,5 +1,5 @@
 /** The traffic section: the router (nginx, haproxy, port-swap), the colours' ports and each router's settings. */
-import type { Color, DeployConfig, NginxHealthUrl, Traffic } from '../types.js';
+import type { Color, DeployConfig, NginxHealthUrl, Traffic } from '../../model/config.js';
 import { APP, Collector, DEFAULTS, PATH_SAFE, printable } from './collector.js';
 
 export function readTraffic(

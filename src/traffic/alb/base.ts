@@ -1,8 +1,9 @@
 /** What both ALB routers share: the colours published for the load balancer, and this host's targets. */
-import type { Color, DeployConfig } from '../../config/types.js';
-import { containerName } from '../../deploy/plan.js';
+import type { Color, DeployConfig } from '../../model/config.js';
+import { containerName } from '../../model/host.js';
 import type { RouterHost } from '../router.js';
-import { HostTargets, type AlbHostReport } from './targets.js';
+import { HostTargets } from './targets.js';
+import { type AlbHostReport } from '../../model/load-balancer.js';
 import type { AlbShared } from './traffic.js';
 
 export abstract class AlbRouterBase {

@@ -10,9 +10,9 @@
  *
  * Switching back: the listener is put back (once for the fleet), then the candidate leaves the idle group.
  */
-import type { Color, DeployConfig } from '../../config/types.js';
-import { containerName } from '../../deploy/plan.js';
-import type { HostState } from '../../remote/outputs.js';
+import type { Color, DeployConfig } from '../../model/config.js';
+import { containerName } from '../../model/host.js';
+import type { HostState } from '../../model/host.js';
 import type { Cutover, RouterHost, TrafficRouter } from '../router.js';
 import { describeTarget, type TargetGroupInfo } from './elb.js';
 import { describeWeights, type ListenerSwitch } from './listener-switch.js';

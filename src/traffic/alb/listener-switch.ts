@@ -14,11 +14,12 @@
  * at the barrier are released by the fleet's abort (their step timer's signal) or, at the latest, when the failed
  * host's deploy has ended (hostDone), so the host that failed first is the one named as the cause.
  */
-import type { AlbSettings, Color } from '../../config/types.js';
-import { cancelReason } from '../../deploy/steps.js';
-import { other } from '../../deploy/types.js';
-import type { HostLog } from '../../report/log.js';
+import type { AlbSettings, Color } from '../../model/config.js';
+import { cancelReason } from '../../log/steps.js';
+import { other } from '../../model/results.js';
+import type { HostLog } from '../../log/log.js';
 import { forwardWeights, withWeights, type Action, type Elb, type TargetGroupInfo } from './elb.js';
+import type { AlbListenerReport, ListenerChange } from '../../model/load-balancer.js';
 import type { AlbShared } from './traffic.js';
 
 type ListenerMode = Extract<AlbSettings, { mode: 'listener' }>;
@@ -27,29 +28,6 @@ export interface ListenerState {
   actions: Action[];
   weights: Record<Color, number>;
   live: Color;
-}
-
-export interface ListenerChange {
-  at: string;
-  /**
-   * attach: the idle group added to the forward action with weight 0 (no traffic moves; the ALB health-checks only
-   * groups a listener uses); canary: the first share; switch: all of it (or the rest after the canary); restore:
-   * back to before the run.
-   */
-  kind: 'attach' | 'canary' | 'switch' | 'restore';
-  weights: Record<Color, number>;
-}
-
-/** What the summary and metrics show of the listener: its weights before and after the run, and every change. */
-export interface AlbListenerReport {
-  listener: string;
-  rule?: string;
-  groups: Record<Color, string>;
-  before?: Record<Color, number>;
-  after?: Record<Color, number>;
-  /** When the last host's candidate was healthy in the idle group: the moment the switch could happen. */
-  allHealthyAt?: string;
-  changes: ListenerChange[];
 }
 
 interface Gate {

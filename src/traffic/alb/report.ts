@@ -1,7 +1,7 @@
 /** The job summary's "Load balancer" section: the listener's weights before and after, and each host's targets over time. */
-import type { RunResult } from '../../deploy/run.js';
+import type { RunResult } from '../../model/results.js';
 import { describeWeights } from './listener-switch.js';
-import type { HealthSample } from './targets.js';
+import type { HealthSample } from '../../model/load-balancer.js';
 
 const clock = (iso: string) => iso.slice(11, 23);
 

@@ -2,7 +2,7 @@
  * The ALB's routing as kept in a host's state (each ALB router's readRouting), read by planDeploy, the routers'
  * routedColor and status: this host's two targets in the one group, or the listener's live colour and weights.
  */
-import type { Color } from '../../config/types.js';
+import type { Color } from '../../model/config.js';
 import type { TargetHealthView } from './elb.js';
 
 /** One target group: the ALB's view of this host's two targets. */

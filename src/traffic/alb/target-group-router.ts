@@ -10,10 +10,10 @@
  * Switching back registers the old colour again (waiting until the ALB calls it healthy), then deregisters the
  * candidate and lets it drain: decided from what the ALB reports for both targets after the failure.
  */
-import type { Color, DeployConfig } from '../../config/types.js';
-import { containerName } from '../../deploy/plan.js';
-import type { StepName } from '../../deploy/types.js';
-import type { HostState } from '../../remote/outputs.js';
+import type { Color, DeployConfig } from '../../model/config.js';
+import { containerName } from '../../model/host.js';
+import type { StepName } from '../../model/results.js';
+import type { HostState } from '../../model/host.js';
 import type { RemoteHost } from '../../transport/remote-host.js';
 import type { Cutover, RouterHost, TrafficRouter } from '../router.js';
 import { describeTarget, type TargetGroupInfo } from './elb.js';

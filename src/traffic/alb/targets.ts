@@ -4,35 +4,17 @@
  * port), registering and deregistering them, waiting until the ALB reports them healthy or drained, and the record
  * of every health state the ALB reported (the summary's and metrics' timeline).
  */
-import type { Color, DeployConfig } from '../../config/types.js';
-import { StepError, type StepName } from '../../deploy/types.js';
-import { cancelReason } from '../../deploy/steps.js';
+import type { Color, DeployConfig } from '../../model/config.js';
+import { StepError, type StepName } from '../../model/results.js';
+import { cancelReason } from '../../log/steps.js';
 import { watchBeside, type RouterHost } from '../router.js';
 import { describeTarget, ElbError, type Elb, type Target, type TargetGroupInfo, type TargetHealthView } from './elb.js';
+import type { AlbHostReport, HealthSample } from '../../model/load-balancer.js';
 import { identityScript, parseIdentity, type HostIdentity } from './identity.js';
 
 /** How often DescribeTargetHealth is polled (tests make it shorter). */
 export const albTiming = { pollMs: 500 };
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** One health state the ALB reported for a target, from when it was first seen. */
-export interface HealthSample {
-  at: string;
-  group: string;
-  color: Color;
-  target: string;
-  state: string;
-  reason?: string;
-}
-
-/** What the summary and metrics show of one host's time in the load balancer. */
-export interface AlbHostReport {
-  targetType?: string;
-  instanceId?: string;
-  privateIp?: string;
-  /** Target health as the ALB saw it over time: a sample at each change of state. */
-  health: HealthSample[];
-}
 
 export class HealthRecorder {
   readonly samples: HealthSample[] = [];

@@ -3,11 +3,12 @@
  * described once), and with alb-listener the fleet switch every host's router takes part in. run.ts makes one, asks
  * it for each host's router, tells it when a host's deploy ended, and puts its report into the run's result.
  */
-import type { DeployConfig, HostTarget } from '../../config/types.js';
+import type { DeployConfig, HostTarget } from '../../model/config.js';
 import type { TrafficRouter } from '../router.js';
 import { loadElb, type Elb, type TargetGroupInfo } from './elb.js';
 import { AlbListenerRouter } from './listener-router.js';
-import { ListenerSwitch, type AlbListenerReport } from './listener-switch.js';
+import { ListenerSwitch } from './listener-switch.js';
+import { type AlbListenerReport } from '../../model/load-balancer.js';
 import { AlbTargetGroupRouter } from './target-group-router.js';
 
 export interface AlbShared {

@@ -3,7 +3,7 @@
  * scripts the router needs (values as positional arguments or stdin, never spliced into shell text). The action only
  * ever changes server states: never HAProxy's configuration, never a reload or restart.
  */
-import type { Color } from '../../config/types.js';
+import type { Color } from '../../model/config.js';
 import type { RemoteScript } from '../../remote/scripts.js';
 import type { AdminState } from './view.js';
 

@@ -13,11 +13,11 @@
  * (load-server-state-from-file) keeps the live colour live and the other in maint. Switching back is the same move in
  * the other direction, decided from HAProxy's real state as read after the failure.
  */
-import type { Color, DeployConfig } from '../../config/types.js';
-import { containerName } from '../../deploy/plan.js';
-import { StepError, type StepName } from '../../deploy/types.js';
-import type { HostState } from '../../remote/outputs.js';
-import type { RemoteHost } from '../../ssh/connection.js';
+import type { Color, DeployConfig } from '../../model/config.js';
+import { containerName } from '../../model/host.js';
+import { StepError, type StepName } from '../../model/results.js';
+import type { HostState } from '../../model/host.js';
+import type { RemoteHost } from '../../transport/remote-host.js';
 import { watchBeside, type Cutover, type RouterHost, type TrafficRouter } from '../router.js';
 import {
   commandLine,

@@ -4,7 +4,7 @@
  * refuses it, the same command line goes through socat or `nc -U` on the host. One stream per command line: HAProxy
  * answers a non-interactive line and closes.
  */
-import type { RemoteHost } from '../../ssh/connection.js';
+import type { RemoteHost } from '../../transport/remote-host.js';
 import { parseSocketDiagnosis, socketClientScript, socketDiagnosisScript } from './commands.js';
 
 export interface Answer {

@@ -3,7 +3,7 @@
  * operational state, check health counter) and `show stat <backend> 4 -1` (current sessions, check status). The
  * router decides everything from this view, never from what the runner believed.
  */
-import type { Color } from '../../config/types.js';
+import type { Color } from '../../model/config.js';
 
 /** Admin state as the action sets it: `ready` takes traffic, `drain` only finishes what it has, `maint` takes none. */
 export type AdminState = 'ready' | 'drain' | 'maint';

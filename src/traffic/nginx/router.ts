@@ -6,11 +6,11 @@
  * (js_set, README "Reload-free switch with njs"), so no worker closes a client's keep-alive connection; the old
  * colour is drained by its open connections on the host instead of by waiting for old workers.
  */
-import type { Color, DeployConfig } from '../../config/types.js';
-import { StepError } from '../../deploy/types.js';
-import type { HostState } from '../../remote/outputs.js';
+import type { Color, DeployConfig } from '../../model/config.js';
+import { StepError } from '../../model/results.js';
+import type { HostState } from '../../model/host.js';
 import { connectionDrainScript, nginxDrainScript, writeUpstreamScript } from '../../remote/scripts.js';
-import { Prober } from '../../deploy/health.js';
+import { Prober } from '../../probe/health.js';
 import { writtenBy, type Cutover, type RouterHost, type TrafficRouter } from '../router.js';
 import { parseSwitchOutput, type SwitchOutput } from './switch-output.js';
 import { renderUpstream, upstreamPort } from './upstream.js';

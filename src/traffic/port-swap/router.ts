@@ -2,9 +2,9 @@
  * port-swap mode, for hosts without a proxy: the candidate is created bound to public-port; at the switch the old
  * container stops and the candidate starts. Real downtime (old stopped until new healthy), measured and reported.
  */
-import type { Color, DeployConfig } from '../../config/types.js';
-import { containerName } from '../../deploy/plan.js';
-import type { HostState } from '../../remote/outputs.js';
+import type { Color, DeployConfig } from '../../model/config.js';
+import { containerName } from '../../model/host.js';
+import type { HostState } from '../../model/host.js';
 import { portSwapScript } from '../../remote/scripts.js';
 import type { Cutover, RouterHost, TrafficRouter } from '../router.js';
 

@@ -3,7 +3,7 @@
  * loaded lazily (it is most of the bundle) and one client per region is shared by every host of the run. The
  * endpoint comes from the SDK's usual configuration (AWS_ENDPOINT_URL_SSM, AWS_REGION, credentials chain).
  */
-import type { DeployConfig, HostTarget } from '../../config/types.js';
+import type { DeployConfig, HostTarget } from '../../model/config.js';
 import { SsmHost, type SsmSdk } from './host.js';
 
 let sdk: Promise<SsmSdk> | undefined;

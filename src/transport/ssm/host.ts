@@ -8,7 +8,7 @@
  * Output arrives when a command has finished: `onLine` is called for all its lines at once then (SSM's partial output
  * of a running command is not reliable enough to stream).
  */
-import type { HostTarget } from '../../config/types.js';
+import type { HostTarget } from '../../model/config.js';
 import type { ExecOptions, ExecResult, RemoteHost } from '../remote-host.js';
 import { explainSsmError, explainStatus } from './errors.js';
 import { seal } from './seal.js';

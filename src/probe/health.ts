@@ -3,12 +3,12 @@
  * the host nor the image needs curl or wget. Between failed probes the container's state is read,
  * so a container that exits or restarts fails at once with its last log lines.
  */
-import type { RemoteHost } from '../ssh/connection.js';
+import type { RemoteHost } from '../transport/remote-host.js';
 import type { RemoteStream } from '../transport/remote-host.js';
 import { containerStatusScript, healthWatchScript, httpProbeScript, logsScript } from '../remote/scripts.js';
-import type { HostLog } from '../report/log.js';
-import { StepError } from './types.js';
-import { cancelReason } from './steps.js';
+import type { HostLog } from '../log/log.js';
+import { StepError } from '../model/results.js';
+import { cancelReason } from '../log/steps.js';
 
 export interface ProbeResult {
   status?: number;

@@ -1,10 +1,10 @@
 /** The traffic router for a config (see router.ts). */
-import type { DeployConfig } from '../config/types.js';
-import { AlbTraffic } from './alb/traffic.js';
-import { HaproxyRouter } from './haproxy/router.js';
-import { NginxRouter } from './nginx/router.js';
-import { PortSwapRouter } from './port-swap/router.js';
-import type { TrafficRouter } from './router.js';
+import type { DeployConfig } from '../../model/config.js';
+import { AlbTraffic } from '../alb/traffic.js';
+import { HaproxyRouter } from '../haproxy/router.js';
+import { NginxRouter } from '../nginx/router.js';
+import { PortSwapRouter } from '../port-swap/router.js';
+import type { TrafficRouter } from '../router.js';
 
 export function routerFor(cfg: DeployConfig): TrafficRouter {
   switch (cfg.traffic) {

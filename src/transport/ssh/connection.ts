@@ -13,13 +13,13 @@ import type { Duplex } from 'node:stream';
 import type { Client, ClientChannel, ConnectConfig } from 'ssh2';
 // the client's own file: ssh2's index loads much that is never used (src/types/ssh2-parts.d.ts)
 import SshClient from 'ssh2/lib/client.js';
-import type { HostKeyPolicy, HostTarget, JumpHost, SshSettings } from '../config/types.js';
+import type { HostKeyPolicy, HostTarget, JumpHost, SshSettings } from '../../model/config.js';
 import { parseKnownHosts, preferredHostKeyAlgorithms, verifyHostKey } from './known-hosts.js';
-import { shInvocation } from '../remote/shell.js';
+import { shInvocation } from '../../remote/shell.js';
 import { hasEarlySocket, takeEarlySocket } from './preconnect.js';
 
-export type { ExecOptions, ExecResult, RemoteHost } from '../transport/remote-host.js';
-import type { ExecOptions, ExecResult, RemoteHost, RemoteStream } from '../transport/remote-host.js';
+export type { ConnectOptions, ExecOptions, ExecResult, RemoteHost } from '../remote-host.js';
+import type { ConnectOptions, ExecOptions, ExecResult, RemoteHost, RemoteStream } from '../remote-host.js';
 
 /** An SSH connection has every capability of the transport interface. */
 export interface SshRemoteHost extends RemoteHost {
@@ -115,13 +115,6 @@ function reasonOf(err?: SshError | string): string {
 function cancelledError(target: HostTarget, signal?: AbortSignal): ConnectError {
   const reason = typeof signal?.reason === 'string' ? `: ${signal.reason}` : '';
   return new ConnectError(`cancelled while connecting to ${whereOf(target)}${reason}`, 'cancelled');
-}
-
-export interface ConnectOptions {
-  /** Called before each retry of a failed connect attempt. */
-  onRetry?: (attempt: number, error: ConnectError, waitMs: number) => void;
-  /** Aborts the attempt in progress (socket connect, tunnel, handshake) and the backoff wait at once. */
-  signal?: AbortSignal;
 }
 
 const RETRYABLE: ReadonlySet<ConnectError['kind']> = new Set(['refused', 'timeout', 'network', 'dns']);

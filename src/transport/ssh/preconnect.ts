@@ -3,15 +3,13 @@
  * ~70 ms to compile and load) is: the TCP handshake and sshd's own start-up (its banner, ~8 ms on a near host)
  * happen meanwhile. At a distance that hides most of a round trip (up to Node's start-up time); near, sshd's start.
  *
- * Only in the plain case: transport ssh, one address in `hosts`, a numeric ssh-port, no jump host. Nothing is sent
+ * Only in the plain case (src/config/inputs/preconnect-target.ts): transport ssh, one address in `hosts`, a numeric ssh-port, no jump host. Nothing is sent
  * on the socket until the connect step hands it to ssh2, which checks the host key as always; a socket that failed,
  * or that the run did not take within UNUSED_MS, is dropped, and the connect step opens its own (with its retries and
  * errors). A socket sshd closed meanwhile (LoginGraceTime) looks alive until read: an attempt on it that fails is
  * tried again at once on a fresh socket, not counted against ssh-connect-retries (connection.ts).
  */
 import net from 'node:net';
-import { envInputReader } from '../config/inputs/collector.js';
-import { parseHosts } from '../config/inputs/hosts.js';
 
 /** sshd drops a connection that has not authenticated within LoginGraceTime (120 s by default): far less. */
 const UNUSED_MS = 15_000;
@@ -26,23 +24,11 @@ interface EarlySocket {
 
 let early: EarlySocket | undefined;
 
-/** The one host to connect to early, from the raw inputs; undefined unless the inputs name exactly one address. */
-export function preconnectTarget(env: NodeJS.ProcessEnv): { host: string; port: number } | undefined {
-  const read = envInputReader(env);
-  if (!['', 'ssh'].includes(read('transport')) || read('jump-host') !== '') return undefined;
-  const port = read('ssh-port') || '22';
-  if (!/^\d{1,5}$/.test(port)) return undefined;
-  const { hosts, problems, query } = parseHosts(read('hosts'), 'ec2-user', Number(port));
-  if (problems.length || query || hosts.length !== 1) return undefined;
-  return { host: hosts[0].host, port: hosts[0].port };
-}
-
 /**
  * Starts the early connection (at most one; it does not keep the process alive). Resolves once the connect is on its
  * way: net.connect sends the SYN only on the next tick, and loading the rest of the bundle would hold that up.
  */
-export async function preconnect(env: NodeJS.ProcessEnv = process.env): Promise<void> {
-  const t = preconnectTarget(env);
+export async function preconnect(t: { host: string; port: number } | undefined): Promise<void> {
   if (!t || early) return;
   const sock = net.connect({ host: t.host, port: t.port, noDelay: true });
   sock.unref();

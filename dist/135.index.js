@@ -1,8 +1,8 @@
-export const id = 983;
-export const ids = [983];
+export const id = 135;
+export const ids = [135];
 export const modules = {
 
-/***/ 2983:
+/***/ 91135:
 /***/ ((__unused_webpack_module, __webpack_exports__, __webpack_require__) => {
 
 
@@ -18,7 +18,7 @@ var external_node_crypto_default = /*#__PURE__*/__webpack_require__.n(external_n
 var external_node_fs_ = __webpack_require__(73024);
 // EXTERNAL MODULE: external "node:os"
 var external_node_os_ = __webpack_require__(48161);
-;// CONCATENATED MODULE: ./src/report/workflow.ts
+;// CONCATENATED MODULE: ./src/log/workflow.ts
 /**
  * The GitHub Actions workflow commands this action uses, written as @actions/core writes them (same escaping, same
  * file commands), without loading @actions/core: its OIDC client pulls @actions/http-client, undici, tunnel and
@@ -104,7 +104,7 @@ const summary = {
 
 // EXTERNAL MODULE: external "node:path"
 var external_node_path_ = __webpack_require__(76760);
-;// CONCATENATED MODULE: ./src/config/image.ts
+;// CONCATENATED MODULE: ./src/model/image.ts
 /** Docker image references: `[registry/]repository[:tag][@sha256:digest]`. */
 const COMPONENT = '[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*';
 const DOMAIN = '(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:]+\\])(?::[0-9]{1,5})?';
@@ -1225,244 +1225,8 @@ function withWeights(actions, weights) {
     });
 }
 
-;// CONCATENATED MODULE: ./src/traffic/alb/routing.ts
-/** A target taking part in the group: registered and not on its way out. */
-function registered(v) {
-    return Boolean(v) && v.state !== 'unregistered' && v.state !== 'draining' && v.state !== 'unused';
-}
-function parseAs(content, start) {
-    if (!content?.startsWith(start))
-        return undefined;
-    try {
-        return JSON.parse(content);
-    }
-    catch {
-        return undefined;
-    }
-}
-const parseListenerRouting = (content) => parseAs(content, '{"listener"');
-const parseGroupRouting = (content) => parseAs(content, '{"group"');
-/** The colour the group sends this host's requests to: the only one of its two targets registered in it. */
-function routedColorOfGroup(r) {
-    if (!r)
-        return undefined;
-    const live = ['blue', 'green'].filter((c) => registered(r.targets[c]));
-    if (live.length === 1)
-        return live[0];
-    // Both registered (an interrupted swap): the healthy one, if only one is.
-    const healthy = live.filter((c) => r.targets[c]?.state === 'healthy');
-    return healthy.length === 1 ? healthy[0] : undefined;
-}
-/** routed: the colour the ALB sends this host's requests to; fleet: decided by the listener for every host. */
-function albRouting(content) {
-    const l = parseListenerRouting(content);
-    if (l)
-        return { routed: l.live, fleet: true };
-    const g = parseGroupRouting(content);
-    if (g)
-        return { routed: routedColorOfGroup(g), fleet: false };
-    return undefined;
-}
-
-;// CONCATENATED MODULE: ./src/traffic/haproxy/view.ts
-const MAINT_BITS = 0x01 | 0x02 | 0x04 | 0x20 | 0x40;
-const DRAIN_BITS = 0x08 | 0x10;
-const OP = { '0': 'down', '1': 'starting', '2': 'up', '3': 'stopping' };
-const OK_CHECKS = new Set(['L4OK', 'L6OK', 'L7OK', 'L7OKC', 'PROCOK']);
-/** What HAProxy answers instead of data when a command fails (unknown backend, permission, syntax). */
-class HaproxyAnswerError extends Error {
-}
-function cliError(text) {
-    const t = text.trim();
-    if (/^(Can't find backend|No such (backend|server)|Unknown command|Permission denied|Require '|'set server' |'show stat' |Failed|Invalid)/im.test(t))
-        return t.split('\n')[0];
-    return undefined;
-}
-/**
- * Parses `show servers state [<backend>]` (format version 1: a "1" line, a "# be_id be_name srv_id srv_name …" header,
- * then one line per server) and `show stat` CSV ("# pxname,svname,…" header) of the backend into one view of the blue
- * and green servers. Columns are looked up by their header names, so added columns in newer versions do not matter.
- */
-function parseBackendView(backend, serversState, stat) {
-    const err = cliError(serversState) ?? (stat !== undefined ? cliError(stat) : undefined);
-    if (err)
-        throw new HaproxyAnswerError(err);
-    const lines = serversState
-        .split('\n')
-        .map((l) => l.trim())
-        .filter(Boolean);
-    const header = lines.find((l) => l.startsWith('#') && /\bbe_name\b/.test(l) && /\bsrv_name\b/.test(l));
-    if (!header)
-        throw new HaproxyAnswerError(`unexpected answer to "show servers state" (no header line): ${serversState.trim().slice(0, 200) || '(empty)'}`);
-    const cols = header.replace(/^#\s*/, '').split(/\s+/);
-    const at = (name) => cols.indexOf(name);
-    const servers = {};
-    for (const line of lines) {
-        if (line.startsWith('#') || /^\d+$/.test(line))
-            continue;
-        const f = line.split(/\s+/);
-        if (f[at('be_name')] !== backend)
-            continue;
-        const name = f[at('srv_name')];
-        if (name !== 'blue' && name !== 'green')
-            continue;
-        const bits = Number(f[at('srv_admin_state')]);
-        const port = at('srv_port') >= 0 ? Number(f[at('srv_port')]) : NaN;
-        servers[name] = {
-            name,
-            adminBits: bits,
-            admin: bits & MAINT_BITS ? 'maint' : bits & DRAIN_BITS ? 'drain' : 'ready',
-            op: OP[f[at('srv_op_state')]] ?? 'down',
-            address: f[at('srv_addr')] ?? '',
-            port: Number.isFinite(port) && port > 0 ? port : undefined,
-            checkHealth: Number(f[at('srv_check_health')] ?? 0)
-        };
-    }
-    if (stat !== undefined) {
-        const rows = stat.split('\n').filter((l) => l.trim());
-        const h = rows.find((l) => l.startsWith('# pxname'));
-        if (!h)
-            throw new HaproxyAnswerError(`unexpected answer to "show stat" (no header line): ${stat.trim().slice(0, 200) || '(empty)'}`);
-        const sc = h.replace(/^#\s*/, '').split(',');
-        const col = (row, name) => {
-            const i = sc.indexOf(name);
-            return i >= 0 ? row[i] : undefined;
-        };
-        const num = (v) => (v === undefined || v === '' ? undefined : Number(v));
-        for (const r of rows) {
-            if (r.startsWith('#'))
-                continue;
-            const row = r.split(',');
-            if (col(row, 'pxname') !== backend)
-                continue;
-            const s = servers[col(row, 'svname')];
-            if (!s)
-                continue;
-            s.sessions = num(col(row, 'scur'));
-            s.queued = num(col(row, 'qcur'));
-            s.status = col(row, 'status');
-            s.checkStatus = (col(row, 'check_status') ?? '').replace(/^\* ?/, '') || undefined;
-            s.checkCode = col(row, 'check_code') || undefined;
-            s.checkDesc = col(row, 'check_desc') || undefined;
-            s.rise = num(col(row, 'check_rise'));
-            s.fall = num(col(row, 'check_fall'));
-        }
-    }
-    return { backend, servers };
-}
-/** The colour HAProxy sends new requests to: the one server that is ready (not drain/maint) and up; else the only ready one. */
-function routedColor(view) {
-    if (!view)
-        return undefined;
-    const ready = ['blue', 'green'].filter((c) => view.servers[c]?.admin === 'ready');
-    if (ready.length === 1)
-        return ready[0];
-    const up = ready.filter((c) => view.servers[c]?.op === 'up');
-    return up.length === 1 ? up[0] : undefined;
-}
-/** The colour from the raw `show servers state <backend>` text the detect step stores as the host's routing. */
-function routedColorOf(backend, serversState) {
-    if (!serversState)
-        return undefined;
-    try {
-        return routedColor(parseBackendView(backend, serversState));
-    }
-    catch {
-        return undefined;
-    }
-}
-/** The server has no `check` in HAProxy's config: it counts as up whatever the app answers. */
-function unchecked(s) {
-    return s.status === 'no check';
-}
-/**
- * HAProxy itself found the server healthy since it left maint: up, its last check passed, and the health counter at
- * its top (HAProxy puts a server that leaves maint straight to "up" at `rise` without checking it; only a passing
- * check raises the counter to rise+fall-1).
- */
-function checkedHealthy(s) {
-    if (s.op !== 'up')
-        return false;
-    if (unchecked(s))
-        return true;
-    if (!s.checkStatus || !OK_CHECKS.has(s.checkStatus))
-        return false;
-    if (s.rise !== undefined && s.fall !== undefined)
-        return s.checkHealth >= s.rise + s.fall - 1;
-    return true;
-}
-/** One line for logs and errors: "green: ready, up, 0 sessions, check L7OK (200)". */
-function describeServer(s) {
-    if (!s)
-        return 'missing';
-    const check = s.checkStatus
-        ? `check ${s.checkStatus}${s.checkCode ? ` (${s.checkCode})` : ''}${s.checkDesc && !/^OK$/i.test(s.checkDesc) ? ` ${s.checkDesc}` : ''}`
-        : unchecked(s)
-            ? 'no health check'
-            : 'not checked yet';
-    return `${s.name}: ${s.admin}, ${s.op}${s.sessions !== undefined ? `, ${s.sessions} session(s)` : ''}, ${check}`;
-}
-/** `show activity`'s `date_now: <seconds>.<microseconds>`: HAProxy's clock, in ms. */
-function parseActivityDates(text) {
-    return [...text.matchAll(/^date_now:\s*(\d+)\.(\d{1,6})/gm)].map((m) => Number(m[1]) * 1000 + Number(m[2].padEnd(6, '0')) / 1000);
-}
-
-;// CONCATENATED MODULE: ./src/traffic/nginx/upstream.ts
-/** The one file the action owns on an nginx host: a complete `upstream` block for the live colour. */
-function renderUpstream(name, port, note) {
-    return [
-        `# Managed by bluegreen-ec2-action; it is rewritten on every deploy. ${note}`,
-        `upstream ${name} {`,
-        `    server 127.0.0.1:${port};`,
-        '}',
-        ''
-    ].join('\n');
-}
-/** The port the upstream block currently sends traffic to, if the file names exactly one server. */
-function upstreamPort(content) {
-    if (!content)
-        return undefined;
-    const ports = [...content.replace(/#.*$/gm, '').matchAll(/\bserver\s+(?:127\.0\.0\.1|localhost|\[::1\]):(\d+)/g)].map((m) => Number(m[1]));
-    return ports.length === 1 ? ports[0] : undefined;
-}
-
-;// CONCATENATED MODULE: ./src/deploy/types.ts
-/** A failure attributed to a step; `logs` carries the candidate's last log lines when relevant. */
-class StepError extends Error {
-    step;
-    logs;
-    constructor(step, message, logs) {
-        super(message);
-        this.step = step;
-        this.logs = logs;
-        this.name = 'StepError';
-    }
-}
-const other = (c) => (c === 'blue' ? 'green' : 'blue');
-
-;// CONCATENATED MODULE: ./src/deploy/plan.ts
-
-
-
-
+;// CONCATENATED MODULE: ./src/model/host.ts
 const containerName = (app, color) => `${app}-${color}`;
-/** Parses the one-object-per-line output of detectScript's `docker inspect --format`. */
-function parseInspect(text) {
-    return text
-        .split('\n')
-        .filter((l) => l.trim().startsWith('{'))
-        .map((l) => {
-        const c = JSON.parse(l);
-        return {
-            id: c.id,
-            name: c.name.replace(/^\//, ''),
-            state: c.state,
-            running: c.running,
-            restartCount: c.restarts,
-            labels: c.labels ?? {}
-        };
-    });
-}
 /**
  * The live colour, the one rule for deploy and status: the colour traffic is routed to if it runs; else the only
  * running colour; with both running and no routing to tell, the recorded one (blue without a record).
@@ -1476,64 +1240,22 @@ function liveColor(running, routedColor, recordedLive) {
         return recordedLive ?? 'blue';
     return undefined;
 }
-function planDeploy(cfg, containers, upstreamContent, recordedLive) {
-    const notes = [];
-    const byColor = {};
-    for (const color of ['blue', 'green']) {
-        const c = containers.find((x) => x.name === containerName(cfg.app, color));
-        if (!c)
-            continue;
-        if (c.labels['bluegreen.app'] !== cfg.app) {
-            throw new StepError('detect', `a container named ${c.name} exists on the host but was not created by this action (no bluegreen.app=${cfg.app} label); remove or rename it, or choose another app-name`);
-        }
-        byColor[color] = c;
-    }
-    const running = ['blue', 'green'].filter((c) => byColor[c]?.running);
-    let upstreamColor;
-    if (cfg.traffic === 'nginx') {
-        const port = upstreamPort(upstreamContent);
-        upstreamColor = port === cfg.ports.blue ? 'blue' : port === cfg.ports.green ? 'green' : undefined;
-        if (upstreamContent && port !== undefined && !upstreamColor)
-            notes.push(`the upstream file points at port ${port}, which is neither blue-port (${cfg.ports.blue}) nor green-port (${cfg.ports.green})`);
-    }
-    // haproxy: upstreamContent is HAProxy's `show servers state <backend>`; the routed colour is the ready server.
-    if (cfg.traffic === 'haproxy')
-        upstreamColor = routedColorOf(cfg.haproxyBackend ?? cfg.app, upstreamContent);
-    // alb: upstreamContent is the ALB's view (this host's targets in the group, or the listener's live colour).
-    const alb = cfg.traffic === 'alb' ? albRouting(upstreamContent) : undefined;
-    if (alb)
-        upstreamColor = alb.routed;
-    let live = liveColor(running, upstreamColor, recordedLive);
-    if (live && live !== upstreamColor && running.length === 1 && cfg.traffic === 'nginx')
-        notes.push(`the upstream ${upstreamColor ? `points at ${upstreamColor}, which is not running` : 'names no colour'}; taking the running ${live} container as live`);
-    if (running.length === 2 && live !== upstreamColor)
-        notes.push(`both colours are running; taking ${live} as live (${recordedLive ? 'recorded state' : 'default'})`);
-    let candidate = live ? other(live) : (upstreamColor ?? recordedLive ?? 'blue');
-    if (alb?.fleet && upstreamColor) {
-        // The listener decides for every host at once: the candidate goes to the idle colour's group, whatever runs here.
-        if (live !== upstreamColor && running.length)
-            notes.push(`the listener sends traffic to ${upstreamColor}, but this host runs ${running.join(' and ')}${byColor[upstreamColor] ? '' : ` and no ${upstreamColor} container`}; deploying to ${other(upstreamColor)}, the idle colour`);
-        live = running.includes(upstreamColor) ? upstreamColor : undefined;
-        candidate = other(upstreamColor);
-    }
-    const leftovers = containers
-        .filter((c) => c.labels['bluegreen.app'] === cfg.app &&
-        c.name !== containerName(cfg.app, 'blue') &&
-        c.name !== containerName(cfg.app, 'green'))
-        .map((c) => c.name);
-    return {
-        live,
-        candidate,
-        replaceExisting: Boolean(byColor[candidate]),
-        upstreamContent,
-        upstreamColor,
-        byColor,
-        leftovers,
-        notes
-    };
-}
 
-;// CONCATENATED MODULE: ./src/deploy/steps.ts
+;// CONCATENATED MODULE: ./src/model/results.ts
+/** A failure attributed to a step; `logs` carries the candidate's last log lines when relevant. */
+class StepError extends Error {
+    step;
+    logs;
+    constructor(step, message, logs) {
+        super(message);
+        this.step = step;
+        this.logs = logs;
+        this.name = 'StepError';
+    }
+}
+const other = (c) => (c === 'blue' ? 'green' : 'blue');
+
+;// CONCATENATED MODULE: ./src/log/steps.ts
 
 /** Times steps of one host, logs them, and turns any error into a StepError naming the step. */
 class StepTimer {
@@ -1865,6 +1587,45 @@ class ListenerSwitch {
     report() {
         return { ...this.report0, changes: [...this.report0.changes] };
     }
+}
+
+;// CONCATENATED MODULE: ./src/traffic/alb/routing.ts
+/** A target taking part in the group: registered and not on its way out. */
+function registered(v) {
+    return Boolean(v) && v.state !== 'unregistered' && v.state !== 'draining' && v.state !== 'unused';
+}
+function parseAs(content, start) {
+    if (!content?.startsWith(start))
+        return undefined;
+    try {
+        return JSON.parse(content);
+    }
+    catch {
+        return undefined;
+    }
+}
+const parseListenerRouting = (content) => parseAs(content, '{"listener"');
+const parseGroupRouting = (content) => parseAs(content, '{"group"');
+/** The colour the group sends this host's requests to: the only one of its two targets registered in it. */
+function routedColorOfGroup(r) {
+    if (!r)
+        return undefined;
+    const live = ['blue', 'green'].filter((c) => registered(r.targets[c]));
+    if (live.length === 1)
+        return live[0];
+    // Both registered (an interrupted swap): the healthy one, if only one is.
+    const healthy = live.filter((c) => r.targets[c]?.state === 'healthy');
+    return healthy.length === 1 ? healthy[0] : undefined;
+}
+/** routed: the colour the ALB sends this host's requests to; fleet: decided by the listener for every host. */
+function albRouting(content) {
+    const l = parseListenerRouting(content);
+    if (l)
+        return { routed: l.live, fleet: true };
+    const g = parseGroupRouting(content);
+    if (g)
+        return { routed: routedColorOfGroup(g), fleet: false };
+    return undefined;
 }
 
 ;// CONCATENATED MODULE: ./src/traffic/router.ts
@@ -2621,7 +2382,6 @@ function fleet_sleep(ms, signal) {
 }
 
 ;// CONCATENATED MODULE: ./src/remote/outputs.ts
-
 function parseDetectOutput(out) {
     const section = (name) => {
         const m = new RegExp(`@@${name}\\n([\\s\\S]*?)(?=\\n@@(?:containers|upstream|state)\\n|$)`).exec(out);
@@ -2663,6 +2423,23 @@ function parseDiscardOutput(out) {
         restored: /^@@restored$/m.test(out),
         foreign: foreign === undefined ? undefined : foreign.trim() || '(no deploy id)'
     };
+}
+/** Parses the one-object-per-line output of detectScript's `docker inspect --format`. */
+function parseInspect(text) {
+    return text
+        .split('\n')
+        .filter((l) => l.trim().startsWith('{'))
+        .map((l) => {
+        const c = JSON.parse(l);
+        return {
+            id: c.id,
+            name: c.name.replace(/^\//, ''),
+            state: c.state,
+            running: c.running,
+            restartCount: c.restarts,
+            labels: c.labels ?? {}
+        };
+    });
 }
 
 ;// CONCATENATED MODULE: ./src/traffic/haproxy/commands.ts
@@ -2863,6 +2640,149 @@ function readAnswer(stream, line, socketPath) {
         // Our side ends after the line (like socat): HAProxy still answers it, then closes.
         stream.end(line);
     });
+}
+
+;// CONCATENATED MODULE: ./src/traffic/haproxy/view.ts
+const MAINT_BITS = 0x01 | 0x02 | 0x04 | 0x20 | 0x40;
+const DRAIN_BITS = 0x08 | 0x10;
+const OP = { '0': 'down', '1': 'starting', '2': 'up', '3': 'stopping' };
+const OK_CHECKS = new Set(['L4OK', 'L6OK', 'L7OK', 'L7OKC', 'PROCOK']);
+/** What HAProxy answers instead of data when a command fails (unknown backend, permission, syntax). */
+class HaproxyAnswerError extends Error {
+}
+function cliError(text) {
+    const t = text.trim();
+    if (/^(Can't find backend|No such (backend|server)|Unknown command|Permission denied|Require '|'set server' |'show stat' |Failed|Invalid)/im.test(t))
+        return t.split('\n')[0];
+    return undefined;
+}
+/**
+ * Parses `show servers state [<backend>]` (format version 1: a "1" line, a "# be_id be_name srv_id srv_name …" header,
+ * then one line per server) and `show stat` CSV ("# pxname,svname,…" header) of the backend into one view of the blue
+ * and green servers. Columns are looked up by their header names, so added columns in newer versions do not matter.
+ */
+function parseBackendView(backend, serversState, stat) {
+    const err = cliError(serversState) ?? (stat !== undefined ? cliError(stat) : undefined);
+    if (err)
+        throw new HaproxyAnswerError(err);
+    const lines = serversState
+        .split('\n')
+        .map((l) => l.trim())
+        .filter(Boolean);
+    const header = lines.find((l) => l.startsWith('#') && /\bbe_name\b/.test(l) && /\bsrv_name\b/.test(l));
+    if (!header)
+        throw new HaproxyAnswerError(`unexpected answer to "show servers state" (no header line): ${serversState.trim().slice(0, 200) || '(empty)'}`);
+    const cols = header.replace(/^#\s*/, '').split(/\s+/);
+    const at = (name) => cols.indexOf(name);
+    const servers = {};
+    for (const line of lines) {
+        if (line.startsWith('#') || /^\d+$/.test(line))
+            continue;
+        const f = line.split(/\s+/);
+        if (f[at('be_name')] !== backend)
+            continue;
+        const name = f[at('srv_name')];
+        if (name !== 'blue' && name !== 'green')
+            continue;
+        const bits = Number(f[at('srv_admin_state')]);
+        const port = at('srv_port') >= 0 ? Number(f[at('srv_port')]) : NaN;
+        servers[name] = {
+            name,
+            adminBits: bits,
+            admin: bits & MAINT_BITS ? 'maint' : bits & DRAIN_BITS ? 'drain' : 'ready',
+            op: OP[f[at('srv_op_state')]] ?? 'down',
+            address: f[at('srv_addr')] ?? '',
+            port: Number.isFinite(port) && port > 0 ? port : undefined,
+            checkHealth: Number(f[at('srv_check_health')] ?? 0)
+        };
+    }
+    if (stat !== undefined) {
+        const rows = stat.split('\n').filter((l) => l.trim());
+        const h = rows.find((l) => l.startsWith('# pxname'));
+        if (!h)
+            throw new HaproxyAnswerError(`unexpected answer to "show stat" (no header line): ${stat.trim().slice(0, 200) || '(empty)'}`);
+        const sc = h.replace(/^#\s*/, '').split(',');
+        const col = (row, name) => {
+            const i = sc.indexOf(name);
+            return i >= 0 ? row[i] : undefined;
+        };
+        const num = (v) => (v === undefined || v === '' ? undefined : Number(v));
+        for (const r of rows) {
+            if (r.startsWith('#'))
+                continue;
+            const row = r.split(',');
+            if (col(row, 'pxname') !== backend)
+                continue;
+            const s = servers[col(row, 'svname')];
+            if (!s)
+                continue;
+            s.sessions = num(col(row, 'scur'));
+            s.queued = num(col(row, 'qcur'));
+            s.status = col(row, 'status');
+            s.checkStatus = (col(row, 'check_status') ?? '').replace(/^\* ?/, '') || undefined;
+            s.checkCode = col(row, 'check_code') || undefined;
+            s.checkDesc = col(row, 'check_desc') || undefined;
+            s.rise = num(col(row, 'check_rise'));
+            s.fall = num(col(row, 'check_fall'));
+        }
+    }
+    return { backend, servers };
+}
+/** The colour HAProxy sends new requests to: the one server that is ready (not drain/maint) and up; else the only ready one. */
+function routedColor(view) {
+    if (!view)
+        return undefined;
+    const ready = ['blue', 'green'].filter((c) => view.servers[c]?.admin === 'ready');
+    if (ready.length === 1)
+        return ready[0];
+    const up = ready.filter((c) => view.servers[c]?.op === 'up');
+    return up.length === 1 ? up[0] : undefined;
+}
+/** The colour from the raw `show servers state <backend>` text the detect step stores as the host's routing. */
+function routedColorOf(backend, serversState) {
+    if (!serversState)
+        return undefined;
+    try {
+        return routedColor(parseBackendView(backend, serversState));
+    }
+    catch {
+        return undefined;
+    }
+}
+/** The server has no `check` in HAProxy's config: it counts as up whatever the app answers. */
+function unchecked(s) {
+    return s.status === 'no check';
+}
+/**
+ * HAProxy itself found the server healthy since it left maint: up, its last check passed, and the health counter at
+ * its top (HAProxy puts a server that leaves maint straight to "up" at `rise` without checking it; only a passing
+ * check raises the counter to rise+fall-1).
+ */
+function checkedHealthy(s) {
+    if (s.op !== 'up')
+        return false;
+    if (unchecked(s))
+        return true;
+    if (!s.checkStatus || !OK_CHECKS.has(s.checkStatus))
+        return false;
+    if (s.rise !== undefined && s.fall !== undefined)
+        return s.checkHealth >= s.rise + s.fall - 1;
+    return true;
+}
+/** One line for logs and errors: "green: ready, up, 0 sessions, check L7OK (200)". */
+function describeServer(s) {
+    if (!s)
+        return 'missing';
+    const check = s.checkStatus
+        ? `check ${s.checkStatus}${s.checkCode ? ` (${s.checkCode})` : ''}${s.checkDesc && !/^OK$/i.test(s.checkDesc) ? ` ${s.checkDesc}` : ''}`
+        : unchecked(s)
+            ? 'no health check'
+            : 'not checked yet';
+    return `${s.name}: ${s.admin}, ${s.op}${s.sessions !== undefined ? `, ${s.sessions} session(s)` : ''}, ${check}`;
+}
+/** `show activity`'s `date_now: <seconds>.<microseconds>`: HAProxy's clock, in ms. */
+function parseActivityDates(text) {
+    return [...text.matchAll(/^date_now:\s*(\d+)\.(\d{1,6})/gm)].map((m) => Number(m[1]) * 1000 + Number(m[2].padEnd(6, '0')) / 1000);
 }
 
 ;// CONCATENATED MODULE: ./src/traffic/haproxy/router.ts
@@ -3137,7 +3057,7 @@ class HaproxyRouter {
     }
 }
 
-;// CONCATENATED MODULE: ./src/deploy/health.ts
+;// CONCATENATED MODULE: ./src/probe/health.ts
 
 
 
@@ -3449,6 +3369,25 @@ function parseSwitchOutput(stdout) {
     return out;
 }
 
+;// CONCATENATED MODULE: ./src/traffic/nginx/upstream.ts
+/** The one file the action owns on an nginx host: a complete `upstream` block for the live colour. */
+function renderUpstream(name, port, note) {
+    return [
+        `# Managed by bluegreen-ec2-action; it is rewritten on every deploy. ${note}`,
+        `upstream ${name} {`,
+        `    server 127.0.0.1:${port};`,
+        '}',
+        ''
+    ].join('\n');
+}
+/** The port the upstream block currently sends traffic to, if the file names exactly one server. */
+function upstreamPort(content) {
+    if (!content)
+        return undefined;
+    const ports = [...content.replace(/#.*$/gm, '').matchAll(/\bserver\s+(?:127\.0\.0\.1|localhost|\[::1\]):(\d+)/g)].map((m) => Number(m[1]));
+    return ports.length === 1 ? ports[0] : undefined;
+}
+
 ;// CONCATENATED MODULE: ./src/traffic/nginx/router.ts
 
 
@@ -3702,7 +3641,7 @@ class PortSwapRouter {
     }
 }
 
-;// CONCATENATED MODULE: ./src/traffic/index.ts
+;// CONCATENATED MODULE: ./src/traffic/registry/index.ts
 
 
 
@@ -4061,7 +4000,71 @@ function describeOwner(json) {
     }
 }
 
+;// CONCATENATED MODULE: ./src/deploy/plan.ts
+
+
+
+
+
+function planDeploy(cfg, containers, upstreamContent, recordedLive) {
+    const notes = [];
+    const byColor = {};
+    for (const color of ['blue', 'green']) {
+        const c = containers.find((x) => x.name === containerName(cfg.app, color));
+        if (!c)
+            continue;
+        if (c.labels['bluegreen.app'] !== cfg.app) {
+            throw new StepError('detect', `a container named ${c.name} exists on the host but was not created by this action (no bluegreen.app=${cfg.app} label); remove or rename it, or choose another app-name`);
+        }
+        byColor[color] = c;
+    }
+    const running = ['blue', 'green'].filter((c) => byColor[c]?.running);
+    let upstreamColor;
+    if (cfg.traffic === 'nginx') {
+        const port = upstreamPort(upstreamContent);
+        upstreamColor = port === cfg.ports.blue ? 'blue' : port === cfg.ports.green ? 'green' : undefined;
+        if (upstreamContent && port !== undefined && !upstreamColor)
+            notes.push(`the upstream file points at port ${port}, which is neither blue-port (${cfg.ports.blue}) nor green-port (${cfg.ports.green})`);
+    }
+    // haproxy: upstreamContent is HAProxy's `show servers state <backend>`; the routed colour is the ready server.
+    if (cfg.traffic === 'haproxy')
+        upstreamColor = routedColorOf(cfg.haproxyBackend ?? cfg.app, upstreamContent);
+    // alb: upstreamContent is the ALB's view (this host's targets in the group, or the listener's live colour).
+    const alb = cfg.traffic === 'alb' ? albRouting(upstreamContent) : undefined;
+    if (alb)
+        upstreamColor = alb.routed;
+    let live = liveColor(running, upstreamColor, recordedLive);
+    if (live && live !== upstreamColor && running.length === 1 && cfg.traffic === 'nginx')
+        notes.push(`the upstream ${upstreamColor ? `points at ${upstreamColor}, which is not running` : 'names no colour'}; taking the running ${live} container as live`);
+    if (running.length === 2 && live !== upstreamColor)
+        notes.push(`both colours are running; taking ${live} as live (${recordedLive ? 'recorded state' : 'default'})`);
+    let candidate = live ? other(live) : (upstreamColor ?? recordedLive ?? 'blue');
+    if (alb?.fleet && upstreamColor) {
+        // The listener decides for every host at once: the candidate goes to the idle colour's group, whatever runs here.
+        if (live !== upstreamColor && running.length)
+            notes.push(`the listener sends traffic to ${upstreamColor}, but this host runs ${running.join(' and ')}${byColor[upstreamColor] ? '' : ` and no ${upstreamColor} container`}; deploying to ${other(upstreamColor)}, the idle colour`);
+        live = running.includes(upstreamColor) ? upstreamColor : undefined;
+        candidate = other(upstreamColor);
+    }
+    const leftovers = containers
+        .filter((c) => c.labels['bluegreen.app'] === cfg.app &&
+        c.name !== containerName(cfg.app, 'blue') &&
+        c.name !== containerName(cfg.app, 'green'))
+        .map((c) => c.name);
+    return {
+        live,
+        candidate,
+        replaceExisting: Boolean(byColor[candidate]),
+        upstreamContent,
+        upstreamColor,
+        byColor,
+        leftovers,
+        notes
+    };
+}
+
 ;// CONCATENATED MODULE: ./src/deploy/host-deploy.ts
+
 
 
 
@@ -5364,7 +5367,7 @@ function stepRecord(name, start, status, detail) {
     };
 }
 
-;// CONCATENATED MODULE: ./src/report/log.ts
+;// CONCATENATED MODULE: ./src/log/log.ts
 /**
  * The run log: every step and remote command, timestamped with a level, written to a file
  * (for the artifact) and to the Actions log (grouped per step when one host, prefixed per host otherwise).
@@ -6885,7 +6888,7 @@ function setOutputs(r, logFile, metricsFile, artifact) {
     setOutput('artifact-id', artifact?.id !== undefined ? String(artifact.id) : '');
 }
 
-;// CONCATENATED MODULE: ./src/config/context.ts
+;// CONCATENATED MODULE: ./src/model/context.ts
 function readRunContext(env = process.env) {
     const serverUrl = env.GITHUB_SERVER_URL || 'https://github.com';
     const repository = env.GITHUB_REPOSITORY || 'local/app';
@@ -7297,7 +7300,7 @@ function readSmokeTest(c, traffic) {
 
 // EXTERNAL MODULE: ./node_modules/ssh2/lib/protocol/keyParser.js
 var keyParser = __webpack_require__(41789);
-;// CONCATENATED MODULE: ./src/ssh/known-hosts.ts
+;// CONCATENATED MODULE: ./src/transport/ssh/known-hosts.ts
 /** known_hosts parsing and host-key matching, as OpenSSH does it (plain, hashed and [host]:port entries). */
 
 const KEY_TYPES = /^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com|sk-ecdsa-sha2-nistp256@openssh\.com|ssh-dss)$/;
@@ -7716,7 +7719,7 @@ function readConfig(read, ctx, env = process.env) {
     return { command, transport, ...hostsSection, rollout, app, ...image, ...container, ...traffic, ...alb, ...run };
 }
 
-;// CONCATENATED MODULE: ./src/report/secrets.ts
+;// CONCATENATED MODULE: ./src/log/secrets.ts
 
 /** Secret values: masked in the Actions log and scrubbed from every file and report we write. */
 class Secrets {
@@ -7872,9 +7875,9 @@ async function resolveHosts(cfg, describe) {
 // EXTERNAL MODULE: ./node_modules/ssh2/lib/client.js
 var client = __webpack_require__(66297);
 var client_default = /*#__PURE__*/__webpack_require__.n(client);
-// EXTERNAL MODULE: ./src/ssh/preconnect.ts
-var preconnect = __webpack_require__(39797);
-;// CONCATENATED MODULE: ./src/ssh/connection.ts
+// EXTERNAL MODULE: ./src/transport/ssh/preconnect.ts
+var preconnect = __webpack_require__(64039);
+;// CONCATENATED MODULE: ./src/transport/ssh/connection.ts
 /**
  * One SSH connection per host for the whole run (ssh2): remote commands, long-lived channels (the lock)
  * and TCP forwarding (health probes) all share it.

@@ -1,5 +1,5 @@
-import type { Color } from '../config/types.js';
-import type { AlbHostReport } from '../traffic/alb/targets.js';
+import type { Color } from './config.js';
+import type { AlbHostReport, AlbListenerReport } from './load-balancer.js';
 
 export type StepName =
   | 'ecr-token'
@@ -90,3 +90,20 @@ export class StepError extends Error {
 }
 
 export const other = (c: Color): Color => (c === 'blue' ? 'green' : 'blue');
+
+/** A whole run: every host's result, the run's own steps, and the overall result. */
+export interface RunResult {
+  deployId: string;
+  command: string;
+  app: string;
+  image: string;
+  result: Result;
+  startedAt: string;
+  endedAt: string;
+  durationMs: number;
+  steps: StepRecord[];
+  hosts: HostResult[];
+  error?: { step: string; host?: string; message: string };
+  /** traffic alb with alb-listener: the listener's weights before and after, and every change. */
+  alb?: AlbListenerReport;
+}

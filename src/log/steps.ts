@@ -1,5 +1,5 @@
-import type { HostLog } from '../report/log.js';
-import { StepError, type StepName, type StepRecord, type StepStatus } from './types.js';
+import type { HostLog } from './log.js';
+import { StepError, type StepName, type StepRecord, type StepStatus } from '../model/results.js';
 
 /** Times steps of one host, logs them, and turns any error into a StepError naming the step. */
 export class StepTimer {
