@@ -139,7 +139,7 @@ function declared(actionYml: string, section: 'inputs' | 'outputs'): string[] {
 
 describe('README.md documents every input and output of action.yml', () => {
   const actionYml = read('action.yml');
-  const readme = read('README.md');
+  const readme = read('docs/inputs.md');
 
   test('the section parser finds the declarations', () => {
     expect(declared(actionYml, 'inputs')).toEqual(expect.arrayContaining(['hosts', 'image', 'ssh-private-key']));
