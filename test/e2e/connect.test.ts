@@ -413,7 +413,7 @@ describe('node exits by itself after the last close', () => {
 
 /** The child's script (plain ESM over the compiled sources); prints one JSON line, never calls process.exit. */
 const CHILD = String.raw`
-import { connect, ConnectionLostError } from './src/ssh/connection.js';
+import { connect, ConnectionLostError } from './src/transport/ssh/connection.js';
 import { FaultProxy } from './test/e2e/fault-proxy.js';
 
 const cfg = JSON.parse(process.env.CHILD_CFG);
