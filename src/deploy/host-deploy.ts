@@ -36,7 +36,9 @@ import {
 import type { HostLog } from '../log/log.js';
 import type { RemoteHost } from '../transport/remote-host.js';
 import { routerFor } from '../traffic/registry/index.js';
-import type { Cutover, RouterHost, TrafficRouter } from '../traffic/router.js';
+import type { Cutover, Router, RouterContext } from '../traffic/router.js';
+import { runStep } from '../transport/exec.js';
+import { cutOver } from './cutover.js';
 import { Prober, waitHealthy } from '../probe/health.js';
 import { imagesToPrune, parseImageList } from './images.js';
 import { acquireLock, type HeldLock } from './lock.js';
@@ -60,7 +62,7 @@ export interface HostDeployInput {
   /** All-or-nothing across hosts; absent for a single host or on-host-failure: continue. */
   fleet?: FleetHooks;
   /** The host's traffic router when the run shares state between hosts' routers (alb); else routerFor(cfg). */
-  router?: TrafficRouter;
+  router?: Router;
   /**
    * Runs once the candidate is healthy and before it takes any traffic (e.g. the user's smoke test, as its own
    * timed step); a throw fails the host before the switch (the candidate is removed, the live colour untouched).
@@ -97,7 +99,7 @@ export function lockOwner(deployId: string, ctx: RunContext): Record<string, unk
 
 export class HostDeployment {
   private readonly cfg: DeployConfig;
-  private readonly router: TrafficRouter;
+  private readonly router: Router;
   private remote: RemoteHost;
   private readonly log: HostLog;
   private readonly timer: StepTimer;
@@ -131,32 +133,14 @@ export class HostDeployment {
   }
 
   /** Runs a remote script, logging the command's output; a non-zero exit becomes a StepError. */
-  private async exec(
+  private exec(
     step: StepName,
     s: RemoteScript,
     what: string,
     onLine?: (line: string) => void,
     quiet = false
   ): Promise<string> {
-    this.log.debug(`$ ${what}`);
-    const res = await this.remote.run(s.body, s.args, {
-      stdin: s.stdin,
-      onLine: (line, stream) => {
-        if (line.startsWith('@@')) this.log.debug(line);
-        else if (line.trim())
-          (quiet ? this.log.debug : this.log.info).call(this.log, stream === 'stderr' ? `  ! ${line}` : `  ${line}`);
-        onLine?.(line);
-      }
-    });
-    if (res.code !== 0) {
-      const out = (res.stderr.trim() || res.stdout.trim())
-        .split('\n')
-        .filter((l) => !l.startsWith('@@'))
-        .slice(-8)
-        .join('\n');
-      throw new StepError(step, `${what} failed (exit ${res.code ?? res.signal ?? 'unknown'})${out ? `: ${out}` : ''}`);
-    }
-    return res.stdout;
+    return runStep(this.remote, this.log, step, s, what, onLine, quiet);
   }
 
   private get docker(): string[] {
@@ -167,35 +151,42 @@ export class HostDeployment {
     return containerName(this.cfg.app, color);
   }
 
-  /** What the traffic router may use of this deployment. */
-  private get routerHost(): RouterHost {
-    const plan = this.plan!;
+  /** What the traffic router is given of this deployment. */
+  private get routerContext(): RouterContext {
     return {
       cfg: this.cfg,
       deployId: this.input.deployId,
-      plan,
+      plan: this.plan!,
       log: this.log,
-      timer: this.timer,
       imageLabel: imageReference(this.target),
       remote: this.remote,
-      exec: (step, s, what, onLine) => this.exec(step, s, what, onLine),
-      waitHealthy: (port, container) => this.waitHealthy(port, container),
-      probeOnce: (step, port) => this.probeOnce(step, port),
-      watch: (port) => this.watchAfterSwitch(port),
-      discardCandidate: (state) => this.discardCandidate(state),
-      beforeTraffic: (port) => this.beforeTraffic(port),
-      ensureLock: () => this.ensureLock(),
-      trafficMayHaveMoved: () => {
-        this.phase = 'traffic';
-        // The probe after the switch: its connection to the candidate's own port is opened while the switch runs.
-        // Not where the candidate takes over the live colour's port (port-swap): that would reach the old one.
-        if (this.router.startVerb === 'run') this.prober.prepare(this.router.probePort(plan.candidate));
-      },
+      signal: this.timer.signal,
+      probe: (step, port) => this.probeOnce(step, port),
       warn: (message) => {
         this.warnings.push(message);
         this.log.warn(message);
       }
     };
+  }
+
+  /** The health, switch and verify steps, driven by the deploy, answered by the router (deploy/cutover.ts). */
+  private cutOver(): Promise<Cutover> {
+    const plan = this.plan!;
+    return cutOver({
+      router: this.router,
+      ctx: this.routerContext,
+      timer: this.timer,
+      waitHealthy: (port, container) => this.waitHealthy(port, container),
+      beforeTraffic: (port) => this.beforeTraffic(port),
+      ensureLock: () => this.ensureLock(),
+      trafficMayMove: () => {
+        this.phase = 'traffic';
+        // The probe after the switch: its connection to the candidate's own port is opened while the switch runs.
+        // Not where the candidate takes over the live colour's port (port-swap): that would reach the old one.
+        if (this.router.startVerb === 'run') this.prober.prepare(this.router.probePort(plan.candidate));
+      },
+      watch: (port) => this.watchAfterSwitch(port)
+    });
   }
 
   async run(): Promise<HostResult> {
@@ -216,7 +207,7 @@ export class HostDeployment {
       if (this.cfg.command === 'rollback' && !this.rollbackKept) await this.pull();
       await this.timer.run('start', () => this.startCandidate());
       this.listPrunableImages();
-      this.cutover = await this.router.cutOver(this.routerHost);
+      this.cutover = await this.cutOver();
       await this.waitForFleet();
       this.phase = 'committed';
       // The finishing job stops the old colour: only while this run still owns the host.
@@ -240,7 +231,7 @@ export class HostDeployment {
           ).then(() => undefined);
           recorded.catch(() => undefined);
         }
-        await this.finish(this.cutover.workersBefore, rec);
+        await this.finish(rec);
         if (this.recordedInFinish) recorded = Promise.resolve();
       }
     } catch (e) {
@@ -349,7 +340,7 @@ export class HostDeployment {
 
   /** The host as it is now: containers (with their labels), the upstream file, the recorded state. */
   private async readState(step: StepName, whenLocked = false): Promise<HostState> {
-    const d = detectScript(this.docker, this.cfg.app, this.cfg.traffic === 'nginx' ? this.cfg.nginxUpstreamFile : '');
+    const d = detectScript(this.docker, this.cfg.app, this.router.routingFile());
     const s = whenLocked ? afterLease(this.cfg.app, this.input.deployId, this.leaseWaitSeconds, d) : d;
     const state = parseDetectOutput(await this.exec(step, s, 'read containers, upstream and state', undefined, true));
     // haproxy: the routing is HAProxy's server states, read from its runtime API. Only detect needs it to go on;
@@ -379,7 +370,7 @@ export class HostDeployment {
   private async detect(repaired = false, early?: Promise<HostState>): Promise<Plan> {
     const state = await (early ?? this.readState('detect'));
     if (state.stateUnreadable) this.log.warn('the recorded state file on the host is not valid JSON; ignoring it');
-    const plan = planDeploy(this.cfg, state.containers, state.upstreamContent, state.recordedLive);
+    const plan = planDeploy(this.cfg, this.router, state.containers, state.upstreamContent, state.recordedLive);
     const replaced = `${this.name(plan.candidate)}-replaced`;
     if (plan.leftovers.includes(replaced) && !repaired) {
       // A run was killed between replacing the standby and finishing, before its candidate took traffic (the
@@ -654,7 +645,14 @@ export class HostDeployment {
     }
     let movedBack = false;
     const back = await this.timer.soft('switch-back', async () => {
-      movedBack = await this.router.switchBack(this.routerHost, await this.readState('switch-back'));
+      const state = await this.readState('switch-back');
+      // port-swap: the candidate holds the public port, so it goes first.
+      if (this.router.discardBeforeSwitchBack) await this.discardCandidate(state);
+      const sb = await this.router.switchBack(this.routerContext, state);
+      movedBack = sb.moved;
+      if (sb.restarted) await this.waitHealthy(sb.restarted.port, sb.restarted.container);
+      // Once moved back, the state read before is stale (it still routes to the candidate): remove it unconditionally.
+      if (!this.router.discardBeforeSwitchBack) await this.discardCandidate(sb.moved ? undefined : state);
     });
     if (back) {
       this.switchBackFailed = true;
@@ -723,23 +721,23 @@ export class HostDeployment {
    * After the point of no return: drain and stop the old colour (nginx), remove the standby the new version
    * replaced and leftovers, prune images. By default a job on the host does it after the run (wait-for-drain).
    */
-  private async finish(workersBefore: string[], record?: { stateJson?: string; historyLine: string }): Promise<void> {
+  private async finish(record?: { stateJson?: string; historyLine: string }): Promise<void> {
     const plan = this.plan!;
     const cfg = this.cfg;
     const names = [...plan.leftovers];
     const replaced = `${this.name(plan.candidate)}-replaced`;
     if (plan.replaceExisting && !this.rollbackKept && !names.includes(replaced)) names.push(replaced);
-    // haproxy drained the old colour within the switch already: stop it at once. nginx-switch njs: the job waits for
-    // nginx's connections to it (drainPort) instead of for old workers.
+    // haproxy drained the old colour within the switch already: stop it at once. nginx: the job waits as the router
+    // says (old workers, or nginx's connections to the old colour's port).
     const drained = this.cutover?.drained === true;
-    const drainPort = this.cutover?.drainPort;
+    const drain = this.cutover?.drain;
     // alb: the load balancer drains the old colour (deregistered) before it is stopped: the run waits for that only
     // with wait-for-drain; otherwise the job on the host waits by the clock (it cannot ask the ALB), as long as the
     // ALB may still drain it. After a failure there the old colour is stopped only after the whole drain-seconds.
     let drainMs = drained && !this.router.drainOld ? 0 : cfg.drainMs;
     if (this.router.drainOld) {
       const albDrain = await this.timer.soft('drain', async () => {
-        drainMs = await this.router.drainOld!(this.routerHost, cfg.waitForDrain);
+        drainMs = await this.router.drainOld!(this.routerContext, cfg.waitForDrain);
       });
       if (albDrain) this.warnings.push(albDrain);
     }
@@ -750,9 +748,8 @@ export class HostDeployment {
     // lease (this run's last round trip on the host).
     const handOver = !cfg.waitForDrain;
     const s = finishScript(this.docker, cfg.app, {
-      workersBefore,
+      drain,
       drainMs,
-      drainPort,
       stopName,
       stopTimeoutSeconds: cfg.stopTimeoutSeconds,
       removeNames: names,
@@ -794,17 +791,8 @@ export class HostDeployment {
         if (line === '@@stop' && this.timer.current !== 'stop') this.timer.begin('stop');
         if (line === '@@cleanup') this.timer.begin('cleanup');
       });
-      const left = /@@drain-timeout (\d+)/.exec(out);
-      if (drainPort !== undefined && left)
-        this.log.warn(
-          `${stopName} still had ${left[1]} connection(s) from nginx after drain-seconds (${secs} s); stopped it anyway`
-        );
-      else if (out.includes('@@drain-timeout'))
-        this.log.warn(
-          `old nginx workers were still finishing requests after drain-seconds (${secs} s); stopped ${stopName} anyway`
-        );
-      if (out.includes('@@unobservable') && !drained)
-        this.log.warn('no nginx worker processes are visible on the host; waited the full drain-seconds');
+      const said = stopName ? drain?.said?.(out, stopName, secs) : undefined;
+      if (said) this.log.warn(said);
     });
     if (w) this.warnings.push(w);
   }

@@ -1,13 +1,12 @@
 /** Decides which colour is live and which one the candidate takes, from the host's real state. */
 import type { Color, DeployConfig } from '../model/config.js';
-import { albRouting } from '../traffic/alb/routing.js';
-import { routedColorOf } from '../traffic/haproxy/view.js';
-import { upstreamPort } from '../traffic/nginx/upstream.js';
+import type { Router } from '../traffic/router.js';
 import { containerName, liveColor, type ContainerInfo, type Plan } from '../model/host.js';
 import { other, StepError } from '../model/results.js';
 
 export function planDeploy(
-  cfg: Pick<DeployConfig, 'app' | 'traffic' | 'ports'> & Partial<Pick<DeployConfig, 'haproxyBackend'>>,
+  cfg: Pick<DeployConfig, 'app'>,
+  router: Pick<Router, 'routedColor' | 'routingNotes' | 'fleetRoutedColor'>,
   containers: ContainerInfo[],
   upstreamContent: string | undefined,
   recordedLive: Color | undefined
@@ -26,39 +25,25 @@ export function planDeploy(
     byColor[color] = c;
   }
   const running = (['blue', 'green'] as const).filter((c) => byColor[c]?.running);
-  let upstreamColor: Color | undefined;
-  if (cfg.traffic === 'nginx') {
-    const port = upstreamPort(upstreamContent);
-    upstreamColor = port === cfg.ports.blue ? 'blue' : port === cfg.ports.green ? 'green' : undefined;
-    if (upstreamContent && port !== undefined && !upstreamColor)
-      notes.push(
-        `the upstream file points at port ${port}, which is neither blue-port (${cfg.ports.blue}) nor green-port (${cfg.ports.green})`
-      );
-  }
-  // haproxy: upstreamContent is HAProxy's `show servers state <backend>`; the routed colour is the ready server.
-  if (cfg.traffic === 'haproxy') upstreamColor = routedColorOf(cfg.haproxyBackend ?? cfg.app, upstreamContent);
-
-  // alb: upstreamContent is the ALB's view (this host's targets in the group, or the listener's live colour).
-  const alb = cfg.traffic === 'alb' ? albRouting(upstreamContent) : undefined;
-  if (alb) upstreamColor = alb.routed;
+  // The routing as the router reads it (nginx: the upstream file; haproxy: its server states; alb: the ALB's view).
+  const state = { upstreamContent, running };
+  const upstreamColor = router.routedColor(state);
+  notes.push(...(router.routingNotes?.(state) ?? []));
 
   let live = liveColor(running, upstreamColor, recordedLive);
-  if (live && live !== upstreamColor && running.length === 1 && cfg.traffic === 'nginx')
-    notes.push(
-      `the upstream ${upstreamColor ? `points at ${upstreamColor}, which is not running` : 'names no colour'}; taking the running ${live} container as live`
-    );
   if (running.length === 2 && live !== upstreamColor)
     notes.push(`both colours are running; taking ${live} as live (${recordedLive ? 'recorded state' : 'default'})`);
 
   let candidate: Color = live ? other(live) : (upstreamColor ?? recordedLive ?? 'blue');
-  if (alb?.fleet && upstreamColor) {
+  const fleetColor = router.fleetRoutedColor?.(state);
+  if (fleetColor) {
     // The listener decides for every host at once: the candidate goes to the idle colour's group, whatever runs here.
-    if (live !== upstreamColor && running.length)
+    if (live !== fleetColor && running.length)
       notes.push(
-        `the listener sends traffic to ${upstreamColor}, but this host runs ${running.join(' and ')}${byColor[upstreamColor] ? '' : ` and no ${upstreamColor} container`}; deploying to ${other(upstreamColor)}, the idle colour`
+        `the listener sends traffic to ${fleetColor}, but this host runs ${running.join(' and ')}${byColor[fleetColor] ? '' : ` and no ${fleetColor} container`}; deploying to ${other(fleetColor)}, the idle colour`
       );
-    live = running.includes(upstreamColor) ? upstreamColor : undefined;
-    candidate = other(upstreamColor);
+    live = running.includes(fleetColor) ? fleetColor : undefined;
+    candidate = other(fleetColor);
   }
   const leftovers = containers
     .filter(

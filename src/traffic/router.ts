@@ -1,49 +1,61 @@
 /**
- * How traffic reaches a colour, as one interface with one folder per router (nginx/, haproxy/, alb/, port-swap/): publish the
- * candidate, tell which colour takes traffic, move traffic to the candidate and verify it, and put the previous
- * colour back. The deploy's phases (src/deploy/host-deploy.ts) are the same for every router.
+ * How traffic reaches a colour: one interface, one folder per router (nginx/, haproxy/, alb/, port-swap/), found by
+ * the registry (registry/index.ts). The deploy (src/deploy/host-deploy.ts) drives the same sequence for every router
+ * and asks the router at each point; a router is given a narrow context (the host's transport, the config, the plan,
+ * a logger) and returns results. It never calls back into the deploy: it imports nothing from deploy/, status/ or
+ * report/.
+ *
+ *   start      docker run (startVerb 'run': beside the live colour) or docker create ('create': bound at the switch)
+ *   health     beforeHealth → the deploy's health wait on probePort(candidate) → afterHealth     ('run' routers)
+ *   smoke      the user's smoke test (deploy); a failure up to here: abandon
+ *   switch     the deploy takes the lock again if needed and marks traffic as possibly moved, then switchTraffic
+ *   health     ('create' routers: after the switch)
+ *   verify     confirm → one probe → the verify-seconds watch, with watchCheck beside it → afterVerify
+ *   committed  drainOld (load balancers), then the finishing job stops retire(plan) on the host
+ *   undo       switchBack(state) decided from the host's state read again; the deploy then discards the candidate
  */
-import type { Color, DeployConfig, Traffic } from '../model/config.js';
-import type { Plan } from '../model/host.js';
-import type { StepTimer } from '../log/steps.js';
-import type { StepName } from '../model/results.js';
-import type { HostState } from '../model/host.js';
-import type { RemoteScript } from '../remote/scripts.js';
 import type { HostLog } from '../log/log.js';
-import type { RemoteHost } from '../transport/remote-host.js';
+import type { Color, DeployConfig, Traffic } from '../model/config.js';
+import type { HostState, Plan } from '../model/host.js';
 import type { AlbHostReport } from '../model/load-balancer.js';
+import type { StepName } from '../model/results.js';
+import type { DrainFragment, RemoteScript } from '../remote/scripts.js';
+import { runStep } from '../transport/exec.js';
+import type { RemoteHost } from '../transport/remote-host.js';
 
-/** What a router may use of the host deployment it serves. */
-export interface RouterHost {
+/** The routing read on a host, with the colours that run there. */
+export interface RoutingView {
+  upstreamContent?: string;
+  running: Color[];
+}
+
+/** What a router is given about the host deployment it serves: values and the host's transport. */
+export interface RouterContext {
   readonly cfg: DeployConfig;
   readonly deployId: string;
   readonly plan: Plan;
   readonly log: HostLog;
-  readonly timer: StepTimer;
   /** The image being made live, for the upstream note. */
   readonly imageLabel: string;
-  /** The host's connection as it is now (a new one after a reconnect): haproxy reaches its admin socket through it. */
+  /** The host's connection as it is now (a new one after a reconnect). */
   readonly remote: RemoteHost;
-  /** Runs a remote script within a step; a non-zero exit becomes a StepError of that step. */
-  exec(step: StepName, s: RemoteScript, what: string, onLine?: (line: string) => void): Promise<string>;
-  /** Health step: waits until the container answers 2xx on the port (fails at once if it exits or restarts). */
-  waitHealthy(port: number, container: string): Promise<void>;
-  /** One probe that must answer 2xx. */
-  probeOnce(step: StepName, port: number): Promise<void>;
-  /** The verify-seconds watch window on the port. */
-  watch(port: number): Promise<void>;
-  /** Undo of `start`: removes this run's candidate (only if it made it) and puts back the standby it replaced. */
-  discardCandidate(state?: HostState): Promise<void>;
-  /**
-   * The candidate is healthy and takes no traffic yet: the last moment to check it (the user's smoke test).
-   * A router whose candidate cannot run before the switch (port-swap) never calls it.
-   */
-  beforeTraffic(port: number): Promise<void>;
-  /** Before changing traffic: makes sure this run still holds the host's deploy lock (takes it again if it may be lost). */
-  ensureLock(): Promise<void>;
-  /** From now on traffic may be on the candidate: a failure switches back (decided from the host's real state). */
-  trafficMayHaveMoved(): void;
+  /** Aborted when the run is cancelled or the fleet stops this host: waits end early (undo never gets one). */
+  readonly signal?: AbortSignal;
+  /** One GET of health-path on a port of the host, through the host's transport; non-2xx throws a StepError of `step`. */
+  probe(step: StepName, port: number): Promise<void>;
+  /** A warning for the host's result (and the log). */
   warn(message: string): void;
+}
+
+/** Runs a router's remote script within a step (see transport/exec.ts). */
+export function exec(
+  ctx: Pick<RouterContext, 'remote' | 'log'>,
+  step: StepName,
+  s: RemoteScript,
+  what: string,
+  onLine?: (line: string) => void
+): Promise<string> {
+  return runStep(ctx.remote, ctx.log, step, s, what, onLine);
 }
 
 export interface Cutover {
@@ -53,39 +65,78 @@ export interface Cutover {
   switchMs?: number;
   /** port-swap: the real downtime. */
   downtimeMs?: number;
-  /** nginx: the workers from before the reload; the finishing job waits for them before stopping the old colour. */
-  workersBefore: string[];
   /** haproxy, alb: the old colour has no sessions / connections left (or drain-seconds passed) and takes no traffic: stop it without waiting. */
   drained?: boolean;
   /**
-   * nginx-switch njs: the old colour's port. It takes no new request, and the finishing job waits until nginx has no
-   * connection to it left (at most drain-seconds) before stopping it: nothing on the run's path waits for that.
+   * How the finishing job on the host drains the old colour before it stops it (nginx: until the workers from before
+   * the reload exited; njs: until nginx has no connection to the old colour's port), at most drain-seconds; without
+   * one it waits drain-seconds by the clock (or not at all when `drained`). `said` turns the job's output into a
+   * warning when it ran within the run (wait-for-drain).
    */
-  drainPort?: number;
+  drain?: DrainFragment & { said?(out: string, stopName: string, secs: number): string | undefined };
+  /** nginx: what the switch script saw of nginx's masters, for confirm(). */
+  detail?: unknown;
 }
 
-export interface TrafficRouter {
+/** What an undo did to the routing; the deploy then removes the candidate (only if this run made it). */
+export interface SwitchBack {
+  /** Traffic was moved back to the previous colour. */
+  moved: boolean;
+  /** port-swap: the previous colour was started again on this port and container; the deploy waits for its health. */
+  restarted?: { port: number; container: string };
+}
+
+/** The check a router runs beside the verify-seconds watch, every `everyMs`; a throw fails verify. */
+export interface WatchCheck {
+  everyMs: number;
+  check(): Promise<void>;
+}
+
+export interface Router {
   readonly kind: Traffic;
   /** 'run': the candidate starts beside the live colour; 'create': it is only started at the switch. */
   readonly startVerb: 'run' | 'create';
+  /** port-swap: the candidate holds the public port, so the undo removes it before the previous colour starts again. */
+  readonly discardBeforeSwitchBack?: boolean;
   /** `docker run --publish …` of a colour. */
   publishArgs(color: Color): string[];
+  /** The file detect reads as the host's routing (nginx: its upstream file); '' when the router reads it itself. */
+  routingFile(): string;
   /**
    * Routing that only the proxy itself can tell (haproxy: `show servers state <backend>`), read with the host's
    * state (detect, switch-back) and kept as its upstreamContent: routedColor and the undo decide from it.
    */
   readRouting?(remote: RemoteHost): Promise<string>;
-  /** The colour that traffic is routed to according to the host's configuration, if the router can tell. */
+  /** The colour that traffic is routed to according to the host's routing, if the router can tell. */
   routedColor(state: Pick<HostState, 'upstreamContent'>): Color | undefined;
+  /** What detect should say about the routing it read (a port that is neither colour's, …); `running`: the colours running. */
+  routingNotes?(state: RoutingView): string[];
+  /**
+   * When the routing decides the candidate for every host at once (alb listener), the colour it routes to; the
+   * candidate is then the other colour whatever runs on this host.
+   */
+  fleetRoutedColor?(state: RoutingView): Color | undefined;
   /** Port on the host where a running colour answers its health checks (status, probes). */
   probePort(color: Color): number;
-  /** From a started candidate to traffic on it, verified: the health, switch and verify steps in this router's order. */
-  cutOver(h: RouterHost): Promise<Cutover>;
+  /** Health step, before the deploy waits for the candidate: e.g. let the proxy start checking it. */
+  beforeHealth?(ctx: RouterContext): Promise<void>;
+  /** Health step, once the candidate answers: e.g. wait until the proxy or load balancer calls it healthy. */
+  afterHealth?(ctx: RouterContext): Promise<void>;
+  /** A failure before the switch (health, smoke test, cancel): put back what before/afterHealth changed. Never throws. */
+  abandon?(ctx: RouterContext): Promise<void>;
+  /** Moves traffic to the candidate. It may have moved even when this throws: the undo reads the host again. */
+  switchTraffic(ctx: RouterContext): Promise<Cutover>;
+  /** Verify, first: the router's own proof that traffic moved (before the deploy's probe and watch). */
+  confirm?(ctx: RouterContext, cutover: Cutover): Promise<void>;
+  /** Verify: checked beside the deploy's verify-seconds watch. */
+  watchCheck?(ctx: RouterContext): WatchCheck;
+  /** Verify, last: e.g. drain the old colour into maint (haproxy), or wait for the fleet before the rest (canary). */
+  afterVerify?(ctx: RouterContext): Promise<void>;
   /**
    * Undo once traffic may have moved, decided from the host's real state (read again after the failure): put the
-   * previous colour back if this run moved traffic, and discard the candidate. Returns whether traffic was moved back.
+   * previous colour back if this run moved traffic.
    */
-  switchBack(h: RouterHost, state: HostState): Promise<boolean>;
+  switchBack(ctx: RouterContext, state: HostState): Promise<SwitchBack>;
   /** The container the finishing job drains and stops once the new colour is committed (port-swap stopped it already). */
   retire(plan: Plan): string | undefined;
   /**
@@ -94,7 +145,7 @@ export interface TrafficRouter {
    * job on the host is still to wait before it stops the old colour: 0 when the run waited; otherwise the draining
    * the load balancer may still do (the host cannot ask it). A failure only warns.
    */
-  drainOld?(h: RouterHost, wait: boolean): Promise<number>;
+  drainOld?(ctx: RouterContext, wait: boolean): Promise<number>;
   /** What the router saw of the load balancer (alb: the target health over time), for the summary and metrics. */
   report?(): AlbHostReport | undefined;
 }
@@ -103,8 +154,6 @@ export interface TrafficRouter {
 export function writtenBy(content: string | undefined, deployId: string): boolean {
   return Boolean(content?.includes(deployId));
 }
-
-export type RouterFactory = (cfg: DeployConfig) => TrafficRouter;
 
 /**
  * The verify-seconds watch (`ours`: our probes) and beside it the proxy's or load balancer's own view: `check` runs

@@ -9,7 +9,13 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { detectScript, discardCandidateScript, finishScript } from '../../src/remote/scripts.js';
+import {
+  CLOCK,
+  connectionDrainLoop,
+  detectScript,
+  discardCandidateScript,
+  finishScript
+} from '../../src/remote/scripts.js';
 
 let dir: string;
 beforeAll(() => {
@@ -95,9 +101,8 @@ describe('the finishing job, run in the run (wait-for-drain), nginx-switch njs',
     );
     const log = path.join(home, 'docker.log');
     const s = finishScript([path.join(dir, 'docker')], 'shop', {
-      workersBefore: [],
+      drain: { lines: [CLOCK, ...connectionDrainLoop('$1', '$2')], words: String(port) },
       drainMs,
-      drainPort: port,
       stopName: 'shop-blue',
       stopTimeoutSeconds: 5,
       removeNames: [],

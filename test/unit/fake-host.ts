@@ -40,6 +40,7 @@ export interface Call {
   kind: Kind;
   args: string[];
   stdin?: string;
+  body?: string;
 }
 
 export type Reply = Partial<ExecResult>;
@@ -209,7 +210,7 @@ export class FakeHost implements RemoteHost {
       if (!this.connected) throw new Error('not connected');
       args = args.slice(3);
     }
-    const call: Call = { kind: classify(body), args, stdin: opts.stdin };
+    const call: Call = { kind: classify(body), args, stdin: opts.stdin, body };
     this.calls.push(call);
     this.events.push(call.kind);
     const r = (this.handlers[call.kind] ?? ((c: Call) => this.model(c)))(call, this);
@@ -307,7 +308,7 @@ export class FakeHost implements RemoteHost {
       case 'conn-drain':
         return { stdout: '@@drained 7\n' };
       case 'finish': {
-        // finishScript(workers, drainMs, stop, timeout, mode, app, remove, images, state, history, keep, token, 'record', drainPort)
+        // finishScript(drain words, drainMs, stop, timeout, mode, app, remove, images, state, history, keep, token, 'record')
         const [, , stopName, , mode, , remove, , state, , , token, withRecord] = a;
         let out = '';
         if (withRecord === 'record') {

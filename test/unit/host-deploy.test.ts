@@ -530,8 +530,11 @@ describe('HostDeployment (nginx-switch: njs)', () => {
     expect(up.args[3]).toBe('0');
     // nothing on the run's path waits for the old colour's connections: the job does (port 8081, at most drain-seconds)
     expect(host.count('conn-drain')).toBe(0);
-    const fin = host.callsOf('finish')[0].args;
-    expect([...fin.slice(0, 3), fin[13]]).toEqual(['', '1000', 'shop-blue', '8081']);
+    const fin = host.callsOf('finish')[0];
+    // the router's drain: by nginx's connections to the old colour's port (8081), not by nginx workers
+    expect(fin.args.slice(0, 3)).toEqual(['8081', '1000', 'shop-blue']);
+    expect(fin.body).toContain('/proc/net/tcp');
+    expect(fin.body).not.toContain('nginx: worker process is shutting down');
     expect(lines.join('\n')).toMatch(/drain shop-blue \(up to 1 s\)/);
   });
 

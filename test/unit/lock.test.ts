@@ -257,7 +257,6 @@ d('host scripts', () => {
     });
     await new Promise<void>((resolve) => probe.stdout!.on('data', () => resolve()));
     const s = finishScript(['false'], APP, {
-      workersBefore: [],
       drainMs: 0,
       stopTimeoutSeconds: 1,
       removeNames: [],

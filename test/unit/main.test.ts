@@ -1,5 +1,5 @@
 /**
- * The entry (src/main.ts) with its workflow commands mocked (src/report/workflow.ts, the action's stand-in for
+ * The entry (src/main.ts) with its workflow commands mocked (src/log/workflow.ts, the action's stand-in for
  * @actions/core), as actions/typescript-action tests its main: what the runner sees (outputs, annotations, the
  * failure message) for each way a run can end before or around the hosts.
  */

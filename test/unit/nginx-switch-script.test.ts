@@ -10,12 +10,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import net from 'node:net';
-import {
-  connectionDrainScript,
-  nginxDrainScript,
-  writeUpstreamScript,
-  type RemoteScript
-} from '../../src/remote/scripts.js';
+import { connectionDrainScript, type RemoteScript } from '../../src/remote/scripts.js';
+import { nginxDrainScript, writeUpstreamScript } from '../../src/traffic/nginx/scripts.js';
 import { parseSwitchOutput } from '../../src/traffic/nginx/switch-output.js';
 
 const BUSYBOX = ['/bin/busybox', '/usr/bin/busybox'].find((p) => fs.existsSync(p));

@@ -1,3 +1,5 @@
+import { routerFor } from '../../src/traffic/registry/index.js';
+import type { DeployConfig } from '../../src/model/config.js';
 import { planDeploy } from '../../src/deploy/plan.js';
 import { parseInspect } from '../../src/remote/outputs.js';
 import { containerName, type ContainerInfo } from '../../src/model/host.js';
@@ -52,7 +54,7 @@ describe('planDeploy', () => {
   });
 
   test('first deploy: no containers, placeholder upstream at blue → candidate blue, no live', () => {
-    const plan = planDeploy(nginx, [], upstreamAt(8081), undefined);
+    const plan = planDeploy(nginx, routerFor(nginx as DeployConfig), [], upstreamAt(8081), undefined);
     expect(plan.live).toBeUndefined();
     expect(plan.candidate).toBe('blue');
     expect(plan.upstreamColor).toBe('blue');
@@ -61,13 +63,19 @@ describe('planDeploy', () => {
   });
 
   test('first deploy with a placeholder at green takes green', () => {
-    const plan = planDeploy(nginx, [], upstreamAt(8082), undefined);
+    const plan = planDeploy(nginx, routerFor(nginx as DeployConfig), [], upstreamAt(8082), undefined);
     expect(plan.live).toBeUndefined();
     expect(plan.candidate).toBe('green');
   });
 
   test('live comes from the upstream port when that colour runs', () => {
-    const plan = planDeploy(nginx, [ctr('shop-green', true)], upstreamAt(8082), 'blue');
+    const plan = planDeploy(
+      nginx,
+      routerFor(nginx as DeployConfig),
+      [ctr('shop-green', true)],
+      upstreamAt(8082),
+      'blue'
+    );
     expect(plan.live).toBe('green');
     expect(plan.candidate).toBe('blue');
     expect(plan.upstreamContent).toBe(upstreamAt(8082));
@@ -75,7 +83,13 @@ describe('planDeploy', () => {
   });
 
   test('upstream at a stopped colour while the other runs: the running one is live, with a note', () => {
-    const plan = planDeploy(nginx, [ctr('shop-blue', false), ctr('shop-green', true)], upstreamAt(8081), undefined);
+    const plan = planDeploy(
+      nginx,
+      routerFor(nginx as DeployConfig),
+      [ctr('shop-blue', false), ctr('shop-green', true)],
+      upstreamAt(8081),
+      undefined
+    );
     expect(plan.live).toBe('green');
     expect(plan.candidate).toBe('blue');
     expect(plan.replaceExisting).toBe(true);
@@ -84,7 +98,13 @@ describe('planDeploy', () => {
   });
 
   test('upstream on an unknown port: note about the port, running colour is live', () => {
-    const plan = planDeploy(nginx, [ctr('shop-blue', true)], upstreamAt(9999), undefined);
+    const plan = planDeploy(
+      nginx,
+      routerFor(nginx as DeployConfig),
+      [ctr('shop-blue', true)],
+      upstreamAt(9999),
+      undefined
+    );
     expect(plan.live).toBe('blue');
     expect(plan.upstreamColor).toBeUndefined();
     expect(plan.notes.some((n) => n.includes('9999'))).toBe(true);
@@ -95,7 +115,13 @@ describe('planDeploy', () => {
     ['blue', 'blue', 'green'],
     [undefined, 'blue', 'green']
   ] as const)('both running, no usable upstream, recorded %s → live %s, candidate %s', (recorded, live, candidate) => {
-    const plan = planDeploy(nginx, [ctr('shop-blue', true), ctr('shop-green', true)], undefined, recorded);
+    const plan = planDeploy(
+      nginx,
+      routerFor(nginx as DeployConfig),
+      [ctr('shop-blue', true), ctr('shop-green', true)],
+      undefined,
+      recorded
+    );
     expect(plan.live).toBe(live);
     expect(plan.candidate).toBe(candidate);
     expect(plan.replaceExisting).toBe(true);
@@ -103,7 +129,13 @@ describe('planDeploy', () => {
   });
 
   test('both running with an upstream at a running colour: the upstream wins over the recorded state', () => {
-    const plan = planDeploy(nginx, [ctr('shop-blue', true), ctr('shop-green', true)], upstreamAt(8082), 'blue');
+    const plan = planDeploy(
+      nginx,
+      routerFor(nginx as DeployConfig),
+      [ctr('shop-blue', true), ctr('shop-green', true)],
+      upstreamAt(8082),
+      'blue'
+    );
     expect(plan.live).toBe('green');
     expect(plan.candidate).toBe('blue');
     expect(plan.notes).toEqual([]);
@@ -113,7 +145,7 @@ describe('planDeploy', () => {
     const foreign = ctr('shop-blue', true, { maintainer: 'someone' });
     let err: unknown;
     try {
-      planDeploy(nginx, [foreign], undefined, undefined);
+      planDeploy(nginx, routerFor(nginx as DeployConfig), [foreign], undefined, undefined);
     } catch (e) {
       err = e;
     }
@@ -124,7 +156,13 @@ describe('planDeploy', () => {
 
   test('a container labelled for another app under our name is also foreign', () => {
     expect(() =>
-      planDeploy(nginx, [ctr('shop-green', false, { 'bluegreen.app': 'other' })], undefined, undefined)
+      planDeploy(
+        nginx,
+        routerFor(nginx as DeployConfig),
+        [ctr('shop-green', false, { 'bluegreen.app': 'other' })],
+        undefined,
+        undefined
+      )
     ).toThrow(StepError);
   });
 
@@ -135,12 +173,18 @@ describe('planDeploy', () => {
       ctr('random', false, {}),
       ctr('shop-tmp', false)
     ];
-    const plan = planDeploy(nginx, containers, upstreamAt(8081), undefined);
+    const plan = planDeploy(nginx, routerFor(nginx as DeployConfig), containers, upstreamAt(8081), undefined);
     expect(plan.leftovers).toEqual(['shop-blue-old', 'shop-tmp']);
   });
 
   test('port-swap ignores the upstream file', () => {
-    const plan = planDeploy(portSwap, [ctr('shop-blue', true)], upstreamAt(8082), undefined);
+    const plan = planDeploy(
+      portSwap,
+      routerFor(portSwap as DeployConfig),
+      [ctr('shop-blue', true)],
+      upstreamAt(8082),
+      undefined
+    );
     expect(plan.upstreamColor).toBeUndefined();
     expect(plan.live).toBe('blue');
     expect(plan.candidate).toBe('green');
@@ -148,20 +192,27 @@ describe('planDeploy', () => {
   });
 
   test('port-swap first deploy ignores an upstream pointing at green', () => {
-    const plan = planDeploy(portSwap, [], upstreamAt(8082), undefined);
+    const plan = planDeploy(portSwap, routerFor(portSwap as DeployConfig), [], upstreamAt(8082), undefined);
     expect(plan.candidate).toBe('blue');
   });
 
   test('replaceExisting is set when the candidate container exists (stopped standby), not otherwise', () => {
     const withStandby = planDeploy(
       nginx,
+      routerFor(nginx as DeployConfig),
       [ctr('shop-blue', true), ctr('shop-green', false)],
       upstreamAt(8081),
       undefined
     );
     expect(withStandby.candidate).toBe('green');
     expect(withStandby.replaceExisting).toBe(true);
-    const without = planDeploy(nginx, [ctr('shop-blue', true)], upstreamAt(8081), undefined);
+    const without = planDeploy(
+      nginx,
+      routerFor(nginx as DeployConfig),
+      [ctr('shop-blue', true)],
+      upstreamAt(8081),
+      undefined
+    );
     expect(without.candidate).toBe('green');
     expect(without.replaceExisting).toBe(false);
   });

@@ -1,5 +1,5 @@
 /**
- * The early TCP connection (src/ssh/preconnect.ts): which inputs get one, and that the connect step's first attempt
+ * The early TCP connection (src/transport/ssh/preconnect.ts): which inputs get one, and that the connect step's first attempt
  * takes it once, and only for the same address; real sockets to a local listener.
  */
 import net from 'node:net';

@@ -1,5 +1,5 @@
 /**
- * src/report/workflow.ts writes the workflow commands the action uses without loading @actions/core (its start-up
+ * src/log/workflow.ts writes the workflow commands the action uses without loading @actions/core (its start-up
  * cost): what it writes must be what @actions/core writes, byte for byte, for the values that are hard to escape.
  */
 import fs from 'node:fs';

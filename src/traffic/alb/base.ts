@@ -1,7 +1,7 @@
 /** What both ALB routers share: the colours published for the load balancer, and this host's targets. */
 import type { Color, DeployConfig } from '../../model/config.js';
 import { containerName } from '../../model/host.js';
-import type { RouterHost } from '../router.js';
+import type { Plan } from '../../model/host.js';
 import { HostTargets } from './targets.js';
 import { type AlbHostReport } from '../../model/load-balancer.js';
 import type { AlbShared } from './traffic.js';
@@ -16,6 +16,10 @@ export abstract class AlbRouterBase {
     protected readonly shared: AlbShared
   ) {}
 
+  routingFile(): string {
+    return '';
+  }
+
   /** On publish-address (default all interfaces): the load balancer reaches the colour's port from outside. */
   publishArgs(color: Color): string[] {
     return ['--publish', `${this.cfg.publishAddress ?? '0.0.0.0'}:${this.cfg.ports[color]}:${this.cfg.containerPort}`];
@@ -25,7 +29,7 @@ export abstract class AlbRouterBase {
     return this.cfg.ports[color];
   }
 
-  retire(plan: RouterHost['plan']): string | undefined {
+  retire(plan: Plan): string | undefined {
     return plan.live ? containerName(this.cfg.app, plan.live) : undefined;
   }
 

@@ -11,18 +11,18 @@
  * Switching back: the listener is put back (once for the fleet), then the candidate leaves the idle group.
  */
 import type { Color, DeployConfig } from '../../model/config.js';
-import { containerName } from '../../model/host.js';
 import type { HostState } from '../../model/host.js';
-import type { Cutover, RouterHost, TrafficRouter } from '../router.js';
+import type { Cutover, Router, RouterContext, SwitchBack, WatchCheck } from '../router.js';
 import { describeTarget, type TargetGroupInfo } from './elb.js';
 import { describeWeights, type ListenerSwitch } from './listener-switch.js';
 import { parseListenerRouting, registered, type ListenerRouting } from './routing.js';
 import { AlbRouterBase } from './base.js';
-import { describeHealth } from './targets.js';
+import { describeHealth, execOf, lazyWatch } from './targets.js';
 import type { AlbShared } from './traffic.js';
 
-export class AlbListenerRouter extends AlbRouterBase implements TrafficRouter {
+export class AlbListenerRouter extends AlbRouterBase implements Router {
   private readOnce = false;
+  private registeredHere = false;
 
   constructor(
     cfg: DeployConfig,
@@ -37,6 +37,10 @@ export class AlbListenerRouter extends AlbRouterBase implements TrafficRouter {
     return parseListenerRouting(state.upstreamContent)?.live;
   }
 
+  fleetRoutedColor(state: Pick<HostState, 'upstreamContent'>): Color | undefined {
+    return this.routedColor(state);
+  }
+
   /** detect: the listener as before the run (read once for the fleet); later (the undo): as it is now. */
   async readRouting(): Promise<string> {
     const s = this.readOnce ? await this.sw.now() : await this.sw.before();
@@ -45,70 +49,72 @@ export class AlbListenerRouter extends AlbRouterBase implements TrafficRouter {
     return JSON.stringify(r);
   }
 
-  async cutOver(h: RouterHost): Promise<Cutover> {
-    const { cfg, plan, timer } = h;
-    const to = plan.candidate;
-    const port = cfg.ports[to];
-    const groups = await this.sw.groups();
-    const tg: TargetGroupInfo = groups[to];
+  /**
+   * Health, once the candidate answers: RegisterTargets in the idle colour's group (which the listener sends
+   * nothing: no traffic moves yet) and DescribeTargetHealth until healthy.
+   */
+  async afterHealth(h: RouterContext): Promise<void> {
+    const to = h.plan.candidate;
+    const tg: TargetGroupInfo = (await this.sw.groups())[to];
     const t = await this.hostTargets();
-    let registeredHere = false;
+    const cand = await t.target(execOf(h), 'health', tg, to);
+    await t.register(tg, to, cand, 'health');
+    this.registeredHere = true;
+    h.log.info(
+      `registered ${describeTarget(cand)} (${to}) in ${tg.name}, the idle colour's group; waiting until the load balancer calls it healthy`
+    );
+    await t.waitHealthy(h, tg, to, cand, 'health');
+  }
+
+  /** Before the switch: no listener change for anyone, and this candidate leaves the idle group again. */
+  async abandon(h: RouterContext): Promise<void> {
+    this.sw.markFailed(`${this.host} failed before the listener switch`);
+    if (!this.registeredHere) return;
+    const to = h.plan.candidate;
     try {
-      await timer.run('health', async () => {
-        await h.waitHealthy(port, containerName(cfg.app, to));
-        const cand = await t.target(h, 'health', tg, to);
-        await h.ensureLock();
-        // The idle colour's group gets no requests from the listener: registering changes no traffic yet.
-        await t.register(tg, to, cand, 'health');
-        registeredHere = true;
-        h.log.info(
-          `registered ${describeTarget(cand)} (${to}) in ${tg.name}, the idle colour's group; waiting until the load balancer calls it healthy`
-        );
-        await t.waitHealthy(h, tg, to, cand, 'health');
-      });
-      await h.beforeTraffic(port);
-      timer.checkCancelled();
+      const tg = (await this.sw.groups())[to];
+      const t = await this.hostTargets();
+      const cand = await t.target(execOf(h), 'health', tg, to);
+      await t.deregister(tg, to, cand, 'health').then(
+        () => h.log.info(`deregistered ${describeTarget(cand)} (${to}) from ${tg.name} again`),
+        (err: Error) =>
+          h.warn(`could not deregister ${describeTarget(cand)} from ${tg.name} after the failure: ${err.message}`)
+      );
     } catch (e) {
-      // Before the switch: no listener change for anyone, and this candidate leaves the idle group again.
-      this.sw.markFailed(`${this.host} failed before the listener switch`);
-      if (registeredHere) {
-        const cand = await t.target(h, 'health', tg, to);
-        await t.deregister(tg, to, cand, 'health').then(
-          () => h.log.info(`deregistered ${describeTarget(cand)} (${to}) from ${tg.name} again`),
-          (err: Error) =>
-            h.warn(`could not deregister ${describeTarget(cand)} from ${tg.name} after the failure: ${err.message}`)
-        );
-      }
-      throw e;
+      h.warn(`could not deregister the candidate after the failure: ${(e as Error).message}`);
     }
-    await timer.run('switch', async () => {
-      await h.ensureLock();
-      // The last host to arrive makes the listener change, which may reach the ALB even if its answer never arrives.
-      h.trafficMayHaveMoved();
-      await this.sw.arrive(this.host, timer.signal, h.log);
-    });
-    await timer.run('verify', async () => {
-      const cand = await t.target(h, 'verify', tg, to);
-      await h.probeOnce('verify', port);
-      await t.watchWithAlb(h, tg, to, cand, port);
-      if (this.sw.canaryPercent) {
-        h.log.info(
-          `the canary share (${this.sw.canaryPercent}%) was served without a failure; waiting for the other hosts before the rest follows`
-        );
-        await this.sw.verified(this.host, timer.signal, h.log);
-        await h.probeOnce('verify', port);
-      }
-    });
-    return { workersBefore: [], drained: true };
+  }
+
+  /** The barrier: when every host got here, one ModifyListener/ModifyRule moves the traffic (or the canary share). */
+  async switchTraffic(h: RouterContext): Promise<Cutover> {
+    // The last host to arrive makes the listener change, which may reach the ALB even if its answer never arrives.
+    await this.sw.arrive(this.host, h.signal, h.log);
+    return { drained: true };
+  }
+
+  watchCheck(h: RouterContext): WatchCheck {
+    return lazyWatch(async () =>
+      (await this.hostTargets()).watchCheck(execOf(h), (await this.sw.groups())[h.plan.candidate], h.plan.candidate)
+    );
+  }
+
+  /** With a canary: the share was served without a failure; the rest follows once every host got here. */
+  async afterVerify(h: RouterContext): Promise<void> {
+    if (!this.sw.canaryPercent) return;
+    h.log.info(
+      `the canary share (${this.sw.canaryPercent}%) was served without a failure; waiting for the other hosts before the rest follows`
+    );
+    await this.sw.verified(this.host, h.signal, h.log);
+    await h.probe('verify', this.cfg.ports[h.plan.candidate]);
   }
 
   /** Committed: the old colour's target leaves its group (no requests come to it any more) and drains. */
-  async drainOld(h: RouterHost, wait: boolean): Promise<number> {
+  async drainOld(h: RouterContext, wait: boolean): Promise<number> {
     const from = h.plan.live;
     if (!from) return 0;
     const tg = (await this.sw.groups())[from];
     const t = await this.hostTargets();
-    const old = await t.target(h, 'drain', tg, from);
+    const old = await t.target(execOf(h), 'drain', tg, from);
     const v = await t.health(tg, from, old, 'drain');
     if (!registered(v) && v.state !== 'draining') {
       h.log.info(`${describeTarget(old)} (${from}) is ${describeHealth(v)} in ${tg.name}: nothing to deregister`);
@@ -120,12 +126,12 @@ export class AlbListenerRouter extends AlbRouterBase implements TrafficRouter {
     return 0;
   }
 
-  async switchBack(h: RouterHost): Promise<boolean> {
+  async switchBack(h: RouterContext): Promise<SwitchBack> {
     const to = h.plan.candidate;
     const tg = (await this.sw.groups())[to];
     const t = await this.hostTargets();
     const moved = await this.sw.restore(h.log);
-    const cand = await t.target(h, 'switch-back', tg, to);
+    const cand = await t.target(execOf(h), 'switch-back', tg, to);
     const v = await t.health(tg, to, cand, 'switch-back');
     if (registered(v)) await t.deregister(tg, to, cand, 'switch-back');
     // Requests the listener sent the candidate before the restore finish before its container goes.
@@ -135,7 +141,6 @@ export class AlbListenerRouter extends AlbRouterBase implements TrafficRouter {
       h.log.info(
         `the listener was not changed (${describeWeights((await this.sw.before()).weights)}): ${describeTarget(cand)} left ${tg.name}`
       );
-    await h.discardCandidate();
-    return moved;
+    return { moved };
   }
 }

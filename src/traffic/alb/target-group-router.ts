@@ -11,18 +11,17 @@
  * candidate and lets it drain: decided from what the ALB reports for both targets after the failure.
  */
 import type { Color, DeployConfig } from '../../model/config.js';
-import { containerName } from '../../model/host.js';
 import type { StepName } from '../../model/results.js';
 import type { HostState } from '../../model/host.js';
 import type { RemoteHost } from '../../transport/remote-host.js';
-import type { Cutover, RouterHost, TrafficRouter } from '../router.js';
+import type { Cutover, Router, RouterContext, SwitchBack, WatchCheck } from '../router.js';
 import { describeTarget, type TargetGroupInfo } from './elb.js';
 import { parseGroupRouting, registered, routedColorOfGroup, type TargetGroupRouting } from './routing.js';
 import { AlbRouterBase } from './base.js';
-import { describeHealth } from './targets.js';
+import { describeHealth, execOf, lazyWatch } from './targets.js';
 import type { AlbShared } from './traffic.js';
 
-export class AlbTargetGroupRouter extends AlbRouterBase implements TrafficRouter {
+export class AlbTargetGroupRouter extends AlbRouterBase implements Router {
   private readonly groupName: string;
 
   constructor(cfg: DeployConfig, shared: AlbShared) {
@@ -59,76 +58,72 @@ export class AlbTargetGroupRouter extends AlbRouterBase implements TrafficRouter
     return JSON.stringify(routing);
   }
 
-  async cutOver(h: RouterHost): Promise<Cutover> {
-    const { cfg, plan, timer } = h;
+  /**
+   * RegisterTargets(candidate), until DescribeTargetHealth says healthy (and our probe), then DeregisterTargets(old
+   * colour): the ALB stops sending it new requests and drains it.
+   */
+  async switchTraffic(h: RouterContext): Promise<Cutover> {
+    const { cfg, plan } = h;
     const to = plan.candidate;
     const from = plan.live;
-    const port = cfg.ports[to];
     const tg = await this.group();
     const t = await this.hostTargets();
-    await timer.run('health', () => h.waitHealthy(port, containerName(cfg.app, to)));
-    await h.beforeTraffic(port);
-    timer.checkCancelled();
-    await timer.run('switch', async () => {
-      const cand = await t.target(h, 'switch', tg, to);
-      await h.ensureLock();
-      // From the RegisterTargets call on, the ALB may send the candidate requests: the undo reads the ALB.
-      h.trafficMayHaveMoved();
-      await t.register(tg, to, cand, 'switch');
+    const x = execOf(h);
+    const cand = await t.target(x, 'switch', tg, to);
+    await t.register(tg, to, cand, 'switch');
+    h.log.info(
+      `registered ${describeTarget(cand)} (${to}) in ${tg.name}; waiting until the load balancer calls it healthy`
+    );
+    await t.waitHealthy(h, tg, to, cand, 'switch');
+    await h.probe('switch', cfg.ports[to]);
+    if (!from) return { drained: true };
+    const old = await t.target(x, 'switch', tg, from);
+    const v = await t.health(tg, from, old, 'switch');
+    if (registered(v)) {
+      await t.deregister(tg, from, old, 'switch');
       h.log.info(
-        `registered ${describeTarget(cand)} (${to}) in ${tg.name}; waiting until the load balancer calls it healthy`
+        `deregistered ${describeTarget(old)} (${from}) from ${tg.name}: the load balancer sends it no new requests and drains it (deregistration delay ${tg.deregistrationDelaySeconds ?? '?'} s, waited for at most drain-seconds)`
       );
-      await t.waitHealthy(h, tg, to, cand, 'switch');
-      await h.probeOnce('switch', port);
-      if (!from) return;
-      const old = await t.target(h, 'switch', tg, from);
-      const v = await t.health(tg, from, old, 'switch');
-      if (registered(v)) {
-        await t.deregister(tg, from, old, 'switch');
-        h.log.info(
-          `deregistered ${describeTarget(old)} (${from}) from ${tg.name}: the load balancer sends it no new requests and drains it (deregistration delay ${tg.deregistrationDelaySeconds ?? '?'} s, waited for at most drain-seconds)`
-        );
-      } else {
-        h.log.info(`${describeTarget(old)} (${from}) is ${describeHealth(v)} in ${tg.name}: nothing to deregister`);
-      }
-    });
-    await timer.run('verify', async () => {
-      const cand = await t.target(h, 'verify', tg, to);
-      await h.probeOnce('verify', port);
-      await t.watchWithAlb(h, tg, to, cand, port);
-    });
-    return { workersBefore: [], drained: true };
+    } else {
+      h.log.info(`${describeTarget(old)} (${from}) is ${describeHealth(v)} in ${tg.name}: nothing to deregister`);
+    }
+    return { drained: true };
+  }
+
+  watchCheck(h: RouterContext): WatchCheck {
+    return lazyWatch(async () =>
+      (await this.hostTargets()).watchCheck(execOf(h), await this.group(), h.plan.candidate)
+    );
   }
 
   /** Committed: the old colour's target (deregistered by the switch) finishes draining before its container stops. */
-  async drainOld(h: RouterHost, wait: boolean): Promise<number> {
+  async drainOld(h: RouterContext, wait: boolean): Promise<number> {
     const from = h.plan.live;
     if (!from) return 0;
     const tg = await this.group();
     const t = await this.hostTargets();
-    const old = await t.target(h, 'drain', tg, from);
+    const old = await t.target(execOf(h), 'drain', tg, from);
     if (!wait) return t.drainLeftMs(h, tg, from, old, 'drain');
     await t.waitDrained(h, tg, from, old, 'drain', this.cfg.drainMs);
     return 0;
   }
 
-  async switchBack(h: RouterHost, state: HostState): Promise<boolean> {
+  async switchBack(h: RouterContext, _state: HostState): Promise<SwitchBack> {
     const { plan } = h;
     const to = plan.candidate;
     const back = plan.live;
     const tg = await this.group();
     const t = await this.hostTargets();
     const step: StepName = 'switch-back';
-    const cand = await t.target(h, step, tg, to);
+    const cand = await t.target(execOf(h), step, tg, to);
     const cv = await t.health(tg, to, cand, step);
-    const prev = back ? await t.target(h, step, tg, back) : undefined;
+    const prev = back ? await t.target(execOf(h), step, tg, back) : undefined;
     const pv = back && prev ? await t.health(tg, back, prev, step) : undefined;
     if (!registered(cv) && cv.state !== 'draining' && (!back || registered(pv))) {
       h.log.info(
         `${describeTarget(cand)} (${to}) is ${describeHealth(cv)} in ${tg.name}${back ? ` and ${back} is still registered` : ''}: traffic was not moved, nothing to switch back`
       );
-      await h.discardCandidate(state);
-      return false;
+      return { moved: false };
     }
     if (back && prev && !registered(pv)) {
       // The old colour was deregistered by the switch: it takes requests again once the ALB calls it healthy.
@@ -143,11 +138,11 @@ export class AlbTargetGroupRouter extends AlbRouterBase implements TrafficRouter
       // In-flight requests to the candidate finish before its container goes.
       await t.waitDrained(h, tg, to, cand, step, this.cfg.drainMs);
     }
-    await h.discardCandidate();
     // Traffic was moved if the old colour had left the group, or the ALB sent the candidate requests (it was healthy).
-    return (
-      Boolean(back && !registered(pv)) ||
-      t.recorder.samples.some((x) => x.color === to && x.group === tg.name && x.state === 'healthy')
-    );
+    return {
+      moved:
+        Boolean(back && !registered(pv)) ||
+        t.recorder.samples.some((x) => x.color === to && x.group === tg.name && x.state === 'healthy')
+    };
   }
 }

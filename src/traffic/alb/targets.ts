@@ -7,10 +7,33 @@
 import type { Color, DeployConfig } from '../../model/config.js';
 import { StepError, type StepName } from '../../model/results.js';
 import { cancelReason } from '../../log/steps.js';
-import { watchBeside, type RouterHost } from '../router.js';
+import type { RemoteScript } from '../../remote/scripts.js';
+import { exec, type RouterContext, type WatchCheck } from '../router.js';
 import { describeTarget, ElbError, type Elb, type Target, type TargetGroupInfo, type TargetHealthView } from './elb.js';
 import type { AlbHostReport, HealthSample } from '../../model/load-balancer.js';
 import { identityScript, parseIdentity, type HostIdentity } from './identity.js';
+
+/** How a router runs the identity script (the router's context, or a plain runner where a step has none). */
+export interface TargetExec {
+  exec(step: StepName, s: RemoteScript, what: string): Promise<string>;
+}
+
+/** A router context as a TargetExec. */
+export function execOf(ctx: Pick<RouterContext, 'remote' | 'log'>): TargetExec {
+  return { exec: (step, s, what) => exec(ctx, step, s, what) };
+}
+
+/** A WatchCheck whose group and targets are looked up at its first check. */
+export function lazyWatch(make: () => Promise<WatchCheck>): WatchCheck {
+  let c: Promise<WatchCheck> | undefined;
+  return {
+    everyMs: albTiming.pollMs * 2,
+    check: async () => {
+      c ??= make();
+      await (await c).check();
+    }
+  };
+}
 
 /** How often DescribeTargetHealth is polled (tests make it shorter). */
 export const albTiming = { pollMs: 500 };
@@ -68,7 +91,7 @@ export class HostTargets {
   ) {}
 
   /** The host's instance ID and private IPv4, read once per host session (reused after a reconnect: it is the same host). */
-  async readIdentity(h: Pick<RouterHost, 'exec'>, step: StepName): Promise<HostIdentity> {
+  async readIdentity(h: TargetExec, step: StepName): Promise<HostIdentity> {
     this.identity ??= h
       .exec(step, identityScript(), 'read the instance ID and private IPv4 from the instance metadata service (IMDSv2)')
       .then((out) => (this.known = parseIdentity(out)));
@@ -92,7 +115,7 @@ export class HostTargets {
     };
   }
 
-  async target(h: Pick<RouterHost, 'exec'>, step: StepName, tg: TargetGroupInfo, color: Color): Promise<Target> {
+  async target(h: TargetExec, step: StepName, tg: TargetGroupInfo, color: Color): Promise<Target> {
     const id = await this.readIdentity(h, step);
     this.targetType = tg.targetType;
     return { id: tg.targetType === 'ip' ? id.privateIp : id.instanceId, port: this.cfg.ports[color] };
@@ -126,7 +149,7 @@ export class HostTargets {
 
   /** Polls DescribeTargetHealth until the target is healthy; unhealthy past the limit, or gone, fails the step. */
   async waitHealthy(
-    h: Pick<RouterHost, 'log' | 'timer'>,
+    h: Pick<RouterContext, 'log' | 'signal'>,
     tg: TargetGroupInfo,
     color: Color,
     t: Target,
@@ -137,7 +160,7 @@ export class HostTargets {
     const limit = healthyWithinMs(this.cfg, tg);
     let v: TargetHealthView;
     for (;;) {
-      const signal = h.timer.signal;
+      const signal = h.signal;
       if (!undoing && signal?.aborted)
         throw new StepError(
           step,
@@ -178,7 +201,7 @@ export class HostTargets {
    * drain-seconds, less the time since this run deregistered it; 0 when one look says it is out of the group already.
    */
   async drainLeftMs(
-    h: Pick<RouterHost, 'log' | 'warn'>,
+    h: Pick<RouterContext, 'log' | 'warn'>,
     tg: TargetGroupInfo,
     color: Color,
     t: Target,
@@ -202,7 +225,7 @@ export class HostTargets {
 
   /** Polls DescribeTargetHealth until the target is out of draining, at most maxMs; false when it still drains then. */
   async waitDrained(
-    h: Pick<RouterHost, 'log' | 'warn'>,
+    h: Pick<RouterContext, 'log' | 'warn'>,
     tg: TargetGroupInfo,
     color: Color,
     t: Target,
@@ -224,7 +247,7 @@ export class HostTargets {
 
   /** True once a deregistered target has left the group; it must be draining otherwise. */
   private drained(
-    h: Pick<RouterHost, 'log'>,
+    h: Pick<RouterContext, 'log'>,
     tg: TargetGroupInfo,
     color: Color,
     t: Target,
@@ -244,21 +267,20 @@ export class HostTargets {
     return false;
   }
 
-  /**
-   * verify-seconds: our probes (h.watch) and beside them the ALB's view of the candidate: unhealthy there fails verify.
-   */
-  async watchWithAlb(h: RouterHost, tg: TargetGroupInfo, color: Color, t: Target, port: number): Promise<void> {
-    await watchBeside(
-      h.watch(port),
-      async () => {
+  /** Beside the verify-seconds watch: the ALB's view of the candidate; unhealthy there fails verify. */
+  watchCheck(h: TargetExec, tg: TargetGroupInfo, color: Color): WatchCheck {
+    let t: Target | undefined;
+    return {
+      everyMs: albTiming.pollMs * 2,
+      check: async () => {
+        t ??= await this.target(h, 'verify', tg, color);
         const v = await this.health(tg, color, t, 'verify');
         if (v.state !== 'healthy')
           throw new StepError(
             'verify',
             `the load balancer reports ${describeTarget(t)} (${color}) ${describeHealth(v)} in ${tg.name} after the switch`
           );
-      },
-      albTiming.pollMs * 2
-    );
+      }
+    };
   }
 }

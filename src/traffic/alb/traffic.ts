@@ -4,7 +4,7 @@
  * it for each host's router, tells it when a host's deploy ended, and puts its report into the run's result.
  */
 import type { DeployConfig, HostTarget } from '../../model/config.js';
-import type { TrafficRouter } from '../router.js';
+import type { Router } from '../router.js';
 import { loadElb, type Elb, type TargetGroupInfo } from './elb.js';
 import { AlbListenerRouter } from './listener-router.js';
 import { ListenerSwitch } from './listener-switch.js';
@@ -51,7 +51,7 @@ export class AlbTraffic implements AlbShared {
     return p;
   }
 
-  routerFor(target: HostTarget): TrafficRouter {
+  routerFor(target: HostTarget): Router {
     if (this.listener) return new AlbListenerRouter(this.cfg, this, this.listener, target.label);
     return new AlbTargetGroupRouter(this.cfg, this);
   }

@@ -14,11 +14,10 @@
  * the other direction, decided from HAProxy's real state as read after the failure.
  */
 import type { Color, DeployConfig } from '../../model/config.js';
-import { containerName } from '../../model/host.js';
+import { containerName, type HostState, type Plan } from '../../model/host.js';
 import { StepError, type StepName } from '../../model/results.js';
-import type { HostState } from '../../model/host.js';
 import type { RemoteHost } from '../../transport/remote-host.js';
-import { watchBeside, type Cutover, type RouterHost, type TrafficRouter } from '../router.js';
+import { exec, type Cutover, type Router, type RouterContext, type SwitchBack, type WatchCheck } from '../router.js';
 import {
   commandLine,
   setStateCommand,
@@ -56,7 +55,7 @@ export function missingServers(view: BackendView): string | undefined {
   return `HAProxy's backend ${view.backend} has no server named ${missing.join(' or ')}: its servers must be named blue and green ("server blue 127.0.0.1:<blue-port> check" and "server green 127.0.0.1:<green-port> check")`;
 }
 
-export class HaproxyRouter implements TrafficRouter {
+export class HaproxyRouter implements Router {
   readonly kind = 'haproxy' as const;
   readonly startVerb = 'run' as const;
 
@@ -74,8 +73,12 @@ export class HaproxyRouter implements TrafficRouter {
     return this.cfg.ports[color];
   }
 
-  retire(plan: RouterHost['plan']): string | undefined {
+  retire(plan: Plan): string | undefined {
     return plan.live ? containerName(this.cfg.app, plan.live) : undefined;
+  }
+
+  routingFile(): string {
+    return '';
   }
 
   async readRouting(remote: RemoteHost): Promise<string> {
@@ -87,12 +90,20 @@ export class HaproxyRouter implements TrafficRouter {
     return text;
   }
 
-  private runtime(h: RouterHost): HaproxyRuntime {
-    return new HaproxyRuntime(h.remote, this.cfg.haproxySocket, (m) => h.log.warn(m));
+  private rt?: HaproxyRuntime;
+  private rtRemote?: RemoteHost;
+
+  /** The admin socket's client for the host's connection as it is now (a new one after a reconnect). */
+  private runtime(h: RouterContext): HaproxyRuntime {
+    if (!this.rt || this.rtRemote !== h.remote) {
+      this.rt = new HaproxyRuntime(h.remote, this.cfg.haproxySocket, (m) => h.log.warn(m));
+      this.rtRemote = h.remote;
+    }
+    return this.rt;
   }
 
   /** Runs state changes (one line) and fails the step with HAProxy's answer if it refused any. */
-  private async change(h: RouterHost, rt: HaproxyRuntime, step: StepName, commands: string[]): Promise<string> {
+  private async change(h: RouterContext, rt: HaproxyRuntime, step: StepName, commands: string[]): Promise<string> {
     h.log.debug(`$ haproxy: ${commands.join('; ')}`);
     const { text } = await rt.send(commandLine(commands)).catch((e: Error) => {
       throw new StepError(step, e.message);
@@ -122,7 +133,7 @@ export class HaproxyRouter implements TrafficRouter {
   }
 
   /** After every change: the server states into haproxy-state-file, for HAProxy's next start or reload. */
-  private async saveState(h: RouterHost, rt: HaproxyRuntime, step: StepName): Promise<void> {
+  private async saveState(h: RouterContext, rt: HaproxyRuntime, step: StepName): Promise<void> {
     const { text } = await rt.send(commandLine([showServersStateCommand()])).catch((e: Error) => {
       throw new StepError(step, e.message);
     });
@@ -130,7 +141,7 @@ export class HaproxyRouter implements TrafficRouter {
       throw new StepError(step, `unexpected answer to "show servers state": ${text.trim().slice(0, 200)}`);
     const s = writeStateFileScript(this.cfg.haproxyStateFile);
     s.stdin = text.replace(/\n+$/, '\n');
-    await h.exec(step, s, `write HAProxy's server states to ${this.cfg.haproxyStateFile}`);
+    await exec(h, step, s, `write HAProxy's server states to ${this.cfg.haproxyStateFile}`);
   }
 
   /**
@@ -138,7 +149,7 @@ export class HaproxyRouter implements TrafficRouter {
    * HAProxy counts a server that leaves maint as up before checking it; this resets that, so only a check that
    * passes from now on counts (see checkedHealthy).
    */
-  private async enterDrain(h: RouterHost, rt: HaproxyRuntime, step: StepName, color: Color): Promise<void> {
+  private async enterDrain(h: RouterContext, rt: HaproxyRuntime, step: StepName, color: Color): Promise<void> {
     const b = this.cfg.haproxyBackend;
     await this.change(h, rt, step, [setStateCommand(b, color, 'maint'), setStateCommand(b, color, 'drain')]);
     await this.saveState(h, rt, step);
@@ -146,7 +157,7 @@ export class HaproxyRouter implements TrafficRouter {
 
   /** Waits until HAProxy's own check of `color` passed since it left maint, at most `timeoutMs`. */
   private async waitChecked(
-    h: RouterHost,
+    h: RouterContext,
     rt: HaproxyRuntime,
     step: StepName,
     color: Color,
@@ -174,7 +185,7 @@ export class HaproxyRouter implements TrafficRouter {
   }
 
   /** Waits until `color` has no sessions left (at most drain-seconds), then puts it into maint. */
-  private async drainThenMaint(h: RouterHost, rt: HaproxyRuntime, step: StepName, color: Color): Promise<void> {
+  private async drainThenMaint(h: RouterContext, rt: HaproxyRuntime, step: StepName, color: Color): Promise<void> {
     const b = this.cfg.haproxyBackend;
     const t0 = Date.now();
     const until = t0 + this.cfg.drainMs;
@@ -203,7 +214,7 @@ export class HaproxyRouter implements TrafficRouter {
    * clock read around it). Returns the cut-over on HAProxy's clock.
    */
   private async move(
-    h: RouterHost,
+    h: RouterContext,
     rt: HaproxyRuntime,
     step: StepName,
     to: Color,
@@ -227,96 +238,90 @@ export class HaproxyRouter implements TrafficRouter {
     return cutoverMs;
   }
 
+  /** Health: HAProxy starts checking the candidate (in drain: no requests) while the deploy's probe waits for it. */
+  async beforeHealth(h: RouterContext): Promise<void> {
+    await this.enterDrain(h, this.runtime(h), 'health', h.plan.candidate);
+  }
+
+  /** Health: HAProxy's own check of the candidate passed since it left maint. */
+  async afterHealth(h: RouterContext): Promise<void> {
+    const s = await this.waitChecked(h, this.runtime(h), 'health', h.plan.candidate, this.cfg.healthTimeoutMs);
+    h.log.info(`HAProxy's check passes: ${describeServer(s)}`);
+  }
+
   /**
-   * The verify-seconds watch (our probes), and beside it HAProxy's view of the candidate: its first failed check
-   * fails verify. HAProxy marks a server down only after `fall` failed checks, and the old colour is still in drain
-   * and checked, so switching back then happens before HAProxy has no server left to send requests to.
+   * Until the switch nothing took traffic: whatever fails (health, the smoke test, a cancel), the candidate's server
+   * goes back into maint, as it was before, not left in drain with HAProxy checking a container that is removed.
    */
-  private async watchWithHaproxy(h: RouterHost, rt: HaproxyRuntime, color: Color, port: number): Promise<void> {
+  async abandon(h: RouterContext): Promise<void> {
+    const rt = this.runtime(h);
+    await this.change(h, rt, 'health', [setStateCommand(this.cfg.haproxyBackend, h.plan.candidate, 'maint')])
+      .then(() => this.saveState(h, rt, 'health'))
+      .catch(() => undefined);
+  }
+
+  async switchTraffic(h: RouterContext): Promise<Cutover> {
     const b = this.cfg.haproxyBackend;
-    await watchBeside(
-      h.watch(port),
-      async () => {
-        const s = (await this.view(rt, 'verify')).servers[color]!;
+    const to = h.plan.candidate;
+    const from = h.plan.live;
+    const rt = this.runtime(h);
+    if (from) return { cutoverMs: await this.move(h, rt, 'switch', to, from), drained: true };
+    // First deploy: the candidate ready; the other server (no container) in maint.
+    const other: Color = to === 'blue' ? 'green' : 'blue';
+    await this.change(h, rt, 'switch', [setStateCommand(b, to, 'ready'), setStateCommand(b, other, 'maint')]);
+    await this.saveState(h, rt, 'switch');
+    return { drained: true };
+  }
+
+  async confirm(h: RouterContext): Promise<void> {
+    const to = h.plan.candidate;
+    const s = (await this.view(this.runtime(h), 'verify')).servers[to]!;
+    if (!checkedHealthy(s) || s.admin !== 'ready')
+      throw new StepError(
+        'verify',
+        `HAProxy does not see ${this.cfg.haproxyBackend}/${to} healthy after the switch (${describeServer(s)})`
+      );
+  }
+
+  /**
+   * Beside the verify-seconds watch, HAProxy's view of the candidate: its first failed check fails verify. HAProxy
+   * marks a server down only after `fall` failed checks, and the old colour is still in drain and checked, so
+   * switching back then happens before HAProxy has no server left to send requests to.
+   */
+  watchCheck(h: RouterContext): WatchCheck {
+    const b = this.cfg.haproxyBackend;
+    const color = h.plan.candidate;
+    return {
+      everyMs: POLL_MS,
+      check: async () => {
+        const s = (await this.view(this.runtime(h), 'verify')).servers[color]!;
         if (s.admin !== 'ready' || !checkedHealthy(s))
           throw new StepError(
             'verify',
             `HAProxy's check of ${b}/${color} failed after the switch (${describeServer(s)})`
           );
-      },
-      POLL_MS
-    );
-  }
-
-  async cutOver(h: RouterHost): Promise<Cutover> {
-    const { cfg, plan, timer } = h;
-    const b = cfg.haproxyBackend;
-    const to = plan.candidate;
-    const from = plan.live;
-    const port = cfg.ports[to];
-    const rt = this.runtime(h);
-    // Until the switch nothing took traffic: whatever fails (health, the smoke test, a cancel), the candidate's server
-    // goes back into maint, as it was before, not left in drain with HAProxy checking a container that is removed.
-    const backToMaint = async (step: StepName, e: unknown): Promise<never> => {
-      await this.change(h, rt, step, [setStateCommand(b, to, 'maint')])
-        .then(() => this.saveState(h, rt, step))
-        .catch(() => undefined);
-      throw e;
+      }
     };
-    await timer.run('health', async () => {
-      try {
-        // HAProxy starts checking the candidate (in drain: no requests) while our own probe waits for it.
-        await this.enterDrain(h, rt, 'health', to);
-        await h.waitHealthy(port, containerName(cfg.app, to));
-        const s = await this.waitChecked(h, rt, 'health', to, cfg.healthTimeoutMs);
-        h.log.info(`HAProxy's check passes: ${describeServer(s)}`);
-      } catch (e) {
-        await backToMaint('health', e);
-      }
-    });
-    try {
-      await h.beforeTraffic(port);
-      timer.checkCancelled();
-    } catch (e) {
-      await backToMaint('smoke-test', e);
-    }
-    let cutoverMs: number | undefined;
-    await timer.run('switch', async () => {
-      await h.ensureLock();
-      // The command line may run even if its answer never arrives: from here the undo reads HAProxy's states.
-      h.trafficMayHaveMoved();
-      if (from) {
-        cutoverMs = await this.move(h, rt, 'switch', to, from);
-        return;
-      }
-      // First deploy: the candidate ready; the other server (no container) in maint.
-      const other: Color = to === 'blue' ? 'green' : 'blue';
-      await this.change(h, rt, 'switch', [setStateCommand(b, to, 'ready'), setStateCommand(b, other, 'maint')]);
-      await this.saveState(h, rt, 'switch');
-    });
-    await timer.run('verify', async () => {
-      const s = (await this.view(rt, 'verify')).servers[to]!;
-      if (!checkedHealthy(s) || s.admin !== 'ready')
-        throw new StepError(
-          'verify',
-          `HAProxy does not see ${b}/${to} healthy after the switch (${describeServer(s)})`
-        );
-      await h.probeOnce('verify', port);
-      await this.watchWithHaproxy(h, rt, to, port);
-      const after = (await this.view(rt, 'verify')).servers[to]!;
-      if (after.op !== 'up' || after.admin !== 'ready')
-        throw new StepError(
-          'verify',
-          `HAProxy stopped sending requests to ${b}/${to} during verify (${describeServer(after)})`
-        );
-      // The old colour stayed in drain (checked by HAProxy) through verify, so a switch back needed no new check;
-      // now it finishes its sessions (at most drain-seconds) and goes into maint.
-      if (from) await this.drainThenMaint(h, rt, 'verify', from);
-    });
-    return { cutoverMs, workersBefore: [], drained: true };
   }
 
-  async switchBack(h: RouterHost, state: HostState): Promise<boolean> {
+  /**
+   * The old colour stayed in drain (checked by HAProxy) through verify, so a switch back needed no new check; now
+   * it finishes its sessions (at most drain-seconds) and goes into maint.
+   */
+  async afterVerify(h: RouterContext): Promise<void> {
+    const b = this.cfg.haproxyBackend;
+    const to = h.plan.candidate;
+    const rt = this.runtime(h);
+    const after = (await this.view(rt, 'verify')).servers[to]!;
+    if (after.op !== 'up' || after.admin !== 'ready')
+      throw new StepError(
+        'verify',
+        `HAProxy stopped sending requests to ${b}/${to} during verify (${describeServer(after)})`
+      );
+    if (h.plan.live) await this.drainThenMaint(h, rt, 'verify', h.plan.live);
+  }
+
+  async switchBack(h: RouterContext, _state: HostState): Promise<SwitchBack> {
     const { cfg, plan } = h;
     const b = cfg.haproxyBackend;
     const to = plan.candidate;
@@ -331,8 +336,7 @@ export class HaproxyRouter implements TrafficRouter {
       h.log.info(
         `HAProxy sends nothing to ${b}/${to}${back ? ` and ${back} is ready` : ''}: traffic was not moved, nothing to switch back`
       );
-      await h.discardCandidate(state);
-      return false;
+      return { moved: false };
     }
     if (back) {
       // The previous colour first gets HAProxy's passing check (it may be in maint already), then takes the traffic back.
@@ -348,7 +352,6 @@ export class HaproxyRouter implements TrafficRouter {
       if (cand!.admin === 'ready') await this.change(h, rt, 'switch-back', [setStateCommand(b, to, 'drain')]);
       await this.drainThenMaint(h, rt, 'switch-back', to);
     }
-    await h.discardCandidate();
-    return candTakes || prev?.admin !== 'ready';
+    return { moved: candTakes || prev?.admin !== 'ready' };
   }
 }

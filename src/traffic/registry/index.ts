@@ -4,9 +4,9 @@ import { AlbTraffic } from '../alb/traffic.js';
 import { HaproxyRouter } from '../haproxy/router.js';
 import { NginxRouter } from '../nginx/router.js';
 import { PortSwapRouter } from '../port-swap/router.js';
-import type { TrafficRouter } from '../router.js';
+import type { Router } from '../router.js';
 
-export function routerFor(cfg: DeployConfig): TrafficRouter {
+export function routerFor(cfg: DeployConfig): Router {
   switch (cfg.traffic) {
     case 'nginx':
       return new NginxRouter(cfg);
