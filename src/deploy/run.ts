@@ -7,7 +7,8 @@ import { dockerAuthValue, type LoginMode } from '../remote/scripts.js';
 import type { HostLog, RunLog } from '../log/log.js';
 import type { Secrets } from '../log/secrets.js';
 import type { ConnectOptions, RemoteHost } from '../transport/remote-host.js';
-import { AlbTraffic, type ElbLoader } from '../traffic/alb/traffic.js';
+import type { TrafficDeps } from '../traffic/registry/index.js';
+import { trafficFor } from '../traffic/registry/index.js';
 import { runRollout, type DeployOne } from './fleet.js';
 import { HostDeployment, lockOwner } from './host-deploy.js';
 import { acquireLock, type HeldLock, type LockLog } from './lock.js';
@@ -30,7 +31,7 @@ export interface RunDeps {
   /** Tests: instead of EC2 DescribeInstances for instance ids and tag selectors (src/hosts/resolve.ts). */
   resolveHosts?: (cfg: DeployConfig) => Promise<DeployConfig>;
   /** traffic alb: the load balancer's API client (default: the AWS SDK's, loaded when first needed). */
-  elb?: ElbLoader;
+  elb?: TrafficDeps['elb'];
 }
 
 export function newDeployId(now = new Date()): string {
@@ -65,10 +66,10 @@ export async function runDeploy(
     image: cfg.command === 'deploy' ? imageReference(cfg.image) : '',
     startedAt: new Date(started).toISOString()
   };
-  // traffic alb: one load balancer client and (alb-listener) one fleet switch for every host of the run.
-  const alb = cfg.traffic === 'alb' ? new AlbTraffic(cfg, deps.elb, (m) => log.log('info', m)) : undefined;
+  // One run's traffic: a router per host and what they share (alb: one API client and, alb-listener, one fleet switch).
+  const traffic = trafficFor(cfg, { elb: deps.elb, note: (m) => log.log('info', m) });
   const finish = (hosts: HostResult[], error?: RunResult['error']): RunResult => {
-    const albReport = alb?.report();
+    const albReport = traffic.report?.();
     return {
       ...base,
       result: error && !hosts.length ? 'failed' : overallResult(hosts),
@@ -161,7 +162,7 @@ export async function runDeploy(
     // even if its deploy threw.
     let said = false;
     const hostDone = (ok: boolean, step?: string) => {
-      if (!said) alb?.hostDone(target.label, ok, step);
+      if (!said) traffic.hostDone?.(target.label, ok, step);
       said = true;
     };
     try {
@@ -178,7 +179,7 @@ export async function runDeploy(
       }
       let smokeTest: SmokeTestReport | undefined;
       const beforeTraffic = smokeTestHook(cfg, target, deployId, (r) => (smokeTest = r));
-      const router = alb?.routerFor(target);
+      const router = traffic.routerFor(target);
       const result = await new HostDeployment({
         cfg,
         ctx,
@@ -206,7 +207,7 @@ export async function runDeploy(
     hosts =
       upFront ?? (await runRollout(cfg.hosts, cfg.rollout, deployOne, (msg) => log.log('info', msg), deps.signal));
   } finally {
-    await alb?.close();
+    await traffic.close?.();
     // Hosts locked up front whose batch never started (the rollout stopped), or anything an error left open: let go.
     await Promise.all(
       [...sessions.values()].map(async (s) => {

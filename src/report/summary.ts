@@ -2,9 +2,10 @@
  * The job summary: the result and a one-line outcome first (what is live, where, since when, what to do), then
  * hosts, step timings and their timeline (Mermaid gantt), and on failure the cause and the candidate's logs.
  */
+import type { Traffic } from '../model/config.js';
 import type { RunResult } from '../model/results.js';
 import type { HostResult, StepName } from '../model/results.js';
-import { renderAlbSection } from '../traffic/alb/report.js';
+import { summarySection } from '../traffic/registry/index.js';
 import { renderTimeline } from './timeline.js';
 
 /** GitHub rejects summaries over 1 MiB per step; stay well below it. */
@@ -152,9 +153,9 @@ export function renderSummary(r: RunResult, extras: SummaryExtras): string {
       table.push(`| **total** | ${r.hosts.map((h) => `**${formatMs(h.durationMs)}**`).join(' | ')} |`);
     }
     push(table.join('\n') + '\n', STEPS);
-    // traffic alb: the listener's weights and each target's health over time.
-    const alb = renderAlbSection(r, cell);
-    if (alb) push(alb, STEPS);
+    // The router's own section (alb: the listener's weights and each target's health over time).
+    const routed = summarySection(extras.traffic as Traffic, r, cell);
+    if (routed) push(routed, STEPS);
     const timeline = renderTimeline(r);
     // Next to the tables: the same steps on the wall clock, waits between batches and at the gate included.
     if (timeline) push(`### Timeline\n\n\`\`\`mermaid\n${timeline}\n\`\`\`\n`, TIMELINE);

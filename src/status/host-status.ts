@@ -5,69 +5,8 @@ import { containerName, liveColor } from '../model/host.js';
 import { statusScript } from '../remote/scripts.js';
 import type { HostLog } from '../log/log.js';
 import type { RemoteHost } from '../transport/remote-host.js';
-import { upstreamPort } from '../traffic/nginx/upstream.js';
-import type { AlbStatus } from './alb-status.js';
-import type { HaproxyStatus } from './haproxy-status.js';
-
-export interface ColorStatus {
-  exists: boolean;
-  container?: string;
-  state?: string;
-  role: 'live' | 'standby' | 'none';
-  image?: string;
-  digest?: string;
-  deployId?: string;
-  deployedAt?: string;
-  runUrl?: string;
-  actor?: string;
-  startedAt?: string;
-  uptimeSeconds?: number;
-  restartCount?: number;
-  exitCode?: number;
-  health?: { ok: boolean; status?: number; error?: string };
-  cpuPercent?: string;
-  memUsage?: string;
-  memPercent?: string;
-  logs?: string;
-}
-
-export interface Finding {
-  level: 'error' | 'warning' | 'info';
-  message: string;
-}
-
-export interface HostStatus {
-  host: string;
-  reachable: boolean;
-  error?: string;
-  live?: Color;
-  traffic: string;
-  upstream?: { file: string; port?: number; color?: Color; exists: boolean };
-  /** traffic haproxy: HAProxy's view per colour (see haproxy-status.ts). */
-  haproxy?: HaproxyStatus;
-  /** traffic alb: the load balancer's view (see alb-status.ts). */
-  alb?: AlbStatus;
-  colors: Record<Color, ColorStatus>;
-  leftovers: string[];
-  history: Array<Record<string, unknown>>;
-  /**
-   * held: a deploy's lease is there and not expired (or a deploy by an older version of the action holds the lock
-   * file: `legacy`). owner: the lease's owner JSON (deployId, runUrl, actor, since). expiresAt: when the lease runs out
-   * unless its holder renews it (every few seconds while the holder runs). stale: a lease that expired without being
-   * released (its runner vanished); the next deploy takes it over. draining: a deploy's background job is still
-   * letting the old colour finish its requests before stopping it.
-   */
-  lock: {
-    held: boolean;
-    owner?: Record<string, unknown>;
-    draining?: boolean;
-    expiresAt?: string;
-    stale?: boolean;
-    legacy?: boolean;
-  };
-  disk?: { path: string; usedPercent: number; availableKb: number };
-  findings: Finding[];
-}
+import type { Router } from '../traffic/router.js';
+import type { ColorStatus, Finding, HostStatus } from '../model/status.js';
 
 interface RawContainer {
   id: string;
@@ -108,17 +47,12 @@ function jsonLines<T>(text: string | undefined): T[] {
 
 export async function readHostStatus(
   cfg: DeployConfig,
+  router: Pick<Router, 'routingFile' | 'routedColor' | 'routedPort' | 'probePort'>,
   remote: RemoteHost,
   log: HostLog,
   now = Date.now()
 ): Promise<HostStatus> {
-  const s = statusScript(
-    cfg.dockerCommand,
-    cfg.app,
-    cfg.traffic === 'nginx' ? cfg.nginxUpstreamFile : '',
-    cfg.statusHistory,
-    cfg.statusLogLines
-  );
+  const s = statusScript(cfg.dockerCommand, cfg.app, router.routingFile(), cfg.statusHistory, cfg.statusLogLines);
   log.debug('$ read containers, stats, upstream, history, lock and disk');
   const res = await remote.run(s.body, s.args);
   if (res.code !== 0)
@@ -130,9 +64,8 @@ export async function readHostStatus(
   const stats = jsonLines<{ ID: string; Name: string; CPUPerc: string; MemUsage: string; MemPerc: string }>(sec.stats);
 
   const upstreamText = sec.upstream?.trim() === '@@none' ? undefined : sec.upstream;
-  const port = upstreamPort(upstreamText);
-  const upstreamColor: Color | undefined =
-    port === cfg.ports.blue ? 'blue' : port === cfg.ports.green ? 'green' : undefined;
+  const port = router.routedPort?.(upstreamText);
+  const upstreamColor = router.routedColor({ upstreamContent: upstreamText });
   let recordedLive: Color | undefined;
   try {
     const st = sec.state?.trim() === '@@none' ? {} : (JSON.parse(sec.state ?? '{}') as { live?: Color });
@@ -177,8 +110,9 @@ export async function readHostStatus(
   // Live probes: the same HTTP GET the deploy uses, through the SSH connection.
   const prober = new Prober(remote, log, cfg.healthHost);
   for (const c of running) {
-    const probePort = cfg.traffic === 'port-swap' ? cfg.publicPort : cfg.ports[c];
-    if (cfg.traffic === 'port-swap' && c !== live) continue;
+    const probePort = router.probePort(c);
+    // Both colours answer on one port (port-swap): only the live one can be probed.
+    if (probePort === router.probePort(c === 'blue' ? 'green' : 'blue') && c !== live) continue;
     const p = await prober.probe(probePort, cfg.healthPath, 5000);
     colors[c].health = {
       ok: p.status !== undefined && p.status >= 200 && p.status < 300,
@@ -207,10 +141,10 @@ export async function readHostStatus(
     reachable: true,
     live,
     traffic: cfg.traffic,
-    upstream:
-      cfg.traffic === 'nginx'
-        ? { file: cfg.nginxUpstreamFile, port, color: upstreamColor, exists: upstreamText !== undefined }
-        : undefined,
+    // A router that routes by a file on the host (nginx): that file as read.
+    upstream: router.routingFile()
+      ? { file: router.routingFile(), port, color: upstreamColor, exists: upstreamText !== undefined }
+      : undefined,
     colors,
     leftovers: containers
       .map((c) => c.name.replace(/^\//, ''))

@@ -1,26 +1,20 @@
 import type { DeployConfig } from '../model/config.js';
 import type { RunDeps } from '../deploy/run.js';
 import type { RunLog } from '../log/log.js';
-import { AlbTraffic } from '../traffic/alb/traffic.js';
-import { addAlbStatus } from './alb-status.js';
-import { addHaproxyStatus } from './haproxy-status.js';
-import { readHostStatus, type HostStatus } from './host-status.js';
+import type { StatusReport } from '../model/status.js';
+import { liveColor } from '../model/host.js';
+import { trafficFor } from '../traffic/registry/index.js';
+import { findingsFor } from './host-status.js';
+import { readHostStatus } from './host-status.js';
+import { type HostStatus } from '../model/status.js';
 
 export const STATUS_SCHEMA_VERSION = 1;
-
-export interface StatusReport {
-  schemaVersion: number;
-  app: string;
-  generatedAt: string;
-  durationMs: number;
-  hosts: HostStatus[];
-}
 
 /** Reads every host in parallel; an unreachable host is reported, not fatal for the others. */
 export async function runStatus(cfg: DeployConfig, log: RunLog, deps: RunDeps): Promise<StatusReport> {
   const started = Date.now();
-  // traffic alb: one load balancer client for every host (the listener and groups are described once).
-  const alb = cfg.traffic === 'alb' ? new AlbTraffic(cfg, deps.elb) : undefined;
+  // One run's traffic for every host (alb: one load balancer client; the listener and groups are described once).
+  const traffic = trafficFor(cfg, { elb: deps.elb });
   const hosts = await Promise.all(
     cfg.hosts.map(async (target): Promise<HostStatus> => {
       const hostLog = log.forHost(target.label);
@@ -29,9 +23,17 @@ export async function runStatus(cfg: DeployConfig, log: RunLog, deps: RunDeps): 
       try {
         const remote = await deps.connect(target, cfg.ssh);
         try {
-          const st = await readHostStatus(cfg, remote, hostLog);
-          if (cfg.traffic === 'haproxy') await addHaproxyStatus(cfg, remote, st, hostLog);
-          if (alb) await addAlbStatus(cfg, remote, st, hostLog, alb);
+          const router = traffic.routerFor(target);
+          const st = await readHostStatus(cfg, router, remote, hostLog);
+          // The proxy's or load balancer's own view decides which colour is live, and adds its findings.
+          const seen = await router.status?.({ cfg, remote, log: hostLog }, st);
+          if (seen) {
+            const running = (['blue', 'green'] as const).filter((c) => st.colors[c].state === 'running');
+            st.live = liveColor(running, seen.routed, st.live);
+            for (const c of ['blue', 'green'] as const)
+              if (st.colors[c].exists) st.colors[c].role = c === st.live ? 'live' : 'standby';
+            st.findings = [...findingsFor(st), ...(seen.findings?.(st) ?? [])];
+          }
           for (const f of st.findings)
             (f.level === 'info' ? hostLog.info : hostLog.warn).call(hostLog, `${f.level}: ${f.message}`);
           hostLog.info(
@@ -60,7 +62,7 @@ export async function runStatus(cfg: DeployConfig, log: RunLog, deps: RunDeps): 
       }
     })
   );
-  await alb?.close();
+  await traffic.close?.();
   return {
     schemaVersion: STATUS_SCHEMA_VERSION,
     app: cfg.app,

@@ -1,8 +1,8 @@
 /** Job summary of `command: status`. */
 import { escapeHtml, formatMs, SUMMARY_LIMIT } from '../report/summary.js';
-import { albStatusLine } from './alb-status.js';
-import type { HostStatus } from './host-status.js';
-import type { StatusReport } from './run.js';
+import { statusLine } from '../traffic/registry/index.js';
+import type { HostStatus } from '../model/status.js';
+import type { StatusReport } from '../model/status.js';
 
 const cell = (s: string | undefined) => (s ? escapeHtml(s).replace(/\|/g, '&#124;').replace(/\n/g, ' ') : '—');
 const ICON = { error: '❌', warning: '⚠️', info: 'ℹ️' } as const;
@@ -39,22 +39,9 @@ function hostSection(h: HostStatus): string[] {
     );
   }
   out.push('');
-  if (h.haproxy)
-    out.push(
-      `HAProxy \`${cell(h.haproxy.backend)}\` (${cell(h.haproxy.socket)}): ${
-        h.haproxy.error
-          ? cell(h.haproxy.error)
-          : (['blue', 'green'] as const)
-              .map((c) => {
-                const s = h.haproxy!.servers[c];
-                return s
-                  ? `${c} ${s.admin}/${s.op}, ${s.sessions ?? '?'} sessions, check ${cell(s.checkStatus ?? '—')}`
-                  : `${c} missing`;
-              })
-              .join(' · ')
-      }`
-    );
-  if (h.alb) out.push(albStatusLine(h.alb, cell));
+  // The router's own view (haproxy: its servers; alb: the load balancer's targets).
+  const routerLine = statusLine(h, cell);
+  if (routerLine) out.push(routerLine);
   if (h.upstream)
     out.push(
       `nginx upstream \`${cell(h.upstream.file)}\`: ${h.upstream.exists ? `127.0.0.1:${h.upstream.port ?? '?'} (${h.upstream.color ?? 'no colour'})` : 'missing'} · lock: ${h.lock.held ? 'held' : 'free'}${h.disk ? ` · disk ${h.disk.usedPercent}% used` : ''}`

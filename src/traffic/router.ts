@@ -15,10 +15,11 @@
  *   undo       switchBack(state) decided from the host's state read again; the deploy then discards the candidate
  */
 import type { HostLog } from '../log/log.js';
-import type { Color, DeployConfig, Traffic } from '../model/config.js';
+import type { Color, DeployConfig, HostTarget, Traffic } from '../model/config.js';
 import type { HostState, Plan } from '../model/host.js';
-import type { AlbHostReport } from '../model/load-balancer.js';
+import type { AlbHostReport, AlbListenerReport } from '../model/load-balancer.js';
 import type { StepName } from '../model/results.js';
+import type { Finding, HostStatus } from '../model/status.js';
 import type { DrainFragment, RemoteScript } from '../remote/scripts.js';
 import { runStep } from '../transport/exec.js';
 import type { RemoteHost } from '../transport/remote-host.js';
@@ -92,6 +93,21 @@ export interface WatchCheck {
   check(): Promise<void>;
 }
 
+/** What `command: status` gives a router: read-only. */
+export interface StatusContext {
+  readonly cfg: DeployConfig;
+  readonly remote: RemoteHost;
+  readonly log: HostLog;
+}
+
+/** What a router adds to a host's status (it sets its own field of HostStatus, e.g. `haproxy`, itself). */
+export interface RouterStatus {
+  /** The colour the router sends traffic to, if it can tell: the live colour when it runs. */
+  routed?: Color;
+  /** Its findings, once the status knows the live colour. */
+  findings?(st: HostStatus): Finding[];
+}
+
 export interface Router {
   readonly kind: Traffic;
   /** 'run': the candidate starts beside the live colour; 'create': it is only started at the switch. */
@@ -107,6 +123,8 @@ export interface Router {
    * state (detect, switch-back) and kept as its upstreamContent: routedColor and the undo decide from it.
    */
   readRouting?(remote: RemoteHost): Promise<string>;
+  /** The port the routing file names (status shows it even when it is neither colour's). */
+  routedPort?(content: string | undefined): number | undefined;
   /** The colour that traffic is routed to according to the host's routing, if the router can tell. */
   routedColor(state: Pick<HostState, 'upstreamContent'>): Color | undefined;
   /** What detect should say about the routing it read (a port that is neither colour's, …); `running`: the colours running. */
@@ -148,6 +166,8 @@ export interface Router {
   drainOld?(ctx: RouterContext, wait: boolean): Promise<number>;
   /** What the router saw of the load balancer (alb: the target health over time), for the summary and metrics. */
   report?(): AlbHostReport | undefined;
+  /** `command: status`: the proxy's or load balancer's own view of this host (never throws: a problem is a finding). */
+  status?(ctx: StatusContext, st: HostStatus): Promise<RouterStatus>;
 }
 
 /** Whether a config's content was written by this run (the upstream note names the deploy id). */
@@ -184,4 +204,14 @@ export async function watchBeside(ours: Promise<void>, check: () => Promise<void
     theirs.catch(() => undefined);
     throw e;
   }
+}
+
+/** One run's traffic: a router per host, and what the run's hosts share (alb: one API client, the listener switch). */
+export interface RunTraffic {
+  routerFor(target: HostTarget): Router;
+  /** A host's deploy ended (a fleet switch waits for every host to say so, exactly once). */
+  hostDone?(host: string, ok: boolean, step?: string): void;
+  /** What the run as a whole did to the traffic (alb-listener: the weights before and after), for the summary. */
+  report?(): AlbListenerReport | undefined;
+  close?(): Promise<void>;
 }

@@ -13,8 +13,8 @@ import { runDeploy, type RunDeps } from '../../src/deploy/run.js';
 import { RunLog, type ConsoleSink } from '../../src/log/log.js';
 import { Secrets } from '../../src/log/secrets.js';
 import { renderSummary } from '../../src/report/summary.js';
-import { albFindings, readAlbStatus } from '../../src/status/alb-status.js';
-import type { HostStatus } from '../../src/status/host-status.js';
+import { albFindings, readAlbStatus } from '../../src/traffic/alb/status.js';
+import type { HostStatus } from '../../src/model/status.js';
 import { AlbTraffic } from '../../src/traffic/alb/traffic.js';
 import { explainElbError, forwardWeights, withWeights } from '../../src/traffic/alb/elb.js';
 import { parseIdentity } from '../../src/traffic/alb/identity.js';
@@ -292,7 +292,7 @@ describe('traffic alb, a listener and a group per colour (fleet switch)', () => 
 
     // status: the listener's weights and each group's targets, this host's marked.
     const cfg = listenerCfg(3);
-    const st = await readAlbStatus(cfg, hosts[0], new AlbTraffic(cfg, async () => alb.elb()));
+    const st = await readAlbStatus(cfg, hosts[0], ...albStatusArgs(new AlbTraffic(cfg, async () => alb.elb())));
     expect(st.listener?.weights).toEqual({ blue: 0, green: 100 });
     expect(st.routed).toBe('green');
     expect(st.groups.green?.targets.find((t) => t.color)).toEqual({
@@ -680,3 +680,8 @@ describe('alb inputs', () => {
     expect(problems({ 'alb-target-group': 'web', hosts: '10.0.0.5, 10.0.0.6', rollout: 'rolling' })).toEqual([]);
   });
 });
+
+/** readAlbStatus's load balancer arguments: the run's shared client and (alb-listener) its fleet switch. */
+function albStatusArgs(t: AlbTraffic): [AlbTraffic, AlbTraffic['listener']] {
+  return [t, t.listener];
+}

@@ -1,5 +1,6 @@
 import { imagesToPrune, parseImageList } from '../../src/deploy/images.js';
-import { findingsFor, parseLockSection, type HostStatus } from '../../src/status/host-status.js';
+import { findingsFor, parseLockSection } from '../../src/status/host-status.js';
+import { type HostStatus } from '../../src/model/status.js';
 
 const id = (n: number) => `sha256:${String(n).repeat(64).slice(0, 64)}`;
 

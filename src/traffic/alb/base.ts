@@ -2,6 +2,10 @@
 import type { Color, DeployConfig } from '../../model/config.js';
 import { containerName } from '../../model/host.js';
 import type { Plan } from '../../model/host.js';
+import type { HostStatus } from '../../model/status.js';
+import type { RouterStatus, StatusContext } from '../router.js';
+import type { ListenerSwitch } from './listener-switch.js';
+import { albStatus } from './status.js';
 import { HostTargets } from './targets.js';
 import { type AlbHostReport } from '../../model/load-balancer.js';
 import type { AlbShared } from './traffic.js';
@@ -31,6 +35,15 @@ export abstract class AlbRouterBase {
 
   retire(plan: Plan): string | undefined {
     return plan.live ? containerName(this.cfg.app, plan.live) : undefined;
+  }
+
+  status(ctx: StatusContext, st: HostStatus): Promise<RouterStatus> {
+    return albStatus(ctx, st, this.shared, this.listenerSwitch());
+  }
+
+  /** alb-listener: the run's fleet switch (status reads the listener through it). */
+  protected listenerSwitch(): ListenerSwitch | undefined {
+    return undefined;
   }
 
   report(): AlbHostReport | undefined {

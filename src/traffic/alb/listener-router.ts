@@ -37,6 +37,10 @@ export class AlbListenerRouter extends AlbRouterBase implements Router {
     return parseListenerRouting(state.upstreamContent)?.live;
   }
 
+  protected listenerSwitch(): ListenerSwitch {
+    return this.sw;
+  }
+
   fleetRoutedColor(state: Pick<HostState, 'upstreamContent'>): Color | undefined {
     return this.routedColor(state);
   }

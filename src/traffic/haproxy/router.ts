@@ -17,7 +17,18 @@ import type { Color, DeployConfig } from '../../model/config.js';
 import { containerName, type HostState, type Plan } from '../../model/host.js';
 import { StepError, type StepName } from '../../model/results.js';
 import type { RemoteHost } from '../../transport/remote-host.js';
-import { exec, type Cutover, type Router, type RouterContext, type SwitchBack, type WatchCheck } from '../router.js';
+import { haproxyStatus } from './status.js';
+import type { HostStatus } from '../../model/status.js';
+import {
+  exec,
+  type RouterStatus,
+  type StatusContext,
+  type Cutover,
+  type Router,
+  type RouterContext,
+  type SwitchBack,
+  type WatchCheck
+} from '../router.js';
 import {
   commandLine,
   setStateCommand,
@@ -88,6 +99,10 @@ export class HaproxyRouter implements Router {
     const missing = missingServers(view);
     if (missing) throw new Error(missing);
     return text;
+  }
+
+  status(ctx: StatusContext, st: HostStatus): Promise<RouterStatus> {
+    return haproxyStatus(ctx, st);
   }
 
   private rt?: HaproxyRuntime;

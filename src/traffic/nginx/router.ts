@@ -41,6 +41,10 @@ export class NginxRouter implements Router {
     return this.cfg.nginxUpstreamFile;
   }
 
+  routedPort(content: string | undefined): number | undefined {
+    return upstreamPort(content);
+  }
+
   routedColor(state: Pick<HostState, 'upstreamContent'>): Color | undefined {
     const port = upstreamPort(state.upstreamContent);
     return port === this.cfg.ports.blue ? 'blue' : port === this.cfg.ports.green ? 'green' : undefined;

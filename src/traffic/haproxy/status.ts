@@ -3,14 +3,13 @@
  * state, current sessions, check status), read through its runtime API, read-only. The live colour is the one HAProxy
  * routes to; findings say where HAProxy and the containers disagree.
  */
-import type { Color, DeployConfig } from '../model/config.js';
-import { liveColor } from '../model/host.js';
-import type { HostLog } from '../log/log.js';
-import type { RemoteHost } from '../transport/remote-host.js';
-import { missingServers, readBackendView } from '../traffic/haproxy/router.js';
-import { HaproxyRuntime } from '../traffic/haproxy/runtime.js';
-import { describeServer, routedColor, type ServerView } from '../traffic/haproxy/view.js';
-import { findingsFor, type Finding, type HostStatus } from './host-status.js';
+import type { Color, DeployConfig } from '../../model/config.js';
+import type { Finding, HostStatus } from '../../model/status.js';
+import type { RouterStatus, StatusContext } from '../router.js';
+import type { RemoteHost } from '../../transport/remote-host.js';
+import { missingServers, readBackendView } from './router.js';
+import { HaproxyRuntime } from './runtime.js';
+import { describeServer, routedColor, type ServerView } from './view.js';
 
 export interface HaproxyStatus {
   socket: string;
@@ -105,23 +104,35 @@ export function haproxyFindings(s: HostStatus, hx: HaproxyStatus, cfg: Pick<Depl
   return f;
 }
 
-/**
- * Adds HAProxy's view to a host's status (the one call from run.ts): the live colour and roles follow HAProxy's
- * routing, and its findings join the others.
- */
-export async function addHaproxyStatus(
-  cfg: DeployConfig,
-  remote: RemoteHost,
-  st: HostStatus,
-  log: HostLog
-): Promise<void> {
-  const { status: hx, lines } = await readHaproxyStatus(cfg, remote);
-  for (const l of lines) log.info(l);
+/** `command: status` with traffic haproxy: HAProxy's view of the host's backend (HaproxyRouter.status). */
+export async function haproxyStatus(ctx: StatusContext, st: HostStatus): Promise<RouterStatus> {
+  const { status: hx, lines } = await readHaproxyStatus(ctx.cfg, ctx.remote);
+  for (const l of lines) ctx.log.info(l);
   st.haproxy = hx;
-  const running = (['blue', 'green'] as const).filter((c) => st.colors[c].state === 'running');
-  const recorded = st.live;
-  st.live = liveColor(running, hx.routed, recorded);
-  for (const c of ['blue', 'green'] as const)
-    if (st.colors[c].exists) st.colors[c].role = c === st.live ? 'live' : 'standby';
-  st.findings = [...findingsFor(st), ...haproxyFindings(st, hx, cfg)];
+  return { routed: hx.routed, findings: (s) => haproxyFindings(s, hx, ctx.cfg) };
+}
+
+declare module '../../model/status.js' {
+  interface RouterStatusFields {
+    /** traffic haproxy: HAProxy's view per colour (src/traffic/haproxy/status.ts). */
+    haproxy?: HaproxyStatus;
+  }
+}
+
+/** The status summary's line for HAProxy (`cell` escapes text for a markdown table cell). */
+export function haproxyStatusLine(st: HostStatus, cell: (s: string | undefined) => string): string | undefined {
+  const hx = st.haproxy;
+  if (!hx) return undefined;
+  return `HAProxy \`${cell(hx.backend)}\` (${cell(hx.socket)}): ${
+    hx.error
+      ? cell(hx.error)
+      : (['blue', 'green'] as const)
+          .map((c) => {
+            const s = hx.servers[c];
+            return s
+              ? `${c} ${s.admin}/${s.op}, ${s.sessions ?? '?'} sessions, check ${cell(s.checkStatus ?? '—')}`
+              : `${c} missing`;
+          })
+          .join(' · ')
+  }`;
 }

@@ -3,16 +3,15 @@
  * and each group's targets with their health, this host's marked. The live colour is the one the ALB routes to;
  * findings say where the ALB and the containers disagree.
  */
-import type { Color, DeployConfig } from '../model/config.js';
-import { liveColor } from '../model/host.js';
-import type { HostLog } from '../log/log.js';
-import type { RemoteHost } from '../transport/remote-host.js';
-import { describeTarget, type TargetGroupInfo } from '../traffic/alb/elb.js';
-import { identityScript, parseIdentity } from '../traffic/alb/identity.js';
-import { describeWeights } from '../traffic/alb/listener-switch.js';
-import { registered, routedColorOfGroup } from '../traffic/alb/routing.js';
-import type { AlbTraffic } from '../traffic/alb/traffic.js';
-import { findingsFor, type Finding, type HostStatus } from './host-status.js';
+import type { Color, DeployConfig } from '../../model/config.js';
+import type { Finding, HostStatus } from '../../model/status.js';
+import type { RouterStatus, StatusContext } from '../router.js';
+import type { RemoteHost } from '../../transport/remote-host.js';
+import { describeTarget, type TargetGroupInfo } from './elb.js';
+import { identityScript, parseIdentity } from './identity.js';
+import { describeWeights, type ListenerSwitch } from './listener-switch.js';
+import { registered, routedColorOfGroup } from './routing.js';
+import type { AlbShared } from './traffic.js';
 
 export interface AlbTargetStatus {
   target: string;
@@ -40,7 +39,7 @@ export interface AlbStatus {
   error?: string;
 }
 
-async function groupStatus(alb: AlbTraffic, tg: TargetGroupInfo, mine: Record<Color, string>): Promise<AlbGroupStatus> {
+async function groupStatus(alb: AlbShared, tg: TargetGroupInfo, mine: Record<Color, string>): Promise<AlbGroupStatus> {
   const views = await (await alb.elb()).targetHealth(tg);
   return {
     name: tg.name,
@@ -54,7 +53,12 @@ async function groupStatus(alb: AlbTraffic, tg: TargetGroupInfo, mine: Record<Co
 }
 
 /** Reads the ALB's view for one host; never throws (an unreadable ALB is a finding). */
-export async function readAlbStatus(cfg: DeployConfig, remote: RemoteHost, alb: AlbTraffic): Promise<AlbStatus> {
+export async function readAlbStatus(
+  cfg: DeployConfig,
+  remote: RemoteHost,
+  alb: AlbShared,
+  listener?: ListenerSwitch
+): Promise<AlbStatus> {
   const mode = cfg.alb?.mode ?? 'target-group';
   const st: AlbStatus = { mode, groups: {} };
   try {
@@ -71,9 +75,9 @@ export async function readAlbStatus(cfg: DeployConfig, remote: RemoteHost, alb: 
       const ident = tg.targetType === 'ip' ? id.privateIp : id.instanceId;
       return { blue: `${ident}:${cfg.ports.blue}`, green: `${ident}:${cfg.ports.green}` };
     };
-    if (cfg.alb?.mode === 'listener' && alb.listener) {
-      const groups = await alb.listener.groups();
-      const l = await alb.listener.now();
+    if (cfg.alb?.mode === 'listener' && listener) {
+      const groups = await listener.groups();
+      const l = await listener.now();
       st.listener = { arn: cfg.alb.listenerArn, rule: cfg.alb.ruleArn, weights: l.weights, live: l.live };
       for (const c of ['blue', 'green'] as const) st.groups[c] = await groupStatus(alb, groups[c], mineFor(groups[c]));
       st.routed = l.live;
@@ -134,26 +138,28 @@ export function albFindings(s: HostStatus, a: AlbStatus): Finding[] {
   return f;
 }
 
-/** Adds the ALB's view to a host's status (the one call from run.ts). */
-export async function addAlbStatus(
-  cfg: DeployConfig,
-  remote: RemoteHost,
+/** `command: status` with traffic alb: the load balancer's view of this host (the ALB routers' status). */
+export async function albStatus(
+  ctx: StatusContext,
   st: HostStatus,
-  log: HostLog,
-  alb: AlbTraffic
-): Promise<void> {
-  const a = await readAlbStatus(cfg, remote, alb);
-  if (a.listener) log.info(`alb listener: ${describeWeights(a.listener.weights)} (live: ${a.listener.live})`);
+  shared: AlbShared,
+  listener?: ListenerSwitch
+): Promise<RouterStatus> {
+  const a = await readAlbStatus(ctx.cfg, ctx.remote, shared, listener);
+  if (a.listener) ctx.log.info(`alb listener: ${describeWeights(a.listener.weights)} (live: ${a.listener.live})`);
   for (const [k, g] of Object.entries(a.groups))
-    log.info(
+    ctx.log.info(
       `alb ${k === 'group' ? 'target group' : `${k} group`} ${g.name}: ${g.targets.map((t) => `${t.target} ${t.state}${t.color ? ` (this host's ${t.color})` : ''}`).join(', ') || 'no targets'}`
     );
   st.alb = a;
-  const running = (['blue', 'green'] as const).filter((c) => st.colors[c].state === 'running');
-  st.live = liveColor(running, a.routed, st.live);
-  for (const c of ['blue', 'green'] as const)
-    if (st.colors[c].exists) st.colors[c].role = c === st.live ? 'live' : 'standby';
-  st.findings = [...findingsFor(st), ...albFindings(st, a)];
+  return { routed: a.routed, findings: (s) => albFindings(s, a) };
+}
+
+declare module '../../model/status.js' {
+  interface RouterStatusFields {
+    /** traffic alb: the load balancer's view (src/traffic/alb/status.ts). */
+    alb?: AlbStatus;
+  }
 }
 
 /** The status summary's line for the ALB. */

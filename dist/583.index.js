@@ -1,8 +1,8 @@
-export const id = 229;
-export const ids = [229];
+export const id = 583;
+export const ids = [583];
 export const modules = {
 
-/***/ 78229:
+/***/ 59583:
 /***/ ((__unused_webpack_module, __webpack_exports__, __webpack_require__) => {
 
 
@@ -265,11 +265,10 @@ function splitWords(input) {
     return words;
 }
 
-;// CONCATENATED MODULE: ./src/remote/scripts.ts
+;// CONCATENATED MODULE: ./src/remote/common.ts
 /**
- * Remote scripts, built by pure functions. Each returns a constant POSIX sh body plus the
- * values it needs as positional arguments (quoted by the transport) or as stdin (secrets,
- * file contents) — no value is ever spliced into shell text.
+ * What the remote script builders (see scripts.ts) share: the script type, the docker and trap preambles, and the
+ * lease and secret-file shell helpers. Private to src/remote except what scripts.ts re-exports.
  */
 
 /** Defines `D` as the docker command (e.g. `sudo -n docker`) for the script that follows. */
@@ -279,13 +278,6 @@ function dockerFn(dockerCommand) {
 const TRAPS = `trap 'exit 129' HUP; trap 'exit 130' INT; trap 'exit 143' TERM`;
 /** Where the action keeps per-app state on the host, relative to the SSH user's home. */
 const stateDir = (app) => `.bluegreen/${app}`;
-/**
- * How long a deploy lease lives without a renewal. The runner renews it every LEASE_HEARTBEAT_MS; a runner that
- * vanishes (VM gone, network partition: its connection goes silent and is never closed) loses it this long after
- * its last heartbeat, without waiting for sshd or TCP to notice the dead connection.
- */
-const LEASE_TTL_SECONDS = 30;
-const LEASE_HEARTBEAT_MS = 5000;
 /**
  * Shell helpers for `$dir/lease`, one line `<token> <expires-epoch-s> <owner-json>` (token `<deployId>.<nonce>`).
  * Every read-modify-write happens in `under_lock`, which holds `$dir/lock` (the file older versions of the action
@@ -299,6 +291,33 @@ const LEASE_FNS = [
     // under_lock WAIT CMD...: exit 99 when the lock file could not be taken within WAIT seconds
     'under_lock() { w=$1; shift; ( flock -w "$w" 9 || exit 99; "$@" ) 9>>"$dir/lock"; }'
 ].join('\n');
+/**
+ * A throwaway file or directory for secrets in $TMPDIR, named `<prefix>.<pid of this script>.XXXXXX`, its path in
+ * the shell variable `secret_tmp`. The script removes it on any exit it sees; one killed hard (SIGKILL, the OOM killer) cannot,
+ * so every script that makes one first removes this user's ones whose script is gone: a rerun leaves no credentials
+ * behind. `-O`: only what this user owns; `kill -0` fails for a pid that no longer runs (or runs as another user: it
+ * was reused, ours is gone).
+ */
+function secretTempLines(prefix, kind) {
+    return [
+        `for _s in "\${TMPDIR:-/tmp}"/${prefix}.[0-9]*.*; do`,
+        '  [ -O "$_s" ] || continue; _p=${_s##*/}; _p=${_p#*.}; _p=${_p%%.*}',
+        '  kill -0 "$_p" 2>/dev/null || rm -rf -- "$_s" || :',
+        'done',
+        `secret_tmp=$(mktemp ${kind === 'dir' ? '-d ' : ''}"\${TMPDIR:-/tmp}/${prefix}.$$.XXXXXX")`
+    ];
+}
+
+;// CONCATENATED MODULE: ./src/remote/lease.ts
+/** The app's deploy lease on the host: take, keep, renew and release it, and fence scripts on it. */
+
+/**
+ * How long a deploy lease lives without a renewal. The runner renews it every LEASE_HEARTBEAT_MS; a runner that
+ * vanishes (VM gone, network partition: its connection goes silent and is never closed) loses it this long after
+ * its last heartbeat, without waiting for sshd or TCP to notice the dead connection.
+ */
+const LEASE_TTL_SECONDS = 30;
+const LEASE_HEARTBEAT_MS = 5000;
 const LEASE_PREAMBLE = [
     // (a directory that is there costs no mkdir: every fork is on a step's critical path)
     'dir=".bluegreen/$1"; [ -d "$dir" ] || mkdir -p "$dir" || exit 70',
@@ -447,22 +466,10 @@ function afterLease(app, deployId, waitSeconds, s) {
         stdin: s.stdin
     };
 }
-/**
- * A throwaway file or directory for secrets in $TMPDIR, named `<prefix>.<pid of this script>.XXXXXX`, its path in
- * the shell variable `secret_tmp`. The script removes it on any exit it sees; one killed hard (SIGKILL, the OOM killer) cannot,
- * so every script that makes one first removes this user's ones whose script is gone: a rerun leaves no credentials
- * behind. `-O`: only what this user owns; `kill -0` fails for a pid that no longer runs (or runs as another user: it
- * was reused, ours is gone).
- */
-function secretTempLines(prefix, kind) {
-    return [
-        `for _s in "\${TMPDIR:-/tmp}"/${prefix}.[0-9]*.*; do`,
-        '  [ -O "$_s" ] || continue; _p=${_s##*/}; _p=${_p#*.}; _p=${_p%%.*}',
-        '  kill -0 "$_p" 2>/dev/null || rm -rf -- "$_s" || :',
-        'done',
-        `secret_tmp=$(mktemp ${kind === 'dir' ? '-d ' : ''}"\${TMPDIR:-/tmp}/${prefix}.$$.XXXXXX")`
-    ];
-}
+
+;// CONCATENATED MODULE: ./src/remote/pull.ts
+/** Registry credentials (docker's config.json) and the image pull on the host. */
+
 /** The key docker's config.json files a registry's credentials under (Docker Hub's is its v1 index URL, as `docker login` writes it). */
 function dockerAuthKey(registry) {
     return ['', 'docker.io', 'index.docker.io', 'registry-1.docker.io'].includes(registry)
@@ -507,6 +514,10 @@ function pullScript(dockerCommand, image, login) {
         stdin: login.kind === 'password' ? dockerConfigJson(login.registry, login.username, login.password) : undefined
     };
 }
+
+;// CONCATENATED MODULE: ./src/remote/containers.ts
+/** The app's containers on the host: detect, start, stop, swap, discard and restore them, their state, logs and images. */
+
 /** One JSON object per container with only what the deploy needs (never the env, which holds secrets). */
 const INSPECT_FORMAT = `'{"id":{{json .Id}},"name":{{json .Name}},"state":{{json .State.Status}},"running":{{json .State.Running}},"restarts":{{.RestartCount}},"labels":{{json .Config.Labels}}}'`;
 /**
@@ -578,6 +589,121 @@ function logsScript(dockerCommand, name, tailLines) {
         args: [name, String(tailLines)]
     };
 }
+/** `docker stop` (kept for rollback). */
+function stopScript(dockerCommand, name, timeoutSeconds) {
+    return {
+        body: [dockerFn(dockerCommand), 'D stop -t "$2" "$1" >/dev/null'].join('\n'),
+        args: [name, String(timeoutSeconds)]
+    };
+}
+/** Port-swap cut-over: stop the live container (if any), then start the candidate on the freed port. */
+function portSwapScript(dockerCommand, stopName, startName, timeoutSeconds) {
+    return {
+        body: [
+            dockerFn(dockerCommand),
+            'if [ -n "$1" ]; then D stop -t "$3" "$1" >/dev/null || exit 3; fi',
+            'D start "$2" >/dev/null'
+        ].join('\n'),
+        args: [stopName ?? '', startName, String(timeoutSeconds)]
+    };
+}
+/**
+ * Undo of `start`: removes the container `name` only if it carries this run's deploy id (never the kept standby
+ * or another run's container), then puts back the standby it had replaced (`<name>-replaced`) if the name is free.
+ * Prints `@@removed`, `@@foreign <deploy id>` (left alone) and `@@restored`; exit 3 when docker does not answer.
+ */
+function discardCandidateScript(dockerCommand, name, deployId) {
+    return {
+        body: [
+            dockerFn(dockerCommand),
+            `id=$(D inspect --format '{{index .Config.Labels "bluegreen.deploy-id"}}' "$1" 2>&1); there=$?`,
+            // Only "no such container" means it is gone: docker not answering must not pass for a clean host (the candidate
+            // would be left running unnoticed); exit 3 with docker's words, which the run reports.
+            'if [ $there != 0 ]; then case "$id" in *"No such object"*|*"No such container"*|*"no such object"*) ;; *) echo "$id" >&2; exit 3 ;; esac; fi',
+            'if [ $there = 0 ]; then',
+            '  if [ "$id" = "$2" ]; then D rm -f "$1" >/dev/null || exit 3; echo "@@removed"; there=1; else echo "@@foreign $id"; fi',
+            'fi',
+            'if [ $there != 0 ] && D inspect --format "{{.Id}}" "$1-replaced" >/dev/null 2>&1; then D rename "$1-replaced" "$1" || exit 3; echo "@@restored"; fi',
+            'exit 0'
+        ].join('\n'),
+        args: [name, deployId]
+    };
+}
+/** Removes a failed candidate and puts back the standby it had replaced (renamed `<name>-replaced`). */
+function restoreReplacedScript(dockerCommand, name) {
+    return {
+        body: [
+            dockerFn(dockerCommand),
+            'D rm -f "$1" >/dev/null || exit 3',
+            'if D inspect --format "{{.Id}}" "$1-replaced" >/dev/null 2>&1; then D rename "$1-replaced" "$1" || exit 3; echo "@@restored"; fi'
+        ].join('\n'),
+        args: [name]
+    };
+}
+/** Starts an existing (stopped) container: the kept standby on rollback. */
+function startExistingScript(dockerCommand, name) {
+    return { body: [dockerFn(dockerCommand), 'D start "$1" >/dev/null'].join('\n'), args: [name] };
+}
+/** The repository's images (newest first) and the image ids the named containers use. */
+function listImagesScript(dockerCommand, repository, containers) {
+    return {
+        body: [
+            dockerFn(dockerCommand),
+            'echo "@@images"',
+            `D images --no-trunc --format '{{.ID}} {{.Repository}}:{{.Tag}}' "$1" || exit 3`,
+            'echo "@@in-use"',
+            'shift',
+            // a colour that does not exist (yet) is no error
+            `for n in "$@"; do D inspect --format '{{.Image}}' "$n" 2>/dev/null; done; exit 0`
+        ].join('\n'),
+        args: [repository, ...containers]
+    };
+}
+const STATUS_FORMAT = `'{"id":{{json .Id}},"name":{{json .Name}},"state":{{json .State.Status}},"running":{{json .State.Running}},"restarts":{{.RestartCount}},"exitCode":{{.State.ExitCode}},"startedAt":{{json .State.StartedAt}},"finishedAt":{{json .State.FinishedAt}},"labels":{{json .Config.Labels}}}'`;
+/**
+ * Everything `command: status` reports, read in one round trip and changing nothing: containers,
+ * resource use, upstream, history, recorded state, lock, disk and (optionally) recent logs.
+ */
+function statusScript(dockerCommand, app, upstreamFile, historyLines, logLines) {
+    return {
+        body: [
+            dockerFn(dockerCommand),
+            'dir=".bluegreen/$1"',
+            ...APP_CONTAINER_IDS,
+            'echo "@@containers"',
+            `if [ -n "$ids" ]; then D inspect --format ${STATUS_FORMAT} $ids || exit 3; fi`,
+            'echo "@@stats"',
+            'running=$(D ps -q --filter "label=bluegreen.app=$1")',
+            `if [ -n "$running" ]; then D stats --no-stream --format '{{json .}}' $running 2>/dev/null; fi`,
+            'echo "@@upstream"',
+            'if [ -n "$2" ] && [ -f "$2" ]; then cat -- "$2"; echo; else echo "@@none"; fi',
+            'echo "@@history"',
+            '[ "$3" -gt 0 ] && tail -n "$3" "$dir/history.jsonl" 2>/dev/null',
+            'echo "@@state"',
+            'cat "$dir/state.json" 2>/dev/null || echo "@@none"',
+            // The lease is read without the lock (it is replaced atomically), against the host's clock that expires it.
+            'echo "@@lock"',
+            'echo "now $(date +%s)"',
+            'if [ -s "$dir/lease" ]; then echo "lease $(head -n 1 "$dir/lease")"; fi',
+            // An older version of the action holds the lock file for its whole run and names itself in lock.owner; a short
+            // non-blocking probe only (deploys wait for the lock file, they do not give up on a busy one).
+            'if [ -s "$dir/lock.owner" ] && command -v flock >/dev/null 2>&1 && ! flock -n "$dir/lock" true; then echo "legacy $(head -n 1 "$dir/lock.owner")"; fi',
+            'if [ -e "$dir/drain.lock" ] && command -v flock >/dev/null 2>&1 && ! flock -n "$dir/drain.lock" true; then echo draining; fi',
+            'echo "@@disk"',
+            `root=$(D info --format '{{.DockerRootDir}}' 2>/dev/null); [ -n "$root" ] || root=/`,
+            'df -P "$root" 2>/dev/null | tail -n 1 || df -P / | tail -n 1',
+            'echo "@@logs"',
+            'if [ "$4" -gt 0 ]; then for c in blue green; do echo "@@log $c"; D logs --tail "$4" "$1-$c" 2>&1 || true; done; fi',
+            'exit 0'
+        ].join('\n'),
+        args: [app, upstreamFile, String(historyLines), String(logLines)]
+    };
+}
+
+;// CONCATENATED MODULE: ./src/remote/health-scripts.ts
+/** Health checks run on the host itself: the watcher of the health step and a one-shot HTTP probe. */
+
+
 /** The one-line HTTP GET of httpProbeScript, for `bash -c` (args: port path timeout-seconds host). */
 const DEV_TCP_PROBE = 'exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 7; printf "GET %s HTTP/1.0\\r\\nHost: %s\\r\\nUser-Agent: bluegreen-ec2-action\\r\\n\\r\\n" "$2" "$4" >&3; IFS= read -t "$3" -r line <&3 || { echo "no answer within $3 s" >&2; exit 8; }; printf "%s\\n" "$line"';
 /**
@@ -632,6 +758,11 @@ function httpProbeScript(port, path, timeoutSeconds, host) {
         args: [String(port), path, String(timeoutSeconds), host ?? `127.0.0.1:${port}`]
     };
 }
+
+;// CONCATENATED MODULE: ./src/remote/finish.ts
+/** After the switch: drain the old colour, stop it, clean up, and record the run. */
+
+
 /**
  * A clock for host-side waits: `ms` prints milliseconds since the epoch (whole seconds × 1000 where `date` has
  * no %N), so every wait is bounded by time, not by a count of iterations that a loaded host stretches.
@@ -744,57 +875,6 @@ function finishScript(dockerCommand, app, opts) {
         ]
     };
 }
-/** `docker stop` (kept for rollback). */
-function stopScript(dockerCommand, name, timeoutSeconds) {
-    return {
-        body: [dockerFn(dockerCommand), 'D stop -t "$2" "$1" >/dev/null'].join('\n'),
-        args: [name, String(timeoutSeconds)]
-    };
-}
-/** Port-swap cut-over: stop the live container (if any), then start the candidate on the freed port. */
-function portSwapScript(dockerCommand, stopName, startName, timeoutSeconds) {
-    return {
-        body: [
-            dockerFn(dockerCommand),
-            'if [ -n "$1" ]; then D stop -t "$3" "$1" >/dev/null || exit 3; fi',
-            'D start "$2" >/dev/null'
-        ].join('\n'),
-        args: [stopName ?? '', startName, String(timeoutSeconds)]
-    };
-}
-/**
- * Undo of `start`: removes the container `name` only if it carries this run's deploy id (never the kept standby
- * or another run's container), then puts back the standby it had replaced (`<name>-replaced`) if the name is free.
- * Prints `@@removed`, `@@foreign <deploy id>` (left alone) and `@@restored`; exit 3 when docker does not answer.
- */
-function discardCandidateScript(dockerCommand, name, deployId) {
-    return {
-        body: [
-            dockerFn(dockerCommand),
-            `id=$(D inspect --format '{{index .Config.Labels "bluegreen.deploy-id"}}' "$1" 2>&1); there=$?`,
-            // Only "no such container" means it is gone: docker not answering must not pass for a clean host (the candidate
-            // would be left running unnoticed); exit 3 with docker's words, which the run reports.
-            'if [ $there != 0 ]; then case "$id" in *"No such object"*|*"No such container"*|*"no such object"*) ;; *) echo "$id" >&2; exit 3 ;; esac; fi',
-            'if [ $there = 0 ]; then',
-            '  if [ "$id" = "$2" ]; then D rm -f "$1" >/dev/null || exit 3; echo "@@removed"; there=1; else echo "@@foreign $id"; fi',
-            'fi',
-            'if [ $there != 0 ] && D inspect --format "{{.Id}}" "$1-replaced" >/dev/null 2>&1; then D rename "$1-replaced" "$1" || exit 3; echo "@@restored"; fi',
-            'exit 0'
-        ].join('\n'),
-        args: [name, deployId]
-    };
-}
-/** Removes a failed candidate and puts back the standby it had replaced (renamed `<name>-replaced`). */
-function restoreReplacedScript(dockerCommand, name) {
-    return {
-        body: [
-            dockerFn(dockerCommand),
-            'D rm -f "$1" >/dev/null || exit 3',
-            'if D inspect --format "{{.Id}}" "$1-replaced" >/dev/null 2>&1; then D rename "$1-replaced" "$1" || exit 3; echo "@@restored"; fi'
-        ].join('\n'),
-        args: [name]
-    };
-}
 /** Writes state.json (on success) and appends one history line, keeping the last `keep` lines. */
 /** History lines kept on the host. */
 const HISTORY_KEEP = 200;
@@ -809,64 +889,132 @@ function recordScript(app, stateJson, historyLine, keep = HISTORY_KEEP) {
         args: [app, stateJson ?? '', historyLine, String(keep)]
     };
 }
-/** Starts an existing (stopped) container: the kept standby on rollback. */
-function startExistingScript(dockerCommand, name) {
-    return { body: [dockerFn(dockerCommand), 'D start "$1" >/dev/null'].join('\n'), args: [name] };
-}
-/** The repository's images (newest first) and the image ids the named containers use. */
-function listImagesScript(dockerCommand, repository, containers) {
-    return {
-        body: [
-            dockerFn(dockerCommand),
-            'echo "@@images"',
-            `D images --no-trunc --format '{{.ID}} {{.Repository}}:{{.Tag}}' "$1" || exit 3`,
-            'echo "@@in-use"',
-            'shift',
-            // a colour that does not exist (yet) is no error
-            `for n in "$@"; do D inspect --format '{{.Image}}' "$n" 2>/dev/null; done; exit 0`
-        ].join('\n'),
-        args: [repository, ...containers]
-    };
-}
-const STATUS_FORMAT = `'{"id":{{json .Id}},"name":{{json .Name}},"state":{{json .State.Status}},"running":{{json .State.Running}},"restarts":{{.RestartCount}},"exitCode":{{.State.ExitCode}},"startedAt":{{json .State.StartedAt}},"finishedAt":{{json .State.FinishedAt}},"labels":{{json .Config.Labels}}}'`;
+
+;// CONCATENATED MODULE: ./src/remote/scripts.ts
 /**
- * Everything `command: status` reports, read in one round trip and changing nothing: containers,
- * resource use, upstream, history, recorded state, lock, disk and (optionally) recent logs.
+ * Remote scripts, built by pure functions. Each returns a constant POSIX sh body plus the
+ * values it needs as positional arguments (quoted by the transport) or as stdin (secrets,
+ * file contents) — no value is ever spliced into shell text.
+ *
+ * The builders live in one module per concern (common, lease, pull, containers, health-scripts, finish); this
+ * module re-exports them, so importers need not know which.
  */
-function statusScript(dockerCommand, app, upstreamFile, historyLines, logLines) {
-    return {
-        body: [
-            dockerFn(dockerCommand),
-            'dir=".bluegreen/$1"',
-            ...APP_CONTAINER_IDS,
-            'echo "@@containers"',
-            `if [ -n "$ids" ]; then D inspect --format ${STATUS_FORMAT} $ids || exit 3; fi`,
-            'echo "@@stats"',
-            'running=$(D ps -q --filter "label=bluegreen.app=$1")',
-            `if [ -n "$running" ]; then D stats --no-stream --format '{{json .}}' $running 2>/dev/null; fi`,
-            'echo "@@upstream"',
-            'if [ -n "$2" ] && [ -f "$2" ]; then cat -- "$2"; echo; else echo "@@none"; fi',
-            'echo "@@history"',
-            '[ "$3" -gt 0 ] && tail -n "$3" "$dir/history.jsonl" 2>/dev/null',
-            'echo "@@state"',
-            'cat "$dir/state.json" 2>/dev/null || echo "@@none"',
-            // The lease is read without the lock (it is replaced atomically), against the host's clock that expires it.
-            'echo "@@lock"',
-            'echo "now $(date +%s)"',
-            'if [ -s "$dir/lease" ]; then echo "lease $(head -n 1 "$dir/lease")"; fi',
-            // An older version of the action holds the lock file for its whole run and names itself in lock.owner; a short
-            // non-blocking probe only (deploys wait for the lock file, they do not give up on a busy one).
-            'if [ -s "$dir/lock.owner" ] && command -v flock >/dev/null 2>&1 && ! flock -n "$dir/lock" true; then echo "legacy $(head -n 1 "$dir/lock.owner")"; fi',
-            'if [ -e "$dir/drain.lock" ] && command -v flock >/dev/null 2>&1 && ! flock -n "$dir/drain.lock" true; then echo draining; fi',
-            'echo "@@disk"',
-            `root=$(D info --format '{{.DockerRootDir}}' 2>/dev/null); [ -n "$root" ] || root=/`,
-            'df -P "$root" 2>/dev/null | tail -n 1 || df -P / | tail -n 1',
-            'echo "@@logs"',
-            'if [ "$4" -gt 0 ]; then for c in blue green; do echo "@@log $c"; D logs --tail "$4" "$1-$c" 2>&1 || true; done; fi',
-            'exit 0'
-        ].join('\n'),
-        args: [app, upstreamFile, String(historyLines), String(logLines)]
-    };
+
+
+
+
+
+
+
+;// CONCATENATED MODULE: ./src/model/results.ts
+/** A failure attributed to a step; `logs` carries the candidate's last log lines when relevant. */
+class StepError extends Error {
+    step;
+    logs;
+    constructor(step, message, logs) {
+        super(message);
+        this.step = step;
+        this.logs = logs;
+        this.name = 'StepError';
+    }
+}
+const other = (c) => (c === 'blue' ? 'green' : 'blue');
+
+;// CONCATENATED MODULE: ./src/log/steps.ts
+
+/** Times steps of one host, logs them, and turns any error into a StepError naming the step. */
+class StepTimer {
+    log;
+    signal;
+    steps = [];
+    open;
+    constructor(log, 
+    /**
+     * Aborted when the workflow run is cancelled (or the fleet stops this host): no new step starts; recovery
+     * (soft steps) still runs. Replaced when a host that took its lock up front joins its rollout batch.
+     */
+    signal) {
+        this.log = log;
+        this.signal = signal;
+    }
+    /** Throws inside a step when the run was cancelled, so the usual recovery runs. */
+    checkCancelled() {
+        if (this.signal?.aborted)
+            throw new StepError(this.open?.name ?? 'connect', `${cancelReason(this.signal)}; stopping here and cleaning up`);
+    }
+    begin(name) {
+        if (this.open)
+            this.end('ok');
+        this.open = { name, start: Date.now() };
+        this.log.begin(name);
+    }
+    end(status, detail) {
+        if (!this.open)
+            return undefined;
+        const { name, start } = this.open;
+        const endMs = Date.now();
+        const rec = {
+            name,
+            startedAt: new Date(start).toISOString(),
+            endedAt: new Date(endMs).toISOString(),
+            durationMs: endMs - start,
+            status,
+            detail
+        };
+        this.steps.push(rec);
+        this.open = undefined;
+        this.log.end(name, status, rec.durationMs);
+        return rec;
+    }
+    get current() {
+        return this.open?.name;
+    }
+    async run(name, fn) {
+        this.begin(name);
+        try {
+            this.checkCancelled();
+            const value = await fn();
+            if (this.open?.name === name)
+                this.end('ok');
+            else if (this.open)
+                this.end('ok');
+            return value;
+        }
+        catch (e) {
+            const failedStep = this.open?.name ?? name;
+            // The failing step is the one open now (a script can move through several steps).
+            const err = new StepError(failedStep, e.message, e instanceof StepError ? e.logs : undefined);
+            this.end('failed', err.message);
+            throw err;
+        }
+    }
+    /** A step whose failure is only a warning (after the new version is live). */
+    async soft(name, fn) {
+        this.begin(name);
+        try {
+            await fn();
+            this.end('ok');
+            return undefined;
+        }
+        catch (e) {
+            const msg = e.message;
+            this.log.warn(`${name}: ${msg}`);
+            this.end('warning', msg);
+            return `${name}: ${msg}`;
+        }
+    }
+    /** Drops the open step unrecorded (it never really started: e.g. a host of the fleet whose lock was never tried). */
+    abandon() {
+        this.open = undefined;
+    }
+    /** Records a step measured elsewhere (e.g. connect before the timer existed). */
+    record(rec) {
+        this.steps.push(rec);
+    }
+}
+/** Why a run stopped early: the workflow was cancelled, or (a string reason) another host of the fleet failed. */
+function cancelReason(signal) {
+    return typeof signal.reason === 'string' ? signal.reason : 'the workflow run was cancelled (SIGINT/SIGTERM)';
 }
 
 ;// CONCATENATED MODULE: ./src/traffic/alb/elb.ts
@@ -1069,117 +1217,6 @@ function withWeights(actions, weights) {
             }
         };
     });
-}
-
-;// CONCATENATED MODULE: ./src/model/results.ts
-/** A failure attributed to a step; `logs` carries the candidate's last log lines when relevant. */
-class StepError extends Error {
-    step;
-    logs;
-    constructor(step, message, logs) {
-        super(message);
-        this.step = step;
-        this.logs = logs;
-        this.name = 'StepError';
-    }
-}
-const other = (c) => (c === 'blue' ? 'green' : 'blue');
-
-;// CONCATENATED MODULE: ./src/log/steps.ts
-
-/** Times steps of one host, logs them, and turns any error into a StepError naming the step. */
-class StepTimer {
-    log;
-    signal;
-    steps = [];
-    open;
-    constructor(log, 
-    /**
-     * Aborted when the workflow run is cancelled (or the fleet stops this host): no new step starts; recovery
-     * (soft steps) still runs. Replaced when a host that took its lock up front joins its rollout batch.
-     */
-    signal) {
-        this.log = log;
-        this.signal = signal;
-    }
-    /** Throws inside a step when the run was cancelled, so the usual recovery runs. */
-    checkCancelled() {
-        if (this.signal?.aborted)
-            throw new StepError(this.open?.name ?? 'connect', `${cancelReason(this.signal)}; stopping here and cleaning up`);
-    }
-    begin(name) {
-        if (this.open)
-            this.end('ok');
-        this.open = { name, start: Date.now() };
-        this.log.begin(name);
-    }
-    end(status, detail) {
-        if (!this.open)
-            return undefined;
-        const { name, start } = this.open;
-        const endMs = Date.now();
-        const rec = {
-            name,
-            startedAt: new Date(start).toISOString(),
-            endedAt: new Date(endMs).toISOString(),
-            durationMs: endMs - start,
-            status,
-            detail
-        };
-        this.steps.push(rec);
-        this.open = undefined;
-        this.log.end(name, status, rec.durationMs);
-        return rec;
-    }
-    get current() {
-        return this.open?.name;
-    }
-    async run(name, fn) {
-        this.begin(name);
-        try {
-            this.checkCancelled();
-            const value = await fn();
-            if (this.open?.name === name)
-                this.end('ok');
-            else if (this.open)
-                this.end('ok');
-            return value;
-        }
-        catch (e) {
-            const failedStep = this.open?.name ?? name;
-            // The failing step is the one open now (a script can move through several steps).
-            const err = new StepError(failedStep, e.message, e instanceof StepError ? e.logs : undefined);
-            this.end('failed', err.message);
-            throw err;
-        }
-    }
-    /** A step whose failure is only a warning (after the new version is live). */
-    async soft(name, fn) {
-        this.begin(name);
-        try {
-            await fn();
-            this.end('ok');
-            return undefined;
-        }
-        catch (e) {
-            const msg = e.message;
-            this.log.warn(`${name}: ${msg}`);
-            this.end('warning', msg);
-            return `${name}: ${msg}`;
-        }
-    }
-    /** Drops the open step unrecorded (it never really started: e.g. a host of the fleet whose lock was never tried). */
-    abandon() {
-        this.open = undefined;
-    }
-    /** Records a step measured elsewhere (e.g. connect before the timer existed). */
-    record(rec) {
-        this.steps.push(rec);
-    }
-}
-/** Why a run stopped early: the workflow was cancelled, or (a string reason) another host of the fleet failed. */
-function cancelReason(signal) {
-    return typeof signal.reason === 'string' ? signal.reason : 'the workflow run was cancelled (SIGINT/SIGTERM)';
 }
 
 ;// CONCATENATED MODULE: ./src/traffic/alb/listener-switch.ts
@@ -1419,6 +1456,113 @@ class ListenerSwitch {
     }
 }
 
+;// CONCATENATED MODULE: ./src/traffic/alb/report.ts
+
+const clock = (iso) => iso.slice(11, 23);
+/** One target's states in order: "16:30:01.120 initial → 16:30:03.410 healthy". */
+function timeline(samples) {
+    return samples
+        .map((s) => `${clock(s.at)} ${s.state}${s.reason && s.state !== 'healthy' ? ` (${s.reason})` : ''}`)
+        .join(' → ');
+}
+/** `cell` escapes text for a markdown table cell (the summary's own). */
+function renderAlbSection(r, cell) {
+    const hosts = r.hosts.filter((h) => h.loadBalancer?.health.length);
+    // The listener's line only once it was read (a run refused before, e.g. at the lock, has nothing to say of it).
+    const listener = r.alb?.before || r.alb?.changes.length ? r.alb : undefined;
+    if (!listener && !hosts.length)
+        return undefined;
+    const out = ['### Load balancer', ''];
+    if (listener) {
+        const a = listener;
+        const what = a.rule ? `Rule \`${cell(a.rule)}\`` : `Listener \`${cell(a.listener)}\``;
+        const before = a.before ? describeWeights(a.before) : 'not read';
+        const after = a.after ? describeWeights(a.after) : before;
+        out.push(`${what} (blue: \`${cell(a.groups.blue)}\`, green: \`${cell(a.groups.green)}\`): weights before **${before}** → after **${after}**.`);
+        if (a.allHealthyAt)
+            out.push(`Every candidate was healthy in its group at ${clock(a.allHealthyAt)}.`);
+        out.push(a.changes.length
+            ? `Changes: ${a.changes.map((c) => `${clock(c.at)} ${c.kind} (${describeWeights(c.weights)})`).join(' · ')}.`
+            : 'The listener was not changed.');
+        out.push('');
+    }
+    if (hosts.length) {
+        out.push('| Host | Target | Health as the load balancer reported it |', '| --- | --- | --- |');
+        for (const h of hosts) {
+            const byTarget = new Map();
+            for (const s of h.loadBalancer.health) {
+                const key = `${s.target} (${s.color}, ${s.group})`;
+                byTarget.set(key, [...(byTarget.get(key) ?? []), s]);
+            }
+            for (const [target, samples] of byTarget)
+                out.push(`| ${cell(h.host)} | ${cell(target)} | ${cell(timeline(samples))} |`);
+        }
+        out.push('');
+    }
+    return out.join('\n') + '\n';
+}
+
+;// CONCATENATED MODULE: ./src/traffic/alb/identity.ts
+
+const IMDS_BASH = [
+    't="$1"',
+    'req() {',
+    '  exec 3<>/dev/tcp/169.254.169.254/80 || { echo "the instance metadata service (169.254.169.254:80) is not reachable from the host" >&2; return 7; }',
+    `  printf '%s %s HTTP/1.0\\r\\nHost: 169.254.169.254\\r\\n%s\\r\\n\\r\\n' "$1" "$2" "$3" >&3`,
+    '  status=""; body=""; inbody=""',
+    '  while IFS= read -r -t "$t" line <&3 || [ -n "$line" ]; do',
+    `    line=\${line%$'\\r'}`,
+    '    if [ -z "$status" ]; then status=$line; elif [ -z "$inbody" ]; then [ -z "$line" ] && inbody=1; else body="$body$line"; fi',
+    '    line=""',
+    '  done',
+    '  exec 3<&-',
+    '  case "$status" in',
+    `    "HTTP/"*" 200"*) printf '%s' "$body" ;;`,
+    '    *) echo "IMDSv2 $1 $2 answered ${status:-nothing within $t s}" >&2; return 8 ;;',
+    '  esac',
+    '}',
+    'tok=$(req PUT /latest/api/token "X-aws-ec2-metadata-token-ttl-seconds: 60") || exit $?',
+    'id=$(req GET /latest/meta-data/instance-id "X-aws-ec2-metadata-token: $tok") || exit $?',
+    'ip=$(req GET /latest/meta-data/local-ipv4 "X-aws-ec2-metadata-token: $tok") || exit $?',
+    `printf 'instance-id=%s\\nlocal-ipv4=%s\\n' "$id" "$ip"`
+].join('\n');
+const IMDS_PYTHON = [
+    'import sys, urllib.request',
+    't = float(sys.argv[1])',
+    'o = urllib.request.build_opener(urllib.request.ProxyHandler({}))',
+    'def r(m, p, h):',
+    '    try:',
+    "        return o.open(urllib.request.Request('http://169.254.169.254' + p, method=m, headers=h), timeout=t).read().decode().strip()",
+    '    except Exception as e:',
+    "        sys.stderr.write('IMDSv2 %s %s failed: %s\\n' % (m, p, e)); sys.exit(8)",
+    "tok = r('PUT', '/latest/api/token', {'X-aws-ec2-metadata-token-ttl-seconds': '60'})",
+    "h = {'X-aws-ec2-metadata-token': tok}",
+    "print('instance-id=' + r('GET', '/latest/meta-data/instance-id', h))",
+    "print('local-ipv4=' + r('GET', '/latest/meta-data/local-ipv4', h))"
+].join('\n');
+/** $1: timeout per request in seconds. Prints instance-id=… and local-ipv4=… lines. */
+function identityScript(timeoutSeconds = 3) {
+    return {
+        body: [
+            `if command -v bash >/dev/null 2>&1; then exec ${cmd('bash', '-c', IMDS_BASH, 'bash')} "$1"; fi`,
+            `if command -v python3 >/dev/null 2>&1; then exec ${cmd('python3', '-c', IMDS_PYTHON)} "$1"; fi`,
+            'echo "reading the instance ID and private IPv4 from the instance metadata service (IMDSv2) needs bash or python3 on the host" >&2',
+            'exit 127'
+        ].join('\n'),
+        args: [String(timeoutSeconds)]
+    };
+}
+function parseIdentity(stdout) {
+    const get = (k) => new RegExp(`^${k}=(.*)$`, 'm').exec(stdout)?.[1]?.trim() ?? '';
+    const instanceId = get('instance-id');
+    const privateIp = get('local-ipv4');
+    if (!/^i-[0-9a-f]{8,17}$/.test(instanceId))
+        throw new Error(`the instance metadata service answered no instance ID (got "${instanceId.slice(0, 40)}")`);
+    if (!/^\d{1,3}(\.\d{1,3}){3}$/.test(privateIp))
+        throw new Error(`the instance metadata service answered no private IPv4 (got "${privateIp.slice(0, 40)}")`);
+    return { instanceId, privateIp };
+}
+
 ;// CONCATENATED MODULE: ./src/traffic/alb/routing.ts
 /** A target taking part in the group: registered and not on its way out. */
 function registered(v) {
@@ -1456,6 +1600,128 @@ function albRouting(content) {
     if (g)
         return { routed: routedColorOfGroup(g), fleet: false };
     return undefined;
+}
+
+;// CONCATENATED MODULE: ./src/traffic/alb/status.ts
+
+
+
+
+async function groupStatus(alb, tg, mine) {
+    const views = await (await alb.elb()).targetHealth(tg);
+    return {
+        name: tg.name,
+        arn: tg.arn,
+        targets: views.map((v) => {
+            const t = describeTarget(v);
+            const color = ['blue', 'green'].find((c) => mine[c] === t);
+            return { target: t, state: v.state, reason: v.reason, color };
+        })
+    };
+}
+/** Reads the ALB's view for one host; never throws (an unreadable ALB is a finding). */
+async function readAlbStatus(cfg, remote, alb, listener) {
+    const mode = cfg.alb?.mode ?? 'target-group';
+    const st = { mode, groups: {} };
+    try {
+        const s = identityScript();
+        const res = await remote.run(s.body, s.args);
+        if (res.code !== 0)
+            throw new Error(`reading the instance identity (IMDSv2) failed (exit ${res.code}): ${res.stderr.trim().split('\n').slice(-2).join(' ')}`);
+        const id = parseIdentity(res.stdout);
+        st.instanceId = id.instanceId;
+        st.privateIp = id.privateIp;
+        const mineFor = (tg) => {
+            const ident = tg.targetType === 'ip' ? id.privateIp : id.instanceId;
+            return { blue: `${ident}:${cfg.ports.blue}`, green: `${ident}:${cfg.ports.green}` };
+        };
+        if (cfg.alb?.mode === 'listener' && listener) {
+            const groups = await listener.groups();
+            const l = await listener.now();
+            st.listener = { arn: cfg.alb.listenerArn, rule: cfg.alb.ruleArn, weights: l.weights, live: l.live };
+            for (const c of ['blue', 'green'])
+                st.groups[c] = await groupStatus(alb, groups[c], mineFor(groups[c]));
+            st.routed = l.live;
+        }
+        else if (cfg.alb?.mode === 'target-group') {
+            const tg = await alb.group(cfg.alb.targetGroup, 'alb-target-group');
+            const g = await groupStatus(alb, tg, mineFor(tg));
+            st.groups.group = g;
+            const targets = {};
+            for (const t of g.targets)
+                if (t.color)
+                    targets[t.color] = { state: t.state };
+            st.routed = routedColorOfGroup({ group: tg.name, targets: targets });
+        }
+    }
+    catch (e) {
+        st.error = e.message;
+    }
+    return st;
+}
+/** The ALB's findings for a host's status. */
+function albFindings(s, a) {
+    if (a.error)
+        return [{ level: 'error', message: `load balancer: ${a.error}` }];
+    const f = [];
+    const mine = (g, c) => g?.targets.find((t) => t.color === c);
+    const live = a.routed;
+    if (!live) {
+        f.push({
+            level: 'error',
+            message: a.mode === 'target-group'
+                ? `neither of this host's targets (blue-port, green-port) is registered in ${a.groups.group?.name ?? 'the target group'} alone`
+                : 'the listener routes to no single colour'
+        });
+        return f;
+    }
+    if (s.colors[live].state !== 'running')
+        f.push({
+            level: 'error',
+            message: `the load balancer routes to ${live}, whose container on this host is ${s.colors[live].state ?? 'missing'}`
+        });
+    const g = a.mode === 'target-group' ? a.groups.group : a.groups[live];
+    const t = mine(g, live);
+    if (!t || !registered(t))
+        f.push({
+            level: 'error',
+            message: `this host's ${live} target is not registered in ${g?.name ?? 'its group'}${t ? ` (${t.state})` : ''}: the load balancer sends it nothing`
+        });
+    else if (t.state !== 'healthy')
+        f.push({
+            level: 'error',
+            message: `the load balancer reports this host's live ${live} target ${t.target} ${t.state}${t.reason ? ` (${t.reason})` : ''}`
+        });
+    const idle = live === 'blue' ? 'green' : 'blue';
+    const o = mine(a.mode === 'target-group' ? a.groups.group : a.groups[idle], idle);
+    if (o && registered(o) && !s.lock.held)
+        f.push({
+            level: 'warning',
+            message: `this host's ${idle} target ${o.target} is still registered (${o.state})${a.mode === 'target-group' ? ': the load balancer may send it requests' : ''}`
+        });
+    return f;
+}
+/** `command: status` with traffic alb: the load balancer's view of this host (the ALB routers' status). */
+async function albStatus(ctx, st, shared, listener) {
+    const a = await readAlbStatus(ctx.cfg, ctx.remote, shared, listener);
+    if (a.listener)
+        ctx.log.info(`alb listener: ${describeWeights(a.listener.weights)} (live: ${a.listener.live})`);
+    for (const [k, g] of Object.entries(a.groups))
+        ctx.log.info(`alb ${k === 'group' ? 'target group' : `${k} group`} ${g.name}: ${g.targets.map((t) => `${t.target} ${t.state}${t.color ? ` (this host's ${t.color})` : ''}`).join(', ') || 'no targets'}`);
+    st.alb = a;
+    return { routed: a.routed, findings: (s) => albFindings(s, a) };
+}
+/** The status summary's line for the ALB. */
+function albStatusLine(a, cell) {
+    if (a.error)
+        return `Load balancer: ${cell(a.error)}`;
+    const parts = [];
+    if (a.listener)
+        parts.push(`listener weights ${describeWeights(a.listener.weights)}`);
+    for (const [k, g] of Object.entries(a.groups)) {
+        parts.push(`${k === 'group' ? '' : `${k} `}group \`${cell(g.name)}\`: ${g.targets.map((t) => `${cell(t.target)} ${t.state}${t.color ? ` (this host's ${t.color})` : ''}`).join(', ') || 'no targets'}`);
+    }
+    return `Load balancer (${a.instanceId ?? '?'}, ${a.privateIp ?? '?'}): ${parts.join(' · ')}`;
 }
 
 ;// CONCATENATED MODULE: ./src/model/host.ts
@@ -1541,67 +1807,6 @@ async function watchBeside(ours, check, everyMs) {
         theirs.catch(() => undefined);
         throw e;
     }
-}
-
-;// CONCATENATED MODULE: ./src/traffic/alb/identity.ts
-
-const IMDS_BASH = [
-    't="$1"',
-    'req() {',
-    '  exec 3<>/dev/tcp/169.254.169.254/80 || { echo "the instance metadata service (169.254.169.254:80) is not reachable from the host" >&2; return 7; }',
-    `  printf '%s %s HTTP/1.0\\r\\nHost: 169.254.169.254\\r\\n%s\\r\\n\\r\\n' "$1" "$2" "$3" >&3`,
-    '  status=""; body=""; inbody=""',
-    '  while IFS= read -r -t "$t" line <&3 || [ -n "$line" ]; do',
-    `    line=\${line%$'\\r'}`,
-    '    if [ -z "$status" ]; then status=$line; elif [ -z "$inbody" ]; then [ -z "$line" ] && inbody=1; else body="$body$line"; fi',
-    '    line=""',
-    '  done',
-    '  exec 3<&-',
-    '  case "$status" in',
-    `    "HTTP/"*" 200"*) printf '%s' "$body" ;;`,
-    '    *) echo "IMDSv2 $1 $2 answered ${status:-nothing within $t s}" >&2; return 8 ;;',
-    '  esac',
-    '}',
-    'tok=$(req PUT /latest/api/token "X-aws-ec2-metadata-token-ttl-seconds: 60") || exit $?',
-    'id=$(req GET /latest/meta-data/instance-id "X-aws-ec2-metadata-token: $tok") || exit $?',
-    'ip=$(req GET /latest/meta-data/local-ipv4 "X-aws-ec2-metadata-token: $tok") || exit $?',
-    `printf 'instance-id=%s\\nlocal-ipv4=%s\\n' "$id" "$ip"`
-].join('\n');
-const IMDS_PYTHON = [
-    'import sys, urllib.request',
-    't = float(sys.argv[1])',
-    'o = urllib.request.build_opener(urllib.request.ProxyHandler({}))',
-    'def r(m, p, h):',
-    '    try:',
-    "        return o.open(urllib.request.Request('http://169.254.169.254' + p, method=m, headers=h), timeout=t).read().decode().strip()",
-    '    except Exception as e:',
-    "        sys.stderr.write('IMDSv2 %s %s failed: %s\\n' % (m, p, e)); sys.exit(8)",
-    "tok = r('PUT', '/latest/api/token', {'X-aws-ec2-metadata-token-ttl-seconds': '60'})",
-    "h = {'X-aws-ec2-metadata-token': tok}",
-    "print('instance-id=' + r('GET', '/latest/meta-data/instance-id', h))",
-    "print('local-ipv4=' + r('GET', '/latest/meta-data/local-ipv4', h))"
-].join('\n');
-/** $1: timeout per request in seconds. Prints instance-id=… and local-ipv4=… lines. */
-function identityScript(timeoutSeconds = 3) {
-    return {
-        body: [
-            `if command -v bash >/dev/null 2>&1; then exec ${cmd('bash', '-c', IMDS_BASH, 'bash')} "$1"; fi`,
-            `if command -v python3 >/dev/null 2>&1; then exec ${cmd('python3', '-c', IMDS_PYTHON)} "$1"; fi`,
-            'echo "reading the instance ID and private IPv4 from the instance metadata service (IMDSv2) needs bash or python3 on the host" >&2',
-            'exit 127'
-        ].join('\n'),
-        args: [String(timeoutSeconds)]
-    };
-}
-function parseIdentity(stdout) {
-    const get = (k) => new RegExp(`^${k}=(.*)$`, 'm').exec(stdout)?.[1]?.trim() ?? '';
-    const instanceId = get('instance-id');
-    const privateIp = get('local-ipv4');
-    if (!/^i-[0-9a-f]{8,17}$/.test(instanceId))
-        throw new Error(`the instance metadata service answered no instance ID (got "${instanceId.slice(0, 40)}")`);
-    if (!/^\d{1,3}(\.\d{1,3}){3}$/.test(privateIp))
-        throw new Error(`the instance metadata service answered no private IPv4 (got "${privateIp.slice(0, 40)}")`);
-    return { instanceId, privateIp };
 }
 
 ;// CONCATENATED MODULE: ./src/traffic/alb/targets.ts
@@ -1807,6 +2012,7 @@ class HostTargets {
 ;// CONCATENATED MODULE: ./src/traffic/alb/base.ts
 
 
+
 class AlbRouterBase {
     cfg;
     shared;
@@ -1829,6 +2035,13 @@ class AlbRouterBase {
     }
     retire(plan) {
         return plan.live ? containerName(this.cfg.app, plan.live) : undefined;
+    }
+    status(ctx, st) {
+        return albStatus(ctx, st, this.shared, this.listenerSwitch());
+    }
+    /** alb-listener: the run's fleet switch (status reads the listener through it). */
+    listenerSwitch() {
+        return undefined;
     }
     report() {
         return this.targets?.report();
@@ -1857,6 +2070,9 @@ class AlbListenerRouter extends AlbRouterBase {
     }
     routedColor(state) {
         return parseListenerRouting(state.upstreamContent)?.live;
+    }
+    listenerSwitch() {
+        return this.sw;
     }
     fleetRoutedColor(state) {
         return this.routedColor(state);
@@ -2119,217 +2335,6 @@ class AlbTraffic {
             return;
         await this.elbP.then((e) => e.close(), () => undefined);
     }
-}
-
-;// CONCATENATED MODULE: ./src/deploy/fleet.ts
-/** Splits the hosts into the batches of the rollout, in the order given. */
-function planBatches(hosts, rollout) {
-    const n = hosts.length;
-    if (n === 0)
-        return [];
-    const mp = rollout.maxParallel;
-    const canary = rollout.strategy === 'canary' && n > 1;
-    const rest = canary ? hosts.slice(1) : hosts;
-    const limit = mp
-        ? 'count' in mp
-            ? mp.count
-            : Math.ceil((rest.length * mp.percent) / 100)
-        : rollout.strategy === 'rolling'
-            ? 1
-            : rest.length;
-    const size = Math.max(1, Math.min(limit, rest.length));
-    const batches = canary ? [[hosts[0]]] : [];
-    for (let i = 0; i < rest.length; i += size)
-        batches.push(rest.slice(i, i + size));
-    return batches;
-}
-function deferred() {
-    let resolve;
-    const promise = new Promise((r) => (resolve = r));
-    return { promise, resolve };
-}
-/**
- * Runs the batches. A batch is done when each of its hosts is verified (all-or-nothing: waiting at the
- * gate) or finished. With continue, a failure only stops the rollout when it is the canary's.
- */
-async function runRollout(hosts, rollout, deployOne, log, parentSignal) {
-    const batches = planBatches(hosts, rollout);
-    const allOrNothing = rollout.onHostFailure === 'rollback-all' && hosts.length > 1;
-    const decision = deferred();
-    const controllers = new Map();
-    let failure;
-    let stopped = false;
-    const abortAll = (reason) => {
-        decision.resolve('abort');
-        for (const c of controllers.values())
-            if (!c.signal.aborted)
-                c.abort(reason);
-    };
-    const onCancel = () => abortAll(typeof parentSignal?.reason === 'string' ? parentSignal.reason : 'the workflow run was cancelled (SIGINT/SIGTERM)');
-    parentSignal?.addEventListener('abort', onCancel, { once: true });
-    const tasks = [];
-    const results = [];
-    const skipped = (target, batch) => ({
-        host: target.label,
-        result: 'skipped',
-        image: '',
-        durationMs: 0,
-        switched: false,
-        steps: [],
-        warnings: [],
-        batch,
-        abortedBy: failure?.host,
-        error: failure
-            ? {
-                step: 'connect',
-                message: parentSignal?.aborted
-                    ? 'not started: the workflow run was cancelled'
-                    : `not started: ${failure.host} failed at ${failure.step}`
-            }
-            : undefined
-    });
-    try {
-        for (const [index, batch] of batches.entries()) {
-            if (stopped || parentSignal?.aborted) {
-                for (const t of batch)
-                    tasks.push(Promise.resolve(skipped(t, index)));
-                continue;
-            }
-            if (index > 0 && rollout.batchWaitMs > 0) {
-                log(`batch ${index} verified; waiting batch-wait-seconds (${rollout.batchWaitMs / 1000} s) before batch ${index + 1}`);
-                await fleet_sleep(rollout.batchWaitMs, parentSignal);
-                if (parentSignal?.aborted) {
-                    for (const t of batch)
-                        tasks.push(Promise.resolve(skipped(t, index)));
-                    continue;
-                }
-            }
-            if (batches.length > 1)
-                log(`batch ${index + 1}/${batches.length}${rollout.strategy === 'canary' && index === 0 ? ' (canary)' : ''}: ${batch.map((t) => t.label).join(', ')}`);
-            const arrivals = batch.map((target) => {
-                const arrived = deferred();
-                const controller = new AbortController();
-                controllers.set(target.label, controller);
-                if (parentSignal?.aborted)
-                    controller.abort(parentSignal.reason);
-                const hooks = {
-                    ready: async () => {
-                        arrived.resolve();
-                        if ((await decision.promise) === 'abort') {
-                            throw new Error(failure
-                                ? `${failure.host} failed at ${failure.step}, so every host goes back (on-host-failure: rollback-all)`
-                                : 'the workflow run was cancelled (SIGINT/SIGTERM)');
-                        }
-                    },
-                    failed: (error) => {
-                        arrived.resolve();
-                        // A cancel stops every host; it is no host's failure (the others would name it as the cause).
-                        if (failure || parentSignal?.aborted)
-                            return;
-                        failure = { host: target.label, step: error.step, message: error.message };
-                        if (allOrNothing) {
-                            stopped = true;
-                            abortAll(`${target.label} failed at ${error.step}`);
-                        }
-                    },
-                    abortedBy: () => (failure && failure.host !== target.label ? failure.host : undefined)
-                };
-                const task = deployOne(target, index, controller.signal, allOrNothing ? hooks : undefined).then((r) => {
-                    // continue mode has no gate: learn of failures from the result.
-                    if (!allOrNothing && r.result !== 'success' && !failure)
-                        failure = { host: r.host, step: r.error?.step ?? 'deploy', message: r.error?.message ?? r.result };
-                    return r;
-                });
-                task.finally(() => arrived.resolve()).catch(() => undefined);
-                tasks.push(task);
-                return arrived.promise;
-            });
-            await Promise.all(arrivals);
-            if (!allOrNothing && rollout.strategy === 'canary' && index === 0 && failure) {
-                stopped = true;
-                log(`the canary ${failure.host} failed: the other hosts are not touched`);
-            }
-        }
-        if (!stopped)
-            decision.resolve('commit');
-        results.push(...(await Promise.all(tasks)));
-    }
-    finally {
-        parentSignal?.removeEventListener('abort', onCancel);
-    }
-    return results;
-}
-function fleet_sleep(ms, signal) {
-    return new Promise((resolve) => {
-        const t = setTimeout(done, ms);
-        function done() {
-            clearTimeout(t);
-            signal?.removeEventListener('abort', done);
-            resolve();
-        }
-        signal?.addEventListener('abort', done, { once: true });
-    });
-}
-
-;// CONCATENATED MODULE: ./src/remote/outputs.ts
-function parseDetectOutput(out) {
-    const section = (name) => {
-        const m = new RegExp(`@@${name}\\n([\\s\\S]*?)(?=\\n@@(?:containers|upstream|state)\\n|$)`).exec(out);
-        const body = m?.[1]?.trim() ?? '';
-        return body === '@@none' ? undefined : body;
-    };
-    let recordedLive;
-    let stateUnreadable = false;
-    try {
-        const st = JSON.parse(section('state') ?? '{}');
-        if (st.live === 'blue' || st.live === 'green')
-            recordedLive = st.live;
-    }
-    catch {
-        stateUnreadable = true;
-    }
-    return {
-        containers: parseInspect(section('containers') ?? ''),
-        upstreamContent: section('upstream'),
-        recordedLive,
-        stateUnreadable
-    };
-}
-/** pullScript: the image's repo digests (`repo@sha256:…` lines after `@@digests`). */
-function parsePullDigests(out) {
-    const at = out.indexOf('@@digests');
-    if (at < 0)
-        return [];
-    return out
-        .slice(at + '@@digests'.length)
-        .split('\n')
-        .map((l) => l.trim())
-        .filter((l) => l.includes('@sha256:'));
-}
-function parseDiscardOutput(out) {
-    const foreign = /^@@foreign (.*)$/m.exec(out)?.[1];
-    return {
-        removed: /^@@removed$/m.test(out),
-        restored: /^@@restored$/m.test(out),
-        foreign: foreign === undefined ? undefined : foreign.trim() || '(no deploy id)'
-    };
-}
-/** Parses the one-object-per-line output of detectScript's `docker inspect --format`. */
-function parseInspect(text) {
-    return text
-        .split('\n')
-        .filter((l) => l.trim().startsWith('{'))
-        .map((l) => {
-        const c = JSON.parse(l);
-        return {
-            id: c.id,
-            name: c.name.replace(/^\//, ''),
-            state: c.state,
-            running: c.running,
-            restartCount: c.restarts,
-            labels: c.labels ?? {}
-        };
-    });
 }
 
 ;// CONCATENATED MODULE: ./src/traffic/haproxy/commands.ts
@@ -2682,6 +2687,7 @@ function parseActivityDates(text) {
 
 
 
+
 const POLL_MS = 100;
 const router_sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 /** Reads HAProxy's view of the backend's two servers in one command line. */
@@ -2727,6 +2733,9 @@ class HaproxyRouter {
         if (missing)
             throw new Error(missing);
         return text;
+    }
+    status(ctx, st) {
+        return haproxyStatus(ctx, st);
     }
     rt;
     rtRemote;
@@ -2945,6 +2954,105 @@ class HaproxyRouter {
         }
         return { moved: candTakes || prev?.admin !== 'ready' };
     }
+}
+
+;// CONCATENATED MODULE: ./src/traffic/haproxy/status.ts
+
+
+
+/** Reads HAProxy's view; never throws (an unreachable socket is a finding). */
+async function readHaproxyStatus(cfg, remote) {
+    const base = { socket: cfg.haproxySocket, backend: cfg.haproxyBackend, servers: {} };
+    try {
+        const view = await readBackendView(new HaproxyRuntime(remote, cfg.haproxySocket), cfg.haproxyBackend);
+        const missing = missingServers(view);
+        const servers = {};
+        for (const c of ['blue', 'green']) {
+            const s = view.servers[c];
+            if (s)
+                servers[c] = {
+                    admin: s.admin,
+                    op: s.op,
+                    sessions: s.sessions,
+                    status: s.status,
+                    checkStatus: s.checkStatus,
+                    checkCode: s.checkCode,
+                    checkDesc: s.checkDesc,
+                    address: s.address,
+                    port: s.port
+                };
+        }
+        const lines = ['blue', 'green'].map((c) => `haproxy ${cfg.haproxyBackend}/${describeServer(view.servers[c]).replace(/^missing$/, `${c}: missing`)}`);
+        return { status: { ...base, servers, routed: routedColor(view), error: missing }, lines };
+    }
+    catch (e) {
+        return { status: { ...base, error: e.message }, lines: [] };
+    }
+}
+/** HAProxy's findings for a host's status. */
+function haproxyFindings(s, hx, cfg) {
+    const f = [];
+    if (hx.error)
+        return [{ level: 'error', message: `HAProxy: ${hx.error}` }];
+    const routed = hx.routed;
+    if (!routed)
+        f.push({
+            level: 'error',
+            message: `HAProxy routes to no single colour in backend ${hx.backend} (${['blue', 'green'].map((c) => `${c} ${hx.servers[c]?.admin ?? 'missing'}`).join(', ')})`
+        });
+    else {
+        const srv = hx.servers[routed];
+        if (s.colors[routed].state !== 'running')
+            f.push({
+                level: 'error',
+                message: `HAProxy routes to ${routed}, whose container is ${s.colors[routed].state ?? 'missing'}`
+            });
+        if (srv.op !== 'up')
+            f.push({
+                level: 'error',
+                message: `HAProxy's check finds the live ${routed} server ${srv.op} (${srv.checkStatus ?? 'no check'}${srv.checkDesc ? `: ${srv.checkDesc}` : ''})`
+            });
+        const other = routed === 'blue' ? 'green' : 'blue';
+        const o = hx.servers[other];
+        if (o && o.admin !== 'maint' && !s.lock.held)
+            f.push({
+                level: 'warning',
+                message: `HAProxy's ${other} server is ${o.admin}, not maint: a restart of HAProxy without the server-state-file would send it requests`
+            });
+    }
+    for (const c of ['blue', 'green']) {
+        const srv = hx.servers[c];
+        if (srv?.port !== undefined && srv.port !== cfg.ports[c])
+            f.push({
+                level: 'warning',
+                message: `HAProxy's ${c} server points at port ${srv.port}, not ${c}-port ${cfg.ports[c]}`
+            });
+    }
+    return f;
+}
+/** `command: status` with traffic haproxy: HAProxy's view of the host's backend (HaproxyRouter.status). */
+async function haproxyStatus(ctx, st) {
+    const { status: hx, lines } = await readHaproxyStatus(ctx.cfg, ctx.remote);
+    for (const l of lines)
+        ctx.log.info(l);
+    st.haproxy = hx;
+    return { routed: hx.routed, findings: (s) => haproxyFindings(s, hx, ctx.cfg) };
+}
+/** The status summary's line for HAProxy (`cell` escapes text for a markdown table cell). */
+function haproxyStatusLine(st, cell) {
+    const hx = st.haproxy;
+    if (!hx)
+        return undefined;
+    return `HAProxy \`${cell(hx.backend)}\` (${cell(hx.socket)}): ${hx.error
+        ? cell(hx.error)
+        : ['blue', 'green']
+            .map((c) => {
+            const s = hx.servers[c];
+            return s
+                ? `${c} ${s.admin}/${s.op}, ${s.sessions ?? '?'} sessions, check ${cell(s.checkStatus ?? '—')}`
+                : `${c} missing`;
+        })
+            .join(' · ')}`;
 }
 
 ;// CONCATENATED MODULE: ./src/traffic/nginx/scripts.ts
@@ -3461,6 +3569,9 @@ class NginxRouter {
     routingFile() {
         return this.cfg.nginxUpstreamFile;
     }
+    routedPort(content) {
+        return upstreamPort(content);
+    }
     routedColor(state) {
         const port = upstreamPort(state.upstreamContent);
         return port === this.cfg.ports.blue ? 'blue' : port === this.cfg.ports.green ? 'green' : undefined;
@@ -3693,18 +3804,286 @@ class PortSwapRouter {
 
 
 
-function routerFor(cfg) {
-    switch (cfg.traffic) {
-        case 'nginx':
-            return new NginxRouter(cfg);
-        case 'port-swap':
-            return new PortSwapRouter(cfg);
-        case 'haproxy':
-            return new HaproxyRouter(cfg);
-        case 'alb':
-            // A run shares one AlbTraffic between its hosts (run.ts passes each host's router); this one serves one host.
-            return new AlbTraffic(cfg).routerFor(cfg.hosts[0]);
+
+
+
+/** Routers that share nothing between hosts: a new one per host. */
+const perHost = (make) => (cfg) => ({ routerFor: () => make(cfg) });
+const ROUTERS = {
+    nginx: { run: perHost((cfg) => new NginxRouter(cfg)) },
+    'port-swap': { run: perHost((cfg) => new PortSwapRouter(cfg)) },
+    haproxy: { run: perHost((cfg) => new HaproxyRouter(cfg)), statusLine: haproxyStatusLine },
+    alb: {
+        run: (cfg, deps) => new AlbTraffic(cfg, deps.elb, deps.note),
+        summarySection: renderAlbSection,
+        statusLine: (st, cell) => (st.alb ? albStatusLine(st.alb, cell) : undefined)
     }
+};
+/** The traffic of one run (deploy, rollback or status). */
+function trafficFor(cfg, deps = {}) {
+    return ROUTERS[cfg.traffic].run(cfg, deps);
+}
+/** The router of the config's first host, for a single-host caller (tests, tools). */
+function routerFor(cfg) {
+    return trafficFor(cfg).routerFor(cfg.hosts?.[0]);
+}
+/** The job summary's traffic section of a run, if its router has one. */
+function summarySection(traffic, r, cell) {
+    return ROUTERS[traffic].summarySection?.(r, cell);
+}
+/** The status summary's router line for a host, if its router has one. */
+function statusLine(st, cell) {
+    return ROUTERS[st.traffic]?.statusLine?.(st, cell);
+}
+
+;// CONCATENATED MODULE: ./src/deploy/fleet.ts
+/** Splits the hosts into the batches of the rollout, in the order given. */
+function planBatches(hosts, rollout) {
+    const n = hosts.length;
+    if (n === 0)
+        return [];
+    const mp = rollout.maxParallel;
+    const canary = rollout.strategy === 'canary' && n > 1;
+    const rest = canary ? hosts.slice(1) : hosts;
+    const limit = mp
+        ? 'count' in mp
+            ? mp.count
+            : Math.ceil((rest.length * mp.percent) / 100)
+        : rollout.strategy === 'rolling'
+            ? 1
+            : rest.length;
+    const size = Math.max(1, Math.min(limit, rest.length));
+    const batches = canary ? [[hosts[0]]] : [];
+    for (let i = 0; i < rest.length; i += size)
+        batches.push(rest.slice(i, i + size));
+    return batches;
+}
+function deferred() {
+    let resolve;
+    const promise = new Promise((r) => (resolve = r));
+    return { promise, resolve };
+}
+/**
+ * Runs the batches. A batch is done when each of its hosts is verified (all-or-nothing: waiting at the
+ * gate) or finished. With continue, a failure only stops the rollout when it is the canary's.
+ */
+async function runRollout(hosts, rollout, deployOne, log, parentSignal) {
+    const batches = planBatches(hosts, rollout);
+    const allOrNothing = rollout.onHostFailure === 'rollback-all' && hosts.length > 1;
+    const decision = deferred();
+    const controllers = new Map();
+    let failure;
+    let stopped = false;
+    const abortAll = (reason) => {
+        decision.resolve('abort');
+        for (const c of controllers.values())
+            if (!c.signal.aborted)
+                c.abort(reason);
+    };
+    const onCancel = () => abortAll(typeof parentSignal?.reason === 'string' ? parentSignal.reason : 'the workflow run was cancelled (SIGINT/SIGTERM)');
+    parentSignal?.addEventListener('abort', onCancel, { once: true });
+    const tasks = [];
+    const results = [];
+    const skipped = (target, batch) => ({
+        host: target.label,
+        result: 'skipped',
+        image: '',
+        durationMs: 0,
+        switched: false,
+        steps: [],
+        warnings: [],
+        batch,
+        abortedBy: failure?.host,
+        error: failure
+            ? {
+                step: 'connect',
+                message: parentSignal?.aborted
+                    ? 'not started: the workflow run was cancelled'
+                    : `not started: ${failure.host} failed at ${failure.step}`
+            }
+            : undefined
+    });
+    try {
+        for (const [index, batch] of batches.entries()) {
+            if (stopped || parentSignal?.aborted) {
+                for (const t of batch)
+                    tasks.push(Promise.resolve(skipped(t, index)));
+                continue;
+            }
+            if (index > 0 && rollout.batchWaitMs > 0) {
+                log(`batch ${index} verified; waiting batch-wait-seconds (${rollout.batchWaitMs / 1000} s) before batch ${index + 1}`);
+                await fleet_sleep(rollout.batchWaitMs, parentSignal);
+                if (parentSignal?.aborted) {
+                    for (const t of batch)
+                        tasks.push(Promise.resolve(skipped(t, index)));
+                    continue;
+                }
+            }
+            if (batches.length > 1)
+                log(`batch ${index + 1}/${batches.length}${rollout.strategy === 'canary' && index === 0 ? ' (canary)' : ''}: ${batch.map((t) => t.label).join(', ')}`);
+            const arrivals = batch.map((target) => {
+                const arrived = deferred();
+                const controller = new AbortController();
+                controllers.set(target.label, controller);
+                if (parentSignal?.aborted)
+                    controller.abort(parentSignal.reason);
+                const hooks = {
+                    ready: async () => {
+                        arrived.resolve();
+                        if ((await decision.promise) === 'abort') {
+                            throw new Error(failure
+                                ? `${failure.host} failed at ${failure.step}, so every host goes back (on-host-failure: rollback-all)`
+                                : 'the workflow run was cancelled (SIGINT/SIGTERM)');
+                        }
+                    },
+                    failed: (error) => {
+                        arrived.resolve();
+                        // A cancel stops every host; it is no host's failure (the others would name it as the cause).
+                        if (failure || parentSignal?.aborted)
+                            return;
+                        failure = { host: target.label, step: error.step, message: error.message };
+                        if (allOrNothing) {
+                            stopped = true;
+                            abortAll(`${target.label} failed at ${error.step}`);
+                        }
+                    },
+                    abortedBy: () => (failure && failure.host !== target.label ? failure.host : undefined)
+                };
+                const task = deployOne(target, index, controller.signal, allOrNothing ? hooks : undefined).then((r) => {
+                    // continue mode has no gate: learn of failures from the result.
+                    if (!allOrNothing && r.result !== 'success' && !failure)
+                        failure = { host: r.host, step: r.error?.step ?? 'deploy', message: r.error?.message ?? r.result };
+                    return r;
+                });
+                task.finally(() => arrived.resolve()).catch(() => undefined);
+                tasks.push(task);
+                return arrived.promise;
+            });
+            await Promise.all(arrivals);
+            if (!allOrNothing && rollout.strategy === 'canary' && index === 0 && failure) {
+                stopped = true;
+                log(`the canary ${failure.host} failed: the other hosts are not touched`);
+            }
+        }
+        if (!stopped)
+            decision.resolve('commit');
+        results.push(...(await Promise.all(tasks)));
+    }
+    finally {
+        parentSignal?.removeEventListener('abort', onCancel);
+    }
+    return results;
+}
+function fleet_sleep(ms, signal) {
+    return new Promise((resolve) => {
+        const t = setTimeout(done, ms);
+        function done() {
+            clearTimeout(t);
+            signal?.removeEventListener('abort', done);
+            resolve();
+        }
+        signal?.addEventListener('abort', done, { once: true });
+    });
+}
+
+;// CONCATENATED MODULE: ./src/remote/outputs.ts
+function parseDetectOutput(out) {
+    const section = (name) => {
+        const m = new RegExp(`@@${name}\\n([\\s\\S]*?)(?=\\n@@(?:containers|upstream|state)\\n|$)`).exec(out);
+        const body = m?.[1]?.trim() ?? '';
+        return body === '@@none' ? undefined : body;
+    };
+    let recordedLive;
+    let stateUnreadable = false;
+    try {
+        const st = JSON.parse(section('state') ?? '{}');
+        if (st.live === 'blue' || st.live === 'green')
+            recordedLive = st.live;
+    }
+    catch {
+        stateUnreadable = true;
+    }
+    return {
+        containers: parseInspect(section('containers') ?? ''),
+        upstreamContent: section('upstream'),
+        recordedLive,
+        stateUnreadable
+    };
+}
+/** pullScript: the image's repo digests (`repo@sha256:…` lines after `@@digests`). */
+function parsePullDigests(out) {
+    const at = out.indexOf('@@digests');
+    if (at < 0)
+        return [];
+    return out
+        .slice(at + '@@digests'.length)
+        .split('\n')
+        .map((l) => l.trim())
+        .filter((l) => l.includes('@sha256:'));
+}
+function parseDiscardOutput(out) {
+    const foreign = /^@@foreign (.*)$/m.exec(out)?.[1];
+    return {
+        removed: /^@@removed$/m.test(out),
+        restored: /^@@restored$/m.test(out),
+        foreign: foreign === undefined ? undefined : foreign.trim() || '(no deploy id)'
+    };
+}
+/** Parses the one-object-per-line output of detectScript's `docker inspect --format`. */
+function parseInspect(text) {
+    return text
+        .split('\n')
+        .filter((l) => l.trim().startsWith('{'))
+        .map((l) => {
+        const c = JSON.parse(l);
+        return {
+            id: c.id,
+            name: c.name.replace(/^\//, ''),
+            state: c.state,
+            running: c.running,
+            restartCount: c.restarts,
+            labels: c.labels ?? {}
+        };
+    });
+}
+
+;// CONCATENATED MODULE: ./src/deploy/images.ts
+/** keep-images: which old images of the app's repository to remove from a host. */
+function parseImageList(out) {
+    const [, imagesPart = '', inUsePart = ''] = /@@images\n?([\s\S]*?)@@in-use\n?([\s\S]*)$/.exec(out) ?? [];
+    const images = imagesPart
+        .split('\n')
+        .map((l) => l.trim().split(' '))
+        .filter((p) => p.length === 2 && p[0].startsWith('sha256:'))
+        .map(([id, ref]) => ({ id, ref }));
+    const inUse = new Set(inUsePart
+        .split('\n')
+        .map((l) => l.trim())
+        .filter(Boolean));
+    return { images, inUse };
+}
+/**
+ * Keeps `keep` images: first those the blue and green containers use (the live and the rollback
+ * images), then the newest others; returns the references (repo:tag, or the id when untagged) of the rest.
+ */
+function imagesToPrune(images, inUse, keep) {
+    const order = [];
+    for (const i of images)
+        if (!order.includes(i.id))
+            order.push(i.id);
+    const keepIds = new Set(inUse);
+    for (const id of order)
+        if (keepIds.size < keep)
+            keepIds.add(id);
+    const refs = [];
+    for (const i of images) {
+        if (keepIds.has(i.id))
+            continue;
+        const ref = i.ref.endsWith(':<none>') ? i.id : i.ref;
+        if (!refs.includes(ref))
+            refs.push(ref);
+    }
+    return refs;
 }
 
 ;// CONCATENATED MODULE: ./src/deploy/cutover.ts
@@ -3760,45 +4139,6 @@ async function cutOver(d) {
         await r.afterVerify?.(ctx);
     });
     return cutover;
-}
-
-;// CONCATENATED MODULE: ./src/deploy/images.ts
-/** keep-images: which old images of the app's repository to remove from a host. */
-function parseImageList(out) {
-    const [, imagesPart = '', inUsePart = ''] = /@@images\n?([\s\S]*?)@@in-use\n?([\s\S]*)$/.exec(out) ?? [];
-    const images = imagesPart
-        .split('\n')
-        .map((l) => l.trim().split(' '))
-        .filter((p) => p.length === 2 && p[0].startsWith('sha256:'))
-        .map(([id, ref]) => ({ id, ref }));
-    const inUse = new Set(inUsePart
-        .split('\n')
-        .map((l) => l.trim())
-        .filter(Boolean));
-    return { images, inUse };
-}
-/**
- * Keeps `keep` images: first those the blue and green containers use (the live and the rollback
- * images), then the newest others; returns the references (repo:tag, or the id when untagged) of the rest.
- */
-function imagesToPrune(images, inUse, keep) {
-    const order = [];
-    for (const i of images)
-        if (!order.includes(i.id))
-            order.push(i.id);
-    const keepIds = new Set(inUse);
-    for (const id of order)
-        if (keepIds.size < keep)
-            keepIds.add(id);
-    const refs = [];
-    for (const i of images) {
-        if (keepIds.has(i.id))
-            continue;
-        const ref = i.ref.endsWith(':<none>') ? i.id : i.ref;
-        if (!refs.includes(ref))
-            refs.push(ref);
-    }
-    return refs;
 }
 
 ;// CONCATENATED MODULE: ./src/deploy/lock.ts
@@ -4151,7 +4491,37 @@ function planDeploy(cfg, router, containers, upstreamContent, recordedLive) {
     };
 }
 
-;// CONCATENATED MODULE: ./src/deploy/host-deploy.ts
+;// CONCATENATED MODULE: ./src/deploy/versions.ts
+/** Adds what to do about the usual pull failures. */
+function explainPullError(message, ref) {
+    if (/command not found|docker: not found|No such file or directory.*docker/i.test(message))
+        return `docker is not installed on the host or not on the SSH user's PATH (see docker-command): ${message}`;
+    if (/Cannot connect to the Docker daemon|docker\.sock/i.test(message))
+        return `docker is not reachable on the host (is dockerd running, and may the SSH user use it? add it to the docker group or set docker-command: sudo -n docker): ${message}`;
+    if (/manifest unknown|manifest for .* not found|not found: manifest|repository .* not found|pull access denied|no such image|does not exist/i.test(message))
+        return `image ${ref} was not found in the registry (was it pushed, and is the tag right?): ${message}`;
+    if (/connection refused|no such host|i\/o timeout|dial tcp|server gave HTTP response to HTTPS|TLS handshake timeout/i.test(message))
+        return `the registry for ${ref} is not reachable from the host (is it up, and does the host's network allow it?): ${message}`;
+    if (/unauthorized|authentication required|denied|no basic auth credentials|401|incorrect username or password/i.test(message))
+        return `the registry refused access to ${ref} (check registry-auth and the credentials or instance role): ${message}`;
+    if (/no space left on device/i.test(message))
+        return `the host ran out of disk space while pulling ${ref}: ${message}`;
+    return message;
+}
+/** Whether a container runs the given tag or digest (from its labels). */
+function matchesVersion(c, wanted) {
+    if (wanted.startsWith('sha256:'))
+        return c.labels['bluegreen.digest'] === wanted;
+    const image = c.labels['bluegreen.image'] ?? '';
+    return image.slice(image.lastIndexOf(':') + 1) === wanted && image.lastIndexOf(':') > image.lastIndexOf('/');
+}
+function describeContainer(c) {
+    if (!c)
+        return undefined;
+    return `${c.name}: ${c.labels['bluegreen.image'] ?? 'unknown image'}, ${c.state}`;
+}
+
+;// CONCATENATED MODULE: ./src/deploy/host-steps.ts
 
 
 
@@ -4168,7 +4538,7 @@ function planDeploy(cfg, router, containers, upstreamContent, recordedLive) {
 function lockOwner(deployId, ctx) {
     return { deployId, runUrl: ctx.runUrl, actor: ctx.actor, since: new Date().toISOString() };
 }
-class HostDeployment {
+class HostSteps {
     input;
     cfg;
     router;
@@ -4249,96 +4619,6 @@ class HostDeployment {
             },
             watch: (port) => this.watchAfterSwitch(port)
         });
-    }
-    async run() {
-        const started = Date.now();
-        let error;
-        let result = 'success';
-        let recorded;
-        try {
-            // Sent with the lock command (the lock first: it gets the first spare channel), each on its own channel: the
-            // host runs them only once the lease is ours (afterLease), so the prepare phase costs the round trip of the lock.
-            const locking = this.lock ? undefined : this.timer.run('lock', () => this.takeLock());
-            locking?.catch(() => undefined);
-            const early = this.readStateEarly();
-            const pulling = this.cfg.command === 'deploy' ? this.startPull() : undefined;
-            await locking;
-            if (pulling)
-                await this.pull(pulling);
-            this.plan = await this.timer.run('detect', () => this.detect(false, early));
-            if (this.cfg.command === 'rollback' && !this.rollbackKept)
-                await this.pull();
-            await this.timer.run('start', () => this.startCandidate());
-            this.listPrunableImages();
-            this.cutover = await this.cutOver();
-            await this.waitForFleet();
-            this.phase = 'committed';
-            // The finishing job stops the old colour: only while this run still owns the host.
-            const owned = await this.ensureLock().then(() => true, (e) => {
-                this.warnings.push(`the old colour was not stopped and nothing was cleaned up: ${e.message}`);
-                return false;
-            });
-            if (owned) {
-                // The verified new colour stays whatever the finishing job does (its problems are warnings): the success is
-                // recorded in the same exchange that hands the job over (or, when the run drains itself, on a second channel
-                // meanwhile); the finishing steps' times are not in the history.
-                const rec = this.recordContent('success', Date.now() - started);
-                if (this.cfg.waitForDrain) {
-                    recorded = this.exec('record', recordScript(this.cfg.app, rec.stateJson, rec.historyLine), 'record state and history').then(() => undefined);
-                    recorded.catch(() => undefined);
-                }
-                await this.finish(rec);
-                if (this.recordedInFinish)
-                    recorded = Promise.resolve();
-            }
-        }
-        catch (e) {
-            error = e instanceof StepError ? e : new StepError(this.timer.current ?? 'detect', e.message);
-            if (error.logs)
-                this.candidateLogs = error.logs;
-            if (!this.remote.isConnected()) {
-                // "the SSH connection to … was lost (ECONNRESET)" from the transport: keep only the cause.
-                const cause = /^the SSH connection to .* was lost \((.*)\)$/.exec(error.message)?.[1] ?? error.message;
-                error = new StepError(error.step, `the SSH connection was lost during ${error.step} (${cause})`);
-            }
-            this.log.error(`${error.step} failed: ${error.message}`);
-            const abortedBy = this.input.fleet?.abortedBy();
-            if (!abortedBy)
-                this.input.fleet?.failed(error);
-            result = await this.undo();
-            if (abortedBy && result === 'failed' && this.phase === 'prepare')
-                result = 'skipped';
-        }
-        if (this.remote.isConnected()) {
-            const rec = await this.timer.soft('record', () => result === 'success' && recorded ? recorded : this.record(result, Date.now() - started, error));
-            if (rec)
-                this.warnings.push(rec);
-        }
-        await this.lock?.release().catch(() => undefined);
-        this.lock = undefined;
-        const plan = this.plan;
-        // After a failed switch-back nginx may still send traffic to the candidate: say "unknown", not the old colour.
-        const active = result === 'success' ? plan?.candidate : this.switchBackFailed ? undefined : plan?.live;
-        return {
-            host: this.remote.target.label,
-            result,
-            activeColor: active,
-            previousColor: result === 'success' ? plan?.live : undefined,
-            candidateColor: plan?.candidate,
-            image: this.target.repository ? imageReference(this.target) : '',
-            digest: this.digest,
-            cutoverMs: this.cutover?.cutoverMs,
-            switchMs: this.cutover?.switchMs,
-            downtimeMs: this.cutover?.downtimeMs,
-            durationMs: Date.now() - started,
-            switched: this.phase === 'traffic' || this.phase === 'committed',
-            switchBackFailed: this.switchBackFailed || undefined,
-            steps: this.timer.steps,
-            error: error ? { step: error.step, message: error.message } : undefined,
-            candidateLogs: this.candidateLogs,
-            warnings: this.warnings,
-            abortedBy: error ? this.input.fleet?.abortedBy() : undefined
-        };
     }
     async takeLock(timeoutSeconds = this.cfg.lockTimeoutSeconds) {
         this.lock = await acquireLock(this.remote, {
@@ -4599,112 +4879,15 @@ class HostDeployment {
         if (this.cfg.verifyMs > 0)
             this.log.info(`${name} stayed healthy for ${this.cfg.verifyMs / 1000} s after the switch (${probes} probes)`);
     }
-    /**
-     * After a dropped connection: reconnect (a few tries with backoff) and take the lock again — the same run's
-     * lock, so it never waits on itself — before anything is read or changed.
-     */
-    async reconnectIfLost() {
-        if (this.remote.isConnected())
-            return true;
-        if (!this.input.reconnect)
-            return false;
-        const old = this.lock;
-        this.lock = undefined;
-        void old?.release().catch(() => undefined); // it died with the connection
-        // Each try is a full connect (with its own ssh-connect-retries); a host that stays silent is given up on
-        // after about a minute, so the run still ends and reports instead of being killed by the runner.
-        const giveUpAt = Date.now() + 45_000;
-        for (const [i, wait] of [500, 1500, 4000].entries()) {
-            if (i > 0 && Date.now() + wait > giveUpAt)
-                break;
-            await new Promise((r) => setTimeout(r, wait));
-            try {
-                this.remote = await this.input.reconnect();
-                this.prober = new Prober(this.remote, this.log, this.cfg.healthHost);
-            }
-            catch (e) {
-                this.log.warn(`reconnect try ${i + 1} failed: ${e.message}`);
-                continue;
-            }
-            this.log.warn(`reconnected (try ${i + 1}) to clean up after the lost connection`);
-            // The lock is taken again by undo (ensureLock): our own lease is free to us at once.
-            return true;
-        }
-        return false;
-    }
-    /** The one rescue: the undo rule of the phase reached, decided from the host's state as it is now. */
-    async undo() {
-        const plan = this.plan;
-        if (this.phase === 'prepare' || !plan)
-            return 'failed';
-        if (this.phase === 'committed')
-            return 'success';
-        // The cancel (or the fleet's abort) that may have brought us here must not stop the undo itself: it is
-        // bounded on its own (reconnect tries, no lock wait).
-        this.timer.signal = undefined;
-        if (!(await this.reconnectIfLost())) {
-            this.switchBackFailed = this.phase === 'traffic';
-            this.warnings.push(`could not reconnect to clean up: ${this.phase === 'traffic' ? 'traffic may be on the new colour' : `the candidate ${this.name(plan.candidate)} may be left on the host (the next deploy replaces it)`}`);
-            return 'failed';
-        }
-        // Only while this run owns the host: if another deploy took it over meanwhile, it decides what serves.
-        const lockProblem = await this.ensureLock().then(() => undefined, (e) => e.message);
-        if (lockProblem) {
-            this.switchBackFailed = this.phase === 'traffic';
-            this.warnings.push(`nothing was undone: this run no longer holds the deploy lock (${lockProblem}); another deploy owns the host now`);
-            return 'failed';
-        }
-        if (this.phase === 'started') {
-            const w = await this.timer.soft('cleanup', async () => this.discardCandidate(await this.readState('cleanup')));
-            if (w)
-                this.warnings.push(w);
-            return 'failed';
-        }
-        let movedBack = false;
-        const back = await this.timer.soft('switch-back', async () => {
-            const state = await this.readState('switch-back');
-            // port-swap: the candidate holds the public port, so it goes first.
-            if (this.router.discardBeforeSwitchBack)
-                await this.discardCandidate(state);
-            const sb = await this.router.switchBack(this.routerContext, state);
-            movedBack = sb.moved;
-            if (sb.restarted)
-                await this.waitHealthy(sb.restarted.port, sb.restarted.container);
-            // Once moved back, the state read before is stale (it still routes to the candidate): remove it unconditionally.
-            if (!this.router.discardBeforeSwitchBack)
-                await this.discardCandidate(sb.moved ? undefined : state);
-        });
-        if (back) {
-            this.switchBackFailed = true;
-            this.warnings.push(back, 'switching back did not complete: check which colour the host serves before the next deploy');
-            return 'failed';
-        }
-        return movedBack && plan.live ? 'rolled-back' : 'failed';
-    }
-    /**
-     * Undo of `start`. A new candidate is removed only if it carries this run's deploy id (never the kept standby
-     * or another run's container), and the standby it replaced is put back. The kept standby of a rollback is
-     * stopped again, never removed — unless traffic is routed to it now (another run made it live meanwhile).
-     */
-    async discardCandidate(state) {
-        const plan = this.plan;
-        const name = this.name(plan.candidate);
-        const step = this.timer.current ?? 'cleanup';
-        if (this.rollbackKept) {
-            if (state && this.router.routedColor(state) === plan.candidate) {
-                this.log.warn(`${name} takes traffic now: left running`);
-                return;
-            }
-            await this.exec(step, stopScript(this.docker, name, this.cfg.stopTimeoutSeconds), `stop ${name} again (kept as standby)`);
-            return;
-        }
-        const out = await this.exec(step, discardCandidateScript(this.docker, name, this.input.deployId), `remove the failed candidate ${name}${plan.replaceExisting ? ' and put back the standby it replaced' : ''}`);
-        const d = parseDiscardOutput(out);
-        if (d.foreign)
-            this.log.info(`${name} was not made by this deploy (it belongs to deploy ${d.foreign}): left alone`);
-        if (d.restored)
-            this.log.info(`put back the standby ${name}`);
-    }
+}
+
+;// CONCATENATED MODULE: ./src/deploy/host-finish.ts
+/** The committed steps of one host's deploy: drain and stop the old colour, clean up, record (host-deploy.ts). */
+
+
+
+
+class HostFinish extends HostSteps {
     /**
      * keep-images: which image references to prune, read while the candidate boots (a concurrent channel on
      * the same connection), so pruning costs the deploy no round trip. Never fails the deploy.
@@ -4853,33 +5036,230 @@ class HostDeployment {
         return { stateJson: state, historyLine: JSON.stringify(history) };
     }
 }
-/** Adds what to do about the usual pull failures. */
-function explainPullError(message, ref) {
-    if (/command not found|docker: not found|No such file or directory.*docker/i.test(message))
-        return `docker is not installed on the host or not on the SSH user's PATH (see docker-command): ${message}`;
-    if (/Cannot connect to the Docker daemon|docker\.sock/i.test(message))
-        return `docker is not reachable on the host (is dockerd running, and may the SSH user use it? add it to the docker group or set docker-command: sudo -n docker): ${message}`;
-    if (/manifest unknown|manifest for .* not found|not found: manifest|repository .* not found|pull access denied|no such image|does not exist/i.test(message))
-        return `image ${ref} was not found in the registry (was it pushed, and is the tag right?): ${message}`;
-    if (/connection refused|no such host|i\/o timeout|dial tcp|server gave HTTP response to HTTPS|TLS handshake timeout/i.test(message))
-        return `the registry for ${ref} is not reachable from the host (is it up, and does the host's network allow it?): ${message}`;
-    if (/unauthorized|authentication required|denied|no basic auth credentials|401|incorrect username or password/i.test(message))
-        return `the registry refused access to ${ref} (check registry-auth and the credentials or instance role): ${message}`;
-    if (/no space left on device/i.test(message))
-        return `the host ran out of disk space while pulling ${ref}: ${message}`;
-    return message;
-}
-/** Whether a container runs the given tag or digest (from its labels). */
-function matchesVersion(c, wanted) {
-    if (wanted.startsWith('sha256:'))
-        return c.labels['bluegreen.digest'] === wanted;
-    const image = c.labels['bluegreen.image'] ?? '';
-    return image.slice(image.lastIndexOf(':') + 1) === wanted && image.lastIndexOf(':') > image.lastIndexOf('/');
-}
-function describeContainer(c) {
-    if (!c)
-        return undefined;
-    return `${c.name}: ${c.labels['bluegreen.image'] ?? 'unknown image'}, ${c.state}`;
+
+;// CONCATENATED MODULE: ./src/deploy/host-deploy.ts
+/**
+ * One host's deploy (or rollback) as explicit phases, each with one undo rule — whatever stops it there (an
+ * error, a cancel, a fleet abort, a lost connection):
+ *
+ *   phase      steps                                undo
+ *   prepare    lock, login, pull, detect            nothing changed on the host
+ *   started    start, health, smoke test            remove this run's candidate, put back the standby it replaced
+ *   traffic    switch, verify, wait-fleet           put the previous colour back if this run moved traffic, then as above
+ *   committed  drain, stop, cleanup, record         none: the verified new colour stays live (problems are warnings)
+ *
+ * The undo never trusts what the runner believed before the failure: it reads the host again (after
+ * reconnecting and re-taking the lock if the connection was lost) and touches only containers and upstream
+ * content that carry this run's deploy id.
+ *
+ * This file is the sequence and its undo; the steps it runs are in host-steps.ts (lock, pull, detect, start, health,
+ * probes), the router's part of health, switch and verify in cutover.ts, and the committed steps in host-finish.ts.
+ */
+
+
+
+
+
+
+
+
+class HostDeployment extends HostFinish {
+    async run() {
+        const started = Date.now();
+        let error;
+        let result = 'success';
+        let recorded;
+        try {
+            // Sent with the lock command (the lock first: it gets the first spare channel), each on its own channel: the
+            // host runs them only once the lease is ours (afterLease), so the prepare phase costs the round trip of the lock.
+            const locking = this.lock ? undefined : this.timer.run('lock', () => this.takeLock());
+            locking?.catch(() => undefined);
+            const early = this.readStateEarly();
+            const pulling = this.cfg.command === 'deploy' ? this.startPull() : undefined;
+            await locking;
+            if (pulling)
+                await this.pull(pulling);
+            this.plan = await this.timer.run('detect', () => this.detect(false, early));
+            if (this.cfg.command === 'rollback' && !this.rollbackKept)
+                await this.pull();
+            await this.timer.run('start', () => this.startCandidate());
+            this.listPrunableImages();
+            this.cutover = await this.cutOver();
+            await this.waitForFleet();
+            this.phase = 'committed';
+            // The finishing job stops the old colour: only while this run still owns the host.
+            const owned = await this.ensureLock().then(() => true, (e) => {
+                this.warnings.push(`the old colour was not stopped and nothing was cleaned up: ${e.message}`);
+                return false;
+            });
+            if (owned) {
+                // The verified new colour stays whatever the finishing job does (its problems are warnings): the success is
+                // recorded in the same exchange that hands the job over (or, when the run drains itself, on a second channel
+                // meanwhile); the finishing steps' times are not in the history.
+                const rec = this.recordContent('success', Date.now() - started);
+                if (this.cfg.waitForDrain) {
+                    recorded = this.exec('record', recordScript(this.cfg.app, rec.stateJson, rec.historyLine), 'record state and history').then(() => undefined);
+                    recorded.catch(() => undefined);
+                }
+                await this.finish(rec);
+                if (this.recordedInFinish)
+                    recorded = Promise.resolve();
+            }
+        }
+        catch (e) {
+            error = e instanceof StepError ? e : new StepError(this.timer.current ?? 'detect', e.message);
+            if (error.logs)
+                this.candidateLogs = error.logs;
+            if (!this.remote.isConnected()) {
+                // "the SSH connection to … was lost (ECONNRESET)" from the transport: keep only the cause.
+                const cause = /^the SSH connection to .* was lost \((.*)\)$/.exec(error.message)?.[1] ?? error.message;
+                error = new StepError(error.step, `the SSH connection was lost during ${error.step} (${cause})`);
+            }
+            this.log.error(`${error.step} failed: ${error.message}`);
+            const abortedBy = this.input.fleet?.abortedBy();
+            if (!abortedBy)
+                this.input.fleet?.failed(error);
+            result = await this.undo();
+            if (abortedBy && result === 'failed' && this.phase === 'prepare')
+                result = 'skipped';
+        }
+        if (this.remote.isConnected()) {
+            const rec = await this.timer.soft('record', () => result === 'success' && recorded ? recorded : this.record(result, Date.now() - started, error));
+            if (rec)
+                this.warnings.push(rec);
+        }
+        await this.lock?.release().catch(() => undefined);
+        this.lock = undefined;
+        const plan = this.plan;
+        // After a failed switch-back nginx may still send traffic to the candidate: say "unknown", not the old colour.
+        const active = result === 'success' ? plan?.candidate : this.switchBackFailed ? undefined : plan?.live;
+        return {
+            host: this.remote.target.label,
+            result,
+            activeColor: active,
+            previousColor: result === 'success' ? plan?.live : undefined,
+            candidateColor: plan?.candidate,
+            image: this.target.repository ? imageReference(this.target) : '',
+            digest: this.digest,
+            cutoverMs: this.cutover?.cutoverMs,
+            switchMs: this.cutover?.switchMs,
+            downtimeMs: this.cutover?.downtimeMs,
+            durationMs: Date.now() - started,
+            switched: this.phase === 'traffic' || this.phase === 'committed',
+            switchBackFailed: this.switchBackFailed || undefined,
+            steps: this.timer.steps,
+            error: error ? { step: error.step, message: error.message } : undefined,
+            candidateLogs: this.candidateLogs,
+            warnings: this.warnings,
+            abortedBy: error ? this.input.fleet?.abortedBy() : undefined
+        };
+    }
+    /**
+     * After a dropped connection: reconnect (a few tries with backoff) and take the lock again — the same run's
+     * lock, so it never waits on itself — before anything is read or changed.
+     */
+    async reconnectIfLost() {
+        if (this.remote.isConnected())
+            return true;
+        if (!this.input.reconnect)
+            return false;
+        const old = this.lock;
+        this.lock = undefined;
+        void old?.release().catch(() => undefined); // it died with the connection
+        // Each try is a full connect (with its own ssh-connect-retries); a host that stays silent is given up on
+        // after about a minute, so the run still ends and reports instead of being killed by the runner.
+        const giveUpAt = Date.now() + 45_000;
+        for (const [i, wait] of [500, 1500, 4000].entries()) {
+            if (i > 0 && Date.now() + wait > giveUpAt)
+                break;
+            await new Promise((r) => setTimeout(r, wait));
+            try {
+                this.remote = await this.input.reconnect();
+                this.prober = new Prober(this.remote, this.log, this.cfg.healthHost);
+            }
+            catch (e) {
+                this.log.warn(`reconnect try ${i + 1} failed: ${e.message}`);
+                continue;
+            }
+            this.log.warn(`reconnected (try ${i + 1}) to clean up after the lost connection`);
+            // The lock is taken again by undo (ensureLock): our own lease is free to us at once.
+            return true;
+        }
+        return false;
+    }
+    /** The one rescue: the undo rule of the phase reached, decided from the host's state as it is now. */
+    async undo() {
+        const plan = this.plan;
+        if (this.phase === 'prepare' || !plan)
+            return 'failed';
+        if (this.phase === 'committed')
+            return 'success';
+        // The cancel (or the fleet's abort) that may have brought us here must not stop the undo itself: it is
+        // bounded on its own (reconnect tries, no lock wait).
+        this.timer.signal = undefined;
+        if (!(await this.reconnectIfLost())) {
+            this.switchBackFailed = this.phase === 'traffic';
+            this.warnings.push(`could not reconnect to clean up: ${this.phase === 'traffic' ? 'traffic may be on the new colour' : `the candidate ${this.name(plan.candidate)} may be left on the host (the next deploy replaces it)`}`);
+            return 'failed';
+        }
+        // Only while this run owns the host: if another deploy took it over meanwhile, it decides what serves.
+        const lockProblem = await this.ensureLock().then(() => undefined, (e) => e.message);
+        if (lockProblem) {
+            this.switchBackFailed = this.phase === 'traffic';
+            this.warnings.push(`nothing was undone: this run no longer holds the deploy lock (${lockProblem}); another deploy owns the host now`);
+            return 'failed';
+        }
+        if (this.phase === 'started') {
+            const w = await this.timer.soft('cleanup', async () => this.discardCandidate(await this.readState('cleanup')));
+            if (w)
+                this.warnings.push(w);
+            return 'failed';
+        }
+        let movedBack = false;
+        const back = await this.timer.soft('switch-back', async () => {
+            const state = await this.readState('switch-back');
+            // port-swap: the candidate holds the public port, so it goes first.
+            if (this.router.discardBeforeSwitchBack)
+                await this.discardCandidate(state);
+            const sb = await this.router.switchBack(this.routerContext, state);
+            movedBack = sb.moved;
+            if (sb.restarted)
+                await this.waitHealthy(sb.restarted.port, sb.restarted.container);
+            // Once moved back, the state read before is stale (it still routes to the candidate): remove it unconditionally.
+            if (!this.router.discardBeforeSwitchBack)
+                await this.discardCandidate(sb.moved ? undefined : state);
+        });
+        if (back) {
+            this.switchBackFailed = true;
+            this.warnings.push(back, 'switching back did not complete: check which colour the host serves before the next deploy');
+            return 'failed';
+        }
+        return movedBack && plan.live ? 'rolled-back' : 'failed';
+    }
+    /**
+     * Undo of `start`. A new candidate is removed only if it carries this run's deploy id (never the kept standby
+     * or another run's container), and the standby it replaced is put back. The kept standby of a rollback is
+     * stopped again, never removed — unless traffic is routed to it now (another run made it live meanwhile).
+     */
+    async discardCandidate(state) {
+        const plan = this.plan;
+        const name = this.name(plan.candidate);
+        const step = this.timer.current ?? 'cleanup';
+        if (this.rollbackKept) {
+            if (state && this.router.routedColor(state) === plan.candidate) {
+                this.log.warn(`${name} takes traffic now: left running`);
+                return;
+            }
+            await this.exec(step, stopScript(this.docker, name, this.cfg.stopTimeoutSeconds), `stop ${name} again (kept as standby)`);
+            return;
+        }
+        const out = await this.exec(step, discardCandidateScript(this.docker, name, this.input.deployId), `remove the failed candidate ${name}${plan.replaceExisting ? ' and put back the standby it replaced' : ''}`);
+        const d = parseDiscardOutput(out);
+        if (d.foreign)
+            this.log.info(`${name} was not made by this deploy (it belongs to deploy ${d.foreign}): left alone`);
+        if (d.restored)
+            this.log.info(`put back the standby ${name}`);
+    }
 }
 
 // EXTERNAL MODULE: external "node:net"
@@ -5178,10 +5558,10 @@ async function runDeploy(cfg, ctx, log, secrets, deps, deployId = newDeployId())
         image: cfg.command === 'deploy' ? imageReference(cfg.image) : '',
         startedAt: new Date(started).toISOString()
     };
-    // traffic alb: one load balancer client and (alb-listener) one fleet switch for every host of the run.
-    const alb = cfg.traffic === 'alb' ? new AlbTraffic(cfg, deps.elb, (m) => log.log('info', m)) : undefined;
+    // One run's traffic: a router per host and what they share (alb: one API client and, alb-listener, one fleet switch).
+    const traffic = trafficFor(cfg, { elb: deps.elb, note: (m) => log.log('info', m) });
     const finish = (hosts, error) => {
-        const albReport = alb?.report();
+        const albReport = traffic.report?.();
         return {
             ...base,
             result: error && !hosts.length ? 'failed' : overallResult(hosts),
@@ -5273,7 +5653,7 @@ async function runDeploy(cfg, ctx, log, secrets, deps, deployId = newDeployId())
         let said = false;
         const hostDone = (ok, step) => {
             if (!said)
-                alb?.hostDone(target.label, ok, step);
+                traffic.hostDone?.(target.label, ok, step);
             said = true;
         };
         try {
@@ -5291,7 +5671,7 @@ async function runDeploy(cfg, ctx, log, secrets, deps, deployId = newDeployId())
             }
             let smokeTest;
             const beforeTraffic = smokeTestHook(cfg, target, deployId, (r) => (smokeTest = r));
-            const router = alb?.routerFor(target);
+            const router = traffic.routerFor(target);
             const result = await new HostDeployment({
                 cfg,
                 ctx,
@@ -5322,7 +5702,7 @@ async function runDeploy(cfg, ctx, log, secrets, deps, deployId = newDeployId())
             upFront ?? (await runRollout(cfg.hosts, cfg.rollout, deployOne, (msg) => log.log('info', msg), deps.signal));
     }
     finally {
-        await alb?.close();
+        await traffic.close?.();
         // Hosts locked up front whose batch never started (the rollout stopped), or anything an error left open: let go.
         await Promise.all([...sessions.values()].map(async (s) => {
             await s.lock?.release().catch(() => undefined);
@@ -5640,52 +6020,6 @@ async function writeSummary(markdown) {
     }
 }
 
-;// CONCATENATED MODULE: ./src/traffic/alb/report.ts
-
-const clock = (iso) => iso.slice(11, 23);
-/** One target's states in order: "16:30:01.120 initial → 16:30:03.410 healthy". */
-function timeline(samples) {
-    return samples
-        .map((s) => `${clock(s.at)} ${s.state}${s.reason && s.state !== 'healthy' ? ` (${s.reason})` : ''}`)
-        .join(' → ');
-}
-/** `cell` escapes text for a markdown table cell (the summary's own). */
-function renderAlbSection(r, cell) {
-    const hosts = r.hosts.filter((h) => h.loadBalancer?.health.length);
-    // The listener's line only once it was read (a run refused before, e.g. at the lock, has nothing to say of it).
-    const listener = r.alb?.before || r.alb?.changes.length ? r.alb : undefined;
-    if (!listener && !hosts.length)
-        return undefined;
-    const out = ['### Load balancer', ''];
-    if (listener) {
-        const a = listener;
-        const what = a.rule ? `Rule \`${cell(a.rule)}\`` : `Listener \`${cell(a.listener)}\``;
-        const before = a.before ? describeWeights(a.before) : 'not read';
-        const after = a.after ? describeWeights(a.after) : before;
-        out.push(`${what} (blue: \`${cell(a.groups.blue)}\`, green: \`${cell(a.groups.green)}\`): weights before **${before}** → after **${after}**.`);
-        if (a.allHealthyAt)
-            out.push(`Every candidate was healthy in its group at ${clock(a.allHealthyAt)}.`);
-        out.push(a.changes.length
-            ? `Changes: ${a.changes.map((c) => `${clock(c.at)} ${c.kind} (${describeWeights(c.weights)})`).join(' · ')}.`
-            : 'The listener was not changed.');
-        out.push('');
-    }
-    if (hosts.length) {
-        out.push('| Host | Target | Health as the load balancer reported it |', '| --- | --- | --- |');
-        for (const h of hosts) {
-            const byTarget = new Map();
-            for (const s of h.loadBalancer.health) {
-                const key = `${s.target} (${s.color}, ${s.group})`;
-                byTarget.set(key, [...(byTarget.get(key) ?? []), s]);
-            }
-            for (const [target, samples] of byTarget)
-                out.push(`| ${cell(h.host)} | ${cell(target)} | ${cell(timeline(samples))} |`);
-        }
-        out.push('');
-    }
-    return out.join('\n') + '\n';
-}
-
 ;// CONCATENATED MODULE: ./src/report/timeline.ts
 /** Above this many hosts a host's steps are merged into phases (the chart stays readable and small). */
 const TIMELINE_DETAIL_HOSTS = 12;
@@ -5911,10 +6245,10 @@ function renderSummary(r, extras) {
             table.push(`| **total** | ${r.hosts.map((h) => `**${formatMs(h.durationMs)}**`).join(' | ')} |`);
         }
         push(table.join('\n') + '\n', STEPS);
-        // traffic alb: the listener's weights and each target's health over time.
-        const alb = renderAlbSection(r, cell);
-        if (alb)
-            push(alb, STEPS);
+        // The router's own section (alb: the listener's weights and each target's health over time).
+        const routed = summarySection(extras.traffic, r, cell);
+        if (routed)
+            push(routed, STEPS);
         const timeline = renderTimeline(r);
         // Next to the tables: the same steps on the wall clock, waits between batches and at the gate included.
         if (timeline)
@@ -6180,7 +6514,6 @@ async function sendNotification(url, facts, secrets, timeoutMs = NOTIFY_TIMEOUT_
 
 
 
-
 function sections(out) {
     const res = {};
     const re = /^@@(containers|stats|upstream|history|state|lock|disk|logs)$/gm;
@@ -6205,8 +6538,8 @@ function jsonLines(text) {
         }
     });
 }
-async function readHostStatus(cfg, remote, log, now = Date.now()) {
-    const s = statusScript(cfg.dockerCommand, cfg.app, cfg.traffic === 'nginx' ? cfg.nginxUpstreamFile : '', cfg.statusHistory, cfg.statusLogLines);
+async function readHostStatus(cfg, router, remote, log, now = Date.now()) {
+    const s = statusScript(cfg.dockerCommand, cfg.app, router.routingFile(), cfg.statusHistory, cfg.statusLogLines);
     log.debug('$ read containers, stats, upstream, history, lock and disk');
     const res = await remote.run(s.body, s.args);
     if (res.code !== 0)
@@ -6215,8 +6548,8 @@ async function readHostStatus(cfg, remote, log, now = Date.now()) {
     const containers = jsonLines(sec.containers);
     const stats = jsonLines(sec.stats);
     const upstreamText = sec.upstream?.trim() === '@@none' ? undefined : sec.upstream;
-    const port = upstreamPort(upstreamText);
-    const upstreamColor = port === cfg.ports.blue ? 'blue' : port === cfg.ports.green ? 'green' : undefined;
+    const port = router.routedPort?.(upstreamText);
+    const upstreamColor = router.routedColor({ upstreamContent: upstreamText });
     let recordedLive;
     try {
         const st = sec.state?.trim() === '@@none' ? {} : JSON.parse(sec.state ?? '{}');
@@ -6262,8 +6595,9 @@ async function readHostStatus(cfg, remote, log, now = Date.now()) {
     // Live probes: the same HTTP GET the deploy uses, through the SSH connection.
     const prober = new Prober(remote, log, cfg.healthHost);
     for (const c of running) {
-        const probePort = cfg.traffic === 'port-swap' ? cfg.publicPort : cfg.ports[c];
-        if (cfg.traffic === 'port-swap' && c !== live)
+        const probePort = router.probePort(c);
+        // Both colours answer on one port (port-swap): only the live one can be probed.
+        if (probePort === router.probePort(c === 'blue' ? 'green' : 'blue') && c !== live)
             continue;
         const p = await prober.probe(probePort, cfg.healthPath, 5000);
         colors[c].health = {
@@ -6290,8 +6624,9 @@ async function readHostStatus(cfg, remote, log, now = Date.now()) {
         reachable: true,
         live,
         traffic: cfg.traffic,
-        upstream: cfg.traffic === 'nginx'
-            ? { file: cfg.nginxUpstreamFile, port, color: upstreamColor, exists: upstreamText !== undefined }
+        // A router that routes by a file on the host (nginx): that file as read.
+        upstream: router.routingFile()
+            ? { file: router.routingFile(), port, color: upstreamColor, exists: upstreamText !== undefined }
             : undefined,
         colors,
         leftovers: containers
@@ -6411,229 +6746,6 @@ function parseLockSection(text, nowMs = Date.now()) {
     };
 }
 
-;// CONCATENATED MODULE: ./src/status/alb-status.ts
-
-
-
-
-
-
-async function groupStatus(alb, tg, mine) {
-    const views = await (await alb.elb()).targetHealth(tg);
-    return {
-        name: tg.name,
-        arn: tg.arn,
-        targets: views.map((v) => {
-            const t = describeTarget(v);
-            const color = ['blue', 'green'].find((c) => mine[c] === t);
-            return { target: t, state: v.state, reason: v.reason, color };
-        })
-    };
-}
-/** Reads the ALB's view for one host; never throws (an unreadable ALB is a finding). */
-async function readAlbStatus(cfg, remote, alb) {
-    const mode = cfg.alb?.mode ?? 'target-group';
-    const st = { mode, groups: {} };
-    try {
-        const s = identityScript();
-        const res = await remote.run(s.body, s.args);
-        if (res.code !== 0)
-            throw new Error(`reading the instance identity (IMDSv2) failed (exit ${res.code}): ${res.stderr.trim().split('\n').slice(-2).join(' ')}`);
-        const id = parseIdentity(res.stdout);
-        st.instanceId = id.instanceId;
-        st.privateIp = id.privateIp;
-        const mineFor = (tg) => {
-            const ident = tg.targetType === 'ip' ? id.privateIp : id.instanceId;
-            return { blue: `${ident}:${cfg.ports.blue}`, green: `${ident}:${cfg.ports.green}` };
-        };
-        if (cfg.alb?.mode === 'listener' && alb.listener) {
-            const groups = await alb.listener.groups();
-            const l = await alb.listener.now();
-            st.listener = { arn: cfg.alb.listenerArn, rule: cfg.alb.ruleArn, weights: l.weights, live: l.live };
-            for (const c of ['blue', 'green'])
-                st.groups[c] = await groupStatus(alb, groups[c], mineFor(groups[c]));
-            st.routed = l.live;
-        }
-        else if (cfg.alb?.mode === 'target-group') {
-            const tg = await alb.group(cfg.alb.targetGroup, 'alb-target-group');
-            const g = await groupStatus(alb, tg, mineFor(tg));
-            st.groups.group = g;
-            const targets = {};
-            for (const t of g.targets)
-                if (t.color)
-                    targets[t.color] = { state: t.state };
-            st.routed = routedColorOfGroup({ group: tg.name, targets: targets });
-        }
-    }
-    catch (e) {
-        st.error = e.message;
-    }
-    return st;
-}
-/** The ALB's findings for a host's status. */
-function albFindings(s, a) {
-    if (a.error)
-        return [{ level: 'error', message: `load balancer: ${a.error}` }];
-    const f = [];
-    const mine = (g, c) => g?.targets.find((t) => t.color === c);
-    const live = a.routed;
-    if (!live) {
-        f.push({
-            level: 'error',
-            message: a.mode === 'target-group'
-                ? `neither of this host's targets (blue-port, green-port) is registered in ${a.groups.group?.name ?? 'the target group'} alone`
-                : 'the listener routes to no single colour'
-        });
-        return f;
-    }
-    if (s.colors[live].state !== 'running')
-        f.push({
-            level: 'error',
-            message: `the load balancer routes to ${live}, whose container on this host is ${s.colors[live].state ?? 'missing'}`
-        });
-    const g = a.mode === 'target-group' ? a.groups.group : a.groups[live];
-    const t = mine(g, live);
-    if (!t || !registered(t))
-        f.push({
-            level: 'error',
-            message: `this host's ${live} target is not registered in ${g?.name ?? 'its group'}${t ? ` (${t.state})` : ''}: the load balancer sends it nothing`
-        });
-    else if (t.state !== 'healthy')
-        f.push({
-            level: 'error',
-            message: `the load balancer reports this host's live ${live} target ${t.target} ${t.state}${t.reason ? ` (${t.reason})` : ''}`
-        });
-    const idle = live === 'blue' ? 'green' : 'blue';
-    const o = mine(a.mode === 'target-group' ? a.groups.group : a.groups[idle], idle);
-    if (o && registered(o) && !s.lock.held)
-        f.push({
-            level: 'warning',
-            message: `this host's ${idle} target ${o.target} is still registered (${o.state})${a.mode === 'target-group' ? ': the load balancer may send it requests' : ''}`
-        });
-    return f;
-}
-/** Adds the ALB's view to a host's status (the one call from run.ts). */
-async function addAlbStatus(cfg, remote, st, log, alb) {
-    const a = await readAlbStatus(cfg, remote, alb);
-    if (a.listener)
-        log.info(`alb listener: ${describeWeights(a.listener.weights)} (live: ${a.listener.live})`);
-    for (const [k, g] of Object.entries(a.groups))
-        log.info(`alb ${k === 'group' ? 'target group' : `${k} group`} ${g.name}: ${g.targets.map((t) => `${t.target} ${t.state}${t.color ? ` (this host's ${t.color})` : ''}`).join(', ') || 'no targets'}`);
-    st.alb = a;
-    const running = ['blue', 'green'].filter((c) => st.colors[c].state === 'running');
-    st.live = liveColor(running, a.routed, st.live);
-    for (const c of ['blue', 'green'])
-        if (st.colors[c].exists)
-            st.colors[c].role = c === st.live ? 'live' : 'standby';
-    st.findings = [...findingsFor(st), ...albFindings(st, a)];
-}
-/** The status summary's line for the ALB. */
-function albStatusLine(a, cell) {
-    if (a.error)
-        return `Load balancer: ${cell(a.error)}`;
-    const parts = [];
-    if (a.listener)
-        parts.push(`listener weights ${describeWeights(a.listener.weights)}`);
-    for (const [k, g] of Object.entries(a.groups)) {
-        parts.push(`${k === 'group' ? '' : `${k} `}group \`${cell(g.name)}\`: ${g.targets.map((t) => `${cell(t.target)} ${t.state}${t.color ? ` (this host's ${t.color})` : ''}`).join(', ') || 'no targets'}`);
-    }
-    return `Load balancer (${a.instanceId ?? '?'}, ${a.privateIp ?? '?'}): ${parts.join(' · ')}`;
-}
-
-;// CONCATENATED MODULE: ./src/status/haproxy-status.ts
-
-
-
-
-
-/** Reads HAProxy's view; never throws (an unreachable socket is a finding). */
-async function readHaproxyStatus(cfg, remote) {
-    const base = { socket: cfg.haproxySocket, backend: cfg.haproxyBackend, servers: {} };
-    try {
-        const view = await readBackendView(new HaproxyRuntime(remote, cfg.haproxySocket), cfg.haproxyBackend);
-        const missing = missingServers(view);
-        const servers = {};
-        for (const c of ['blue', 'green']) {
-            const s = view.servers[c];
-            if (s)
-                servers[c] = {
-                    admin: s.admin,
-                    op: s.op,
-                    sessions: s.sessions,
-                    status: s.status,
-                    checkStatus: s.checkStatus,
-                    checkCode: s.checkCode,
-                    checkDesc: s.checkDesc,
-                    address: s.address,
-                    port: s.port
-                };
-        }
-        const lines = ['blue', 'green'].map((c) => `haproxy ${cfg.haproxyBackend}/${describeServer(view.servers[c]).replace(/^missing$/, `${c}: missing`)}`);
-        return { status: { ...base, servers, routed: routedColor(view), error: missing }, lines };
-    }
-    catch (e) {
-        return { status: { ...base, error: e.message }, lines: [] };
-    }
-}
-/** HAProxy's findings for a host's status. */
-function haproxyFindings(s, hx, cfg) {
-    const f = [];
-    if (hx.error)
-        return [{ level: 'error', message: `HAProxy: ${hx.error}` }];
-    const routed = hx.routed;
-    if (!routed)
-        f.push({
-            level: 'error',
-            message: `HAProxy routes to no single colour in backend ${hx.backend} (${['blue', 'green'].map((c) => `${c} ${hx.servers[c]?.admin ?? 'missing'}`).join(', ')})`
-        });
-    else {
-        const srv = hx.servers[routed];
-        if (s.colors[routed].state !== 'running')
-            f.push({
-                level: 'error',
-                message: `HAProxy routes to ${routed}, whose container is ${s.colors[routed].state ?? 'missing'}`
-            });
-        if (srv.op !== 'up')
-            f.push({
-                level: 'error',
-                message: `HAProxy's check finds the live ${routed} server ${srv.op} (${srv.checkStatus ?? 'no check'}${srv.checkDesc ? `: ${srv.checkDesc}` : ''})`
-            });
-        const other = routed === 'blue' ? 'green' : 'blue';
-        const o = hx.servers[other];
-        if (o && o.admin !== 'maint' && !s.lock.held)
-            f.push({
-                level: 'warning',
-                message: `HAProxy's ${other} server is ${o.admin}, not maint: a restart of HAProxy without the server-state-file would send it requests`
-            });
-    }
-    for (const c of ['blue', 'green']) {
-        const srv = hx.servers[c];
-        if (srv?.port !== undefined && srv.port !== cfg.ports[c])
-            f.push({
-                level: 'warning',
-                message: `HAProxy's ${c} server points at port ${srv.port}, not ${c}-port ${cfg.ports[c]}`
-            });
-    }
-    return f;
-}
-/**
- * Adds HAProxy's view to a host's status (the one call from run.ts): the live colour and roles follow HAProxy's
- * routing, and its findings join the others.
- */
-async function addHaproxyStatus(cfg, remote, st, log) {
-    const { status: hx, lines } = await readHaproxyStatus(cfg, remote);
-    for (const l of lines)
-        log.info(l);
-    st.haproxy = hx;
-    const running = ['blue', 'green'].filter((c) => st.colors[c].state === 'running');
-    const recorded = st.live;
-    st.live = liveColor(running, hx.routed, recorded);
-    for (const c of ['blue', 'green'])
-        if (st.colors[c].exists)
-            st.colors[c].role = c === st.live ? 'live' : 'standby';
-    st.findings = [...findingsFor(st), ...haproxyFindings(st, hx, cfg)];
-}
-
 ;// CONCATENATED MODULE: ./src/status/run.ts
 
 
@@ -6643,8 +6755,8 @@ const STATUS_SCHEMA_VERSION = 1;
 /** Reads every host in parallel; an unreachable host is reported, not fatal for the others. */
 async function runStatus(cfg, log, deps) {
     const started = Date.now();
-    // traffic alb: one load balancer client for every host (the listener and groups are described once).
-    const alb = cfg.traffic === 'alb' ? new AlbTraffic(cfg, deps.elb) : undefined;
+    // One run's traffic for every host (alb: one load balancer client; the listener and groups are described once).
+    const traffic = trafficFor(cfg, { elb: deps.elb });
     const hosts = await Promise.all(cfg.hosts.map(async (target) => {
         const hostLog = log.forHost(target.label);
         hostLog.begin('status');
@@ -6652,11 +6764,18 @@ async function runStatus(cfg, log, deps) {
         try {
             const remote = await deps.connect(target, cfg.ssh);
             try {
-                const st = await readHostStatus(cfg, remote, hostLog);
-                if (cfg.traffic === 'haproxy')
-                    await addHaproxyStatus(cfg, remote, st, hostLog);
-                if (alb)
-                    await addAlbStatus(cfg, remote, st, hostLog, alb);
+                const router = traffic.routerFor(target);
+                const st = await readHostStatus(cfg, router, remote, hostLog);
+                // The proxy's or load balancer's own view decides which colour is live, and adds its findings.
+                const seen = await router.status?.({ cfg, remote, log: hostLog }, st);
+                if (seen) {
+                    const running = ['blue', 'green'].filter((c) => st.colors[c].state === 'running');
+                    st.live = liveColor(running, seen.routed, st.live);
+                    for (const c of ['blue', 'green'])
+                        if (st.colors[c].exists)
+                            st.colors[c].role = c === st.live ? 'live' : 'standby';
+                    st.findings = [...findingsFor(st), ...(seen.findings?.(st) ?? [])];
+                }
                 for (const f of st.findings)
                     (f.level === 'info' ? hostLog.info : hostLog.warn).call(hostLog, `${f.level}: ${f.message}`);
                 hostLog.info(st.live ? `live: ${st.live} (${st.colors[st.live].image ?? 'unknown image'})` : 'no colour is live');
@@ -6684,7 +6803,7 @@ async function runStatus(cfg, log, deps) {
             };
         }
     }));
-    await alb?.close();
+    await traffic.close?.();
     return {
         schemaVersion: STATUS_SCHEMA_VERSION,
         app: cfg.app,
@@ -6734,19 +6853,10 @@ function hostSection(h) {
         out.push(`| ${c} | ${s.role} | ${summary_cell(s.state)} | \`${summary_cell(s.image)}\` | ${s.digest ? `\`${s.digest.slice(0, 19)}…\`` : '—'} | ${deployed} | ${uptime(s.uptimeSeconds)} | ${health} | ${s.restartCount ?? '—'} | ${summary_cell(s.cpuPercent)} | ${summary_cell(s.memUsage)} |`);
     }
     out.push('');
-    if (h.haproxy)
-        out.push(`HAProxy \`${summary_cell(h.haproxy.backend)}\` (${summary_cell(h.haproxy.socket)}): ${h.haproxy.error
-            ? summary_cell(h.haproxy.error)
-            : ['blue', 'green']
-                .map((c) => {
-                const s = h.haproxy.servers[c];
-                return s
-                    ? `${c} ${s.admin}/${s.op}, ${s.sessions ?? '?'} sessions, check ${summary_cell(s.checkStatus ?? '—')}`
-                    : `${c} missing`;
-            })
-                .join(' · ')}`);
-    if (h.alb)
-        out.push(albStatusLine(h.alb, summary_cell));
+    // The router's own view (haproxy: its servers; alb: the load balancer's targets).
+    const routerLine = statusLine(h, summary_cell);
+    if (routerLine)
+        out.push(routerLine);
     if (h.upstream)
         out.push(`nginx upstream \`${summary_cell(h.upstream.file)}\`: ${h.upstream.exists ? `127.0.0.1:${h.upstream.port ?? '?'} (${h.upstream.color ?? 'no colour'})` : 'missing'} · lock: ${h.lock.held ? 'held' : 'free'}${h.disk ? ` · disk ${h.disk.usedPercent}% used` : ''}`);
     else
