@@ -140,6 +140,7 @@ export class HostSteps {
 
   /** What the traffic router is given of this deployment. */
   protected get routerContext(): RouterContext {
+    const timer = this.timer;
     return {
       cfg: this.cfg,
       deployId: this.input.deployId,
@@ -147,7 +148,10 @@ export class HostSteps {
       log: this.log,
       imageLabel: imageReference(this.target),
       remote: this.remote,
-      signal: this.timer.signal,
+      // read when used: the step timer's signal is replaced when a host joins its rollout batch, and cleared for the undo
+      get signal() {
+        return timer.signal;
+      },
       probe: (step, port) => this.probeOnce(step, port),
       warn: (message) => {
         this.warnings.push(message);

@@ -339,3 +339,22 @@ export async function underMix(
   process.stdout.write(`[${label}] ${res.outputs.result ?? res.code}: ${formatKinds(stats)}\n`);
   return { res, load: stats };
 }
+
+/**
+ * A deploy of the tag `degrade` (healthy at first, then unhealthy after the switch; static files only, so fresh and
+ * pooled clients only) under load: verify fails, traffic goes back, and neither client kind sees a failure.
+ */
+export async function expectCleanSwitchBack(url: string, deploy: () => Promise<RunActionResult>): Promise<void> {
+  const load = new ClientMix(url, { fresh: 2, pooled: 2, slow: 0, stream: 0 }).start();
+  await new Promise((r) => setTimeout(r, 1000));
+  const res = await deploy();
+  await new Promise((r) => setTimeout(r, 1000));
+  const stats = await load.stop();
+  expect(res.code).not.toBe(0);
+  expect(res.outputs.result).toBe('rolled-back');
+  expect(res.stdout).toMatch(/verify failed/);
+  expect({ fresh: failuresByKind(stats).fresh, pooled: failuresByKind(stats).pooled }).toEqual({
+    fresh: noFailures().fresh,
+    pooled: noFailures().pooled
+  });
+}
