@@ -10,10 +10,12 @@
  *   port-swap  this action, traffic: port-swap
  *   haproxy    this action, traffic: haproxy, on the sandbox's HAProxy (test/sandbox/haproxy-up.sh: backend e2e-hx-web,
  *              front 127.0.0.1:19610, servers on 19611/19612; do not run test/e2e/haproxy.test.ts at the same time)
+ *   caddy      this action, traffic: caddy, on the sandbox's Caddy (test/sandbox/caddy-up.sh; an app of the bench's own,
+ *              routed by the marker file: test/e2e/caddy-harness.ts; front BENCH_PORT_BASE +40, colours +41/+42)
  *   naive      bench/naive-deploy.sh: one ssh session doing login, pull, stop + rm, run on the same port, health, rollback
  * plus the action's cold start (process start to its first SSH byte) and bundle size. Prints tables (with the goals,
  * PASS/MISS) and writes bench/results/deploy.json. Rounds per mode: BENCH_ROUNDS (default 6); BENCH_MODES (default
- * "nginx,rollback,nginx-njs,port-swap,haproxy,naive") picks modes; app names start with BENCH_APP_PREFIX (default "bench") and
+ * "nginx,rollback,nginx-njs,port-swap,haproxy,caddy,naive") picks modes; app names start with BENCH_APP_PREFIX (default "bench") and
  * the bench's own ports with BENCH_PORT_BASE (default 18300: nginx +0..+2, port-swap +10, naive +20, nginx-njs +30..+32).
  * Not part of `npm test`.
  */
@@ -34,6 +36,7 @@ import {
   type MixResult
 } from '../test/e2e/clients.js';
 import { NJS_MODULE, startNjsNginx } from '../test/e2e/njs-nginx.js';
+import { ensureCaddy, prepareCaddyApp, removeCaddyApp } from '../test/e2e/caddy-harness.js';
 import {
   cleanupApp,
   drainJobDone,
@@ -58,7 +61,7 @@ const MIX: MixOptions = {
   requestTimeoutMs: 15000,
   record: true
 };
-const MODES = (process.env.BENCH_MODES ?? 'nginx,rollback,nginx-njs,port-swap,haproxy,naive')
+const MODES = (process.env.BENCH_MODES ?? 'nginx,rollback,nginx-njs,port-swap,haproxy,caddy,naive')
   .split(',')
   .map((m) => m.trim());
 const PREFIX = process.env.BENCH_APP_PREFIX ?? 'bench';
@@ -81,13 +84,14 @@ const nginxApp = `${PREFIX}-nginx`;
 const swapApp = `${PREFIX}-swap`;
 const haproxyApp = `${PREFIX}-haproxy`;
 const njsApp = `${PREFIX}-njs`;
+const caddyApp = `${PREFIX}-caddy`;
 /** docker-run-args mounting the stream CGI into the demo containers (set in the test). */
 let streamArgs = '';
 let streamVolume = '';
 
 const GOALS = { switchMs: 50, overheadMs: 1500, rollbackMs: 2000 };
 
-type Mode = 'nginx' | 'rollback' | 'nginx-njs' | 'port-swap' | 'haproxy' | 'naive';
+type Mode = 'nginx' | 'rollback' | 'nginx-njs' | 'port-swap' | 'haproxy' | 'caddy' | 'naive';
 
 /** One client kind over one round. */
 interface KindRound {
@@ -349,7 +353,7 @@ async function rounds(mode: Mode, url: string, deploy: (tag: string) => Promise<
     }
     // Rounds are independent deploys: the previous one's background drain job (which the next deploy on the host
     // would wait for) is done first, outside the measurement.
-    for (const app of [nginxApp, swapApp, haproxyApp, njsApp]) await drainJobDone(app);
+    for (const app of [nginxApp, swapApp, haproxyApp, njsApp, caddyApp]) await drainJobDone(app);
     const load = new ClientMix(url, MIX).start();
     const loadFrom = Date.now();
     await sleep(LEAD_MS);
@@ -602,6 +606,29 @@ test(`benchmark: ${ROUNDS} swaps per mode under load`, async () => {
     await cleanupApp(haproxyApp);
   }
 
+  let cd: Round[] = [];
+  if (on('caddy')) {
+    await ensureCaddy();
+    const ports = { blue: PORT_BASE + 41, green: PORT_BASE + 42 };
+    const caddyUrl = await prepareCaddyApp(caddyApp, { listenPort: PORT_BASE + 40, ports });
+    const cdExtra = {
+      traffic: 'caddy',
+      'blue-port': String(ports.blue),
+      'green-port': String(ports.green),
+      'docker-run-args': streamArgs
+    };
+    let cdRest = false;
+    cd = await rounds('caddy', caddyUrl, async (tag) => {
+      const d = await actionDeploy(caddyApp, tag, cdExtra);
+      if (!cdRest) {
+        rest.caddy = await atRest(caddyUrl);
+        cdRest = true;
+      }
+      return d;
+    });
+    await removeCaddyApp(caddyApp);
+  }
+
   let naive: Round[] = [];
   if (on('naive')) {
     await sh(`docker rm -f ${naiveApp}`);
@@ -630,6 +657,7 @@ test(`benchmark: ${ROUNDS} swaps per mode under load`, async () => {
       ['nginx-njs', 'action, nginx-switch: njs', njs],
       ['port-swap', 'action, port-swap', swap],
       ['haproxy', 'action, haproxy', hx],
+      ['caddy', 'action, caddy', cd],
       ['naive', 'naive script', naive]
     ] as Array<[Mode, string, Round[]]>
   ).filter(([, , rs]) => rs.length > 0);

@@ -47,6 +47,7 @@ export const COMMON_INPUTS = [
 export const LINKS = {
   'many-hosts': 'fleets.md#many-hosts',
   'haproxy-mode-switch-without-reloading-the-proxy': 'traffic.md#haproxy-traffic-haproxy',
+  'caddy-traffic-caddy': 'traffic.md#caddy-traffic-caddy',
   'alb-mode-blue-green-at-an-application-load-balancer': 'traffic.md#alb-traffic-alb',
   'smoke-test-before-traffic': 'smoke-test.md#smoke-test-before-traffic',
   notify: 'reports.md#notify'

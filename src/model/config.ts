@@ -2,7 +2,7 @@ import type { ImageRef } from './image.js';
 
 export type Command = 'deploy' | 'rollback' | 'status';
 export type Color = 'blue' | 'green';
-export type Traffic = 'nginx' | 'port-swap' | 'haproxy' | 'alb';
+export type Traffic = 'nginx' | 'port-swap' | 'haproxy' | 'alb' | 'caddy';
 export type RegistryAuth = 'ecr' | 'ecr-on-host' | 'password' | 'none';
 /** How commands reach the hosts: SSH, or AWS Systems Manager Run Command (no inbound port). */
 export type Transport = 'ssh' | 'ssm';
@@ -148,6 +148,9 @@ export interface DeployConfig {
   haproxySocket: string;
   haproxyBackend: string;
   haproxyStateFile: string;
+  /** traffic caddy: Caddy's admin API on the host's loopback, and the directory of the apps' marker files. */
+  caddyAdminUrl: string;
+  caddySwitchDir: string;
   /** traffic alb: which way (see AlbSettings); undefined for the other routers. */
   alb?: AlbSettings;
   /** traffic alb: the address the colours' ports are published on (`docker run --publish <address>:<port>:…`). */

@@ -3,12 +3,11 @@
  * `caddy run --resume`, admin API on http://127.0.0.1:2019, reachable by ec2-user on the host too).
  *
  * An app is one Caddy *server* of its own (apps.http.servers.<app>), added through the admin API as an operator would
- * before the first deploy: it listens on 127.0.0.1:<listenPort> and has two routes,
+ * before the first deploy, routed as `traffic: caddy` expects (docs/traffic.md): it listens on 127.0.0.1:<listenPort>,
  *   1. GET /__sandbox_probe answered by Caddy itself with a nonce (to see that the config serves),
- *   2. everything else: a reverse_proxy handler with "@id": "bluegreen-<app>" and upstreams [{dial: 127.0.0.1:<bluePort>}].
- * A router switches the colour with PATCH /id/bluegreen-<app>/upstreams [{"dial":"127.0.0.1:<port>"}] and reads it with
- * GET /id/bluegreen-<app>/upstreams/0/dial. The sandbox's own app e2e-cd-web (127.0.0.1:19620, blue 19621, green 19622)
- * is in caddy-up.sh's base config and is there without this helper.
+ *   2. to green (127.0.0.1:<green>) while the marker <switch-dir>/<app>/green exists (a `file` matcher),
+ *   3. else to blue (127.0.0.1:<blue>).
+ * The router switches by writing or removing the marker: no admin API change, so Caddy restarts nothing.
  *
  * Every admin API change reloads Caddy's whole http app (all servers, not only this app's): add and remove apps
  * outside the load windows of other tests. Caddy autosaves the config after each change (`--resume` brings it back
@@ -32,10 +31,8 @@ export const CADDY = {
   up: `bash ${path.join(REPO_ROOT, 'test/sandbox/caddy-up.sh')}`
 } as const;
 
-/** The @id of an app's reverse_proxy handler. */
-export function caddyRouteId(app: string): string {
-  return `bluegreen-${app}`;
-}
+/** caddy-switch-dir's default: the sandbox makes it (caddy-up.sh), owned by ec2-user. */
+export const SWITCH_DIR = '/var/lib/bluegreen/caddy';
 
 export interface AdminResult {
   status: number;
@@ -105,12 +102,14 @@ export function caddyPid(): string {
 
 export interface CaddyAppOptions {
   listenPort: number;
-  /** the colour the route points at first (the operator's setup before the first deploy) */
-  bluePort: number;
+  ports: { blue: number; green: number };
+  /** routes without the marker matcher: a config the router must refuse before it changes anything */
+  withoutMarker?: boolean;
 }
 
 /** The server object of an app (apps.http.servers.<app>), see the file comment. */
 export function caddyServerConfig(app: string, opts: CaddyAppOptions & { nonce: string }): Record<string, unknown> {
+  const proxy = (port: number) => [{ handler: 'reverse_proxy', upstreams: [{ dial: `127.0.0.1:${port}` }] }];
   return {
     listen: [`127.0.0.1:${opts.listenPort}`],
     automatic_https: { disable: true },
@@ -120,11 +119,16 @@ export function caddyServerConfig(app: string, opts: CaddyAppOptions & { nonce: 
         handle: [{ handler: 'static_response', status_code: 200, body: opts.nonce }],
         terminal: true
       },
-      {
-        handle: [
-          { '@id': caddyRouteId(app), handler: 'reverse_proxy', upstreams: [{ dial: `127.0.0.1:${opts.bluePort}` }] }
-        ]
-      }
+      ...(opts.withoutMarker
+        ? []
+        : [
+            {
+              match: [{ file: { root: `${SWITCH_DIR}/${app}`, try_files: ['/green'] } }],
+              handle: proxy(opts.ports.green),
+              terminal: true
+            }
+          ]),
+      { handle: proxy(opts.ports.blue) }
     ]
   };
 }
@@ -138,6 +142,7 @@ async function removeContainers(app: string): Promise<void> {
   const ids = (await shOk(`docker ps -aq --filter ${q(`label=bluegreen.app=${app}`)}`)).split('\n').filter(Boolean);
   if (ids.length) await sh(`docker rm -f ${ids.join(' ')}`);
   fs.rmSync(`/home/ec2-user/.bluegreen/${app}`, { recursive: true, force: true });
+  fs.rmSync(`${SWITCH_DIR}/${app}`, { recursive: true, force: true });
 }
 
 /**
@@ -168,25 +173,7 @@ export async function removeCaddyApp(app: string): Promise<void> {
   if (cur !== null && cur !== undefined) await caddyAdminOk('DELETE', `/config/apps/http/servers/${app}`);
 }
 
-/** The dial address the app's route proxies to now ("127.0.0.1:19621"), via GET /id/bluegreen-<app>/upstreams/0/dial. */
-export async function caddyUpstream(app: string): Promise<string> {
-  return caddyAdminOk<string>('GET', `/id/${caddyRouteId(app)}/upstreams/0/dial`);
-}
-
-/** Which colour the app's route points at, given the colour ports (undefined when it is neither). */
-export async function caddyLiveColour(
-  app: string,
-  ports: { blue: number; green: number }
-): Promise<'blue' | 'green' | undefined> {
-  const dial = await caddyUpstream(app);
-  const port = Number(dial.slice(dial.lastIndexOf(':') + 1));
-  return port === ports.blue ? 'blue' : port === ports.green ? 'green' : undefined;
-}
-
-/** Points the app's route at 127.0.0.1:<port> (PATCH /id/bluegreen-<app>/upstreams), as a router would; returns the call's ms. */
-export async function caddySetUpstream(app: string, port: number): Promise<number> {
-  const r = await caddyAdmin('PATCH', `/id/${caddyRouteId(app)}/upstreams`, [{ dial: `127.0.0.1:${port}` }]);
-  if (r.status !== 200)
-    throw new Error(`caddy admin PATCH /id/${caddyRouteId(app)}/upstreams: HTTP ${r.status} ${r.body.trim()}`);
-  return r.ms;
+/** The colour the marker routes the app to (what Caddy sends the next request to). */
+export function caddyMarkerColour(app: string): 'blue' | 'green' {
+  return fs.existsSync(`${SWITCH_DIR}/${app}/green`) ? 'green' : 'blue';
 }

@@ -10,10 +10,10 @@
 #     log .state/caddy/caddy.log,
 #   - admin API on http://127.0.0.1:2019 (loopback TCP, no auth: any local user, ec2-user too, may call it; Caddy
 #     accepts only the Host headers 127.0.0.1:2019, localhost:2019 and [::1]:2019 there),
-#   - base config: server e2e-cd-web on 127.0.0.1:19620 whose one route is a reverse_proxy handler with
-#     "@id": "bluegreen-e2e-cd-web" and upstreams [{"dial": "127.0.0.1:19621"}] (blue; green is 127.0.0.1:19622).
-#     A router switches it with PATCH /id/bluegreen-e2e-cd-web/upstreams; tests add their own apps the same way
-#     (test/e2e/caddy-harness.ts: one server per app, @id bluegreen-<app>).
+#   - base config: server e2e-cd-web on 127.0.0.1:19620 routed as traffic: caddy expects (docs/traffic.md): to green
+#     (127.0.0.1:19622) while the marker /var/lib/bluegreen/caddy/e2e-cd-web/green exists, else to blue (19621);
+#     tests add their own apps the same way through the admin API (test/e2e/caddy-harness.ts: one server per app),
+#   - /var/lib/bluegreen/caddy (caddy-switch-dir's default) owned by ec2-user, readable by Caddy.
 # A running Caddy is left alone (with whatever the tests configured through the API) unless the base config in this
 # file changed: then it is restarted from the new base config (the autosave is dropped).
 # `caddy-up.sh restart` stops it and starts it again with --resume (the live colour must survive that).
@@ -28,6 +28,7 @@ CFG=/etc/caddy/bluegreen-sandbox.json
 HOME_DIR=/var/lib/bluegreen-caddy
 AUTOSAVE="$HOME_DIR/config/caddy/autosave.json"
 RUN_DIR=/run/bluegreen-caddy
+SWITCH_DIR=/var/lib/bluegreen/caddy
 PIDFILE="$RUN_DIR/caddy.pid"
 ADMIN=127.0.0.1:2019
 APP=e2e-cd-web
@@ -59,6 +60,8 @@ id caddy >/dev/null 2>&1 || die "the caddy package did not create the user caddy
 mkdir -p "$CD"
 install -d -m 755 -o caddy -g caddy "$HOME_DIR"
 install -d -m 755 -o caddy -g caddy "$RUN_DIR"
+# traffic caddy's marker files (caddy-switch-dir): written by the SSH user, read by Caddy
+install -d -m 755 -o ec2-user -g ec2-user "$SWITCH_DIR"
 new_cfg="$(mktemp)"
 cat >"$new_cfg" <<EOF
 {
@@ -72,14 +75,11 @@ cat >"$new_cfg" <<EOF
           "automatic_https": { "disable": true },
           "routes": [
             {
-              "handle": [
-                {
-                  "@id": "bluegreen-$APP",
-                  "handler": "reverse_proxy",
-                  "upstreams": [{ "dial": "127.0.0.1:$BLUE_PORT" }]
-                }
-              ]
-            }
+              "match": [{ "file": { "root": "$SWITCH_DIR/$APP", "try_files": ["/green"] } }],
+              "handle": [{ "handler": "reverse_proxy", "upstreams": [{ "dial": "127.0.0.1:$GREEN_PORT" }] }],
+              "terminal": true
+            },
+            { "handle": [{ "handler": "reverse_proxy", "upstreams": [{ "dial": "127.0.0.1:$BLUE_PORT" }] }] }
           ]
         }
       }

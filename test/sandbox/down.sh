@@ -18,6 +18,7 @@ stop_pidfile() {  # name pidfile
 stop_pidfile sshd "$STATE/sshd.pid"
 stop_pidfile registry "$STATE/registry.pid"
 stop_pidfile haproxy "$STATE/haproxy/haproxy.pid"  # test/sandbox/haproxy-up.sh
+stop_pidfile caddy /run/bluegreen-caddy/caddy.pid  # test/sandbox/caddy-up.sh
 
 if docker info >/dev/null 2>&1; then
   ids="$(docker ps -aq --filter label=bluegreen.app)"
@@ -28,6 +29,7 @@ if [ "${1:-}" = --purge ]; then
   rm -f /etc/nginx/bluegreen/*.conf /etc/nginx/bluegreen-sites/*.conf
   nginx -t -q 2>/dev/null && nginx -s reload 2>/dev/null
   rm -rf "$STATE" /home/ec2-user/.bluegreen
+  rm -f /var/lib/bluegreen-caddy/config/caddy/autosave.json; rm -rf /var/lib/bluegreen/caddy  # Caddy config and marker files of the tests (caddy-up.sh)
   echo "purged $STATE"
 fi
 echo "sandbox down"

@@ -4,7 +4,8 @@
 #   host nginx including /etc/nginx/bluegreen/*.conf (upstreams, dir owned by ec2-user) and
 #   /etc/nginx/bluegreen-sites/*.conf (server blocks written by the tests),
 #   a password-protected docker registry on 127.0.0.1:5000 holding 127.0.0.1:5000/demo:{v1,v2,v3,unhealthy,crash,degrade},
-#   and Node 24 in /opt/node24 for running dist/index.js like a runner does.
+#   Node 24 in /opt/node24 for running dist/index.js like a runner does,
+#   and (haproxy-up.sh, caddy-up.sh) an HAProxy and a Caddy of their own (Caddy's admin API on 127.0.0.1:2019).
 # Idempotent: safe to run again; state (keys, configs, registry data, logs) lives in test/sandbox/.state/.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive NEEDRESTART_SUSPEND=1
@@ -347,4 +348,8 @@ local_refs="$(docker images --format '{{.Repository}}:{{.Tag}}' "$REGISTRY_ADDR/
 # Its own HAProxy instance for test/e2e/haproxy.test.ts (config in .state/haproxy/); restarts nothing above.
 bash "$SANDBOX_DIR/haproxy-up.sh"
 
-echo "sandbox up: ssh 127.0.0.1:$SSH_PORT (ec2-user), registry $REGISTRY_ADDR, nginx, node24 $NODE24_VERSION"
+# ---------------------------------------------------------------- caddy (traffic: caddy)
+# Its own Caddy (Debian's package, run as user caddy) with the admin API on 127.0.0.1:2019; restarts nothing above.
+bash "$SANDBOX_DIR/caddy-up.sh"
+
+echo "sandbox up: ssh 127.0.0.1:$SSH_PORT (ec2-user), registry $REGISTRY_ADDR, nginx, haproxy, caddy, node24 $NODE24_VERSION"

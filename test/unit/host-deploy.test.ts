@@ -64,6 +64,8 @@ function makeConfig(over: Partial<DeployConfig> = {}): DeployConfig {
     haproxySocket: '/run/haproxy/admin.sock',
     haproxyBackend: APP,
     haproxyStateFile: '/var/lib/haproxy/server-state',
+    caddyAdminUrl: 'http://127.0.0.1:2019',
+    caddySwitchDir: '/var/lib/bluegreen/caddy',
     drainMs: 1000,
     waitForDrain: true,
     stopTimeoutSeconds: 10,

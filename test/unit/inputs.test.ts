@@ -100,7 +100,7 @@ describe('readConfig', () => {
         /^Input "health-timeout-seconds" must be a number from 1 to 3600 \(got "-1"\)\. Example: health-timeout-seconds: 60$/
       ),
       expect.stringMatching(
-        /^Input "traffic" must be one of nginx, port-swap, haproxy, alb \(got "traefik"\)\. Example: traffic: nginx$/
+        /^Input "traffic" must be one of nginx, port-swap, haproxy, alb, caddy \(got "traefik"\)\. Example: traffic: nginx$/
       ),
       expect.stringMatching(/^Input "green-port" must differ from blue-port\./)
     ]);
@@ -373,5 +373,39 @@ describe('fleet inputs', () => {
     expect(
       config({ 'smoke-test': 'npm run smoke', 'smoke-test-on': 'first', 'smoke-test-timeout-seconds': '30' }).smokeTest
     ).toEqual({ command: 'npm run smoke', on: 'first', timeoutMs: 30_000 });
+  });
+});
+
+describe('traffic caddy inputs', () => {
+  test('defaults: the admin API on the loopback, the marker files under /var/lib/bluegreen/caddy', () => {
+    const c = config({ traffic: 'caddy' });
+    expect(c.traffic).toBe('caddy');
+    expect(c.caddyAdminUrl).toBe('http://127.0.0.1:2019');
+    expect(c.caddySwitchDir).toBe('/var/lib/bluegreen/caddy');
+    expect(config({ traffic: 'caddy', 'caddy-admin-url': 'http://localhost:2020/' }).caddyAdminUrl).toBe(
+      'http://localhost:2020'
+    );
+  });
+
+  test.each([
+    [
+      'caddy-admin-url',
+      'https://127.0.0.1:2019',
+      /^Input "caddy-admin-url" must be an http:\/\/ URL .*loopback.* Example: caddy-admin-url: http:\/\/127\.0\.0\.1:2019$/
+    ],
+    ['caddy-admin-url', 'http://10.0.0.5:2019', /^Input "caddy-admin-url" .*loopback/],
+    ['caddy-admin-url', 'http://127.0.0.1:2019/config', /^Input "caddy-admin-url" .*without a path/],
+    [
+      'caddy-switch-dir',
+      'relative/dir',
+      /^Input "caddy-switch-dir" must be an absolute directory path.* Example: caddy-switch-dir: \/var\/lib\/bluegreen\/caddy$/
+    ],
+    [
+      'caddy-switch-dir',
+      '/var/lib/../etc',
+      /^Input "caddy-switch-dir" must be an absolute directory path.* Example: caddy-switch-dir: \/var\/lib\/bluegreen\/caddy$/
+    ]
+  ])('%s "%s" is refused, naming the input, with an example', (name, value, re) => {
+    expect(problems({ traffic: 'caddy', [name]: value })).toEqual([expect.stringMatching(re)]);
   });
 });

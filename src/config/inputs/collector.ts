@@ -29,6 +29,8 @@ export const DEFAULTS = {
   'nginx-reload-command': 'sudo -n nginx -t -q && sudo -n nginx -s reload',
   'nginx-switch': 'reload',
   'haproxy-socket': '/run/haproxy/admin.sock',
+  'caddy-admin-url': 'http://127.0.0.1:2019',
+  'caddy-switch-dir': '/var/lib/bluegreen/caddy',
   'haproxy-state-file': '/var/lib/haproxy/server-state',
   'alb-target-group': '',
   'alb-listener': '',

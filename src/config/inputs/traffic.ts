@@ -18,8 +18,10 @@ export function readTraffic(
   | 'haproxySocket'
   | 'haproxyBackend'
   | 'haproxyStateFile'
+  | 'caddyAdminUrl'
+  | 'caddySwitchDir'
 > {
-  const traffic = c.oneOf<Traffic>('traffic', ['nginx', 'port-swap', 'haproxy', 'alb']);
+  const traffic = c.oneOf<Traffic>('traffic', ['nginx', 'port-swap', 'haproxy', 'alb', 'caddy']);
   const ports: Record<Color, number> = { blue: c.port('blue-port'), green: c.port('green-port') };
   if (ports.blue === ports.green) c.fail('green-port', 'must differ from blue-port', '8082');
   const publicPort = c.port('public-port');
@@ -84,6 +86,8 @@ export function readTraffic(
       'web'
     );
 
+  const { caddyAdminUrl, caddySwitchDir } = readCaddy(c);
+
   return {
     traffic,
     ports,
@@ -95,8 +99,51 @@ export function readTraffic(
     nginxHealthUrl,
     haproxySocket,
     haproxyBackend,
-    haproxyStateFile
+    haproxyStateFile,
+    caddyAdminUrl,
+    caddySwitchDir
   };
+}
+
+/**
+ * traffic caddy: the admin API is read on the host (curl to its loopback), so its URL must be http:// on a loopback
+ * address; the marker directory is an absolute path the SSH user can write (Caddy reads it).
+ */
+function readCaddy(c: Collector): { caddyAdminUrl: string; caddySwitchDir: string } {
+  const raw = c.get('caddy-admin-url');
+  let caddyAdminUrl = raw.replace(/\/+$/, '');
+  let u: URL | undefined;
+  try {
+    u = new URL(raw);
+  } catch {
+    u = undefined;
+  }
+  const host = u?.hostname.replace(/^\[|\]$/g, '') ?? '';
+  if (
+    !u ||
+    u.protocol !== 'http:' ||
+    u.username ||
+    u.password ||
+    u.search ||
+    u.hash ||
+    (u.pathname !== '/' && u.pathname !== '') ||
+    !(host === 'localhost' || host === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host))
+  ) {
+    c.fail(
+      'caddy-admin-url',
+      `must be an http:// URL of Caddy's admin API on the host's loopback, without a path (got "${printable(raw)}")`,
+      DEFAULTS['caddy-admin-url']
+    );
+    caddyAdminUrl = DEFAULTS['caddy-admin-url'];
+  }
+  const caddySwitchDir = c.get('caddy-switch-dir').replace(/\/+$/, '');
+  if (!PATH_SAFE.test(caddySwitchDir) || caddySwitchDir.split('/').some((p) => p === '..' || p === '.'))
+    c.fail(
+      'caddy-switch-dir',
+      `must be an absolute directory path without "..", spaces or special characters (got "${printable(caddySwitchDir)}")`,
+      DEFAULTS['caddy-switch-dir']
+    );
+  return { caddyAdminUrl, caddySwitchDir };
 }
 
 /**

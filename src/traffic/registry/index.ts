@@ -9,6 +9,7 @@ import type { HostStatus } from '../../model/status.js';
 import { renderAlbSection } from '../alb/report.js';
 import { albStatusLine } from '../alb/status.js';
 import { AlbTraffic, type ElbLoader } from '../alb/traffic.js';
+import { CaddyRouter, caddyStatusLine } from '../caddy/router.js';
 import { haproxyStatusLine } from '../haproxy/status.js';
 import { HaproxyRouter } from '../haproxy/router.js';
 import { NginxRouter } from '../nginx/router.js';
@@ -42,6 +43,7 @@ const ROUTERS: Record<Traffic, RouterKind> = {
   nginx: { run: perHost((cfg) => new NginxRouter(cfg)) },
   'port-swap': { run: perHost((cfg) => new PortSwapRouter(cfg)) },
   haproxy: { run: perHost((cfg) => new HaproxyRouter(cfg)), statusLine: haproxyStatusLine },
+  caddy: { run: perHost((cfg) => new CaddyRouter(cfg)), statusLine: caddyStatusLine },
   alb: {
     run: (cfg, deps) => new AlbTraffic(cfg, deps.elb, deps.note),
     summarySection: renderAlbSection,

@@ -1,8 +1,8 @@
-export const id = 583;
-export const ids = [583];
+export const id = 226;
+export const ids = [226];
 export const modules = {
 
-/***/ 59583:
+/***/ 10226:
 /***/ ((__unused_webpack_module, __webpack_exports__, __webpack_require__) => {
 
 
@@ -2337,6 +2337,263 @@ class AlbTraffic {
     }
 }
 
+;// CONCATENATED MODULE: ./src/traffic/caddy/config.ts
+/** Every object in a JSON tree, depth first. */
+function* objects(v) {
+    if (Array.isArray(v))
+        for (const x of v)
+            yield* objects(x);
+    else if (v && typeof v === 'object') {
+        yield v;
+        for (const x of Object.values(v))
+            yield* objects(x);
+    }
+}
+const trimSlash = (p) => p.replace(/\/+$/, '');
+/** The upstream dial addresses of every reverse_proxy handler in the config. */
+function proxiedAddresses(config) {
+    const out = [];
+    for (const o of objects(config)) {
+        if (o.handler !== 'reverse_proxy' || !Array.isArray(o.upstreams))
+            continue;
+        for (const u of o.upstreams)
+            if (typeof u?.dial === 'string')
+                out.push(u.dial);
+    }
+    return out;
+}
+/** Whether a `file` matcher looks for the green marker of `markerDir` (`<caddy-switch-dir>/<app>`). */
+function hasMarkerMatcher(config, markerDir) {
+    for (const o of objects(config)) {
+        const f = o.file;
+        if (!f || typeof f !== 'object')
+            continue;
+        const files = Array.isArray(f.try_files) ? f.try_files.filter((x) => typeof x === 'string') : [];
+        const root = typeof f.root === 'string' ? trimSlash(f.root) : '';
+        const wanted = `${trimSlash(markerDir)}/green`;
+        if (files.some((x) => (x.startsWith('/') && root ? `${root}${x}` : x) === wanted || `${root}/${x}` === wanted))
+            return true;
+    }
+    return false;
+}
+/** What is missing from Caddy's config for this app; undefined when it has all the action needs. */
+function configProblem(config, markerDir, ports) {
+    if (config === null || config === undefined)
+        return 'Caddy has no config loaded';
+    const dials = proxiedAddresses(config);
+    const missing = [];
+    if (!hasMarkerMatcher(config, markerDir))
+        missing.push(`a file matcher for ${markerDir}/green`);
+    for (const c of ['green', 'blue']) {
+        const addr = `127.0.0.1:${ports[c]}`;
+        if (!dials.some((d) => d === addr || d === `localhost:${ports[c]}`))
+            missing.push(`a reverse_proxy to ${addr} (${c})`);
+    }
+    return missing.length ? `Caddy's config lacks ${missing.join(' and ')}` : undefined;
+}
+
+;// CONCATENATED MODULE: ./src/traffic/caddy/scripts.ts
+/**
+ * Caddy's remote scripts: the marker file that moves traffic (Caddy's `file` matcher looks for it at every request),
+ * a GET of Caddy's admin API on the host, and the wait for Caddy's requests to the old colour to finish. Constant
+ * POSIX sh bodies, values as positional arguments.
+ */
+
+/**
+ * Points the app's traffic at `color`: green = the marker `<dir>/<app>/green` exists (written atomically, holding the
+ * note), blue = it does not. Fencing: a run whose lease expired on the host changes nothing (exit 77).
+ */
+function markerScript(dir, app, color, note, lease) {
+    return {
+        body: [
+            LEASE_GUARD,
+            'if [ -n "$5" ] && ! lease_ok "$5" "$6"; then echo "this run no longer holds the deploy lock (lease) of $5 on the host" >&2; exit 77; fi',
+            'd="$1/$2"; f="$d/green"',
+            '[ -d "$d" ] || mkdir -p -- "$d" 2>/dev/null || { echo "cannot create $d: caddy-switch-dir ($1) must exist and be writable by $(id -un)" >&2; exit 3; }',
+            'if [ "$3" = green ]; then',
+            '  tmp="$f.bluegreen-new.$$"',
+            `  if ! printf '%s\\n' "$4" > "$tmp" 2>/dev/null; then rm -f -- "$tmp"; echo "cannot write in $d: it must be writable by $(id -un)" >&2; exit 3; fi`,
+            '  chmod 644 "$tmp"; mv -f -- "$tmp" "$f" || { rm -f -- "$tmp"; exit 3; }',
+            'else',
+            '  rm -f -- "$f" || exit 3',
+            'fi',
+            'echo "@@switched $3"'
+        ].join('\n'),
+        args: [dir, app, color, note, lease?.app ?? '', lease?.deployId ?? '']
+    };
+}
+/** GET of a Caddy admin API URL on the host (loopback): the body, then `@@http <status>` on a line of its own. */
+function adminGetScript(url) {
+    return {
+        body: [
+            'command -v curl >/dev/null 2>&1 || { echo "curl is not installed on the host: traffic caddy reads Caddy\'s admin API with it" >&2; exit 3; }',
+            `curl -sS --max-time 5 -w '\\n@@http %{http_code}\\n' -- "$1" || exit 3`
+        ].join('\n'),
+        args: [url]
+    };
+}
+/**
+ * Waits until Caddy has no request in flight to the upstream address (admin API `/reverse_proxy/upstreams`,
+ * num_requests), at most $2 ms; $1 is "<admin-url> <address>". An admin API that does not answer counts as busy, so
+ * the old colour is then stopped only after the whole time. Prints `@@drained <ms>` or `@@drain-timeout <requests>`.
+ * Used by the finishing job (with CLOCK defined) and, as a script, by the switch-back.
+ */
+const CADDY_DRAIN = [
+    'url=${1%% *}; addr=${1#* }; t0=$(ms); end=$(( t0 + $2 ))',
+    'busy() {',
+    '  n="?"; out=$(curl -sS --max-time 2 -- "$url/reverse_proxy/upstreams" 2>/dev/null) || return 0',
+    `  n=$(printf '%s' "$out" | tr '{' '\\n' | grep -F "\\"address\\":\\"$addr\\"" | sed -n 's/.*"num_requests":\\([0-9]*\\).*/\\1/p' | head -n 1)`,
+    '  n=${n:-0}',
+    '}',
+    'while :; do',
+    '  busy',
+    '  [ "$n" = 0 ] && { echo "@@drained $(( $(ms) - t0 ))"; break; }',
+    '  [ "$(ms)" -lt "$end" ] || { echo "@@drain-timeout $n"; break; }',
+    '  sleep 0.1',
+    'done'
+];
+/** CADDY_DRAIN as a script of its own (the switch-back lets the candidate's requests finish before removing it). */
+function caddyDrainScript(adminUrl, address, maxMs) {
+    return { body: [CLOCK, ...CADDY_DRAIN].join('\n'), args: [`${adminUrl} ${address}`, String(Math.round(maxMs))] };
+}
+
+;// CONCATENATED MODULE: ./src/traffic/caddy/router.ts
+
+
+
+
+
+
+class CaddyRouter {
+    cfg;
+    kind = 'caddy';
+    startVerb = 'run';
+    constructor(cfg) {
+        this.cfg = cfg;
+    }
+    get markerDir() {
+        return `${this.cfg.caddySwitchDir}/${this.cfg.app}`;
+    }
+    publishArgs(color) {
+        return ['--publish', `127.0.0.1:${this.cfg.ports[color]}:${this.cfg.containerPort}`];
+    }
+    /** The green marker: detect reads it (its content names the deploy that wrote it). */
+    routingFile() {
+        return `${this.markerDir}/green`;
+    }
+    routedColor(state) {
+        return state.upstreamContent !== undefined ? 'green' : 'blue';
+    }
+    probePort(color) {
+        return this.cfg.ports[color];
+    }
+    retire(plan) {
+        return plan.live ? containerName(this.cfg.app, plan.live) : undefined;
+    }
+    /** Caddy's config as its admin API has it (GET /config/), read on the host. */
+    async readConfig(ctx, step) {
+        const url = `${this.cfg.caddyAdminUrl}/config/`;
+        const s = adminGetScript(url);
+        const res = await ctx.remote.run(s.body, s.args);
+        const out = res.stdout;
+        const at = out.lastIndexOf('\n@@http ');
+        const code = at >= 0 ? Number(out.slice(at + 8).trim()) : NaN;
+        if (res.code !== 0 || code !== 200) {
+            const why = (res.stderr.trim() || out.slice(0, Math.max(0, at)).trim()).split('\n').slice(-2).join(' ');
+            throw new StepError(step, `Caddy's admin API did not answer GET ${url} on the host (${res.code !== 0 ? `exit ${res.code}` : `HTTP ${code}`}${why ? `: ${why}` : ''}): is Caddy running with its admin API on caddy-admin-url?`);
+        }
+        try {
+            return JSON.parse(out.slice(0, at));
+        }
+        catch (e) {
+            throw new StepError(step, `Caddy's admin API answered GET ${url} with no JSON (${e.message})`);
+        }
+    }
+    /** Before anything takes traffic: Caddy's config must route this app by the marker, or the switch moves nothing. */
+    async beforeHealth(ctx) {
+        const problem = configProblem(await this.readConfig(ctx, 'health'), this.markerDir, this.cfg.ports);
+        if (problem)
+            throw new StepError('health', `${problem}: traffic caddy switches by the marker file, so Caddy must route the app to green when ${this.markerDir}/green exists and to blue otherwise (see docs/traffic.md, Caddy); nothing was changed`);
+        ctx.log.info(`Caddy's config routes ${this.cfg.app} by ${this.markerDir}/green (admin API ${this.cfg.caddyAdminUrl})`);
+    }
+    async switchTraffic(ctx) {
+        const { cfg, plan } = ctx;
+        const to = plan.candidate;
+        const t0 = Date.now();
+        const note = `Live: ${to} (${ctx.imageLabel}), ${cfg.command} ${ctx.deployId}.`;
+        try {
+            await exec(ctx, 'switch', markerScript(cfg.caddySwitchDir, cfg.app, to, note, { app: cfg.app, deployId: ctx.deployId }), to === 'green'
+                ? `write ${this.markerDir}/green: Caddy sends the next request to green (127.0.0.1:${cfg.ports.green})`
+                : `remove ${this.markerDir}/green: Caddy sends the next request to blue (127.0.0.1:${cfg.ports.blue})`);
+        }
+        catch (e) {
+            if (e instanceof StepError && /\(exit 77\)/.test(e.message))
+                throw new StepError('switch', 'the deploy lock (lease) of this run expired on the host before the switch, so another deploy may own the host now: traffic was not changed');
+            throw e;
+        }
+        return {
+            cutoverMs: Date.now() - t0,
+            // The finishing job stops the old colour once Caddy has no request to it in flight (at most drain-seconds).
+            drain: plan.live
+                ? {
+                    lines: [CLOCK, ...CADDY_DRAIN],
+                    words: `${cfg.caddyAdminUrl} 127.0.0.1:${cfg.ports[plan.live]}`,
+                    said: (o, stopName, secs) => {
+                        const left = /@@drain-timeout (\S+)/.exec(o);
+                        return left
+                            ? `Caddy still had ${left[1]} request(s) to ${stopName} after drain-seconds (${secs} s); stopped it anyway`
+                            : undefined;
+                    }
+                }
+                : undefined
+        };
+    }
+    async confirm(ctx) {
+        ctx.log.info(`Caddy sends new requests to ${ctx.plan.candidate} from the next one on (marker file, no reload)`);
+    }
+    /**
+     * Decided from the marker as read after the failure: when it routes to the candidate and not as the host had it
+     * before this run (plan.upstreamColor), it is put back as it was.
+     */
+    async switchBack(ctx, state) {
+        const { cfg, plan } = ctx;
+        const now = this.routedColor(state);
+        const before = this.routedColor(plan);
+        if (now !== plan.candidate || now === before) {
+            ctx.log.info(`Caddy routes ${cfg.app} to ${now} (${this.markerDir}/green), as before this deploy: traffic was not moved, nothing to switch back`);
+            return { moved: false };
+        }
+        const back = before ?? 'blue';
+        await exec(ctx, 'switch-back', markerScript(cfg.caddySwitchDir, cfg.app, back, `Live: ${back}, switched back by ${cfg.command} ${ctx.deployId}.`), `point Caddy back at ${back} (${back === 'green' ? 'write' : 'remove'} ${this.markerDir}/green)`);
+        // Requests Caddy already sent to the candidate finish before it is removed.
+        const out = await exec(ctx, 'switch-back', caddyDrainScript(cfg.caddyAdminUrl, `127.0.0.1:${cfg.ports[plan.candidate]}`, cfg.drainMs), `let Caddy's requests to ${containerName(cfg.app, plan.candidate)} finish (up to ${cfg.drainMs / 1000} s)`);
+        const left = /@@drain-timeout (\S+)/.exec(out);
+        if (left)
+            ctx.warn(`Caddy still had ${left[1]} request(s) to ${containerName(cfg.app, plan.candidate)} after drain-seconds: they end when it is removed`);
+        return { moved: true };
+    }
+    /** `command: status`: whether Caddy's config routes the app by the marker (a finding if not). */
+    async status(ctx, st) {
+        const caddy = { adminUrl: this.cfg.caddyAdminUrl, markerDir: this.markerDir };
+        try {
+            caddy.error = configProblem(await this.readConfig(ctx, 'detect'), this.markerDir, this.cfg.ports);
+        }
+        catch (e) {
+            caddy.error = e.message;
+        }
+        st.caddy = caddy;
+        ctx.log.info(caddy.error ? `caddy: ${caddy.error}` : `caddy: the config routes ${this.cfg.app} by ${this.markerDir}/green`);
+        return { findings: () => (caddy.error ? [{ level: 'error', message: `Caddy: ${caddy.error}` }] : []) };
+    }
+}
+/** The status summary's line for Caddy. */
+function caddyStatusLine(st, cell) {
+    const c = st.caddy;
+    if (!c)
+        return undefined;
+    return `Caddy (admin API \`${cell(c.adminUrl)}\`, marker \`${cell(c.markerDir)}/green\`): ${c.error ? cell(c.error) : 'the config routes by the marker'}`;
+}
+
 ;// CONCATENATED MODULE: ./src/traffic/haproxy/commands.ts
 /** Backend names the action sends (haproxy-backend is validated to this). */
 const BACKEND_NAME = /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$/;
@@ -3807,12 +4064,14 @@ class PortSwapRouter {
 
 
 
+
 /** Routers that share nothing between hosts: a new one per host. */
 const perHost = (make) => (cfg) => ({ routerFor: () => make(cfg) });
 const ROUTERS = {
     nginx: { run: perHost((cfg) => new NginxRouter(cfg)) },
     'port-swap': { run: perHost((cfg) => new PortSwapRouter(cfg)) },
     haproxy: { run: perHost((cfg) => new HaproxyRouter(cfg)), statusLine: haproxyStatusLine },
+    caddy: { run: perHost((cfg) => new CaddyRouter(cfg)), statusLine: caddyStatusLine },
     alb: {
         run: (cfg, deps) => new AlbTraffic(cfg, deps.elb, deps.note),
         summarySection: renderAlbSection,
@@ -4585,6 +4844,7 @@ class HostSteps {
     }
     /** What the traffic router is given of this deployment. */
     get routerContext() {
+        const timer = this.timer;
         return {
             cfg: this.cfg,
             deployId: this.input.deployId,
@@ -4592,7 +4852,10 @@ class HostSteps {
             log: this.log,
             imageLabel: imageReference(this.target),
             remote: this.remote,
-            signal: this.timer.signal,
+            // read when used: the step timer's signal is replaced when a host joins its rollout batch, and cleared for the undo
+            get signal() {
+                return timer.signal;
+            },
             probe: (step, port) => this.probeOnce(step, port),
             warn: (message) => {
                 this.warnings.push(message);
@@ -7792,7 +8055,7 @@ function normalizePrivateKey(value) {
 ;// CONCATENATED MODULE: ./src/config/inputs/traffic.ts
 
 function readTraffic(c, app) {
-    const traffic = c.oneOf('traffic', ['nginx', 'port-swap', 'haproxy', 'alb']);
+    const traffic = c.oneOf('traffic', ['nginx', 'port-swap', 'haproxy', 'alb', 'caddy']);
     const ports = { blue: c.port('blue-port'), green: c.port('green-port') };
     if (ports.blue === ports.green)
         c.fail('green-port', 'must differ from blue-port', '8082');
@@ -7827,6 +8090,7 @@ function readTraffic(c, app) {
     const haproxyBackend = c.raw('haproxy-backend') || app;
     if ((appOk || c.raw('haproxy-backend')) && !/^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$/.test(haproxyBackend))
         c.fail('haproxy-backend', `"${(0,collector/* printable */.g$)(haproxyBackend)}" may only hold letters, digits, "_", ".", ":" and "-" (the name of the backend in haproxy.cfg)`, 'web');
+    const { caddyAdminUrl, caddySwitchDir } = readCaddy(c);
     return {
         traffic,
         ports,
@@ -7838,8 +8102,41 @@ function readTraffic(c, app) {
         nginxHealthUrl,
         haproxySocket,
         haproxyBackend,
-        haproxyStateFile
+        haproxyStateFile,
+        caddyAdminUrl,
+        caddySwitchDir
     };
+}
+/**
+ * traffic caddy: the admin API is read on the host (curl to its loopback), so its URL must be http:// on a loopback
+ * address; the marker directory is an absolute path the SSH user can write (Caddy reads it).
+ */
+function readCaddy(c) {
+    const raw = c.get('caddy-admin-url');
+    let caddyAdminUrl = raw.replace(/\/+$/, '');
+    let u;
+    try {
+        u = new URL(raw);
+    }
+    catch {
+        u = undefined;
+    }
+    const host = u?.hostname.replace(/^\[|\]$/g, '') ?? '';
+    if (!u ||
+        u.protocol !== 'http:' ||
+        u.username ||
+        u.password ||
+        u.search ||
+        u.hash ||
+        (u.pathname !== '/' && u.pathname !== '') ||
+        !(host === 'localhost' || host === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host))) {
+        c.fail('caddy-admin-url', `must be an http:// URL of Caddy's admin API on the host's loopback, without a path (got "${(0,collector/* printable */.g$)(raw)}")`, collector/* DEFAULTS */.zY['caddy-admin-url']);
+        caddyAdminUrl = collector/* DEFAULTS */.zY['caddy-admin-url'];
+    }
+    const caddySwitchDir = c.get('caddy-switch-dir').replace(/\/+$/, '');
+    if (!collector/* PATH_SAFE */.A0.test(caddySwitchDir) || caddySwitchDir.split('/').some((p) => p === '..' || p === '.'))
+        c.fail('caddy-switch-dir', `must be an absolute directory path without "..", spaces or special characters (got "${(0,collector/* printable */.g$)(caddySwitchDir)}")`, collector/* DEFAULTS */.zY['caddy-switch-dir']);
+    return { caddyAdminUrl, caddySwitchDir };
 }
 /**
  * nginx-health-url: an http:// URL probed through the user's nginx. The request goes to the URL's port on the host's
