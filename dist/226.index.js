@@ -6887,8 +6887,9 @@ async function readHostStatus(cfg, router, remote, log, now = Date.now()) {
         reachable: true,
         live,
         traffic: cfg.traffic,
-        // A router that routes by a file on the host (nginx): that file as read.
-        upstream: router.routingFile()
+        // A router whose routing file names a port (nginx's upstream file): that file as read. (Caddy's marker file is
+        // absent whenever blue is live: its router reports its own view.)
+        upstream: router.routedPort
             ? { file: router.routingFile(), port, color: upstreamColor, exists: upstreamText !== undefined }
             : undefined,
         colors,
