@@ -2099,9 +2099,10 @@ class AlbListenerRouter extends AlbRouterBase {
         await t.waitHealthy(h, tg, to, cand, 'health');
     }
     /** Before the switch: no listener change for anyone, and this candidate leaves the idle group again. */
-    async abandon(h) {
+    async abandon(h, how) {
+        // The fleet switch is told in any case (no listener change for anyone); the group is the run's, not the host's.
         this.sw.markFailed(`${this.host} failed before the listener switch`);
-        if (!this.registeredHere)
+        if (!this.registeredHere || !how.ownsHost)
             return;
         const to = h.plan.candidate;
         try {
@@ -2386,7 +2387,8 @@ function configProblem(config, markerDir, ports) {
         missing.push(`a file matcher for ${markerDir}/green`);
     for (const c of ['green', 'blue']) {
         const addr = `127.0.0.1:${ports[c]}`;
-        if (!dials.some((d) => d === addr || d === `localhost:${ports[c]}`))
+        // exactly as the drain looks it up in /reverse_proxy/upstreams (Caddy lists each upstream as its config dials it)
+        if (!dials.includes(addr))
             missing.push(`a reverse_proxy to ${addr} (${c})`);
     }
     return missing.length ? `Caddy's config lacks ${missing.join(' and ')}` : undefined;
@@ -2409,7 +2411,13 @@ function markerScript(dir, app, color, note, lease) {
             LEASE_GUARD,
             'if [ -n "$5" ] && ! lease_ok "$5" "$6"; then echo "this run no longer holds the deploy lock (lease) of $5 on the host" >&2; exit 77; fi',
             'd="$1/$2"; f="$d/green"',
-            '[ -d "$d" ] || mkdir -p -- "$d" 2>/dev/null || { echo "cannot create $d: caddy-switch-dir ($1) must exist and be writable by $(id -un)" >&2; exit 3; }',
+            '[ -d "$d" ] || { mkdir -p -- "$d" 2>/dev/null && chmod 755 "$d"; } || { echo "cannot create $d: caddy-switch-dir ($1) must exist and be writable by $(id -un)" >&2; exit 3; }',
+            // Caddy runs as another user: every folder on the way must let others in, or its file matcher never sees the
+            // marker and the switch would move nothing while the deploy goes on to stop the old colour.
+            'p=$d; while [ -n "$p" ] && [ "$p" != / ]; do',
+            '  [ -n "$(find "$p" -maxdepth 0 -perm -o=x 2>/dev/null)" ] || { echo "Caddy (another user) cannot enter $p: chmod o+rx $p (the marker files under caddy-switch-dir must be readable by Caddy)" >&2; exit 3; }',
+            '  p=${p%/*}',
+            'done',
             'if [ "$3" = green ]; then',
             '  tmp="$f.bluegreen-new.$$"',
             `  if ! printf '%s\\n' "$4" > "$tmp" 2>/dev/null; then rm -f -- "$tmp"; echo "cannot write in $d: it must be writable by $(id -un)" >&2; exit 3; fi`,
@@ -2434,8 +2442,8 @@ function adminGetScript(url) {
 }
 /**
  * Waits until Caddy has no request in flight to the upstream address (admin API `/reverse_proxy/upstreams`,
- * num_requests), at most $2 ms; $1 is "<admin-url> <address>". An admin API that does not answer counts as busy, so
- * the old colour is then stopped only after the whole time. Prints `@@drained <ms>` or `@@drain-timeout <requests>`.
+ * num_requests), at most $2 ms; $1 is "<admin-url> <address>". An admin API that does not answer, or a list without
+ * the address, counts as busy, so the old colour is then stopped only after the whole time. Prints `@@drained <ms>` or `@@drain-timeout <requests>`.
  * Used by the finishing job (with CLOCK defined) and, as a script, by the switch-back.
  */
 const CADDY_DRAIN = [
@@ -2443,7 +2451,8 @@ const CADDY_DRAIN = [
     'busy() {',
     '  n="?"; out=$(curl -sS --max-time 2 -- "$url/reverse_proxy/upstreams" 2>/dev/null) || return 0',
     `  n=$(printf '%s' "$out" | tr '{' '\\n' | grep -F "\\"address\\":\\"$addr\\"" | sed -n 's/.*"num_requests":\\([0-9]*\\).*/\\1/p' | head -n 1)`,
-    '  n=${n:-0}',
+    // an upstream Caddy does not list (dialled by another name?) is unknown, not idle: wait the whole time
+    '  n=${n:-?}',
     '}',
     'while :; do',
     '  busy',
@@ -2483,6 +2492,15 @@ class CaddyRouter {
     }
     routedColor(state) {
         return state.upstreamContent !== undefined ? 'green' : 'blue';
+    }
+    /** Only one colour runs and the marker routes to the other: that one is live (liveColor), but Caddy sends to the other. */
+    routingNotes(state) {
+        const routed = this.routedColor(state);
+        return state.running.length === 1 && state.running[0] !== routed
+            ? [
+                `Caddy routes ${this.cfg.app} to ${routed} (${this.markerDir}/green ${routed === 'green' ? 'exists' : 'does not exist'}), which is not running; taking the running ${state.running[0]} container as live`
+            ]
+            : [];
     }
     probePort(color) {
         return this.cfg.ports[color];
@@ -2581,9 +2599,24 @@ class CaddyRouter {
         catch (e) {
             caddy.error = e.message;
         }
+        // The colour the marker routes to, as Caddy sees it now (the one Caddy sends the next request to).
+        const m = await ctx.remote.run('if [ -e "$1" ]; then echo green; else echo blue; fi', [this.routingFile()]);
+        const routed = m.code === 0 ? (m.stdout.trim() === 'green' ? 'green' : 'blue') : undefined;
+        caddy.routed = routed;
         st.caddy = caddy;
-        ctx.log.info(caddy.error ? `caddy: ${caddy.error}` : `caddy: the config routes ${this.cfg.app} by ${this.markerDir}/green`);
-        return { findings: () => (caddy.error ? [{ level: 'error', message: `Caddy: ${caddy.error}` }] : []) };
+        ctx.log.info(`caddy: routes ${this.cfg.app} to ${routed ?? '?'} (${this.markerDir}/green); ${caddy.error ?? 'the config routes by the marker'}`);
+        return {
+            routed,
+            findings: (s) => {
+                const f = caddy.error ? [{ level: 'error', message: `Caddy: ${caddy.error}` }] : [];
+                if (routed && s.colors[routed].state !== 'running')
+                    f.push({
+                        level: 'error',
+                        message: `Caddy routes ${this.cfg.app} to ${routed} (${this.markerDir}/green ${routed === 'green' ? 'exists' : 'does not exist'}), which is ${s.colors[routed].state ?? 'missing'}: every request fails; deploy again or roll back`
+                    });
+                return f;
+            }
+        };
     }
 }
 /** The status summary's line for Caddy. */
@@ -2591,7 +2624,7 @@ function caddyStatusLine(st, cell) {
     const c = st.caddy;
     if (!c)
         return undefined;
-    return `Caddy (admin API \`${cell(c.adminUrl)}\`, marker \`${cell(c.markerDir)}/green\`): ${c.error ? cell(c.error) : 'the config routes by the marker'}`;
+    return `Caddy (admin API \`${cell(c.adminUrl)}\`, marker \`${cell(c.markerDir)}/green\`): routes to ${c.routed ?? '?'}; ${c.error ? cell(c.error) : 'the config routes by the marker'}`;
 }
 
 ;// CONCATENATED MODULE: ./src/traffic/haproxy/commands.ts
@@ -3121,7 +3154,9 @@ class HaproxyRouter {
      * Until the switch nothing took traffic: whatever fails (health, the smoke test, a cancel), the candidate's server
      * goes back into maint, as it was before, not left in drain with HAProxy checking a container that is removed.
      */
-    async abandon(h) {
+    async abandon(h, how) {
+        if (!how.ownsHost)
+            return;
         const rt = this.runtime(h);
         await this.change(h, rt, 'health', [setStateCommand(this.cfg.haproxyBackend, h.plan.candidate, 'maint')])
             .then(() => this.saveState(h, rt, 'health'))
@@ -4354,12 +4389,16 @@ async function cutOver(d) {
     const port = r.probePort(plan.candidate);
     const name = containerName(cfg.app, plan.candidate);
     if (r.startVerb === 'run') {
+        let lockLost = false;
         try {
             await timer.run('health', async () => {
                 await r.beforeHealth?.(ctx);
                 await d.waitHealthy(port, name);
                 if (r.afterHealth) {
-                    await d.ensureLock();
+                    await d.ensureLock().catch((e) => {
+                        lockLost = true;
+                        throw e;
+                    });
                     await r.afterHealth(ctx);
                 }
             });
@@ -4367,8 +4406,9 @@ async function cutOver(d) {
             timer.checkCancelled();
         }
         catch (e) {
-            // Nothing took traffic yet: the router puts back what it changed for the candidate (never throws).
-            await r.abandon?.(ctx);
+            // Nothing took traffic yet: the router puts back what it changed for the candidate (never throws) — on the
+            // host only while this run still owns it (another deploy that took the lock decides what its proxy does).
+            await r.abandon?.(ctx, { ownsHost: !lockLost });
             throw e;
         }
     }

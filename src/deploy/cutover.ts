@@ -29,20 +29,25 @@ export async function cutOver(d: CutoverSteps): Promise<Cutover> {
   const port = r.probePort(plan.candidate);
   const name = containerName(cfg.app, plan.candidate);
   if (r.startVerb === 'run') {
+    let lockLost = false;
     try {
       await timer.run('health', async () => {
         await r.beforeHealth?.(ctx);
         await d.waitHealthy(port, name);
         if (r.afterHealth) {
-          await d.ensureLock();
+          await d.ensureLock().catch((e: unknown) => {
+            lockLost = true;
+            throw e;
+          });
           await r.afterHealth(ctx);
         }
       });
       await d.beforeTraffic(port);
       timer.checkCancelled();
     } catch (e) {
-      // Nothing took traffic yet: the router puts back what it changed for the candidate (never throws).
-      await r.abandon?.(ctx);
+      // Nothing took traffic yet: the router puts back what it changed for the candidate (never throws) — on the
+      // host only while this run still owns it (another deploy that took the lock decides what its proxy does).
+      await r.abandon?.(ctx, { ownsHost: !lockLost });
       throw e;
     }
   } else timer.checkCancelled();

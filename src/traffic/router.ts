@@ -140,8 +140,11 @@ export interface Router {
   beforeHealth?(ctx: RouterContext): Promise<void>;
   /** Health step, once the candidate answers: e.g. wait until the proxy or load balancer calls it healthy. */
   afterHealth?(ctx: RouterContext): Promise<void>;
-  /** A failure before the switch (health, smoke test, cancel): put back what before/afterHealth changed. Never throws. */
-  abandon?(ctx: RouterContext): Promise<void>;
+  /**
+   * A failure before the switch (health, smoke test, cancel): put back what before/afterHealth changed. Never throws.
+   * `ownsHost` false: this run lost the deploy lock to another deploy, so nothing on the host may change any more.
+   */
+  abandon?(ctx: RouterContext, how: { ownsHost: boolean }): Promise<void>;
   /** Moves traffic to the candidate. It may have moved even when this throws: the undo reads the host again. */
   switchTraffic(ctx: RouterContext): Promise<Cutover>;
   /** Verify, first: the router's own proof that traffic moved (before the deploy's probe and watch). */

@@ -173,13 +173,17 @@ describe('traffic: caddy', () => {
       hosts: Array<{
         live?: string;
         upstream?: unknown;
-        caddy?: { error?: string; markerDir: string };
+        caddy?: { error?: string; markerDir: string; routed?: string };
         findings: Array<{ level: string }>;
       }>;
     };
     expect(st.hosts[0].live).toBe(caddyMarkerColour(APP));
     expect(st.hosts[0].upstream).toBeUndefined();
-    expect(st.hosts[0].caddy).toEqual({ adminUrl: 'http://127.0.0.1:2019', markerDir: `${SWITCH_DIR}/${APP}` });
+    expect(st.hosts[0].caddy).toEqual({
+      adminUrl: 'http://127.0.0.1:2019',
+      markerDir: `${SWITCH_DIR}/${APP}`,
+      routed: caddyMarkerColour(APP)
+    });
     // blue live means no marker file: that is no finding (nginx's "upstream file does not exist" is not Caddy's)
     expect(st.hosts[0].findings.filter((f) => f.level !== 'info')).toEqual([]);
   }, 300_000);

@@ -71,9 +71,10 @@ export class AlbListenerRouter extends AlbRouterBase implements Router {
   }
 
   /** Before the switch: no listener change for anyone, and this candidate leaves the idle group again. */
-  async abandon(h: RouterContext): Promise<void> {
+  async abandon(h: RouterContext, how: { ownsHost: boolean }): Promise<void> {
+    // The fleet switch is told in any case (no listener change for anyone); the group is the run's, not the host's.
     this.sw.markFailed(`${this.host} failed before the listener switch`);
-    if (!this.registeredHere) return;
+    if (!this.registeredHere || !how.ownsHost) return;
     const to = h.plan.candidate;
     try {
       const tg = (await this.sw.groups())[to];

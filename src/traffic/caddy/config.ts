@@ -51,8 +51,8 @@ export function configProblem(config: Json, markerDir: string, ports: Record<Col
   if (!hasMarkerMatcher(config, markerDir)) missing.push(`a file matcher for ${markerDir}/green`);
   for (const c of ['green', 'blue'] as const) {
     const addr = `127.0.0.1:${ports[c]}`;
-    if (!dials.some((d) => d === addr || d === `localhost:${ports[c]}`))
-      missing.push(`a reverse_proxy to ${addr} (${c})`);
+    // exactly as the drain looks it up in /reverse_proxy/upstreams (Caddy lists each upstream as its config dials it)
+    if (!dials.includes(addr)) missing.push(`a reverse_proxy to ${addr} (${c})`);
   }
   return missing.length ? `Caddy's config lacks ${missing.join(' and ')}` : undefined;
 }

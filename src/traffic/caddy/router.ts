@@ -11,7 +11,7 @@
 import type { Color, DeployConfig } from '../../model/config.js';
 import { containerName, type HostState, type Plan } from '../../model/host.js';
 import { StepError, type StepName } from '../../model/results.js';
-import type { HostStatus } from '../../model/status.js';
+import type { Finding, HostStatus } from '../../model/status.js';
 import type { RemoteHost } from '../../transport/remote-host.js';
 import {
   exec,
@@ -19,6 +19,7 @@ import {
   type Router,
   type RouterContext,
   type RouterStatus,
+  type RoutingView,
   type StatusContext,
   type SwitchBack
 } from '../router.js';
@@ -30,6 +31,8 @@ export interface CaddyStatus {
   adminUrl: string;
   /** The marker directory of the app (`<caddy-switch-dir>/<app>`). */
   markerDir: string;
+  /** The colour the marker routes to now (what Caddy sends the next request to). */
+  routed?: Color;
   /** What is missing from Caddy's config, or why it could not be read. */
   error?: string;
 }
@@ -62,6 +65,16 @@ export class CaddyRouter implements Router {
 
   routedColor(state: Pick<HostState, 'upstreamContent'>): Color | undefined {
     return state.upstreamContent !== undefined ? 'green' : 'blue';
+  }
+
+  /** Only one colour runs and the marker routes to the other: that one is live (liveColor), but Caddy sends to the other. */
+  routingNotes(state: RoutingView): string[] {
+    const routed = this.routedColor(state);
+    return state.running.length === 1 && state.running[0] !== routed
+      ? [
+          `Caddy routes ${this.cfg.app} to ${routed} (${this.markerDir}/green ${routed === 'green' ? 'exists' : 'does not exist'}), which is not running; taking the running ${state.running[0]} container as live`
+        ]
+      : [];
   }
 
   probePort(color: Color): number {
@@ -200,11 +213,26 @@ export class CaddyRouter implements Router {
     } catch (e) {
       caddy.error = (e as Error).message;
     }
+    // The colour the marker routes to, as Caddy sees it now (the one Caddy sends the next request to).
+    const m = await ctx.remote.run('if [ -e "$1" ]; then echo green; else echo blue; fi', [this.routingFile()]);
+    const routed: Color | undefined = m.code === 0 ? (m.stdout.trim() === 'green' ? 'green' : 'blue') : undefined;
+    caddy.routed = routed;
     st.caddy = caddy;
     ctx.log.info(
-      caddy.error ? `caddy: ${caddy.error}` : `caddy: the config routes ${this.cfg.app} by ${this.markerDir}/green`
+      `caddy: routes ${this.cfg.app} to ${routed ?? '?'} (${this.markerDir}/green); ${caddy.error ?? 'the config routes by the marker'}`
     );
-    return { findings: () => (caddy.error ? [{ level: 'error', message: `Caddy: ${caddy.error}` }] : []) };
+    return {
+      routed,
+      findings: (s) => {
+        const f: Finding[] = caddy.error ? [{ level: 'error', message: `Caddy: ${caddy.error}` }] : [];
+        if (routed && s.colors[routed].state !== 'running')
+          f.push({
+            level: 'error',
+            message: `Caddy routes ${this.cfg.app} to ${routed} (${this.markerDir}/green ${routed === 'green' ? 'exists' : 'does not exist'}), which is ${s.colors[routed].state ?? 'missing'}: every request fails; deploy again or roll back`
+          });
+        return f;
+      }
+    };
   }
 }
 
@@ -212,5 +240,5 @@ export class CaddyRouter implements Router {
 export function caddyStatusLine(st: HostStatus, cell: (s: string | undefined) => string): string | undefined {
   const c = st.caddy;
   if (!c) return undefined;
-  return `Caddy (admin API \`${cell(c.adminUrl)}\`, marker \`${cell(c.markerDir)}/green\`): ${c.error ? cell(c.error) : 'the config routes by the marker'}`;
+  return `Caddy (admin API \`${cell(c.adminUrl)}\`, marker \`${cell(c.markerDir)}/green\`): routes to ${c.routed ?? '?'}; ${c.error ? cell(c.error) : 'the config routes by the marker'}`;
 }

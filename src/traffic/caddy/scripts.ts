@@ -21,7 +21,13 @@ export function markerScript(
       LEASE_GUARD,
       'if [ -n "$5" ] && ! lease_ok "$5" "$6"; then echo "this run no longer holds the deploy lock (lease) of $5 on the host" >&2; exit 77; fi',
       'd="$1/$2"; f="$d/green"',
-      '[ -d "$d" ] || mkdir -p -- "$d" 2>/dev/null || { echo "cannot create $d: caddy-switch-dir ($1) must exist and be writable by $(id -un)" >&2; exit 3; }',
+      '[ -d "$d" ] || { mkdir -p -- "$d" 2>/dev/null && chmod 755 "$d"; } || { echo "cannot create $d: caddy-switch-dir ($1) must exist and be writable by $(id -un)" >&2; exit 3; }',
+      // Caddy runs as another user: every folder on the way must let others in, or its file matcher never sees the
+      // marker and the switch would move nothing while the deploy goes on to stop the old colour.
+      'p=$d; while [ -n "$p" ] && [ "$p" != / ]; do',
+      '  [ -n "$(find "$p" -maxdepth 0 -perm -o=x 2>/dev/null)" ] || { echo "Caddy (another user) cannot enter $p: chmod o+rx $p (the marker files under caddy-switch-dir must be readable by Caddy)" >&2; exit 3; }',
+      '  p=${p%/*}',
+      'done',
       'if [ "$3" = green ]; then',
       '  tmp="$f.bluegreen-new.$$"',
       `  if ! printf '%s\\n' "$4" > "$tmp" 2>/dev/null; then rm -f -- "$tmp"; echo "cannot write in $d: it must be writable by $(id -un)" >&2; exit 3; fi`,
@@ -48,8 +54,8 @@ export function adminGetScript(url: string): RemoteScript {
 
 /**
  * Waits until Caddy has no request in flight to the upstream address (admin API `/reverse_proxy/upstreams`,
- * num_requests), at most $2 ms; $1 is "<admin-url> <address>". An admin API that does not answer counts as busy, so
- * the old colour is then stopped only after the whole time. Prints `@@drained <ms>` or `@@drain-timeout <requests>`.
+ * num_requests), at most $2 ms; $1 is "<admin-url> <address>". An admin API that does not answer, or a list without
+ * the address, counts as busy, so the old colour is then stopped only after the whole time. Prints `@@drained <ms>` or `@@drain-timeout <requests>`.
  * Used by the finishing job (with CLOCK defined) and, as a script, by the switch-back.
  */
 export const CADDY_DRAIN: readonly string[] = [
@@ -57,7 +63,8 @@ export const CADDY_DRAIN: readonly string[] = [
   'busy() {',
   '  n="?"; out=$(curl -sS --max-time 2 -- "$url/reverse_proxy/upstreams" 2>/dev/null) || return 0',
   `  n=$(printf '%s' "$out" | tr '{' '\\n' | grep -F "\\"address\\":\\"$addr\\"" | sed -n 's/.*"num_requests":\\([0-9]*\\).*/\\1/p' | head -n 1)`,
-  '  n=${n:-0}',
+  // an upstream Caddy does not list (dialled by another name?) is unknown, not idle: wait the whole time
+  '  n=${n:-?}',
   '}',
   'while :; do',
   '  busy',

@@ -268,7 +268,8 @@ export class HaproxyRouter implements Router {
    * Until the switch nothing took traffic: whatever fails (health, the smoke test, a cancel), the candidate's server
    * goes back into maint, as it was before, not left in drain with HAProxy checking a container that is removed.
    */
-  async abandon(h: RouterContext): Promise<void> {
+  async abandon(h: RouterContext, how: { ownsHost: boolean }): Promise<void> {
+    if (!how.ownsHost) return;
     const rt = this.runtime(h);
     await this.change(h, rt, 'health', [setStateCommand(this.cfg.haproxyBackend, h.plan.candidate, 'maint')])
       .then(() => this.saveState(h, rt, 'health'))

@@ -56,6 +56,11 @@ describe('Caddy config check', () => {
       "Caddy's config lacks a reverse_proxy to 127.0.0.1:9092 (green)"
     );
     expect(configProblem(null, MARKER_DIR, PORTS)).toBe('Caddy has no config loaded');
+    // the drain looks the upstream up by the address the config dials: localhost would not be found there
+    const byName = JSON.parse(JSON.stringify(ADAPTED).replace('"127.0.0.1:8081"', '"localhost:8081"'));
+    expect(configProblem(byName, MARKER_DIR, PORTS)).toBe(
+      "Caddy's config lacks a reverse_proxy to 127.0.0.1:8081 (blue)"
+    );
   });
 });
 
@@ -64,8 +69,9 @@ describe("marker script (the machine's sh)", () => {
   let dir: string;
   beforeEach(() => {
     home = fs.mkdtempSync(path.join(os.tmpdir(), 'caddy-marker-'));
+    fs.chmodSync(home, 0o755); // Caddy, another user, must be able to enter every folder on the marker's way
     dir = path.join(home, 'switch');
-    fs.mkdirSync(dir);
+    fs.mkdirSync(dir, { mode: 0o755 });
   });
   afterEach(() => fs.rmSync(home, { recursive: true, force: true }));
 
@@ -96,6 +102,20 @@ describe("marker script (the machine's sh)", () => {
     expect((await sh(markerScript(dir, 'shop', 'green', 'x', { app: 'shop', deployId: 'd1' }), home)).code).toBe(77);
   });
 
+  test('the app folder is made enterable by Caddy whatever the umask; a folder Caddy cannot enter is refused before the switch', async () => {
+    lease('d1', Math.floor(Date.now() / 1000) + 30);
+    const s = markerScript(dir, 'shop', 'green', 'x', { app: 'shop', deployId: 'd1' });
+    const r = await sh({ ...s, body: `umask 077\n${s.body}` }, home);
+    expect(r.code).toBe(0);
+    expect(fs.statSync(path.join(dir, 'shop')).mode & 0o777).toBe(0o755);
+    fs.rmSync(path.join(dir, 'shop'), { recursive: true });
+    fs.chmodSync(dir, 0o700);
+    const refused = await sh(markerScript(dir, 'shop', 'green', 'x', { app: 'shop', deployId: 'd1' }), home);
+    expect(refused.code).toBe(3);
+    expect(refused.stderr).toMatch(/Caddy \(another user\) cannot enter .*switch: chmod o\+rx/);
+    expect(fs.existsSync(path.join(dir, 'shop', 'green'))).toBe(false);
+  });
+
   test('a switch dir the user cannot create says so', async () => {
     const r = await sh(markerScript('/proc/no-such-dir', 'shop', 'green', 'x'), home);
     expect(r.code).toBe(3);
@@ -123,6 +143,9 @@ describe("drain by Caddy's requests in flight (a stand-in admin API)", () => {
       expect(busyFor).toBeLessThan(0);
       const down = await sh(caddyDrainScript('http://127.0.0.1:1', '127.0.0.1:8081', 300), os.tmpdir());
       expect(down.stdout).toMatch(/^@@drain-timeout \?$/m);
+      // an upstream Caddy does not list (dialled under another name) is not taken for idle
+      const unlisted = await sh(caddyDrainScript(`http://127.0.0.1:${port}`, '127.0.0.1:9999', 300), os.tmpdir());
+      expect(unlisted.stdout).toMatch(/^@@drain-timeout \?$/m);
     } finally {
       server.close();
     }

@@ -393,7 +393,12 @@ class ModelHost implements Partial<RemoteHost> {
 
 const log = { debug() {}, info() {}, warn() {}, error() {}, begin() {}, end() {} } as unknown as HostLog;
 
-function routerHost(hx: ModelHaproxy, plan: Partial<Plan>, cfg: DeployConfig) {
+function routerHost(
+  hx: ModelHaproxy,
+  plan: Partial<Plan>,
+  cfg: DeployConfig,
+  ensureLock: () => Promise<void> = async () => undefined
+) {
   const host = new ModelHost(hx);
   const calls: string[] = [];
   const h: RouterContext = {
@@ -424,7 +429,7 @@ function routerHost(hx: ModelHaproxy, plan: Partial<Plan>, cfg: DeployConfig) {
       router,
       ctx: h,
       timer: new StepTimer(log),
-      ensureLock: async () => undefined,
+      ensureLock,
       waitHealthy: async () => {
         calls.push('waitHealthy');
       },
@@ -491,6 +496,22 @@ describe('HaproxyRouter', () => {
     expect(hx.servers.blue.admin).toBe('ready');
     expect(hx.servers.green.admin).toBe('maint');
     expect(calls).not.toContain('trafficMayHaveMoved');
+  });
+
+  test('the deploy lock lost to another deploy before the switch: HAProxy is left as that deploy has it (no maint, no state file)', async () => {
+    const hx = new ModelHaproxy();
+    hx.servers.green.appHealthy = true;
+    const lost = async () => {
+      throw new StepError('health', 'the deploy lock was taken over by deploy d9');
+    };
+    const { host, drive } = routerHost(hx, {}, cfg, lost);
+    const e = await drive(new HaproxyRouter(cfg)).catch((x: Error) => x);
+    expect((e as Error).message).toMatch(/taken over by deploy d9/);
+    // only this run's own move into drain before the lock was found lost; nothing after it
+    expect(hx.lines.filter((l) => l.includes('set server'))).toEqual([
+      `set server ${B}/green state maint; set server ${B}/green state drain`
+    ]);
+    expect(host.stateFileWrites).toHaveLength(1);
   });
 
   test('switch back after the switch (old still in drain): old ready at once, candidate drained into maint', async () => {
