@@ -5690,7 +5690,9 @@ async function runSmokeCommand(test, vars, log, signal, baseEnv = process.env) {
         signal?.addEventListener('abort', onAbort, { once: true });
     const setsid = whichOrEmpty('setsid');
     // The wrapper prints its pid, then becomes the user's command (exec keeps the pid, so it leads the group).
-    const wrapper = `printf '${PID_MARKER}%s\\n' "$$"; exec bash --noprofile --norc -eo pipefail -c "$1"`;
+    // Its stdin is /dev/null (a command that waits for input ends at once instead of at the timeout): redirected here,
+    // not by writing an empty input to a pipe, which failed with EPIPE when the command had already exited.
+    const wrapper = `printf '${PID_MARKER}%s\\n' "$$"; exec bash --noprofile --norc -eo pipefail -c "$1" </dev/null`;
     const argv = [
         ...(setsid ? [setsid] : []),
         'bash',
@@ -5710,8 +5712,6 @@ async function runSmokeCommand(test, vars, log, signal, baseEnv = process.env) {
             env: smokeTestEnv(baseEnv, vars),
             silent: true,
             ignoreReturnCode: true,
-            // No stdin: a command that waits for input would otherwise only end at the timeout.
-            input: Buffer.alloc(0),
             // A background process that keeps stdout open must not hold the deploy long after the command exits.
             delay: 2000,
             listeners: {

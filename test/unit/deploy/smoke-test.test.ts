@@ -76,6 +76,12 @@ test('the command sees BLUEGREEN_* and not the action inputs; exit code and last
   expect(o.tail).toBe('url=http://127.0.0.1:1 inputs=none\noops');
 });
 
+test('the command gets no stdin: one that reads it ends at once instead of at the timeout', async () => {
+  const o = await runSmokeCommand({ command: 'cat; echo after-eof', on: 'all', timeoutMs: 20_000 }, {}, log);
+  expect(o.exitCode).toBe(0);
+  expect(o.tail).toBe('after-eof');
+});
+
 test('-eo pipefail: a failing command in the middle fails the test', async () => {
   const o = await runSmokeCommand({ command: 'false | cat\necho not reached', on: 'all', timeoutMs: 20_000 }, {}, log);
   expect(o.exitCode).toBe(1);
